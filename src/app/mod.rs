@@ -1,0 +1,156 @@
+//! Use cases: the only code that knows providers AND the transfer engine. Each returns the
+//! process exit code; run-ending failures are `Error`s, per-file failures are outcomes.
+mod cp;
+mod download;
+
+pub use cp::cp;
+pub use download::download;
+
+use crate::error::{EXIT_FILES_FAILED, Error};
+use crate::plan::{Plan, PlanFailure};
+use crate::report::{Printer, ProgressReporter, Summary};
+use crate::settings::Common;
+use crate::transfer::{self, FileTask};
+use std::collections::HashSet;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+/// Make a destination path absolute without resolving symlinks.
+pub(crate) fn absolute(p: &Path) -> Result<PathBuf, Error> {
+    std::path::absolute(p).map_err(|e| Error::usage(format!("invalid destination {}: {e}", p.display())))
+}
+
+/// What a command has set up before it executes a plan.
+pub(crate) struct Session<'a> {
+    /// Resolved settings.
+    pub common: &'a Common,
+    /// The run's HTTP client.
+    pub client: &'a reqwest::Client,
+    /// Output mode.
+    pub printer: Printer,
+    /// When the command started.
+    pub started: Instant,
+    /// Ctrl+C.
+    pub cancel: CancellationToken,
+}
+
+/// Create the destination, take its lock, create each file's directory, run the engine, sweep,
+/// print the summary and compute the exit code.
+pub(crate) async fn execute(
+    session: Session<'_>,
+    root: &Path,
+    plan: Plan,
+    job: Option<(&str, &str)>,
+) -> Result<u8, Error> {
+    let Session { common, client, printer, started, cancel } = session;
+    match std::fs::symlink_metadata(root) {
+        Ok(_) if !root.is_dir() => {
+            return Err(Error::Io(format!("destination {} exists and is not a directory", root.display())));
+        }
+        Ok(_) => {}
+        Err(_) => std::fs::create_dir_all(root).map_err(|e| Error::Io(format!("cannot create destination {}: {e}", root.display())))?,
+    }
+    let _lock = crate::fs::DestLock::acquire(root).map_err(|e| Error::Io(format!("cannot lock {}: {e}", root.display())))?;
+    let mut failures: Vec<PlanFailure> = plan.failures;
+    let mut tasks: Vec<FileTask> = Vec::with_capacity(plan.tasks.len());
+    let mut made: HashSet<PathBuf> = HashSet::new();
+    for t in plan.tasks {
+        let dir = t.dest.parent().map(Path::to_path_buf).unwrap_or_else(|| root.to_path_buf());
+        if !made.contains(&dir) {
+            if let Err(e) = crate::fs::create_dir_inside(root, &dir) {
+                failures.push(PlanFailure { display: t.display.clone(), error: e.to_string() });
+                continue;
+            }
+            made.insert(dir);
+        }
+        tasks.push(t);
+    }
+    let keep: HashSet<PathBuf> = tasks.iter().map(|t| t.dest.clone()).collect();
+    let show = !printer.json && !printer.quiet && std::io::stderr().is_terminal();
+    let reporter = Arc::new(ProgressReporter::new(show));
+    let outcome = transfer::run(client, &common.transfer, tasks, reporter.clone(), cancel).await;
+    reporter.finish();
+    let summary = Summary {
+        job,
+        destination: root,
+        files: &outcome.files,
+        plan_failures: &failures,
+        elapsed: started.elapsed(),
+        interrupted: outcome.interrupted,
+    };
+    let failed = summary.failed();
+    if !outcome.interrupted && failed == 0 {
+        // Part files of files no longer in the plan go once a run fully succeeds.
+        if let Err(e) = crate::fs::sweep_orphans(root, &keep) {
+            crate::log::log(1, format!("sweep of {}: {e}", root.display()));
+        }
+    }
+    printer.summary(&summary);
+    Ok(if outcome.interrupted {
+        130
+    } else if failed > 0 {
+        EXIT_FILES_FAILED
+    } else {
+        0
+    })
+}
+
+/// Print the plan of a `--dry-run` (stdout: one line per file, or the JSON document).
+pub(crate) fn print_dry_run(printer: Printer, root: &Path, plan: &Plan, job: Option<(&str, &str)>) {
+    if printer.json {
+        let files: Vec<_> = plan
+            .tasks
+            .iter()
+            .map(|t| serde_json::json!({"path": t.display, "bytes": t.size, "result": "planned"}))
+            .chain(plan.failures.iter().map(|f| serde_json::json!({"path": f.display, "bytes": 0, "result": "failed", "error": f.error})))
+            .collect();
+        let doc = serde_json::json!({"version":1,"dry_run":true,"job":job.map(|(n,s)| serde_json::json!({"name":n,"status":s})),
+            "destination": root.display().to_string(), "files": files,
+            "totals": {"files": plan.tasks.len(), "bytes": plan.bytes(), "failed": plan.failures.len()}});
+        println!("{doc}");
+        return;
+    }
+    for t in &plan.tasks {
+        let size = t.size.map(crate::report::human_bytes).unwrap_or_else(|| "?".into());
+        println!("{size:>12}  {}", root.join(&t.display).display());
+    }
+    for f in &plan.failures {
+        eprintln!("error: {}: {}", f.display, f.error);
+    }
+    eprintln!("{} files, {} (dry run: nothing written)", plan.tasks.len(), crate::report::human_bytes(plan.bytes()));
+}
+
+/// Run a parsed command line to completion on a fresh runtime; returns the exit code.
+pub fn run_cli(cli: crate::cli::Cli) -> u8 {
+    use crate::cli::Command;
+    let transfer = match &cli.command {
+        Command::Download(a) => &a.transfer,
+        Command::Cp(a) => &a.transfer,
+    };
+    crate::log::set_verbosity(transfer.verbose);
+    let printer = Printer { json: transfer.json, quiet: transfer.quiet };
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            printer.fatal(&Error::Io(format!("cannot start the async runtime: {e}")));
+            return 1;
+        }
+    };
+    rt.block_on(async move {
+        let cancel = crate::signal::install();
+        let result = match cli.command {
+            Command::Download(a) => download(a, printer, cancel).await,
+            Command::Cp(a) => cp(a, printer, cancel).await,
+        };
+        match result {
+            Ok(code) => code,
+            Err(e) => {
+                printer.fatal(&e);
+                e.exit_code()
+            }
+        }
+    })
+}

@@ -1,0 +1,122 @@
+//! Command-line definitions (clap derive). Doc comments are the help text; no logic lives here.
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+/// Download the outputs and logged artifacts of ML training jobs, fast and safely.
+///
+/// Exit codes: 0 ok, 1 internal/service unavailable, 2 usage, 3 auth, 4 not found,
+/// 5 job not terminal, 6 some files failed, 130 interrupted.
+#[derive(Debug, Parser)]
+#[command(name = "jobdl", version, about, long_about = None, max_term_width = 100)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Download a job's artifacts and/or named outputs.
+    ///
+    /// Examples:
+    ///   jobdl download job-123 --project-endpoint https://acct.services.ai.azure.com/api/projects/p
+    ///   jobdl download job-123 --output model --json
+    ///   jobdl download job-123 --all-outputs --wait --timeout 2h -p ./results
+    Download(DownloadArgs),
+    /// Download one blob, or every blob under a container/prefix SAS URL, into DIR.
+    ///
+    /// Example:
+    ///   jobdl cp 'https://acct.blob.core.windows.net/c/prefix?sv=...&sig=...' ./out
+    Cp(CpArgs),
+}
+
+/// Options shared by every command that transfers files.
+#[derive(Debug, Args, Clone)]
+pub struct TransferArgs {
+    /// Files (and ranged chunks) in flight at once.
+    #[arg(long, value_name = "N", env = "JOBDL_PARALLEL")]
+    pub parallel: Option<usize>,
+    /// Attempts per data request before a file fails (metadata calls: 5).
+    #[arg(long, value_name = "N")]
+    pub retries: Option<u32>,
+    /// Abort an attempt that received no byte for this long (e.g. 120s, 5m). Never a total limit.
+    #[arg(long, value_name = "DURATION")]
+    pub idle_timeout: Option<String>,
+    /// Extra host[:port] that URLs from the service may point to (repeatable; loopback may be http).
+    #[arg(long = "allow-host", value_name = "HOST[:PORT]")]
+    pub allow_host: Vec<String>,
+    /// Print exactly one JSON document on stdout and nothing else.
+    #[arg(long)]
+    pub json: bool,
+    /// Print only errors.
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// More detail on stderr (-v requests, -vv retries and decisions).
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+/// `jobdl download`.
+#[derive(Debug, Args)]
+pub struct DownloadArgs {
+    /// The job name (also its run id).
+    pub job: String,
+    /// Azure AI Foundry project endpoint: https://<account>.services.ai.azure.com/api/projects/<project>.
+    #[arg(long, env = "AZURE_AI_PROJECT_ENDPOINT", value_name = "URL")]
+    pub project_endpoint: Option<String>,
+    /// Azure subscription id (Azure ML workspace path; not supported yet).
+    #[arg(long, env = "AZURE_SUBSCRIPTION_ID", value_name = "ID", hide_env_values = true)]
+    pub subscription: Option<String>,
+    /// Resource group (Azure ML workspace path; not supported yet).
+    #[arg(long, env = "AZURE_RESOURCE_GROUP", value_name = "NAME")]
+    pub resource_group: Option<String>,
+    /// Azure ML workspace name (not supported yet).
+    #[arg(long, env = "AZUREML_WORKSPACE_NAME", value_name = "NAME")]
+    pub workspace: Option<String>,
+    /// Azure cloud: AzureCloud, AzureUSGovernment or AzureChinaCloud.
+    #[arg(long, env = "AZURE_CLOUD", value_name = "NAME", default_value = "AzureCloud")]
+    pub cloud: String,
+    /// Download this named output (repeatable); `default` means the default artifacts.
+    #[arg(long = "output", value_name = "NAME")]
+    pub outputs: Vec<String>,
+    /// Download every named output and the default artifacts.
+    #[arg(long, conflicts_with = "outputs")]
+    pub all_outputs: bool,
+    /// Destination directory (default ./<JOB>).
+    #[arg(short = 'p', long = "path", value_name = "DIR")]
+    pub path: Option<PathBuf>,
+    /// Poll until the job is in a terminal state, then download.
+    #[arg(long)]
+    pub wait: bool,
+    /// With --wait: give up after this long (90s, 15m, 2h, 1h30m or seconds); exit 5.
+    #[arg(long, value_name = "DURATION", requires = "wait")]
+    pub timeout: Option<String>,
+    /// Keep local files whose size (and MD5 when known) match.
+    #[arg(long)]
+    pub skip_existing: bool,
+    /// Resolve everything and print the plan; write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Transfer options.
+    #[command(flatten)]
+    pub transfer: TransferArgs,
+}
+
+/// `jobdl cp`.
+#[derive(Debug, Args)]
+pub struct CpArgs {
+    /// A blob URL, or a container/prefix URL, carrying a SAS.
+    pub url: String,
+    /// Destination directory.
+    pub dir: PathBuf,
+    /// Azure cloud whose storage hosts are allowed.
+    #[arg(long, env = "AZURE_CLOUD", value_name = "NAME", default_value = "AzureCloud")]
+    pub cloud: String,
+    /// Keep local files whose size (and MD5 when known) match.
+    #[arg(long)]
+    pub skip_existing: bool,
+    /// Transfer options.
+    #[command(flatten)]
+    pub transfer: TransferArgs,
+}

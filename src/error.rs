@@ -1,0 +1,111 @@
+//! Error categories, the exit-code table of the CLI contract, and "error / hint" rendering.
+//! Every failure class maps to exactly one exit code here, in one `match`.
+use thiserror::Error;
+
+/// Terminal job states (Azure), as listed in the contract.
+pub const AZURE_TERMINAL: &[&str] = &["Completed", "Failed", "Canceled", "NotResponding", "Paused"];
+
+/// A failure that ends the whole run (per-file failures are collected, not raised).
+#[derive(Debug, Error)]
+pub enum Error {
+    /// Bad flag, bad configuration, bad URL given by the user.
+    #[error("{0}")]
+    Usage(String),
+    /// 401/403 from a service call.
+    #[error("{message}")]
+    Auth {
+        /// What failed.
+        message: String,
+        /// How to fix it.
+        hint: String,
+    },
+    /// Job, output or blob not found.
+    #[error("{0}")]
+    NotFound(String),
+    /// The job is not in a terminal state (or `--wait` timed out).
+    #[error("job '{job}' is {status}, not in a terminal state ({terminal}){extra}", terminal = AZURE_TERMINAL.join(", "))]
+    NotTerminal {
+        /// Job name.
+        job: String,
+        /// Last seen status.
+        status: String,
+        /// Extra words (e.g. "after waiting 10m").
+        extra: String,
+    },
+    /// A call everything depends on kept failing after its retries.
+    #[error("{0}")]
+    ServiceUnavailable(String),
+    /// A service answered something we cannot use (malformed payload, repeated page token...).
+    #[error("{0}")]
+    Protocol(String),
+    /// Local I/O failure that ends the run (destination not writable, lock held...).
+    #[error("{0}")]
+    Io(String),
+    /// Ctrl+C / SIGTERM.
+    #[error("interrupted")]
+    Interrupted,
+}
+
+/// Exit code when some files failed (the run itself finished).
+pub const EXIT_FILES_FAILED: u8 = 6;
+
+impl Error {
+    /// The documented exit code of this error.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::Usage(_) => 2,
+            Error::Auth { .. } => 3,
+            Error::NotFound(_) => 4,
+            Error::NotTerminal { .. } => 5,
+            Error::ServiceUnavailable(_) | Error::Protocol(_) | Error::Io(_) => 1,
+            Error::Interrupted => 130,
+        }
+    }
+
+    /// The `code` string of the `--json` error document.
+    pub fn json_code(&self) -> &'static str {
+        match self {
+            Error::Usage(_) => "usage",
+            Error::Auth { .. } => "auth",
+            Error::NotFound(_) => "not_found",
+            Error::NotTerminal { .. } => "job_not_terminal",
+            Error::ServiceUnavailable(_) => "service_unavailable",
+            Error::Protocol(_) | Error::Io(_) => "internal",
+            Error::Interrupted => "interrupted",
+        }
+    }
+
+    /// A hint for the user, if any.
+    pub fn hint(&self) -> Option<&str> {
+        match self {
+            Error::Auth { hint, .. } => Some(hint),
+            _ => None,
+        }
+    }
+
+    /// Shorthand for a usage error.
+    pub fn usage(msg: impl Into<String>) -> Self {
+        Error::Usage(msg.into())
+    }
+}
+
+/// Result with the crate's run-ending error.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_codes_match_the_contract() {
+        assert_eq!(Error::usage("x").exit_code(), 2);
+        assert_eq!(Error::Auth { message: "a".into(), hint: "h".into() }.exit_code(), 3);
+        assert_eq!(Error::NotFound("x".into()).exit_code(), 4);
+        let nt = Error::NotTerminal { job: "j".into(), status: "Running".into(), extra: String::new() };
+        assert_eq!(nt.exit_code(), 5);
+        assert!(nt.to_string().contains("Running"));
+        assert!(nt.to_string().contains("Completed, Failed, Canceled, NotResponding, Paused"));
+        assert_eq!(Error::ServiceUnavailable("x".into()).exit_code(), 1);
+        assert_eq!(Error::Interrupted.exit_code(), 130);
+    }
+}

@@ -1,0 +1,201 @@
+//! The one door to the disk: part and state file names, directory creation that refuses
+//! symlinks, positional writes, fsync + atomic rename, the destination lock and the sweep.
+//! Knows paths and files, never HTTP or Azure.
+use std::collections::HashSet;
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// Suffix of a part file (`.<basename>.jobdl-part`).
+pub const PART_SUFFIX: &str = ".jobdl-part";
+/// Suffix of a resume record (`.<basename>.jobdl-state`).
+pub const STATE_SUFFIX: &str = ".jobdl-state";
+/// Directory holding the lock inside a destination.
+pub const META_DIR: &str = ".jobdl";
+
+fn sibling(dest: &Path, suffix: &str) -> PathBuf {
+    let base = dest.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    dest.with_file_name(format!(".{base}{suffix}"))
+}
+
+/// The part file of a final path: one fixed name, so that a rerun finds it.
+pub fn part_path(dest: &Path) -> PathBuf {
+    sibling(dest, PART_SUFFIX)
+}
+
+/// The resume record beside a part file.
+pub fn state_path(dest: &Path) -> PathBuf {
+    sibling(dest, STATE_SUFFIX)
+}
+
+/// Whether a file name is one of jobdl's working files.
+pub fn is_working_file(name: &str) -> bool {
+    name.starts_with('.') && (name.ends_with(PART_SUFFIX) || name.ends_with(STATE_SUFFIX))
+}
+
+/// Create `dir` (which must be `root` or inside it) and its parents, refusing to pass through
+/// a symlink or a non-directory below `root`. `root` itself must already exist.
+pub fn create_dir_inside(root: &Path, dir: &Path) -> io::Result<()> {
+    let rel = dir.strip_prefix(root).map_err(|_| io::Error::other(format!("{} is outside {}", dir.display(), root.display())))?;
+    let mut cur = root.to_path_buf();
+    for comp in rel.components() {
+        cur.push(comp);
+        match std::fs::symlink_metadata(&cur) {
+            Ok(m) if m.file_type().is_symlink() => {
+                return Err(io::Error::other(format!("refusing to write through symlink {}", cur.display())));
+            }
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => return Err(io::Error::other(format!("{} exists and is not a directory", cur.display()))),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => match std::fs::create_dir(&cur) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists && cur.is_dir() => {}
+                Err(e) => return Err(io::Error::new(e.kind(), format!("cannot create {}: {e}", cur.display()))),
+            },
+            Err(e) => return Err(io::Error::new(e.kind(), format!("{}: {e}", cur.display()))),
+        }
+    }
+    Ok(())
+}
+
+/// Open (creating if needed) a part file for writing without truncating it.
+pub fn open_part(path: &Path) -> io::Result<File> {
+    OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path)
+}
+
+/// Write all of `buf` at `offset` (positional; loops on short writes).
+pub fn write_all_at(file: &File, mut buf: &[u8], mut offset: u64) -> io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    while !buf.is_empty() {
+        let n = file.write_at(buf, offset)?;
+        if n == 0 {
+            return Err(io::Error::new(io::ErrorKind::WriteZero, "short write"));
+        }
+        buf = &buf[n..];
+        offset += n as u64;
+    }
+    Ok(())
+}
+
+/// Make `part` durable, then rename it over `dest` (atomic on the same file system).
+pub fn publish(part: &Path, file: &File, dest: &Path) -> io::Result<()> {
+    file.sync_data()?;
+    std::fs::rename(part, dest)
+}
+
+/// fsync a directory so that renames inside it are durable.
+pub fn fsync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// Remove a file, ignoring "not found".
+pub fn remove_if_exists(path: &Path) -> io::Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// The cross-process lock on a destination, held for the whole run (OS advisory lock).
+#[derive(Debug)]
+pub struct DestLock {
+    _file: File,
+}
+
+impl DestLock {
+    /// Create `<root>/.jobdl/lock` and take an exclusive lock without waiting.
+    pub fn acquire(root: &Path) -> io::Result<DestLock> {
+        let meta = root.join(META_DIR);
+        create_dir_inside(root, &meta)?;
+        let file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(meta.join("lock"))?;
+        match file.try_lock() {
+            Ok(()) => Ok(DestLock { _file: file }),
+            Err(std::fs::TryLockError::WouldBlock) => Err(io::Error::new(
+                io::ErrorKind::WouldBlock,
+                format!("another jobdl is already writing to {}", root.display()),
+            )),
+            Err(std::fs::TryLockError::Error(e)) => Err(e),
+        }
+    }
+}
+
+/// Delete jobdl working files under `root` whose final path is not in `keep`. Returns the count.
+/// Only exact working-file names are touched; symlinked directories are not followed.
+pub fn sweep_orphans(root: &Path, keep: &HashSet<PathBuf>) -> io::Result<usize> {
+    let mut removed = 0;
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        for entry in entries {
+            let entry = entry?;
+            let ft = entry.file_type()?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if ft.is_dir() {
+                if !(dir == root && name == META_DIR) {
+                    stack.push(entry.path());
+                }
+            } else if ft.is_file() && is_working_file(&name) {
+                let suffix = if name.ends_with(PART_SUFFIX) { PART_SUFFIX } else { STATE_SUFFIX };
+                let final_name = &name[1..name.len() - suffix.len()];
+                if !keep.contains(&dir.join(final_name)) {
+                    remove_if_exists(&entry.path())?;
+                    removed += 1;
+                }
+            }
+        }
+    }
+    Ok(removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn working_file_names() {
+        let d = Path::new("/r/a/x.tmp");
+        assert_eq!(part_path(d), Path::new("/r/a/.x.tmp.jobdl-part"));
+        assert_eq!(state_path(d), Path::new("/r/a/.x.tmp.jobdl-state"));
+        assert!(is_working_file(".x.jobdl-part"));
+        assert!(!is_working_file("x.jobdl-part"));
+        assert!(!is_working_file("x.tmp"));
+    }
+
+    #[test]
+    fn create_dir_refuses_symlinks_and_files() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path();
+        let outside = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(outside.path(), root.join("link")).unwrap();
+        std::fs::write(root.join("file"), b"x").unwrap();
+        assert!(create_dir_inside(root, &root.join("a/b")).is_ok());
+        assert!(create_dir_inside(root, &root.join("link/b")).is_err());
+        assert!(create_dir_inside(root, &root.join("file/b")).is_err());
+        assert!(!outside.path().join("b").exists());
+    }
+
+    #[test]
+    fn lock_is_exclusive() {
+        let t = tempfile::tempdir().unwrap();
+        let a = DestLock::acquire(t.path()).unwrap();
+        assert!(DestLock::acquire(t.path()).is_err());
+        drop(a);
+        assert!(DestLock::acquire(t.path()).is_ok());
+    }
+
+    #[test]
+    fn sweep_keeps_planned_and_foreign_files() {
+        let t = tempfile::tempdir().unwrap();
+        let r = t.path();
+        for n in [".a.jobdl-part", ".a.jobdl-state", ".b.jobdl-part", "c.tmp", "d.jobdl-part"] {
+            std::fs::write(r.join(n), b"x").unwrap();
+        }
+        let keep: HashSet<PathBuf> = [r.join("a")].into_iter().collect();
+        assert_eq!(sweep_orphans(r, &keep).unwrap(), 1);
+        assert!(r.join(".a.jobdl-part").exists() && r.join("c.tmp").exists() && r.join("d.jobdl-part").exists());
+        assert!(!r.join(".b.jobdl-part").exists());
+    }
+}

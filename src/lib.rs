@@ -1,0 +1,32 @@
+//! jobdl: download the outputs and logged artifacts of ML training jobs, fast and safely.
+//!
+//! Modules in dependency order (each may use only those above it):
+//! - [`error`], [`redact`], [`retry`]: error categories and exit codes, secret redaction, retry policy
+//! - [`http`]: the one HTTP client, status classification, metadata calls with retries
+//! - [`hosts`]: the host allow-list (which URLs may be fetched, which may receive a token)
+//! - [`fs`]: the one door to the disk (part files, fsync + rename, lock)
+//! - [`blob`]: Azure Blob REST (URL parsing, List Blobs, HEAD); knows nothing about files on disk
+//! - [`auth`]: bearer tokens (static, or the Azure credential chain)
+//! - [`provider`]: what exists and where (Foundry project endpoint); returns plans, never touches disk
+//! - [`plan`]: pure planning: path safety, dedupe
+//! - [`transfer`]: provider-blind engine moving bytes from URLs to files
+//! - [`report`]: progress, summary and the `--json` document; the only module that prints
+//! - [`cli`], [`settings`], [`app`]: argument parsing, resolved settings, use cases
+pub mod log;
+pub mod error;
+pub mod redact;
+pub mod retry;
+pub mod http;
+pub mod hosts;
+pub mod safepath;
+pub mod fs;
+pub mod blob;
+pub mod auth;
+pub mod provider;
+pub mod plan;
+pub mod transfer;
+pub mod report;
+pub mod cli;
+pub mod settings;
+pub mod app;
+pub mod signal;

@@ -1,0 +1,412 @@
+//! Path A: an Azure AI Foundry project endpoint. Job GET, run history, the paged artifact
+//! listing with per-root `prefix/contentinfo` fan-out and gap fill, and named outputs through
+//! the models/datasets credentials APIs. The bearer token goes only to the project host.
+use super::{Job, Listing, OutputSpec, RemoteFile, fatal};
+use crate::auth::{FOUNDRY_SCOPE, TokenSource};
+use crate::blob::{BlobClient, parse_blob_url};
+use crate::error::Error;
+use crate::hosts::AllowList;
+use crate::http::{CallError, JsonRequest, MetaClient};
+use futures_util::StreamExt;
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use url::Url;
+
+/// `api-version` of jobs, history and models calls.
+pub const API_VERSION: &str = "2026-01-15-preview";
+/// `api-version` of datasets credentials calls.
+pub const DATASET_API_VERSION: &str = "v1";
+/// Most pages followed in one listing.
+const MAX_PAGES: usize = 10_000;
+/// Roots whose content info is fetched at once.
+const FANOUT: usize = 8;
+/// Output types Path A can download.
+pub const SUPPORTED_TYPES: &[&str] = &["safetensors_model", "uri_folder", "uri_file"];
+
+/// Characters escaped in a path segment or query value (RFC 3986 unreserved stay).
+const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+
+fn enc(s: &str) -> String {
+    utf8_percent_encode(s, COMPONENT).to_string()
+}
+
+/// Validate a project endpoint (§2.1) and return its base URL (no trailing slash).
+pub fn parse_endpoint(raw: &str, allow: &AllowList) -> Result<Url, Error> {
+    let bad = |why: &str| Error::usage(format!("invalid project endpoint '{}': {why}", crate::redact::redact(raw)));
+    let url = Url::parse(raw.trim()).map_err(|e| bad(&e.to_string()))?;
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(bad("it must not contain user info"));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(bad("it must not contain a query or fragment"));
+    }
+    let path = url.path().strip_suffix('/').unwrap_or(url.path());
+    let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    if segs.len() != 3 || segs[0] != "api" || segs[1] != "projects" || segs[2].is_empty() {
+        return Err(bad("expected https://<account>.services.ai.azure.com/api/projects/<project>"));
+    }
+    allow.check_foundry(&url).map_err(|e| Error::usage(format!("project endpoint not allowed: {e}")))?;
+    let mut base = url.clone();
+    base.set_path(path);
+    Ok(base)
+}
+
+/// A Foundry project.
+pub struct Foundry {
+    meta: MetaClient,
+    blob: BlobClient,
+    base: Url,
+    tokens: TokenSource,
+    allow: AllowList,
+}
+
+/// Case-insensitive object lookup (the services disagree on key casing).
+fn get_ci<'a>(v: &'a Value, key: &str) -> Option<&'a Value> {
+    let obj = v.as_object()?;
+    obj.get(key).or_else(|| obj.iter().find(|(k, _)| k.eq_ignore_ascii_case(key)).map(|(_, v)| v))
+}
+
+fn str_ci<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
+    get_ci(v, key).and_then(Value::as_str).filter(|s| !s.is_empty())
+}
+
+/// Normalise a service path: `\` → `/`, collapse `//`, strip a leading `/` (§2.6 step 4).
+fn normalise(p: &str) -> String {
+    let s = p.replace('\\', "/");
+    let parts: Vec<&str> = s.split('/').filter(|c| !c.is_empty()).collect();
+    let mut out = parts.join("/");
+    if s.ends_with('/') && !out.is_empty() {
+        out.push('/');
+    }
+    out
+}
+
+impl Foundry {
+    /// A client for the project at `base` (validated by [`parse_endpoint`]).
+    pub fn new(meta: MetaClient, blob: BlobClient, base: Url, tokens: TokenSource, allow: AllowList) -> Self {
+        Foundry { meta, blob, base, tokens, allow }
+    }
+
+    fn url(&self, path: &str, api_version: &str, query: &[(&str, &str)]) -> Url {
+        let mut u = self.base.clone();
+        u.set_path(&format!("{}/{}", self.base.path(), path));
+        let mut q = format!("api-version={}", enc(api_version));
+        for (k, v) in query {
+            q.push_str(&format!("&{k}={}", enc(v)));
+        }
+        u.set_query(Some(&q));
+        u
+    }
+
+    async fn call(&self, method: reqwest::Method, url: Url, body: Option<Value>) -> Result<Value, CallError> {
+        // Only URLs on the project host ever receive the token.
+        let same_host = url.scheme() == self.base.scheme() && url.host_str() == self.base.host_str() && url.port_or_known_default() == self.base.port_or_known_default();
+        if !same_host {
+            return Err(CallError::Decode { url: crate::redact::url_for_display(&url), message: "refusing to send the token to another host".into() });
+        }
+        let token = self.tokens.token(FOUNDRY_SCOPE).await.map_err(|e| CallError::Transport { message: e.to_string(), attempts: 1 })?;
+        self.meta.json(&JsonRequest { method, url, bearer: Some(token), body }).await
+    }
+
+    async fn get(&self, url: Url) -> Result<Value, CallError> {
+        self.call(reqwest::Method::GET, url, None).await
+    }
+
+    /// GET the job.
+    pub async fn get_job(&self, name: &str) -> Result<Job, Error> {
+        let url = self.url(&format!("jobs/{}", enc(name)), API_VERSION, &[]);
+        let v = self.get(url).await.map_err(|e| match e.status() {
+            Some(404) => Error::NotFound(format!("job '{name}' not found in project {}", self.base)),
+            _ => fatal(e, &format!("get job '{name}'")),
+        })?;
+        parse_job(name, &v)
+    }
+
+    /// Follow a paged listing (§2.5): `continuationToken`, else a same-host `nextLink`.
+    async fn paged(&self, first: Url, what: &str) -> Result<Vec<Value>, Error> {
+        let mut items = Vec::new();
+        let mut url = first.clone();
+        let mut seen = HashSet::new();
+        for _ in 0..MAX_PAGES {
+            let page = self.get(url.clone()).await.map_err(|e| fatal(e, what))?;
+            if let Some(vals) = get_ci(&page, "value").and_then(Value::as_array) {
+                items.extend(vals.iter().cloned());
+            } else if !page.is_object() {
+                return Err(Error::Protocol(format!("{what}: malformed page (not an object)")));
+            }
+            if let Some(tok) = str_ci(&page, "continuationToken") {
+                if !seen.insert(format!("t:{tok}")) {
+                    return Err(Error::Protocol(format!("{what}: the service repeated a continuation token; stopping")));
+                }
+                let mut next = first.clone();
+                let q: Vec<(String, String)> = first.query_pairs().filter(|(k, _)| k != "continuationToken").map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
+                let mut qs = q.iter().map(|(k, v)| format!("{}={}", enc(k), enc(v))).collect::<Vec<_>>().join("&");
+                qs.push_str(&format!("&continuationToken={}", enc(tok)));
+                next.set_query(Some(&qs));
+                url = next;
+            } else if let Some(link) = str_ci(&page, "nextLink") {
+                let mut next = Url::parse(link).map_err(|_| Error::Protocol(format!("{what}: invalid nextLink")))?;
+                if next.scheme() != url.scheme() || next.host_str() != url.host_str() || next.port_or_known_default() != url.port_or_known_default() {
+                    return Err(Error::Protocol(format!(
+                        "{what}: nextLink points to another host ({}); not following it",
+                        crate::redact::url_for_display(&next)
+                    )));
+                }
+                if !next.query_pairs().any(|(k, _)| k == "api-version") {
+                    let q = match next.query() {
+                        Some(q) if !q.is_empty() => format!("{q}&api-version={API_VERSION}"),
+                        _ => format!("api-version={API_VERSION}"),
+                    };
+                    next.set_query(Some(&q));
+                }
+                if !seen.insert(format!("l:{next}")) {
+                    return Err(Error::Protocol(format!("{what}: the service repeated a nextLink; stopping")));
+                }
+                url = next;
+            } else {
+                return Ok(items);
+            }
+        }
+        Err(Error::Protocol(format!("{what}: more than {MAX_PAGES} pages; stopping")))
+    }
+
+    fn history(&self, job: &str, exp: &str, tail: &str, query: &[(&str, &str)]) -> Url {
+        self.url(&format!("jobs/{j}/history/experimentids/{}/runs/{j}/{tail}", enc(exp), j = enc(job)), API_VERSION, query)
+    }
+
+    /// The job's default artifacts (§2.4–§2.7).
+    pub async fn default_artifacts(&self, job: &str) -> Result<Listing, Error> {
+        let run_url = self.url(&format!("jobs/{j}/history/runs/{j}", j = enc(job)), API_VERSION, &[]);
+        let run = self.get(run_url).await.map_err(|e| match e.status() {
+            Some(404) => Error::NotFound(format!("run metadata of job '{job}' not found")),
+            _ => fatal(e, &format!("run history of job '{job}'")),
+        })?;
+        let exp = str_ci(&run, "experimentId")
+            .ok_or_else(|| Error::Protocol(format!("the run metadata of job '{job}' has no experiment ID")))?
+            .to_string();
+        let listed = self.paged(self.history(job, &exp, "artifacts", &[]), &format!("artifact listing of job '{job}'")).await?;
+        let mut paths: Vec<String> = Vec::new();
+        let mut seen = HashSet::new();
+        for item in &listed {
+            if let Some(p) = str_ci(item, "path") {
+                let n = normalise(p);
+                if !n.is_empty() && seen.insert(n.clone()) {
+                    paths.push(n);
+                }
+            }
+        }
+        let roots: BTreeSet<String> = paths.iter().map(|p| p.split('/').next().unwrap_or(p).to_string()).collect();
+        // Fan out per root; keep every result and error.
+        let exp_ref = exp.as_str();
+        let results: Vec<(String, Result<Vec<Value>, Error>)> = futures_util::stream::iter(roots)
+            .map(|root| async move {
+                let url = self.history(job, exp_ref, "artifacts/prefix/contentinfo", &[("path", &root)]);
+                let r = self.paged(url, &format!("content info of '{root}'")).await;
+                (root, r)
+            })
+            .buffer_unordered(FANOUT)
+            .collect()
+            .await;
+        let mut uris: BTreeMap<String, (String, Option<u64>)> = BTreeMap::new();
+        let mut sorted = results;
+        sorted.sort_by(|a, b| a.0.cmp(&b.0));
+        for (root, r) in sorted {
+            match r {
+                Ok(items) => {
+                    for item in items {
+                        let Some(p) = str_ci(&item, "path") else { continue };
+                        let n = normalise(p);
+                        if n != root && !n.starts_with(&format!("{root}/")) {
+                            continue; // a plain-prefix overlap (`log` returning `logs/…`)
+                        }
+                        if let Some(uri) = str_ci(&item, "contentUri") {
+                            let len = get_ci(&item, "contentLength").and_then(Value::as_u64);
+                            match uris.entry(n) {
+                                std::collections::btree_map::Entry::Occupied(o) => {
+                                    crate::log::log(1, format!("duplicate artifact path '{}' ignored", o.key()));
+                                }
+                                std::collections::btree_map::Entry::Vacant(v) => {
+                                    v.insert((uri.to_string(), len));
+                                }
+                            }
+                        }
+                    }
+                }
+                Err(e) => crate::log::log(0, format!("warning: content info for '{root}' failed ({e}); asking per file")),
+            }
+        }
+        let mut listing = Listing::default();
+        // Gap fill: listed paths without a content URI (§2.7).
+        for p in &paths {
+            if uris.contains_key(p) {
+                continue;
+            }
+            let url = self.history(job, &exp, "artifacts/contentinfo", &[("path", p)]);
+            match self.get(url).await {
+                Ok(v) => match str_ci(&v, "contentUri") {
+                    Some(u) => {
+                        uris.insert(p.clone(), (u.to_string(), get_ci(&v, "contentLength").and_then(Value::as_u64)));
+                    }
+                    None => listing.failures.push((p.clone(), "no download URL returned".into())),
+                },
+                Err(e) if matches!(e.status(), Some(401 | 403)) => return Err(fatal(e, "artifact content info")),
+                Err(_) => listing.failures.push((p.clone(), "no download URL returned".into())),
+            }
+        }
+        for (path, (uri, len)) in uris {
+            match Url::parse(&uri) {
+                Ok(url) => match self.allow.check_storage(&url) {
+                    Ok(()) => listing.files.push(RemoteFile { rel: path, url, size: len, md5: None }),
+                    Err(e) => listing.failures.push((path, format!("download URL host not allowed: {e}"))),
+                },
+                Err(_) => listing.failures.push((path, "invalid download URL".into())),
+            }
+        }
+        Ok(listing)
+    }
+
+    /// One named output (§2.9). `Err` fails this output only.
+    pub async fn named_output(&self, job: &Job, name: &str) -> Result<Listing, String> {
+        let spec = job.outputs.get(name).ok_or_else(|| format!("output '{name}' is not declared on the job"))?;
+        if !SUPPORTED_TYPES.contains(&spec.kind.as_str()) {
+            return Err(format!(
+                "output '{name}' has unsupported jobOutputType '{}' (supported: {})",
+                spec.kind,
+                SUPPORTED_TYPES.join(", ")
+            ));
+        }
+        let (Some(asset), Some(version)) = (&spec.asset_name, &spec.asset_version) else {
+            return Err(format!("output '{name}' has no registered asset (assetName/assetVersion missing)"));
+        };
+        let cred = if spec.kind == "safetensors_model" {
+            let v_url = self.url(&format!("models/{}/versions/{}", enc(asset), enc(version)), API_VERSION, &[]);
+            let mv = self.get(v_url).await.map_err(|e| format!("output '{name}': model {asset}:{version}: {e}"))?;
+            let blob_uri = str_ci(&mv, "blobUri").ok_or_else(|| format!("output '{name}': model version has no blobUri"))?.to_string();
+            let c_url = self.url(&format!("models/{}/versions/{}/credentials", enc(asset), enc(version)), API_VERSION, &[]);
+            let body = serde_json::json!({"BlobUri": blob_uri, "GenerateBlobLevelReadSas": true});
+            self.call(reqwest::Method::POST, c_url, Some(body)).await.map_err(|e| format!("output '{name}': model credentials: {e}"))?
+        } else {
+            let c_url = self.url(&format!("datasets/{}/versions/{}/credentials", enc(asset), enc(version)), DATASET_API_VERSION, &[]);
+            self.call(reqwest::Method::POST, c_url, None).await.map_err(|e| format!("output '{name}': dataset credentials: {e}"))?
+        };
+        let blob_ref = get_ci(&cred, "blobReference").unwrap_or(&cred);
+        let credential = get_ci(blob_ref, "credential").ok_or_else(|| format!("output '{name}': credentials response has no credential"))?;
+        let kind = str_ci(credential, "type").or_else(|| str_ci(credential, "credentialType")).unwrap_or("");
+        if !kind.eq_ignore_ascii_case("SAS") {
+            return Err(format!("output '{name}': unsupported credential type '{kind}'"));
+        }
+        let sas = str_ci(credential, "sasUri").ok_or_else(|| format!("output '{name}': credentials response has no sasUri"))?;
+        let sas_url = Url::parse(sas).map_err(|_| format!("output '{name}': invalid sasUri"))?;
+        self.allow.check_storage(&sas_url).map_err(|e| format!("output '{name}': storage host not allowed: {e}"))?;
+        let parsed = parse_blob_url(&sas_url).map_err(|e| format!("output '{name}': {e}"))?;
+        let mut prefix = parsed.path.clone();
+        if let Some(bu) = str_ci(blob_ref, "blobUri").and_then(|u| Url::parse(u).ok()).and_then(|u| parse_blob_url(&u).ok())
+            && bu.container.account == parsed.container.account && bu.container.container == parsed.container.container {
+                prefix = bu.path;
+            }
+        let container = parsed.container;
+        let folder = spec.kind != "uri_file";
+        if !folder {
+            let url = container.blob_url(&prefix);
+            match self.blob.properties(&url).await {
+                Ok(p) => {
+                    let base = prefix.rsplit('/').next().unwrap_or(&prefix).to_string();
+                    return Ok(Listing { files: vec![RemoteFile { rel: base, url, size: Some(p.size), md5: p.md5 }], failures: vec![] });
+                }
+                Err(e) if e.status() == Some(404) => {
+                    crate::log::log(0, format!("warning: output '{name}' is a uri_file but names a folder; downloading it as a folder"));
+                }
+                Err(e) => return Err(format!("output '{name}': {e}")),
+            }
+        }
+        if parsed.sr.as_deref() == Some("b") {
+            return Err(format!("output '{name}': the service returned a blob-scoped SAS, which cannot list a folder"));
+        }
+        let list_prefix = if prefix.is_empty() || prefix.ends_with('/') { prefix.clone() } else { format!("{prefix}/") };
+        let blobs = self.blob.list(&container, &list_prefix).await.map_err(|e| format!("output '{name}': listing failed: {e}"))?;
+        if blobs.is_empty() {
+            return Err(format!("output '{name}': no files under the output's folder"));
+        }
+        let files = blobs
+            .into_iter()
+            .map(|b| RemoteFile {
+                rel: b.name[list_prefix.len().min(b.name.len())..].to_string(),
+                url: container.blob_url(&b.name),
+                size: Some(b.size),
+                md5: b.md5,
+            })
+            .collect();
+        Ok(Listing { files, failures: vec![] })
+    }
+}
+
+/// Read the fields jobdl uses from a job envelope.
+pub fn parse_job(name: &str, v: &Value) -> Result<Job, Error> {
+    let props = get_ci(v, "properties").ok_or_else(|| Error::Protocol(format!("job '{name}': response has no properties")))?;
+    let status = str_ci(props, "status").ok_or_else(|| Error::Protocol(format!("job '{name}': response has no status")))?.to_string();
+    let mut outputs = BTreeMap::new();
+    if let Some(obj) = get_ci(props, "outputs").and_then(Value::as_object) {
+        for (k, o) in obj {
+            outputs.insert(
+                k.clone(),
+                OutputSpec {
+                    kind: str_ci(o, "jobOutputType").unwrap_or("").to_string(),
+                    asset_name: str_ci(o, "assetName").map(str::to_string),
+                    asset_version: str_ci(o, "assetVersion").map(str::to_string),
+                },
+            );
+        }
+    }
+    Ok(Job { name: str_ci(v, "name").unwrap_or(name).to_string(), status, outputs })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn allow() -> AllowList {
+        AllowList::new(crate::hosts::Cloud::AzureCloud, &["127.0.0.1:8080".to_string()]).unwrap()
+    }
+
+    #[test]
+    fn endpoint_validation() {
+        let a = allow();
+        assert!(parse_endpoint("https://acct.services.ai.azure.com/api/projects/p", &a).is_ok());
+        assert_eq!(parse_endpoint("https://acct.services.ai.azure.com/api/projects/p/", &a).unwrap().path(), "/api/projects/p");
+        assert!(parse_endpoint("http://127.0.0.1:8080/api/projects/p", &a).is_ok());
+        for bad in [
+            "https://acct.services.ai.azure.com/api/projects/",
+            "https://acct.services.ai.azure.com/api/projects/p/x",
+            "https://u:p@acct.services.ai.azure.com/api/projects/p",
+            "https://acct.services.ai.azure.com/api/projects/p?x=1",
+            "https://evil.invalid/api/projects/p",
+            "http://acct.services.ai.azure.com/api/projects/p",
+            "http://127.0.0.1:9/api/projects/p",
+            "not a url",
+        ] {
+            let e = parse_endpoint(bad, &a).unwrap_err();
+            assert_eq!(e.exit_code(), 2, "{bad}");
+        }
+    }
+
+    #[test]
+    fn normalisation() {
+        assert_eq!(normalise("a\\b//c"), "a/b/c");
+        assert_eq!(normalise("/x"), "x");
+        assert_eq!(normalise(""), "");
+    }
+
+    #[test]
+    fn job_parsing_is_tolerant() {
+        let v = serde_json::json!({"name":"j","properties":{"status":"Completed","outputs":{
+            "model":{"jobOutputType":"safetensors_model","assetName":"m","assetVersion":"1"},
+            "odd":{"JobOutputType":"uri_file"}}}});
+        let j = parse_job("j", &v).unwrap();
+        assert_eq!(j.status, "Completed");
+        assert_eq!(j.outputs["model"].asset_name.as_deref(), Some("m"));
+        assert_eq!(j.outputs["odd"].kind, "uri_file");
+        assert!(parse_job("j", &serde_json::json!({"properties":{}})).is_err());
+        assert!(parse_job("j", &serde_json::json!([])).is_err());
+    }
+}

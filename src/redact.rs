@@ -1,0 +1,121 @@
+//! Redaction of secrets (SAS signatures, tokens, keys) from any text before it is printed or logged.
+//! Every URL or message that may carry one passes through here; nothing else knows the rules.
+
+/// Query parameters whose values are secrets or reveal them.
+const SECRET_PARAMS: &[&str] = &[
+    "sig", "se", "st", "skoid", "sktid", "skt", "ske", "sks", "skv", "saoid", "suoid", "sasToken", "token",
+    "code", "key", "X-Amz-Signature", "X-Amz-Credential", "X-Amz-Security-Token",
+];
+
+/// Replace the values of secret query parameters anywhere in `text` with `REDACTED`.
+///
+/// Works on whole messages (not only URLs): any `name=value` where `name` is a secret parameter
+/// and is preceded by `?`, `&`, start of text or whitespace, has its value (up to `&`, whitespace,
+/// quote or end) replaced. Matching is case-insensitive on the name.
+pub fn redact(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while i < text.len() {
+        let boundary = i == 0 || matches!(bytes[i - 1], b'?' | b'&' | b' ' | b'\t' | b'\n' | b'"' | b'\'' | b'(' | b'<' | b',' | b';');
+        if boundary
+            && let Some(name_len) = secret_name_at(&text[i..]) {
+                out.push_str(&text[i..i + name_len + 1]);
+                let mut j = i + name_len + 1;
+                while j < text.len() && !matches!(bytes[j], b'&' | b' ' | b'\t' | b'\n' | b'"' | b'\'' | b')' | b'>' | b',' | b';') {
+                    j += 1;
+                }
+                out.push_str("REDACTED");
+                i = j;
+                continue;
+            }
+        // Advance one UTF-8 character.
+        let ch_len = text[i..].chars().next().map_or(1, char::len_utf8);
+        out.push_str(&text[i..i + ch_len]);
+        i += ch_len;
+    }
+    redact_bearer(&out)
+}
+
+/// If `s` starts with `<secret>=`, the length of `<secret>`.
+fn secret_name_at(s: &str) -> Option<usize> {
+    SECRET_PARAMS.iter().find_map(|p| {
+        let n = p.len();
+        (s.len() > n && s.as_bytes()[n] == b'=' && s[..n].eq_ignore_ascii_case(p)).then_some(n)
+    })
+}
+
+/// Replace `Bearer <token>` with `Bearer REDACTED`.
+fn redact_bearer(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(pos) = rest.find("Bearer ") {
+        out.push_str(&rest[..pos + 7]);
+        let after = &rest[pos + 7..];
+        let end = after.find(|c: char| c.is_whitespace() || c == '"' || c == '\'').unwrap_or(after.len());
+        if end > 0 {
+            out.push_str("REDACTED");
+        }
+        rest = &after[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// A URL for display: scheme, host, port and path, with the whole query dropped when it holds
+/// anything secret-looking (the simplest safe rule for storage URLs).
+pub fn url_for_display(url: &url::Url) -> String {
+    let mut u = url.clone();
+    let _ = u.set_username("");
+    let _ = u.set_password(None);
+    u.set_fragment(None);
+    match u.query() {
+        Some(q) if !q.is_empty() => {
+            let q = redact(&format!("?{q}"));
+            u.set_query(None);
+            format!("{u}{q}")
+        }
+        _ => u.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sas_signature_and_expiry_are_redacted() {
+        let s = "https://a.blob.core.windows.net/c/b?sv=2025-11-05&sr=b&sp=r&se=2026-01-01T00%3A00Z&sig=abc%2Bdef%3D";
+        let r = redact(s);
+        assert!(!r.contains("abc"), "{r}");
+        assert!(r.contains("sig=REDACTED"));
+        assert!(r.contains("se=REDACTED"));
+        assert!(r.contains("sv=2025-11-05"));
+        assert!(r.contains("sr=b"));
+    }
+
+    #[test]
+    fn secrets_inside_messages_are_redacted() {
+        let s = "error sending request for url (http://127.0.0.1:1/x?sig=SECRET&sp=r): reset";
+        let r = redact(s);
+        assert!(!r.contains("SECRET"), "{r}");
+        assert!(r.contains("sp=r"));
+        let b = redact("header Authorization: Bearer eyJ0eXAi.abc.def was sent");
+        assert!(!b.contains("eyJ0"), "{b}");
+    }
+
+    #[test]
+    fn case_insensitive_names_and_no_false_positive() {
+        assert!(!redact("x?SIG=topsecret").contains("topsecret"));
+        // 'design=' must not be mistaken for 'sig='.
+        assert_eq!(redact("design=ok"), "design=ok");
+        assert_eq!(redact("plain text"), "plain text");
+    }
+
+    #[test]
+    fn url_display_drops_secrets() {
+        let u = url::Url::parse("https://user:pw@h.example/p?sig=zzz&sv=1#frag").unwrap();
+        let d = url_for_display(&u);
+        assert!(!d.contains("zzz") && !d.contains("pw") && !d.contains("frag"), "{d}");
+    }
+}

@@ -1,0 +1,182 @@
+//! Everything the user sees: progress (indicatif on a terminal only), per-file error lines,
+//! the one-line summary and the `--json` document. The only module that prints to stdout.
+mod progress;
+
+pub use progress::ProgressReporter;
+
+use crate::error::Error;
+use crate::plan::PlanFailure;
+use crate::transfer::{FileOutcome, FileResult, Md5Status};
+use serde_json::{Value, json};
+use std::path::Path;
+use std::time::Duration;
+
+/// How output is shaped, decided once.
+#[derive(Debug, Clone, Copy)]
+pub struct Printer {
+    /// `--json`: stdout carries exactly one document.
+    pub json: bool,
+    /// `-q`: only errors on stderr.
+    pub quiet: bool,
+}
+
+/// The end of a run, for the summary and the JSON document.
+pub struct Summary<'a> {
+    /// Job name and status (`None` for `cp`).
+    pub job: Option<(&'a str, &'a str)>,
+    /// Absolute destination.
+    pub destination: &'a Path,
+    /// Transfer outcomes.
+    pub files: &'a [FileOutcome],
+    /// Failures found before transfer (unresolvable outputs, hostile paths).
+    pub plan_failures: &'a [PlanFailure],
+    /// Wall time.
+    pub elapsed: Duration,
+    /// Whether the run was interrupted.
+    pub interrupted: bool,
+}
+
+impl Summary<'_> {
+    /// Count of failed entries.
+    pub fn failed(&self) -> usize {
+        self.plan_failures.len() + self.files.iter().filter(|f| matches!(f.result, FileResult::Failed(_))).count()
+    }
+}
+
+impl Printer {
+    /// Print the final summary (human) or the JSON document.
+    pub fn summary(&self, s: &Summary<'_>) {
+        if self.json {
+            println!("{}", summary_json(s));
+            return;
+        }
+        let downloaded = s.files.iter().filter(|f| f.result == FileResult::Downloaded).count();
+        let skipped = s.files.iter().filter(|f| f.result == FileResult::Skipped).count();
+        let bytes: u64 = s.files.iter().filter(|f| f.result == FileResult::Downloaded).map(|f| f.bytes).sum();
+        let failed = s.failed();
+        for pf in s.plan_failures {
+            eprintln!("error: {}: {}", pf.display, crate::redact::redact(&pf.error));
+        }
+        for f in s.files {
+            if let FileResult::Failed(e) = &f.result {
+                eprintln!("error: {}: {}", f.display, e);
+            }
+        }
+        if self.quiet && failed == 0 {
+            return;
+        }
+        let secs = s.elapsed.as_secs_f64().max(1e-3);
+        let rate = bytes as f64 / secs / (1024.0 * 1024.0);
+        let state = if s.interrupted { "interrupted after" } else { "downloaded" };
+        eprintln!(
+            "{state} {downloaded} file{} ({}) in {:.1}s ({rate:.1} MiB/s); {skipped} skipped, {failed} failed → {}",
+            if downloaded == 1 { "" } else { "s" },
+            human_bytes(bytes),
+            secs,
+            s.destination.display()
+        );
+    }
+
+    /// Print a run-ending error (JSON error document or "error / hint" lines).
+    pub fn fatal(&self, e: &Error) {
+        let msg = crate::redact::redact(&e.to_string());
+        if self.json {
+            println!("{}", json!({"version":1,"error":{"code":e.json_code(),"message":msg,"exit_code":e.exit_code()}}));
+        }
+        if !self.json || !self.quiet {
+            eprintln!("error: {msg}");
+            if let Some(h) = e.hint() {
+                eprintln!("hint: {h}");
+            }
+        }
+    }
+
+    /// A notice on stderr (not in quiet or JSON mode).
+    pub fn note(&self, msg: &str) {
+        if !self.quiet && !self.json {
+            eprintln!("{}", crate::redact::redact(msg));
+        }
+    }
+}
+
+/// The `--json` document (version 1).
+pub fn summary_json(s: &Summary<'_>) -> Value {
+    let mut files: Vec<Value> = Vec::new();
+    for pf in s.plan_failures {
+        files.push(json!({"path": pf.display, "bytes": 0, "result": "failed", "md5": "absent", "error": crate::redact::redact(&pf.error)}));
+    }
+    for f in s.files {
+        let mut v = json!({"path": f.display, "bytes": f.bytes, "md5": f.md5.as_str()});
+        let (result, err) = match &f.result {
+            FileResult::Downloaded => ("downloaded", None),
+            FileResult::Skipped => ("skipped", None),
+            FileResult::Failed(e) => ("failed", Some(e.clone())),
+        };
+        v["result"] = json!(result);
+        v["verified_by"] = json!(if f.md5 == Md5Status::Verified { "md5" } else { "none" });
+        if let Some(e) = err {
+            v["error"] = json!(crate::redact::redact(&e));
+        }
+        files.push(v);
+    }
+    let downloaded = s.files.iter().filter(|f| f.result == FileResult::Downloaded).count();
+    let skipped = s.files.iter().filter(|f| f.result == FileResult::Skipped).count();
+    let bytes: u64 = s.files.iter().filter(|f| !matches!(f.result, FileResult::Failed(_))).map(|f| f.bytes).sum();
+    let mut totals = json!({
+        "files": files.len(), "bytes": bytes, "downloaded": downloaded, "skipped": skipped,
+        "failed": s.failed(), "seconds": (s.elapsed.as_secs_f64() * 1000.0).round() / 1000.0,
+    });
+    if s.interrupted {
+        totals["interrupted"] = json!(true);
+    }
+    json!({
+        "version": 1,
+        "job": s.job.map(|(n, st)| json!({"name": n, "status": st})),
+        "destination": s.destination.display().to_string(),
+        "files": files,
+        "totals": totals,
+    })
+}
+
+/// `1.5 GiB`-style sizes.
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut i = 0;
+    while v >= 1024.0 && i < UNITS.len() - 1 {
+        v /= 1024.0;
+        i += 1;
+    }
+    if i == 0 { format!("{n} B") } else { format!("{v:.1} {}", UNITS[i]) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_document_shape() {
+        let files = vec![
+            FileOutcome { display: "artifacts/a".into(), bytes: 3, result: FileResult::Downloaded, md5: Md5Status::Verified },
+            FileOutcome { display: "artifacts/b".into(), bytes: 0, result: FileResult::Failed("HTTP 500 ?sig=abc".into()), md5: Md5Status::Absent },
+        ];
+        let pf = vec![PlanFailure { display: "named-outputs/ckpt/".into(), error: "unsupported".into() }];
+        let s = Summary { job: Some(("j", "Completed")), destination: Path::new("/d"), files: &files, plan_failures: &pf, elapsed: Duration::from_millis(1500), interrupted: false };
+        let v = summary_json(&s);
+        assert_eq!(v["version"], 1);
+        assert_eq!(v["job"]["status"], "Completed");
+        assert_eq!(v["totals"]["files"], 3);
+        assert_eq!(v["totals"]["failed"], 2);
+        assert_eq!(v["totals"]["downloaded"], 1);
+        assert_eq!(v["files"][0]["path"], "named-outputs/ckpt/");
+        assert!(!v.to_string().contains("abc"));
+        assert!(v["totals"].get("interrupted").is_none());
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(human_bytes(10), "10 B");
+        assert_eq!(human_bytes(1536), "1.5 KiB");
+        assert_eq!(human_bytes(3 << 30), "3.0 GiB");
+    }
+}
