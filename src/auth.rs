@@ -67,11 +67,14 @@ pub struct Chain {
 impl Chain {
     /// Build every credential the environment allows, in the documented order.
     pub fn new(client: &reqwest::Client) -> Chain {
-        let options = || ClientOptions { transport: Some(Transport::new(Arc::new(client.clone()))), ..Default::default() };
+        let options =
+            || ClientOptions { transport: Some(Transport::new(Arc::new(client.clone()))), ..Default::default() };
         let mut creds: Vec<(&'static str, Arc<dyn TokenCredential>)> = Vec::new();
         let mut unavailable = Vec::new();
         let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-        if let (Some(tenant), Some(client_id), Some(secret)) = (env("AZURE_TENANT_ID"), env("AZURE_CLIENT_ID"), env("AZURE_CLIENT_SECRET")) {
+        if let (Some(tenant), Some(client_id), Some(secret)) =
+            (env("AZURE_TENANT_ID"), env("AZURE_CLIENT_ID"), env("AZURE_CLIENT_SECRET"))
+        {
             let o = azure_identity::ClientSecretCredentialOptions { client_options: options() };
             match azure_identity::ClientSecretCredential::new(&tenant, client_id, secret.into(), Some(o)) {
                 Ok(c) => creds.push(("environment service principal", c)),
@@ -91,7 +94,8 @@ impl Chain {
         if env("IDENTITY_ENDPOINT").is_some() || env("JOBDL_TRY_IMDS").is_some() {
             // IMDS is probed only when asked for (or on App Service style hosts): probing the
             // metadata address on a laptop costs seconds and would surprise users.
-            let o = azure_identity::ManagedIdentityCredentialOptions { client_options: options(), ..Default::default() };
+            let o =
+                azure_identity::ManagedIdentityCredentialOptions { client_options: options(), ..Default::default() };
             match azure_identity::ManagedIdentityCredential::new(Some(o)) {
                 Ok(c) => creds.push(("managed identity", c)),
                 Err(e) => unavailable.push(format!("managed identity: {e}")),
@@ -112,9 +116,10 @@ impl Chain {
         let mut cache = self.cache.lock().await;
         let now = time::OffsetDateTime::now_utc();
         if let Some((tok, exp)) = cache.get(scope)
-            && *exp - now > time::Duration::minutes(5) {
-                return Ok(tok.clone());
-            }
+            && *exp - now > time::Duration::minutes(5)
+        {
+            return Ok(tok.clone());
+        }
         let mut tried = self.unavailable.clone();
         for (name, cred) in &self.creds {
             match tokio::time::timeout(CREDENTIAL_TIMEOUT, cred.get_token(&[scope], None)).await {

@@ -36,7 +36,9 @@ pub fn is_working_file(name: &str) -> bool {
 /// Create `dir` (which must be `root` or inside it) and its parents, refusing to pass through
 /// a symlink or a non-directory below `root`. `root` itself must already exist.
 pub fn create_dir_inside(root: &Path, dir: &Path) -> io::Result<()> {
-    let rel = dir.strip_prefix(root).map_err(|_| io::Error::other(format!("{} is outside {}", dir.display(), root.display())))?;
+    let rel = dir
+        .strip_prefix(root)
+        .map_err(|_| io::Error::other(format!("{} is outside {}", dir.display(), root.display())))?;
     let mut cur = root.to_path_buf();
     for comp in rel.components() {
         cur.push(comp);

@@ -343,8 +343,8 @@ fn is_label(l: &str) -> bool {
     let b = l.as_bytes();
     (1..=63).contains(&b.len())
         && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
-        && b[0] != b'-'
-        && b[b.len() - 1] != b'-'
+        && !l.starts_with('-')
+        && !l.ends_with('-')
 }
 
 /// `<acct>.(blob|dfs).<suffix>`, or on the public cloud `<acct>.z<NN>.blob.storage.azure.net`.
@@ -361,8 +361,7 @@ fn is_storage_host(cloud: Cloud, host: &str) -> bool {
         && let Some((acct, zone)) = rest.split_once('.')
         && is_account(acct)
     {
-        let z = zone.as_bytes();
-        return z.len() == 3 && z[0] == b'z' && z[1].is_ascii_digit() && z[2].is_ascii_digit();
+        return matches!(zone.as_bytes(), [b'z', a, b] if a.is_ascii_digit() && b.is_ascii_digit());
     }
     false
 }

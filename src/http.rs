@@ -149,7 +149,6 @@ impl MetaClient {
 
     /// Send `req` until it succeeds, fails for good, or runs out of attempts; parse the JSON body.
     pub async fn json(&self, req: &JsonRequest) -> Result<serde_json::Value, CallError> {
-        let mut rng = rand::rng();
         let mut attempt = 0u32;
         loop {
             attempt += 1;
@@ -157,8 +156,13 @@ impl MetaClient {
             let result = self.once(req, attempt).await;
             let shown = url_for_display(&req.url);
             match &result {
-                Ok(_) => crate::log::log(1, format!("{} {} -> ok ({} ms)", req.method, shown, started.elapsed().as_millis())),
-                Err((e, _)) => crate::log::log(1, format!("{} {} -> {} ({} ms)", req.method, shown, e, started.elapsed().as_millis())),
+                Ok(_) => {
+                    crate::log::log(1, format!("{} {} -> ok ({} ms)", req.method, shown, started.elapsed().as_millis()))
+                }
+                Err((e, _)) => crate::log::log(
+                    1,
+                    format!("{} {} -> {} ({} ms)", req.method, shown, e, started.elapsed().as_millis()),
+                ),
             }
             match result {
                 Ok(v) => return Ok(v),
@@ -166,8 +170,18 @@ impl MetaClient {
                     if !e.is_retryable() || attempt >= self.retry.attempts {
                         return Err(e);
                     }
-                    let wait = self.retry.delay(attempt - 1, ra, &mut rng);
-                    crate::log::log(1, format!("retrying {} {} in {:?} (attempt {} of {})", req.method, shown, wait, attempt + 1, self.retry.attempts));
+                    let wait = self.retry.delay(attempt - 1, ra, &mut rand::rng());
+                    crate::log::log(
+                        1,
+                        format!(
+                            "retrying {} {} in {:?} (attempt {} of {})",
+                            req.method,
+                            shown,
+                            wait,
+                            attempt + 1,
+                            self.retry.attempts
+                        ),
+                    );
                     tokio::time::sleep(wait).await;
                 }
             }

@@ -12,21 +12,21 @@
 //! - [`transfer`]: provider-blind engine moving bytes from URLs to files
 //! - [`report`]: progress, summary and the `--json` document; the only module that prints
 //! - [`cli`], [`settings`], [`app`]: argument parsing, resolved settings, use cases
-pub mod log;
-pub mod error;
-pub mod redact;
-pub mod retry;
-pub mod http;
-pub mod hosts;
-pub mod safepath;
-pub mod fs;
-pub mod blob;
-pub mod auth;
-pub mod provider;
-pub mod plan;
-pub mod transfer;
-pub mod report;
-pub mod cli;
-pub mod settings;
 pub mod app;
+pub mod auth;
+pub mod blob;
+pub mod cli;
+pub mod error;
+pub mod fs;
+pub mod hosts;
+pub mod http;
+pub mod log;
+pub mod plan;
+pub mod provider;
+pub mod redact;
+pub mod report;
+pub mod retry;
+pub mod safepath;
+pub mod settings;
 pub mod signal;
+pub mod transfer;

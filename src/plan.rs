@@ -51,12 +51,23 @@ impl Plan {
                 if *first == display {
                     crate::log::log(1, format!("duplicate path '{display}' listed twice; downloading it once"));
                 } else {
-                    self.failures.push(PlanFailure { display: display.clone(), error: format!("collides with {first} (names differ only in case)") });
+                    self.failures.push(PlanFailure {
+                        display: display.clone(),
+                        error: format!("collides with {first} (names differ only in case)"),
+                    });
                 }
                 continue;
             }
             seen.insert(key, display.clone());
-            self.tasks.push(FileTask { dest: root.join(&display), display, url: f.url, headers: Vec::new(), size: f.size, md5: f.md5 });
+            let headers = f.headers();
+            self.tasks.push(FileTask {
+                dest: root.join(&display),
+                display,
+                url: f.url,
+                headers,
+                size: f.size,
+                md5: f.md5,
+            });
         }
     }
 
@@ -77,7 +88,12 @@ mod tests {
     use crate::provider::RemoteFile;
 
     fn file(rel: &str) -> RemoteFile {
-        RemoteFile { rel: rel.into(), url: url::Url::parse("https://a.blob.core.windows.net/c/x").unwrap(), size: Some(1), md5: None }
+        RemoteFile {
+            rel: rel.into(),
+            url: url::Url::parse("https://a.blob.core.windows.net/c/x").unwrap(),
+            size: Some(1),
+            md5: None,
+        }
     }
 
     #[test]
@@ -86,7 +102,15 @@ mod tests {
         let mut plan = Plan::default();
         let mut seen = HashMap::new();
         let listing = Listing {
-            files: vec![file("ok.txt"), file("../escape"), file("a/../../x"), file("/abs"), file("dir\\sub\\f"), file("ok.txt"), file("OK.txt")],
+            files: vec![
+                file("ok.txt"),
+                file("../escape"),
+                file("a/../../x"),
+                file("/abs"),
+                file("dir\\sub\\f"),
+                file("ok.txt"),
+                file("OK.txt"),
+            ],
             failures: vec![("gone".into(), "no download URL returned".into())],
         };
         plan.add(root, "artifacts", listing, &mut seen);

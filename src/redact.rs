@@ -3,8 +3,24 @@
 
 /// Query parameters whose values are secrets or reveal them.
 const SECRET_PARAMS: &[&str] = &[
-    "sig", "se", "st", "skoid", "sktid", "skt", "ske", "sks", "skv", "saoid", "suoid", "sasToken", "token",
-    "code", "key", "X-Amz-Signature", "X-Amz-Credential", "X-Amz-Security-Token",
+    "sig",
+    "se",
+    "st",
+    "skoid",
+    "sktid",
+    "skt",
+    "ske",
+    "sks",
+    "skv",
+    "saoid",
+    "suoid",
+    "sasToken",
+    "token",
+    "code",
+    "key",
+    "X-Amz-Signature",
+    "X-Amz-Credential",
+    "X-Amz-Security-Token",
 ];
 
 /// Replace the values of secret query parameters anywhere in `text` with `REDACTED`.
@@ -17,18 +33,20 @@ pub fn redact(text: &str) -> String {
     let bytes = text.as_bytes();
     let mut i = 0;
     while i < text.len() {
-        let boundary = i == 0 || matches!(bytes[i - 1], b'?' | b'&' | b' ' | b'\t' | b'\n' | b'"' | b'\'' | b'(' | b'<' | b',' | b';');
-        if boundary
-            && let Some(name_len) = secret_name_at(&text[i..]) {
-                out.push_str(&text[i..i + name_len + 1]);
-                let mut j = i + name_len + 1;
-                while j < text.len() && !matches!(bytes[j], b'&' | b' ' | b'\t' | b'\n' | b'"' | b'\'' | b')' | b'>' | b',' | b';') {
-                    j += 1;
-                }
-                out.push_str("REDACTED");
-                i = j;
-                continue;
+        let boundary = i == 0
+            || matches!(bytes[i - 1], b'?' | b'&' | b' ' | b'\t' | b'\n' | b'"' | b'\'' | b'(' | b'<' | b',' | b';');
+        if boundary && let Some(name_len) = secret_name_at(&text[i..]) {
+            out.push_str(&text[i..i + name_len + 1]);
+            let mut j = i + name_len + 1;
+            while j < text.len()
+                && !matches!(bytes[j], b'&' | b' ' | b'\t' | b'\n' | b'"' | b'\'' | b')' | b'>' | b',' | b';')
+            {
+                j += 1;
             }
+            out.push_str("REDACTED");
+            i = j;
+            continue;
+        }
         // Advance one UTF-8 character.
         let ch_len = text[i..].chars().next().map_or(1, char::len_utf8);
         out.push_str(&text[i..i + ch_len]);

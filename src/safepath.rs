@@ -177,8 +177,7 @@ fn check_component(c: &str, full: &str) -> Result<(), PathError> {
 
 /// `C:` at the start (a letter and a colon).
 fn has_drive_prefix(p: &str) -> bool {
-    let b = p.as_bytes();
-    b.len() >= 2 && b[0].is_ascii_alphabetic() && b[1] == b':'
+    matches!(p.as_bytes(), [letter, b':', ..] if letter.is_ascii_alphabetic())
 }
 
 /// Windows device names, with or without an extension, case-insensitive.
@@ -193,8 +192,7 @@ fn is_reserved_device(c: &str) -> bool {
     let prefix: String = chars.by_ref().take(3).collect();
     let rest: Vec<char> = chars.collect();
     (prefix.eq_ignore_ascii_case("COM") || prefix.eq_ignore_ascii_case("LPT"))
-        && rest.len() == 1
-        && (rest[0].is_ascii_digit() || matches!(rest[0], '¹' | '²' | '³'))
+        && matches!(rest.as_slice(), [d] if d.is_ascii_digit() || matches!(d, '¹' | '²' | '³'))
 }
 
 /// `.<x>.jobdl-part` / `.<x>.jobdl-state` with a non-empty `<x>` (case-insensitive, for

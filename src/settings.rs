@@ -29,7 +29,8 @@ pub fn parse_duration(s: &str, field: &str) -> Result<Duration, Error> {
     if let Ok(secs) = t.parse::<u64>() {
         return Ok(Duration::from_secs(secs));
     }
-    humantime::parse_duration(t).map_err(|e| Error::usage(format!("invalid {field} '{s}': {e} (examples: 90s, 15m, 2h, 1h30m, 300)")))
+    humantime::parse_duration(t)
+        .map_err(|e| Error::usage(format!("invalid {field} '{s}': {e} (examples: 90s, 15m, 2h, 1h30m, 300)")))
 }
 
 fn env_duration(name: &str, default: Duration) -> Result<Duration, Error> {
@@ -91,7 +92,7 @@ impl Common {
         if let Ok(v) = std::env::var(ENV_ALLOW_HOSTS) {
             hosts.extend(v.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()));
         }
-        let allow = AllowList::new(cloud, &hosts).map_err(|e| Error::usage(format!("invalid allowed host: {e}")))?;
+        let allow = AllowList::new(cloud, &hosts).map_err(Error::Usage)?;
         Ok(Common {
             transfer: TransferConfig { parallel, retry: base.clone(), skip_existing, ..TransferConfig::default() },
             meta_retry: RetryConfig { attempts: META_ATTEMPTS.min(retries.max(1)).max(1), ..base },

@@ -34,10 +34,11 @@ pub async fn cp(args: CpArgs, printer: Printer, cancel: CancellationToken) -> Re
     let mut done = false;
     if !path.is_empty() && !path.ends_with('/') {
         match blob.properties(&container.blob_url(&path)).await {
-            Ok(p) => {
+            Ok(p) if !p.is_folder => {
                 listing.files.push(single(&path, p.size, p.md5));
                 done = true;
             }
+            Ok(_) => {}
             Err(e) if e.status() == Some(404) => {}
             Err(e) => return Err(call_err(e)),
         }
@@ -51,13 +52,23 @@ pub async fn cp(args: CpArgs, printer: Printer, cancel: CancellationToken) -> Re
         if !blobs.is_empty() {
             listing.files = blobs
                 .into_iter()
-                .map(|b| RemoteFile { rel: b.name[prefix.len().min(b.name.len())..].to_string(), url: container.blob_url(&b.name), size: Some(b.size), md5: b.md5 })
+                .map(|b| RemoteFile {
+                    rel: b.name[prefix.len().min(b.name.len())..].to_string(),
+                    url: container.blob_url(&b.name),
+                    size: Some(b.size),
+                    md5: b.md5,
+                })
                 .collect();
         } else if !path.is_empty() && !path.ends_with('/') {
             let bare = blob.list(container, &path).await.map_err(call_err)?;
             match bare.into_iter().find(|b| b.name == path) {
                 Some(b) => listing.files.push(single(&b.name, b.size, b.md5)),
-                None => return Err(Error::NotFound(format!("no blob and no folder named '{path}' in container '{}'", container.container))),
+                None => {
+                    return Err(Error::NotFound(format!(
+                        "no blob and no folder named '{path}' in container '{}'",
+                        container.container
+                    )));
+                }
             }
         } else {
             return Err(Error::NotFound(format!("nothing under '{path}' in container '{}'", container.container)));

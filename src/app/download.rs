@@ -1,6 +1,6 @@
 //! `jobdl download`: resolve the job, gate on its status (or wait), resolve the requested
 //! outputs, plan, and hand the plan to the engine.
-use super::{Session, absolute, execute, print_dry_run};
+use super::{Session, absolute, execute};
 use crate::auth::TokenSource;
 use crate::blob::BlobClient;
 use crate::cli::DownloadArgs;
@@ -33,7 +33,9 @@ pub async fn download(args: DownloadArgs, printer: Printer, cancel: Cancellation
     let workspace = args.subscription.is_some() || args.resource_group.is_some() || args.workspace.is_some();
     let endpoint = match (&args.project_endpoint, workspace) {
         (Some(_), true) if args.workspace.is_some() => {
-            return Err(Error::usage("both a project endpoint and an Azure ML workspace are configured; give only one"));
+            return Err(Error::usage(
+                "both a project endpoint and an Azure ML workspace are configured; give only one",
+            ));
         }
         (Some(e), _) => e.clone(),
         (None, true) => {
@@ -48,7 +50,10 @@ pub async fn download(args: DownloadArgs, printer: Printer, cancel: Cancellation
     };
     let cloud: Cloud = args.cloud.parse().map_err(Error::Usage)?;
     if cloud != Cloud::AzureCloud {
-        return Err(Error::usage(format!("Foundry project endpoints are not verified in {}; only AzureCloud is supported", cloud.name())));
+        return Err(Error::usage(format!(
+            "Foundry project endpoints are not verified in {}; only AzureCloud is supported",
+            cloud.name()
+        )));
     }
     let base = parse_endpoint(&endpoint, &common.allow)?;
     crate::safepath::safe_component(&args.job).map_err(|e| Error::usage(format!("invalid job name: {e}")))?;
@@ -101,7 +106,7 @@ pub async fn download(args: DownloadArgs, printer: Printer, cancel: Cancellation
     }
     let job_ref = Some((job.name.as_str(), job.status.as_str()));
     if args.dry_run {
-        print_dry_run(printer, &root, &plan, job_ref);
+        printer.dry_run(&root, &plan, job_ref);
         return Ok(if plan.failures.is_empty() { 0 } else { crate::error::EXIT_FILES_FAILED });
     }
     execute(Session { common: &common, client: &client, printer, started, cancel }, &root, plan, job_ref).await
@@ -122,10 +127,18 @@ fn requested(args: &DownloadArgs, job: &Job) -> Result<Vec<Want>, Error> {
     for name in &args.outputs {
         let want = if name == "default" { Want::Default } else { Want::Named(name.clone()) };
         if let Want::Named(n) = &want
-            && !job.outputs.contains_key(n) {
-                let list = if declared.is_empty() { "(none)".to_string() } else { declared.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ") };
-                return Err(Error::NotFound(format!("job '{}' has no output named '{n}'; its outputs are: {list}", job.name)));
-            }
+            && !job.outputs.contains_key(n)
+        {
+            let list = if declared.is_empty() {
+                "(none)".to_string()
+            } else {
+                declared.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+            };
+            return Err(Error::NotFound(format!(
+                "job '{}' has no output named '{n}'; its outputs are: {list}",
+                job.name
+            )));
+        }
         if !v.contains(&want) {
             v.push(want);
         }
@@ -164,7 +177,11 @@ async fn gate(
             return Ok(job);
         }
         if !wait {
-            return Err(Error::NotTerminal { job: name.to_string(), status: job.status, extra: "; use --wait to wait for it".into() });
+            return Err(Error::NotTerminal {
+                job: name.to_string(),
+                status: job.status,
+                extra: "; use --wait to wait for it".into(),
+            });
         }
         if job.status != last_status {
             printer.note(&format!("job '{name}' is {}; waiting…", job.status));
@@ -177,7 +194,10 @@ async fn gate(
                 return Err(Error::NotTerminal {
                     job: name.to_string(),
                     status: job.status,
-                    extra: format!("; gave up after waiting {}", humantime::format_duration(Duration::from_secs(t.as_secs()))),
+                    extra: format!(
+                        "; gave up after waiting {}",
+                        humantime::format_duration(Duration::from_secs(t.as_secs()))
+                    ),
                 });
             }
             pause = pause.min(left);

@@ -51,9 +51,11 @@ pub(crate) async fn execute(
             return Err(Error::Io(format!("destination {} exists and is not a directory", root.display())));
         }
         Ok(_) => {}
-        Err(_) => std::fs::create_dir_all(root).map_err(|e| Error::Io(format!("cannot create destination {}: {e}", root.display())))?,
+        Err(_) => std::fs::create_dir_all(root)
+            .map_err(|e| Error::Io(format!("cannot create destination {}: {e}", root.display())))?,
     }
-    let _lock = crate::fs::DestLock::acquire(root).map_err(|e| Error::Io(format!("cannot lock {}: {e}", root.display())))?;
+    let _lock =
+        crate::fs::DestLock::acquire(root).map_err(|e| Error::Io(format!("cannot lock {}: {e}", root.display())))?;
     let mut failures: Vec<PlanFailure> = plan.failures;
     let mut tasks: Vec<FileTask> = Vec::with_capacity(plan.tasks.len());
     let mut made: HashSet<PathBuf> = HashSet::new();
@@ -96,31 +98,6 @@ pub(crate) async fn execute(
     } else {
         0
     })
-}
-
-/// Print the plan of a `--dry-run` (stdout: one line per file, or the JSON document).
-pub(crate) fn print_dry_run(printer: Printer, root: &Path, plan: &Plan, job: Option<(&str, &str)>) {
-    if printer.json {
-        let files: Vec<_> = plan
-            .tasks
-            .iter()
-            .map(|t| serde_json::json!({"path": t.display, "bytes": t.size, "result": "planned"}))
-            .chain(plan.failures.iter().map(|f| serde_json::json!({"path": f.display, "bytes": 0, "result": "failed", "error": f.error})))
-            .collect();
-        let doc = serde_json::json!({"version":1,"dry_run":true,"job":job.map(|(n,s)| serde_json::json!({"name":n,"status":s})),
-            "destination": root.display().to_string(), "files": files,
-            "totals": {"files": plan.tasks.len(), "bytes": plan.bytes(), "failed": plan.failures.len()}});
-        println!("{doc}");
-        return;
-    }
-    for t in &plan.tasks {
-        let size = t.size.map(crate::report::human_bytes).unwrap_or_else(|| "?".into());
-        println!("{size:>12}  {}", root.join(&t.display).display());
-    }
-    for f in &plan.failures {
-        eprintln!("error: {}: {}", f.display, f.error);
-    }
-    eprintln!("{} files, {} (dry run: nothing written)", plan.tasks.len(), crate::report::human_bytes(plan.bytes()));
 }
 
 /// Run a parsed command line to completion on a fresh runtime; returns the exit code.

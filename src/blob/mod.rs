@@ -2,7 +2,9 @@
 //! `x-ms-*` request headers and blob error codes. SAS mode sends no Authorization header; a bearer
 //! token is sent only when the caller passes one. Knows nothing about files on disk or providers;
 //! callers check URLs against `crate::hosts::AllowList` before handing them here.
+/// List Blobs page parsing.
 pub mod list;
+/// Blob URL forms: parsing and building.
 pub mod url;
 
 pub use list::{BlobItem, ListPage, MAX_BLOB_SIZE, parse_list_page};
@@ -80,7 +82,7 @@ fn xml_error_code(body: &[u8]) -> Option<String> {
             Event::End(_) => {
                 depth_path.pop();
             }
-            Event::Text(t) if depth_path.len() == 2 && depth_path[0] == b"Error" && depth_path[1] == b"Code" => {
+            Event::Text(t) if matches!(depth_path.as_slice(), [a, b] if a == b"Error" && b == b"Code") => {
                 return t.xml10_content().ok().map(|c| c.into_owned());
             }
             Event::Eof => return None,
@@ -98,6 +100,9 @@ pub struct BlobProps {
     pub etag: Option<String>,
     /// `Content-MD5` (the stored whole-blob MD5), when it is 16 bytes of Base64.
     pub md5: Option<[u8; 16]>,
+    /// A folder placeholder (`x-ms-meta-hdi_isfolder: true`, or `x-ms-resource-type: directory`
+    /// on hierarchical-namespace accounts): list it as a folder instead of downloading it.
+    pub is_folder: bool,
 }
 
 /// Blob metadata calls (List Blobs, Get Blob Properties) with the metadata retry policy.
@@ -107,6 +112,8 @@ pub struct BlobClient {
     retry: RetryConfig,
     /// Total time allowed for one attempt (a 5000-entry page is a few MB at most).
     attempt_timeout: Duration,
+    /// Page limit of one listing ([`MAX_LIST_PAGES`]; lowered in tests).
+    max_pages: usize,
 }
 
 /// A failed attempt and the server's `Retry-After`, if any.
@@ -115,7 +122,7 @@ type AttemptError = (CallError, Option<Duration>);
 impl BlobClient {
     /// Wrap the run's client with a retry policy (normally the metadata one).
     pub fn new(client: reqwest::Client, retry: RetryConfig) -> Self {
-        BlobClient { client, retry, attempt_timeout: Duration::from_secs(60) }
+        BlobClient { client, retry, attempt_timeout: Duration::from_secs(60), max_pages: MAX_LIST_PAGES }
     }
 
     /// Every blob under `prefix` (folder placeholders skipped; names outside the prefix dropped),
@@ -138,7 +145,7 @@ impl BlobClient {
         let mut out = Vec::new();
         let mut seen: HashSet<String> = HashSet::new();
         let mut marker: Option<String> = None;
-        for _ in 0..MAX_LIST_PAGES {
+        for _ in 0..self.max_pages {
             let url = c.list_url(prefix, marker.as_deref());
             let body = self.with_retry("GET", &url, |attempt| self.get_page(&url, bearer, attempt)).await?;
             let page =
@@ -168,7 +175,7 @@ impl BlobClient {
         }
         Err(CallError::Decode {
             url: c.display(),
-            message: format!("the listing did not end after {MAX_LIST_PAGES} pages"),
+            message: format!("the listing did not end after {} pages", self.max_pages),
         })
     }
 
@@ -248,6 +255,8 @@ impl BlobClient {
             size,
             etag: header("etag").filter(|s| !s.is_empty()).map(str::to_string),
             md5: header("content-md5").and_then(list::decode_md5),
+            is_folder: header("x-ms-meta-hdi_isfolder").is_some_and(|v| v.eq_ignore_ascii_case("true"))
+                || header("x-ms-resource-type").is_some_and(|v| v.eq_ignore_ascii_case("directory")),
         })
     }
 
@@ -406,6 +415,29 @@ mod tests {
         assert_eq!(server.received_requests().await.unwrap().len(), 2);
     }
 
+    /// Answers every page with a fresh marker: the listing never ends.
+    struct EndlessPages;
+
+    impl wiremock::Respond for EndlessPages {
+        fn respond(&self, req: &wiremock::Request) -> ResponseTemplate {
+            let n: u64 =
+                req.url.query_pairs().find(|(k, _)| k == "marker").and_then(|(_, v)| v.parse().ok()).unwrap_or(0);
+            ResponseTemplate::new(200).set_body_string(page(&[&format!("f{n}")], Some(&(n + 1).to_string())))
+        }
+    }
+
+    #[tokio::test]
+    async fn endless_listing_is_cut_off() {
+        let server = MockServer::start().await;
+        Mock::given(method("GET")).respond_with(EndlessPages).mount(&server).await;
+        let mut bc = client(1);
+        bc.max_pages = 4;
+        let err = bc.list(&container(&server, None), "").await.unwrap_err();
+        assert!(matches!(err, CallError::Decode { .. }), "{err:?}");
+        assert!(err.to_string().contains("did not end after 4 pages"), "{err}");
+        assert_eq!(server.received_requests().await.unwrap().len(), 4);
+    }
+
     #[tokio::test]
     async fn pages_are_retried_and_errors_keep_status_and_code() {
         let server = MockServer::start().await;
@@ -483,6 +515,15 @@ mod tests {
             .mount(&server)
             .await;
         Mock::given(method("HEAD"))
+            .and(path("/acct/cont/dir"))
+            .respond_with(
+                ResponseTemplate::new(200)
+                    .insert_header("x-ms-meta-hdi_isfolder", "true")
+                    .insert_header("content-length", "0"),
+            )
+            .mount(&server)
+            .await;
+        Mock::given(method("HEAD"))
             .and(path("/acct/cont/missing"))
             .respond_with(ResponseTemplate::new(404).insert_header("x-ms-error-code", "BlobNotFound"))
             .mount(&server)
@@ -493,6 +534,10 @@ mod tests {
         assert_eq!(p.size, 1234);
         assert_eq!(p.etag.as_deref(), Some("\"0x8DE\""));
         assert_eq!(p.md5.map(|m| m[0]), Some(0xb1));
+        assert!(!p.is_folder);
+        let dir = bc.properties(&c.blob_url("dir")).await.unwrap();
+        assert!(dir.is_folder);
+        assert_eq!(dir.size, 0);
         let err = bc.properties(&c.blob_url("missing")).await.unwrap_err();
         match err {
             CallError::Status { status: 404, code, .. } => assert_eq!(code.as_deref(), Some("BlobNotFound")),

@@ -101,11 +101,20 @@ impl Foundry {
 
     async fn call(&self, method: reqwest::Method, url: Url, body: Option<Value>) -> Result<Value, CallError> {
         // Only URLs on the project host ever receive the token.
-        let same_host = url.scheme() == self.base.scheme() && url.host_str() == self.base.host_str() && url.port_or_known_default() == self.base.port_or_known_default();
+        let same_host = url.scheme() == self.base.scheme()
+            && url.host_str() == self.base.host_str()
+            && url.port_or_known_default() == self.base.port_or_known_default();
         if !same_host {
-            return Err(CallError::Decode { url: crate::redact::url_for_display(&url), message: "refusing to send the token to another host".into() });
+            return Err(CallError::Decode {
+                url: crate::redact::url_for_display(&url),
+                message: "refusing to send the token to another host".into(),
+            });
         }
-        let token = self.tokens.token(FOUNDRY_SCOPE).await.map_err(|e| CallError::Transport { message: e.to_string(), attempts: 1 })?;
+        let token = self
+            .tokens
+            .token(FOUNDRY_SCOPE)
+            .await
+            .map_err(|e| CallError::Transport { message: e.to_string(), attempts: 1 })?;
         self.meta.json(&JsonRequest { method, url, bearer: Some(token), body }).await
     }
 
@@ -137,17 +146,26 @@ impl Foundry {
             }
             if let Some(tok) = str_ci(&page, "continuationToken") {
                 if !seen.insert(format!("t:{tok}")) {
-                    return Err(Error::Protocol(format!("{what}: the service repeated a continuation token; stopping")));
+                    return Err(Error::Protocol(format!(
+                        "{what}: the service repeated a continuation token; stopping"
+                    )));
                 }
                 let mut next = first.clone();
-                let q: Vec<(String, String)> = first.query_pairs().filter(|(k, _)| k != "continuationToken").map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
+                let q: Vec<(String, String)> = first
+                    .query_pairs()
+                    .filter(|(k, _)| k != "continuationToken")
+                    .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                    .collect();
                 let mut qs = q.iter().map(|(k, v)| format!("{}={}", enc(k), enc(v))).collect::<Vec<_>>().join("&");
                 qs.push_str(&format!("&continuationToken={}", enc(tok)));
                 next.set_query(Some(&qs));
                 url = next;
             } else if let Some(link) = str_ci(&page, "nextLink") {
                 let mut next = Url::parse(link).map_err(|_| Error::Protocol(format!("{what}: invalid nextLink")))?;
-                if next.scheme() != url.scheme() || next.host_str() != url.host_str() || next.port_or_known_default() != url.port_or_known_default() {
+                if next.scheme() != url.scheme()
+                    || next.host_str() != url.host_str()
+                    || next.port_or_known_default() != url.port_or_known_default()
+                {
                     return Err(Error::Protocol(format!(
                         "{what}: nextLink points to another host ({}); not following it",
                         crate::redact::url_for_display(&next)
@@ -172,7 +190,11 @@ impl Foundry {
     }
 
     fn history(&self, job: &str, exp: &str, tail: &str, query: &[(&str, &str)]) -> Url {
-        self.url(&format!("jobs/{j}/history/experimentids/{}/runs/{j}/{tail}", enc(exp), j = enc(job)), API_VERSION, query)
+        self.url(
+            &format!("jobs/{j}/history/experimentids/{}/runs/{j}/{tail}", enc(exp), j = enc(job)),
+            API_VERSION,
+            query,
+        )
     }
 
     /// The job's default artifacts (§2.4–§2.7).
@@ -185,7 +207,8 @@ impl Foundry {
         let exp = str_ci(&run, "experimentId")
             .ok_or_else(|| Error::Protocol(format!("the run metadata of job '{job}' has no experiment ID")))?
             .to_string();
-        let listed = self.paged(self.history(job, &exp, "artifacts", &[]), &format!("artifact listing of job '{job}'")).await?;
+        let listed =
+            self.paged(self.history(job, &exp, "artifacts", &[]), &format!("artifact listing of job '{job}'")).await?;
         let mut paths: Vec<String> = Vec::new();
         let mut seen = HashSet::new();
         for item in &listed {
@@ -233,7 +256,9 @@ impl Foundry {
                         }
                     }
                 }
-                Err(e) => crate::log::log(0, format!("warning: content info for '{root}' failed ({e}); asking per file")),
+                Err(e) => {
+                    crate::log::log(0, format!("warning: content info for '{root}' failed ({e}); asking per file"))
+                }
             }
         }
         let mut listing = Listing::default();
@@ -282,40 +307,72 @@ impl Foundry {
         let cred = if spec.kind == "safetensors_model" {
             let v_url = self.url(&format!("models/{}/versions/{}", enc(asset), enc(version)), API_VERSION, &[]);
             let mv = self.get(v_url).await.map_err(|e| format!("output '{name}': model {asset}:{version}: {e}"))?;
-            let blob_uri = str_ci(&mv, "blobUri").ok_or_else(|| format!("output '{name}': model version has no blobUri"))?.to_string();
-            let c_url = self.url(&format!("models/{}/versions/{}/credentials", enc(asset), enc(version)), API_VERSION, &[]);
+            let blob_uri = str_ci(&mv, "blobUri")
+                .ok_or_else(|| format!("output '{name}': model version has no blobUri"))?
+                .to_string();
+            let c_url =
+                self.url(&format!("models/{}/versions/{}/credentials", enc(asset), enc(version)), API_VERSION, &[]);
             let body = serde_json::json!({"BlobUri": blob_uri, "GenerateBlobLevelReadSas": true});
-            self.call(reqwest::Method::POST, c_url, Some(body)).await.map_err(|e| format!("output '{name}': model credentials: {e}"))?
+            self.call(reqwest::Method::POST, c_url, Some(body))
+                .await
+                .map_err(|e| format!("output '{name}': model credentials: {e}"))?
         } else {
-            let c_url = self.url(&format!("datasets/{}/versions/{}/credentials", enc(asset), enc(version)), DATASET_API_VERSION, &[]);
-            self.call(reqwest::Method::POST, c_url, None).await.map_err(|e| format!("output '{name}': dataset credentials: {e}"))?
+            let c_url = self.url(
+                &format!("datasets/{}/versions/{}/credentials", enc(asset), enc(version)),
+                DATASET_API_VERSION,
+                &[],
+            );
+            self.call(reqwest::Method::POST, c_url, None)
+                .await
+                .map_err(|e| format!("output '{name}': dataset credentials: {e}"))?
         };
         let blob_ref = get_ci(&cred, "blobReference").unwrap_or(&cred);
-        let credential = get_ci(blob_ref, "credential").ok_or_else(|| format!("output '{name}': credentials response has no credential"))?;
+        let credential = get_ci(blob_ref, "credential")
+            .ok_or_else(|| format!("output '{name}': credentials response has no credential"))?;
         let kind = str_ci(credential, "type").or_else(|| str_ci(credential, "credentialType")).unwrap_or("");
         if !kind.eq_ignore_ascii_case("SAS") {
             return Err(format!("output '{name}': unsupported credential type '{kind}'"));
         }
-        let sas = str_ci(credential, "sasUri").ok_or_else(|| format!("output '{name}': credentials response has no sasUri"))?;
+        let sas = str_ci(credential, "sasUri")
+            .ok_or_else(|| format!("output '{name}': credentials response has no sasUri"))?;
         let sas_url = Url::parse(sas).map_err(|_| format!("output '{name}': invalid sasUri"))?;
         self.allow.check_storage(&sas_url).map_err(|e| format!("output '{name}': storage host not allowed: {e}"))?;
         let parsed = parse_blob_url(&sas_url).map_err(|e| format!("output '{name}': {e}"))?;
         let mut prefix = parsed.path.clone();
-        if let Some(bu) = str_ci(blob_ref, "blobUri").and_then(|u| Url::parse(u).ok()).and_then(|u| parse_blob_url(&u).ok())
-            && bu.container.account == parsed.container.account && bu.container.container == parsed.container.container {
-                prefix = bu.path;
-            }
+        if let Some(bu) =
+            str_ci(blob_ref, "blobUri").and_then(|u| Url::parse(u).ok()).and_then(|u| parse_blob_url(&u).ok())
+            && bu.container.account == parsed.container.account
+            && bu.container.container == parsed.container.container
+        {
+            prefix = bu.path;
+        }
         let container = parsed.container;
         let folder = spec.kind != "uri_file";
         if !folder {
             let url = container.blob_url(&prefix);
             match self.blob.properties(&url).await {
+                Ok(p) if p.is_folder => {
+                    crate::log::log(
+                        0,
+                        format!(
+                            "warning: output '{name}' is a uri_file but names a folder; downloading it as a folder"
+                        ),
+                    );
+                }
                 Ok(p) => {
                     let base = prefix.rsplit('/').next().unwrap_or(&prefix).to_string();
-                    return Ok(Listing { files: vec![RemoteFile { rel: base, url, size: Some(p.size), md5: p.md5 }], failures: vec![] });
+                    return Ok(Listing {
+                        files: vec![RemoteFile { rel: base, url, size: Some(p.size), md5: p.md5 }],
+                        failures: vec![],
+                    });
                 }
                 Err(e) if e.status() == Some(404) => {
-                    crate::log::log(0, format!("warning: output '{name}' is a uri_file but names a folder; downloading it as a folder"));
+                    crate::log::log(
+                        0,
+                        format!(
+                            "warning: output '{name}' is a uri_file but names a folder; downloading it as a folder"
+                        ),
+                    );
                 }
                 Err(e) => return Err(format!("output '{name}': {e}")),
             }
@@ -323,8 +380,13 @@ impl Foundry {
         if parsed.sr.as_deref() == Some("b") {
             return Err(format!("output '{name}': the service returned a blob-scoped SAS, which cannot list a folder"));
         }
-        let list_prefix = if prefix.is_empty() || prefix.ends_with('/') { prefix.clone() } else { format!("{prefix}/") };
-        let blobs = self.blob.list(&container, &list_prefix).await.map_err(|e| format!("output '{name}': listing failed: {e}"))?;
+        let list_prefix =
+            if prefix.is_empty() || prefix.ends_with('/') { prefix.clone() } else { format!("{prefix}/") };
+        let blobs = self
+            .blob
+            .list(&container, &list_prefix)
+            .await
+            .map_err(|e| format!("output '{name}': listing failed: {e}"))?;
         if blobs.is_empty() {
             return Err(format!("output '{name}': no files under the output's folder"));
         }
@@ -343,8 +405,11 @@ impl Foundry {
 
 /// Read the fields jobdl uses from a job envelope.
 pub fn parse_job(name: &str, v: &Value) -> Result<Job, Error> {
-    let props = get_ci(v, "properties").ok_or_else(|| Error::Protocol(format!("job '{name}': response has no properties")))?;
-    let status = str_ci(props, "status").ok_or_else(|| Error::Protocol(format!("job '{name}': response has no status")))?.to_string();
+    let props =
+        get_ci(v, "properties").ok_or_else(|| Error::Protocol(format!("job '{name}': response has no properties")))?;
+    let status = str_ci(props, "status")
+        .ok_or_else(|| Error::Protocol(format!("job '{name}': response has no status")))?
+        .to_string();
     let mut outputs = BTreeMap::new();
     if let Some(obj) = get_ci(props, "outputs").and_then(Value::as_object) {
         for (k, o) in obj {
@@ -373,7 +438,10 @@ mod tests {
     fn endpoint_validation() {
         let a = allow();
         assert!(parse_endpoint("https://acct.services.ai.azure.com/api/projects/p", &a).is_ok());
-        assert_eq!(parse_endpoint("https://acct.services.ai.azure.com/api/projects/p/", &a).unwrap().path(), "/api/projects/p");
+        assert_eq!(
+            parse_endpoint("https://acct.services.ai.azure.com/api/projects/p/", &a).unwrap().path(),
+            "/api/projects/p"
+        );
         assert!(parse_endpoint("http://127.0.0.1:8080/api/projects/p", &a).is_ok());
         for bad in [
             "https://acct.services.ai.azure.com/api/projects/",

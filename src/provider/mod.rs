@@ -42,6 +42,13 @@ pub struct RemoteFile {
     pub md5: Option<[u8; 16]>,
 }
 
+impl RemoteFile {
+    /// Request headers every data request for this file carries (never secrets: SAS is in the URL).
+    pub fn headers(&self) -> Vec<(String, String)> {
+        vec![("x-ms-version".to_string(), crate::blob::X_MS_VERSION.to_string())]
+    }
+}
+
 /// The files of one output, plus the files that could not be resolved.
 #[derive(Debug, Default)]
 pub struct Listing {
@@ -61,7 +68,9 @@ pub fn fatal(e: CallError, what: &str) -> Error {
     match e.status() {
         Some(401 | 403) => Error::Auth {
             message: format!("{what}: access denied ({e})"),
-            hint: "sign in with `az login` (or set JOBDL_ACCESS_TOKEN) with an identity that can read the project's jobs".into(),
+            hint:
+                "sign in with `az login` (or set JOBDL_ACCESS_TOKEN) with an identity that can read the project's jobs"
+                    .into(),
         },
         Some(404) => Error::NotFound(format!("{what}: not found ({e})")),
         Some(s) if e.is_retryable() => {

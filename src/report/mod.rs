@@ -5,7 +5,7 @@ mod progress;
 pub use progress::ProgressReporter;
 
 use crate::error::Error;
-use crate::plan::PlanFailure;
+use crate::plan::{Plan, PlanFailure};
 use crate::transfer::{FileOutcome, FileResult, Md5Status};
 use serde_json::{Value, json};
 use std::path::Path;
@@ -91,6 +91,33 @@ impl Printer {
         }
     }
 
+    /// Print the plan of a `--dry-run` (stdout: one line per file, or the JSON document).
+    pub fn dry_run(&self, root: &Path, plan: &Plan, job: Option<(&str, &str)>) {
+        if self.json {
+            let files: Vec<_> =
+                plan.tasks
+                    .iter()
+                    .map(|t| serde_json::json!({"path": t.display, "bytes": t.size, "result": "planned"}))
+                    .chain(plan.failures.iter().map(
+                        |f| serde_json::json!({"path": f.display, "bytes": 0, "result": "failed", "error": f.error}),
+                    ))
+                    .collect();
+            let doc = serde_json::json!({"version":1,"dry_run":true,"job":job.map(|(n,s)| serde_json::json!({"name":n,"status":s})),
+                "destination": root.display().to_string(), "files": files,
+                "totals": {"files": plan.tasks.len(), "bytes": plan.bytes(), "failed": plan.failures.len()}});
+            println!("{doc}");
+            return;
+        }
+        for t in &plan.tasks {
+            let size = t.size.map(human_bytes).unwrap_or_else(|| "?".into());
+            println!("{size:>12}  {}", root.join(&t.display).display());
+        }
+        for f in &plan.failures {
+            eprintln!("error: {}: {}", f.display, f.error);
+        }
+        eprintln!("{} files, {} (dry run: nothing written)", plan.tasks.len(), human_bytes(plan.bytes()));
+    }
+
     /// A notice on stderr (not in quiet or JSON mode).
     pub fn note(&self, msg: &str) {
         if !self.quiet && !self.json {
@@ -157,11 +184,28 @@ mod tests {
     #[test]
     fn json_document_shape() {
         let files = vec![
-            FileOutcome { display: "artifacts/a".into(), bytes: 3, result: FileResult::Downloaded, md5: Md5Status::Verified },
-            FileOutcome { display: "artifacts/b".into(), bytes: 0, result: FileResult::Failed("HTTP 500 ?sig=abc".into()), md5: Md5Status::Absent },
+            FileOutcome {
+                display: "artifacts/a".into(),
+                bytes: 3,
+                result: FileResult::Downloaded,
+                md5: Md5Status::Verified,
+            },
+            FileOutcome {
+                display: "artifacts/b".into(),
+                bytes: 0,
+                result: FileResult::Failed("HTTP 500 ?sig=abc".into()),
+                md5: Md5Status::Absent,
+            },
         ];
         let pf = vec![PlanFailure { display: "named-outputs/ckpt/".into(), error: "unsupported".into() }];
-        let s = Summary { job: Some(("j", "Completed")), destination: Path::new("/d"), files: &files, plan_failures: &pf, elapsed: Duration::from_millis(1500), interrupted: false };
+        let s = Summary {
+            job: Some(("j", "Completed")),
+            destination: Path::new("/d"),
+            files: &files,
+            plan_failures: &pf,
+            elapsed: Duration::from_millis(1500),
+            interrupted: false,
+        };
         let v = summary_json(&s);
         assert_eq!(v["version"], 1);
         assert_eq!(v["job"]["status"], "Completed");

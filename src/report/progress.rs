@@ -25,9 +25,11 @@ impl ProgressReporter {
             let m = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
             let bar = m.add(ProgressBar::new(0));
             bar.set_style(
-                ProgressStyle::with_template("{spinner} {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta} [{wide_bar}] files {msg}")
-                    .unwrap_or_else(|_| ProgressStyle::default_bar())
-                    .progress_chars("=> "),
+                ProgressStyle::with_template(
+                    "{spinner} {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta} [{wide_bar}] files {msg}",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
             );
             (Some(m), bar)
         } else {
@@ -43,7 +45,11 @@ impl ProgressReporter {
     }
 
     fn files_msg(&self) {
-        self.total.set_message(format!("{}/{}", self.files_done.load(Ordering::Relaxed), self.files_total.load(Ordering::Relaxed)));
+        self.total.set_message(format!(
+            "{}/{}",
+            self.files_done.load(Ordering::Relaxed),
+            self.files_total.load(Ordering::Relaxed)
+        ));
     }
 
     /// Remove the bars from the terminal.
@@ -66,25 +72,27 @@ impl Reporter for ProgressReporter {
 
     fn file_started(&self, display: &str, size: Option<u64>) {
         if let (Some(m), Some(s)) = (&self.multi, size)
-            && s >= BIG_FILE {
-                let bar = m.add(ProgressBar::new(s));
-                bar.set_style(
-                    ProgressStyle::with_template("  {msg:30!} {bytes}/{total_bytes} [{bar:30}]")
-                        .unwrap_or_else(|_| ProgressStyle::default_bar())
-                        .progress_chars("=> "),
-                );
-                bar.set_message(display.to_string());
-                if let Ok(mut map) = self.per_file.lock() {
-                    map.insert(display.to_string(), bar);
-                }
+            && s >= BIG_FILE
+        {
+            let bar = m.add(ProgressBar::new(s));
+            bar.set_style(
+                ProgressStyle::with_template("  {msg:30!} {bytes}/{total_bytes} [{bar:30}]")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar())
+                    .progress_chars("=> "),
+            );
+            bar.set_message(display.to_string());
+            if let Ok(mut map) = self.per_file.lock() {
+                map.insert(display.to_string(), bar);
             }
+        }
     }
 
     fn bytes(&self, display: &str, n: u64) {
         if self.multi.is_some()
-            && let Some(b) = self.per_file.lock().ok().and_then(|m| m.get(display).cloned()) {
-                b.inc(n);
-            }
+            && let Some(b) = self.per_file.lock().ok().and_then(|m| m.get(display).cloned())
+        {
+            b.inc(n);
+        }
         self.total.inc(n);
         if self.total.length().is_some_and(|l| self.total.position() > l) {
             self.total.set_length(self.total.position());
@@ -103,8 +111,9 @@ impl Reporter for ProgressReporter {
         self.files_done.fetch_add(1, Ordering::Relaxed);
         self.files_msg();
         if let Ok(mut map) = self.per_file.lock()
-            && let Some(b) = map.remove(&outcome.display) {
-                b.finish_and_clear();
-            }
+            && let Some(b) = map.remove(&outcome.display)
+        {
+            b.finish_and_clear();
+        }
     }
 }

@@ -47,9 +47,10 @@ pub(super) async fn download_file(ctx: &Ctx, task: &FileTask) -> FileOutcome {
         md5,
     };
     if ctx.cfg.skip_existing
-        && let Some(outcome) = existing_matches(task).await {
-            return outcome;
-        }
+        && let Some(outcome) = existing_matches(task).await
+    {
+        return outcome;
+    }
     let part = fs::part_path(&task.dest);
     let mut counted = 0u64;
     for round in 0..2 {
@@ -120,11 +121,19 @@ async fn existing_matches(task: &FileTask) -> Option<FileOutcome> {
 }
 
 /// Check sizes and MD5, make the part durable and rename it over the final name.
-async fn verify_and_publish(task: &FileTask, part: &std::path::Path, f: Fetched) -> Result<(u64, Md5Status), (Stop, Md5Status)> {
+async fn verify_and_publish(
+    task: &FileTask,
+    part: &std::path::Path,
+    f: Fetched,
+) -> Result<(u64, Md5Status), (Stop, Md5Status)> {
     if let Some(want) = task.size
-        && want != f.total {
-            return Err((Stop::Fail(format!("size mismatch: listing says {want} bytes, server sent {}", f.total)), Md5Status::Absent));
-        }
+        && want != f.total
+    {
+        return Err((
+            Stop::Fail(format!("size mismatch: listing says {want} bytes, server sent {}", f.total)),
+            Md5Status::Absent,
+        ));
+    }
     let expected = task.md5.or(f.server_md5);
     let part = part.to_path_buf();
     let dest = task.dest.clone();
@@ -132,7 +141,10 @@ async fn verify_and_publish(task: &FileTask, part: &std::path::Path, f: Fetched)
     let streamed = f.streamed_md5;
     let file = f.file;
     let res = tokio::task::spawn_blocking(move || -> Result<Md5Status, (Stop, Md5Status)> {
-        let len = file.metadata().map_err(|e| (Stop::Fail(format!("cannot read the part file: {e}")), Md5Status::Absent))?.len();
+        let len = file
+            .metadata()
+            .map_err(|e| (Stop::Fail(format!("cannot read the part file: {e}")), Md5Status::Absent))?
+            .len();
         if len != total {
             return Err((Stop::Restart(format!("part file holds {len} bytes, expected {total}")), Md5Status::Absent));
         }
@@ -141,7 +153,8 @@ async fn verify_and_publish(task: &FileTask, part: &std::path::Path, f: Fetched)
             Some(want) => {
                 let got = match streamed {
                     Some(m) => m,
-                    None => md5_of_file(&file, total).map_err(|e| (Stop::Fail(format!("cannot read the part file: {e}")), Md5Status::Absent))?,
+                    None => md5_of_file(&file, total)
+                        .map_err(|e| (Stop::Fail(format!("cannot read the part file: {e}")), Md5Status::Absent))?,
                 };
                 if got != want {
                     return Err((Stop::Restart("MD5 mismatch".into()), Md5Status::Mismatch));
@@ -149,7 +162,8 @@ async fn verify_and_publish(task: &FileTask, part: &std::path::Path, f: Fetched)
                 Md5Status::Verified
             }
         };
-        fs::publish(&part, &file, &dest).map_err(|e| (Stop::Fail(format!("cannot write {}: {e}", dest.display())), status))?;
+        fs::publish(&part, &file, &dest)
+            .map_err(|e| (Stop::Fail(format!("cannot write {}: {e}", dest.display())), status))?;
         let _ = fs::remove_if_exists(&fs::state_path(&dest));
         Ok(status)
     })
@@ -198,7 +212,13 @@ fn classify_status(status: u16, h: &HeaderMap) -> Attempt {
 }
 
 /// Wait before the next attempt, or give up when attempts are exhausted.
-async fn backoff(ctx: &Ctx, task: &FileTask, attempt: &mut u32, reason: String, ra: Option<Duration>) -> Result<(), Stop> {
+async fn backoff(
+    ctx: &Ctx,
+    task: &FileTask,
+    attempt: &mut u32,
+    reason: String,
+    ra: Option<Duration>,
+) -> Result<(), Stop> {
     *attempt += 1;
     if *attempt >= ctx.cfg.retry.attempts {
         return Err(Stop::Fail(format!("{reason} (after {} attempts)", *attempt)));
@@ -210,8 +230,13 @@ async fn backoff(ctx: &Ctx, task: &FileTask, attempt: &mut u32, reason: String, 
     Ok(())
 }
 
-fn request(ctx: &Ctx, task: &FileTask, range: Option<(u64, Option<u64>)>, etag: Option<&str>) -> reqwest::RequestBuilder {
-    let mut rb = ctx.client.get(task.url.clone()).header("x-ms-version", crate::blob::X_MS_VERSION);
+fn request(
+    ctx: &Ctx,
+    task: &FileTask,
+    range: Option<(u64, Option<u64>)>,
+    etag: Option<&str>,
+) -> reqwest::RequestBuilder {
+    let mut rb = ctx.client.get(task.url.clone());
     for (k, v) in &task.headers {
         rb = rb.header(k.as_str(), v.as_str());
     }
@@ -321,7 +346,9 @@ async fn fetch_stream(ctx: &Ctx, task: &FileTask, part: &std::path::Path, counte
                 }
                 let len = header_str(&h, CONTENT_LENGTH.as_str()).and_then(|v| v.parse::<u64>().ok());
                 total = match (total, len) {
-                    (Some(t), Some(l)) if t != l => return Err(Stop::Fail(format!("size mismatch: listing says {t} bytes, server sends {l}"))),
+                    (Some(t), Some(l)) if t != l => {
+                        return Err(Stop::Fail(format!("size mismatch: listing says {t} bytes, server sends {l}")));
+                    }
                     (t, l) => l.or(t),
                 };
                 server_md5 = server_md5.or(self::server_md5(&h, false));
@@ -331,7 +358,9 @@ async fn fetch_stream(ctx: &Ctx, task: &FileTask, part: &std::path::Path, counte
                     return Err(Stop::Fail("206 without a valid Content-Range".into()));
                 };
                 if a != offset || total.is_some_and(|x| x != t) {
-                    return Err(Stop::Restart(format!("Content-Range {a}-/{t} does not match the request ({offset}-)")));
+                    return Err(Stop::Restart(format!(
+                        "Content-Range {a}-/{t} does not match the request ({offset}-)"
+                    )));
                 }
                 total = Some(t);
                 server_md5 = server_md5.or(self::server_md5(&h, true));
@@ -373,7 +402,9 @@ async fn fetch_stream(ctx: &Ctx, task: &FileTask, part: &std::path::Path, counte
                     *counted += bytes.len() as u64;
                     if buf.len() >= WRITE_BUF {
                         let n = buf.len() as u64;
-                        hasher = write_piece(&file, std::mem::take(&mut buf), offset, Some(hasher)).await?.unwrap_or_default();
+                        hasher = write_piece(&file, std::mem::take(&mut buf), offset, Some(hasher))
+                            .await?
+                            .unwrap_or_default();
                         offset += n;
                         since_reset += n;
                     }
@@ -435,7 +466,9 @@ async fn fetch_chunked(ctx: &Ctx, task: &FileTask, part: &std::path::Path, count
     let file = fs::open_part(part).map_err(|e| Stop::Fail(format!("cannot create {}: {e}", part.display())))?;
     // Chunked part files are not resumable yet: start from an empty, pre-sized file.
     let _ = fs::remove_if_exists(&fs::state_path(&task.dest));
-    file.set_len(0).and_then(|_| file.set_len(total)).map_err(|e| Stop::Fail(format!("cannot allocate {}: {e}", part.display())))?;
+    file.set_len(0)
+        .and_then(|_| file.set_len(total))
+        .map_err(|e| Stop::Fail(format!("cannot allocate {}: {e}", part.display())))?;
     let file = Arc::new(file);
     // The first chunk pins the ETag (and tells whether ranges are honoured).
     let first = ChunkJob { start: 0, end: chunk.min(total) - 1 };
@@ -529,7 +562,9 @@ async fn fetch_chunk(
         }
         let got_etag = header_str(&h, ETAG.as_str()).map(str::to_string);
         match (&etag, &got_etag) {
-            (Some(a), Some(b)) if a != b => return Err(Stop::Restart("the blob changed during the download (ETag mismatch)".into())),
+            (Some(a), Some(b)) if a != b => {
+                return Err(Stop::Restart("the blob changed during the download (ETag mismatch)".into()));
+            }
             (None, _) => etag = got_etag,
             _ => {}
         }

@@ -1,0 +1,39 @@
+//! Keeps the dependency direction honest: the transfer engine knows nothing about providers,
+//! Azure or the terminal UI; only `report` prints to stdout.
+use std::path::Path;
+
+fn sources(dir: &Path) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).expect("read src dir") {
+        let path = entry.expect("dir entry").path();
+        if path.is_dir() {
+            out.extend(sources(&path));
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push((path.display().to_string(), std::fs::read_to_string(&path).expect("read source")));
+        }
+    }
+    out
+}
+
+#[test]
+fn transfer_engine_is_provider_blind() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/transfer");
+    for (path, text) in sources(&root) {
+        for banned in ["crate::provider", "crate::blob", "crate::report", "indicatif", "crate::auth", "azure", "x-ms-"]
+        {
+            assert!(!text.contains(banned), "{path} mentions `{banned}`: the engine must not know it");
+        }
+    }
+}
+
+#[test]
+fn only_report_prints_to_stdout() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    for (path, text) in sources(&root) {
+        if path.contains("/report/") {
+            continue;
+        }
+        let prints = text.match_indices("println!(").any(|(i, _)| i == 0 || &text[i - 1..i] != "e");
+        assert!(!prints, "{path} prints to stdout; only src/report may");
+    }
+}

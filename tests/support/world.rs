@@ -1,0 +1,616 @@
+//! Fixtures served by the test emulator: jobs, artifacts, blobs and registered assets.
+
+use std::collections::BTreeMap;
+
+use md5::{Digest, Md5};
+use serde_json::{Value, json};
+
+/// The bearer token every Foundry route expects.
+pub const TOKEN: &str = "test-token";
+/// The storage account of the blob role (path-style URLs).
+pub const ACCOUNT: &str = "devstoreaccount1";
+/// The Foundry project name in the project endpoint.
+pub const PROJECT: &str = "proj-a";
+/// The container holding run artifacts.
+pub const ARTIFACT_CONTAINER: &str = "azureml";
+/// The experiment ID jobs get unless a fixture says otherwise.
+pub const EXPERIMENT_ID: &str = "6f1c0d2e-0000-4000-8000-000000000001";
+
+/// Everything the emulator serves.
+#[derive(Clone, Debug, Default)]
+pub struct World {
+    pub jobs: Vec<JobFixture>,
+    /// container → blob name → blob
+    pub containers: BTreeMap<String, BTreeMap<String, BlobFixture>>,
+    /// (name, version) → model asset
+    pub models: BTreeMap<(String, String), AssetFixture>,
+    /// (name, version) → data asset
+    pub datasets: BTreeMap<(String, String), AssetFixture>,
+}
+
+#[derive(Clone, Debug)]
+pub struct JobFixture {
+    pub name: String,
+    /// Each job GET returns the front one and pops it, until one remains.
+    pub statuses: Vec<String>,
+    /// "" → run history returns no `experimentId`.
+    pub experiment_id: String,
+    /// Listed by the artifacts route, in this order.
+    pub artifacts: Vec<ArtifactFixture>,
+    /// Becomes `properties.outputs` verbatim.
+    pub outputs: Value,
+    /// How the artifacts listing pages.
+    pub paging: Paging,
+    /// Items per page for `artifacts` and `prefix/contentinfo`.
+    pub page_size: usize,
+}
+
+#[derive(Clone, Debug)]
+pub struct ArtifactFixture {
+    pub path: String,
+    pub content_uri: ContentUri,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ContentUri {
+    Blob {
+        container: String,
+        name: String,
+    },
+    /// Omitted from `prefix/contentinfo`; per-path contentinfo (A5) returns the default
+    /// blob `azureml/ExperimentRun/dcid.<job>/<path>`.
+    Missing,
+    /// A literal URL, e.g. pointing at a foreign host.
+    Raw(String),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Paging {
+    /// `continuationToken`; the page after the first one is an empty page with a token.
+    ContinuationToken,
+    /// Absolute `nextLink` on the same host, carrying the offset in `$skip`.
+    NextLink,
+    /// `nextLink` to `http://127.0.0.2:1/...`.
+    NextLinkForeign,
+    /// The same `continuationToken` forever.
+    RepeatToken,
+}
+
+#[derive(Clone, Debug)]
+pub struct BlobFixture {
+    pub content: Content,
+    pub md5: Md5Mode,
+    /// Unquoted, e.g. `0x8DE0123456789AB`; the `ETag` header quotes it.
+    pub etag: String,
+    pub content_encoding: Option<String>,
+}
+
+#[derive(Clone, Debug)]
+pub enum Content {
+    Bytes(Vec<u8>),
+    /// Bytes from [`gen_bytes`], produced on the fly.
+    Generated {
+        len: u64,
+        seed: u64,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Md5Mode {
+    Stored,
+    Wrong,
+    Absent,
+}
+
+#[derive(Clone, Debug)]
+pub struct AssetFixture {
+    pub container: String,
+    /// Folder: the folder's blob prefix (no trailing `/`). File: the file's blob name.
+    pub prefix: String,
+    pub kind: AssetKind,
+    pub credential_key: CredKey,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AssetKind {
+    Folder,
+    File,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CredKey {
+    /// `credential.type`
+    Type,
+    /// `credential.credentialType`
+    CredentialType,
+}
+
+const GEN_PIECE: usize = 64 * 1024;
+
+fn splitmix64(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// Deterministic bytes: the byte at absolute position `p` depends only on `(seed, p)`,
+/// so any range can be produced without the prefix and a misplaced chunk shows in content.
+pub fn gen_bytes(seed: u64, offset: u64, len: usize) -> Vec<u8> {
+    let key = splitmix64(seed);
+    let mut out = Vec::with_capacity(len);
+    let mut pos = offset;
+    let end = offset + len as u64;
+    while pos < end {
+        let word = splitmix64(key ^ (pos / 8)).to_le_bytes();
+        let from = (pos % 8) as usize;
+        let take = (8 - from).min((end - pos) as usize);
+        out.extend_from_slice(&word[from..from + take]);
+        pos += take as u64;
+    }
+    out
+}
+
+/// The blob name of a run artifact in [`ARTIFACT_CONTAINER`].
+pub fn artifact_blob_name(job: &str, path: &str) -> String {
+    format!("ExperimentRun/dcid.{job}/{path}")
+}
+
+impl BlobFixture {
+    pub fn bytes(data: impl Into<Vec<u8>>) -> Self {
+        Self::with_content(Content::Bytes(data.into()))
+    }
+
+    pub fn generated(len: u64, seed: u64) -> Self {
+        Self::with_content(Content::Generated { len, seed })
+    }
+
+    fn with_content(content: Content) -> Self {
+        let mut blob = BlobFixture { content, md5: Md5Mode::Stored, etag: String::new(), content_encoding: None };
+        blob.etag = etag_for(&blob.content);
+        blob
+    }
+
+    /// The same blob with another MD5 mode.
+    pub fn with_md5(mut self, md5: Md5Mode) -> Self {
+        self.md5 = md5;
+        self
+    }
+
+    /// The whole content in memory (for assertions on small blobs).
+    pub fn full_content(&self) -> Vec<u8> {
+        self.range(0, self.len())
+    }
+
+    /// `len` bytes from `offset`, clamped to the blob.
+    pub fn range(&self, offset: u64, len: u64) -> Vec<u8> {
+        let end = offset.saturating_add(len).min(self.len());
+        let start = offset.min(end);
+        match &self.content {
+            Content::Bytes(data) => data[start as usize..end as usize].to_vec(),
+            Content::Generated { seed, .. } => gen_bytes(*seed, start, (end - start) as usize),
+        }
+    }
+
+    pub fn len(&self) -> u64 {
+        match &self.content {
+            Content::Bytes(data) => data.len() as u64,
+            Content::Generated { len, .. } => *len,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// MD5 of the real content, computed piecewise.
+    pub fn md5(&self) -> [u8; 16] {
+        let mut hasher = Md5::new();
+        let mut pos = 0;
+        while pos < self.len() {
+            let piece = self.range(pos, GEN_PIECE as u64);
+            hasher.update(&piece);
+            pos += piece.len() as u64;
+        }
+        hasher.finalize().into()
+    }
+}
+
+/// A stable, content-derived ETag such as `0x8DE1A2B3C4D5E6F`.
+fn etag_for(content: &Content) -> String {
+    let mut hasher = Md5::new();
+    match content {
+        Content::Bytes(data) => hasher.update(data),
+        Content::Generated { len, seed } => {
+            hasher.update(len.to_le_bytes());
+            hasher.update(seed.to_le_bytes());
+        }
+    }
+    let digest: [u8; 16] = hasher.finalize().into();
+    let tail: String = digest[..6].iter().map(|b| format!("{b:02X}")).collect();
+    format!("0x8DE{}", &tail[..12])
+}
+
+impl JobFixture {
+    /// A job with one status, the standard experiment ID, a `default` output,
+    /// continuation-token paging and 100 items per page.
+    pub fn new(name: &str, status: &str) -> Self {
+        JobFixture {
+            name: name.to_string(),
+            statuses: vec![status.to_string()],
+            experiment_id: EXPERIMENT_ID.to_string(),
+            artifacts: Vec::new(),
+            outputs: json!({ "default": default_output(name) }),
+            paging: Paging::ContinuationToken,
+            page_size: 100,
+        }
+    }
+}
+
+/// `outputs.default` as Foundry sends it.
+pub fn default_output(job: &str) -> Value {
+    json!({
+        "jobOutputType": "uri_folder",
+        "mode": "rw_mount",
+        "uri": format!("azureml://datastores/workspaceartifactstore/ExperimentRun/dcid.{job}"),
+    })
+}
+
+/// A named output backed by a registered asset.
+pub fn asset_output(output_type: &str, name: &str, version: &str) -> Value {
+    json!({
+        "jobOutputType": output_type,
+        "mode": "rw_mount",
+        "assetName": name,
+        "assetVersion": version,
+    })
+}
+
+impl World {
+    pub fn new() -> Self {
+        World::default()
+    }
+
+    /// Adds a job and returns it for further tweaks.
+    pub fn add_job(&mut self, job: JobFixture) -> &mut JobFixture {
+        self.jobs.push(job);
+        let last = self.jobs.len() - 1;
+        &mut self.jobs[last]
+    }
+
+    /// The job called `name`; panics if there is none (a fixture bug).
+    pub fn job_mut(&mut self, name: &str) -> &mut JobFixture {
+        self.jobs.iter_mut().find(|j| j.name == name).unwrap_or_else(|| panic!("no job {name} in the world"))
+    }
+
+    pub fn job(&self, name: &str) -> Option<&JobFixture> {
+        self.jobs.iter().find(|j| j.name == name)
+    }
+
+    pub fn add_blob(&mut self, container: &str, name: &str, blob: BlobFixture) {
+        self.containers.entry(container.to_string()).or_default().insert(name.to_string(), blob);
+    }
+
+    pub fn blob(&self, container: &str, name: &str) -> Option<&BlobFixture> {
+        self.containers.get(container)?.get(name)
+    }
+
+    /// Lists `path` on `job` and stores its bytes at `azureml/ExperimentRun/dcid.<job>/<path>`.
+    pub fn add_artifact(&mut self, job: &str, path: &str, blob: BlobFixture) {
+        let name = artifact_blob_name(job, path);
+        self.add_blob(ARTIFACT_CONTAINER, &name, blob);
+        let content_uri = ContentUri::Blob { container: ARTIFACT_CONTAINER.to_string(), name };
+        self.push_artifact(job, path, content_uri);
+    }
+
+    /// Like [`World::add_artifact`], but `prefix/contentinfo` omits the item (gap fill).
+    pub fn add_artifact_missing(&mut self, job: &str, path: &str, blob: BlobFixture) {
+        self.add_blob(ARTIFACT_CONTAINER, &artifact_blob_name(job, path), blob);
+        self.push_artifact(job, path, ContentUri::Missing);
+    }
+
+    /// Lists `path` on `job` with the given content URI, creating no blob.
+    pub fn push_artifact(&mut self, job: &str, path: &str, content_uri: ContentUri) {
+        self.job_mut(job).artifacts.push(ArtifactFixture { path: path.to_string(), content_uri });
+    }
+
+    /// The bytes behind an artifact, if its content URI names a blob of this world.
+    pub fn artifact_blob(&self, job: &str, path: &str) -> Option<&BlobFixture> {
+        let artifact = self.job(job)?.artifacts.iter().find(|a| a.path == path)?;
+        match &artifact.content_uri {
+            ContentUri::Blob { container, name } => self.blob(container, name),
+            ContentUri::Missing => self.blob(ARTIFACT_CONTAINER, &artifact_blob_name(job, path)),
+            ContentUri::Raw(_) => None,
+        }
+    }
+
+    /// Registers a folder asset and its files (names relative to the folder).
+    pub fn add_folder_asset(
+        &mut self,
+        model: bool,
+        name: &str,
+        version: &str,
+        location: (&str, &str),
+        credential_key: CredKey,
+        files: Vec<(&str, BlobFixture)>,
+    ) {
+        let (container, prefix) = location;
+        for (file, blob) in files {
+            self.add_blob(container, &format!("{prefix}/{file}"), blob);
+        }
+        let asset = AssetFixture {
+            container: container.to_string(),
+            prefix: prefix.to_string(),
+            kind: AssetKind::Folder,
+            credential_key,
+        };
+        self.register(model, name, version, asset);
+    }
+
+    /// Registers a single-file asset stored at `container/blob_name`.
+    pub fn add_file_asset(
+        &mut self,
+        model: bool,
+        name: &str,
+        version: &str,
+        location: (&str, &str),
+        credential_key: CredKey,
+        blob: BlobFixture,
+    ) {
+        let (container, blob_name) = location;
+        self.add_blob(container, blob_name, blob);
+        let asset = AssetFixture {
+            container: container.to_string(),
+            prefix: blob_name.to_string(),
+            kind: AssetKind::File,
+            credential_key,
+        };
+        self.register(model, name, version, asset);
+    }
+
+    fn register(&mut self, model: bool, name: &str, version: &str, asset: AssetFixture) {
+        let key = (name.to_string(), version.to_string());
+        if model {
+            self.models.insert(key, asset);
+        } else {
+            self.datasets.insert(key, asset);
+        }
+    }
+
+    /// Total bytes of all blobs (generated ones included).
+    pub fn total_blob_bytes(&self) -> u64 {
+        self.containers.values().flat_map(|c| c.values()).map(BlobFixture::len).sum()
+    }
+}
+
+const MIB: u64 = 1024 * 1024;
+
+/// Paths of the hostile artifacts of `job-hostile` (plus the good `ok.txt`).
+pub const HOSTILE_PATHS: [&str; 5] = ["../escape.txt", "a/../../x", "/abs", "C:\\x", "dir\\..\\..\\x"];
+
+/// The name with a space, `#`, `%`, `+` and non-ASCII in `job-123`.
+pub const ODD_NAME: &str = "outputs/odd name #1 50%+ü.txt";
+
+/// The fixtures most integration tests use. See the module docs of the emulator for the routes.
+pub fn standard_world() -> World {
+    let mut w = World::new();
+
+    // job-123: several roots, overlapping roots, odd names, an empty and a big blob.
+    let mut job = JobFixture::new("job-123", "Completed");
+    job.page_size = 3;
+    job.outputs = json!({
+        "default": default_output("job-123"),
+        "model": asset_output("safetensors_model", "job-123-model", "1"),
+        "metrics": asset_output("uri_folder", "job-123-metrics", "1"),
+        "report": asset_output("uri_file", "job-123-report", "1"),
+        "ckpt": asset_output("mlflow_model", "job-123-ckpt", "1"),
+        "broken": {"jobOutputType": "uri_folder", "mode": "rw_mount", "assetName": "job-123-broken"},
+    });
+    w.add_job(job);
+    let text = |s: &str| BlobFixture::bytes(s.as_bytes().to_vec());
+    w.add_artifact("job-123", "log/a.txt", text("a from log\n"));
+    w.add_artifact("job-123", "logs/b.txt", text("b from logs\n"));
+    w.add_artifact("job-123", "model.pt", BlobFixture::generated(3000, 11));
+    w.add_artifact("job-123", "model.pt.bak", BlobFixture::generated(1000, 12).with_md5(Md5Mode::Absent));
+    w.add_artifact("job-123", "user_logs/std_log.txt", text("step 1 loss 0.9\nstep 2 loss 0.5\n"));
+    w.add_artifact("job-123", "system_logs/lifecycler/execution-wrapper.txt", text("wrapper started\n"));
+    w.add_artifact("job-123", "outputs/x", text("x\n"));
+    w.add_artifact("job-123", "outputs/x.tmp", text("x.tmp is a real artifact\n"));
+    w.add_artifact("job-123", ODD_NAME, text("odd name\n"));
+    w.add_artifact("job-123", "outputs/empty.bin", BlobFixture::bytes(Vec::new()));
+    w.add_artifact("job-123", "outputs/big.bin", BlobFixture::generated(20 * MIB, 1));
+
+    w.add_folder_asset(
+        true,
+        "job-123-model",
+        "1",
+        ("models-0001", "job-123-model/1"),
+        CredKey::Type,
+        vec![
+            ("model.safetensors", BlobFixture::generated(40 * MIB, 2)),
+            ("config.json", text("{\"hidden_size\": 64}\n")),
+        ],
+    );
+    w.add_folder_asset(
+        true,
+        "job-123-ckpt",
+        "1",
+        ("models-0001", "job-123-ckpt/1"),
+        CredKey::Type,
+        vec![("MLmodel", text("flavors: {}\n"))],
+    );
+    w.add_folder_asset(
+        false,
+        "job-123-metrics",
+        "1",
+        ("data-0001", "job-123-metrics/1"),
+        CredKey::CredentialType,
+        vec![
+            ("loss.csv", text("step,loss\n1,0.9\n2,0.5\n")),
+            ("acc.csv", text("step,acc\n1,0.1\n2,0.6\n")),
+            ("sub/summary.json", text("{\"best\": 0.6}\n")),
+        ],
+    );
+    // A sibling version whose prefix extends "job-123-metrics/1": never part of the output.
+    w.add_blob("data-0001", "job-123-metrics/10/other.csv", text("not mine\n"));
+    w.add_file_asset(
+        false,
+        "job-123-report",
+        "1",
+        ("data-0001", "job-123-report/1/report.json"),
+        CredKey::Type,
+        text("{\"accuracy\": 0.6}\n"),
+    );
+    // Shares the file's name as a prefix: a client that lists instead of getting the file sees it.
+    w.add_blob("data-0001", "job-123-report/1/report.json.bak", text("trap\n"));
+
+    let mut running = JobFixture::new("job-running", "Running");
+    running.statuses = vec!["Running".into()];
+    w.add_job(running);
+    w.add_artifact("job-running", "user_logs/std_log.txt", text("still going\n"));
+
+    let mut wait = JobFixture::new("job-wait", "Completed");
+    wait.statuses = vec!["Queued".into(), "Running".into(), "Completed".into()];
+    w.add_job(wait);
+    w.add_artifact("job-wait", "user_logs/std_log.txt", text("done waiting\n"));
+    w.add_artifact("job-wait", "outputs/result.txt", text("42\n"));
+
+    for (name, paging) in [
+        ("job-nextlink", Paging::NextLink),
+        ("job-foreign-next", Paging::NextLinkForeign),
+        ("job-cycle", Paging::RepeatToken),
+    ] {
+        let mut job = JobFixture::new(name, "Completed");
+        job.paging = paging;
+        job.page_size = 2;
+        w.add_job(job);
+        for i in 0..5 {
+            w.add_artifact(name, &format!("outputs/f{i}.txt"), text(&format!("{name} {i}\n")));
+        }
+    }
+
+    let mut noexp = JobFixture::new("job-noexp", "Completed");
+    noexp.experiment_id = String::new();
+    w.add_job(noexp);
+    w.add_artifact("job-noexp", "outputs/a.txt", text("a\n"));
+
+    w.add_job(JobFixture::new("job-gap", "Completed"));
+    w.add_artifact("job-gap", "outputs/a.txt", text("gap a\n"));
+    w.add_artifact_missing("job-gap", "outputs/b.txt", text("gap b, filled per path\n"));
+    w.add_artifact("job-gap", "outputs/c.txt", text("gap c\n"));
+
+    w.add_job(JobFixture::new("job-foreign-uri", "Completed"));
+    w.add_artifact("job-foreign-uri", "ok.txt", text("fine\n"));
+    w.push_artifact(
+        "job-foreign-uri",
+        "evil.txt",
+        ContentUri::Raw("http://127.0.0.2:9/devstoreaccount1/azureml/x?sig=s".into()),
+    );
+
+    w.add_job(JobFixture::new("job-dups", "Completed"));
+    w.add_artifact("job-dups", "outputs/dup.txt", text("dup\n"));
+    w.add_artifact("job-dups", "outputs/other.txt", text("other\n"));
+    let dup = w.job_mut("job-dups").artifacts[0].clone();
+    w.job_mut("job-dups").artifacts.push(dup);
+
+    w.add_job(JobFixture::new("job-badmd5", "Completed"));
+    w.add_artifact("job-badmd5", "outputs/bad.bin", BlobFixture::generated(5000, 7).with_md5(Md5Mode::Wrong));
+    w.add_artifact("job-badmd5", "outputs/good.txt", text("good\n"));
+
+    // Hostile paths point at real blobs with safe names, so a client that fails to reject
+    // them would actually write the bytes somewhere.
+    w.add_job(JobFixture::new("job-hostile", "Completed"));
+    for (i, path) in HOSTILE_PATHS.iter().enumerate() {
+        let name = artifact_blob_name("job-hostile", &format!("hostile-{i}"));
+        w.add_blob(ARTIFACT_CONTAINER, &name, text("hostile\n"));
+        let uri = ContentUri::Blob { container: ARTIFACT_CONTAINER.into(), name };
+        w.push_artifact("job-hostile", path, uri);
+    }
+    w.add_artifact("job-hostile", "ok.txt", text("ok\n"));
+
+    w
+}
+
+fn json_lines(rank: usize) -> String {
+    (1..=5)
+        .map(|step| {
+            let loss = 2.0 / (step as f64 + rank as f64 * 0.1);
+            format!("{{\"step\": {step}, \"rank\": {rank}, \"loss\": {loss:.4}}}\n")
+        })
+        .collect()
+}
+
+/// A realistic world for the demo: one finished job with logs, outputs and three named outputs,
+/// and one running job.
+pub fn demo_world(model_bytes: u64) -> World {
+    let mut w = World::new();
+    let job_name = "job-demo-001";
+    let mut job = JobFixture::new(job_name, "Completed");
+    job.page_size = 50;
+    job.outputs = json!({
+        "default": default_output(job_name),
+        "model": {"jobOutputType": "safetensors_model", "mode": "upload",
+                  "assetName": "job-demo-001-model", "assetVersion": "1"},
+        "metrics": asset_output("uri_folder", "job-demo-001-metrics", "1"),
+        "eval_report": asset_output("uri_file", "job-demo-001-eval", "1"),
+    });
+    w.add_job(job);
+
+    let text = |s: String| BlobFixture::bytes(s.into_bytes());
+    let std_log: String =
+        (1..=200).map(|i| format!("[train] epoch 1 step {i:4} loss {:.4}\n", 2.5 / f64::from(i))).collect();
+    w.add_artifact(job_name, "user_logs/std_log.txt", text(std_log));
+    w.add_artifact(
+        job_name,
+        "system_logs/lifecycler/execution-wrapper.txt",
+        text("2026-01-15T10:00:00Z execution wrapper started\n2026-01-15T10:42:00Z exit code 0\n".into()),
+    );
+    w.add_artifact(job_name, "system_logs/lifecycler/lifecycler.log", text("setup 12s, run 41m, teardown 3s\n".into()));
+    for rank in 0..4 {
+        w.add_artifact(job_name, &format!("logs/azureml/rank_{rank}/metrics.json"), text(json_lines(rank)));
+    }
+    w.add_artifact(
+        job_name,
+        "outputs/training_args.json",
+        text("{\"lr\": 0.0003, \"epochs\": 1, \"batch_size\": 32}\n".into()),
+    );
+    w.add_artifact(job_name, "outputs/README.md", text("# Fine-tuned model\n\nDemo run.\n".into()));
+    w.add_artifact(job_name, "outputs/sample_predictions.jsonl", BlobFixture::generated(48 * 1024, 21));
+
+    w.add_folder_asset(
+        true,
+        "job-demo-001-model",
+        "1",
+        ("models-demo", "job-demo-001-model/1"),
+        CredKey::CredentialType,
+        vec![
+            ("model.safetensors", BlobFixture::generated(model_bytes, 42)),
+            ("config.json", text("{\"architectures\": [\"DemoLM\"], \"hidden_size\": 256}\n".into())),
+            ("tokenizer.json", BlobFixture::generated(200 * 1024, 43)),
+        ],
+    );
+    w.add_folder_asset(
+        false,
+        "job-demo-001-metrics",
+        "1",
+        ("data-demo", "job-demo-001-metrics/1"),
+        CredKey::Type,
+        vec![
+            ("train_loss.csv", text("step,loss\n100,1.2\n200,0.8\n".into())),
+            ("eval_loss.csv", text("step,loss\n200,0.9\n".into())),
+            ("summary.json", text("{\"final_loss\": 0.8}\n".into())),
+        ],
+    );
+    w.add_file_asset(
+        false,
+        "job-demo-001-eval",
+        "1",
+        ("data-demo", "job-demo-001-eval/1/eval_report.json"),
+        CredKey::Type,
+        text("{\"accuracy\": 0.91, \"f1\": 0.88}\n".into()),
+    );
+
+    w.add_job(JobFixture::new("job-demo-002", "Running"));
+    w.add_artifact("job-demo-002", "user_logs/std_log.txt", text("epoch 1 step 10\n".into()));
+    w
+}
