@@ -59,8 +59,9 @@ impl Plan {
                 continue;
             }
             seen.insert(key, display.clone());
-            let headers = f.headers();
+            let (headers, hints) = (f.headers(), f.hints());
             self.tasks.push(FileTask {
+                hints,
                 dest: root.join(&display),
                 display,
                 url: f.url,

@@ -47,6 +47,14 @@ impl RemoteFile {
     pub fn headers(&self) -> Vec<(String, String)> {
         vec![("x-ms-version".to_string(), crate::blob::X_MS_VERSION.to_string())]
     }
+
+    /// How the blob service reports checksums and errors.
+    pub fn hints(&self) -> crate::transfer::ServerHints {
+        crate::transfer::ServerHints {
+            partial_md5_header: Some("x-ms-blob-content-md5".into()),
+            error_code_header: Some("x-ms-error-code".into()),
+        }
+    }
 }
 
 /// The files of one output, plus the files that could not be resolved.

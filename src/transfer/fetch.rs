@@ -185,9 +185,9 @@ fn header_str<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
     h.get(name).and_then(|v| v.to_str().ok())
 }
 
-/// The server's whole-blob MD5: `Content-MD5` on a 200, `x-ms-blob-content-md5` on a 206.
-fn server_md5(h: &HeaderMap, partial: bool) -> Option<[u8; 16]> {
-    let name = if partial { "x-ms-blob-content-md5" } else { "content-md5" };
+/// The server's whole-object MD5: `Content-MD5` on a 200, the provider's header on a 206.
+fn server_md5(task: &FileTask, h: &HeaderMap, partial: bool) -> Option<[u8; 16]> {
+    let name = if partial { task.hints.partial_md5_header.as_deref()? } else { "content-md5" };
     header_str(h, name).and_then(decode_md5)
 }
 
@@ -197,8 +197,15 @@ enum Attempt {
     Stop(Stop),
 }
 
-fn classify_status(status: u16, h: &HeaderMap) -> Attempt {
-    let code = header_str(h, "x-ms-error-code").map(|c| format!(" {c}")).unwrap_or_default();
+fn classify_status(task: &FileTask, status: u16, h: &HeaderMap) -> Attempt {
+    let code = task
+        .hints
+        .error_code_header
+        .as_deref()
+        .and_then(|n| header_str(h, n))
+        .filter(|c| c.len() <= 100 && c.chars().all(|ch| ch.is_ascii_alphanumeric()))
+        .map(|c| format!(" {c}"))
+        .unwrap_or_default();
     let msg = format!("HTTP {status}{code}");
     if status == 412 {
         Attempt::Stop(Stop::Restart("the blob changed during the download (ETag mismatch)".into()))
@@ -351,7 +358,7 @@ async fn fetch_stream(ctx: &Ctx, task: &FileTask, part: &std::path::Path, counte
                     }
                     (t, l) => l.or(t),
                 };
-                server_md5 = server_md5.or(self::server_md5(&h, false));
+                server_md5 = server_md5.or(self::server_md5(task, &h, false));
             }
             206 => {
                 let Some((a, _b, t)) = header_str(&h, CONTENT_RANGE.as_str()).and_then(parse_content_range) else {
@@ -363,10 +370,10 @@ async fn fetch_stream(ctx: &Ctx, task: &FileTask, part: &std::path::Path, counte
                     )));
                 }
                 total = Some(t);
-                server_md5 = server_md5.or(self::server_md5(&h, true));
+                server_md5 = server_md5.or(self::server_md5(task, &h, true));
             }
             416 if offset > 0 => return Err(Stop::Restart("server refused to resume (416)".into())),
-            _ => match classify_status(status, &h) {
+            _ => match classify_status(task, status, &h) {
                 Attempt::Retry(reason, ra) => {
                     drop(resp);
                     drop(permit);
@@ -550,7 +557,7 @@ async fn fetch_chunk(
                 }
             }
             200 => return Err(Stop::Restart(FALLBACK.into())),
-            _ => match classify_status(status, &h) {
+            _ => match classify_status(task, status, &h) {
                 Attempt::Retry(reason, ra) => {
                     drop(resp);
                     drop(permit);
@@ -568,7 +575,7 @@ async fn fetch_chunk(
             (None, _) => etag = got_etag,
             _ => {}
         }
-        md5 = md5.or(server_md5(&h, true));
+        md5 = md5.or(server_md5(task, &h, true));
         let mut resp = resp;
         let mut buf = Vec::with_capacity(WRITE_BUF.min((job.end - pos + 1) as usize));
         let mut body_err = None;

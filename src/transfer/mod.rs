@@ -28,6 +28,17 @@ pub struct FileTask {
     pub size: Option<u64>,
     /// Expected MD5 from the listing, when known.
     pub md5: Option<[u8; 16]>,
+    /// Which response headers carry the server's checksum and error code.
+    pub hints: ServerHints,
+}
+
+/// Response headers that a storage service uses beyond plain HTTP (set by the provider).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ServerHints {
+    /// Header carrying the whole-object MD5 (base64) on a 206 (`Content-MD5` is used on a 200).
+    pub partial_md5_header: Option<String>,
+    /// Header carrying the service's error code, shown with a failed status.
+    pub error_code_header: Option<String>,
 }
 
 /// What happened to one file.
