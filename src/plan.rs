@@ -62,6 +62,7 @@ impl Plan {
             let (headers, hints) = (f.headers(), f.hints());
             self.tasks.push(FileTask {
                 hints,
+                refresh: f.refresh,
                 dest: root.join(&display),
                 display,
                 url: f.url,
@@ -90,6 +91,7 @@ mod tests {
 
     fn file(rel: &str) -> RemoteFile {
         RemoteFile {
+            refresh: None,
             rel: rel.into(),
             url: url::Url::parse("https://a.blob.core.windows.net/c/x").unwrap(),
             size: Some(1),

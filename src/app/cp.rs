@@ -26,6 +26,7 @@ pub async fn cp(args: CpArgs, printer: Printer, cancel: CancellationToken) -> Re
 
     let mut listing = Listing::default();
     let single = |name: &str, size: u64, md5| RemoteFile {
+        refresh: None,
         rel: name.rsplit('/').next().unwrap_or(name).to_string(),
         url: container.blob_url(name),
         size: Some(size),
@@ -53,6 +54,7 @@ pub async fn cp(args: CpArgs, printer: Printer, cancel: CancellationToken) -> Re
             listing.files = blobs
                 .into_iter()
                 .map(|b| RemoteFile {
+                    refresh: None,
                     rel: b.name[prefix.len().min(b.name.len())..].to_string(),
                     url: container.blob_url(&b.name),
                     size: Some(b.size),

@@ -7,10 +7,12 @@ use crate::blob::{BlobClient, parse_blob_url};
 use crate::error::Error;
 use crate::hosts::AllowList;
 use crate::http::{CallError, JsonRequest, MetaClient};
+use crate::transfer::{Refresher, UrlRefresher};
 use futures_util::StreamExt;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::sync::Arc;
 use url::Url;
 
 /// `api-version` of jobs, history and models calls.
@@ -52,7 +54,8 @@ pub fn parse_endpoint(raw: &str, allow: &AllowList) -> Result<Url, Error> {
     Ok(base)
 }
 
-/// A Foundry project.
+/// A Foundry project (cheap to clone: clients and settings are shared).
+#[derive(Clone)]
 pub struct Foundry {
     meta: MetaClient,
     blob: BlobClient,
@@ -282,7 +285,15 @@ impl Foundry {
         for (path, (uri, len)) in uris {
             match Url::parse(&uri) {
                 Ok(url) => match self.allow.check_storage(&url) {
-                    Ok(()) => listing.files.push(RemoteFile { rel: path, url, size: len, md5: None }),
+                    Ok(()) => {
+                        let refresh = Some(Refresher(Arc::new(ContentRefresher {
+                            foundry: self.clone(),
+                            job: job.to_string(),
+                            exp: exp.clone(),
+                            path: path.clone(),
+                        })));
+                        listing.files.push(RemoteFile { rel: path, url, size: len, md5: None, refresh })
+                    }
                     Err(e) => listing.failures.push((path, format!("download URL host not allowed: {e}"))),
                 },
                 Err(_) => listing.failures.push((path, "invalid download URL".into())),
@@ -362,7 +373,7 @@ impl Foundry {
                 Ok(p) => {
                     let base = prefix.rsplit('/').next().unwrap_or(&prefix).to_string();
                     return Ok(Listing {
-                        files: vec![RemoteFile { rel: base, url, size: Some(p.size), md5: p.md5 }],
+                        files: vec![RemoteFile { rel: base, url, size: Some(p.size), md5: p.md5, refresh: None }],
                         failures: vec![],
                     });
                 }
@@ -393,6 +404,7 @@ impl Foundry {
         let files = blobs
             .into_iter()
             .map(|b| RemoteFile {
+                refresh: None,
                 rel: b.name[list_prefix.len().min(b.name.len())..].to_string(),
                 url: container.blob_url(&b.name),
                 size: Some(b.size),
@@ -400,6 +412,27 @@ impl Foundry {
             })
             .collect();
         Ok(Listing { files, failures: vec![] })
+    }
+}
+
+/// Asks per-path content info (§2.7) for a fresh content URI after a 403.
+struct ContentRefresher {
+    foundry: Foundry,
+    job: String,
+    exp: String,
+    path: String,
+}
+
+impl UrlRefresher for ContentRefresher {
+    fn refresh(&self) -> futures_util::future::BoxFuture<'_, Option<Url>> {
+        Box::pin(async move {
+            let f = &self.foundry;
+            let url = f.history(&self.job, &self.exp, "artifacts/contentinfo", &[("path", &self.path)]);
+            let v = f.get(url).await.ok()?;
+            let fresh = Url::parse(str_ci(&v, "contentUri")?).ok()?;
+            f.allow.check_storage(&fresh).ok()?;
+            Some(fresh)
+        })
     }
 }
 

@@ -40,6 +40,8 @@ pub struct RemoteFile {
     pub size: Option<u64>,
     /// MD5 from the listing, when known.
     pub md5: Option<[u8; 16]>,
+    /// How to get a fresh URL after a 403 (Path A content URIs).
+    pub refresh: Option<crate::transfer::Refresher>,
 }
 
 impl RemoteFile {

@@ -80,6 +80,22 @@ impl Printer {
     /// Print a run-ending error (JSON error document or "error / hint" lines).
     pub fn fatal(&self, e: &Error) {
         let msg = crate::redact::redact(&e.to_string());
+        if matches!(e, Error::Interrupted) {
+            // Interrupted before any transfer: the normal document with nothing done.
+            if self.json {
+                let s = Summary {
+                    job: None,
+                    destination: Path::new(""),
+                    files: &[],
+                    plan_failures: &[],
+                    elapsed: Duration::ZERO,
+                    interrupted: true,
+                };
+                println!("{}", summary_json(&s));
+            }
+            eprintln!("interrupted");
+            return;
+        }
         if self.json {
             println!("{}", json!({"version":1,"error":{"code":e.json_code(),"message":msg,"exit_code":e.exit_code()}}));
         }

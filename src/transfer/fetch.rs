@@ -19,6 +19,50 @@ const WRITE_BUF: usize = 1 << 20;
 /// Progress that resets the retry counter (a trickling but progressing server is never given up on).
 const PROGRESS_RESET: u64 = 1 << 20;
 
+/// The file's source URL, replaced at most once through the task's refresher after a 403.
+struct Source<'a> {
+    task: &'a FileTask,
+    /// Current URL and its generation (0 = the planned URL).
+    url: std::sync::Mutex<(url::Url, u32)>,
+    gate: tokio::sync::Mutex<()>,
+}
+
+impl<'a> Source<'a> {
+    fn new(task: &'a FileTask) -> Self {
+        Source { task, url: std::sync::Mutex::new((task.url.clone(), 0)), gate: tokio::sync::Mutex::new(()) }
+    }
+
+    fn current(&self) -> (url::Url, u32) {
+        match self.url.lock() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    /// After a 403 on a URL of generation `used`: whether to try again (with a newer URL).
+    async fn refresh_after_403(&self, used: u32) -> bool {
+        let Some(r) = &self.task.refresh else { return false };
+        let _one_at_a_time = self.gate.lock().await;
+        let generation = self.current().1;
+        if generation > used {
+            return true; // a peer chunk refreshed it already
+        }
+        if generation >= 1 {
+            return false; // refreshed once already
+        }
+        crate::log::log(1, format!("{}: access refused; asking the service for a fresh URL", self.task.display));
+        match r.0.refresh().await {
+            Some(u) => {
+                if let Ok(mut g) = self.url.lock() {
+                    *g = (u, generation + 1);
+                }
+                true
+            }
+            None => false,
+        }
+    }
+}
+
 /// Why fetching a file stopped.
 enum Stop {
     /// Start the file again from zero (ETag changed, MD5 mismatch).
@@ -52,15 +96,18 @@ pub(super) async fn download_file(ctx: &Ctx, task: &FileTask) -> FileOutcome {
         return outcome;
     }
     let part = fs::part_path(&task.dest);
+    let src = Source::new(task);
     let mut counted = 0u64;
     for round in 0..2 {
-        let result = if task.size.is_some_and(|s| s > ctx.cfg.chunk_threshold) {
-            match fetch_chunked(ctx, task, &part, &mut counted).await {
-                Err(Stop::Restart(r)) if r == FALLBACK => fetch_stream(ctx, task, &part, &mut counted).await,
+        // Unknown sizes start with a ranged probe: its Content-Range tells the size, and a big
+        // file goes on in parallel chunks.
+        let result = if task.size.is_none_or(|s| s > ctx.cfg.chunk_threshold) {
+            match fetch_chunked(ctx, &src, &part, &mut counted).await {
+                Err(Stop::Restart(r)) if r == FALLBACK => fetch_stream(ctx, &src, &part, &mut counted).await,
                 other => other,
             }
         } else {
-            fetch_stream(ctx, task, &part, &mut counted).await
+            fetch_stream(ctx, &src, &part, &mut counted).await
         };
         let fetched = match result {
             Ok(f) => f,
@@ -240,10 +287,11 @@ async fn backoff(
 fn request(
     ctx: &Ctx,
     task: &FileTask,
+    url: url::Url,
     range: Option<(u64, Option<u64>)>,
     etag: Option<&str>,
 ) -> reqwest::RequestBuilder {
-    let mut rb = ctx.client.get(task.url.clone());
+    let mut rb = ctx.client.get(url);
     for (k, v) in &task.headers {
         rb = rb.header(k.as_str(), v.as_str());
     }
@@ -295,7 +343,8 @@ fn write_state(task: &FileTask, rec: &StateRecord) {
 }
 
 /// One connection at a time, from the first missing byte to the end, hashing in order.
-async fn fetch_stream(ctx: &Ctx, task: &FileTask, part: &std::path::Path, counted: &mut u64) -> Result<Fetched, Stop> {
+async fn fetch_stream(ctx: &Ctx, src: &Source<'_>, part: &std::path::Path, counted: &mut u64) -> Result<Fetched, Stop> {
+    let task = src.task;
     let file = fs::open_part(part).map_err(|e| Stop::Fail(format!("cannot create {}: {e}", part.display())))?;
     let file = Arc::new(file);
     // Resume a part file left by an earlier run when its record matches the listing.
@@ -330,7 +379,8 @@ async fn fetch_stream(ctx: &Ctx, task: &FileTask, part: &std::path::Path, counte
         }
         let permit = ctx.conns.acquire().await.map_err(|_| Stop::Fail("cancelled".into()))?;
         let range = (offset > 0).then_some((offset, None));
-        let resp = match request(ctx, task, range, etag.as_deref()).send().await {
+        let (url, generation) = src.current();
+        let resp = match request(ctx, task, url, range, etag.as_deref()).send().await {
             Ok(r) => r,
             Err(e) => {
                 drop(permit);
@@ -373,6 +423,14 @@ async fn fetch_stream(ctx: &Ctx, task: &FileTask, part: &std::path::Path, counte
                 server_md5 = server_md5.or(self::server_md5(task, &h, true));
             }
             416 if offset > 0 => return Err(Stop::Restart("server refused to resume (416)".into())),
+            403 if task.refresh.is_some() => {
+                drop(resp);
+                drop(permit);
+                if src.refresh_after_403(generation).await {
+                    continue;
+                }
+                return Err(Stop::Fail("HTTP 403: access refused (also after refreshing the download URL)".into()));
+            }
             _ => match classify_status(task, status, &h) {
                 Attempt::Retry(reason, ra) => {
                     drop(resp);
@@ -467,20 +525,33 @@ fn md5_prefix(file: &File, len: u64) -> std::io::Result<Md5> {
 }
 
 /// Parallel ranged chunks written in place into a pre-sized part file.
-async fn fetch_chunked(ctx: &Ctx, task: &FileTask, part: &std::path::Path, counted: &mut u64) -> Result<Fetched, Stop> {
-    let total = task.size.unwrap_or(0);
+async fn fetch_chunked(
+    ctx: &Ctx,
+    src: &Source<'_>,
+    part: &std::path::Path,
+    counted: &mut u64,
+) -> Result<Fetched, Stop> {
+    let task = src.task;
     let chunk = ctx.cfg.chunk_size.max(1 << 16);
     let file = fs::open_part(part).map_err(|e| Stop::Fail(format!("cannot create {}: {e}", part.display())))?;
     // Chunked part files are not resumable yet: start from an empty, pre-sized file.
     let _ = fs::remove_if_exists(&fs::state_path(&task.dest));
     file.set_len(0)
-        .and_then(|_| file.set_len(total))
+        .and_then(|_| file.set_len(task.size.unwrap_or(0)))
         .map_err(|e| Stop::Fail(format!("cannot allocate {}: {e}", part.display())))?;
     let file = Arc::new(file);
-    // The first chunk pins the ETag (and tells whether ranges are honoured).
-    let first = ChunkJob { start: 0, end: chunk.min(total) - 1 };
+    // The first chunk pins the ETag, tells whether ranges are honoured and (when the listing
+    // gave no size) how big the file is.
+    let first_end = task.size.map_or(chunk - 1, |t| chunk.min(t) - 1);
+    let first = ChunkJob { start: 0, end: first_end };
     let progress = AtomicU64::new(0);
-    let (etag, server_md5) = fetch_chunk(ctx, task, &file, first, None, total, &progress).await?;
+    let fetched = fetch_chunk(ctx, src, &file, first, None, task.size, &progress).await;
+    *counted += progress.load(Ordering::Relaxed);
+    progress.store(0, Ordering::Relaxed);
+    let (etag, server_md5, total) = fetched?;
+    if task.size.is_none() {
+        file.set_len(total).map_err(|e| Stop::Fail(format!("cannot allocate {}: {e}", part.display())))?;
+    }
     let chunks = total.div_ceil(chunk);
     let next = AtomicU64::new(1);
     let peers = CancellationToken::new();
@@ -493,7 +564,7 @@ async fn fetch_chunked(ctx: &Ctx, task: &FileTask, part: &std::path::Path, count
             }
             let job = ChunkJob { start: i * chunk, end: ((i + 1) * chunk).min(total) - 1 };
             let r = tokio::select! {
-                r = fetch_chunk(ctx, task, &file, job, etag.as_deref(), total, &progress) => r,
+                r = fetch_chunk(ctx, src, &file, job, etag.as_deref(), Some(total), &progress) => r,
                 _ = peers.cancelled() => return Ok(()),
             };
             if let Err(e) = r {
@@ -518,24 +589,27 @@ struct ChunkJob {
     end: u64,
 }
 
-/// Fetch one inclusive range, resuming a broken body from where it stopped. Returns the ETag and
-/// the server's whole-blob MD5 seen on the response.
+/// Fetch one inclusive range, resuming a broken body from where it stopped. Returns the ETag,
+/// the server's whole-object MD5 and the object's size seen on the response. With `total`
+/// unknown, `job` is a probe from byte 0 whose end is cut to the object's size.
 async fn fetch_chunk(
     ctx: &Ctx,
-    task: &FileTask,
+    src: &Source<'_>,
     file: &Arc<File>,
-    job: ChunkJob,
+    mut job: ChunkJob,
     etag: Option<&str>,
-    total: u64,
+    mut total: Option<u64>,
     progress: &AtomicU64,
-) -> Result<(Option<String>, Option<[u8; 16]>), Stop> {
+) -> Result<(Option<String>, Option<[u8; 16]>, u64), Stop> {
+    let task = src.task;
     let mut pos = job.start;
     let mut attempt = 0u32;
     let mut etag: Option<String> = etag.map(str::to_string);
     let mut md5 = None;
     while pos <= job.end {
         let permit = ctx.conns.acquire().await.map_err(|_| Stop::Fail("cancelled".into()))?;
-        let resp = match request(ctx, task, Some((pos, Some(job.end))), etag.as_deref()).send().await {
+        let (url, generation) = src.current();
+        let resp = match request(ctx, task, url, Some((pos, Some(job.end))), etag.as_deref()).send().await {
             Ok(r) => r,
             Err(e) => {
                 drop(permit);
@@ -548,15 +622,32 @@ async fn fetch_chunk(
         match status {
             206 => {
                 let cr = header_str(&h, CONTENT_RANGE.as_str()).and_then(parse_content_range);
-                if cr != Some((pos, job.end, total)) {
-                    return Err(Stop::Fail(format!(
-                        "Content-Range {} does not match the requested bytes {pos}-{}/{total}",
-                        header_str(&h, CONTENT_RANGE.as_str()).unwrap_or("(missing)"),
-                        job.end
-                    )));
+                match (cr, total) {
+                    (Some((a, b, t)), Some(want)) if a == pos && b == job.end && t == want => {}
+                    (Some((a, b, t)), None) if a == pos && b == job.end.min(t - 1) => {
+                        total = Some(t);
+                        job.end = b;
+                    }
+                    _ => {
+                        return Err(Stop::Fail(format!(
+                            "Content-Range {} does not match the requested bytes {pos}-{}",
+                            header_str(&h, CONTENT_RANGE.as_str()).unwrap_or("(missing)"),
+                            job.end
+                        )));
+                    }
                 }
             }
             200 => return Err(Stop::Restart(FALLBACK.into())),
+            // An empty object cannot serve a range: fetch it without one.
+            416 if total.is_none() && pos == 0 => return Err(Stop::Restart(FALLBACK.into())),
+            403 if task.refresh.is_some() => {
+                drop(resp);
+                drop(permit);
+                if src.refresh_after_403(generation).await {
+                    continue;
+                }
+                return Err(Stop::Fail("HTTP 403: access refused (also after refreshing the download URL)".into()));
+            }
             _ => match classify_status(task, status, &h) {
                 Attempt::Retry(reason, ra) => {
                     drop(resp);
@@ -617,7 +708,7 @@ async fn fetch_chunk(
         let reason = body_err.unwrap_or_else(|| format!("body ended early at byte {pos}"));
         backoff(ctx, task, &mut attempt, reason, None).await?;
     }
-    Ok((etag, md5))
+    Ok((etag, md5, total.unwrap_or(job.end + 1)))
 }
 
 #[cfg(test)]

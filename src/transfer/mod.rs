@@ -30,6 +30,24 @@ pub struct FileTask {
     pub md5: Option<[u8; 16]>,
     /// Which response headers carry the server's checksum and error code.
     pub hints: ServerHints,
+    /// How to get a fresh URL once when the signed URL is refused (403, e.g. an expired SAS).
+    pub refresh: Option<Refresher>,
+}
+
+/// Gets a fresh URL for a file whose signed URL was refused.
+pub trait UrlRefresher: Send + Sync {
+    /// A new URL, or `None` when none can be had.
+    fn refresh(&self) -> futures_util::future::BoxFuture<'_, Option<url::Url>>;
+}
+
+/// A shared [`UrlRefresher`].
+#[derive(Clone)]
+pub struct Refresher(pub Arc<dyn UrlRefresher>);
+
+impl std::fmt::Debug for Refresher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Refresher")
+    }
 }
 
 /// Response headers that a storage service uses beyond plain HTTP (set by the provider).
