@@ -316,7 +316,9 @@ async fn write_piece(file: &Arc<File>, buf: Vec<u8>, offset: u64, hasher: Option
         if let Some(h) = hasher.as_mut() {
             h.update(&buf);
         }
-        fs::write_all_at(&file, &buf, offset).map(|_| hasher)
+        fs::write_all_at(&file, &buf, offset)?;
+        fs::start_writeback(&file, offset, buf.len() as u64);
+        Ok::<_, std::io::Error>(hasher)
     })
     .await
     .map_err(|e| Stop::Fail(format!("internal error: {e}")))?

@@ -1,0 +1,114 @@
+//! Engine behaviour that crosses the provider seam: refreshing a refused content URI (§2.8) and
+//! probing unknown sizes with a ranged first chunk, driven through the built binary.
+mod support;
+
+use std::process::{Command, Output};
+use support::{BlobFixture, Emulator, Fault, FaultRule, JobFixture, World};
+
+const MIB: u64 = 1 << 20;
+
+fn world() -> World {
+    let mut w = World::new();
+    w.add_job(JobFixture::new("job-e", "Completed"));
+    w.add_artifact("job-e", "outputs/big.bin", BlobFixture::generated(20 * MIB + 123, 5));
+    w.add_artifact("job-e", "logs/small.txt", BlobFixture::bytes(b"small\n".to_vec()));
+    w
+}
+
+fn run(emu: &Emulator, dir: &std::path::Path, args: &[&str]) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_jobdl"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("HTTP_PROXY")
+        .env_remove("HTTPS_PROXY")
+        .env_remove("ALL_PROXY")
+        .env("NO_PROXY", "*")
+        .env("JOBDL_ACCESS_TOKEN", support::TOKEN)
+        .env("JOBDL_ALLOW_HOSTS", emu.host_port())
+        .env("AZURE_AI_PROJECT_ENDPOINT", emu.project_endpoint())
+        .env("JOBDL_RETRY_BASE_DELAY", "5ms")
+        .env("JOBDL_RETRY_MAX_DELAY", "20ms")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn jobdl");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while child.try_wait().expect("try_wait").is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("jobdl did not finish within 60 s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.wait_with_output().expect("collect output")
+}
+
+fn assert_exact(emu: &Emulator, dest: &std::path::Path, path: &str) {
+    let want = emu.world().artifact_blob("job-e", path).expect("fixture").full_content();
+    let got = std::fs::read(dest.join("artifacts").join(path)).expect("downloaded file");
+    assert!(got == want, "{path}: content differs ({} vs {} bytes)", got.len(), want.len());
+}
+
+#[test]
+fn refused_content_uri_is_refreshed_once_and_the_file_completes() {
+    let emu = Emulator::start(world());
+    emu.add_fault(FaultRule::new("outputs/big.bin", 1, Fault::Status { code: 403, retry_after: None }));
+    let t = tempfile::tempdir().expect("tempdir");
+    let out = run(&emu, t.path(), &["download", "job-e"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert_exact(&emu, &t.path().join("job-e"), "outputs/big.bin");
+    let reqs = emu.requests();
+    assert!(
+        reqs.iter().any(
+            |r| r.path.ends_with("/artifacts/contentinfo") && r.param("path").as_deref() == Some("outputs/big.bin")
+        ),
+        "no per-path contentinfo refresh was made"
+    );
+    // The fresh URL (per-path contentinfo signs with PATH_CONTENT_SIG) fetched the bytes.
+    assert!(reqs.iter().any(|r| r.is_blob() && r.query.contains(support::PATH_CONTENT_SIG) && r.status == 206));
+}
+
+#[test]
+fn a_second_refusal_fails_only_that_file() {
+    let emu = Emulator::start(world());
+    emu.add_fault(FaultRule::new("outputs/big.bin", 100, Fault::Status { code: 403, retry_after: None }));
+    let t = tempfile::tempdir().expect("tempdir");
+    let out = run(&emu, t.path(), &["download", "job-e", "--json"]);
+    assert_eq!(out.status.code(), Some(6), "{}", String::from_utf8_lossy(&out.stderr));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let files = doc["files"].as_array().expect("files");
+    let big = files.iter().find(|f| f["path"] == "artifacts/outputs/big.bin").expect("entry");
+    assert_eq!(big["result"], "failed");
+    assert!(big["error"].as_str().unwrap_or("").contains("403"));
+    assert!(!t.path().join("job-e/artifacts/outputs/big.bin").exists());
+    assert_exact(&emu, &t.path().join("job-e"), "logs/small.txt");
+    let refreshes = emu.requests().iter().filter(|r| r.path.ends_with("/artifacts/contentinfo")).count();
+    assert_eq!(refreshes, 1, "the URL is refreshed once, not in a loop");
+}
+
+#[test]
+fn unknown_size_is_probed_then_fetched_in_parallel_ranges() {
+    let emu = Emulator::start(world());
+    let t = tempfile::tempdir().expect("tempdir");
+    let out = run(&emu, t.path(), &["download", "job-e"]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_exact(&emu, &t.path().join("job-e"), "outputs/big.bin");
+    let ranges: Vec<String> = emu
+        .requests()
+        .iter()
+        .filter(|r| r.is_blob() && r.path.ends_with("big.bin"))
+        .filter_map(|r| r.range.clone())
+        .collect();
+    assert_eq!(ranges.first().map(String::as_str), Some("bytes=0-8388607"), "{ranges:?}");
+    assert!(ranges.contains(&"bytes=8388608-16777215".to_string()), "{ranges:?}");
+    assert!(ranges.contains(&format!("bytes=16777216-{}", 20 * MIB + 122)), "{ranges:?}");
+    // Every chunk after the probe is pinned to the probe's ETag.
+    let pinned =
+        emu.requests().iter().filter(|r| r.is_blob() && r.path.ends_with("big.bin") && r.if_match.is_some()).count();
+    assert_eq!(pinned, 2);
+    // A small file of unknown size is one request.
+    let small = emu.requests().iter().filter(|r| r.is_blob() && r.path.ends_with("small.txt")).count();
+    assert_eq!(small, 1);
+}
