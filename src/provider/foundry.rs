@@ -11,7 +11,7 @@ use crate::transfer::{Refresher, UrlRefresher};
 use futures_util::StreamExt;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde_json::Value;
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use url::Url;
 
@@ -212,12 +212,15 @@ impl Foundry {
             .to_string();
         let listed =
             self.paged(self.history(job, &exp, "artifacts", &[]), &format!("artifact listing of job '{job}'")).await?;
+        // Normalised paths are keys (roots, dedupe, matching content info to the listing); the
+        // raw path is what gets planned, so path safety sees exactly what the service sent.
         let mut paths: Vec<String> = Vec::new();
-        let mut seen = HashSet::new();
+        let mut raw_of: HashMap<String, String> = HashMap::new();
         for item in &listed {
             if let Some(p) = str_ci(item, "path") {
                 let n = normalise(p);
-                if !n.is_empty() && seen.insert(n.clone()) {
+                if !n.is_empty() && !raw_of.contains_key(&n) {
+                    raw_of.insert(n.clone(), p.to_string());
                     paths.push(n);
                 }
             }
@@ -276,13 +279,14 @@ impl Foundry {
                     Some(u) => {
                         uris.insert(p.clone(), (u.to_string(), get_ci(&v, "contentLength").and_then(Value::as_u64)));
                     }
-                    None => listing.failures.push((p.clone(), "no download URL returned".into())),
+                    None => listing.failures.push((raw_of[p].clone(), "no download URL returned".into())),
                 },
                 Err(e) if matches!(e.status(), Some(401 | 403)) => return Err(fatal(e, "artifact content info")),
-                Err(_) => listing.failures.push((p.clone(), "no download URL returned".into())),
+                Err(_) => listing.failures.push((raw_of[p].clone(), "no download URL returned".into())),
             }
         }
-        for (path, (uri, len)) in uris {
+        for (key, (uri, len)) in uris {
+            let path = raw_of.get(&key).cloned().unwrap_or(key);
             match Url::parse(&uri) {
                 Ok(url) => match self.allow.check_storage(&url) {
                     Ok(()) => {

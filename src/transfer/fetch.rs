@@ -91,7 +91,7 @@ pub(super) async fn download_file(ctx: &Ctx, task: &FileTask) -> FileOutcome {
         md5,
     };
     if ctx.cfg.skip_existing
-        && let Some(outcome) = existing_matches(task).await
+        && let Some(outcome) = existing_matches(ctx, task).await
     {
         return outcome;
     }
@@ -117,6 +117,10 @@ pub(super) async fn download_file(ctx: &Ctx, task: &FileTask) -> FileOutcome {
                 continue;
             }
             Err(Stop::Restart(reason)) | Err(Stop::Fail(reason)) => {
+                // Keep a part file only when its resume record lets a rerun continue it.
+                if !fs::state_path(&task.dest).exists() {
+                    let _ = fs::remove_if_exists(&part);
+                }
                 return fail(reason, Md5Status::Absent);
             }
         };
@@ -148,12 +152,20 @@ fn discard(ctx: &Ctx, task: &FileTask, counted: &mut u64) {
 }
 
 /// `--skip-existing`: keep the local file when its size (and MD5, when known) match.
-async fn existing_matches(task: &FileTask) -> Option<FileOutcome> {
+/// When the listing gave no size, a HEAD asks the server for size and MD5.
+async fn existing_matches(ctx: &Ctx, task: &FileTask) -> Option<FileOutcome> {
     let meta = tokio::fs::symlink_metadata(&task.dest).await.ok()?;
-    if !meta.is_file() || Some(meta.len()) != task.size {
+    if !meta.is_file() {
         return None;
     }
-    let md5 = match task.md5 {
+    let (size, md5) = match task.size {
+        Some(s) => (s, task.md5),
+        None => head_size_md5(ctx, task).await?,
+    };
+    if meta.len() != size {
+        return None;
+    }
+    let md5 = match md5 {
         Some(want) => {
             let path = task.dest.clone();
             let got = tokio::task::spawn_blocking(move || md5_of_path(&path)).await.ok()?.ok()?;
@@ -165,6 +177,22 @@ async fn existing_matches(task: &FileTask) -> Option<FileOutcome> {
         None => Md5Status::Absent,
     };
     Some(FileOutcome { display: task.display.clone(), bytes: meta.len(), result: FileResult::Skipped, md5 })
+}
+
+/// Size and whole-object MD5 from a HEAD request (`None` when the server does not say).
+async fn head_size_md5(ctx: &Ctx, task: &FileTask) -> Option<(u64, Option<[u8; 16]>)> {
+    let _permit = ctx.conns.acquire().await.ok()?;
+    let mut rb = ctx.client.head(task.url.clone());
+    for (k, v) in &task.headers {
+        rb = rb.header(k.as_str(), v.as_str());
+    }
+    let resp = rb.send().await.ok()?;
+    if !resp.status().is_success() {
+        return None;
+    }
+    let h = resp.headers();
+    let size = header_str(h, CONTENT_LENGTH.as_str())?.trim().parse().ok()?;
+    Some((size, header_str(h, "content-md5").and_then(decode_md5)))
 }
 
 /// Check sizes and MD5, make the part durable and rename it over the final name.
