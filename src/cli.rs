@@ -21,6 +21,7 @@ pub enum Command {
     ///
     /// Examples:
     ///   jobdl download job-123 --project-endpoint https://acct.services.ai.azure.com/api/projects/p
+    ///   jobdl download job-123 -s <subscription-id> -g my-rg -w my-workspace
     ///   jobdl download job-123 --output model --json
     ///   jobdl download job-123 --all-outputs --wait --timeout 2h -p ./results
     Download(DownloadArgs),
@@ -65,14 +66,14 @@ pub struct DownloadArgs {
     /// Azure AI Foundry project endpoint: https://<account>.services.ai.azure.com/api/projects/<project>.
     #[arg(long, env = "AZURE_AI_PROJECT_ENDPOINT", value_name = "URL")]
     pub project_endpoint: Option<String>,
-    /// Azure subscription id (Azure ML workspace path; not supported yet).
-    #[arg(long, env = "AZURE_SUBSCRIPTION_ID", value_name = "ID", hide_env_values = true)]
+    /// Azure ML workspace: subscription ID (default: the Azure CLI's current subscription).
+    #[arg(short = 's', long, env = "AZURE_SUBSCRIPTION_ID", value_name = "ID", hide_env_values = true)]
     pub subscription: Option<String>,
-    /// Resource group (Azure ML workspace path; not supported yet).
-    #[arg(long, env = "AZURE_RESOURCE_GROUP", value_name = "NAME")]
+    /// Azure ML workspace: resource group (default: `az configure --defaults group=...`).
+    #[arg(short = 'g', long, env = "AZURE_RESOURCE_GROUP", value_name = "NAME")]
     pub resource_group: Option<String>,
-    /// Azure ML workspace name (not supported yet).
-    #[arg(long, env = "AZUREML_WORKSPACE_NAME", value_name = "NAME")]
+    /// Azure ML workspace name (default: `az configure --defaults workspace=...`).
+    #[arg(short = 'w', long, env = "AZUREML_WORKSPACE_NAME", value_name = "NAME")]
     pub workspace: Option<String>,
     /// Azure cloud: AzureCloud, AzureUSGovernment or AzureChinaCloud.
     #[arg(long, env = "AZURE_CLOUD", value_name = "NAME", default_value = "AzureCloud")]

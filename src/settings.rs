@@ -1,10 +1,12 @@
 //! Flags + environment → one typed `Settings`. Bad input stops here with exit 2 and a message
 //! naming the field. Every environment variable jobdl reads is named in this file.
-use crate::cli::TransferArgs;
+use crate::cli::{DownloadArgs, TransferArgs};
 use crate::error::Error;
 use crate::hosts::{AllowList, Cloud};
+use crate::provider::azureml::uri::WorkspaceRef;
 use crate::retry::RetryConfig;
 use crate::transfer::TransferConfig;
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// Bearer token for every service call (CI, emulators).
@@ -19,6 +21,13 @@ pub const ENV_RETRY_BASE_DELAY: &str = "JOBDL_RETRY_BASE_DELAY";
 pub const ENV_RETRY_MAX_DELAY: &str = "JOBDL_RETRY_MAX_DELAY";
 /// Longest `Retry-After` honoured.
 pub const ENV_RETRY_AFTER_CAP: &str = "JOBDL_RETRY_AFTER_CAP";
+
+/// ARM base URL override (emulators, private clouds).
+pub const ENV_ARM_ENDPOINT: &str = "JOBDL_ARM_ENDPOINT";
+/// Path-style blob endpoint for workspace datastores (emulators).
+pub const ENV_STORAGE_ENDPOINT: &str = "JOBDL_STORAGE_ENDPOINT";
+/// The Azure CLI's configuration directory (default `~/.azure`).
+pub const ENV_AZURE_CONFIG_DIR: &str = "AZURE_CONFIG_DIR";
 
 /// Metadata calls get this many attempts.
 pub const META_ATTEMPTS: u32 = 5;
@@ -107,9 +116,208 @@ impl Common {
     }
 }
 
+/// Where the job lives.
+#[derive(Debug, Clone, PartialEq)]
+pub enum JobSource {
+    /// A Foundry project endpoint (Path A), as given.
+    Project(String),
+    /// An Azure ML workspace through ARM (Path B).
+    Workspace(WorkspaceRef),
+}
+
+/// Values from the Azure CLI's configuration: `[defaults]` of `config` (`group`, `workspace`,
+/// `subscription`) and the default subscription of `azureProfile.json`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AzureCliDefaults {
+    /// Default subscription ID.
+    pub subscription: Option<String>,
+    /// `az configure --defaults group=...`.
+    pub group: Option<String>,
+    /// `az configure --defaults workspace=...`.
+    pub workspace: Option<String>,
+}
+
+impl AzureCliDefaults {
+    /// Read them from `$AZURE_CONFIG_DIR` (or `~/.azure`); missing or unreadable files give nothing.
+    pub fn load() -> Self {
+        let dir = match std::env::var_os(ENV_AZURE_CONFIG_DIR).filter(|v| !v.is_empty()) {
+            Some(d) => PathBuf::from(d),
+            None => match std::env::var_os("HOME").or_else(|| std::env::var_os("USERPROFILE")) {
+                Some(h) => PathBuf::from(h).join(".azure"),
+                None => return Self::default(),
+            },
+        };
+        let mut d = std::fs::read_to_string(dir.join("config")).map(|t| parse_cli_config(&t)).unwrap_or_default();
+        if d.subscription.is_none() {
+            d.subscription = std::fs::read(dir.join("azureProfile.json")).ok().and_then(|b| default_subscription(&b));
+        }
+        d
+    }
+}
+
+/// The `[defaults]` section of an Azure CLI `config` file (INI; `#`/`;` comments).
+pub fn parse_cli_config(text: &str) -> AzureCliDefaults {
+    let mut out = AzureCliDefaults::default();
+    let mut in_defaults = false;
+    for line in text.lines() {
+        let l = line.trim();
+        if l.is_empty() || l.starts_with('#') || l.starts_with(';') {
+            continue;
+        }
+        if l.starts_with('[') {
+            in_defaults = l.trim_start_matches('[').trim_end_matches(']').trim().eq_ignore_ascii_case("defaults");
+            continue;
+        }
+        if !in_defaults {
+            continue;
+        }
+        let Some((k, v)) = l.split_once('=').or_else(|| l.split_once(':')) else { continue };
+        let v = v.trim();
+        if v.is_empty() {
+            continue;
+        }
+        match k.trim().to_ascii_lowercase().as_str() {
+            "group" => out.group = Some(v.to_string()),
+            "workspace" => out.workspace = Some(v.to_string()),
+            "subscription" => out.subscription = Some(v.to_string()),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// The `isDefault` subscription of an Azure CLI `azureProfile.json` (which may start with a BOM).
+pub fn default_subscription(bytes: &[u8]) -> Option<String> {
+    let text = std::str::from_utf8(bytes).ok()?.trim_start_matches('\u{feff}');
+    let v: serde_json::Value = serde_json::from_str(text).ok()?;
+    v.get("subscriptions")?
+        .as_array()?
+        .iter()
+        .find(|s| s.get("isDefault").and_then(serde_json::Value::as_bool) == Some(true))?
+        .get("id")?
+        .as_str()
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+}
+
+/// Decide where the job lives: exactly one of the project endpoint and the workspace must
+/// resolve. The Azure CLI defaults fill in workspace fields not given by flag or environment;
+/// they never conflict with a project endpoint.
+pub fn job_source(args: &DownloadArgs, cli: &AzureCliDefaults) -> Result<JobSource, Error> {
+    let given = |v: &Option<String>| v.as_ref().map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
+    if let Some(endpoint) = given(&args.project_endpoint) {
+        if given(&args.workspace).is_some() {
+            return Err(Error::usage(
+                "both a project endpoint (--project-endpoint / AZURE_AI_PROJECT_ENDPOINT) and an Azure ML workspace \
+                 (--workspace / AZUREML_WORKSPACE_NAME) are given; give only one",
+            ));
+        }
+        return Ok(JobSource::Project(endpoint));
+    }
+    let sub = given(&args.subscription).or_else(|| cli.subscription.clone());
+    let rg = given(&args.resource_group).or_else(|| cli.group.clone());
+    let ws = given(&args.workspace).or_else(|| cli.workspace.clone());
+    if let (Some(subscription), Some(resource_group), Some(workspace)) = (&sub, &rg, &ws) {
+        return Ok(JobSource::Workspace(WorkspaceRef {
+            subscription: subscription.clone(),
+            resource_group: resource_group.clone(),
+            workspace: workspace.clone(),
+        }));
+    }
+    let mut missing = Vec::new();
+    if sub.is_none() {
+        missing.push("--subscription/-s (AZURE_SUBSCRIPTION_ID)");
+    }
+    if rg.is_none() {
+        missing.push("--resource-group/-g (AZURE_RESOURCE_GROUP)");
+    }
+    if ws.is_none() {
+        missing.push("--workspace/-w (AZUREML_WORKSPACE_NAME)");
+    }
+    if rg.is_some() || ws.is_some() {
+        return Err(Error::usage(format!("incomplete Azure ML workspace: missing {}", missing.join(", "))));
+    }
+    Err(Error::usage(format!(
+        "no job source: pass --project-endpoint URL (AZURE_AI_PROJECT_ENDPOINT) for an Azure AI Foundry project, \
+         or an Azure ML workspace (missing {})",
+        missing.join(", ")
+    )))
+}
+
+/// An optional URL from the environment (`None` when unset or empty; exit 2 when malformed).
+pub fn env_url(name: &str) -> Result<Option<url::Url>, Error> {
+    match std::env::var(name) {
+        Ok(v) if !v.trim().is_empty() => url::Url::parse(v.trim())
+            .map(Some)
+            .map_err(|e| Error::usage(format!("invalid {name} '{}': {e}", crate::redact::redact(v.trim())))),
+        _ => Ok(None),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::Parser;
+
+    fn args(argv: &[&str]) -> DownloadArgs {
+        let mut full = vec!["jobdl", "download", "job-1"];
+        full.extend_from_slice(argv);
+        match crate::cli::Cli::try_parse_from(full).unwrap().command {
+            crate::cli::Command::Download(a) => a,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn cli_config_defaults() {
+        let text = "[core]\noutput = json\n[defaults]\n# comment\ngroup = rg-1\nworkspace=ws-1\nlocation = eastus\n[cloud]\nname = AzureCloud\n";
+        let d = parse_cli_config(text);
+        assert_eq!(
+            d,
+            AzureCliDefaults { subscription: None, group: Some("rg-1".into()), workspace: Some("ws-1".into()) }
+        );
+        assert_eq!(parse_cli_config("group = x\n"), AzureCliDefaults::default());
+        let profile = "\u{feff}{\"subscriptions\": [{\"id\": \"a\", \"isDefault\": false}, {\"id\": \"b\", \"isDefault\": true}]}";
+        assert_eq!(default_subscription(profile.as_bytes()).as_deref(), Some("b"));
+        assert_eq!(default_subscription(b"{}"), None);
+    }
+
+    #[test]
+    fn exactly_one_source() {
+        let none = AzureCliDefaults::default();
+        let ws = |s: &str, g: &str, w: &str| {
+            JobSource::Workspace(WorkspaceRef { subscription: s.into(), resource_group: g.into(), workspace: w.into() })
+        };
+        assert_eq!(job_source(&args(&["-s", "sub", "-g", "rg", "-w", "ws"]), &none).unwrap(), ws("sub", "rg", "ws"));
+        assert_eq!(
+            job_source(&args(&["--project-endpoint", "https://a.services.ai.azure.com/api/projects/p"]), &none)
+                .unwrap(),
+            JobSource::Project("https://a.services.ai.azure.com/api/projects/p".into())
+        );
+        let e = job_source(&args(&["--project-endpoint", "https://x/api/projects/p", "-w", "ws"]), &none).unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        assert!(e.to_string().contains("give only one"), "{e}");
+        let e = job_source(&args(&["-g", "rg"]), &none).unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        assert!(e.to_string().contains("missing --subscription/-s (AZURE_SUBSCRIPTION_ID), --workspace/-w"), "{e}");
+        let e = job_source(&args(&[]), &none).unwrap_err();
+        assert!(e.to_string().contains("--project-endpoint") && e.to_string().contains("--resource-group/-g"), "{e}");
+        // Azure CLI defaults fill the gaps, and never fight a project endpoint.
+        let cli = AzureCliDefaults {
+            subscription: Some("s0".into()),
+            group: Some("g0".into()),
+            workspace: Some("w0".into()),
+        };
+        assert_eq!(job_source(&args(&[]), &cli).unwrap(), ws("s0", "g0", "w0"));
+        assert_eq!(job_source(&args(&["-w", "w1"]), &cli).unwrap(), ws("s0", "g0", "w1"));
+        assert!(matches!(
+            job_source(&args(&["--project-endpoint", "https://x/api/projects/p"]), &cli).unwrap(),
+            JobSource::Project(_)
+        ));
+        let only_sub = AzureCliDefaults { subscription: Some("s0".into()), ..Default::default() };
+        let e = job_source(&args(&[]), &only_sub).unwrap_err();
+        assert!(e.to_string().starts_with("no job source"), "{e}");
+    }
 
     #[test]
     fn durations() {

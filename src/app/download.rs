@@ -1,5 +1,6 @@
-//! `jobdl download`: resolve the job, gate on its status (or wait), resolve the requested
-//! outputs, plan, and hand the plan to the engine.
+//! `jobdl download`: resolve where the job lives (Foundry project or Azure ML workspace), gate on
+//! its status (or wait), follow a reused pipeline step or a sweep's best child, resolve the
+//! requested outputs, plan, and hand the plan to the engine.
 use super::{Session, absolute, execute};
 use crate::auth::TokenSource;
 use crate::blob::BlobClient;
@@ -8,16 +9,23 @@ use crate::error::Error;
 use crate::hosts::Cloud;
 use crate::http::MetaClient;
 use crate::plan::Plan;
+use crate::provider::azureml::{AzureMl, Config};
 use crate::provider::foundry::{Foundry, parse_endpoint};
-use crate::provider::{Job, is_terminal};
+use crate::provider::{Job, OutputError, Provider, Resolved, is_terminal};
 use crate::report::Printer;
-use crate::settings::{Common, parse_duration};
+use crate::settings::{
+    AzureCliDefaults, Common, ENV_ARM_ENDPOINT, ENV_STORAGE_ENDPOINT, JobSource, env_url, job_source, parse_duration,
+};
 use std::collections::HashMap;
+use std::path::Path;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 /// Longest pause between two `--wait` polls.
 const MAX_POLL: Duration = Duration::from_secs(60);
+
+/// Where a sweep parent's own default artifacts go (as azure-ai-ml).
+const SWEEP_PARENT_DIR: &str = "hd-artifacts";
 
 /// What the user asked for.
 #[derive(Debug, PartialEq)]
@@ -30,46 +38,80 @@ enum Want {
 pub async fn download(args: DownloadArgs, printer: Printer, cancel: CancellationToken) -> Result<u8, Error> {
     let started = Instant::now();
     let common = Common::resolve(&args.transfer, &args.cloud, args.skip_existing)?;
-    let workspace = args.subscription.is_some() || args.resource_group.is_some() || args.workspace.is_some();
-    let endpoint = match (&args.project_endpoint, workspace) {
-        (Some(_), true) if args.workspace.is_some() => {
-            return Err(Error::usage(
-                "both a project endpoint and an Azure ML workspace are configured; give only one",
-            ));
-        }
-        (Some(e), _) => e.clone(),
-        (None, true) => {
-            return Err(Error::usage(
-                "Azure ML workspaces through ARM (--subscription/--resource-group/--workspace) are not supported yet; \
-                 use --project-endpoint https://<account>.services.ai.azure.com/api/projects/<project>",
-            ));
-        }
-        (None, false) => {
-            return Err(Error::usage("no project given: pass --project-endpoint URL or set AZURE_AI_PROJECT_ENDPOINT"));
-        }
-    };
     let cloud: Cloud = args.cloud.parse().map_err(Error::Usage)?;
-    if cloud != Cloud::AzureCloud {
-        return Err(Error::usage(format!(
-            "Foundry project endpoints are not verified in {}; only AzureCloud is supported",
-            cloud.name()
-        )));
-    }
-    let base = parse_endpoint(&endpoint, &common.allow)?;
+    let source = job_source(&args, &AzureCliDefaults::load())?;
     crate::safepath::safe_component(&args.job).map_err(|e| Error::usage(format!("invalid job name: {e}")))?;
     let timeout = args.timeout.as_deref().map(|t| parse_duration(t, "--timeout")).transpose()?;
 
     let client = crate::http::build_client(common.idle_timeout).map_err(Error::Io)?;
-    let tokens = TokenSource::from_env(common.access_token.clone(), &client);
+    let tokens = TokenSource::from_env(common.access_token.clone(), &client, cloud);
     let meta = MetaClient::new(client.clone(), common.meta_retry.clone());
     let blob = BlobClient::new(client.clone(), common.meta_retry.clone());
-    let foundry = Foundry::new(meta, blob, base, tokens, common.allow.clone());
+    let provider = match source {
+        JobSource::Project(endpoint) => {
+            if cloud != Cloud::AzureCloud {
+                return Err(Error::usage(format!(
+                    "Foundry project endpoints are not verified in {}; only AzureCloud is supported",
+                    cloud.name()
+                )));
+            }
+            let base = parse_endpoint(&endpoint, &common.allow)?;
+            Provider::Foundry(Box::new(Foundry::new(meta, blob, base, tokens, common.allow.clone())))
+        }
+        JobSource::Workspace(workspace) => {
+            let config = Config {
+                workspace,
+                cloud,
+                arm_endpoint: env_url(ENV_ARM_ENDPOINT)?,
+                storage_endpoint: env_url(ENV_STORAGE_ENDPOINT)?,
+            };
+            Provider::AzureMl(AzureMl::new(meta, blob, tokens, common.allow.clone(), config)?)
+        }
+    };
 
     // The gate runs before anything is written.
-    let job = gate(&foundry, &args.job, args.wait, timeout, common.poll_interval, &printer, &cancel).await?;
+    let job = gate(&provider, &args.job, args.wait, timeout, common.poll_interval, &printer, &cancel).await?;
 
-    let wants = requested(&args, &job)?;
+    // A reused pipeline step downloads from the run it reused; a sweep from its best child.
+    let mut src = job.clone();
+    if let Some(reused) = job.reused_run.clone() {
+        printer.note(&format!(
+            "job '{}' is a reused pipeline step; downloading from the run it reused, '{reused}'",
+            job.name
+        ));
+        src = related_job(&provider, &reused, &job.name, "reuses run", &cancel).await?;
+    }
+    let mut sweep_parent: Option<Job> = None;
+    if let Some(child) = src.best_child.clone() {
+        let explicit = !args.all_outputs && !args.outputs.is_empty();
+        printer.note(&format!(
+            "job '{}' is a sweep; downloading its best child run '{child}'{}",
+            src.name,
+            if explicit { "" } else { " (the sweep's own artifacts go to hd-artifacts/)" }
+        ));
+        let child_job = related_job(&provider, &child, &src.name, "names best child", &cancel).await?;
+        if !explicit {
+            sweep_parent = Some(src);
+        }
+        src = child_job;
+    } else if src.job_type.eq_ignore_ascii_case("Sweep") {
+        printer.note(&format!(
+            "warning: sweep job '{}' has no best child run; downloading the sweep's own files",
+            src.name
+        ));
+    }
+
+    let wants = requested(&args, &src)?;
     let root = absolute(&args.path.clone().unwrap_or_else(|| args.job.clone().into()))?;
+    let names: Vec<String> =
+        wants.iter().filter_map(|w| if let Want::Named(n) = w { Some(n.clone()) } else { None }).collect();
+    if !names.is_empty() {
+        tokio::select! {
+            r = provider.prepare_outputs(&src, &names) => r?,
+            _ = cancel.cancelled() => return Err(Error::Interrupted),
+        }
+    }
+    let only_one = wants.len() == 1 && sweep_parent.is_none();
     let mut plan = Plan::default();
     let mut seen = HashMap::new();
     for want in wants {
@@ -78,11 +120,11 @@ pub async fn download(args: DownloadArgs, printer: Printer, cancel: Cancellation
         }
         match want {
             Want::Default => {
-                let listing = tokio::select! {
-                    l = foundry.default_artifacts(&job.name) => l?,
+                let resolved = tokio::select! {
+                    l = provider.default_artifacts(&src) => l?,
                     _ = cancel.cancelled() => return Err(Error::Interrupted),
                 };
-                plan.add(&root, "artifacts", listing, &mut seen);
+                add(&mut plan, &root, "artifacts", resolved, &mut seen);
             }
             Want::Named(name) => {
                 let subdir = format!("named-outputs/{name}");
@@ -91,18 +133,33 @@ pub async fn download(args: DownloadArgs, printer: Printer, cancel: Cancellation
                     continue;
                 }
                 let r = tokio::select! {
-                    r = foundry.named_output(&job, &name) => r,
+                    r = provider.named_output(&src, &name) => r,
                     _ = cancel.cancelled() => return Err(Error::Interrupted),
                 };
                 match r {
-                    Ok(listing) => plan.add(&root, &subdir, listing, &mut seen),
+                    Ok(resolved) => add(&mut plan, &root, &subdir, resolved, &mut seen),
+                    Err(OutputError::Fatal(e)) => return Err(e),
+                    Err(OutputError::Denied { message, hint }) if only_one => {
+                        return Err(Error::Auth { message, hint });
+                    }
                     Err(e) => {
-                        printer.note(&format!("warning: {e}"));
-                        plan.fail_output(&subdir, e);
+                        let msg = match e {
+                            OutputError::Denied { message, hint } => format!("{message}; {hint}"),
+                            other => other.to_string(),
+                        };
+                        printer.note(&format!("warning: {msg}"));
+                        plan.fail_output(&subdir, msg);
                     }
                 }
             }
         }
+    }
+    if let Some(parent) = sweep_parent {
+        let resolved = tokio::select! {
+            l = provider.default_artifacts(&parent) => l?,
+            _ = cancel.cancelled() => return Err(Error::Interrupted),
+        };
+        add(&mut plan, &root, SWEEP_PARENT_DIR, resolved, &mut seen);
     }
     let job_ref = Some((job.name.as_str(), job.status.as_str()));
     if args.dry_run {
@@ -110,6 +167,35 @@ pub async fn download(args: DownloadArgs, printer: Printer, cancel: Cancellation
         return Ok(if plan.failures.is_empty() { 0 } else { crate::error::EXIT_FILES_FAILED });
     }
     execute(Session { common: &common, client: &client, printer, started, cancel }, &root, plan, job_ref).await
+}
+
+/// Plan one output's files under `subdir`, adding its request headers (a storage token) to them.
+fn add(plan: &mut Plan, root: &Path, subdir: &str, resolved: Resolved, seen: &mut HashMap<String, String>) {
+    let before = plan.tasks.len();
+    plan.add(root, subdir, resolved.listing, seen);
+    if !resolved.headers.is_empty() {
+        for t in &mut plan.tasks[before..] {
+            t.headers.extend(resolved.headers.iter().cloned());
+        }
+    }
+}
+
+/// GET a job that `from` points to (reused run, best child); 404 names both.
+async fn related_job(
+    provider: &Provider,
+    name: &str,
+    from: &str,
+    relation: &str,
+    cancel: &CancellationToken,
+) -> Result<Job, Error> {
+    let r = tokio::select! {
+        j = provider.get_job(name) => j,
+        _ = cancel.cancelled() => return Err(Error::Interrupted),
+    };
+    r.map_err(|e| match e {
+        Error::NotFound(_) => Error::NotFound(format!("job '{from}' {relation} '{name}', which was not found")),
+        other => other,
+    })
 }
 
 /// Outputs in the order to fetch them; undeclared names end the run with exit 4.
@@ -148,7 +234,7 @@ fn requested(args: &DownloadArgs, job: &Job) -> Result<Vec<Want>, Error> {
 
 /// Get the job and wait (with `--wait`) until its status is terminal.
 async fn gate(
-    foundry: &Foundry,
+    provider: &Provider,
     name: &str,
     wait: bool,
     timeout: Option<Duration>,
@@ -161,7 +247,7 @@ async fn gate(
     let mut last_status = String::new();
     loop {
         let job = tokio::select! {
-            j = foundry.get_job(name) => match j {
+            j = provider.get_job(name) => match j {
                 Ok(j) => j,
                 // Transient failures while waiting do not end the wait.
                 Err(Error::ServiceUnavailable(m)) if wait => {

@@ -65,12 +65,13 @@ pub struct Foundry {
 }
 
 /// Case-insensitive object lookup (the services disagree on key casing).
-fn get_ci<'a>(v: &'a Value, key: &str) -> Option<&'a Value> {
+pub(crate) fn get_ci<'a>(v: &'a Value, key: &str) -> Option<&'a Value> {
     let obj = v.as_object()?;
     obj.get(key).or_else(|| obj.iter().find(|(k, _)| k.eq_ignore_ascii_case(key)).map(|(_, v)| v))
 }
 
-fn str_ci<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
+/// A non-empty string field, looked up case-insensitively.
+pub(crate) fn str_ci<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
     get_ci(v, key).and_then(Value::as_str).filter(|s| !s.is_empty())
 }
 
@@ -456,11 +457,18 @@ pub fn parse_job(name: &str, v: &Value) -> Result<Job, Error> {
                     kind: str_ci(o, "jobOutputType").unwrap_or("").to_string(),
                     asset_name: str_ci(o, "assetName").map(str::to_string),
                     asset_version: str_ci(o, "assetVersion").map(str::to_string),
+                    uri: str_ci(o, "uri").map(str::to_string),
                 },
             );
         }
     }
-    Ok(Job { name: str_ci(v, "name").unwrap_or(name).to_string(), status, outputs })
+    Ok(Job {
+        name: str_ci(v, "name").unwrap_or(name).to_string(),
+        status,
+        outputs,
+        job_type: str_ci(props, "jobType").unwrap_or("").to_string(),
+        ..Job::default()
+    })
 }
 
 #[cfg(test)]

@@ -1,6 +1,10 @@
 //! Job sources: *what exists and where*. A provider resolves a job, gates on its status and
 //! returns listings of remote files (relative path + URL + validators). It never touches the
 //! destination directory and knows nothing about how bytes are moved.
+//!
+//! Two sources sit behind one seam, [`Provider`]: a Foundry project endpoint (Path A, [`foundry`])
+//! and an Azure Machine Learning workspace through ARM (Path B, [`azureml`]).
+pub mod azureml;
 pub mod foundry;
 
 use crate::error::Error;
@@ -8,7 +12,7 @@ use crate::http::CallError;
 use std::collections::BTreeMap;
 
 /// A resolved job.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Job {
     /// Job name (also its run id).
     pub name: String,
@@ -16,6 +20,12 @@ pub struct Job {
     pub status: String,
     /// Declared named outputs (including `default` when the service lists it).
     pub outputs: BTreeMap<String, OutputSpec>,
+    /// `jobType` verbatim (`Command`, `Pipeline`, `Sweep`, ...), when the service gives it.
+    pub job_type: String,
+    /// A pipeline step reused from an earlier run: that run's name (`azureml.reusedrunid`).
+    pub reused_run: Option<String>,
+    /// A sweep parent: its best child run (`best_child_run_id`).
+    pub best_child: Option<String>,
 }
 
 /// A named output as declared on the job.
@@ -27,6 +37,8 @@ pub struct OutputSpec {
     pub asset_name: Option<String>,
     /// Registered asset version.
     pub asset_version: Option<String>,
+    /// Where the output lives, as declared (`uri`; Path B), verbatim.
+    pub uri: Option<String>,
 }
 
 /// One remote file of an output.
@@ -68,6 +80,87 @@ pub struct Listing {
     pub failures: Vec<(String, String)>,
 }
 
+/// The files of one output and what every data request for them must carry.
+#[derive(Debug, Default)]
+pub struct Resolved {
+    /// The files (and per-file failures).
+    pub listing: Listing,
+    /// Extra request headers for every file of this output: a storage bearer token for
+    /// identity-based datastores. Secret: never printed.
+    pub headers: Vec<(String, String)>,
+}
+
+impl From<Listing> for Resolved {
+    fn from(listing: Listing) -> Self {
+        Resolved { listing, headers: Vec::new() }
+    }
+}
+
+/// Why one named output could not be listed.
+#[derive(Debug, thiserror::Error)]
+pub enum OutputError {
+    /// This output fails; the others continue and the run ends with exit 6.
+    #[error("{0}")]
+    Failed(String),
+    /// Storage refused access: ends the run (exit 3) when this output is the only thing
+    /// requested, otherwise the output fails.
+    #[error("{message}")]
+    Denied {
+        /// What was refused.
+        message: String,
+        /// How to fix it.
+        hint: String,
+    },
+    /// Ends the run (e.g. 401/403 from ARM).
+    #[error(transparent)]
+    Fatal(#[from] Error),
+}
+
+/// Where a job lives: a Foundry project (Path A) or an Azure ML workspace (Path B).
+#[derive(Clone)]
+pub enum Provider {
+    /// A Foundry project endpoint.
+    Foundry(Box<foundry::Foundry>),
+    /// An Azure ML workspace through ARM.
+    AzureMl(azureml::AzureMl),
+}
+
+impl Provider {
+    /// GET the job (no status gate).
+    pub async fn get_job(&self, name: &str) -> Result<Job, Error> {
+        match self {
+            Provider::Foundry(f) => f.get_job(name).await,
+            Provider::AzureMl(a) => a.get_job(name).await,
+        }
+    }
+
+    /// The job's default artifacts (`<DEST>/artifacts/...`).
+    pub async fn default_artifacts(&self, job: &Job) -> Result<Resolved, Error> {
+        match self {
+            Provider::Foundry(f) => f.default_artifacts(&job.name).await.map(Resolved::from),
+            Provider::AzureMl(a) => a.default_artifacts(job).await,
+        }
+    }
+
+    /// Resolve the locations of `names` at once, where the source can batch it (Path B: one
+    /// run-data call and one asset resolution per kind). Optional: [`Self::named_output`]
+    /// resolves whatever was not prepared.
+    pub async fn prepare_outputs(&self, job: &Job, names: &[String]) -> Result<(), Error> {
+        match self {
+            Provider::Foundry(_) => Ok(()),
+            Provider::AzureMl(a) => a.prepare_outputs(job, names).await,
+        }
+    }
+
+    /// One named output.
+    pub async fn named_output(&self, job: &Job, name: &str) -> Result<Resolved, OutputError> {
+        match self {
+            Provider::Foundry(f) => f.named_output(job, name).await.map(Resolved::from).map_err(OutputError::Failed),
+            Provider::AzureMl(a) => a.named_output(job, name).await,
+        }
+    }
+}
+
 /// Whether a status is terminal for Azure jobs (exact, case-sensitive).
 pub fn is_terminal(status: &str) -> bool {
     crate::error::AZURE_TERMINAL.contains(&status)
@@ -75,13 +168,17 @@ pub fn is_terminal(status: &str) -> bool {
 
 /// Map a failed metadata call on something everything depends on to a run-ending error.
 pub fn fatal(e: CallError, what: &str) -> Error {
+    fatal_with_hint(
+        e,
+        what,
+        "sign in with `az login` (or set JOBDL_ACCESS_TOKEN) with an identity that can read the project's jobs",
+    )
+}
+
+/// [`fatal`] with the hint shown on 401/403.
+pub fn fatal_with_hint(e: CallError, what: &str, hint: &str) -> Error {
     match e.status() {
-        Some(401 | 403) => Error::Auth {
-            message: format!("{what}: access denied ({e})"),
-            hint:
-                "sign in with `az login` (or set JOBDL_ACCESS_TOKEN) with an identity that can read the project's jobs"
-                    .into(),
-        },
+        Some(401 | 403) => Error::Auth { message: format!("{what}: access denied ({e})"), hint: hint.into() },
         Some(404) => Error::NotFound(format!("{what}: not found ({e})")),
         Some(s) if e.is_retryable() => {
             Error::ServiceUnavailable(format!("{what}: service unavailable (HTTP {s}) after {} attempts", e.attempts()))
