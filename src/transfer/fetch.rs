@@ -2,37 +2,38 @@
 //! retries with backoff, resume of a broken body from its offset (same ETag via `If-Match`),
 //! then size/MD5 verification and atomic publication.
 use super::verify::{Md5Status, decode_md5, md5_of_file, md5_of_path};
-use super::{Ctx, FileOutcome, FileResult, FileTask};
+pub(super) use super::{Ctx, FileTask};
+use super::chunked::fetch_chunked;
+use super::stream::fetch_stream;
+use super::{FileOutcome, FileResult};
 use crate::fs;
-use crate::http::{describe_transport, retry_after};
+use crate::http::retry_after;
 use crate::retry::status_is_retryable;
 use md5::{Digest, Md5};
-use reqwest::header::{CONTENT_LENGTH, CONTENT_RANGE, ETAG, HeaderMap};
+use reqwest::header::{CONTENT_LENGTH, HeaderMap};
 use std::fs::File;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
-use tokio_util::sync::CancellationToken;
 
 /// Bytes gathered from the network before one positional write (bounds memory per connection).
-const WRITE_BUF: usize = 1 << 20;
+pub(super) const WRITE_BUF: usize = 1 << 20;
 /// Progress that resets the retry counter (a trickling but progressing server is never given up on).
-const PROGRESS_RESET: u64 = 1 << 20;
+pub(super) const PROGRESS_RESET: u64 = 1 << 20;
 
 /// The file's source URL, replaced at most once through the task's refresher after a 403.
-struct Source<'a> {
-    task: &'a FileTask,
+pub(super) struct Source<'a> {
+    pub(super) task: &'a FileTask,
     /// Current URL and its generation (0 = the planned URL).
     url: std::sync::Mutex<(url::Url, u32)>,
     gate: tokio::sync::Mutex<()>,
 }
 
 impl<'a> Source<'a> {
-    fn new(task: &'a FileTask) -> Self {
+    pub(super) fn new(task: &'a FileTask) -> Self {
         Source { task, url: std::sync::Mutex::new((task.url.clone(), 0)), gate: tokio::sync::Mutex::new(()) }
     }
 
-    fn current(&self) -> (url::Url, u32) {
+    pub(super) fn current(&self) -> (url::Url, u32) {
         match self.url.lock() {
             Ok(g) => g.clone(),
             Err(p) => p.into_inner().clone(),
@@ -40,7 +41,7 @@ impl<'a> Source<'a> {
     }
 
     /// After a 403 on a URL of generation `used`: whether to try again (with a newer URL).
-    async fn refresh_after_403(&self, used: u32) -> bool {
+    pub(super) async fn refresh_after_403(&self, used: u32) -> bool {
         let Some(r) = &self.task.refresh else { return false };
         let _one_at_a_time = self.gate.lock().await;
         let generation = self.current().1;
@@ -64,7 +65,7 @@ impl<'a> Source<'a> {
 }
 
 /// Why fetching a file stopped.
-enum Stop {
+pub(super) enum Stop {
     /// Start the file again from zero (ETag changed, MD5 mismatch).
     Restart(String),
     /// The file fails.
@@ -72,13 +73,13 @@ enum Stop {
 }
 
 /// What a finished fetch knows.
-struct Fetched {
-    file: File,
-    total: u64,
+pub(super) struct Fetched {
+    pub(super) file: File,
+    pub(super) total: u64,
     /// MD5 announced by the server, if any.
-    server_md5: Option<[u8; 16]>,
+    pub(super) server_md5: Option<[u8; 16]>,
     /// MD5 computed while streaming (single-stream mode only).
-    streamed_md5: Option<[u8; 16]>,
+    pub(super) streamed_md5: Option<[u8; 16]>,
 }
 
 /// Download, verify and publish one file. Never panics on hostile input; failures are outcomes.
@@ -142,7 +143,7 @@ pub(super) async fn download_file(ctx: &Ctx, task: &FileTask) -> FileOutcome {
     fail("gave up after restarting the file".into(), Md5Status::Absent)
 }
 
-const FALLBACK: &str = "server ignored Range";
+pub(super) const FALLBACK: &str = "server ignored Range";
 
 fn discard(ctx: &Ctx, task: &FileTask, counted: &mut u64) {
     let _ = fs::remove_if_exists(&fs::part_path(&task.dest));
@@ -256,23 +257,23 @@ pub(crate) fn parse_content_range(v: &str) -> Option<(u64, u64, u64)> {
     (a <= b && b < t).then_some((a, b, t))
 }
 
-fn header_str<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
+pub(super) fn header_str<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
     h.get(name).and_then(|v| v.to_str().ok())
 }
 
 /// The server's whole-object MD5: `Content-MD5` on a 200, the provider's header on a 206.
-fn server_md5(task: &FileTask, h: &HeaderMap, partial: bool) -> Option<[u8; 16]> {
+pub(super) fn server_md5(task: &FileTask, h: &HeaderMap, partial: bool) -> Option<[u8; 16]> {
     let name = if partial { task.hints.partial_md5_header.as_deref()? } else { "content-md5" };
     header_str(h, name).and_then(decode_md5)
 }
 
 /// A failed attempt: retry (with an optional server delay) or stop.
-enum Attempt {
+pub(super) enum Attempt {
     Retry(String, Option<Duration>),
     Stop(Stop),
 }
 
-fn classify_status(task: &FileTask, status: u16, h: &HeaderMap) -> Attempt {
+pub(super) fn classify_status(task: &FileTask, status: u16, h: &HeaderMap) -> Attempt {
     let code = task
         .hints
         .error_code_header
@@ -294,7 +295,7 @@ fn classify_status(task: &FileTask, status: u16, h: &HeaderMap) -> Attempt {
 }
 
 /// Wait before the next attempt, or give up when attempts are exhausted.
-async fn backoff(
+pub(super) async fn backoff(
     ctx: &Ctx,
     task: &FileTask,
     attempt: &mut u32,
@@ -312,7 +313,7 @@ async fn backoff(
     Ok(())
 }
 
-fn request(
+pub(super) fn request(
     ctx: &Ctx,
     task: &FileTask,
     url: url::Url,
@@ -337,7 +338,7 @@ fn request(
 }
 
 /// Write `buf` at `offset` (and feed the hasher) on the blocking pool.
-async fn write_piece(file: &Arc<File>, buf: Vec<u8>, offset: u64, hasher: Option<Md5>) -> Result<Option<Md5>, Stop> {
+pub(super) async fn write_piece(file: &Arc<File>, buf: Vec<u8>, offset: u64, hasher: Option<Md5>) -> Result<Option<Md5>, Stop> {
     let file = file.clone();
     tokio::task::spawn_blocking(move || {
         let mut hasher = hasher;
@@ -351,394 +352,6 @@ async fn write_piece(file: &Arc<File>, buf: Vec<u8>, offset: u64, hasher: Option
     .await
     .map_err(|e| Stop::Fail(format!("internal error: {e}")))?
     .map_err(|e| Stop::Fail(format!("cannot write: {e}")))
-}
-
-/// The resume record of a streamed file.
-#[derive(serde::Serialize, serde::Deserialize, PartialEq)]
-struct StateRecord {
-    size: u64,
-    etag: String,
-}
-
-fn read_state(task: &FileTask) -> Option<StateRecord> {
-    let raw = std::fs::read(fs::state_path(&task.dest)).ok()?;
-    serde_json::from_slice(&raw).ok()
-}
-
-fn write_state(task: &FileTask, rec: &StateRecord) {
-    let path = fs::state_path(&task.dest);
-    if let Ok(json) = serde_json::to_vec(rec) {
-        let _ = std::fs::write(path, json);
-    }
-}
-
-/// One connection at a time, from the first missing byte to the end, hashing in order.
-async fn fetch_stream(ctx: &Ctx, src: &Source<'_>, part: &std::path::Path, counted: &mut u64) -> Result<Fetched, Stop> {
-    let task = src.task;
-    let file = fs::open_part(part).map_err(|e| Stop::Fail(format!("cannot create {}: {e}", part.display())))?;
-    let file = Arc::new(file);
-    // Resume a part file left by an earlier run when its record matches the listing.
-    let mut offset = 0u64;
-    let mut etag: Option<String> = None;
-    let mut total: Option<u64> = task.size;
-    let mut hasher = Md5::new();
-    if let (Some(rec), Some(size)) = (read_state(task), task.size) {
-        let have = file.metadata().map(|m| m.len()).unwrap_or(0);
-        if rec.size == size && have > 0 && have <= size {
-            let f2 = file.clone();
-            let prefix = tokio::task::spawn_blocking(move || md5_prefix(&f2, have)).await.ok().and_then(Result::ok);
-            if let Some(h) = prefix {
-                crate::log::log(1, format!("{}: resuming at byte {have}", task.display));
-                offset = have;
-                etag = Some(rec.etag);
-                hasher = h;
-                ctx.reporter.bytes(&task.display, have);
-                *counted += have;
-            }
-        }
-    }
-    if offset == 0 {
-        file.set_len(0).map_err(|e| Stop::Fail(format!("cannot truncate {}: {e}", part.display())))?;
-    }
-    let mut server_md5 = None;
-    let mut attempt = 0u32;
-    let mut since_reset = 0u64;
-    loop {
-        if total == Some(offset) && offset > 0 {
-            break;
-        }
-        let permit = ctx.conns.acquire().await.map_err(|_| Stop::Fail("cancelled".into()))?;
-        let range = (offset > 0).then_some((offset, None));
-        let (url, generation) = src.current();
-        let resp = match request(ctx, task, url, range, etag.as_deref()).send().await {
-            Ok(r) => r,
-            Err(e) => {
-                drop(permit);
-                backoff(ctx, task, &mut attempt, describe_transport(&e), None).await?;
-                continue;
-            }
-        };
-        let status = resp.status().as_u16();
-        let h = resp.headers().clone();
-        match status {
-            200 => {
-                if offset > 0 {
-                    // The range was ignored: start over from byte 0 with this body.
-                    crate::log::log(1, format!("{}: server ignored Range; restarting from 0", task.display));
-                    file.set_len(0).map_err(|e| Stop::Fail(format!("cannot truncate: {e}")))?;
-                    ctx.reporter.bytes_discarded(*counted);
-                    *counted = 0;
-                    offset = 0;
-                    hasher = Md5::new();
-                }
-                let len = header_str(&h, CONTENT_LENGTH.as_str()).and_then(|v| v.parse::<u64>().ok());
-                total = match (total, len) {
-                    (Some(t), Some(l)) if t != l => {
-                        return Err(Stop::Fail(format!("size mismatch: listing says {t} bytes, server sends {l}")));
-                    }
-                    (t, l) => l.or(t),
-                };
-                server_md5 = server_md5.or(self::server_md5(task, &h, false));
-            }
-            206 => {
-                let Some((a, _b, t)) = header_str(&h, CONTENT_RANGE.as_str()).and_then(parse_content_range) else {
-                    return Err(Stop::Fail("206 without a valid Content-Range".into()));
-                };
-                if a != offset || total.is_some_and(|x| x != t) {
-                    return Err(Stop::Restart(format!(
-                        "Content-Range {a}-/{t} does not match the request ({offset}-)"
-                    )));
-                }
-                total = Some(t);
-                server_md5 = server_md5.or(self::server_md5(task, &h, true));
-            }
-            416 if offset > 0 => return Err(Stop::Restart("server refused to resume (416)".into())),
-            403 if task.refresh.is_some() => {
-                drop(resp);
-                drop(permit);
-                if src.refresh_after_403(generation).await {
-                    continue;
-                }
-                return Err(Stop::Fail("HTTP 403: access refused (also after refreshing the download URL)".into()));
-            }
-            _ => match classify_status(task, status, &h) {
-                Attempt::Retry(reason, ra) => {
-                    drop(resp);
-                    drop(permit);
-                    backoff(ctx, task, &mut attempt, reason, ra).await?;
-                    continue;
-                }
-                Attempt::Stop(s) => return Err(s),
-            },
-        }
-        let new_etag = header_str(&h, ETAG.as_str()).map(str::to_string);
-        if etag.is_some() && new_etag.is_some() && etag != new_etag {
-            return Err(Stop::Restart("the blob changed during the download (ETag mismatch)".into()));
-        }
-        if etag.is_none() {
-            etag = new_etag;
-            if let (Some(e), Some(t)) = (&etag, total) {
-                write_state(task, &StateRecord { size: t, etag: e.clone() });
-            }
-        }
-        // Stream the body.
-        let mut resp = resp;
-        let mut buf = Vec::with_capacity(WRITE_BUF.min(total.unwrap_or(0) as usize).max(8192));
-        let mut body_err = None;
-        loop {
-            match resp.chunk().await {
-                Ok(Some(bytes)) => {
-                    let room = total.map(|t| t - offset - buf.len() as u64);
-                    if room.is_some_and(|r| bytes.len() as u64 > r) {
-                        return Err(Stop::Fail("server sent more bytes than announced".into()));
-                    }
-                    buf.extend_from_slice(&bytes);
-                    ctx.reporter.bytes(&task.display, bytes.len() as u64);
-                    *counted += bytes.len() as u64;
-                    if buf.len() >= WRITE_BUF {
-                        let n = buf.len() as u64;
-                        hasher = write_piece(&file, std::mem::take(&mut buf), offset, Some(hasher))
-                            .await?
-                            .unwrap_or_default();
-                        offset += n;
-                        since_reset += n;
-                    }
-                }
-                Ok(None) => break,
-                Err(e) => {
-                    body_err = Some(describe_transport(&e));
-                    break;
-                }
-            }
-        }
-        if !buf.is_empty() {
-            let n = buf.len() as u64;
-            hasher = write_piece(&file, std::mem::take(&mut buf), offset, Some(hasher)).await?.unwrap_or_default();
-            offset += n;
-            since_reset += n;
-        }
-        drop(permit);
-        if since_reset >= PROGRESS_RESET {
-            attempt = 0;
-            since_reset = 0;
-        }
-        let complete = match total {
-            Some(t) => offset == t,
-            None => body_err.is_none(),
-        };
-        if complete {
-            total = Some(offset);
-            break;
-        }
-        let reason = body_err.unwrap_or_else(|| format!("body ended early at byte {offset} of {}", total.unwrap_or(0)));
-        backoff(ctx, task, &mut attempt, reason, None).await?;
-    }
-    let file = Arc::try_unwrap(file).map_err(|_| Stop::Fail("internal error: part file still shared".into()))?;
-    Ok(Fetched { file, total: total.unwrap_or(offset), server_md5, streamed_md5: Some(hasher.finalize().into()) })
-}
-
-fn md5_prefix(file: &File, len: u64) -> std::io::Result<Md5> {
-    use std::os::unix::fs::FileExt;
-    let mut h = Md5::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut off = 0;
-    while off < len {
-        let want = ((len - off) as usize).min(buf.len());
-        let n = file.read_at(&mut buf[..want], off)?;
-        if n == 0 {
-            return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "short part file"));
-        }
-        h.update(&buf[..n]);
-        off += n as u64;
-    }
-    Ok(h)
-}
-
-/// Parallel ranged chunks written in place into a pre-sized part file.
-async fn fetch_chunked(
-    ctx: &Ctx,
-    src: &Source<'_>,
-    part: &std::path::Path,
-    counted: &mut u64,
-) -> Result<Fetched, Stop> {
-    let task = src.task;
-    let chunk = ctx.cfg.chunk_size.max(1 << 16);
-    let file = fs::open_part(part).map_err(|e| Stop::Fail(format!("cannot create {}: {e}", part.display())))?;
-    // Chunked part files are not resumable yet: start from an empty, pre-sized file.
-    let _ = fs::remove_if_exists(&fs::state_path(&task.dest));
-    file.set_len(0)
-        .and_then(|_| file.set_len(task.size.unwrap_or(0)))
-        .map_err(|e| Stop::Fail(format!("cannot allocate {}: {e}", part.display())))?;
-    let file = Arc::new(file);
-    // The first chunk pins the ETag, tells whether ranges are honoured and (when the listing
-    // gave no size) how big the file is.
-    let first_end = task.size.map_or(chunk - 1, |t| chunk.min(t) - 1);
-    let first = ChunkJob { start: 0, end: first_end };
-    let progress = AtomicU64::new(0);
-    let fetched = fetch_chunk(ctx, src, &file, first, None, task.size, &progress).await;
-    *counted += progress.load(Ordering::Relaxed);
-    progress.store(0, Ordering::Relaxed);
-    let (etag, server_md5, total) = fetched?;
-    if task.size.is_none() {
-        file.set_len(total).map_err(|e| Stop::Fail(format!("cannot allocate {}: {e}", part.display())))?;
-    }
-    let chunks = total.div_ceil(chunk);
-    let next = AtomicU64::new(1);
-    let peers = CancellationToken::new();
-    let workers = (ctx.cfg.parallel as u64).min(chunks.saturating_sub(1)).max(1);
-    let worker = || async {
-        loop {
-            let i = next.fetch_add(1, Ordering::Relaxed);
-            if i >= chunks || peers.is_cancelled() {
-                return Ok(());
-            }
-            let job = ChunkJob { start: i * chunk, end: ((i + 1) * chunk).min(total) - 1 };
-            let r = tokio::select! {
-                r = fetch_chunk(ctx, src, &file, job, etag.as_deref(), Some(total), &progress) => r,
-                _ = peers.cancelled() => return Ok(()),
-            };
-            if let Err(e) = r {
-                // The first failure stops every peer at once.
-                peers.cancel();
-                return Err(e);
-            }
-        }
-    };
-    let results = futures_util::future::join_all((0..workers).map(|_| worker())).await;
-    *counted += progress.load(Ordering::Relaxed);
-    for r in results {
-        r?;
-    }
-    let file = Arc::try_unwrap(file).map_err(|_| Stop::Fail("internal error: part file still shared".into()))?;
-    Ok(Fetched { file, total, server_md5, streamed_md5: None })
-}
-
-#[derive(Clone, Copy)]
-struct ChunkJob {
-    start: u64,
-    end: u64,
-}
-
-/// Fetch one inclusive range, resuming a broken body from where it stopped. Returns the ETag,
-/// the server's whole-object MD5 and the object's size seen on the response. With `total`
-/// unknown, `job` is a probe from byte 0 whose end is cut to the object's size.
-async fn fetch_chunk(
-    ctx: &Ctx,
-    src: &Source<'_>,
-    file: &Arc<File>,
-    mut job: ChunkJob,
-    etag: Option<&str>,
-    mut total: Option<u64>,
-    progress: &AtomicU64,
-) -> Result<(Option<String>, Option<[u8; 16]>, u64), Stop> {
-    let task = src.task;
-    let mut pos = job.start;
-    let mut attempt = 0u32;
-    let mut etag: Option<String> = etag.map(str::to_string);
-    let mut md5 = None;
-    while pos <= job.end {
-        let permit = ctx.conns.acquire().await.map_err(|_| Stop::Fail("cancelled".into()))?;
-        let (url, generation) = src.current();
-        let resp = match request(ctx, task, url, Some((pos, Some(job.end))), etag.as_deref()).send().await {
-            Ok(r) => r,
-            Err(e) => {
-                drop(permit);
-                backoff(ctx, task, &mut attempt, describe_transport(&e), None).await?;
-                continue;
-            }
-        };
-        let status = resp.status().as_u16();
-        let h = resp.headers().clone();
-        match status {
-            206 => {
-                let cr = header_str(&h, CONTENT_RANGE.as_str()).and_then(parse_content_range);
-                match (cr, total) {
-                    (Some((a, b, t)), Some(want)) if a == pos && b == job.end && t == want => {}
-                    (Some((a, b, t)), None) if a == pos && b == job.end.min(t - 1) => {
-                        total = Some(t);
-                        job.end = b;
-                    }
-                    _ => {
-                        return Err(Stop::Fail(format!(
-                            "Content-Range {} does not match the requested bytes {pos}-{}",
-                            header_str(&h, CONTENT_RANGE.as_str()).unwrap_or("(missing)"),
-                            job.end
-                        )));
-                    }
-                }
-            }
-            200 => return Err(Stop::Restart(FALLBACK.into())),
-            // An empty object cannot serve a range: fetch it without one.
-            416 if total.is_none() && pos == 0 => return Err(Stop::Restart(FALLBACK.into())),
-            403 if task.refresh.is_some() => {
-                drop(resp);
-                drop(permit);
-                if src.refresh_after_403(generation).await {
-                    continue;
-                }
-                return Err(Stop::Fail("HTTP 403: access refused (also after refreshing the download URL)".into()));
-            }
-            _ => match classify_status(task, status, &h) {
-                Attempt::Retry(reason, ra) => {
-                    drop(resp);
-                    drop(permit);
-                    backoff(ctx, task, &mut attempt, reason, ra).await?;
-                    continue;
-                }
-                Attempt::Stop(s) => return Err(s),
-            },
-        }
-        let got_etag = header_str(&h, ETAG.as_str()).map(str::to_string);
-        match (&etag, &got_etag) {
-            (Some(a), Some(b)) if a != b => {
-                return Err(Stop::Restart("the blob changed during the download (ETag mismatch)".into()));
-            }
-            (None, _) => etag = got_etag,
-            _ => {}
-        }
-        md5 = md5.or(server_md5(task, &h, true));
-        let mut resp = resp;
-        let mut buf = Vec::with_capacity(WRITE_BUF.min((job.end - pos + 1) as usize));
-        let mut body_err = None;
-        let start_pos = pos;
-        loop {
-            match resp.chunk().await {
-                Ok(Some(bytes)) => {
-                    if pos + buf.len() as u64 + bytes.len() as u64 > job.end + 1 {
-                        return Err(Stop::Fail("server sent more bytes than the range".into()));
-                    }
-                    buf.extend_from_slice(&bytes);
-                    ctx.reporter.bytes(&task.display, bytes.len() as u64);
-                    progress.fetch_add(bytes.len() as u64, Ordering::Relaxed);
-                    if buf.len() >= WRITE_BUF {
-                        let n = buf.len() as u64;
-                        write_piece(file, std::mem::take(&mut buf), pos, None).await?;
-                        pos += n;
-                    }
-                }
-                Ok(None) => break,
-                Err(e) => {
-                    body_err = Some(describe_transport(&e));
-                    break;
-                }
-            }
-        }
-        if !buf.is_empty() {
-            let n = buf.len() as u64;
-            write_piece(file, std::mem::take(&mut buf), pos, None).await?;
-            pos += n;
-        }
-        drop(permit);
-        if pos - start_pos >= PROGRESS_RESET {
-            attempt = 0;
-        }
-        if pos > job.end {
-            break;
-        }
-        let reason = body_err.unwrap_or_else(|| format!("body ended early at byte {pos}"));
-        backoff(ctx, task, &mut attempt, reason, None).await?;
-    }
-    Ok((etag, md5, total.unwrap_or(job.end + 1)))
 }
 
 #[cfg(test)]

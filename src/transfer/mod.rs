@@ -1,7 +1,11 @@
 //! The transfer engine: moves bytes from URLs to files through one bounded pool of connections,
 //! with retries, ranged chunks, part files, verification and atomic publication.
 //! Provider-blind: it knows HTTP ranges and files, never Azure, never the terminal UI.
+mod chunked;
 mod fetch;
+mod hasher;
+mod resume;
+mod stream;
 mod verify;
 
 use crate::retry::RetryConfig;

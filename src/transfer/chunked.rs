@@ -1,0 +1,291 @@
+//! Parallel ranged chunks written in place into a pre-sized part file, with a ranged probe for
+//! unknown sizes, linked cancellation of peers, and a resume record of durable chunks.
+use super::fetch::*;
+use super::hasher::PrefixHasher;
+use super::resume::{ChunkLog, Record, load};
+use super::verify::decode_md5;
+use crate::fs;
+use base64::Engine;
+use std::collections::BTreeSet;
+use std::sync::atomic::AtomicUsize;
+use crate::http::describe_transport;
+use reqwest::header::{CONTENT_RANGE, ETAG};
+use std::fs::File;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use tokio_util::sync::CancellationToken;
+
+/// Parallel ranged chunks written in place into a pre-sized part file; resumes the chunks a
+/// matching record says are durable.
+pub(super) async fn fetch_chunked(
+    ctx: &Ctx,
+    src: &Source<'_>,
+    part: &std::path::Path,
+    counted: &mut u64,
+) -> Result<Fetched, Stop> {
+    let task = src.task;
+    let chunk = ctx.cfg.chunk_size.max(1 << 16);
+    let file = fs::open_part(part).map_err(|e| Stop::Fail(format!("cannot create {}: {e}", part.display())))?;
+    let part_len = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let resumable = load(&task.dest).filter(|r| {
+        r.matches(&task.url)
+            && r.chunk == Some(chunk)
+            && task.size.is_none_or(|s| s == r.size)
+            && part_len == r.size
+            && r.size > 0
+            && !r.etag.is_empty()
+    });
+    let file = Arc::new(file);
+    let (etag, server_md5, total, log, todo) = match resumable {
+        Some(mut rec) => {
+            let chunks = rec.size.div_ceil(chunk);
+            let done: BTreeSet<u64> = rec.done.iter().copied().filter(|&i| i < chunks).collect();
+            let done_bytes: u64 = done.iter().map(|&i| chunk_len(i, chunk, rec.size)).sum();
+            crate::log::log(
+                1,
+                format!("{}: resuming: {} of {chunks} chunks already on disk", task.display, done.len()),
+            );
+            ctx.reporter.bytes(&task.display, done_bytes);
+            *counted += done_bytes;
+            rec.done = done.iter().copied().collect();
+            let todo: Vec<u64> = (0..chunks).filter(|i| !done.contains(i)).collect();
+            let md5 = rec.md5.as_deref().and_then(decode_md5);
+            let (etag, size) = (rec.etag.clone(), rec.size);
+            (Some(etag), md5, size, Some(Arc::new(ChunkLog::new(&task.dest, rec))), todo)
+        }
+        None => {
+            let _ = fs::remove_if_exists(&fs::state_path(&task.dest));
+            file.set_len(0)
+                .and_then(|_| file.set_len(task.size.unwrap_or(0)))
+                .map_err(|e| Stop::Fail(format!("cannot allocate {}: {e}", part.display())))?;
+            // The first chunk pins the ETag, tells whether ranges are honoured and (when the
+            // listing gave no size) how big the file is.
+            let first_end = task.size.map_or(chunk - 1, |t| chunk.min(t) - 1);
+            let progress = AtomicU64::new(0);
+            let fetched =
+                fetch_chunk(ctx, src, &file, ChunkJob { start: 0, end: first_end }, None, task.size, &progress).await;
+            *counted += progress.load(Ordering::Relaxed);
+            let (etag, server_md5, total) = fetched?;
+            if task.size.is_none() {
+                file.set_len(total).map_err(|e| Stop::Fail(format!("cannot allocate {}: {e}", part.display())))?;
+            }
+            // Without an ETag a later run could not tell whether the object changed: no record.
+            let log = etag.clone().map(|e| {
+                let md5 = server_md5.map(|m| base64::engine::general_purpose::STANDARD.encode(m));
+                Arc::new(ChunkLog::new(&task.dest, Record::new(&task.url, total, e, md5, Some(chunk))))
+            });
+            if let Some(l) = &log {
+                l.complete(0);
+            }
+            (etag, server_md5, total, log, (1..total.div_ceil(chunk)).collect())
+        }
+    };
+    let expected = task.md5.or(server_md5);
+    let hasher = expected.map(|_| PrefixHasher::start(file.clone(), total));
+    if let Some(h) = &hasher {
+        for i in (0..total.div_ceil(chunk)).filter(|i| !todo.contains(i)) {
+            h.done(i * chunk, i * chunk + chunk_len(i, chunk, total));
+        }
+    }
+    // Whatever happens below (failure, Ctrl+C dropping this future), durable chunks are recorded.
+    let _guard = PersistOnDrop { log: log.clone(), file: file.clone() };
+    let next = AtomicUsize::new(0);
+    let peers = CancellationToken::new();
+    let progress = AtomicU64::new(0);
+    let workers = (ctx.cfg.parallel).min(todo.len()).max(1);
+    let worker = || async {
+        loop {
+            let Some(&i) = todo.get(next.fetch_add(1, Ordering::Relaxed)) else { return Ok(()) };
+            if peers.is_cancelled() {
+                return Ok(());
+            }
+            let job = ChunkJob { start: i * chunk, end: i * chunk + chunk_len(i, chunk, total) - 1 };
+            let r = tokio::select! {
+                r = fetch_chunk(ctx, src, &file, job, etag.as_deref(), Some(total), &progress) => r,
+                _ = peers.cancelled() => return Ok(()),
+            };
+            if let Err(e) = r {
+                // The first failure stops every peer at once.
+                peers.cancel();
+                return Err(e);
+            }
+            if let Some(h) = &hasher {
+                h.done(job.start, job.end + 1);
+            }
+            if let Some(l) = &log
+                && l.complete(i)
+            {
+                let (l, f) = (l.clone(), file.clone());
+                // Off the async workers; a failed save only costs resumability.
+                let _ = tokio::task::spawn_blocking(move || l.persist(&f)).await;
+            }
+        }
+    };
+    let results = futures_util::future::join_all((0..workers).map(|_| worker())).await;
+    *counted += progress.load(Ordering::Relaxed);
+    for r in results {
+        if let Err(e) = r {
+            if let (Stop::Restart(_), Some(l)) = (&e, &log) {
+                l.finish(); // the part is about to be discarded
+            }
+            return Err(e);
+        }
+    }
+    if let Some(l) = &log {
+        l.finish();
+    }
+    let streamed_md5 = match hasher {
+        Some(h) => h.finish().await,
+        None => None,
+    };
+    drop(_guard);
+    let file = Arc::try_unwrap(file).map_err(|_| Stop::Fail("internal error: part file still shared".into()))?;
+    Ok(Fetched { file, total, server_md5, streamed_md5 })
+}
+
+/// Length of chunk `i` of an object of `total` bytes.
+fn chunk_len(i: u64, chunk: u64, total: u64) -> u64 {
+    chunk.min(total.saturating_sub(i * chunk))
+}
+
+/// Records the durable chunks when a chunked fetch ends early (failure or cancellation).
+struct PersistOnDrop {
+    log: Option<Arc<ChunkLog>>,
+    file: Arc<File>,
+}
+
+impl Drop for PersistOnDrop {
+    fn drop(&mut self) {
+        if let Some(l) = &self.log {
+            l.persist_unless_finished(&self.file);
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+struct ChunkJob {
+    start: u64,
+    end: u64,
+}
+
+/// Fetch one inclusive range, resuming a broken body from where it stopped. Returns the ETag,
+/// the server's whole-object MD5 and the object's size seen on the response. With `total`
+/// unknown, `job` is a probe from byte 0 whose end is cut to the object's size.
+async fn fetch_chunk(
+    ctx: &Ctx,
+    src: &Source<'_>,
+    file: &Arc<File>,
+    mut job: ChunkJob,
+    etag: Option<&str>,
+    mut total: Option<u64>,
+    progress: &AtomicU64,
+) -> Result<(Option<String>, Option<[u8; 16]>, u64), Stop> {
+    let task = src.task;
+    let mut pos = job.start;
+    let mut attempt = 0u32;
+    let mut etag: Option<String> = etag.map(str::to_string);
+    let mut md5 = None;
+    while pos <= job.end {
+        let permit = ctx.conns.acquire().await.map_err(|_| Stop::Fail("cancelled".into()))?;
+        let (url, generation) = src.current();
+        let resp = match request(ctx, task, url, Some((pos, Some(job.end))), etag.as_deref()).send().await {
+            Ok(r) => r,
+            Err(e) => {
+                drop(permit);
+                backoff(ctx, task, &mut attempt, describe_transport(&e), None).await?;
+                continue;
+            }
+        };
+        let status = resp.status().as_u16();
+        let h = resp.headers().clone();
+        match status {
+            206 => {
+                let cr = header_str(&h, CONTENT_RANGE.as_str()).and_then(parse_content_range);
+                match (cr, total) {
+                    (Some((a, b, t)), Some(want)) if a == pos && b == job.end && t == want => {}
+                    (Some((a, b, t)), None) if a == pos && b == job.end.min(t - 1) => {
+                        total = Some(t);
+                        job.end = b;
+                    }
+                    _ => {
+                        return Err(Stop::Fail(format!(
+                            "Content-Range {} does not match the requested bytes {pos}-{}",
+                            header_str(&h, CONTENT_RANGE.as_str()).unwrap_or("(missing)"),
+                            job.end
+                        )));
+                    }
+                }
+            }
+            200 => return Err(Stop::Restart(FALLBACK.into())),
+            // An empty object cannot serve a range: fetch it without one.
+            416 if total.is_none() && pos == 0 => return Err(Stop::Restart(FALLBACK.into())),
+            403 if task.refresh.is_some() => {
+                drop(resp);
+                drop(permit);
+                if src.refresh_after_403(generation).await {
+                    continue;
+                }
+                return Err(Stop::Fail("HTTP 403: access refused (also after refreshing the download URL)".into()));
+            }
+            _ => match classify_status(task, status, &h) {
+                Attempt::Retry(reason, ra) => {
+                    drop(resp);
+                    drop(permit);
+                    backoff(ctx, task, &mut attempt, reason, ra).await?;
+                    continue;
+                }
+                Attempt::Stop(s) => return Err(s),
+            },
+        }
+        let got_etag = header_str(&h, ETAG.as_str()).map(str::to_string);
+        match (&etag, &got_etag) {
+            (Some(a), Some(b)) if a != b => {
+                return Err(Stop::Restart("the blob changed during the download (ETag mismatch)".into()));
+            }
+            (None, _) => etag = got_etag,
+            _ => {}
+        }
+        md5 = md5.or(server_md5(task, &h, true));
+        let mut resp = resp;
+        let mut buf = Vec::with_capacity(WRITE_BUF.min((job.end - pos + 1) as usize));
+        let mut body_err = None;
+        let start_pos = pos;
+        loop {
+            match resp.chunk().await {
+                Ok(Some(bytes)) => {
+                    if pos + buf.len() as u64 + bytes.len() as u64 > job.end + 1 {
+                        return Err(Stop::Fail("server sent more bytes than the range".into()));
+                    }
+                    buf.extend_from_slice(&bytes);
+                    ctx.reporter.bytes(&task.display, bytes.len() as u64);
+                    progress.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+                    if buf.len() >= WRITE_BUF {
+                        let n = buf.len() as u64;
+                        write_piece(file, std::mem::take(&mut buf), pos, None).await?;
+                        pos += n;
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    body_err = Some(describe_transport(&e));
+                    break;
+                }
+            }
+        }
+        if !buf.is_empty() {
+            let n = buf.len() as u64;
+            write_piece(file, std::mem::take(&mut buf), pos, None).await?;
+            pos += n;
+        }
+        drop(permit);
+        if pos - start_pos >= PROGRESS_RESET {
+            attempt = 0;
+        }
+        if pos > job.end {
+            break;
+        }
+        let reason = body_err.unwrap_or_else(|| format!("body ended early at byte {pos}"));
+        backoff(ctx, task, &mut attempt, reason, None).await?;
+    }
+    Ok((etag, md5, total.unwrap_or(job.end + 1)))
+}

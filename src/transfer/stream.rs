@@ -1,0 +1,196 @@
+//! Single-stream fetch: one connection from the first missing byte to the end, hashing in order;
+//! a broken body resumes from its offset with `Range` + `If-Match`; resumable across runs.
+use super::fetch::*;
+use super::resume::{Record, load, save};
+use super::verify::decode_md5;
+use base64::Engine;
+use crate::fs;
+use crate::http::describe_transport;
+use md5::{Digest, Md5};
+use reqwest::header::{CONTENT_LENGTH, CONTENT_RANGE, ETAG};
+use std::fs::File;
+use std::sync::Arc;
+
+/// One connection at a time, from the first missing byte to the end, hashing in order.
+pub(super) async fn fetch_stream(ctx: &Ctx, src: &Source<'_>, part: &std::path::Path, counted: &mut u64) -> Result<Fetched, Stop> {
+    let task = src.task;
+    let file = fs::open_part(part).map_err(|e| Stop::Fail(format!("cannot create {}: {e}", part.display())))?;
+    let file = Arc::new(file);
+    // Resume a part file left by an earlier run when its record matches the listing.
+    let mut offset = 0u64;
+    let mut etag: Option<String> = None;
+    let mut total: Option<u64> = task.size;
+    let mut hasher = Md5::new();
+    let mut server_md5 = None;
+    if let (Some(rec), Some(size)) = (load(&task.dest), task.size) {
+        let have = file.metadata().map(|m| m.len()).unwrap_or(0);
+        if rec.matches(&task.url) && rec.chunk.is_none() && rec.size == size && have > 0 && have <= size {
+            let f2 = file.clone();
+            let prefix = tokio::task::spawn_blocking(move || md5_prefix(&f2, have)).await.ok().and_then(Result::ok);
+            if let Some(h) = prefix {
+                crate::log::log(1, format!("{}: resuming at byte {have}", task.display));
+                offset = have;
+                etag = Some(rec.etag);
+                server_md5 = rec.md5.as_deref().and_then(decode_md5);
+                hasher = h;
+                ctx.reporter.bytes(&task.display, have);
+                *counted += have;
+            }
+        }
+    }
+    if offset == 0 {
+        file.set_len(0).map_err(|e| Stop::Fail(format!("cannot truncate {}: {e}", part.display())))?;
+    }
+    let mut attempt = 0u32;
+    let mut since_reset = 0u64;
+    loop {
+        if total == Some(offset) && offset > 0 {
+            break;
+        }
+        let permit = ctx.conns.acquire().await.map_err(|_| Stop::Fail("cancelled".into()))?;
+        let range = (offset > 0).then_some((offset, None));
+        let (url, generation) = src.current();
+        let resp = match request(ctx, task, url, range, etag.as_deref()).send().await {
+            Ok(r) => r,
+            Err(e) => {
+                drop(permit);
+                backoff(ctx, task, &mut attempt, describe_transport(&e), None).await?;
+                continue;
+            }
+        };
+        let status = resp.status().as_u16();
+        let h = resp.headers().clone();
+        match status {
+            200 => {
+                if offset > 0 {
+                    // The range was ignored: start over from byte 0 with this body.
+                    crate::log::log(1, format!("{}: server ignored Range; restarting from 0", task.display));
+                    file.set_len(0).map_err(|e| Stop::Fail(format!("cannot truncate: {e}")))?;
+                    ctx.reporter.bytes_discarded(*counted);
+                    *counted = 0;
+                    offset = 0;
+                    hasher = Md5::new();
+                }
+                let len = header_str(&h, CONTENT_LENGTH.as_str()).and_then(|v| v.parse::<u64>().ok());
+                total = match (total, len) {
+                    (Some(t), Some(l)) if t != l => {
+                        return Err(Stop::Fail(format!("size mismatch: listing says {t} bytes, server sends {l}")));
+                    }
+                    (t, l) => l.or(t),
+                };
+                server_md5 = server_md5.or(self::server_md5(task, &h, false));
+            }
+            206 => {
+                let Some((a, _b, t)) = header_str(&h, CONTENT_RANGE.as_str()).and_then(parse_content_range) else {
+                    return Err(Stop::Fail("206 without a valid Content-Range".into()));
+                };
+                if a != offset || total.is_some_and(|x| x != t) {
+                    return Err(Stop::Restart(format!(
+                        "Content-Range {a}-/{t} does not match the request ({offset}-)"
+                    )));
+                }
+                total = Some(t);
+                server_md5 = server_md5.or(self::server_md5(task, &h, true));
+            }
+            416 if offset > 0 => return Err(Stop::Restart("server refused to resume (416)".into())),
+            403 if task.refresh.is_some() => {
+                drop(resp);
+                drop(permit);
+                if src.refresh_after_403(generation).await {
+                    continue;
+                }
+                return Err(Stop::Fail("HTTP 403: access refused (also after refreshing the download URL)".into()));
+            }
+            _ => match classify_status(task, status, &h) {
+                Attempt::Retry(reason, ra) => {
+                    drop(resp);
+                    drop(permit);
+                    backoff(ctx, task, &mut attempt, reason, ra).await?;
+                    continue;
+                }
+                Attempt::Stop(s) => return Err(s),
+            },
+        }
+        let new_etag = header_str(&h, ETAG.as_str()).map(str::to_string);
+        if etag.is_some() && new_etag.is_some() && etag != new_etag {
+            return Err(Stop::Restart("the blob changed during the download (ETag mismatch)".into()));
+        }
+        if etag.is_none() {
+            etag = new_etag;
+            if let (Some(e), Some(t)) = (&etag, total) {
+                let md5 = server_md5.map(|m| base64::engine::general_purpose::STANDARD.encode(m));
+                let _ = save(&task.dest, &Record::new(&task.url, t, e.clone(), md5, None));
+            }
+        }
+        // Stream the body.
+        let mut resp = resp;
+        let mut buf = Vec::with_capacity(WRITE_BUF.min(total.unwrap_or(0) as usize).max(8192));
+        let mut body_err = None;
+        loop {
+            match resp.chunk().await {
+                Ok(Some(bytes)) => {
+                    let room = total.map(|t| t - offset - buf.len() as u64);
+                    if room.is_some_and(|r| bytes.len() as u64 > r) {
+                        return Err(Stop::Fail("server sent more bytes than announced".into()));
+                    }
+                    buf.extend_from_slice(&bytes);
+                    ctx.reporter.bytes(&task.display, bytes.len() as u64);
+                    *counted += bytes.len() as u64;
+                    if buf.len() >= WRITE_BUF {
+                        let n = buf.len() as u64;
+                        hasher = write_piece(&file, std::mem::take(&mut buf), offset, Some(hasher))
+                            .await?
+                            .unwrap_or_default();
+                        offset += n;
+                        since_reset += n;
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    body_err = Some(describe_transport(&e));
+                    break;
+                }
+            }
+        }
+        if !buf.is_empty() {
+            let n = buf.len() as u64;
+            hasher = write_piece(&file, std::mem::take(&mut buf), offset, Some(hasher)).await?.unwrap_or_default();
+            offset += n;
+            since_reset += n;
+        }
+        drop(permit);
+        if since_reset >= PROGRESS_RESET {
+            attempt = 0;
+            since_reset = 0;
+        }
+        let complete = match total {
+            Some(t) => offset == t,
+            None => body_err.is_none(),
+        };
+        if complete {
+            total = Some(offset);
+            break;
+        }
+        let reason = body_err.unwrap_or_else(|| format!("body ended early at byte {offset} of {}", total.unwrap_or(0)));
+        backoff(ctx, task, &mut attempt, reason, None).await?;
+    }
+    let file = Arc::try_unwrap(file).map_err(|_| Stop::Fail("internal error: part file still shared".into()))?;
+    Ok(Fetched { file, total: total.unwrap_or(offset), server_md5, streamed_md5: Some(hasher.finalize().into()) })
+}
+
+fn md5_prefix(file: &File, len: u64) -> std::io::Result<Md5> {
+    use std::os::unix::fs::FileExt;
+    let mut h = Md5::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut off = 0;
+    while off < len {
+        let want = ((len - off) as usize).min(buf.len());
+        let n = file.read_at(&mut buf[..want], off)?;
+        if n == 0 {
+            return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "short part file"));
+        }
+        h.update(&buf[..n]);
+        off += n as u64;
+    }
+    Ok(h)
+}
