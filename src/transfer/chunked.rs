@@ -5,13 +5,13 @@ use super::hasher::PrefixHasher;
 use super::resume::{ChunkLog, Record, load};
 use super::verify::decode_md5;
 use crate::fs;
-use base64::Engine;
-use std::collections::BTreeSet;
-use std::sync::atomic::AtomicUsize;
 use crate::http::describe_transport;
+use base64::Engine;
 use reqwest::header::{CONTENT_RANGE, ETAG};
+use std::collections::BTreeSet;
 use std::fs::File;
 use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
 use std::sync::atomic::{AtomicU64, Ordering};
 use tokio_util::sync::CancellationToken;
 

@@ -1,10 +1,10 @@
 //! Fetching one file: single stream (with in-order MD5) or parallel ranged chunks written in place,
 //! retries with backoff, resume of a broken body from its offset (same ETag via `If-Match`),
 //! then size/MD5 verification and atomic publication.
-use super::verify::{Md5Status, decode_md5, md5_of_file, md5_of_path};
-pub(super) use super::{Ctx, FileTask};
 use super::chunked::fetch_chunked;
 use super::stream::fetch_stream;
+use super::verify::{Md5Status, decode_md5, md5_of_file, md5_of_path};
+pub(super) use super::{Ctx, FileTask};
 use super::{FileOutcome, FileResult};
 use crate::fs;
 use crate::http::retry_after;
@@ -338,7 +338,12 @@ pub(super) fn request(
 }
 
 /// Write `buf` at `offset` (and feed the hasher) on the blocking pool.
-pub(super) async fn write_piece(file: &Arc<File>, buf: Vec<u8>, offset: u64, hasher: Option<Md5>) -> Result<Option<Md5>, Stop> {
+pub(super) async fn write_piece(
+    file: &Arc<File>,
+    buf: Vec<u8>,
+    offset: u64,
+    hasher: Option<Md5>,
+) -> Result<Option<Md5>, Stop> {
     let file = file.clone();
     tokio::task::spawn_blocking(move || {
         let mut hasher = hasher;

@@ -3,16 +3,21 @@
 use super::fetch::*;
 use super::resume::{Record, load, save};
 use super::verify::decode_md5;
-use base64::Engine;
 use crate::fs;
 use crate::http::describe_transport;
+use base64::Engine;
 use md5::{Digest, Md5};
 use reqwest::header::{CONTENT_LENGTH, CONTENT_RANGE, ETAG};
 use std::fs::File;
 use std::sync::Arc;
 
 /// One connection at a time, from the first missing byte to the end, hashing in order.
-pub(super) async fn fetch_stream(ctx: &Ctx, src: &Source<'_>, part: &std::path::Path, counted: &mut u64) -> Result<Fetched, Stop> {
+pub(super) async fn fetch_stream(
+    ctx: &Ctx,
+    src: &Source<'_>,
+    part: &std::path::Path,
+    counted: &mut u64,
+) -> Result<Fetched, Stop> {
     let task = src.task;
     let file = fs::open_part(part).map_err(|e| Stop::Fail(format!("cannot create {}: {e}", part.display())))?;
     let file = Arc::new(file);
