@@ -2,6 +2,7 @@
 //! retries with backoff, resume of a broken body from its offset (same ETag via `If-Match`),
 //! then size/MD5 verification and atomic publication.
 use super::chunked::fetch_chunked;
+use super::publish::BATCH_MAX;
 use super::stream::fetch_stream;
 use super::verify::{Md5Status, decode_md5, md5_of_file, md5_of_path};
 pub(super) use super::{Ctx, FileTask};
@@ -125,7 +126,7 @@ pub(super) async fn download_file(ctx: &Ctx, task: &FileTask) -> FileOutcome {
                 return fail(reason, Md5Status::Absent);
             }
         };
-        match verify_and_publish(task, &part, fetched).await {
+        match verify_and_publish(ctx, task, &part, fetched).await {
             Ok((bytes, md5)) => {
                 return FileOutcome { display: task.display.clone(), bytes, result: FileResult::Downloaded, md5 };
             }
@@ -198,6 +199,7 @@ async fn head_size_md5(ctx: &Ctx, task: &FileTask) -> Option<(u64, Option<[u8; 1
 
 /// Check sizes and MD5, make the part durable and rename it over the final name.
 async fn verify_and_publish(
+    ctx: &Ctx,
     task: &FileTask,
     part: &std::path::Path,
     f: Fetched,
@@ -216,7 +218,7 @@ async fn verify_and_publish(
     let total = f.total;
     let streamed = f.streamed_md5;
     let file = f.file;
-    let res = tokio::task::spawn_blocking(move || -> Result<Md5Status, (Stop, Md5Status)> {
+    let res = tokio::task::spawn_blocking(move || -> Result<(Md5Status, File), (Stop, Md5Status)> {
         let len = file
             .metadata()
             .map_err(|e| (Stop::Fail(format!("cannot read the part file: {e}")), Md5Status::Absent))?
@@ -238,14 +240,23 @@ async fn verify_and_publish(
                 Md5Status::Verified
             }
         };
-        fs::publish(&part, &file, &dest)
-            .map_err(|e| (Stop::Fail(format!("cannot write {}: {e}", dest.display())), status))?;
-        let _ = fs::remove_if_exists(&fs::state_path(&dest));
-        Ok(status)
+        Ok((status, file))
     })
     .await
     .map_err(|e| (Stop::Fail(format!("internal error: {e}")), Md5Status::Absent))?;
-    res.map(|s| (total, s))
+    let (status, file) = res?;
+    let published = if total <= BATCH_MAX {
+        ctx.publisher.publish(part.clone(), dest.clone(), file).await
+    } else {
+        let (p, d) = (part.clone(), dest.clone());
+        tokio::task::spawn_blocking(move || fs::publish(&p, &file, &d))
+            .await
+            .map_err(std::io::Error::other)
+            .and_then(|r| r)
+    };
+    published.map_err(|e| (Stop::Fail(format!("cannot write {}: {e}", dest.display())), status))?;
+    let _ = fs::remove_if_exists(&fs::state_path(&dest));
+    Ok((total, status))
 }
 
 /// Parse `Content-Range: bytes a-b/total`.

@@ -4,6 +4,7 @@
 mod chunked;
 mod fetch;
 mod hasher;
+mod publish;
 mod resume;
 mod stream;
 mod verify;
@@ -148,6 +149,7 @@ pub(crate) struct Ctx {
     pub conns: Semaphore,
     pub reporter: Arc<dyn Reporter>,
     pub cancel: CancellationToken,
+    pub publisher: publish::Publisher,
 }
 
 /// Download every task; per-file failures are recorded, never fatal.
@@ -166,6 +168,7 @@ pub async fn run(
         conns: Semaphore::new(parallel),
         reporter: reporter.clone(),
         cancel: cancel.clone(),
+        publisher: publish::Publisher::start(),
     });
     reporter.plan(tasks.len(), tasks.iter().filter_map(|t| t.size).sum());
     let dirs: BTreeSet<PathBuf> = tasks.iter().filter_map(|t| t.dest.parent().map(PathBuf::from)).collect();
