@@ -247,23 +247,18 @@ async fn fetch_chunk(
         }
         md5 = md5.or(server_md5(task, &h, true));
         let mut resp = resp;
-        let mut buf = Vec::with_capacity(WRITE_BUF.min((job.end - pos + 1) as usize));
+        let mut writer = PieceWriter::new(file.clone(), pos, None);
         let mut body_err = None;
         let start_pos = pos;
         loop {
             match resp.chunk().await {
                 Ok(Some(bytes)) => {
-                    if pos + buf.len() as u64 + bytes.len() as u64 > job.end + 1 {
+                    if writer.position() + bytes.len() as u64 > job.end + 1 {
                         return Err(Stop::Fail("server sent more bytes than the range".into()));
                     }
-                    buf.extend_from_slice(&bytes);
+                    writer.push(&bytes).await?;
                     ctx.reporter.bytes(&task.display, bytes.len() as u64);
                     progress.fetch_add(bytes.len() as u64, Ordering::Relaxed);
-                    if buf.len() >= WRITE_BUF {
-                        let n = buf.len() as u64;
-                        write_piece(file, std::mem::take(&mut buf), pos, None).await?;
-                        pos += n;
-                    }
                 }
                 Ok(None) => break,
                 Err(e) => {
@@ -272,11 +267,7 @@ async fn fetch_chunk(
                 }
             }
         }
-        if !buf.is_empty() {
-            let n = buf.len() as u64;
-            write_piece(file, std::mem::take(&mut buf), pos, None).await?;
-            pos += n;
-        }
+        pos = writer.finish().await?.0;
         drop(permit);
         if pos - start_pos >= PROGRESS_RESET {
             attempt = 0;

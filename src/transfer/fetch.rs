@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// Bytes gathered from the network before one positional write (bounds memory per connection).
-pub(super) const WRITE_BUF: usize = 1 << 20;
+pub(super) const WRITE_BUF: usize = 256 << 10;
 /// Progress that resets the retry counter (a trickling but progressing server is never given up on).
 pub(super) const PROGRESS_RESET: u64 = 1 << 20;
 
@@ -348,26 +348,84 @@ pub(super) fn request(
     rb
 }
 
-/// Write `buf` at `offset` (and feed the hasher) on the blocking pool.
-pub(super) async fn write_piece(
-    file: &Arc<File>,
-    buf: Vec<u8>,
-    offset: u64,
+/// A write running on the blocking pool; gives back the hasher and the (emptied) buffer.
+type PendingWrite = tokio::task::JoinHandle<std::io::Result<(Option<Md5>, Vec<u8>)>>;
+
+/// Writes a body's bytes at increasing offsets on the blocking pool. One write is in flight while
+/// the next piece is received (double buffering: the network does not wait for the disk), and an
+/// optional hasher sees the bytes in order. Memory: two buffers of [`WRITE_BUF`].
+pub(super) struct PieceWriter {
+    file: Arc<File>,
+    pending: Option<PendingWrite>,
     hasher: Option<Md5>,
-) -> Result<Option<Md5>, Stop> {
-    let file = file.clone();
-    tokio::task::spawn_blocking(move || {
-        let mut hasher = hasher;
-        if let Some(h) = hasher.as_mut() {
-            h.update(&buf);
+    buf: Vec<u8>,
+    spare: Vec<u8>,
+    /// File offset of the first byte of `buf`.
+    offset: u64,
+}
+
+impl PieceWriter {
+    /// Start writing at `offset`, feeding `hasher` if given.
+    pub fn new(file: Arc<File>, offset: u64, hasher: Option<Md5>) -> Self {
+        PieceWriter { file, pending: None, hasher, buf: Vec::new(), spare: Vec::new(), offset }
+    }
+
+    /// The offset after every byte accepted so far.
+    pub fn position(&self) -> u64 {
+        self.offset + self.buf.len() as u64
+    }
+
+    /// Accept bytes (written once a buffer fills).
+    pub async fn push(&mut self, bytes: &[u8]) -> Result<(), Stop> {
+        if !self.buf.is_empty() && self.buf.len() + bytes.len() > WRITE_BUF {
+            self.submit().await?;
         }
-        fs::write_all_at(&file, &buf, offset)?;
-        fs::start_writeback(&file, offset, buf.len() as u64);
-        Ok::<_, std::io::Error>(hasher)
-    })
-    .await
-    .map_err(|e| Stop::Fail(format!("internal error: {e}")))?
-    .map_err(|e| Stop::Fail(format!("cannot write: {e}")))
+        if self.buf.capacity() == 0 {
+            self.buf.reserve_exact(WRITE_BUF.max(bytes.len()));
+        }
+        self.buf.extend_from_slice(bytes);
+        Ok(())
+    }
+
+    /// Hand the buffer to the blocking pool after the previous write finished.
+    async fn submit(&mut self) -> Result<(), Stop> {
+        self.wait().await?;
+        let buf = std::mem::replace(&mut self.buf, std::mem::take(&mut self.spare));
+        let (file, offset, mut hasher) = (self.file.clone(), self.offset, self.hasher.take());
+        self.offset += buf.len() as u64;
+        self.pending = Some(tokio::task::spawn_blocking(move || {
+            if let Some(h) = hasher.as_mut() {
+                h.update(&buf);
+            }
+            fs::write_all_at(&file, &buf, offset)?;
+            fs::start_writeback(&file, offset, buf.len() as u64);
+            let mut buf = buf;
+            buf.clear();
+            Ok((hasher, buf))
+        }));
+        Ok(())
+    }
+
+    async fn wait(&mut self) -> Result<(), Stop> {
+        if let Some(p) = self.pending.take() {
+            let (hasher, buf) = p
+                .await
+                .map_err(|e| Stop::Fail(format!("internal error: {e}")))?
+                .map_err(|e| Stop::Fail(format!("cannot write: {e}")))?;
+            self.hasher = hasher;
+            self.spare = buf;
+        }
+        Ok(())
+    }
+
+    /// Write what is buffered and wait for every write. Returns the end offset and the hasher.
+    pub async fn finish(mut self) -> Result<(u64, Option<Md5>), Stop> {
+        if !self.buf.is_empty() {
+            self.submit().await?;
+        }
+        self.wait().await?;
+        Ok((self.offset, self.hasher))
+    }
 }
 
 #[cfg(test)]

@@ -129,26 +129,17 @@ pub(super) async fn fetch_stream(
         }
         // Stream the body.
         let mut resp = resp;
-        let mut buf = Vec::with_capacity(WRITE_BUF.min(total.unwrap_or(0) as usize).max(8192));
+        let mut writer = PieceWriter::new(file.clone(), offset, Some(std::mem::take(&mut hasher)));
         let mut body_err = None;
         loop {
             match resp.chunk().await {
                 Ok(Some(bytes)) => {
-                    let room = total.map(|t| t - offset - buf.len() as u64);
-                    if room.is_some_and(|r| bytes.len() as u64 > r) {
+                    if total.is_some_and(|t| writer.position() + bytes.len() as u64 > t) {
                         return Err(Stop::Fail("server sent more bytes than announced".into()));
                     }
-                    buf.extend_from_slice(&bytes);
+                    writer.push(&bytes).await?;
                     ctx.reporter.bytes(&task.display, bytes.len() as u64);
                     *counted += bytes.len() as u64;
-                    if buf.len() >= WRITE_BUF {
-                        let n = buf.len() as u64;
-                        hasher = write_piece(&file, std::mem::take(&mut buf), offset, Some(hasher))
-                            .await?
-                            .unwrap_or_default();
-                        offset += n;
-                        since_reset += n;
-                    }
                 }
                 Ok(None) => break,
                 Err(e) => {
@@ -157,12 +148,10 @@ pub(super) async fn fetch_stream(
                 }
             }
         }
-        if !buf.is_empty() {
-            let n = buf.len() as u64;
-            hasher = write_piece(&file, std::mem::take(&mut buf), offset, Some(hasher)).await?.unwrap_or_default();
-            offset += n;
-            since_reset += n;
-        }
+        let (end, h) = writer.finish().await?;
+        hasher = h.unwrap_or_default();
+        since_reset += end - offset;
+        offset = end;
         drop(permit);
         if since_reset >= PROGRESS_RESET {
             attempt = 0;
