@@ -44,6 +44,9 @@ pub struct TransferArgs {
     /// Abort an attempt that received no byte for this long (e.g. 120s, 5m). Never a total limit.
     #[arg(long, value_name = "DURATION")]
     pub idle_timeout: Option<String>,
+    /// Wait this long for another jobdl writing the same destination (default 0: exit at once).
+    #[arg(long, value_name = "DURATION")]
+    pub lock_timeout: Option<String>,
     /// Extra host[:port] that URLs from the service may point to (repeatable; loopback may be http).
     #[arg(long = "allow-host", value_name = "HOST[:PORT]")]
     pub allow_host: Vec<String>,

@@ -58,6 +58,8 @@ pub struct Common {
     pub meta_retry: RetryConfig,
     /// Idle timeout for reads.
     pub idle_timeout: Duration,
+    /// How long to wait for the destination lock.
+    pub lock_timeout: Duration,
     /// Host allow-list.
     pub allow: AllowList,
     /// `JOBDL_ACCESS_TOKEN`, if set.
@@ -106,6 +108,10 @@ impl Common {
             transfer: TransferConfig { parallel, retry: base.clone(), skip_existing, ..TransferConfig::default() },
             meta_retry: RetryConfig { attempts: META_ATTEMPTS.min(retries.max(1)).max(1), ..base },
             idle_timeout,
+            lock_timeout: match &args.lock_timeout {
+                Some(s) => parse_duration(s, "--lock-timeout")?,
+                None => Duration::ZERO,
+            },
             allow,
             access_token: std::env::var(ENV_ACCESS_TOKEN).ok(),
             json: args.json,

@@ -112,3 +112,31 @@ fn unknown_size_is_probed_then_fetched_in_parallel_ranges() {
     let small = emu.requests().iter().filter(|r| r.is_blob() && r.path.ends_with("small.txt")).count();
     assert_eq!(small, 1);
 }
+
+#[test]
+fn a_second_run_waits_for_the_lock_with_lock_timeout() {
+    let emu = Emulator::start(world());
+    emu.add_fault(FaultRule::new("logs/small.txt", 1, Fault::Stall(std::time::Duration::from_secs(2))));
+    let t = tempfile::tempdir().expect("tempdir");
+    let first = {
+        let emu = &emu;
+        let dir = t.path().to_path_buf();
+        std::thread::scope(|s| {
+            let first = s.spawn(move || run(emu, &dir, &["download", "job-e"]));
+            // Let the first run take the lock (it exists once the destination is being written).
+            let lock = t.path().join("job-e/.jobdl/lock");
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+            while !lock.exists() {
+                assert!(std::time::Instant::now() < deadline, "first run never took the lock");
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            let second = run(emu, t.path(), &["download", "job-e", "--lock-timeout", "60s"]);
+            let stderr = String::from_utf8_lossy(&second.stderr);
+            assert_eq!(second.status.code(), Some(0), "{stderr}");
+            assert!(stderr.contains("waiting"), "{stderr}");
+            first.join().expect("first run")
+        })
+    };
+    assert_eq!(first.status.code(), Some(0), "{}", String::from_utf8_lossy(&first.stderr));
+    assert_exact(&emu, &t.path().join("job-e"), "outputs/big.bin");
+}

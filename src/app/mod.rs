@@ -23,6 +23,37 @@ pub(crate) fn absolute(p: &Path) -> Result<PathBuf, Error> {
     std::path::absolute(p).map_err(|e| Error::usage(format!("invalid destination {}: {e}", p.display())))
 }
 
+/// Take the destination lock, waiting up to `timeout` for another jobdl to finish.
+async fn lock(
+    root: &Path,
+    timeout: std::time::Duration,
+    printer: &Printer,
+    cancel: &CancellationToken,
+) -> Result<crate::fs::DestLock, Error> {
+    let started = Instant::now();
+    let mut told = false;
+    loop {
+        match crate::fs::DestLock::acquire(root) {
+            Ok(l) => return Ok(l),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock && started.elapsed() < timeout => {
+                if !told {
+                    printer.note(&format!("{e}; waiting up to {}", humantime::format_duration(timeout)));
+                    told = true;
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(std::time::Duration::from_millis(200)) => {}
+                    _ = cancel.cancelled() => return Err(Error::Interrupted),
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                let hint = if timeout.is_zero() { " (use --lock-timeout to wait for it)" } else { "" };
+                return Err(Error::Io(format!("{e}{hint}")));
+            }
+            Err(e) => return Err(Error::Io(format!("cannot lock {}: {e}", root.display()))),
+        }
+    }
+}
+
 /// What a command has set up before it executes a plan.
 pub(crate) struct Session<'a> {
     /// Resolved settings.
@@ -54,8 +85,7 @@ pub(crate) async fn execute(
         Err(_) => std::fs::create_dir_all(root)
             .map_err(|e| Error::Io(format!("cannot create destination {}: {e}", root.display())))?,
     }
-    let _lock =
-        crate::fs::DestLock::acquire(root).map_err(|e| Error::Io(format!("cannot lock {}: {e}", root.display())))?;
+    let _lock = lock(root, common.lock_timeout, &printer, &cancel).await?;
     let mut failures: Vec<PlanFailure> = plan.failures;
     let mut tasks: Vec<FileTask> = Vec::with_capacity(plan.tasks.len());
     let mut made: HashSet<PathBuf> = HashSet::new();
