@@ -1,9 +1,14 @@
-//! In-process HTTP emulator: the Foundry project routes (A1–A8) and a path-style blob account,
-//! on one loopback port, with scripted faults and a request log.
+//! In-process HTTP emulator: the Foundry project routes (A1–A8), the Azure ML workspace routes
+//! (B1–B9: ARM, discovery, run history, asset resolution) and a path-style blob account, on one
+//! loopback port, with scripted faults and a request log.
 //!
 //! Foundry routes live under `/api/projects/proj-a` and need `Authorization: Bearer test-token`
-//! and an `api-version` query parameter. Blob routes live under `/devstoreaccount1/<container>`
-//! and need a `sig` query parameter; they never look at `Authorization` (the log records it).
+//! and an `api-version` query parameter. ARM routes live under `/subscriptions/...` and need the
+//! same; discovery (`/discovery`) must receive **no** Authorization header; the regional API
+//! routes (`/history/v1.0/...`, `/data/v1.0/...`, `/modelregistry/v1.0/...`) need the token and no
+//! `api-version`. Blob routes live under `/devstoreaccount1/<container>` and need a `sig` query
+//! parameter (a client-minted signature is verified when the world has `sas_key`), or — when the
+//! world sets `blob_bearer` — `Authorization: Bearer test-token` instead.
 
 use std::collections::{HashMap, VecDeque};
 use std::future::IntoFuture;
@@ -28,8 +33,9 @@ use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
 use super::world::{
-    ACCOUNT, ARTIFACT_CONTAINER, ArtifactFixture, AssetFixture, BlobFixture, Content, ContentUri, CredKey, JobFixture,
-    Md5Mode, PROJECT, Paging, TOKEN, World, artifact_blob_name,
+    ACCOUNT, ARTIFACT_CONTAINER, ArtifactFixture, AssetFixture, BlobFixture, Content, ContentUri, CredKey,
+    DEV_ACCOUNT_KEY, DsCred, JobFixture, Md5Mode, PROJECT, Paging, RESOURCE_GROUP, SUBSCRIPTION, TOKEN, WORKSPACE,
+    WORKSPACE_GUID, World, artifact_blob_name,
 };
 
 /// SAS signature of [`Emulator::container_sas_url`] and credentials responses.
@@ -93,6 +99,21 @@ impl LoggedRequest {
 
     pub fn is_foundry(&self) -> bool {
         self.path.starts_with("/api/projects/")
+    }
+
+    /// An ARM route (`/subscriptions/...`).
+    pub fn is_arm(&self) -> bool {
+        self.path.starts_with("/subscriptions/")
+    }
+
+    /// The discovery route.
+    pub fn is_discovery(&self) -> bool {
+        self.path == "/discovery"
+    }
+
+    /// A regional API route (run history, data, model registry).
+    pub fn is_ml_api(&self) -> bool {
+        ["/history/v1.0/", "/data/v1.0/", "/modelregistry/v1.0/"].iter().any(|p| self.path.starts_with(p))
     }
 }
 
@@ -180,6 +201,11 @@ impl Emulator {
     /// `http://127.0.0.1:PORT/api/projects/proj-a`
     pub fn project_endpoint(&self) -> String {
         format!("{}/api/projects/{PROJECT}", self.shared.base)
+    }
+
+    /// The ARM base URL for `JOBDL_ARM_ENDPOINT` (`http://127.0.0.1:PORT`).
+    pub fn arm_endpoint(&self) -> String {
+        self.shared.base.clone()
     }
 
     /// A container SAS URL (`sr=c&sp=rl`), optionally naming a prefix inside the container.
@@ -578,6 +604,19 @@ fn stall_body(body: BodyStream, pause: Duration) -> BodyStream {
 async fn route(shared: &Shared, incoming: &Incoming, body: Body, fault: Option<&Fault>) -> Reply {
     if let Some(rest) = incoming.path.strip_prefix("/api/projects/") {
         return foundry(shared, incoming, rest, body).await;
+    }
+    if let Some(rest) = incoming.path.strip_prefix("/subscriptions/") {
+        return arm(shared, incoming, rest, body).await;
+    }
+    if incoming.path == "/discovery" {
+        return discovery(shared, incoming);
+    }
+    for (prefix, api) in
+        [("/history/v1.0", MlApi::RunData), ("/data/v1.0", MlApi::Data), ("/modelregistry/v1.0", MlApi::Model)]
+    {
+        if let Some(rest) = incoming.path.strip_prefix(prefix).and_then(|r| r.strip_prefix("/subscriptions/")) {
+            return ml_api(shared, incoming, rest, api, body).await;
+        }
     }
     let account_root = format!("/{ACCOUNT}");
     if let Some(rest) = incoming.path.strip_prefix(&account_root) {
@@ -984,17 +1023,37 @@ fn form_decode(raw: &str) -> String {
 }
 
 fn blob_role(shared: &Shared, incoming: &Incoming, rest: &str, fault: Option<&Fault>) -> Reply {
-    // Any non-empty sig is accepted, except a mangled copy of one the emulator issued
-    // (a client that decoded and re-encoded the SAS).
-    let Some(sig) = incoming.raw_param("sig").filter(|s| !s.is_empty()) else {
-        return blob_error(StatusCode::FORBIDDEN, "AuthenticationFailed");
-    };
-    let sig = form_decode(sig);
-    if sig.starts_with("FAKESIG") && !issued_sigs().contains(&sig) {
-        return blob_error(StatusCode::FORBIDDEN, "AuthenticationFailed");
-    }
     let (container_raw, name_raw) = rest.split_once('/').unwrap_or((rest, ""));
     let container = decode(container_raw);
+    // Any non-empty sig is accepted, except a mangled copy of one the emulator issued
+    // (a client that decoded and re-encoded the SAS), or a client-minted one that does not verify
+    // against the world's account key.
+    match incoming.raw_param("sig").filter(|s| !s.is_empty()) {
+        Some(sig) => {
+            let sig = form_decode(sig);
+            if sig.starts_with("FAKESIG") {
+                if !issued_sigs().contains(&sig) {
+                    return blob_error(StatusCode::FORBIDDEN, "AuthenticationFailed");
+                }
+            } else if let Some(key) = &shared.world.sas_key
+                && let Err(code) = verify_service_sas(incoming, key, &container, &sig)
+            {
+                return blob_error(StatusCode::FORBIDDEN, code);
+            }
+        }
+        None => {
+            let bearer = format!("Bearer {TOKEN}");
+            if !shared.world.blob_bearer || incoming.header("authorization").as_deref() != Some(bearer.as_str()) {
+                return blob_error(StatusCode::FORBIDDEN, "AuthenticationFailed");
+            }
+            if incoming.header("x-ms-version").is_none() {
+                return blob_error(StatusCode::BAD_REQUEST, "MissingRequiredHeader");
+            }
+            if shared.world.bearer_denied.contains(&container) {
+                return blob_error(StatusCode::FORBIDDEN, "AuthorizationPermissionMismatch");
+            }
+        }
+    }
     if name_raw.is_empty() {
         let listing = incoming.param("restype").as_deref() == Some("container")
             && incoming.param("comp").as_deref() == Some("list");
@@ -1215,4 +1274,276 @@ fn blob_stream(blob: &BlobFixture, start: u64, end: u64) -> BodyStream {
             .boxed()
         }
     }
+}
+
+// ---------------------------------------------------------------- Service SAS verification
+
+/// Checks a client-minted read/list container SAS (§4.3): fields, validity window, the
+/// protocol (`spr=https` cannot be used over http), then the HMAC over the 16-field
+/// string-to-sign with `key`. `Err` carries the blob error code.
+fn verify_service_sas(incoming: &Incoming, key: &str, container: &str, sig: &str) -> Result<(), &'static str> {
+    use hmac::{Hmac, Mac};
+    let p = |n: &str| incoming.param(n).unwrap_or_default();
+    if p("sr") != "c" || !p("sp").contains('r') {
+        return Err("AuthorizationResourceTypeMismatch");
+    }
+    if p("spr") == "https" {
+        return Err("AuthorizationProtocolMismatch");
+    }
+    let rfc3339 = &time::format_description::well_known::Rfc3339;
+    let now = time::OffsetDateTime::now_utc();
+    let start = time::OffsetDateTime::parse(&p("st"), rfc3339).map_err(|_| "AuthenticationFailed")?;
+    let expiry = time::OffsetDateTime::parse(&p("se"), rfc3339).map_err(|_| "AuthenticationFailed")?;
+    if start > now || expiry <= now || expiry - start > time::Duration::hours(24) {
+        return Err("AuthenticationFailed");
+    }
+    let resource = format!("/blob/{ACCOUNT}/{container}");
+    let to_sign = [
+        p("sp"),
+        p("st"),
+        p("se"),
+        resource,
+        p("si"),
+        p("sip"),
+        p("spr"),
+        p("sv"),
+        p("sr"),
+        String::new(),
+        p("ses"),
+        p("rscc"),
+        p("rscd"),
+        p("rsce"),
+        p("rscl"),
+        p("rsct"),
+    ]
+    .join("\n");
+    let key = B64.decode(key).map_err(|_| "AuthenticationFailed")?;
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(&key).map_err(|_| "AuthenticationFailed")?;
+    mac.update(to_sign.as_bytes());
+    let want = B64.encode(mac.finalize().into_bytes());
+    if want == sig { Ok(()) } else { Err("AuthenticationFailed") }
+}
+
+// ---------------------------------------------------------------- Azure ML workspace (B1–B9)
+
+/// The ARM error envelope.
+fn arm_error(status: StatusCode, code: &str, message: &str) -> Reply {
+    Reply::json(
+        status,
+        &json!({"error": {"code": code, "message": message, "target": null, "details": [], "additionalInfo": []}}),
+    )
+}
+
+/// `/subscriptions/<s>/resourceGroups/<rg>/providers/Microsoft.MachineLearningServices/workspaces/<ws>`
+/// split off `rest` (after `/subscriptions/`): the tail segments, or `None` for another workspace.
+fn workspace_tail(rest: &str) -> Option<Vec<String>> {
+    let segs: Vec<String> = rest.split('/').map(decode).collect();
+    match segs.as_slice() {
+        [s, rg_kw, rg, p, ns, w_kw, ws, tail @ ..]
+            if s == SUBSCRIPTION
+                && rg_kw.eq_ignore_ascii_case("resourceGroups")
+                && rg == RESOURCE_GROUP
+                && p == "providers"
+                && ns == "Microsoft.MachineLearningServices"
+                && w_kw == "workspaces"
+                && ws == WORKSPACE =>
+        {
+            Some(tail.to_vec())
+        }
+        _ => None,
+    }
+}
+
+fn arm_job_id(job: &str) -> String {
+    format!(
+        "/subscriptions/{SUBSCRIPTION}/resourceGroups/{RESOURCE_GROUP}/providers/Microsoft.MachineLearningServices/workspaces/{WORKSPACE}/jobs/{job}"
+    )
+}
+
+async fn arm(shared: &Shared, incoming: &Incoming, rest: &str, body: Body) -> Reply {
+    let expected = format!("Bearer {TOKEN}");
+    if incoming.header("authorization").as_deref() != Some(expected.as_str()) {
+        return arm_error(StatusCode::UNAUTHORIZED, "AuthenticationFailed", "missing or invalid bearer token");
+    }
+    if incoming.param("api-version").is_none_or(|v| v.is_empty()) {
+        return arm_error(
+            StatusCode::BAD_REQUEST,
+            "MissingApiVersionParameter",
+            "The api-version query parameter is required.",
+        );
+    }
+    let Some(tail) = workspace_tail(rest) else {
+        return arm_error(StatusCode::NOT_FOUND, "ResourceNotFound", "no such workspace");
+    };
+    let tail: Vec<&str> = tail.iter().map(String::as_str).collect();
+    match (incoming.method.as_str(), tail.as_slice()) {
+        ("GET", []) => Reply::json(
+            StatusCode::OK,
+            &json!({
+                "id": format!("/subscriptions/{SUBSCRIPTION}/resourceGroups/{RESOURCE_GROUP}/providers/Microsoft.MachineLearningServices/workspaces/{WORKSPACE}"),
+                "name": WORKSPACE,
+                "location": "eastus2",
+                "properties": {"discoveryUrl": format!("{}/discovery", shared.base), "workspaceId": WORKSPACE_GUID},
+            }),
+        ),
+        ("GET", ["jobs", job]) => arm_job(shared, job),
+        ("GET", ["datastores"]) => {
+            let only_default = incoming.param("isDefault").is_some_and(|v| v.eq_ignore_ascii_case("true"));
+            let value: Vec<Value> = shared
+                .world
+                .datastores
+                .iter()
+                .filter(|(_, d)| !only_default || d.is_default)
+                .map(|(name, d)| datastore_json(name, d))
+                .collect();
+            Reply::json(StatusCode::OK, &json!({ "value": value }))
+        }
+        ("GET", ["datastores", name]) => match shared.world.datastores.get(*name) {
+            Some(d) => Reply::json(StatusCode::OK, &datastore_json(name, d)),
+            None => arm_error(StatusCode::NOT_FOUND, "ResourceNotFound", &format!("datastore '{name}' not found")),
+        },
+        ("POST", ["datastores", name, "listSecrets"]) => {
+            if read_json_body(body).await.is_err() {
+                return arm_error(StatusCode::BAD_REQUEST, "BadRequest", "body is not JSON");
+            }
+            let Some(d) = shared.world.datastores.get(*name) else {
+                return arm_error(StatusCode::NOT_FOUND, "ResourceNotFound", &format!("datastore '{name}' not found"));
+            };
+            match d.cred {
+                DsCred::Sas => Reply::json(
+                    StatusCode::OK,
+                    &json!({"secretsType": "Sas", "sasToken": format!("?{}", sas_query("c", "rl", CONTAINER_SIG))}),
+                ),
+                DsCred::AccountKey => {
+                    Reply::json(StatusCode::OK, &json!({"secretsType": "AccountKey", "key": DEV_ACCOUNT_KEY}))
+                }
+                DsCred::Identity => {
+                    arm_error(StatusCode::BAD_REQUEST, "BadRequest", "identity-based datastores have no secrets")
+                }
+                DsCred::SecretsDenied => arm_error(
+                    StatusCode::FORBIDDEN,
+                    "AuthorizationFailed",
+                    "the client does not have authorization to perform action 'listSecrets'",
+                ),
+            }
+        }
+        _ => arm_error(StatusCode::NOT_FOUND, "ResourceNotFound", "no such route"),
+    }
+}
+
+fn datastore_json(name: &str, d: &super::world::DatastoreFixture) -> Value {
+    let cred = match d.cred {
+        DsCred::Sas | DsCred::SecretsDenied => "Sas",
+        DsCred::AccountKey => "AccountKey",
+        DsCred::Identity => "None",
+    };
+    let container_key = if d.kind == "AzureDataLakeGen2" { "filesystem" } else { "containerName" };
+    let mut props = json!({
+        "datastoreType": d.kind, "accountName": ACCOUNT, "endpoint": "core.windows.net", "protocol": "https",
+        "isDefault": d.is_default,
+        "credentials": {"credentialsType": cred, "secrets": {"secretsType": cred}},
+    });
+    props[container_key] = json!(d.container);
+    json!({
+        "id": format!("/subscriptions/{SUBSCRIPTION}/resourceGroups/{RESOURCE_GROUP}/providers/Microsoft.MachineLearningServices/workspaces/{WORKSPACE}/datastores/{name}"),
+        "name": name,
+        "properties": props,
+    })
+}
+
+fn arm_job(shared: &Shared, job: &str) -> Reply {
+    let Some(fixture) = find_job(shared, job) else {
+        return arm_error(StatusCode::NOT_FOUND, "ResourceNotFound", &format!("job '{job}' not found"));
+    };
+    let status = shared.status(job, true);
+    let body = json!({
+        "id": arm_job_id(job),
+        "name": fixture.name,
+        "type": "Microsoft.MachineLearningServices/workspaces/jobs",
+        "properties": {
+            "jobType": fixture.job_type,
+            "status": status,
+            "experimentName": "exp-a",
+            "displayName": fixture.name,
+            "properties": fixture.properties,
+            "outputs": fixture.outputs,
+            "services": {"Studio": {"jobServiceType": "Studio", "endpoint": format!("https://ml.azure.com/runs/{job}")}},
+        },
+        "systemData": {"createdAt": "2026-01-15T10:00:00Z", "createdBy": "emulator"},
+    });
+    Reply::json(StatusCode::OK, &body)
+}
+
+/// B3: must be called without Authorization (400 otherwise).
+fn discovery(shared: &Shared, incoming: &Incoming) -> Reply {
+    if incoming.header("authorization").is_some() {
+        return Reply::bytes(StatusCode::BAD_REQUEST, "text/plain", b"discovery must not receive a token\n".to_vec());
+    }
+    let api = shared.world.discovery_api.clone().unwrap_or_else(|| shared.base.clone());
+    let body = json!({
+        "api": api, "catalog": api, "experimentation": api, "gallery": api, "history": api, "hyperdrive": api,
+        "labeling": api, "modelmanagement": api, "pipelines": api, "studiocoreservices": api,
+    });
+    Reply::json(StatusCode::OK, &body)
+}
+
+#[derive(Clone, Copy)]
+enum MlApi {
+    RunData,
+    Data,
+    Model,
+}
+
+async fn ml_api(shared: &Shared, incoming: &Incoming, rest: &str, api: MlApi, body: Body) -> Reply {
+    let expected = format!("Bearer {TOKEN}");
+    if incoming.header("authorization").as_deref() != Some(expected.as_str()) {
+        return history_error(StatusCode::UNAUTHORIZED, "Unauthorized", "missing or invalid bearer token");
+    }
+    let Some(tail) = workspace_tail(rest) else {
+        return history_error(StatusCode::NOT_FOUND, "NotFound", "no such workspace");
+    };
+    let tail: Vec<&str> = tail.iter().map(String::as_str).collect();
+    if incoming.method != Method::POST {
+        return history_error(StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed", "method not allowed");
+    }
+    let Ok(Some(body)) = read_json_body(body).await else {
+        return history_error(StatusCode::BAD_REQUEST, "BadRequest", "a JSON body is required");
+    };
+    match (api, tail.as_slice()) {
+        (MlApi::RunData, ["rundata"]) => {
+            let run = body.get("runId").and_then(Value::as_str).unwrap_or_default();
+            let Some(job) = find_job(shared, run) else {
+                return history_error(StatusCode::NOT_FOUND, "NotFound", &format!("run '{run}' not found"));
+            };
+            let body = json!({
+                "runMetadata": {"runId": job.name, "experimentId": job.experiment_id, "status": shared.status(run, false),
+                                "outputs": job.run_outputs},
+                "runDefinition": {}, "jobSpecification": {},
+            });
+            Reply::json(StatusCode::OK, &body)
+        }
+        (MlApi::Data, ["dataversion", "batchGetResolvedUris"]) => resolved_uris(&shared.world.arm_data, &body, "uri"),
+        (MlApi::Model, ["models", "batchGetResolvedUris"]) => resolved_uris(&shared.world.arm_models, &body, "path"),
+        _ => history_error(StatusCode::NOT_FOUND, "NotFound", "no such route"),
+    }
+}
+
+/// B5/B6: `{"values": {id: {<key>: uri, "type": ...}}}` for the known IDs of `{"values": [ids]}`.
+fn resolved_uris(
+    assets: &std::collections::BTreeMap<String, super::world::ResolvedAsset>,
+    body: &Value,
+    key: &str,
+) -> Reply {
+    let Some(ids) = body.get("values").and_then(Value::as_array) else {
+        return history_error(StatusCode::BAD_REQUEST, "BadRequest", "values is required");
+    };
+    let mut values = serde_json::Map::new();
+    for id in ids.iter().filter_map(Value::as_str) {
+        if let Some(a) = assets.get(id) {
+            let mut v = json!({"type": a.kind});
+            v[key] = json!(a.uri);
+            values.insert(id.to_string(), v);
+        }
+    }
+    Reply::json(StatusCode::OK, &json!({ "values": values }))
 }

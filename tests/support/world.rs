@@ -1,4 +1,5 @@
-//! Fixtures served by the test emulator: jobs, artifacts, blobs and registered assets.
+//! Fixtures served by the test emulator: jobs, artifacts, blobs and registered assets (Foundry),
+//! and an Azure ML workspace's datastores and run-history assets (Path B).
 
 use std::collections::BTreeMap;
 
@@ -16,6 +17,18 @@ pub const ARTIFACT_CONTAINER: &str = "azureml";
 /// The experiment ID jobs get unless a fixture says otherwise.
 pub const EXPERIMENT_ID: &str = "6f1c0d2e-0000-4000-8000-000000000001";
 
+/// Subscription of the emulated Azure ML workspace.
+pub const SUBSCRIPTION: &str = "00000000-0000-0000-0000-000000000000";
+/// Resource group of the emulated Azure ML workspace.
+pub const RESOURCE_GROUP: &str = "rg";
+/// Name of the emulated Azure ML workspace.
+pub const WORKSPACE: &str = "ws";
+/// The workspace GUID in run-history asset IDs.
+pub const WORKSPACE_GUID: &str = "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0";
+/// Azurite's documented development account key: the key of `AccountKey` datastores.
+pub const DEV_ACCOUNT_KEY: &str =
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+
 /// Everything the emulator serves.
 #[derive(Clone, Debug, Default)]
 pub struct World {
@@ -26,6 +39,55 @@ pub struct World {
     pub models: BTreeMap<(String, String), AssetFixture>,
     /// (name, version) → data asset
     pub datasets: BTreeMap<(String, String), AssetFixture>,
+    /// Path B: datastores of the workspace, by name.
+    pub datastores: BTreeMap<String, DatastoreFixture>,
+    /// Path B: data asset ID → where `batchGetResolvedUris` says it is.
+    pub arm_data: BTreeMap<String, ResolvedAsset>,
+    /// Path B: model asset ID → where `batchGetResolvedUris` says it is.
+    pub arm_models: BTreeMap<String, ResolvedAsset>,
+    /// Blob role: accept `Authorization: Bearer <TOKEN>` (and `x-ms-version`) instead of a SAS.
+    pub blob_bearer: bool,
+    /// Blob role: containers whose bearer requests are refused (403 AuthorizationPermissionMismatch).
+    pub bearer_denied: Vec<String>,
+    /// Blob role: verify SAS signatures the emulator did not issue against this account key
+    /// (a service SAS minted by the client); without it any such signature is accepted.
+    pub sas_key: Option<String>,
+    /// Discovery: the `api` value to return instead of the emulator's own base URL.
+    pub discovery_api: Option<String>,
+}
+
+/// How a Path B datastore hands out access.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DsCred {
+    /// `credentialsType: Sas`; listSecrets returns a container SAS (with a leading `?`).
+    Sas,
+    /// `credentialsType: AccountKey`; listSecrets returns [`DEV_ACCOUNT_KEY`] (set `World::sas_key`
+    /// to it, or to another key to see the minted SAS refused).
+    AccountKey,
+    /// `credentialsType: None` (identity-based); listSecrets is refused with 400.
+    Identity,
+    /// `credentialsType: Sas`, but listSecrets answers 403 (the caller lacks the permission).
+    SecretsDenied,
+}
+
+/// A Path B datastore.
+#[derive(Clone, Debug)]
+pub struct DatastoreFixture {
+    /// `datastoreType` (`AzureBlob`, `AzureDataLakeGen2`, `AzureFile`, ...).
+    pub kind: String,
+    /// The container (`filesystem` for Gen2) in [`ACCOUNT`].
+    pub container: String,
+    pub cred: DsCred,
+    pub is_default: bool,
+}
+
+/// What `batchGetResolvedUris` returns for one asset.
+#[derive(Clone, Debug)]
+pub struct ResolvedAsset {
+    /// `uri` (data) or `path` (models).
+    pub uri: String,
+    /// `type`, e.g. `UriFolder`, `UriFile`, `MLFlowModel`.
+    pub kind: String,
 }
 
 #[derive(Clone, Debug)]
@@ -43,6 +105,12 @@ pub struct JobFixture {
     pub paging: Paging,
     /// Items per page for `artifacts` and `prefix/contentinfo`.
     pub page_size: usize,
+    /// Path B `properties.jobType`.
+    pub job_type: String,
+    /// Path B `properties.properties` (`azureml.isreused`, `best_child_run_id`, ...).
+    pub properties: Value,
+    /// Path B run history: `runMetadata.outputs` (`{name: {assetId, type}}`).
+    pub run_outputs: Value,
 }
 
 #[derive(Clone, Debug)]
@@ -243,8 +311,37 @@ impl JobFixture {
             outputs: json!({ "default": default_output(name) }),
             paging: Paging::ContinuationToken,
             page_size: 100,
+            job_type: "Command".to_string(),
+            properties: json!({}),
+            run_outputs: json!({}),
         }
     }
+}
+
+/// A run-history data asset ID (Path B).
+pub fn data_asset_id(name: &str, version: &str) -> String {
+    format!("azureml://locations/eastus2/workspaces/{WORKSPACE_GUID}/data/{name}/versions/{version}")
+}
+
+/// A run-history model asset ID (Path B).
+pub fn model_asset_id(name: &str, version: &str) -> String {
+    format!("azureml://locations/eastus2/workspaces/{WORKSPACE_GUID}/models/{name}/versions/{version}")
+}
+
+/// A long-form datastore URI in the emulated workspace.
+pub fn long_datastore_uri(datastore: &str, path: &str) -> String {
+    format!(
+        "azureml://subscriptions/{SUBSCRIPTION}/resourcegroups/{RESOURCE_GROUP}/workspaces/{WORKSPACE}/datastores/{datastore}/paths/{path}"
+    )
+}
+
+/// A Path B output declaration (`jobOutputType`, `mode`, optional `uri`).
+pub fn arm_output(output_type: &str, uri: Option<&str>) -> Value {
+    let mut v = json!({"jobOutputType": output_type, "mode": "ReadWriteMount"});
+    if let Some(u) = uri {
+        v["uri"] = json!(u);
+    }
+    v
 }
 
 /// `outputs.default` as Foundry sends it.
@@ -374,6 +471,44 @@ impl World {
             self.models.insert(key, asset);
         } else {
             self.datasets.insert(key, asset);
+        }
+    }
+
+    /// Adds a Path B datastore (an `AzureBlob` in [`ACCOUNT`]).
+    pub fn add_datastore(&mut self, name: &str, container: &str, cred: DsCred, is_default: bool) {
+        let ds = DatastoreFixture { kind: "AzureBlob".into(), container: container.into(), cred, is_default };
+        self.datastores.insert(name.to_string(), ds);
+    }
+
+    /// The container of datastore `name`; panics if there is none (a fixture bug).
+    pub fn datastore_container(&self, name: &str) -> String {
+        self.datastores.get(name).map(|d| d.container.clone()).unwrap_or_else(|| panic!("no datastore {name}"))
+    }
+
+    /// Stores `files` under `<path>/` in datastore `datastore`.
+    pub fn add_datastore_files(&mut self, datastore: &str, path: &str, files: Vec<(&str, BlobFixture)>) {
+        let container = self.datastore_container(datastore);
+        for (name, blob) in files {
+            self.add_blob(&container, &format!("{path}/{name}"), blob);
+        }
+    }
+
+    /// Makes run history know output `output` of `job` as asset `asset_id` of `run_type`, and
+    /// `batchGetResolvedUris` resolve it to `uri` of `resolved_type` (`model` picks the registry).
+    pub fn add_run_asset(
+        &mut self,
+        job: &str,
+        output: &str,
+        (asset_id, run_type): (&str, &str),
+        (uri, resolved_type): (&str, &str),
+        model: bool,
+    ) {
+        self.job_mut(job).run_outputs[output] = json!({"assetId": asset_id, "type": run_type});
+        let resolved = ResolvedAsset { uri: uri.to_string(), kind: resolved_type.to_string() };
+        if model {
+            self.arm_models.insert(asset_id.to_string(), resolved);
+        } else {
+            self.arm_data.insert(asset_id.to_string(), resolved);
         }
     }
 
@@ -612,5 +747,198 @@ pub fn demo_world(model_bytes: u64) -> World {
 
     w.add_job(JobFixture::new("job-demo-002", "Running"));
     w.add_artifact("job-demo-002", "user_logs/std_log.txt", text("epoch 1 step 10\n".into()));
+    w
+}
+
+/// Container of `workspaceblobstore` (the default datastore) in [`workspace_world`].
+pub const BLOBSTORE_CONTAINER: &str = "azureml-blobstore-0001";
+/// Container of the identity-based datastore `identitystore`.
+pub const IDENTITY_CONTAINER: &str = "identity-data";
+/// Container of `lockedstore`, whose listSecrets is refused.
+pub const LOCKED_CONTAINER: &str = "locked-data";
+/// Container of `norbacstore`, identity-based but refusing the caller's token.
+pub const NORBAC_CONTAINER: &str = "norbac-data";
+
+/// An Azure ML workspace (Path B). Datastores: `workspaceartifactstore` (AccountKey, container
+/// `azureml`), `workspaceblobstore` (Sas, default), `identitystore` (None), `lockedstore` (Sas
+/// whose listSecrets is refused; bearer works), `norbacstore` (None; bearer refused).
+///
+/// Jobs:
+/// - `train-1`: default artifacts (with siblings `train-1_1` and `train-10` in the same store);
+///   outputs `data_out` (data asset, `UriFolder`, long-form URI), `model_out` (model asset,
+///   `MLFlowModel`, `path`), `metrics_file` (data asset, snake_case `uri_file`, a single file),
+///   `ident_out` (identity datastore), `locked_out` (listSecrets refused), `probe_out` (no asset;
+///   found under `azureml/train-1/probe_out/`), `dataset_out` (no asset; under
+///   `dataset/train-1/dataset_out/`), `missing_out` (nowhere);
+/// - `train-2`: `data_out` and `model_out` only; `norbac-1`: one output refused by storage;
+/// - `step-reused`: a pipeline step reusing `train-old`; `sweep-1`: a sweep whose best child is
+///   `sweep-1_3`; `ft-1`: a FineTuning job; `running-1`: still running.
+pub fn workspace_world() -> World {
+    let mut w = World::new();
+    w.blob_bearer = true;
+    w.sas_key = Some(DEV_ACCOUNT_KEY.to_string());
+    w.bearer_denied.push(NORBAC_CONTAINER.to_string());
+    w.add_datastore("workspaceartifactstore", ARTIFACT_CONTAINER, DsCred::AccountKey, false);
+    w.add_datastore("workspaceblobstore", BLOBSTORE_CONTAINER, DsCred::Sas, true);
+    w.add_datastore("identitystore", IDENTITY_CONTAINER, DsCred::Identity, false);
+    w.add_datastore("lockedstore", LOCKED_CONTAINER, DsCred::SecretsDenied, false);
+    w.add_datastore("norbacstore", NORBAC_CONTAINER, DsCred::Identity, false);
+    let text = |s: &str| BlobFixture::bytes(s.as_bytes().to_vec());
+
+    let mut job = JobFixture::new("train-1", "Completed");
+    job.outputs = json!({
+        "default": default_output("train-1"),
+        "data_out": arm_output("uri_folder", Some("azureml://datastores/workspaceblobstore/paths/azureml/train-1/data_out/")),
+        "model_out": arm_output("mlflow_model", None),
+        "metrics_file": arm_output("uri_file", None),
+        "ident_out": arm_output("uri_folder", None),
+        "locked_out": arm_output("uri_folder", None),
+        "probe_out": arm_output("uri_folder", Some("${{outputs.probe_out}}")),
+        "dataset_out": arm_output("uri_folder", None),
+        "missing_out": arm_output("uri_folder", None),
+    });
+    w.add_job(job);
+    w.add_artifact("train-1", "user_logs/std_log.txt", text("epoch 1 loss 0.5\n"));
+    w.add_artifact("train-1", "outputs/model.pkl", BlobFixture::generated(3000, 31));
+    w.add_artifact("train-1", ODD_NAME, text("odd\n"));
+    w.add_artifact("train-1", "outputs/empty.txt", BlobFixture::bytes(Vec::new()));
+    for sibling in ["train-1_1", "train-10"] {
+        w.add_job(JobFixture::new(sibling, "Completed"));
+        w.add_artifact(sibling, "user_logs/std_log.txt", text("a sibling job, never mine\n"));
+    }
+
+    let data_id = data_asset_id("azureml_train-1_output_data_data_out", "1");
+    w.add_run_asset(
+        "train-1",
+        "data_out",
+        (&data_id, "UriFolder"),
+        (&long_datastore_uri("workspaceblobstore", "azureml/train-1/data_out/"), "UriFolder"),
+        false,
+    );
+    w.add_datastore_files(
+        "workspaceblobstore",
+        "azureml/train-1/data_out",
+        vec![("part-0.csv", text("a,b\n1,2\n")), ("sub/part-1.csv", text("a,b\n3,4\n"))],
+    );
+    // Shares the folder's name as a prefix: never part of the output.
+    w.add_blob(BLOBSTORE_CONTAINER, "azureml/train-1/data_out_old/stale.csv", text("stale\n"));
+
+    let model_id = model_asset_id("azureml_train-1_output_mlflow_model_out", "1");
+    w.add_run_asset(
+        "train-1",
+        "model_out",
+        (&model_id, "MLFlowModel"),
+        ("azureml://datastores/workspaceblobstore/paths/azureml/train-1/model_out/", "MLFlowModel"),
+        true,
+    );
+    w.add_datastore_files(
+        "workspaceblobstore",
+        "azureml/train-1/model_out",
+        vec![("MLmodel", text("flavors: {}\n")), ("model.pkl", BlobFixture::generated(5000, 32))],
+    );
+
+    let metrics_id = data_asset_id("azureml_train-1_output_data_metrics_file", "1");
+    w.add_run_asset(
+        "train-1",
+        "metrics_file",
+        (&metrics_id, "uri_file"),
+        ("azureml://datastores/workspaceblobstore/paths/azureml/train-1/metrics_file/metrics.json", "UriFile"),
+        false,
+    );
+    w.add_datastore_files(
+        "workspaceblobstore",
+        "azureml/train-1/metrics_file",
+        vec![("metrics.json", text("{\"acc\": 0.9}\n")), ("metrics.json.bak", text("trap\n"))],
+    );
+
+    let ident_id = data_asset_id("azureml_train-1_output_data_ident_out", "1");
+    w.add_run_asset(
+        "train-1",
+        "ident_out",
+        (&ident_id, "UriFolder"),
+        ("azureml://datastores/identitystore/paths/ident/train-1/", "UriFolder"),
+        false,
+    );
+    w.add_datastore_files("identitystore", "ident/train-1", vec![("weights.bin", BlobFixture::generated(2000, 33))]);
+
+    let locked_id = data_asset_id("azureml_train-1_output_data_locked_out", "1");
+    w.add_run_asset(
+        "train-1",
+        "locked_out",
+        (&locked_id, "UriFolder"),
+        ("azureml://datastores/lockedstore/paths/locked/train-1/", "UriFolder"),
+        false,
+    );
+    w.add_datastore_files("lockedstore", "locked/train-1", vec![("report.txt", text("behind RBAC\n"))]);
+
+    w.add_datastore_files("workspaceblobstore", "azureml/train-1/probe_out", vec![("found.txt", text("probed\n"))]);
+    w.add_datastore_files("workspaceblobstore", "dataset/train-1/dataset_out", vec![("d.csv", text("x\n1\n"))]);
+
+    let mut job2 = JobFixture::new("train-2", "Completed");
+    job2.outputs = json!({
+        "default": default_output("train-2"),
+        "data_out": arm_output("uri_folder", None),
+        "model_out": arm_output("custom_model", None),
+    });
+    w.add_job(job2);
+    w.add_artifact("train-2", "user_logs/std_log.txt", text("train-2 log\n"));
+    let id = data_asset_id("azureml_train-2_output_data_data_out", "1");
+    w.add_run_asset(
+        "train-2",
+        "data_out",
+        (&id, "uri_folder"),
+        ("azureml://datastores/workspaceblobstore/paths/azureml/train-2/data_out/", "uri_folder"),
+        false,
+    );
+    w.add_datastore_files("workspaceblobstore", "azureml/train-2/data_out", vec![("d.csv", text("train-2 data\n"))]);
+    let id = model_asset_id("azureml_train-2_output_custom_model_model_out", "1");
+    w.add_run_asset(
+        "train-2",
+        "model_out",
+        (&id, "CustomModel"),
+        ("azureml://datastores/workspaceblobstore/paths/azureml/train-2/model_out", "CustomModel"),
+        true,
+    );
+    w.add_datastore_files(
+        "workspaceblobstore",
+        "azureml/train-2/model_out",
+        vec![("w.bin", text("train-2 weights\n"))],
+    );
+
+    let mut norbac = JobFixture::new("norbac-1", "Completed");
+    norbac.outputs = json!({"default": default_output("norbac-1"), "secret_out": arm_output("uri_folder", None),
+        "open_out": arm_output("uri_folder", None)});
+    w.add_job(norbac);
+    let id = data_asset_id("azureml_norbac-1_output_data_secret_out", "1");
+    w.add_run_asset(
+        "norbac-1",
+        "secret_out",
+        (&id, "UriFolder"),
+        ("azureml://datastores/norbacstore/paths/secret/norbac-1/", "UriFolder"),
+        false,
+    );
+    w.add_datastore_files("norbacstore", "secret/norbac-1", vec![("s.txt", text("secret\n"))]);
+    w.add_datastore_files("workspaceblobstore", "azureml/norbac-1/open_out", vec![("o.txt", text("open\n"))]);
+
+    w.add_job(JobFixture::new("train-old", "Completed"));
+    w.add_artifact("train-old", "user_logs/std_log.txt", text("from the reused run\n"));
+    let mut step = JobFixture::new("step-reused", "Completed");
+    step.properties = json!({"azureml.isreused": "true", "azureml.reusedrunid": "train-old"});
+    w.add_job(step);
+
+    let mut sweep = JobFixture::new("sweep-1", "Completed");
+    sweep.job_type = "Sweep".into();
+    sweep.properties = json!({"best_child_run_id": "sweep-1_3"});
+    w.add_job(sweep);
+    w.add_artifact("sweep-1", "azureml-logs/hyperdrive.txt", text("sweep parent log\n"));
+    w.add_job(JobFixture::new("sweep-1_3", "Completed"));
+    w.add_artifact("sweep-1_3", "user_logs/std_log.txt", text("best child\n"));
+
+    let mut ft = JobFixture::new("ft-1", "Completed");
+    ft.job_type = "FineTuning".into();
+    w.add_job(ft);
+    w.add_artifact("ft-1", "logs/ft.txt", text("fine-tuned\n"));
+
+    w.add_job(JobFixture::new("running-1", "Running"));
     w
 }

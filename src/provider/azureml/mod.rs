@@ -428,14 +428,14 @@ impl AzureMl {
                 let why = if store.fallback { " (listSecrets was refused, so your own identity was used)" } else { "" };
                 OutputError::Denied {
                     message: format!(
-                        "storage account '{account}' refused access to datastore {}{why} ({e})",
+                        "storage account '{account}' refused access to datastore '{}'{why} ({e})",
                         store.name
                     ),
                     hint,
                 }
             }
             (Some(401 | 403), _) => OutputError::Denied {
-                message: format!("storage account '{account}' refused the SAS of datastore {} ({e})", store.name),
+                message: format!("storage account '{account}' refused the SAS of datastore '{}' ({e})", store.name),
                 hint: "check that the datastore's credentials are still valid".into(),
             },
             (Some(s), _) if e.is_retryable() => OutputError::Failed(format!(
