@@ -581,6 +581,59 @@ mod tests {
         assert!(e.to_string().contains("refusing to send the token"), "{e}");
     }
 
+    #[tokio::test]
+    async fn sovereign_clouds_pick_their_own_hosts() {
+        use wiremock::matchers::{method, path};
+        use wiremock::{Mock, MockServer, ResponseTemplate};
+        let server = MockServer::start().await;
+        let w = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.MachineLearningServices/workspaces/w";
+        Mock::given(method("GET"))
+            .and(path(w))
+            .respond_with(ResponseTemplate::new(200).set_body_json(
+                serde_json::json!({"properties": {"discoveryUrl": "https://eastus2.api.azureml.ms/discovery"}}),
+            ))
+            .mount(&server)
+            .await;
+        Mock::given(method("GET"))
+            .and(path(format!("{w}/datastores/ds")))
+            .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({"properties": {
+                "datastoreType": "AzureBlob", "accountName": "acct01", "containerName": "c",
+                "endpoint": "core.windows.net", "credentials": {"credentialsType": "Sas"}}})))
+            .mount(&server)
+            .await;
+        Mock::given(method("POST"))
+            .and(path(format!("{w}/datastores/ds/listSecrets")))
+            .respond_with(
+                ResponseTemplate::new(200)
+                    .set_body_json(serde_json::json!({"secretsType": "Sas", "sasToken": "?sv=1&sig=x"})),
+            )
+            .mount(&server)
+            .await;
+        let listed = server.address().to_string();
+        let own = WorkspaceRef { subscription: "s".into(), resource_group: "rg".into(), workspace: "w".into() };
+        for (cloud, blob_host) in [
+            (Cloud::AzureUSGovernment, "acct01.blob.core.usgovcloudapi.net"),
+            (Cloud::AzureChinaCloud, "acct01.blob.core.chinacloudapi.cn"),
+            (Cloud::AzureCloud, "acct01.blob.core.windows.net"),
+        ] {
+            let a = client(cloud, Some(&server.uri()), None, &[&listed]).unwrap();
+            // The datastore's own `endpoint` is ignored: the cloud decides the storage suffix.
+            let store = a.store(&own, "ds").await.unwrap();
+            assert_eq!(store.container.container_url().as_str(), format!("https://{blob_host}/c"), "{cloud}");
+            assert_eq!(store.container.sas.as_deref(), Some("sv=1&sig=x"));
+            assert!(matches!(store.auth, StoreAuth::Sas));
+            // A public-cloud discovery host is not a regional API host of a sovereign cloud (in the
+            // public cloud it would be fetched, which a unit test does not do).
+            if cloud != Cloud::AzureCloud {
+                let e = a.api().await.unwrap_err().to_string();
+                assert!(e.contains("discovery URL not allowed") && e.contains(cloud.name()), "{e}");
+            }
+        }
+        // Only ARM calls reached the server, each with the token.
+        let reqs = server.received_requests().await.unwrap();
+        assert!(reqs.iter().all(|r| r.headers.get("authorization").is_some_and(|v| v == "Bearer t")));
+    }
+
     #[test]
     fn reuse_and_sweep_fields() {
         let v = serde_json::json!({"name": "step", "properties": {"jobType": "Command", "status": "Completed",
