@@ -134,23 +134,50 @@ pub fn remove_if_exists(path: &Path) -> io::Result<()> {
 /// The cross-process lock on a destination, held for the whole run (OS advisory lock).
 #[derive(Debug)]
 pub struct DestLock {
-    _file: File,
+    file: File,
+    path: PathBuf,
 }
 
 impl DestLock {
     /// Create `<root>/.jobdl/lock` and take an exclusive lock without waiting.
+    ///
+    /// A holder removes the lock file when it is done ([`DestLock::release`]); a process that
+    /// locked the old, unlinked file then sees that the path no longer names what it locked and
+    /// tries again, so two processes never both hold "the" lock.
     pub fn acquire(root: &Path) -> io::Result<DestLock> {
+        use std::os::unix::fs::MetadataExt;
         let meta = root.join(META_DIR);
-        create_dir_inside(root, &meta)?;
-        let file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(meta.join("lock"))?;
-        match file.try_lock() {
-            Ok(()) => Ok(DestLock { _file: file }),
-            Err(std::fs::TryLockError::WouldBlock) => Err(io::Error::new(
-                io::ErrorKind::WouldBlock,
-                format!("another jobdl is already writing to {}", root.display()),
-            )),
-            Err(std::fs::TryLockError::Error(e)) => Err(e),
+        let path = meta.join("lock");
+        for _ in 0..16 {
+            create_dir_inside(root, &meta)?;
+            let file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path)?;
+            match file.try_lock() {
+                Ok(()) => {}
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::WouldBlock,
+                        format!("another jobdl is already writing to {}", root.display()),
+                    ));
+                }
+                Err(std::fs::TryLockError::Error(e)) => return Err(e),
+            }
+            let held = file.metadata()?;
+            match std::fs::symlink_metadata(&path) {
+                Ok(now) if now.ino() == held.ino() && now.dev() == held.dev() => return Ok(DestLock { file, path }),
+                _ => continue, // the holder removed it as we opened it: take the new one
+            }
         }
+        Err(io::Error::other(format!("cannot take the lock {}", path.display())))
+    }
+
+    /// Remove the lock file (and `.jobdl/` when empty) while still holding the lock, then
+    /// release it: after a run the destination holds only the payload.
+    pub fn release(self) {
+        let _ = std::fs::remove_file(&self.path);
+        if let Some(dir) = self.path.parent() {
+            let _ = std::fs::remove_dir(dir);
+        }
+        drop(self.file);
     }
 }
 
@@ -219,7 +246,15 @@ mod tests {
         let a = DestLock::acquire(t.path()).unwrap();
         assert!(DestLock::acquire(t.path()).is_err());
         drop(a);
-        assert!(DestLock::acquire(t.path()).is_ok());
+        let b = DestLock::acquire(t.path()).unwrap();
+        // A process that opened the file before the holder removed it must not count as holding it.
+        let stale = File::open(t.path().join(".jobdl/lock")).unwrap();
+        b.release();
+        assert!(!t.path().join(".jobdl").exists());
+        assert!(stale.try_lock().is_ok(), "the unlinked file can be locked...");
+        let c = DestLock::acquire(t.path()).unwrap();
+        assert!(DestLock::acquire(t.path()).is_err(), "...but the path names a new, held lock");
+        drop(c);
     }
 
     #[test]

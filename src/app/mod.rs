@@ -85,7 +85,7 @@ pub(crate) async fn execute(
         Err(_) => std::fs::create_dir_all(root)
             .map_err(|e| Error::Io(format!("cannot create destination {}: {e}", root.display())))?,
     }
-    let _lock = lock(root, common.lock_timeout, &printer, &cancel).await?;
+    let lock = lock(root, common.lock_timeout, &printer, &cancel).await?;
     let mut failures: Vec<PlanFailure> = plan.failures;
     let mut tasks: Vec<FileTask> = Vec::with_capacity(plan.tasks.len());
     let mut made: HashSet<PathBuf> = HashSet::new();
@@ -120,6 +120,8 @@ pub(crate) async fn execute(
             crate::log::log(1, format!("sweep of {}: {e}", root.display()));
         }
     }
+    // The destination now holds only the payload (and resumable part files, if any).
+    lock.release();
     printer.summary(&summary);
     Ok(if outcome.interrupted {
         130

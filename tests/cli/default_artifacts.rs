@@ -21,10 +21,10 @@ fn default_artifacts_of_job_123_are_byte_exact() {
     for a in &job.artifacts {
         assert_blob_file(&dest.join("artifacts").join(&a.path), env.artifact("job-123", &a.path));
     }
-    // Exactly the payload plus .jobdl/lock: no part/state files, no overlap duplicates.
+    // Exactly the payload (the lock is removed at the end): no part/state files, no overlap duplicates.
     let expected = payload(job.artifacts.iter().map(|a| format!("artifacts/{}", a.path)));
     assert_eq!(files_under(&dest), expected);
-    assert_eq!(std::fs::read_dir(dest.join(".jobdl")).unwrap().count(), 1, ".jobdl/ holds only the lock");
+    assert!(!dest.join(".jobdl").exists(), "the lock and .jobdl/ are removed after the run");
     // The traps by name.
     assert_bytes(&dest.join("artifacts/log/a.txt"), b"a from log\n");
     assert_bytes(&dest.join("artifacts/logs/b.txt"), b"b from logs\n");
@@ -157,7 +157,7 @@ fn gap_in_content_info_is_filled_per_path() {
     for p in ["outputs/a.txt", "outputs/b.txt", "outputs/c.txt"] {
         assert_blob_file(&dest.join("artifacts").join(p), env.artifact("job-gap", p));
     }
-    assert_eq!(files_under(&dest).len(), 4);
+    assert_eq!(files_under(&dest).len(), 3);
     let filled = env
         .requests()
         .into_iter()

@@ -60,7 +60,7 @@ fn missing_blob_fails_only_that_file() {
     let dest = env.dest("job-r");
     assert!(!dest.join("artifacts/b.txt").exists());
     let finals: Vec<String> = files_under(&dest).into_iter().filter(|p| !working_files(&dest).contains(p)).collect();
-    assert_eq!(finals, [".jobdl/lock", "artifacts/a.txt", "artifacts/sub/c.txt"]);
+    assert_eq!(finals, ["artifacts/a.txt", "artifacts/sub/c.txt"]);
     let b = run.entry("artifacts/b.txt");
     assert_eq!(b["result"], "failed");
     assert!(b["error"].as_str().unwrap().contains("404"), "{b}");

@@ -299,15 +299,13 @@ pub fn files_under(root: &Path) -> BTreeSet<String> {
     out
 }
 
-/// `paths` plus `.jobdl/lock`: what a destination holds after exit 0.
+/// Exactly `paths`: what a destination holds after exit 0 (the lock file is removed at the end).
 pub fn payload<I, S>(paths: I) -> BTreeSet<String>
 where
     I: IntoIterator<Item = S>,
     S: Into<String>,
 {
-    let mut set: BTreeSet<String> = paths.into_iter().map(Into::into).collect();
-    set.insert(".jobdl/lock".into());
-    set
+    paths.into_iter().map(Into::into).collect()
 }
 
 /// Asserts the file at `path` holds exactly the fixture's bytes (compared piecewise).
