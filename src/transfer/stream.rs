@@ -1,6 +1,9 @@
 //! Single-stream fetch: one connection from the first missing byte to the end, hashing in order;
 //! a broken body resumes from its offset with `Range` + `If-Match`; resumable across runs.
 use super::fetch::*;
+
+/// Streamed files smaller than this are fetched again rather than resumed (no record is kept).
+const RESUME_MIN: u64 = 8 << 20;
 use super::resume::{Record, load, save};
 use super::verify::decode_md5;
 use crate::fs;
@@ -122,7 +125,10 @@ pub(super) async fn fetch_stream(
         }
         if etag.is_none() {
             etag = new_etag;
-            if let (Some(e), Some(t)) = (&etag, total) {
+            // A record costs an fsync: worth it only for files that take a while to fetch.
+            if let (Some(e), Some(t)) = (&etag, total)
+                && t > RESUME_MIN
+            {
                 let md5 = server_md5.map(|m| base64::engine::general_purpose::STANDARD.encode(m));
                 let _ = save(&task.dest, &Record::new(&task.url, t, e.clone(), md5, None));
             }
