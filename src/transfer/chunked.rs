@@ -219,23 +219,12 @@ async fn fetch_chunk(
             200 => return Err(Stop::Restart(FALLBACK.into())),
             // An empty object cannot serve a range: fetch it without one.
             416 if total.is_none() && pos == 0 => return Err(Stop::Restart(FALLBACK.into())),
-            403 if task.refresh.is_some() => {
+            _ => {
                 drop(resp);
                 drop(permit);
-                if src.refresh_after_403(generation).await {
-                    continue;
-                }
-                return Err(Stop::Fail("HTTP 403: access refused (also after refreshing the download URL)".into()));
+                retry_or_stop(ctx, src, status, &h, generation, &mut attempt).await?;
+                continue;
             }
-            _ => match classify_status(task, status, &h) {
-                Attempt::Retry(reason, ra) => {
-                    drop(resp);
-                    drop(permit);
-                    backoff(ctx, task, &mut attempt, reason, ra).await?;
-                    continue;
-                }
-                Attempt::Stop(s) => return Err(s),
-            },
         }
         let got_etag = header_str(&h, ETAG.as_str()).map(str::to_string);
         match (&etag, &got_etag) {

@@ -305,6 +305,28 @@ pub(super) fn classify_status(task: &FileTask, status: u16, h: &HeaderMap) -> At
     }
 }
 
+/// After an unusable status: wait and return `Ok` to try again (a refused URL is refreshed once
+/// first), or say why the file stops.
+pub(super) async fn retry_or_stop(
+    ctx: &Ctx,
+    src: &Source<'_>,
+    status: u16,
+    h: &HeaderMap,
+    generation: u32,
+    attempt: &mut u32,
+) -> Result<(), Stop> {
+    if status == 403 && src.task.refresh.is_some() {
+        if src.refresh_after_403(generation).await {
+            return Ok(());
+        }
+        return Err(Stop::Fail("HTTP 403: access refused (also after refreshing the download URL)".into()));
+    }
+    match classify_status(src.task, status, h) {
+        Attempt::Retry(reason, ra) => backoff(ctx, src.task, attempt, reason, ra).await,
+        Attempt::Stop(s) => Err(s),
+    }
+}
+
 /// Wait before the next attempt, or give up when attempts are exhausted.
 pub(super) async fn backoff(
     ctx: &Ctx,

@@ -101,23 +101,12 @@ pub(super) async fn fetch_stream(
                 server_md5 = server_md5.or(self::server_md5(task, &h, true));
             }
             416 if offset > 0 => return Err(Stop::Restart("server refused to resume (416)".into())),
-            403 if task.refresh.is_some() => {
+            _ => {
                 drop(resp);
                 drop(permit);
-                if src.refresh_after_403(generation).await {
-                    continue;
-                }
-                return Err(Stop::Fail("HTTP 403: access refused (also after refreshing the download URL)".into()));
+                retry_or_stop(ctx, src, status, &h, generation, &mut attempt).await?;
+                continue;
             }
-            _ => match classify_status(task, status, &h) {
-                Attempt::Retry(reason, ra) => {
-                    drop(resp);
-                    drop(permit);
-                    backoff(ctx, task, &mut attempt, reason, ra).await?;
-                    continue;
-                }
-                Attempt::Stop(s) => return Err(s),
-            },
         }
         let new_etag = header_str(&h, ETAG.as_str()).map(str::to_string);
         if etag.is_some() && new_etag.is_some() && etag != new_etag {
