@@ -55,20 +55,17 @@ pub(super) async fn fetch_chunked(
         }
         None => {
             let _ = fs::remove_if_exists(&fs::state_path(&task.dest));
-            file.set_len(0)
-                .and_then(|_| file.set_len(task.size.unwrap_or(0)))
-                .map_err(|e| Stop::Fail(format!("cannot allocate {}: {e}", part.display())))?;
-            // The first chunk pins the ETag, tells whether ranges are honoured and (when the
-            // listing gave no size) how big the file is.
+            file.set_len(0).map_err(|e| Stop::Fail(format!("cannot allocate {}: {e}", part.display())))?;
+            // The first chunk pins the ETag, tells whether ranges are honoured and how big the
+            // file really is: a listed size is not believed (nor allocated) until the server
+            // confirms it, so a listing claiming 1 PiB costs one small request, not a huge file.
             let first_end = task.size.map_or(chunk - 1, |t| chunk.min(t) - 1);
             let progress = AtomicU64::new(0);
             let fetched =
                 fetch_chunk(ctx, src, &file, ChunkJob { start: 0, end: first_end }, None, task.size, &progress).await;
             *counted += progress.load(Ordering::Relaxed);
             let (etag, server_md5, total) = fetched?;
-            if task.size.is_none() {
-                file.set_len(total).map_err(|e| Stop::Fail(format!("cannot allocate {}: {e}", part.display())))?;
-            }
+            file.set_len(total).map_err(|e| Stop::Fail(format!("cannot allocate {}: {e}", part.display())))?;
             // Without an ETag a later run could not tell whether the object changed: no record.
             let log = etag.clone().map(|e| {
                 let md5 = server_md5.map(|m| base64::engine::general_purpose::STANDARD.encode(m));
@@ -206,6 +203,9 @@ async fn fetch_chunk(
                     (Some((a, b, t)), None) if a == pos && b == job.end.min(t - 1) => {
                         total = Some(t);
                         job.end = b;
+                    }
+                    (Some((_, _, t)), Some(want)) if t != want => {
+                        return Err(Stop::Fail(format!("size mismatch: listing says {want} bytes, server has {t}")));
                     }
                     _ => {
                         return Err(Stop::Fail(format!(

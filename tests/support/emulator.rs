@@ -127,12 +127,20 @@ pub struct FaultRule {
     /// How many matching requests get the fault; then it is spent.
     pub times: u32,
     pub fault: Fault,
+    /// `None` matches any query; else the raw query must contain this.
+    pub query_contains: Option<String>,
 }
 
 impl FaultRule {
     /// A rule for any method.
     pub fn new(path_contains: &str, times: u32, fault: Fault) -> Self {
-        FaultRule { method: None, path_contains: path_contains.to_string(), times, fault }
+        FaultRule { method: None, path_contains: path_contains.to_string(), times, fault, query_contains: None }
+    }
+
+    /// The same rule, restricted to requests whose raw query contains `part` (e.g. `comp=list`).
+    pub fn query(mut self, part: &str) -> Self {
+        self.query_contains = Some(part.to_string());
+        self
     }
 
     /// The same rule, restricted to one method.
@@ -141,10 +149,11 @@ impl FaultRule {
         self
     }
 
-    fn matches(&self, method: &str, path: &str) -> bool {
+    fn matches(&self, method: &str, path: &str, query: &str) -> bool {
         self.times > 0
             && self.method.as_ref().is_none_or(|m| m.eq_ignore_ascii_case(method))
             && path.contains(&self.path_contains)
+            && self.query_contains.as_ref().is_none_or(|q| query.contains(q.as_str()))
     }
 }
 
@@ -162,6 +171,13 @@ pub enum Fault {
     Stall(Duration),
     /// Answer with a different ETag than the fixture's, skipping the `If-Match` check.
     WrongEtag,
+    /// Answer `302 Found` with this `Location` (and an empty body).
+    Redirect(String),
+    /// Answer with this status, content type and body verbatim (malformed JSON or XML, a
+    /// listing that lies about sizes).
+    Raw { status: u16, content_type: String, body: Vec<u8> },
+    /// Answer with this status and a streamed body of `len` filler bytes (a huge error body).
+    HugeBody { status: u16, len: u64 },
 }
 
 /// The running emulator; shuts down on [`Emulator::stop`] or drop.
@@ -318,9 +334,9 @@ impl Shared {
         }
     }
 
-    fn take_fault(&self, method: &str, path: &str) -> Option<Fault> {
+    fn take_fault(&self, method: &str, path: &str, query: &str) -> Option<Fault> {
         let mut faults = lock(&self.faults);
-        let rule = faults.iter_mut().find(|r| r.matches(method, path))?;
+        let rule = faults.iter_mut().find(|r| r.matches(method, path, query))?;
         rule.times -= 1;
         Some(rule.fault.clone())
     }
@@ -519,9 +535,18 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
         query: parts.uri.query().unwrap_or("").to_string(),
         headers: parts.headers,
     };
-    let fault = shared.take_fault(incoming.method.as_str(), &incoming.path);
+    let fault = shared.take_fault(incoming.method.as_str(), &incoming.path, &incoming.query);
     let reply = match &fault {
         Some(Fault::Status { code, retry_after }) => status_fault(&incoming, *code, retry_after),
+        Some(Fault::Redirect(location)) => {
+            Reply::bytes(StatusCode::FOUND, "text/plain", Vec::new()).header("location", location.clone())
+        }
+        Some(Fault::Raw { status, content_type, body }) => Reply::bytes(
+            StatusCode::from_u16(*status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            content_type,
+            body.clone(),
+        ),
+        Some(Fault::HugeBody { status, len }) => huge_body(*status, *len),
         _ => route(&shared, &incoming, body, fault.as_ref()).await,
     };
     let reply = match fault {
@@ -591,6 +616,28 @@ fn cut_body(body: BodyStream, limit: u64, then_error: bool) -> BodyStream {
         }
     })
     .boxed()
+}
+
+/// `len` bytes of `x`, streamed in 64 KiB pieces, under `status`.
+fn huge_body(status: u16, len: u64) -> Reply {
+    let piece = Bytes::from(vec![b'x'; PIECE as usize]);
+    let body = stream::unfold(0u64, move |sent| {
+        let piece = piece.clone();
+        async move {
+            if sent >= len {
+                return None;
+            }
+            let take = (len - sent).min(PIECE);
+            Some((Ok(piece.slice(..take as usize)), sent + take))
+        }
+    })
+    .boxed();
+    Reply {
+        status: StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        headers: vec![("content-type", "text/plain".to_string())],
+        len,
+        body,
+    }
 }
 
 fn stall_body(body: BodyStream, pause: Duration) -> BodyStream {

@@ -1,0 +1,503 @@
+//! The hostile-world suite (issue 5): full and odd filesystems, malicious servers, interruption,
+//! and property tests of the parsers that read server data. Every case checks the contract's
+//! exit code, byte-exact files for what could be fetched, nothing written outside the
+//! destination, no partial file under a final name, and no secret in the output at `-vvv`.
+mod support;
+
+#[allow(dead_code)]
+#[path = "cli/harness.rs"]
+mod harness;
+
+use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use harness::{Run, TestEnv, assert_blob_file, files_under, one_job, text, wait_until, working_files};
+use proptest::prelude::*;
+use support::{
+    ACCOUNT, BLOB_SIG, BlobFixture, CONTAINER_SIG, Fault, FaultRule, PATH_CONTENT_SIG, PREFIX_CONTENT_SIG, TOKEN, World,
+};
+
+const MIB: u64 = 1 << 20;
+const JOB: &str = "job-h";
+
+/// No signature or token in stdout/stderr, and no panic.
+#[track_caller]
+fn assert_clean_output(run: &Run) {
+    let out = run.all_output();
+    for secret in [CONTAINER_SIG, BLOB_SIG, PREFIX_CONTENT_SIG, PATH_CONTENT_SIG, "FAKESIG", TOKEN] {
+        assert!(!out.contains(secret), "secret {secret:?} in the output\n{run}");
+    }
+    assert!(!out.contains("panicked"), "jobdl panicked\n{run}");
+    assert_ne!(run.code, 101, "jobdl panicked\n{run}");
+}
+
+/// No final file of `dest` is a working file's leftover under a final name: every regular file
+/// is either a working file or holds exactly its fixture's bytes.
+#[track_caller]
+fn assert_finals_exact(env: &TestEnv, dest: &Path, job: &str) {
+    for rel in files_under(dest) {
+        let name = rel.rsplit('/').next().unwrap_or(&rel);
+        let working = name.ends_with(".jobdl-part") || name.ends_with(".jobdl-state");
+        if rel.starts_with(".jobdl/") || working || rel == "artifacts/outputs" {
+            continue;
+        }
+        let Some(path) = rel.strip_prefix("artifacts/") else { panic!("unexpected file {rel} in the destination") };
+        assert_blob_file(&dest.join(&rel), env.artifact(job, path));
+    }
+}
+
+fn world(files: Vec<(&str, BlobFixture)>) -> World {
+    one_job(JOB, files)
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// A listener on 127.0.0.2 that counts every connection made to it.
+struct Sentinel {
+    port: u16,
+    hits: Arc<AtomicUsize>,
+}
+
+impl Sentinel {
+    fn start() -> Sentinel {
+        let listener = TcpListener::bind("127.0.0.2:0").expect("bind sentinel on 127.0.0.2");
+        let port = listener.local_addr().expect("sentinel addr").port();
+        let hits = Arc::new(AtomicUsize::new(0));
+        let counter = hits.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                counter.fetch_add(1, Ordering::SeqCst);
+                drop(conn);
+            }
+        });
+        Sentinel { port, hits }
+    }
+
+    fn hits(&self) -> usize {
+        self.hits.load(Ordering::SeqCst)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// 1. Disk and filesystem
+
+#[test]
+fn destination_that_is_a_file_is_refused_and_left_alone() {
+    let env = TestEnv::new(world(vec![("outputs/a.txt", text("a\n"))]));
+    let dest = env.dest(JOB);
+    std::fs::write(&dest, b"keep me\n").expect("write the obstacle");
+    let run = env.run(&["download", JOB, "-vvv"]);
+    assert_clean_output(&run);
+    assert!(run.code != 0 && run.code != 130, "{run}");
+    assert!(run.stderr.contains(JOB), "the error does not name the path\n{run}");
+    assert_eq!(std::fs::read(&dest).expect("obstacle"), b"keep me\n");
+    assert_eq!(files_under(env.sandbox()), harness::payload(["work/job-h"]));
+}
+
+#[test]
+fn read_only_destination_fails_cleanly() {
+    let env = TestEnv::new(world(vec![("outputs/a.txt", text("a\n")), ("logs/b.txt", text("b\n"))]));
+    let dest = env.dest(JOB);
+    std::fs::create_dir(&dest).expect("dest");
+    let blocked = if is_root() {
+        // chmod does not stop root: a file stands where the `artifacts/outputs` directory must go.
+        std::fs::create_dir(dest.join("artifacts")).expect("artifacts");
+        std::fs::write(dest.join("artifacts/outputs"), b"not a dir\n").expect("obstacle");
+        "artifacts/outputs"
+    } else {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(0o555)).expect("chmod");
+        JOB
+    };
+    let run = env.run(&["download", JOB, "-vvv"]);
+    if !is_root() {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(0o755)).expect("chmod back");
+    }
+    assert_clean_output(&run);
+    assert!(run.code != 0 && run.code != 130, "{run}");
+    assert!(run.stderr.contains(blocked), "the error does not name {blocked}\n{run}");
+    if is_root() {
+        assert_eq!(std::fs::read(dest.join("artifacts/outputs")).expect("obstacle"), b"not a dir\n");
+        assert_finals_exact(&env, &dest, JOB);
+    } else {
+        assert!(files_under(&dest).is_empty(), "{:?}", files_under(&dest));
+    }
+}
+
+#[test]
+fn full_disk_fails_the_big_file_only() {
+    let env = TestEnv::new(world(vec![
+        ("outputs/big.bin", BlobFixture::generated(3 * MIB + 17, 3)),
+        ("logs/small.txt", text("small\n")),
+    ]));
+    let mut cmd = env.command(["download", JOB, "-vvv"]);
+    // SAFETY: only async-signal-safe calls (setrlimit, signal) between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            let lim = libc::rlimit { rlim_cur: MIB, rlim_max: MIB };
+            if libc::setrlimit(libc::RLIMIT_FSIZE, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+            Ok(())
+        });
+    }
+    let run = env.run_cmd(cmd);
+    assert_clean_output(&run);
+    run.expect_code(6);
+    let dest = env.dest(JOB);
+    assert!(!dest.join("artifacts/outputs/big.bin").exists(), "a partial file under the final name\n{run}");
+    assert_blob_file(&dest.join("artifacts/logs/small.txt"), env.artifact(JOB, "logs/small.txt"));
+    assert!(run.stderr.contains("big.bin"), "the error does not name the path\n{run}");
+    assert_finals_exact(&env, &dest, JOB);
+}
+
+#[test]
+fn symlinked_directory_pointing_outside_is_not_written_through() {
+    let env = TestEnv::new(world(vec![("outputs/x.txt", text("x\n")), ("logs/ok.txt", text("ok\n"))]));
+    let dest = env.dest(JOB);
+    let elsewhere = env.sandbox().join("elsewhere");
+    std::fs::create_dir(&elsewhere).expect("elsewhere");
+    std::fs::create_dir_all(dest.join("artifacts")).expect("artifacts");
+    std::os::unix::fs::symlink(&elsewhere, dest.join("artifacts/outputs")).expect("symlink");
+    let run = env.run(&["download", JOB, "-vvv"]);
+    assert_clean_output(&run);
+    assert!(files_under(&elsewhere).is_empty(), "written outside the destination: {:?}", files_under(&elsewhere));
+    run.expect_code(6);
+    assert!(run.stderr.contains("outputs"), "the error does not name the path\n{run}");
+    assert_blob_file(&dest.join("artifacts/logs/ok.txt"), env.artifact(JOB, "logs/ok.txt"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// 2. Malicious servers
+
+#[test]
+fn redirect_to_a_foreign_host_is_not_followed() {
+    let sentinel = Sentinel::start();
+    let env = TestEnv::new(world(vec![("outputs/r.txt", text("r\n")), ("logs/ok.txt", text("ok\n"))]));
+    let location = format!("http://127.0.0.2:{}/{ACCOUNT}/azureml/stolen?sig=x", sentinel.port);
+    env.emu.add_fault(FaultRule::new("outputs/r.txt", 1000, Fault::Redirect(location)));
+    let run = env.run(&["download", JOB, "-vvv", "--json"]);
+    assert_clean_output(&run);
+    run.expect_code(6);
+    assert_eq!(run.entry("artifacts/outputs/r.txt")["result"], "failed");
+    let dest = env.dest(JOB);
+    assert!(!dest.join("artifacts/outputs/r.txt").exists());
+    assert_blob_file(&dest.join("artifacts/logs/ok.txt"), env.artifact(JOB, "logs/ok.txt"));
+    std::thread::sleep(Duration::from_millis(50));
+    assert_eq!(sentinel.hits(), 0, "a request reached the foreign host");
+    for r in env.requests().iter().filter(|r| r.is_blob()) {
+        assert_eq!(r.authorization, None, "Authorization sent with a SAS: {} {}", r.method, r.path);
+    }
+}
+
+/// A List Blobs page listing `items` as (name, claimed size).
+fn listing(container: &str, items: &[(&str, u64)]) -> Vec<u8> {
+    let mut xml = format!(
+        "<?xml version=\"1.0\" encoding=\"utf-8\"?><EnumerationResults ContainerName=\"{container}\">\
+         <Prefix>p/</Prefix><Blobs>"
+    );
+    for (name, size) in items {
+        xml.push_str(&format!(
+            "<Blob><Name>{name}</Name><Properties><Etag>0x8DE000000000001</Etag>\
+             <Content-Length>{size}</Content-Length><BlobType>BlockBlob</BlobType></Properties></Blob>"
+        ));
+    }
+    xml.push_str("</Blobs><NextMarker /></EnumerationResults>");
+    xml.into_bytes()
+}
+
+fn cp_world() -> World {
+    let mut w = World::new();
+    w.add_blob("c1", "p/huge.bin", BlobFixture::generated(1000, 9));
+    w.add_blob("c1", "p/long.txt", text("this body is longer than the listing says\n"));
+    w.add_blob("c1", "p/ok.txt", text("ok\n"));
+    w
+}
+
+fn lying_listing(env: &TestEnv, items: &[(&str, u64)]) {
+    let body = listing("c1", items);
+    let fault = Fault::Raw { status: 200, content_type: "application/xml".into(), body };
+    env.emu.add_fault(FaultRule::new("/c1", 1000, fault).query("comp=list"));
+}
+
+#[test]
+fn listing_that_claims_a_pebibyte_fails_that_file_only() {
+    let env = TestEnv::new(cp_world());
+    lying_listing(&env, &[("p/huge.bin", 1 << 50), ("p/ok.txt", 3)]);
+    let url = env.emu.container_sas_url("c1", "p");
+    let run = env.run(&["cp", &url, "out", "-vvv", "--json"]);
+    assert_clean_output(&run);
+    run.expect_code(6);
+    let out = env.work().join("out");
+    assert!(!out.join("huge.bin").exists(), "{run}");
+    assert_blob_file(&out.join("ok.txt"), env.blob("c1", "p/ok.txt"));
+    // The claimed size is not believed (nor allocated) before the server confirms it.
+    let err = run.entry("huge.bin")["error"].as_str().unwrap_or("").to_string();
+    assert!(err.contains("size mismatch") && err.contains("1000"), "{run}");
+    let gets = env.requests().iter().filter(|r| r.is_blob() && r.path.ends_with("huge.bin")).count();
+    assert_eq!(gets, 1, "one request settles it\n{run}");
+    for rel in files_under(&env.work()) {
+        assert!(rel == "out/ok.txt" || rel.starts_with("out/.jobdl/"), "unexpected file {rel}");
+    }
+}
+
+#[test]
+fn body_longer_than_the_announced_size_is_rejected() {
+    let env = TestEnv::new(cp_world());
+    lying_listing(&env, &[("p/long.txt", 10), ("p/ok.txt", 3)]);
+    let url = env.emu.container_sas_url("c1", "p");
+    let run = env.run(&["cp", &url, "out", "-vvv", "--json"]);
+    assert_clean_output(&run);
+    run.expect_code(6);
+    let out = env.work().join("out");
+    assert!(!out.join("long.txt").exists(), "a file of the wrong size under its final name\n{run}");
+    assert_blob_file(&out.join("ok.txt"), env.blob("c1", "p/ok.txt"));
+}
+
+#[test]
+fn malformed_list_xml_is_a_clear_error() {
+    let env = TestEnv::new(cp_world());
+    let body = b"<?xml version=\"1.0\"?><EnumerationResults><Blobs><Blob><Name>p/a".to_vec();
+    let fault = Fault::Raw { status: 200, content_type: "application/xml".into(), body };
+    env.emu.add_fault(FaultRule::new("/c1", 1000, fault).query("comp=list"));
+    let url = env.emu.container_sas_url("c1", "p");
+    let run = env.run(&["cp", &url, "out", "-vvv"]);
+    assert_clean_output(&run);
+    run.expect_code(1);
+    assert!(run.stderr.to_lowercase().contains("list"), "{run}");
+    assert!(!env.work().join("out").exists() || working_files(&env.work()).is_empty());
+}
+
+#[test]
+fn malformed_job_json_is_a_clear_error() {
+    for body in [&b"{\"properties\": {\"status\": "[..], b"<html>gateway</html>", b"[1,2,3]", b"null"] {
+        let env = TestEnv::new(world(vec![("outputs/a.txt", text("a\n"))]));
+        let fault = Fault::Raw { status: 200, content_type: "application/json".into(), body: body.to_vec() };
+        env.emu.add_fault(FaultRule::new(&format!("/jobs/{JOB}"), 1000, fault));
+        let run = env.run(&["download", JOB, "-vvv"]);
+        assert_clean_output(&run);
+        run.expect_code(1);
+        assert!(!run.stderr.trim().is_empty(), "{run}");
+        assert!(!env.dest(JOB).exists(), "destination created for a broken job\n{run}");
+    }
+}
+
+#[test]
+fn huge_error_body_is_not_echoed() {
+    let env = TestEnv::new(world(vec![("outputs/a.txt", text("a\n")), ("logs/ok.txt", text("ok\n"))]));
+    let fault = Fault::HugeBody { status: 500, len: 10 * MIB };
+    env.emu.add_fault(FaultRule::new("outputs/a.txt", 1000, fault.clone()));
+    let run = env.run(&["download", JOB, "-vvv", "--retries", "2"]);
+    assert_clean_output(&run);
+    run.expect_code(6);
+    assert!(run.all_output().len() < 256 * 1024, "{} bytes of output", run.all_output().len());
+    assert!(!run.all_output().contains(&"x".repeat(4096)), "the error body was echoed");
+    assert_blob_file(&env.dest(JOB).join("artifacts/logs/ok.txt"), env.artifact(JOB, "logs/ok.txt"));
+
+    // The same on the call everything depends on.
+    let env = TestEnv::new(world(vec![("outputs/a.txt", text("a\n"))]));
+    env.emu.add_fault(FaultRule::new(&format!("/jobs/{JOB}"), 1000, fault));
+    let run = env.run(&["download", JOB, "-vvv"]);
+    assert_clean_output(&run);
+    run.expect_code(1);
+    assert!(run.all_output().len() < 256 * 1024, "{} bytes of output", run.all_output().len());
+}
+
+#[test]
+fn etag_changing_mid_download_restarts_and_ends_exact() {
+    let env = TestEnv::new(world(vec![("outputs/big.bin", BlobFixture::generated(20 * MIB + 5, 11))]));
+    // The first request (the probe) is served normally, the second chunk sees another ETag.
+    env.emu.add_fault(FaultRule::new("outputs/big.bin", 1, Fault::Stall(Duration::ZERO)));
+    env.emu.add_fault(FaultRule::new("outputs/big.bin", 1, Fault::WrongEtag));
+    let run = env.run(&["download", JOB, "-vvv"]);
+    assert_clean_output(&run);
+    run.expect_code(0);
+    let dest = env.dest(JOB);
+    assert_blob_file(&dest.join("artifacts/outputs/big.bin"), env.artifact(JOB, "outputs/big.bin"));
+    assert!(working_files(&dest).is_empty());
+}
+
+// ---------------------------------------------------------------------------------------------
+// 3. Interruption
+
+#[test]
+fn sigterm_mid_download_exits_130_and_a_rerun_completes() {
+    let env = TestEnv::new(world(vec![
+        ("outputs/big.bin", BlobFixture::generated(24 * MIB + 1, 12)),
+        ("logs/ok.txt", text("ok\n")),
+    ]));
+    // One chunk hangs, so the run is surely mid-download when the signal comes.
+    env.emu.add_fault(FaultRule::new("outputs/big.bin", 1, Fault::Stall(Duration::from_secs(20))));
+    let dest = env.dest(JOB);
+    let running = env.spawn(env.command(["download", JOB, "-vvv"]));
+    wait_until(Duration::from_secs(30), "a part file", || !working_files(&dest).is_empty());
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(!dest.join("artifacts/outputs/big.bin").exists());
+    running.signal(libc::SIGTERM);
+    let run = running.wait(Duration::from_secs(15));
+    assert_clean_output(&run);
+    run.expect_code(130);
+    assert!(!dest.join("artifacts/outputs/big.bin").exists(), "a partial file under the final name");
+    assert_finals_exact(&env, &dest, JOB);
+
+    let rerun = env.run(&["download", JOB]);
+    assert_clean_output(&rerun);
+    rerun.expect_code(0);
+    assert_blob_file(&dest.join("artifacts/outputs/big.bin"), env.artifact(JOB, "outputs/big.bin"));
+    assert_blob_file(&dest.join("artifacts/logs/ok.txt"), env.artifact(JOB, "logs/ok.txt"));
+    assert!(working_files(&dest).is_empty());
+}
+
+#[test]
+fn two_runs_on_one_destination_never_interleave() {
+    let env = TestEnv::new(world(vec![
+        ("outputs/big.bin", BlobFixture::generated(18 * MIB + 3, 13)),
+        ("logs/a.txt", text("a\n")),
+        ("logs/b.txt", text("b\n")),
+    ]));
+    let a = env.spawn(env.command(["download", JOB]));
+    let b = env.spawn(env.command(["download", JOB]));
+    let (a, b) = (a.wait(Duration::from_secs(60)), b.wait(Duration::from_secs(60)));
+    assert_clean_output(&a);
+    assert_clean_output(&b);
+    assert!(a.code == 0 || b.code == 0, "neither run finished\n{a}\n{b}");
+    for run in [&a, &b] {
+        assert!(run.code == 0 || run.code == 1 || run.code == 2, "{run}");
+    }
+    let dest = env.dest(JOB);
+    for p in ["outputs/big.bin", "logs/a.txt", "logs/b.txt"] {
+        assert_blob_file(&dest.join("artifacts").join(p), env.artifact(JOB, p));
+    }
+    assert!(working_files(&dest).is_empty());
+}
+
+// ---------------------------------------------------------------------------------------------
+// 4. Property tests of the parsers that read server data
+
+fn cases() -> ProptestConfig {
+    ProptestConfig { cases: 2000, failure_persistence: None, ..ProptestConfig::default() }
+}
+
+const VALID_LIST: &str = "<?xml version=\"1.0\" encoding=\"utf-8\"?><EnumerationResults \
+    ContainerName=\"c\"><Prefix>p/</Prefix><Blobs><Blob><Name>p/a.txt</Name><Properties>\
+    <Etag>0x8DE1</Etag><Content-Length>12</Content-Length><Content-MD5>AAAAAAAAAAAAAAAAAAAAAA==</Content-MD5>\
+    </Properties></Blob><Blob><Name Encoded=\"true\">p%2Fb</Name><Properties><Content-Length>0</Content-Length>\
+    </Properties></Blob><BlobPrefix><Name>p/d/</Name></BlobPrefix></Blobs><NextMarker>2!abc</NextMarker>\
+    </EnumerationResults>";
+
+fn json_value() -> impl Strategy<Value = serde_json::Value> {
+    let leaf = prop_oneof![
+        Just(serde_json::Value::Null),
+        any::<bool>().prop_map(serde_json::Value::from),
+        any::<i64>().prop_map(serde_json::Value::from),
+        any::<f64>().prop_map(|f| serde_json::Number::from_f64(f).map_or(serde_json::Value::Null, Into::into)),
+        prop_oneof![
+            "[a-zA-Z]{0,12}",
+            Just("properties".to_string()),
+            Just("status".to_string()),
+            Just("Completed".to_string()),
+            Just("outputs".to_string()),
+            Just("uri".to_string()),
+            Just("azureml://datastores/x/paths/y".to_string()),
+            ".{0,20}",
+        ]
+        .prop_map(serde_json::Value::from),
+    ];
+    leaf.prop_recursive(4, 64, 8, |inner| {
+        let key = prop_oneof![
+            Just("properties".to_string()),
+            Just("Properties".to_string()),
+            Just("status".to_string()),
+            Just("outputs".to_string()),
+            Just("default".to_string()),
+            Just("jobOutputType".to_string()),
+            Just("uri".to_string()),
+            Just("assetName".to_string()),
+            Just("experimentName".to_string()),
+            Just("services".to_string()),
+            "[a-zA-Z_]{1,10}",
+        ];
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..6).prop_map(serde_json::Value::from),
+            prop::collection::btree_map(key, inner, 0..6)
+                .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+proptest! {
+    #![proptest_config(cases())]
+
+    #[test]
+    fn list_parser_never_panics_on_bytes(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
+        let _ = jobdl::blob::parse_list_page(&bytes);
+    }
+
+    #[test]
+    fn list_parser_never_panics_on_mutated_xml(
+        edits in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>(), 0u8..3), 1..8)
+    ) {
+        let mut xml = VALID_LIST.as_bytes().to_vec();
+        for (at, byte, op) in edits {
+            let i = at.index(xml.len() + 1);
+            match op {
+                0 if i < xml.len() => xml[i] = byte,
+                1 => xml.insert(i, byte),
+                _ if i < xml.len() => { xml.remove(i); }
+                _ => {}
+            }
+        }
+        if let Ok(page) = jobdl::blob::parse_list_page(&xml) {
+            for item in page.blobs {
+                prop_assert!(item.size <= jobdl::blob::MAX_BLOB_SIZE);
+            }
+        }
+    }
+
+    #[test]
+    fn safe_relative_path_never_escapes(raw in prop_oneof![
+        ".{0,40}",
+        "[./\\\\a-z:%]{0,24}",
+        prop::collection::vec(prop_oneof![Just(".."), Just("."), Just(""), Just("a"), Just("C:"), Just("%2e%2e"), Just("\\")], 0..6)
+            .prop_map(|v| v.join("/")),
+    ]) {
+        if let Ok(p) = jobdl::safepath::safe_relative_path(&raw) {
+            prop_assert!(!p.is_empty());
+            prop_assert!(!p.starts_with('/') && !p.contains('\\') && !p.contains(':'), "{p:?}");
+            for c in p.split('/') {
+                prop_assert!(!c.is_empty() && c != "." && c != "..", "{p:?} from {raw:?}");
+            }
+            let path = std::path::Path::new(&p);
+            prop_assert!(path.is_relative());
+            prop_assert!(path.components().all(|c| matches!(c, std::path::Component::Normal(_))), "{p:?}");
+        }
+    }
+
+    #[test]
+    fn blob_url_parser_never_panics(
+        scheme in prop_oneof![Just("https"), Just("http"), Just("ftp")],
+        host in "[a-z0-9.-]{1,20}",
+        path in "(/[a-zA-Z0-9%._~$-]{0,12}){0,5}",
+        query in "[a-z]{0,3}(=[a-zA-Z0-9%+/=-]{0,12})?(&[a-z]{1,3}=[a-zA-Z0-9%]{0,8}){0,4}",
+    ) {
+        if let Ok(url) = url::Url::parse(&format!("{scheme}://{host}{path}?{query}")) {
+            let _ = jobdl::blob::parse_blob_url(&url);
+        }
+    }
+
+    #[test]
+    fn job_parser_never_panics(v in json_value()) {
+        let _ = jobdl::provider::foundry::parse_job("job", &v);
+        let wrapped = serde_json::json!({"name": "job", "properties": v});
+        let _ = jobdl::provider::foundry::parse_job("job", &wrapped);
+    }
+}
