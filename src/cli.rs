@@ -17,6 +17,7 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    #[command(verbatim_doc_comment)]
     /// Download a job's artifacts and/or named outputs.
     ///
     /// Examples:
@@ -24,12 +25,174 @@ pub enum Command {
     ///   jobdl download job-123 -s <subscription-id> -g my-rg -w my-workspace
     ///   jobdl download job-123 --output model --json
     ///   jobdl download job-123 --all-outputs --wait --timeout 2h -p ./results
+    ///   jobdl download job-123 --include 'logs/**/*.txt' --exclude '*.bak'
+    ///   jobdl download job-123 --output model --dry-run
     Download(DownloadArgs),
+    #[command(verbatim_doc_comment)]
+    /// Print the plan (output, path, size, MD5 known?) without downloading anything.
+    ///
+    /// Takes the same job, output and filter flags as `download`; a job that is not finished ends
+    /// with exit 5 unless --wait is given. The table goes to stdout, notes to stderr.
+    ///
+    /// Examples:
+    ///   jobdl ls job-123
+    ///   jobdl ls job-123 --all-outputs --include '*.safetensors'
+    ///   jobdl ls job-123 --output model --json | jq '.totals.bytes'
+    Ls(LsArgs),
+    #[command(verbatim_doc_comment)]
+    /// Print a job's status, type and outputs (types, assets, locations; never a SAS).
+    ///
+    /// Works for running jobs too (no status gate).
+    ///
+    /// Examples:
+    ///   jobdl show job-123
+    ///   jobdl show job-123 -s <subscription-id> -g my-rg -w my-workspace --json
+    Show(ShowArgs),
+    #[command(verbatim_doc_comment)]
     /// Download one blob, or every blob under a container/prefix SAS URL, into DIR.
     ///
-    /// Example:
+    /// Examples:
     ///   jobdl cp 'https://acct.blob.core.windows.net/c/prefix?sv=...&sig=...' ./out
+    ///   jobdl cp 'https://acct.blob.core.windows.net/c/run1?sv=...&sig=...' ./out --include '*.json'
     Cp(CpArgs),
+    #[command(verbatim_doc_comment)]
+    /// Print a shell completion script to stdout.
+    ///
+    /// Examples:
+    ///   jobdl completions bash > ~/.local/share/bash-completion/completions/jobdl
+    ///   jobdl completions zsh > "${fpath[1]}/_jobdl"
+    ///   jobdl completions fish > ~/.config/fish/completions/jobdl.fish
+    ///   jobdl completions powershell >> $PROFILE
+    Completions(CompletionsArgs),
+    /// Print the man page (roff) to stdout.
+    ///
+    /// Example:
+    ///   jobdl man > ~/.local/share/man/man1/jobdl.1
+    #[command(hide = true, verbatim_doc_comment)]
+    Man,
+}
+
+/// `jobdl completions`.
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell: bash, zsh, fish, powershell or elvish.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+/// `--include` / `--exclude`.
+#[derive(Debug, Args, Clone, Default)]
+pub struct FilterArgs {
+    /// Keep only files whose path relative to their output matches GLOB (repeatable).
+    ///
+    /// Gitignore-style: `*` stays within one directory, `**` crosses them; a pattern without `/`
+    /// matches a name at any depth (`*.txt`); a leading `/` anchors it at the output's root; a
+    /// directory name keeps everything below it (`logs`, `logs/**/*.txt`).
+    #[arg(long = "include", value_name = "GLOB")]
+    pub include: Vec<String>,
+    /// Leave out files whose path relative to their output matches GLOB (repeatable; wins over
+    /// --include).
+    #[arg(long = "exclude", value_name = "GLOB")]
+    pub exclude: Vec<String>,
+}
+
+/// Where the job lives (`ls`, `show`).
+#[derive(Debug, Args, Clone)]
+pub struct JobArgs {
+    /// The job name (also its run id).
+    pub job: String,
+    /// Azure AI Foundry project endpoint: https://<account>.services.ai.azure.com/api/projects/<project>.
+    #[arg(long, env = "AZURE_AI_PROJECT_ENDPOINT", value_name = "URL")]
+    pub project_endpoint: Option<String>,
+    /// Azure ML workspace: subscription ID (default: the Azure CLI's current subscription).
+    #[arg(short = 's', long, env = "AZURE_SUBSCRIPTION_ID", value_name = "ID", hide_env_values = true)]
+    pub subscription: Option<String>,
+    /// Azure ML workspace: resource group (default: `az configure --defaults group=...`).
+    #[arg(short = 'g', long, env = "AZURE_RESOURCE_GROUP", value_name = "NAME")]
+    pub resource_group: Option<String>,
+    /// Azure ML workspace name (default: `az configure --defaults workspace=...`).
+    #[arg(short = 'w', long, env = "AZUREML_WORKSPACE_NAME", value_name = "NAME")]
+    pub workspace: Option<String>,
+    /// Azure cloud: AzureCloud, AzureUSGovernment or AzureChinaCloud.
+    #[arg(long, env = "AZURE_CLOUD", value_name = "NAME", default_value = "AzureCloud")]
+    pub cloud: String,
+}
+
+/// `jobdl ls`.
+#[derive(Debug, Args)]
+pub struct LsArgs {
+    /// Where the job lives.
+    #[command(flatten)]
+    pub job: JobArgs,
+    /// List this named output (repeatable); `default` means the default artifacts.
+    #[arg(long = "output", value_name = "NAME")]
+    pub outputs: Vec<String>,
+    /// List every named output and the default artifacts.
+    #[arg(long, conflicts_with = "outputs")]
+    pub all_outputs: bool,
+    /// Poll until the job is in a terminal state, then list.
+    #[arg(long)]
+    pub wait: bool,
+    /// With --wait: give up after this long (90s, 15m, 2h, 1h30m or seconds); exit 5.
+    #[arg(long, value_name = "DURATION", requires = "wait")]
+    pub timeout: Option<String>,
+    /// File filters.
+    #[command(flatten)]
+    pub filter: FilterArgs,
+    /// Transfer options (--parallel bounds the size probes; --json prints the plan as JSON).
+    #[command(flatten)]
+    pub transfer: TransferArgs,
+}
+
+/// `jobdl show`.
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// Where the job lives.
+    #[command(flatten)]
+    pub job: JobArgs,
+    /// Transfer options (--json prints the job as JSON).
+    #[command(flatten)]
+    pub transfer: TransferArgs,
+}
+
+impl LsArgs {
+    /// The equivalent `download` arguments (nothing is downloaded).
+    pub fn to_download(&self) -> DownloadArgs {
+        let j = &self.job;
+        DownloadArgs {
+            job: j.job.clone(),
+            project_endpoint: j.project_endpoint.clone(),
+            subscription: j.subscription.clone(),
+            resource_group: j.resource_group.clone(),
+            workspace: j.workspace.clone(),
+            cloud: j.cloud.clone(),
+            outputs: self.outputs.clone(),
+            all_outputs: self.all_outputs,
+            path: None,
+            wait: self.wait,
+            timeout: self.timeout.clone(),
+            skip_existing: false,
+            dry_run: true,
+            filter: self.filter.clone(),
+            transfer: self.transfer.clone(),
+        }
+    }
+}
+
+impl ShowArgs {
+    /// The equivalent `download` arguments (used only to locate the job).
+    pub fn to_download(&self) -> DownloadArgs {
+        let ls = LsArgs {
+            job: self.job.clone(),
+            outputs: Vec::new(),
+            all_outputs: false,
+            wait: false,
+            timeout: None,
+            filter: FilterArgs::default(),
+            transfer: self.transfer.clone(),
+        };
+        ls.to_download()
+    }
 }
 
 /// Options shared by every command that transfers files.
@@ -102,6 +265,9 @@ pub struct DownloadArgs {
     /// Resolve everything and print the plan; write nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// File filters.
+    #[command(flatten)]
+    pub filter: FilterArgs,
     /// Transfer options.
     #[command(flatten)]
     pub transfer: TransferArgs,
@@ -120,6 +286,9 @@ pub struct CpArgs {
     /// Keep local files whose size (and MD5 when known) match.
     #[arg(long)]
     pub skip_existing: bool,
+    /// File filters (paths relative to the listed prefix).
+    #[command(flatten)]
+    pub filter: FilterArgs,
     /// Transfer options.
     #[command(flatten)]
     pub transfer: TransferArgs,

@@ -1,6 +1,8 @@
 //! Pure planning: turns provider listings into transfer tasks. Every server-supplied path is
 //! proven safe and inside the destination here; duplicates are downloaded once; names that
-//! collide only by case fail. No I/O.
+//! collide only by case fail; `--include`/`--exclude` globs drop files here, before any download.
+//! No I/O.
+use crate::error::Error;
 use crate::provider::Listing;
 use crate::safepath::{collision_key, safe_relative_path};
 use crate::transfer::FileTask;
@@ -23,6 +25,67 @@ pub struct Plan {
     pub tasks: Vec<FileTask>,
     /// Files (or outputs) that failed before any transfer.
     pub failures: Vec<PlanFailure>,
+    /// Which files to keep (`--include` / `--exclude`); keeps everything by default.
+    pub filter: Filter,
+    /// Files the filter dropped.
+    pub filtered: usize,
+}
+
+/// `--include` / `--exclude` globs, gitignore-style, matched against a file's path relative to its
+/// output (`logs/a/b.txt` for `artifacts/logs/a/b.txt`). A file is kept when it matches an include
+/// (or none was given) and no exclude.
+///
+/// Pattern rules: `*` and `?` never cross `/`, `**` does; a pattern without `/` matches the name at
+/// any depth (`*.txt`); a leading `/` anchors at the output root; a pattern also matches everything
+/// below a directory it names (`logs` and `logs/` keep `logs/a/b.txt`).
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    include: Option<globset::GlobSet>,
+    exclude: Option<globset::GlobSet>,
+}
+
+impl Filter {
+    /// Compile the globs; an invalid one is a usage error (exit 2) naming it.
+    pub fn new(include: &[String], exclude: &[String]) -> Result<Filter, Error> {
+        Ok(Filter { include: compile(include, "--include")?, exclude: compile(exclude, "--exclude")? })
+    }
+
+    /// Whether no glob was given.
+    pub fn is_empty(&self) -> bool {
+        self.include.is_none() && self.exclude.is_none()
+    }
+
+    /// Whether the file at `rel` (relative to its output, `/`-separated) is kept.
+    pub fn keeps(&self, rel: &str) -> bool {
+        let rel = rel.trim_start_matches('/');
+        self.include.as_ref().is_none_or(|s| s.is_match(rel)) && !self.exclude.as_ref().is_some_and(|s| s.is_match(rel))
+    }
+}
+
+fn compile(globs: &[String], flag: &str) -> Result<Option<globset::GlobSet>, Error> {
+    if globs.is_empty() {
+        return Ok(None);
+    }
+    let mut b = globset::GlobSetBuilder::new();
+    for g in globs {
+        let bad = |e: String| Error::usage(format!("invalid {flag} glob '{g}': {e}"));
+        let t = g.trim();
+        if t.is_empty() || t == "/" {
+            return Err(bad("empty pattern".into()));
+        }
+        let anchored = t.starts_with('/');
+        let body = t.trim_start_matches('/').trim_end_matches('/');
+        let base = if anchored || body.contains('/') { body.to_string() } else { format!("**/{body}") };
+        for pat in [base.clone(), format!("{base}/**")] {
+            let glob = globset::GlobBuilder::new(&pat)
+                .literal_separator(true)
+                .backslash_escape(true)
+                .build()
+                .map_err(|e| bad(e.kind().to_string()))?;
+            b.add(glob);
+        }
+    }
+    b.build().map(Some).map_err(|e| Error::usage(format!("invalid {flag} glob: {e}")))
 }
 
 /// Printable form of a hostile name (control characters escaped).
@@ -35,6 +98,10 @@ impl Plan {
     pub fn add(&mut self, root: &Path, subdir: &str, listing: Listing, seen: &mut HashMap<String, String>) {
         let join = |rel: &str| if subdir.is_empty() { rel.to_string() } else { format!("{subdir}/{rel}") };
         for (path, error) in listing.failures {
+            if !self.filter.keeps(&path) {
+                self.filtered += 1;
+                continue;
+            }
             self.failures.push(PlanFailure { display: join(&printable(&path)), error });
         }
         for f in listing.files {
@@ -45,6 +112,10 @@ impl Plan {
                     continue;
                 }
             };
+            if !self.filter.keeps(&rel) {
+                self.filtered += 1;
+                continue;
+            }
             let display = join(&rel);
             let key = collision_key(&display);
             if let Some(first) = seen.get(&key) {
@@ -135,6 +206,47 @@ mod tests {
         plan.add(Path::new("/d"), "named-outputs/m", Listing { files: vec![file("x")], failures: vec![] }, &mut seen);
         assert_eq!(plan.tasks.len(), 2);
         assert!(plan.failures.is_empty());
+    }
+
+    fn kept(include: &[&str], exclude: &[&str], paths: &[&str]) -> Vec<String> {
+        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        let f = Filter::new(&s(include), &s(exclude)).unwrap();
+        paths.iter().filter(|p| f.keeps(p)).map(|p| p.to_string()).collect()
+    }
+
+    #[test]
+    fn globs_are_gitignore_style() {
+        let paths = ["logs/a/b.txt", "logs/c.txt", "model.pt", "sub/model.pt", "x.txt", "logsx/y.txt"];
+        assert_eq!(kept(&["logs/**/*.txt"], &[], &paths), ["logs/a/b.txt", "logs/c.txt"]);
+        assert_eq!(kept(&["*.txt"], &[], &paths), ["logs/a/b.txt", "logs/c.txt", "x.txt", "logsx/y.txt"]);
+        assert_eq!(kept(&["logs"], &[], &paths), ["logs/a/b.txt", "logs/c.txt"]);
+        assert_eq!(kept(&["logs/"], &[], &paths), ["logs/a/b.txt", "logs/c.txt"]);
+        assert_eq!(kept(&["/model.pt"], &[], &paths), ["model.pt"]);
+        assert_eq!(kept(&["model.pt"], &[], &paths), ["model.pt", "sub/model.pt"]);
+        assert_eq!(kept(&["logs/*.txt"], &[], &paths), ["logs/c.txt"]);
+        assert_eq!(kept(&[], &["*.txt"], &paths), ["model.pt", "sub/model.pt"]);
+        assert_eq!(kept(&["logs"], &["a"], &paths), ["logs/c.txt"]);
+        assert_eq!(kept(&["nothing*"], &[], &paths), Vec::<String>::new());
+        assert_eq!(kept(&[], &[], &paths).len(), paths.len());
+    }
+
+    #[test]
+    fn invalid_glob_is_a_usage_error_naming_it() {
+        let e = Filter::new(&["logs/[a".into()], &[]).unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        assert!(e.to_string().contains("--include glob 'logs/[a'"), "{e}");
+        let e = Filter::new(&[], &["".into()]).unwrap_err();
+        assert!(e.to_string().contains("--exclude"), "{e}");
+    }
+
+    #[test]
+    fn plan_drops_filtered_files_before_planning() {
+        let mut plan = Plan { filter: Filter::new(&["*.csv".into()], &[]).unwrap(), ..Plan::default() };
+        let listing = Listing { files: vec![file("a.csv"), file("sub/b.csv"), file("c.json")], failures: vec![] };
+        plan.add(Path::new("/d"), "named-outputs/m", listing, &mut HashMap::new());
+        let shown: Vec<_> = plan.tasks.iter().map(|t| t.display.as_str()).collect();
+        assert_eq!(shown, ["named-outputs/m/a.csv", "named-outputs/m/sub/b.csv"]);
+        assert_eq!(plan.filtered, 1);
     }
 
     #[test]

@@ -3,7 +3,7 @@ use super::{Session, absolute, execute};
 use crate::blob::{BlobClient, parse_blob_url};
 use crate::cli::CpArgs;
 use crate::error::Error;
-use crate::plan::Plan;
+use crate::plan::{Filter, Plan};
 use crate::provider::{Listing, RemoteFile};
 use crate::report::Printer;
 use crate::settings::Common;
@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 pub async fn cp(args: CpArgs, printer: Printer, cancel: CancellationToken) -> Result<u8, Error> {
     let started = Instant::now();
     let common = Common::resolve(&args.transfer, &args.cloud, args.skip_existing)?;
+    let filter = Filter::new(&args.filter.include, &args.filter.exclude)?;
     let url = url::Url::parse(args.url.trim()).map_err(|e| Error::usage(format!("invalid URL: {e}")))?;
     common.allow.check_storage(&url).map_err(|e| Error::usage(format!("URL not allowed: {e}")))?;
     let parsed = parse_blob_url(&url).map_err(Error::Usage)?;
@@ -77,7 +78,7 @@ pub async fn cp(args: CpArgs, printer: Printer, cancel: CancellationToken) -> Re
         }
     }
     let root = absolute(&args.dir)?;
-    let mut plan = Plan::default();
+    let mut plan = Plan { filter, ..Plan::default() };
     plan.add(&root, "", listing, &mut HashMap::new());
     execute(Session { common: &common, client: &client, printer, started, cancel }, &root, plan, None).await
 }

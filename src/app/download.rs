@@ -8,7 +8,7 @@ use crate::cli::DownloadArgs;
 use crate::error::Error;
 use crate::hosts::Cloud;
 use crate::http::MetaClient;
-use crate::plan::Plan;
+use crate::plan::{Filter, Plan};
 use crate::provider::azureml::{AzureMl, Config};
 use crate::provider::foundry::{Foundry, parse_endpoint};
 use crate::provider::{Job, OutputError, Provider, Resolved, is_terminal};
@@ -37,12 +37,53 @@ enum Want {
 /// Run `jobdl download`.
 pub async fn download(args: DownloadArgs, printer: Printer, cancel: CancellationToken) -> Result<u8, Error> {
     let started = Instant::now();
+    let r = resolve(&args, &printer, &cancel).await?;
+    let job_ref = Some((r.job.name.as_str(), r.job.status.as_str()));
+    if r.plan.filtered > 0 {
+        crate::log::log(1, format!("{} files left out by --include/--exclude", r.plan.filtered));
+    }
+    if args.dry_run {
+        printer.dry_run(&r.root, &r.plan, job_ref);
+        return Ok(if r.plan.failures.is_empty() { 0 } else { crate::error::EXIT_FILES_FAILED });
+    }
+    let session = Session { common: &r.common, client: &r.client, printer, started, cancel };
+    execute(session, &r.root, r.plan, job_ref).await
+}
+
+/// Everything `download` knows before it transfers a byte (shared with `ls`).
+pub(crate) struct Resolution {
+    /// Resolved settings.
+    pub common: Common,
+    /// The run's HTTP client.
+    pub client: reqwest::Client,
+    /// Blob metadata calls (size probes of `ls`).
+    pub blob: BlobClient,
+    /// The job as gated (before following a reused step or a sweep's best child).
+    pub job: Job,
+    /// Absolute destination.
+    pub root: std::path::PathBuf,
+    /// The filtered plan.
+    pub plan: Plan,
+}
+
+/// Settings, HTTP client and provider for a job-addressing command.
+pub(crate) struct Located {
+    /// Resolved settings.
+    pub common: Common,
+    /// The run's HTTP client.
+    pub client: reqwest::Client,
+    /// Blob metadata calls.
+    pub blob: BlobClient,
+    /// Where the job lives.
+    pub provider: Provider,
+}
+
+/// Resolve settings and where the job lives (no network call yet).
+pub(crate) fn locate(args: &DownloadArgs) -> Result<Located, Error> {
     let common = Common::resolve(&args.transfer, &args.cloud, args.skip_existing)?;
     let cloud: Cloud = args.cloud.parse().map_err(Error::Usage)?;
-    let source = job_source(&args, &AzureCliDefaults::load())?;
+    let source = job_source(args, &AzureCliDefaults::load())?;
     crate::safepath::safe_component(&args.job).map_err(|e| Error::usage(format!("invalid job name: {e}")))?;
-    let timeout = args.timeout.as_deref().map(|t| parse_duration(t, "--timeout")).transpose()?;
-
     let client = crate::http::build_client(common.idle_timeout).map_err(Error::Io)?;
     let tokens = TokenSource::from_env(common.access_token.clone(), &client, cloud);
     let meta = MetaClient::new(client.clone(), common.meta_retry.clone());
@@ -68,6 +109,20 @@ pub async fn download(args: DownloadArgs, printer: Printer, cancel: Cancellation
             Provider::AzureMl(AzureMl::new(meta, blob, tokens, common.allow.clone(), config)?)
         }
     };
+    let blob = BlobClient::new(client.clone(), common.meta_retry.clone());
+    Ok(Located { common, client, blob, provider })
+}
+
+/// Locate and gate the job, resolve the requested outputs and plan their (filtered) files.
+pub(crate) async fn resolve(
+    args: &DownloadArgs,
+    printer: &Printer,
+    cancel: &CancellationToken,
+) -> Result<Resolution, Error> {
+    let filter = Filter::new(&args.filter.include, &args.filter.exclude)?;
+    let timeout = args.timeout.as_deref().map(|t| parse_duration(t, "--timeout")).transpose()?;
+    let Located { common, client, blob, provider } = locate(args)?;
+    let (printer, cancel) = (*printer, cancel.clone());
 
     // The gate runs before anything is written.
     let job = gate(&provider, &args.job, args.wait, timeout, common.poll_interval, &printer, &cancel).await?;
@@ -101,7 +156,7 @@ pub async fn download(args: DownloadArgs, printer: Printer, cancel: Cancellation
         ));
     }
 
-    let wants = requested(&args, &src)?;
+    let wants = requested(args, &src)?;
     let root = absolute(&args.path.clone().unwrap_or_else(|| args.job.clone().into()))?;
     let names: Vec<String> =
         wants.iter().filter_map(|w| if let Want::Named(n) = w { Some(n.clone()) } else { None }).collect();
@@ -112,7 +167,7 @@ pub async fn download(args: DownloadArgs, printer: Printer, cancel: Cancellation
         }
     }
     let only_one = wants.len() == 1 && sweep_parent.is_none();
-    let mut plan = Plan::default();
+    let mut plan = Plan { filter, ..Plan::default() };
     let mut seen = HashMap::new();
     for want in wants {
         if cancel.is_cancelled() {
@@ -161,12 +216,7 @@ pub async fn download(args: DownloadArgs, printer: Printer, cancel: Cancellation
         };
         add(&mut plan, &root, SWEEP_PARENT_DIR, resolved, &mut seen);
     }
-    let job_ref = Some((job.name.as_str(), job.status.as_str()));
-    if args.dry_run {
-        printer.dry_run(&root, &plan, job_ref);
-        return Ok(if plan.failures.is_empty() { 0 } else { crate::error::EXIT_FILES_FAILED });
-    }
-    execute(Session { common: &common, client: &client, printer, started, cancel }, &root, plan, job_ref).await
+    Ok(Resolution { common, client, blob, job, root, plan })
 }
 
 /// Plan one output's files under `subdir`, adding its request headers (a storage token) to them.

@@ -2,9 +2,13 @@
 //! process exit code; run-ending failures are `Error`s, per-file failures are outcomes.
 mod cp;
 mod download;
+mod ls;
+mod show;
 
 pub use cp::cp;
 pub use download::download;
+pub use ls::ls;
+pub use show::show;
 
 use crate::error::{EXIT_FILES_FAILED, Error};
 use crate::plan::{Plan, PlanFailure};
@@ -138,6 +142,10 @@ pub fn run_cli(cli: crate::cli::Cli) -> u8 {
     let transfer = match &cli.command {
         Command::Download(a) => &a.transfer,
         Command::Cp(a) => &a.transfer,
+        Command::Ls(a) => &a.transfer,
+        Command::Show(a) => &a.transfer,
+        Command::Completions(a) => return completions(a.shell),
+        Command::Man => return man(),
     };
     crate::log::set_verbosity(transfer.verbose);
     let printer = Printer { json: transfer.json, quiet: transfer.quiet };
@@ -153,6 +161,9 @@ pub fn run_cli(cli: crate::cli::Cli) -> u8 {
         let result = match cli.command {
             Command::Download(a) => download(a, printer, cancel).await,
             Command::Cp(a) => cp(a, printer, cancel).await,
+            Command::Ls(a) => ls(a, printer, cancel).await,
+            Command::Show(a) => show(a, printer, cancel).await,
+            Command::Completions(_) | Command::Man => Ok(0),
         };
         match result {
             Ok(code) => code,
@@ -162,4 +173,29 @@ pub fn run_cli(cli: crate::cli::Cli) -> u8 {
             }
         }
     })
+}
+
+/// `jobdl completions <SHELL>`: the completion script on stdout.
+fn completions(shell: clap_complete::Shell) -> u8 {
+    use clap::CommandFactory;
+    let mut buf = Vec::new();
+    clap_complete::generate(shell, &mut crate::cli::Cli::command(), "jobdl", &mut buf);
+    crate::report::raw(&buf);
+    0
+}
+
+/// `jobdl man`: the man page (roff) on stdout.
+fn man() -> u8 {
+    use clap::CommandFactory;
+    let mut buf = Vec::new();
+    match clap_mangen::Man::new(crate::cli::Cli::command()).render(&mut buf) {
+        Ok(()) => {
+            crate::report::raw(&buf);
+            0
+        }
+        Err(e) => {
+            eprintln!("error: cannot render the man page: {e}");
+            1
+        }
+    }
 }

@@ -1,7 +1,9 @@
 //! Everything the user sees: progress (indicatif on a terminal only), per-file error lines,
 //! the one-line summary and the `--json` document. The only module that prints to stdout.
+mod listing;
 mod progress;
 
+pub use listing::{LsRow, ls_json, raw, show_json};
 pub use progress::ProgressReporter;
 
 use crate::error::Error;

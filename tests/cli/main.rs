@@ -14,5 +14,6 @@ mod default_artifacts;
 mod faults;
 mod gate;
 mod local_files;
+mod ls_show;
 mod named_outputs;
 mod process;

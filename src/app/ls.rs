@@ -1,0 +1,90 @@
+//! `jobdl ls <JOB>`: the plan `download` would run (output, path, size, MD5 known?), without
+//! downloading. Sizes the listing does not give are probed with one HEAD per file, 8 at a time.
+use super::download::resolve;
+use crate::cli::LsArgs;
+use crate::error::{EXIT_FILES_FAILED, Error};
+use crate::report::{LsRow, Printer};
+use futures_util::StreamExt;
+use tokio_util::sync::CancellationToken;
+
+/// Size probes (HEAD) in flight at once.
+const PROBES: usize = 8;
+
+/// Run `jobdl ls`.
+pub async fn ls(args: LsArgs, printer: Printer, cancel: CancellationToken) -> Result<u8, Error> {
+    let dl = args.to_download();
+    let r = resolve(&dl, &printer, &cancel).await?;
+    let mut rows: Vec<LsRow> = r
+        .plan
+        .tasks
+        .iter()
+        .map(|t| {
+            let (output, path) = split(&t.display);
+            LsRow { output, path, bytes: t.size, md5_known: t.md5.is_some() }
+        })
+        .collect();
+    let unknown: Vec<usize> = (0..rows.len()).filter(|&i| rows[i].bytes.is_none()).collect();
+    if !unknown.is_empty() {
+        let blob = &r.blob;
+        let tasks = &r.plan.tasks;
+        let probes = futures_util::stream::iter(unknown.into_iter().map(|i| async move {
+            let t = &tasks[i];
+            let bearer = t
+                .headers
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case("authorization"))
+                .and_then(|(_, v)| v.strip_prefix("Bearer "));
+            (i, blob.properties_auth(&t.url, bearer).await)
+        }))
+        .buffer_unordered(PROBES)
+        .collect::<Vec<_>>();
+        let results = tokio::select! {
+            r = probes => r,
+            _ = cancel.cancelled() => return Err(Error::Interrupted),
+        };
+        for (i, res) in results {
+            match res {
+                Ok(p) => {
+                    rows[i].bytes = Some(p.size);
+                    rows[i].md5_known = rows[i].md5_known || p.md5.is_some();
+                }
+                Err(e) => printer.note(&format!("warning: size of {}: {e}", r.plan.tasks[i].display)),
+            }
+        }
+    }
+    if r.plan.filtered > 0 {
+        crate::log::log(1, format!("{} files left out by --include/--exclude", r.plan.filtered));
+    }
+    printer.ls((&r.job.name, &r.job.status), &rows, &r.plan.failures);
+    Ok(if r.plan.failures.is_empty() { 0 } else { EXIT_FILES_FAILED })
+}
+
+/// `named-outputs/<n>/<path>` → (`n`, path); `artifacts/<path>` → (`default`, path);
+/// `hd-artifacts/<path>` (a sweep's own files) → (`hd-artifacts`, path).
+fn split(display: &str) -> (String, String) {
+    if let Some(rest) = display.strip_prefix("named-outputs/")
+        && let Some((name, path)) = rest.split_once('/')
+    {
+        return (name.to_string(), path.to_string());
+    }
+    if let Some(path) = display.strip_prefix("artifacts/") {
+        return ("default".to_string(), path.to_string());
+    }
+    match display.split_once('/') {
+        Some((out, path)) => (out.to_string(), path.to_string()),
+        None => (String::new(), display.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split;
+
+    #[test]
+    fn display_paths_split_into_output_and_path() {
+        let s = |a: &str, b: &str| (a.to_string(), b.to_string());
+        assert_eq!(split("artifacts/logs/a.txt"), s("default", "logs/a.txt"));
+        assert_eq!(split("named-outputs/model/w/x.bin"), s("model", "w/x.bin"));
+        assert_eq!(split("hd-artifacts/x"), s("hd-artifacts", "x"));
+    }
+}

@@ -1,0 +1,19 @@
+//! `jobdl show <JOB>`: the job's status, type and outputs (types, assets, locations). No status
+//! gate: a running job is shown as it is. Nothing here prints a SAS.
+use super::download::{Located, locate};
+use crate::cli::ShowArgs;
+use crate::error::Error;
+use crate::report::Printer;
+use tokio_util::sync::CancellationToken;
+
+/// Run `jobdl show`.
+pub async fn show(args: ShowArgs, printer: Printer, cancel: CancellationToken) -> Result<u8, Error> {
+    let dl = args.to_download();
+    let Located { provider, .. } = locate(&dl)?;
+    let job = tokio::select! {
+        j = provider.get_job(&dl.job) => j?,
+        _ = cancel.cancelled() => return Err(Error::Interrupted),
+    };
+    printer.show(&job);
+    Ok(0)
+}

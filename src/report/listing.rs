@@ -1,0 +1,199 @@
+//! `ls` and `show` output: aligned tables for people, versioned JSON documents for scripts.
+use super::{Printer, human_bytes};
+use crate::plan::PlanFailure;
+use crate::provider::Job;
+use crate::redact::redact;
+use serde_json::json;
+use std::io::Write;
+
+/// One planned file, as `ls` prints it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LsRow {
+    /// Output name (`default` for the default artifacts).
+    pub output: String,
+    /// Path relative to the output.
+    pub path: String,
+    /// Size in bytes, when known.
+    pub bytes: Option<u64>,
+    /// Whether the service stores an MD5 for it.
+    pub md5_known: bool,
+}
+
+/// Write to stdout, ignoring a closed pipe (`jobdl ls | head`).
+fn out(text: &str) {
+    let mut o = std::io::stdout().lock();
+    let _ = o.write_all(text.as_bytes());
+    let _ = o.flush();
+}
+
+/// Print raw bytes (completion scripts, the man page) to stdout.
+pub fn raw(bytes: &[u8]) {
+    let mut o = std::io::stdout().lock();
+    let _ = o.write_all(bytes);
+    let _ = o.flush();
+}
+
+/// Columns padded to their widest cell (the last one unpadded), two spaces apart.
+fn table(rows: &[Vec<String>]) -> String {
+    let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> =
+        (0..cols).map(|c| rows.iter().filter_map(|r| r.get(c)).map(|s| s.chars().count()).max().unwrap_or(0)).collect();
+    let mut s = String::new();
+    for r in rows {
+        let mut line = String::new();
+        for (c, cell) in r.iter().enumerate() {
+            if c + 1 == r.len() {
+                line.push_str(cell);
+            } else {
+                line.push_str(cell);
+                line.push_str(&" ".repeat(widths[c] - cell.chars().count() + 2));
+            }
+        }
+        s.push_str(line.trim_end());
+        s.push('\n');
+    }
+    s
+}
+
+/// The `ls --json` document (version 1).
+pub fn ls_json(job: (&str, &str), rows: &[LsRow], failures: &[PlanFailure]) -> serde_json::Value {
+    let files: Vec<_> = rows
+        .iter()
+        .map(|r| json!({"output": r.output, "path": r.path, "bytes": r.bytes, "md5_known": r.md5_known}))
+        .collect();
+    let mut doc = json!({
+        "version": 1,
+        "job": {"name": job.0, "status": job.1},
+        "files": files,
+        "totals": {"files": rows.len(), "bytes": rows.iter().filter_map(|r| r.bytes).sum::<u64>()},
+    });
+    if !failures.is_empty() {
+        doc["failures"] =
+            failures.iter().map(|f| json!({"path": f.display, "error": redact(&f.error)})).collect::<Vec<_>>().into();
+    }
+    doc
+}
+
+/// The `show --json` document (version 1).
+pub fn show_json(job: &Job) -> serde_json::Value {
+    let outputs: Vec<_> = job
+        .outputs
+        .iter()
+        .map(|(name, o)| {
+            json!({"name": name, "type": o.kind, "asset_name": o.asset_name, "asset_version": o.asset_version,
+                   "uri": o.uri.as_deref().map(redact)})
+        })
+        .collect();
+    json!({
+        "version": 1,
+        "job": {"name": job.name, "status": job.status, "type": job.job_type,
+                "reused_run": job.reused_run, "best_child": job.best_child},
+        "outputs": outputs,
+    })
+}
+
+impl Printer {
+    /// Print the `ls` table (or JSON document) on stdout; plan failures on stderr.
+    pub fn ls(&self, job: (&str, &str), rows: &[LsRow], failures: &[PlanFailure]) {
+        if self.json {
+            out(&format!("{}\n", ls_json(job, rows, failures)));
+            return;
+        }
+        for f in failures {
+            eprintln!("error: {}: {}", f.display, redact(&f.error));
+        }
+        let mut t = vec![vec!["OUTPUT".to_string(), "PATH".into(), "SIZE".into(), "MD5".into()]];
+        for r in rows {
+            let size = r.bytes.map(human_bytes).unwrap_or_else(|| "?".into());
+            let md5 = if r.md5_known { "yes" } else { "no" };
+            t.push(vec![r.output.clone(), r.path.clone(), size, md5.into()]);
+        }
+        let total: u64 = rows.iter().filter_map(|r| r.bytes).sum();
+        let unknown = rows.iter().filter(|r| r.bytes.is_none()).count();
+        let mut text = table(&t);
+        text.push_str(&format!(
+            "{} file{}, {}{}\n",
+            rows.len(),
+            if rows.len() == 1 { "" } else { "s" },
+            human_bytes(total),
+            if unknown > 0 { format!(" ({unknown} of unknown size)") } else { String::new() }
+        ));
+        out(&text);
+    }
+
+    /// Print the `show` summary (or JSON document) on stdout.
+    pub fn show(&self, job: &Job) {
+        if self.json {
+            out(&format!("{}\n", show_json(job)));
+            return;
+        }
+        let mut text = String::new();
+        let mut field = |k: &str, v: &str| {
+            if !v.is_empty() {
+                text.push_str(&format!("{k:<12}{v}\n"));
+            }
+        };
+        field("name:", &job.name);
+        field("status:", &job.status);
+        field("type:", &job.job_type);
+        field("reused run:", job.reused_run.as_deref().unwrap_or(""));
+        field("best child:", job.best_child.as_deref().unwrap_or(""));
+        if job.outputs.is_empty() {
+            text.push_str("outputs:    (none declared)\n");
+        } else {
+            text.push_str("outputs:\n");
+            let mut t = vec![vec!["  NAME".to_string(), "TYPE".into(), "ASSET".into(), "URI".into()]];
+            for (name, o) in &job.outputs {
+                let asset = match (&o.asset_name, &o.asset_version) {
+                    (Some(n), Some(v)) => format!("{n}:{v}"),
+                    (Some(n), None) => n.clone(),
+                    _ => "-".into(),
+                };
+                let uri = o.uri.as_deref().map(redact).unwrap_or_else(|| "-".into());
+                let kind = if o.kind.is_empty() { "-".to_string() } else { o.kind.clone() };
+                t.push(vec![format!("  {name}"), kind, asset, uri]);
+            }
+            text.push_str(&table(&t));
+        }
+        out(&text);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::provider::OutputSpec;
+
+    #[test]
+    fn ls_document_and_table() {
+        let rows = vec![
+            LsRow { output: "default".into(), path: "logs/a.txt".into(), bytes: Some(10), md5_known: true },
+            LsRow { output: "model".into(), path: "w.bin".into(), bytes: None, md5_known: false },
+        ];
+        let v = ls_json(("j", "Completed"), &rows, &[]);
+        assert_eq!(v["version"], 1);
+        assert_eq!(v["totals"]["files"], 2);
+        assert_eq!(v["totals"]["bytes"], 10);
+        assert_eq!(v["files"][1]["bytes"], serde_json::Value::Null);
+        assert!(v.get("failures").is_none());
+        let t = table(&[vec!["A".into(), "BB".into()], vec!["CCC".into(), "D".into()]]);
+        assert_eq!(t, "A    BB\nCCC  D\n");
+    }
+
+    #[test]
+    fn show_document_redacts_locations() {
+        let mut job = Job { name: "j".into(), status: "Running".into(), job_type: "Command".into(), ..Job::default() };
+        job.outputs.insert(
+            "o".into(),
+            OutputSpec {
+                kind: "uri_folder".into(),
+                uri: Some("https://a.blob.core.windows.net/c/p?sv=1&sig=SECRET".into()),
+                ..OutputSpec::default()
+            },
+        );
+        let v = show_json(&job);
+        assert_eq!(v["job"]["status"], "Running");
+        assert_eq!(v["outputs"][0]["type"], "uri_folder");
+        assert!(!v.to_string().contains("SECRET"), "{v}");
+    }
+}
