@@ -2,12 +2,24 @@
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 
+/// Examples shown after the top-level help.
+const EXAMPLES: &str = "Examples:
+  jobdl show job-123                          # status, type, outputs
+  jobdl ls job-123 --all-outputs              # what would be downloaded, with sizes
+  jobdl download job-123 --output model       # one named output -> ./job-123/named-outputs/model/
+  jobdl download job-123 --include '*.txt'    # only some files
+  jobdl cp 'https://acct.blob.core.windows.net/c/prefix?sv=...&sig=...' ./out
+  jobdl completions bash                      # shell completion script (also: jobdl man)
+
+Exit codes: 0 ok, 1 internal/service unavailable, 2 usage, 3 auth, 4 not found,
+5 job not terminal, 6 some files failed, 130 interrupted.";
+
 /// Download the outputs and logged artifacts of ML training jobs, fast and safely.
 ///
 /// Exit codes: 0 ok, 1 internal/service unavailable, 2 usage, 3 auth, 4 not found,
 /// 5 job not terminal, 6 some files failed, 130 interrupted.
 #[derive(Debug, Parser)]
-#[command(name = "jobdl", version, about, long_about = None, max_term_width = 100)]
+#[command(name = "jobdl", version, about, long_about = None, max_term_width = 100, after_help = EXAMPLES)]
 pub struct Cli {
     /// What to do.
     #[command(subcommand)]
@@ -139,7 +151,7 @@ pub struct LsArgs {
     /// File filters.
     #[command(flatten)]
     pub filter: FilterArgs,
-    /// Transfer options (--parallel bounds the size probes; --json prints the plan as JSON).
+    /// Transfer options (--json prints the plan as JSON).
     #[command(flatten)]
     pub transfer: TransferArgs,
 }

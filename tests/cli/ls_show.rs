@@ -109,6 +109,9 @@ fn ls_prints_the_plan_without_downloading() {
     assert_eq!(doc["totals"]["files"], 11);
     assert_eq!(doc["totals"]["bytes"].as_u64(), Some(total));
     assert!(blob_data_gets(&env).is_empty(), "ls downloaded: {:?}", blob_data_gets(&env));
+    // Foundry's artifact listing carries no sizes: one HEAD per file, never more.
+    let heads = env.requests().into_iter().filter(|r| r.method == "HEAD" && is_blob_data(r)).count();
+    assert_eq!(heads, 11, "{run}");
     assert!(!env.dest("job-123").exists(), "ls created the destination");
     assert!(files_under(&env.work()).is_empty());
 
@@ -237,6 +240,11 @@ fn every_command_help_has_examples() {
         run.expect_code(0);
         assert!(run.stdout.contains("Example"), "{cmd}\n{run}");
         assert!(run.stdout.contains(&format!("jobdl {cmd} ")), "{cmd}\n{run}");
+    }
+    let run = env.run(&["--help"]);
+    run.expect_code(0);
+    for cmd in ["jobdl ls ", "jobdl show ", "jobdl download ", "jobdl cp ", "jobdl completions "] {
+        assert!(run.stdout.contains(cmd), "{cmd}\n{run}");
     }
     let run = env.run(&["download", "--help"]);
     assert!(run.stdout.contains("--include <GLOB>") && run.stdout.contains("--exclude <GLOB>"), "{run}");
