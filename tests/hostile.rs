@@ -8,12 +8,17 @@ mod support;
 #[path = "cli/harness.rs"]
 mod harness;
 
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
 use std::net::TcpListener;
 use std::os::unix::process::CommandExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use harness::{Run, TestEnv, assert_blob_file, files_under, one_job, text, wait_until, working_files};
 use proptest::prelude::*;
@@ -83,6 +88,118 @@ impl Sentinel {
     fn hits(&self) -> usize {
         self.hits.load(Ordering::SeqCst)
     }
+}
+
+/// Watches a destination while jobdl runs: every file under a final name must have its
+/// fixture's size and bytes (head and tail compared), never a partial or pre-sized part.
+struct FinalWatcher {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<(usize, Vec<String>)>>,
+}
+
+impl FinalWatcher {
+    fn start(dest: PathBuf, expected: BTreeMap<String, BlobFixture>) -> FinalWatcher {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut bad = Vec::new();
+            let mut scans = 0;
+            while !flag.load(Ordering::SeqCst) {
+                scans += 1;
+                for rel in files_under(&dest) {
+                    let name = rel.rsplit('/').next().unwrap_or(&rel);
+                    if rel.starts_with(".jobdl/") || name.ends_with(".jobdl-part") || name.ends_with(".jobdl-state") {
+                        continue;
+                    }
+                    let Some(blob) = expected.get(&rel) else {
+                        bad.push(format!("{rel}: not in the plan"));
+                        continue;
+                    };
+                    if let Some(problem) = head_tail_differs(&dest.join(&rel), blob) {
+                        bad.push(format!("{rel}: {problem}"));
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(3));
+            }
+            (scans, bad)
+        });
+        FinalWatcher { stop, thread: Some(thread) }
+    }
+
+    /// Stops watching; fails the test if any final file was ever seen partial.
+    #[track_caller]
+    fn finish(mut self) -> usize {
+        self.stop.store(true, Ordering::SeqCst);
+        let (scans, bad) = self.thread.take().expect("watcher").join().expect("watcher thread");
+        assert!(bad.is_empty(), "files seen under a final name before they were complete: {bad:?}");
+        scans
+    }
+}
+
+impl Drop for FinalWatcher {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Compares size, the first and the last 64 KiB of `path` with `blob`.
+fn head_tail_differs(path: &Path, blob: &BlobFixture) -> Option<String> {
+    let Ok(mut f) = File::open(path) else { return None }; // renamed away meanwhile
+    let len = f.metadata().ok()?.len();
+    if len != blob.len() {
+        return Some(format!("{len} bytes, expected {}", blob.len()));
+    }
+    let piece = 64 * 1024u64;
+    for start in [0, len.saturating_sub(piece)] {
+        let want = blob.range(start, piece);
+        let mut got = vec![0u8; want.len()];
+        f.seek(SeekFrom::Start(start)).ok()?;
+        f.read_exact(&mut got).ok()?;
+        if got != want {
+            return Some(format!("content differs near byte {start}"));
+        }
+    }
+    None
+}
+
+/// The final files of job `job`'s default artifacts, relative to the destination.
+fn expected_finals(env: &TestEnv, job: &str) -> BTreeMap<String, BlobFixture> {
+    let fixture = env.world.job(job).expect("job");
+    fixture.artifacts.iter().map(|a| (format!("artifacts/{}", a.path), env.artifact(job, &a.path).clone())).collect()
+}
+
+/// Runs `cmd` (output to files) and reports its exit code, output and peak RSS in KiB.
+fn run_measured(mut cmd: Command, limit: Duration) -> (i32, String, String, u64) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (out, err) = (dir.path().join("out"), dir.path().join("err"));
+    cmd.stdout(File::create(&out).expect("out")).stderr(File::create(&err).expect("err"));
+    let child = cmd.spawn().expect("spawn jobdl");
+    let pid = child.id() as libc::pid_t;
+    let started = Instant::now();
+    let (status, rss) = loop {
+        let mut status = 0;
+        // SAFETY: a zeroed rusage is a valid out-parameter.
+        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        // SAFETY: wait4 on our own child's PID, which std has not reaped.
+        let rc = unsafe { libc::wait4(pid, &mut status, libc::WNOHANG, &mut usage) };
+        if rc == pid {
+            break (status, usage.ru_maxrss as u64);
+        }
+        assert!(rc == 0, "wait4 failed: {}", std::io::Error::last_os_error());
+        if started.elapsed() > limit {
+            // SAFETY: kill and reap our own child.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+                libc::waitpid(pid, &mut status, 0);
+            }
+            panic!("jobdl did not finish within {limit:?}: {}", std::fs::read_to_string(&err).unwrap_or_default());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    drop(child); // already reaped by wait4
+    let code = if libc::WIFEXITED(status) { libc::WEXITSTATUS(status) } else { -1 };
+    let read = |p: &Path| String::from_utf8_lossy(&std::fs::read(p).unwrap_or_default()).into_owned();
+    (code, read(&out), read(&err), rss)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -303,6 +420,13 @@ fn huge_error_body_is_not_echoed() {
     assert!(!run.all_output().contains(&"x".repeat(4096)), "the error body was echoed");
     assert_blob_file(&env.dest(JOB).join("artifacts/logs/ok.txt"), env.artifact(JOB, "logs/ok.txt"));
 
+    // Bounded memory: the 10 MiB bodies are never read whole.
+    let (code, _, stderr, rss) =
+        run_measured(env.command(["download", JOB, "--retries", "3"]), Duration::from_secs(60));
+    assert_eq!(code, 6, "{stderr}");
+    eprintln!("huge error bodies: peak RSS {} MiB", rss / 1024);
+    assert!(rss < 64 * 1024, "peak RSS {rss} KiB with 10 MiB error bodies");
+
     // The same on the call everything depends on.
     let env = TestEnv::new(world(vec![("outputs/a.txt", text("a\n"))]));
     env.emu.add_fault(FaultRule::new(&format!("/jobs/{JOB}"), 1000, fault));
@@ -338,12 +462,14 @@ fn sigterm_mid_download_exits_130_and_a_rerun_completes() {
     // One chunk hangs, so the run is surely mid-download when the signal comes.
     env.emu.add_fault(FaultRule::new("outputs/big.bin", 1, Fault::Stall(Duration::from_secs(20))));
     let dest = env.dest(JOB);
+    let watcher = FinalWatcher::start(dest.clone(), expected_finals(&env, JOB));
     let running = env.spawn(env.command(["download", JOB, "-vvv"]));
     wait_until(Duration::from_secs(30), "a part file", || !working_files(&dest).is_empty());
     std::thread::sleep(Duration::from_millis(200));
     assert!(!dest.join("artifacts/outputs/big.bin").exists());
     running.signal(libc::SIGTERM);
     let run = running.wait(Duration::from_secs(15));
+    watcher.finish();
     assert_clean_output(&run);
     run.expect_code(130);
     assert!(!dest.join("artifacts/outputs/big.bin").exists(), "a partial file under the final name");
@@ -364,9 +490,11 @@ fn two_runs_on_one_destination_never_interleave() {
         ("logs/a.txt", text("a\n")),
         ("logs/b.txt", text("b\n")),
     ]));
+    let watcher = FinalWatcher::start(env.dest(JOB), expected_finals(&env, JOB));
     let a = env.spawn(env.command(["download", JOB]));
     let b = env.spawn(env.command(["download", JOB]));
     let (a, b) = (a.wait(Duration::from_secs(60)), b.wait(Duration::from_secs(60)));
+    watcher.finish();
     assert_clean_output(&a);
     assert_clean_output(&b);
     assert!(a.code == 0 || b.code == 0, "neither run finished\n{a}\n{b}");
@@ -378,6 +506,128 @@ fn two_runs_on_one_destination_never_interleave() {
         assert_blob_file(&dest.join("artifacts").join(p), env.artifact(JOB, p));
     }
     assert!(working_files(&dest).is_empty());
+}
+
+#[test]
+fn two_runs_with_lock_timeout_both_succeed_one_after_the_other() {
+    let env = TestEnv::new(world(vec![
+        ("outputs/big.bin", BlobFixture::generated(18 * MIB + 3, 14)),
+        ("logs/a.txt", text("a\n")),
+    ]));
+    let watcher = FinalWatcher::start(env.dest(JOB), expected_finals(&env, JOB));
+    let a = env.spawn(env.command(["download", JOB, "--lock-timeout", "60s"]));
+    let b = env.spawn(env.command(["download", JOB, "--lock-timeout", "60s"]));
+    let (a, b) = (a.wait(Duration::from_secs(60)), b.wait(Duration::from_secs(60)));
+    watcher.finish();
+    a.expect_code(0);
+    b.expect_code(0);
+    assert_finals_exact(&env, &env.dest(JOB), JOB);
+    assert_eq!(files_under(&env.dest(JOB)).len(), 2, "{:?}", files_under(&env.dest(JOB)));
+}
+
+#[test]
+fn sigint_prints_an_interrupted_document() {
+    let env = TestEnv::new(world(vec![
+        ("outputs/big.bin", BlobFixture::generated(20 * MIB, 15)),
+        ("logs/ok.txt", text("ok\n")),
+    ]));
+    env.emu.add_fault(FaultRule::new("outputs/big.bin", 1, Fault::Stall(Duration::from_secs(20))));
+    let dest = env.dest(JOB);
+    let running = env.spawn(env.command(["download", JOB, "--json"]));
+    wait_until(Duration::from_secs(30), "a part file", || !working_files(&dest).is_empty());
+    running.signal(libc::SIGINT);
+    let run = running.wait(Duration::from_secs(15));
+    assert_clean_output(&run);
+    run.expect_code(130);
+    assert_eq!(run.doc()["totals"]["interrupted"], true, "{run}");
+    assert!(!dest.join("artifacts/outputs/big.bin").exists());
+    assert_finals_exact(&env, &dest, JOB);
+}
+
+#[test]
+fn sigkill_at_random_points_then_a_rerun_completes_exact() {
+    let mut files: Vec<(String, BlobFixture)> =
+        (0..40).map(|i| (format!("logs/f{i:02}.txt"), text(&format!("{i}\n")))).collect();
+    files.push(("outputs/big.bin".into(), BlobFixture::generated(26 * MIB + 7, 16)));
+    files.push(("outputs/mid.bin".into(), BlobFixture::generated(3 * MIB + 1, 17)));
+    let env = TestEnv::new(world(files.iter().map(|(p, b)| (p.as_str(), b.clone())).collect()));
+    let dest = env.dest(JOB);
+    let watcher = FinalWatcher::start(dest.clone(), expected_finals(&env, JOB));
+    // Deterministic "random" points, from before the first request to well into the transfer.
+    let mut seed = 0x9E37_79B9_u64;
+    let mut kills = 0;
+    for _ in 0..6 {
+        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        let delay = Duration::from_millis(20 + (seed >> 33) % 400);
+        let running = env.spawn(env.command(["download", JOB]));
+        std::thread::sleep(delay);
+        let mut running = running;
+        if running.finished() {
+            break;
+        }
+        running.signal(libc::SIGKILL);
+        kills += 1;
+        let _ = running.wait(Duration::from_secs(10));
+    }
+    let rerun = env.run(&["download", JOB, "-vvv"]);
+    watcher.finish();
+    assert_clean_output(&rerun);
+    rerun.expect_code(0);
+    eprintln!("sigkill: {kills} kills before the completing run");
+    for (p, blob) in &files {
+        assert_blob_file(&dest.join("artifacts").join(p), blob);
+    }
+    assert!(working_files(&dest).is_empty(), "{:?}", working_files(&dest));
+}
+
+// ---------------------------------------------------------------------------------------------
+// 5. Load
+
+#[test]
+fn many_small_files_across_many_pages_with_a_burst_of_429s() {
+    // 4,000 files over 500 pages by default (about 15 s in a debug build); set
+    // JOBDL_LOAD_FILES=20000 (or 50000) for the long run.
+    let n: usize = std::env::var("JOBDL_LOAD_FILES").ok().and_then(|v| v.parse().ok()).unwrap_or(4_000);
+    let page = (n / 500).max(1);
+    const THROTTLED: u32 = 1_000;
+    let mut w = World::new();
+    let mut job = support::JobFixture::new("job-load", "Completed");
+    job.page_size = page;
+    w.add_job(job);
+    for i in 0..n {
+        w.add_artifact("job-load", &format!("outputs/d{:03}/f{i:05}.txt", i / 100), text(&format!("file {i}\n")));
+    }
+    let env = TestEnv::new(w);
+    // 1,000 throttled answers: 5 in a row for every 100th file (each file has 10 attempts).
+    for i in (0..n).step_by((n / (THROTTLED as usize / 5)).max(1)) {
+        let throttle = Fault::Status { code: 429, retry_after: Some("0".into()) };
+        env.emu.add_fault(FaultRule::new(&format!("/f{i:05}.txt"), 5, throttle).method("GET"));
+    }
+    let started = Instant::now();
+    let (code, _, stderr, rss) =
+        run_measured(env.command(["download", "job-load", "--parallel", "16"]), Duration::from_secs(120));
+    let secs = started.elapsed().as_secs_f64();
+    assert_eq!(code, 0, "{stderr}");
+    let dest = env.dest("job-load");
+    let got = files_under(&dest);
+    assert_eq!(got.len(), n, "files lost");
+    for i in (0..n).step_by(97) {
+        let p = format!("outputs/d{:03}/f{i:05}.txt", i / 100);
+        harness::assert_bytes(&dest.join("artifacts").join(&p), format!("file {i}\n").as_bytes());
+    }
+    let reqs = env.requests();
+    let blob_gets = reqs.iter().filter(|r| r.is_blob()).count();
+    let metadata = reqs.len() - blob_gets;
+    let minimum = n + THROTTLED as usize;
+    eprintln!(
+        "load: {n} files in {secs:.1}s ({:.0} files/s), peak RSS {} MiB, {blob_gets} blob requests \
+         (minimum {minimum} with {THROTTLED} 429s), {metadata} metadata requests",
+        n as f64 / secs,
+        rss / 1024
+    );
+    assert!(blob_gets <= minimum + n / 100, "retry storm: {blob_gets} blob requests for {minimum}");
+    assert!(metadata <= 2 * n.div_ceil(page) + 20, "{metadata} metadata requests");
+    assert!(rss < 512 * 1024, "peak RSS {rss} KiB");
 }
 
 // ---------------------------------------------------------------------------------------------
