@@ -451,6 +451,144 @@ fn etag_changing_mid_download_restarts_and_ends_exact() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// The fault matrix: every scripted misbehaviour, on a chunked, a streamed and a small file and on
+// the metadata calls, with the invariants checked while jobdl runs and after it exits.
+
+fn matrix_world() -> World {
+    world(vec![
+        ("outputs/big.bin", BlobFixture::generated(18 * MIB + 11, 21)),
+        ("outputs/mid.bin", BlobFixture::generated(3 * MIB + 5, 22)),
+        ("logs/small.txt", text("small\n")),
+        ("logs/slow.txt", BlobFixture::generated(3000, 23)),
+    ])
+}
+
+/// Runs `download` with `fault` on the first `times` requests matching `target`; checks the exit
+/// code, the files, the output and where requests went.
+fn matrix_case(target: &str, fault: Fault, times: u32, extra: &[&str], code: i32) {
+    let sentinel = Sentinel::start();
+    let env = TestEnv::new(matrix_world());
+    let fault = match fault {
+        Fault::Redirect(path) => Fault::Redirect(format!("http://127.0.0.2:{}{path}", sentinel.port)),
+        other => other,
+    };
+    env.emu.add_fault(FaultRule::new(target, times, fault));
+    let dest = env.dest(JOB);
+    let watcher = FinalWatcher::start(dest.clone(), expected_finals(&env, JOB));
+    let mut args = vec!["download", JOB, "-vvv", "--json"];
+    args.extend_from_slice(extra);
+    let run = env.run(&args);
+    let scans = watcher.finish();
+    assert!(scans > 0);
+    assert_clean_output(&run);
+    run.expect_code(code);
+    if code == 0 || code == 6 {
+        let files = run.doc()["files"].as_array().expect("files").clone();
+        assert_eq!(files.len(), 4, "{run}");
+        for f in &files {
+            let path = f["path"].as_str().expect("path");
+            let final_path = dest.join(path);
+            if f["result"] == "downloaded" {
+                let rel = path.strip_prefix("artifacts/").expect("artifacts/");
+                assert_blob_file(&final_path, env.artifact(JOB, rel));
+            } else {
+                assert!(code == 6, "{run}");
+                assert!(!final_path.exists(), "a failed file under its final name: {path}");
+                assert!(path.contains(target.trim_start_matches('/')), "an innocent file failed: {path}\n{run}");
+            }
+        }
+        assert_finals_exact(&env, &dest, JOB);
+    }
+    if code == 0 {
+        assert!(working_files(&dest).is_empty(), "{:?}", working_files(&dest));
+    }
+    for rel in files_under(env.sandbox()) {
+        assert!(rel.starts_with("work/job-h/"), "written outside the destination: {rel}");
+    }
+    for r in env.requests().iter().filter(|r| r.is_blob()) {
+        assert_eq!(r.authorization, None, "Authorization sent with a SAS: {} {}", r.method, r.path);
+    }
+    std::thread::sleep(Duration::from_millis(20));
+    assert_eq!(sentinel.hits(), 0, "a request reached the foreign host");
+}
+
+fn status(code: u16, retry_after: Option<&str>) -> Fault {
+    Fault::Status { code, retry_after: retry_after.map(str::to_string) }
+}
+
+macro_rules! matrix {
+    ($($name:ident: $target:expr, $fault:expr, $times:expr, $extra:expr => $code:expr;)*) => {$(
+        #[test]
+        fn $name() {
+            matrix_case($target, $fault, $times, $extra, $code);
+        }
+    )*};
+}
+
+matrix! {
+    m_429_without_retry_after_big: "outputs/big.bin", status(429, None), 3, &[] => 0;
+    m_429_with_retry_after_mid: "outputs/mid.bin", status(429, Some("1")), 2, &[] => 0;
+    m_500_burst_small: "logs/small.txt", status(500, None), 4, &[] => 0;
+    m_502_burst_big: "outputs/big.bin", status(502, None), 4, &[] => 0;
+    m_503_burst_mid: "outputs/mid.bin", status(503, None), 4, &[] => 0;
+    m_504_burst_big: "outputs/big.bin", status(504, None), 4, &[] => 0;
+    m_endless_503_fails_one_file: "outputs/mid.bin", status(503, None), 1000, &["--retries", "3"] => 6;
+    m_reset_big: "outputs/big.bin", Fault::ResetAfter(100_000), 2, &[] => 0;
+    m_reset_mid: "outputs/mid.bin", Fault::ResetAfter(1000), 2, &[] => 0;
+    m_short_body_big: "outputs/big.bin", Fault::ShortBody(5000), 2, &[] => 0;
+    m_short_body_small: "logs/small.txt", Fault::ShortBody(2), 2, &[] => 0;
+    m_ignore_range_big: "outputs/big.bin", Fault::IgnoreRange, 1, &[] => 0;
+    m_ignore_range_mid: "outputs/mid.bin", Fault::IgnoreRange, 1, &[] => 0;
+    m_stall_past_idle_timeout: "outputs/mid.bin", Fault::Stall(Duration::from_secs(4)), 1, &["--idle-timeout", "1s"] => 0;
+    m_trickle_is_not_killed: "logs/slow.txt", Fault::Trickle { bytes: 500, every: Duration::from_millis(300) }, 1, &["--idle-timeout", "1s"] => 0;
+    m_wrong_etag_big: "outputs/big.bin", Fault::WrongEtag, 1, &[] => 0;
+    m_redirect_blob: "outputs/mid.bin", Fault::Redirect(format!("/{ACCOUNT}/azureml/x")), 1000, &[] => 6;
+    m_huge_error_body_small: "logs/small.txt", Fault::HugeBody { status: 503, len: 4 * MIB }, 2, &[] => 0;
+    m_job_503_burst: "/jobs/job-h", status(503, None), 3, &[] => 0;
+    m_job_429: "/jobs/job-h", status(429, Some("0")), 2, &[] => 0;
+    m_job_redirect: "/jobs/job-h", Fault::Redirect("/api/projects/proj-a/jobs/job-h".into()), 1000, &[] => 1;
+    m_listing_500_burst: "/artifacts", status(500, None), 3, &[] => 0;
+    m_listing_reset: "/artifacts", Fault::ResetAfter(10), 2, &[] => 0;
+    m_listing_huge_error: "/artifacts", Fault::HugeBody { status: 500, len: 4 * MIB }, 2, &[] => 0;
+    m_listing_redirect: "/artifacts", Fault::Redirect("/api/projects/proj-a/x".into()), 1000, &[] => 1;
+    m_listing_stall: "/artifacts", Fault::Stall(Duration::from_secs(4)), 1, &["--idle-timeout", "1s"] => 0;
+}
+
+#[test]
+fn wrong_md5_fails_the_file_and_keeps_the_others() {
+    let mut w = matrix_world();
+    w.add_artifact(JOB, "outputs/bad.bin", BlobFixture::generated(10 * MIB, 24).with_md5(support::Md5Mode::Wrong));
+    let env = TestEnv::new(w);
+    let dest = env.dest(JOB);
+    let watcher = FinalWatcher::start(dest.clone(), expected_finals(&env, JOB));
+    let run = env.run(&["download", JOB, "-vvv", "--json"]);
+    watcher.finish();
+    assert_clean_output(&run);
+    run.expect_code(6);
+    assert_eq!(run.entry("artifacts/outputs/bad.bin")["md5"], "mismatch", "{run}");
+    assert!(!dest.join("artifacts/outputs/bad.bin").exists());
+    for p in ["outputs/big.bin", "outputs/mid.bin", "logs/small.txt", "logs/slow.txt"] {
+        assert_blob_file(&dest.join("artifacts").join(p), env.artifact(JOB, p));
+    }
+}
+
+#[test]
+fn content_uri_on_a_foreign_host_is_never_contacted() {
+    let sentinel = Sentinel::start();
+    let mut w = matrix_world();
+    let foreign = format!("http://127.0.0.2:{}/{ACCOUNT}/azureml/x?sv=1&sig={BLOB_SIG}", sentinel.port);
+    w.push_artifact(JOB, "outputs/evil.txt", support::ContentUri::Raw(foreign));
+    let env = TestEnv::new(w);
+    let run = env.run(&["download", JOB, "-vvv", "--json"]);
+    assert_clean_output(&run);
+    run.expect_code(6);
+    assert_eq!(run.entry("artifacts/outputs/evil.txt")["result"], "failed", "{run}");
+    assert!(!env.dest(JOB).join("artifacts/outputs/evil.txt").exists());
+    std::thread::sleep(Duration::from_millis(20));
+    assert_eq!(sentinel.hits(), 0, "a request reached the foreign host");
+}
+
+// ---------------------------------------------------------------------------------------------
 // 3. Interruption
 
 #[test]

@@ -178,6 +178,8 @@ pub enum Fault {
     Raw { status: u16, content_type: String, body: Vec<u8> },
     /// Answer with this status and a streamed body of `len` filler bytes (a huge error body).
     HugeBody { status: u16, len: u64 },
+    /// Send the body `bytes` at a time with `every` between pieces: slow, but making progress.
+    Trickle { bytes: usize, every: Duration },
 }
 
 /// The running emulator; shuts down on [`Emulator::stop`] or drop.
@@ -553,6 +555,7 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
         Some(Fault::ResetAfter(n)) => Reply { body: cut_body(reply.body, n, true), ..reply },
         Some(Fault::ShortBody(n)) => Reply { body: cut_body(reply.body, n, false), ..reply },
         Some(Fault::Stall(pause)) => Reply { body: stall_body(reply.body, pause), ..reply },
+        Some(Fault::Trickle { bytes, every }) => Reply { body: trickle_body(reply.body, bytes, every), ..reply },
         _ => reply,
     };
     lock(&shared.log).push(incoming.log_entry(reply.status));
@@ -638,6 +641,24 @@ fn huge_body(status: u16, len: u64) -> Reply {
         len,
         body,
     }
+}
+
+fn trickle_body(body: BodyStream, bytes: usize, every: Duration) -> BodyStream {
+    let bytes = bytes.max(1);
+    body.flat_map(move |item| {
+        let pieces: Vec<io::Result<Bytes>> = match item {
+            Ok(chunk) => {
+                (0..chunk.len()).step_by(bytes).map(|i| Ok(chunk.slice(i..(i + bytes).min(chunk.len())))).collect()
+            }
+            Err(err) => vec![Err(err)],
+        };
+        stream::iter(pieces)
+    })
+    .then(move |item| async move {
+        tokio::time::sleep(every).await;
+        item
+    })
+    .boxed()
 }
 
 fn stall_body(body: BodyStream, pause: Duration) -> BodyStream {
