@@ -588,6 +588,51 @@ fn content_uri_on_a_foreign_host_is_never_contacted() {
     assert_eq!(sentinel.hits(), 0, "a request reached the foreign host");
 }
 
+/// An artifacts page with no items whose `nextLink` is `next`.
+fn foreign_next_page(next: &str) -> Fault {
+    let body = serde_json::json!({"value": [], "continuationToken": null, "nextLink": next});
+    Fault::Raw { status: 200, content_type: "application/json".into(), body: body.to_string().into_bytes() }
+}
+
+#[test]
+fn next_link_on_a_foreign_host_is_never_followed() {
+    let sentinel = Sentinel::start();
+    for next in [
+        format!("http://127.0.0.2:{}/api/projects/proj-a/jobs/job-h/x?sig={BLOB_SIG}", sentinel.port),
+        "http://metadata.invalid/metadata/identity/oauth2/token".to_string(),
+        "https://attacker.invalid/artifacts?page=2".to_string(),
+    ] {
+        let env = TestEnv::new(matrix_world());
+        env.emu.add_fault(FaultRule::new("/artifacts", 1000, foreign_next_page(&next)));
+        let run = env.run(&["download", JOB, "-vvv"]);
+        assert_clean_output(&run);
+        run.expect_code(1);
+        assert!(run.stderr.contains("nextLink"), "{run}");
+        assert!(!env.requests().iter().any(|r| r.is_blob()), "blobs fetched after a refused page");
+        assert!(!env.dest(JOB).exists() || files_under(&env.dest(JOB)).is_empty(), "{run}");
+    }
+    std::thread::sleep(Duration::from_millis(20));
+    assert_eq!(sentinel.hits(), 0, "a request reached the foreign host");
+}
+
+#[test]
+fn list_blobs_marker_that_repeats_forever_stops() {
+    let env = TestEnv::new(cp_world());
+    let body = String::from_utf8(listing("c1", &[("p/ok.txt", 3)]))
+        .expect("utf8")
+        .replace("<NextMarker />", "<NextMarker>2!c2FtZQ--</NextMarker>");
+    let fault = Fault::Raw { status: 200, content_type: "application/xml".into(), body: body.into_bytes() };
+    env.emu.add_fault(FaultRule::new("/c1", 100_000, fault).query("comp=list"));
+    let url = env.emu.container_sas_url("c1", "p");
+    let run = env.run(&["cp", &url, "out", "-vvv"]);
+    assert_clean_output(&run);
+    run.expect_code(1);
+    assert!(run.elapsed < Duration::from_secs(15), "{run}");
+    let listings = env.requests().iter().filter(|r| r.query.contains("comp=list")).count();
+    assert!(listings <= 3, "{listings} listing calls for a repeating marker");
+    assert!(run.stderr.contains("repeated"), "{run}");
+}
+
 // ---------------------------------------------------------------------------------------------
 // 3. Interruption
 
