@@ -249,17 +249,12 @@ fn read_only_destination_fails_cleanly() {
     }
 }
 
-#[test]
-fn full_disk_fails_the_big_file_only() {
-    let env = TestEnv::new(world(vec![
-        ("outputs/big.bin", BlobFixture::generated(3 * MIB + 17, 3)),
-        ("logs/small.txt", text("small\n")),
-    ]));
-    let mut cmd = env.command(["download", JOB, "-vvv"]);
+/// `cmd` with RLIMIT_FSIZE = `limit` bytes (SIGXFSZ ignored, so writes fail with EFBIG).
+fn with_file_size_limit(cmd: &mut Command, limit: u64) {
     // SAFETY: only async-signal-safe calls (setrlimit, signal) between fork and exec.
     unsafe {
-        cmd.pre_exec(|| {
-            let lim = libc::rlimit { rlim_cur: MIB, rlim_max: MIB };
+        cmd.pre_exec(move || {
+            let lim = libc::rlimit { rlim_cur: limit, rlim_max: limit };
             if libc::setrlimit(libc::RLIMIT_FSIZE, &lim) != 0 {
                 return Err(std::io::Error::last_os_error());
             }
@@ -267,14 +262,39 @@ fn full_disk_fails_the_big_file_only() {
             Ok(())
         });
     }
-    let run = env.run_cmd(cmd);
-    assert_clean_output(&run);
-    run.expect_code(6);
-    let dest = env.dest(JOB);
-    assert!(!dest.join("artifacts/outputs/big.bin").exists(), "a partial file under the final name\n{run}");
-    assert_blob_file(&dest.join("artifacts/logs/small.txt"), env.artifact(JOB, "logs/small.txt"));
-    assert!(run.stderr.contains("big.bin"), "the error does not name the path\n{run}");
-    assert_finals_exact(&env, &dest, JOB);
+}
+
+#[test]
+fn full_disk_fails_the_big_file_only() {
+    // A streamed file (3 MiB), a chunked one (20 MiB) and small files sharing one barrier.
+    for (big, limit) in [(3 * MIB + 17, MIB), (20 * MIB + 1, MIB), (200 * 1024, 100 * 1024)] {
+        let env = TestEnv::new(world(vec![
+            ("outputs/big.bin", BlobFixture::generated(big, 3)),
+            ("logs/small.txt", text("small\n")),
+            ("logs/small2.txt", text("small 2\n")),
+        ]));
+        let mut cmd = env.command(["download", JOB, "-vvv"]);
+        with_file_size_limit(&mut cmd, limit);
+        let watcher = FinalWatcher::start(env.dest(JOB), expected_finals(&env, JOB));
+        let run = env.run_cmd(cmd);
+        watcher.finish();
+        assert_clean_output(&run);
+        run.expect_code(6);
+        let dest = env.dest(JOB);
+        assert!(!dest.join("artifacts/outputs/big.bin").exists(), "a partial file under the final name\n{run}");
+        for p in ["logs/small.txt", "logs/small2.txt"] {
+            assert_blob_file(&dest.join("artifacts").join(p), env.artifact(JOB, p));
+        }
+        assert!(run.stderr.contains("big.bin"), "the error does not name the path\n{run}");
+        assert!(run.stderr.contains("File too large"), "the error does not say why\n{run}");
+        assert_finals_exact(&env, &dest, JOB);
+
+        // Space again: the rerun completes.
+        let rerun = env.run(&["download", JOB]);
+        rerun.expect_code(0);
+        assert_blob_file(&dest.join("artifacts/outputs/big.bin"), env.artifact(JOB, "outputs/big.bin"));
+        assert!(working_files(&dest).is_empty());
+    }
 }
 
 #[test]
@@ -631,6 +651,63 @@ fn list_blobs_marker_that_repeats_forever_stops() {
     let listings = env.requests().iter().filter(|r| r.query.contains("comp=list")).count();
     assert!(listings <= 3, "{listings} listing calls for a repeating marker");
     assert!(run.stderr.contains("repeated"), "{run}");
+}
+
+#[test]
+fn more_hostile_names_stay_inside_or_fail() {
+    let long = "n".repeat(300);
+    let refused = [
+        "".to_string(),
+        ".".to_string(),
+        "a/./b.txt".to_string(),
+        "a//b.txt".to_string(),
+        format!("outputs/{long}.txt"),
+        ".jobdl/lock".to_string(),
+        "outputs/.ok.txt.jobdl-part".to_string(),
+        "outputs/trail/".to_string(),
+        "outputs/nul\u{0}.txt".to_string(),
+        "..".to_string(),
+        "outputs/%2e%2e/../../up.txt".to_string(),
+    ];
+    let accepted = ["outputs/%2e%2e/lit.txt", "outputs/Case.txt", "ok.txt"];
+    let mut w = world(vec![]);
+    for (i, path) in refused.iter().enumerate() {
+        let name = support::artifact_blob_name(JOB, &format!("hostile-{i}"));
+        w.add_blob(support::ARTIFACT_CONTAINER, &name, text("hostile\n"));
+        let uri = support::ContentUri::Blob { container: support::ARTIFACT_CONTAINER.into(), name };
+        w.push_artifact(JOB, path, uri);
+    }
+    for path in accepted {
+        w.add_artifact(JOB, path, text(&format!("{path}\n")));
+    }
+    // Differs from `Case.txt` only in case: refused, so a case-insensitive disk never mixes them.
+    w.add_artifact(JOB, "outputs/case.txt", text("lower\n"));
+    let env = TestEnv::new(w);
+    let run = env.run(&["download", JOB, "-vvv", "--json"]);
+    assert_clean_output(&run);
+    run.expect_code(6);
+    let dest = env.dest(JOB);
+    for path in accepted {
+        harness::assert_bytes(&dest.join("artifacts").join(path), format!("{path}\n").as_bytes());
+    }
+    let files = run.doc()["files"].as_array().expect("files");
+    let failed: Vec<&str> =
+        files.iter().filter(|f| f["result"] == "failed").filter_map(|f| f["path"].as_str()).collect();
+    // A control character is shown escaped (`\\0`) in the report.
+    assert!(failed.iter().any(|p| p.starts_with("artifacts/outputs/nul")), "{run}");
+    let plain = refused.iter().filter(|p| !p.is_empty() && !p.contains('\0')).map(String::as_str);
+    for path in plain.chain(["outputs/case.txt"]) {
+        assert!(failed.contains(&format!("artifacts/{path}").as_str()), "{path:?} did not fail\n{run}");
+    }
+    // The empty path is either a failed entry or not a file at all; never written.
+    assert!(failed.len() >= refused.len(), "{run}");
+    let mut want: Vec<String> = accepted.iter().map(|p| format!("artifacts/{p}")).collect();
+    want.sort();
+    let got: Vec<String> = files_under(&dest).into_iter().filter(|p| !p.starts_with(".jobdl/")).collect();
+    assert_eq!(got, want, "{run}");
+    for rel in files_under(env.sandbox()) {
+        assert!(rel.starts_with("work/job-h/"), "written outside the destination: {rel}");
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
