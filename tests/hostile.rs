@@ -845,9 +845,9 @@ fn sigkill_at_random_points_then_a_rerun_completes_exact() {
 
 #[test]
 fn many_small_files_across_many_pages_with_a_burst_of_429s() {
-    // 4,000 files over 500 pages by default (about 15 s in a debug build); set
+    // 10,000 files over 500 pages by default (about 6 s in a debug build); set
     // JOBDL_LOAD_FILES=20000 (or 50000) for the long run.
-    let n: usize = std::env::var("JOBDL_LOAD_FILES").ok().and_then(|v| v.parse().ok()).unwrap_or(4_000);
+    let n: usize = std::env::var("JOBDL_LOAD_FILES").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000);
     let page = (n / 500).max(1);
     const THROTTLED: u32 = 1_000;
     let mut w = World::new();

@@ -1000,13 +1000,10 @@ fn prefix_contentinfo(shared: &Shared, incoming: &Incoming, job: &JobFixture) ->
     let Some(prefix) = incoming.param("path").filter(|p| !p.is_empty()) else {
         return history_error(StatusCode::BAD_REQUEST, "BadRequest", "path is required");
     };
-    // A plain string prefix: `log` also matches `logs/...`.
-    let items: Vec<Value> = job
-        .artifacts
-        .iter()
-        .filter(|a| a.path.starts_with(&prefix))
-        .filter_map(|a| Some(content_item(job, &a.path, content_uri(shared, job, a, false)?)))
-        .collect();
+    // A plain string prefix: `log` also matches `logs/...`. Items without a content URI here
+    // (`Missing`) are left out; only the page's items are rendered (big listings stay linear).
+    let items: Vec<&ArtifactFixture> =
+        job.artifacts.iter().filter(|a| a.path.starts_with(&prefix) && a.content_uri != ContentUri::Missing).collect();
     let start = match incoming.param("continuationToken").as_deref() {
         None | Some("") => 0,
         Some(t) => match decode_cursor(t) {
@@ -1016,8 +1013,12 @@ fn prefix_contentinfo(shared: &Shared, incoming: &Incoming, job: &JobFixture) ->
     };
     let size = job.page_size.max(1);
     let next = (start + size < items.len()).then(|| encode_cursor(Cursor::At(start + size)));
+    let value: Vec<Value> = page(&items, start, size)
+        .into_iter()
+        .filter_map(|a| Some(content_item(job, &a.path, content_uri(shared, job, a, false)?)))
+        .collect();
     let body = json!({
-        "value": page(&items, start, size),
+        "value": value,
         "continuationToken": next,
         "nextLink": null,
     });
