@@ -840,6 +840,51 @@ fn sigkill_at_random_points_then_a_rerun_completes_exact() {
     assert!(working_files(&dest).is_empty(), "{:?}", working_files(&dest));
 }
 
+#[test]
+fn sigterm_and_sigint_at_random_points_exit_130_or_finish() {
+    let mut files: Vec<(String, BlobFixture)> =
+        (0..30).map(|i| (format!("logs/f{i:02}.txt"), text(&format!("{i}\n")))).collect();
+    files.push(("outputs/big.bin".into(), BlobFixture::generated(22 * MIB + 9, 18)));
+    files.push(("outputs/mid.bin".into(), BlobFixture::generated(2 * MIB + 3, 19)));
+    let env = TestEnv::new(world(files.iter().map(|(p, b)| (p.as_str(), b.clone())).collect()));
+    let dest = env.dest(JOB);
+    let watcher = FinalWatcher::start(dest.clone(), expected_finals(&env, JOB));
+    let mut seed = 0x2545_F491_u64;
+    let mut interrupted = 0;
+    for round in 0..8 {
+        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        let delay = Duration::from_millis(5 + (seed >> 33) % 300);
+        let mut running = env.spawn(env.command(["download", JOB, "--json"]));
+        std::thread::sleep(delay);
+        if running.finished() {
+            let run = running.wait(Duration::from_secs(10));
+            run.expect_code(0);
+            // Start over, so later rounds interrupt real work again.
+            std::fs::remove_dir_all(&dest).expect("clear destination");
+            continue;
+        }
+        running.signal(if round % 2 == 0 { libc::SIGTERM } else { libc::SIGINT });
+        let run = running.wait(Duration::from_secs(15));
+        assert_clean_output(&run);
+        assert!(run.code == 130 || run.code == 0, "after {delay:?}: {run}");
+        if run.code == 130 {
+            interrupted += 1;
+            if let Some(doc) = &run.json {
+                assert_eq!(doc["totals"]["interrupted"], true, "{run}");
+            }
+        }
+    }
+    let rerun = env.run(&["download", JOB]);
+    watcher.finish();
+    rerun.expect_code(0);
+    eprintln!("signals: {interrupted} of 8 runs interrupted");
+    assert!(interrupted > 0, "no run was ever interrupted");
+    for (p, blob) in &files {
+        assert_blob_file(&dest.join("artifacts").join(p), blob);
+    }
+    assert!(working_files(&dest).is_empty());
+}
+
 // ---------------------------------------------------------------------------------------------
 // 5. Load
 
