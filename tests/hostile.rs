@@ -401,6 +401,39 @@ fn body_longer_than_the_announced_size_is_rejected() {
 }
 
 #[test]
+fn cp_under_hostile_answers_leaks_nothing() {
+    let sentinel = Sentinel::start();
+    let redirect = format!("http://127.0.0.2:{}/{ACCOUNT}/c1/p/ok.txt?sig={BLOB_SIG}", sentinel.port);
+    let cases: Vec<(FaultRule, bool, i32)> = vec![
+        // One blob: its properties call is the call everything depends on.
+        (FaultRule::new("/c1/p/ok.txt", 1000, Fault::Redirect(redirect.clone())), true, 1),
+        (FaultRule::new("/c1", 1000, Fault::Redirect(redirect)).query("comp=list"), false, 1),
+        (FaultRule::new("/c1", 1000, Fault::HugeBody { status: 500, len: 4 * MIB }).query("comp=list"), false, 1),
+        (FaultRule::new("/c1", 1000, status(403, None)).query("comp=list"), false, 3),
+        (FaultRule::new("/c1/p/ok.txt", 1000, status(403, None)), true, 3),
+        (FaultRule::new("/c1/p/ok.txt", 1000, Fault::Redirect("http://x.invalid/".into())).method("GET"), false, 6),
+    ];
+    for (rule, blob_sas, code) in cases {
+        let env = TestEnv::new(cp_world());
+        env.emu.add_fault(rule);
+        let url = if blob_sas { env.emu.blob_sas_url("c1", "p/ok.txt") } else { env.emu.container_sas_url("c1", "p") };
+        let run = env.run(&["cp", &url, "out", "-vvv", "--retries", "2"]);
+        assert_clean_output(&run);
+        run.expect_code(code);
+        let out = env.work().join("out");
+        assert!(!out.join("ok.txt").exists(), "{run}");
+        for rel in files_under(env.sandbox()) {
+            assert!(rel.starts_with("work/out/"), "written outside the destination: {rel}");
+        }
+        for r in env.requests() {
+            assert_eq!(r.authorization, None, "Authorization sent with a SAS: {} {}", r.method, r.path);
+        }
+    }
+    std::thread::sleep(Duration::from_millis(20));
+    assert_eq!(sentinel.hits(), 0, "a request reached the foreign host");
+}
+
+#[test]
 fn malformed_list_xml_is_a_clear_error() {
     let env = TestEnv::new(cp_world());
     let body = b"<?xml version=\"1.0\"?><EnumerationResults><Blobs><Blob><Name>p/a".to_vec();
