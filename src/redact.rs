@@ -40,6 +40,8 @@ pub fn redact(text: &str) -> String {
             let mut j = i + name_len + 1;
             while j < text.len()
                 && !matches!(bytes[j], b'&' | b' ' | b'\t' | b'\n' | b'"' | b'\'' | b')' | b'>' | b',' | b';')
+                // A colon ends the value when the message goes on after it ("…sig=x: reset").
+                && !(bytes[j] == b':' && bytes.get(j + 1).is_none_or(|b| b.is_ascii_whitespace()))
             {
                 j += 1;
             }
@@ -118,6 +120,8 @@ mod tests {
         let r = redact(s);
         assert!(!r.contains("SECRET"), "{r}");
         assert!(r.contains("sp=r"));
+        assert_eq!(redact("GET x?sig=abc: connection reset"), "GET x?sig=REDACTED: connection reset");
+        assert_eq!(redact("x?sig=a:b"), "x?sig=REDACTED", "a colon inside the value is part of it");
         let b = redact("header Authorization: Bearer eyJ0eXAi.abc.def was sent");
         assert!(!b.contains("eyJ0"), "{b}");
     }

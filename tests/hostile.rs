@@ -212,7 +212,7 @@ fn destination_that_is_a_file_is_refused_and_left_alone() {
     std::fs::write(&dest, b"keep me\n").expect("write the obstacle");
     let run = env.run(&["download", JOB, "-vvv"]);
     assert_clean_output(&run);
-    assert!(run.code != 0 && run.code != 130, "{run}");
+    assert_eq!(run.code, 2, "a destination that is a file is a usage error\n{run}");
     assert!(run.stderr.contains(JOB), "the error does not name the path\n{run}");
     assert_eq!(std::fs::read(&dest).expect("obstacle"), b"keep me\n");
     assert_eq!(files_under(env.sandbox()), harness::payload(["work/job-h"]));

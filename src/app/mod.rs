@@ -83,7 +83,7 @@ pub(crate) async fn execute(
     let Session { common, client, printer, started, cancel } = session;
     match std::fs::symlink_metadata(root) {
         Ok(_) if !root.is_dir() => {
-            return Err(Error::Io(format!("destination {} exists and is not a directory", root.display())));
+            return Err(Error::usage(format!("destination {} exists and is not a directory", root.display())));
         }
         Ok(_) => {}
         Err(_) => std::fs::create_dir_all(root)
