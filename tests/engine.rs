@@ -140,3 +140,33 @@ fn a_second_run_waits_for_the_lock_with_lock_timeout() {
     assert_eq!(first.status.code(), Some(0), "{}", String::from_utf8_lossy(&first.stderr));
     assert_exact(&emu, &t.path().join("job-e"), "outputs/big.bin");
 }
+
+#[test]
+fn connection_refused_is_retried_then_fails_only_that_file() {
+    // A loopback port with nothing listening: bind, note the port, close.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+    let mut w = world();
+    w.push_artifact(
+        "job-e",
+        "outputs/refused.bin",
+        support::ContentUri::Raw(format!(
+            "http://127.0.0.1:{port}/devstoreaccount1/azureml/refused.bin?sv=1&sig=REFUSEDSIG"
+        )),
+    );
+    let emu = Emulator::start(w);
+    let t = tempfile::tempdir().expect("tempdir");
+    let allow = format!("127.0.0.1:{port}");
+    let out = run(&emu, t.path(), &["download", "job-e", "--json", "--retries", "3", "--allow-host", &allow, "-vv"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(6), "{stderr}");
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let refused = doc["files"].as_array().expect("files").iter().find(|f| f["path"] == "artifacts/outputs/refused.bin");
+    let refused = refused.expect("entry for the refused file");
+    assert_eq!(refused["result"], "failed");
+    let err = refused["error"].as_str().unwrap_or("");
+    assert!(err.contains("connection failed") && err.contains("after 3 attempts"), "{err}");
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("REFUSEDSIG") && !stderr.contains("REFUSEDSIG"));
+    assert_exact(&emu, &t.path().join("job-e"), "outputs/big.bin");
+    assert_exact(&emu, &t.path().join("job-e"), "logs/small.txt");
+    assert!(!t.path().join("job-e/artifacts/outputs/refused.bin").exists());
+}
