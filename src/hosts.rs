@@ -464,13 +464,13 @@ mod tests {
 
     #[test]
     fn listed_hosts_and_loopback_http() {
-        let a = public(&["127.0.0.1:10000", "localhost:8080", "[::1]:9000", "storage.example.com", "10.0.0.5:443"]);
+        let a = public(&["127.0.0.1:10000", "localhost:8080", "[::1]:9000", "storage.example.com", "192.0.2.5:443"]);
         assert!(a.check_storage(&u("http://127.0.0.1:10000/devstoreaccount1/c")).is_ok());
         assert!(a.is_listed(&u("http://127.0.0.1:10000/x")));
         assert!(a.check_storage(&u("http://localhost:8080/a/c")).is_ok());
         assert!(a.check_storage(&u("http://[::1]:9000/a/c")).is_ok());
         assert!(a.check_storage(&u("https://Storage.Example.COM./c")).is_ok());
-        assert!(a.check_storage(&u("https://10.0.0.5/c")).is_ok());
+        assert!(a.check_storage(&u("https://192.0.2.5/c")).is_ok());
         // Not listed, wrong port, or http to a non-loopback host.
         let e = a.check_storage(&u("http://127.0.0.2:10000/a/c")).unwrap_err();
         assert!(e.contains("loopback"), "{e}");
@@ -479,7 +479,7 @@ mod tests {
         assert!(a.check_storage(&u("https://storage.example.com:8443/c")).is_err());
         assert!(a.check_storage(&u("http://storage.example.com/c")).is_err());
         assert!(!a.is_listed(&u("http://storage.example.com/c")));
-        assert!(a.check_storage(&u("http://10.0.0.5:443/c")).is_err());
+        assert!(a.check_storage(&u("http://192.0.2.5:443/c")).is_err());
         assert!(a.check_storage(&u("https://user@127.0.0.1:10000/c")).is_err());
         // A listed host is allowed for every kind of check.
         assert!(a.check_foundry(&u("https://storage.example.com/api/projects/p")).is_ok());
