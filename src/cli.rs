@@ -108,7 +108,7 @@ pub struct FilterArgs {
     pub exclude: Vec<String>,
 }
 
-/// Where the job lives (`ls`, `show`).
+/// The job and where it lives (every command that takes a job).
 #[derive(Debug, Args, Clone)]
 pub struct JobArgs {
     /// The job name (also its run id).
@@ -170,14 +170,8 @@ pub struct ShowArgs {
 impl LsArgs {
     /// The equivalent `download` arguments (nothing is downloaded).
     pub fn to_download(&self) -> DownloadArgs {
-        let j = &self.job;
         DownloadArgs {
-            job: j.job.clone(),
-            project_endpoint: j.project_endpoint.clone(),
-            subscription: j.subscription.clone(),
-            resource_group: j.resource_group.clone(),
-            workspace: j.workspace.clone(),
-            cloud: j.cloud.clone(),
+            target: self.job.clone(),
             outputs: self.outputs.clone(),
             all_outputs: self.all_outputs,
             path: None,
@@ -239,23 +233,9 @@ pub struct TransferArgs {
 /// `jobdl download`.
 #[derive(Debug, Args)]
 pub struct DownloadArgs {
-    /// The job name (also its run id).
-    pub job: String,
-    /// Azure AI Foundry project endpoint: https://<account>.services.ai.azure.com/api/projects/<project>.
-    #[arg(long, env = "AZURE_AI_PROJECT_ENDPOINT", value_name = "URL")]
-    pub project_endpoint: Option<String>,
-    /// Azure ML workspace: subscription ID (default: the Azure CLI's current subscription).
-    #[arg(short = 's', long, env = "AZURE_SUBSCRIPTION_ID", value_name = "ID", hide_env_values = true)]
-    pub subscription: Option<String>,
-    /// Azure ML workspace: resource group (default: `az configure --defaults group=...`).
-    #[arg(short = 'g', long, env = "AZURE_RESOURCE_GROUP", value_name = "NAME")]
-    pub resource_group: Option<String>,
-    /// Azure ML workspace name (default: `az configure --defaults workspace=...`).
-    #[arg(short = 'w', long, env = "AZUREML_WORKSPACE_NAME", value_name = "NAME")]
-    pub workspace: Option<String>,
-    /// Azure cloud: AzureCloud, AzureUSGovernment or AzureChinaCloud.
-    #[arg(long, env = "AZURE_CLOUD", value_name = "NAME", default_value = "AzureCloud")]
-    pub cloud: String,
+    /// The job and where it lives.
+    #[command(flatten)]
+    pub target: JobArgs,
     /// Download this named output (repeatable); `default` means the default artifacts.
     #[arg(long = "output", value_name = "NAME")]
     pub outputs: Vec<String>,

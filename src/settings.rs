@@ -1,6 +1,6 @@
 //! Flags + environment → one typed `Settings`. Bad input stops here with exit 2 and a message
 //! naming the field. Every environment variable jobdl reads is named in this file.
-use crate::cli::{DownloadArgs, TransferArgs};
+use crate::cli::{JobArgs, TransferArgs};
 use crate::error::Error;
 use crate::hosts::{AllowList, Cloud};
 use crate::provider::azureml::uri::WorkspaceRef;
@@ -209,7 +209,7 @@ pub fn default_subscription(bytes: &[u8]) -> Option<String> {
 /// Decide where the job lives: exactly one of the project endpoint and the workspace must
 /// resolve. The Azure CLI defaults fill in workspace fields not given by flag or environment;
 /// they never conflict with a project endpoint.
-pub fn job_source(args: &DownloadArgs, cli: &AzureCliDefaults) -> Result<JobSource, Error> {
+pub fn job_source(args: &JobArgs, cli: &AzureCliDefaults) -> Result<JobSource, Error> {
     let given = |v: &Option<String>| v.as_ref().map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
     if let Some(endpoint) = given(&args.project_endpoint) {
         if given(&args.workspace).is_some() {
@@ -265,11 +265,11 @@ mod tests {
     use super::*;
     use clap::Parser;
 
-    fn args(argv: &[&str]) -> DownloadArgs {
+    fn args(argv: &[&str]) -> JobArgs {
         let mut full = vec!["jobdl", "download", "job-1"];
         full.extend_from_slice(argv);
         match crate::cli::Cli::try_parse_from(full).unwrap().command {
-            crate::cli::Command::Download(a) => a,
+            crate::cli::Command::Download(a) => a.target,
             other => panic!("{other:?}"),
         }
     }

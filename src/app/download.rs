@@ -80,10 +80,10 @@ pub(crate) struct Located {
 
 /// Resolve settings and where the job lives (no network call yet).
 pub(crate) fn locate(args: &DownloadArgs) -> Result<Located, Error> {
-    let common = Common::resolve(&args.transfer, &args.cloud, args.skip_existing)?;
-    let cloud: Cloud = args.cloud.parse().map_err(Error::Usage)?;
-    let source = job_source(args, &AzureCliDefaults::load())?;
-    crate::safepath::safe_component(&args.job).map_err(|e| Error::usage(format!("invalid job name: {e}")))?;
+    let common = Common::resolve(&args.transfer, &args.target.cloud, args.skip_existing)?;
+    let cloud: Cloud = args.target.cloud.parse().map_err(Error::Usage)?;
+    let source = job_source(&args.target, &AzureCliDefaults::load())?;
+    crate::safepath::safe_component(&args.target.job).map_err(|e| Error::usage(format!("invalid job name: {e}")))?;
     let client = crate::http::build_client(common.idle_timeout).map_err(Error::Io)?;
     let tokens = TokenSource::from_env(common.access_token.clone(), &client, cloud);
     let meta = MetaClient::new(client.clone(), common.meta_retry.clone());
@@ -125,7 +125,7 @@ pub(crate) async fn resolve(
     let (printer, cancel) = (*printer, cancel.clone());
 
     // The gate runs before anything is written.
-    let job = gate(&provider, &args.job, args.wait, timeout, common.poll_interval, &printer, &cancel).await?;
+    let job = gate(&provider, &args.target.job, args.wait, timeout, common.poll_interval, &printer, &cancel).await?;
 
     // A reused pipeline step downloads from the run it reused; a sweep from its best child.
     let mut src = job.clone();
@@ -157,7 +157,7 @@ pub(crate) async fn resolve(
     }
 
     let wants = requested(args, &src)?;
-    let root = absolute(&args.path.clone().unwrap_or_else(|| args.job.clone().into()))?;
+    let root = absolute(&args.path.clone().unwrap_or_else(|| args.target.job.clone().into()))?;
     let names: Vec<String> =
         wants.iter().filter_map(|w| if let Want::Named(n) = w { Some(n.clone()) } else { None }).collect();
     if !names.is_empty() {

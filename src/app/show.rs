@@ -11,7 +11,7 @@ pub async fn show(args: ShowArgs, printer: Printer, cancel: CancellationToken) -
     let dl = args.to_download();
     let Located { provider, .. } = locate(&dl)?;
     let job = tokio::select! {
-        j = provider.get_job(&dl.job) => j?,
+        j = provider.get_job(&dl.target.job) => j?,
         _ = cancel.cancelled() => return Err(Error::Interrupted),
     };
     printer.show(&job);
