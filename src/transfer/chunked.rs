@@ -183,15 +183,10 @@ async fn fetch_chunk(
     let mut etag: Option<String> = etag.map(str::to_string);
     let mut md5 = None;
     while pos <= job.end {
-        let permit = ctx.conns.acquire().await.map_err(|_| Stop::Fail("cancelled".into()))?;
-        let (url, generation) = src.current();
-        let resp = match request(ctx, task, url, Some((pos, Some(job.end))), etag.as_deref()).send().await {
-            Ok(r) => r,
-            Err(e) => {
-                drop(permit);
-                backoff(ctx, task, &mut attempt, describe_transport(&e), None).await?;
-                continue;
-            }
+        let Some((resp, permit, generation)) =
+            send_attempt(ctx, src, Some((pos, Some(job.end))), etag.as_deref(), &mut attempt).await?
+        else {
+            continue;
         };
         let status = resp.status().as_u16();
         let h = resp.headers().clone();

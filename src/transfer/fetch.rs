@@ -305,6 +305,30 @@ pub(super) fn classify_status(task: &FileTask, status: u16, h: &HeaderMap) -> At
     }
 }
 
+/// One attempt's response, the connection permit it holds and the URL generation it used.
+pub(super) type Sent<'a> = (reqwest::Response, tokio::sync::SemaphorePermit<'a>, u32);
+
+/// Take a connection from the pool and send one GET of `range` pinned to `etag`. A transport
+/// error waits out its backoff and returns `None` (try again); exhausted attempts stop the file.
+pub(super) async fn send_attempt<'a>(
+    ctx: &'a Ctx,
+    src: &Source<'_>,
+    range: Option<(u64, Option<u64>)>,
+    etag: Option<&str>,
+    attempt: &mut u32,
+) -> Result<Option<Sent<'a>>, Stop> {
+    let permit = ctx.conns.acquire().await.map_err(|_| Stop::Fail("cancelled".into()))?;
+    let (url, generation) = src.current();
+    match request(ctx, src.task, url, range, etag).send().await {
+        Ok(r) => Ok(Some((r, permit, generation))),
+        Err(e) => {
+            drop(permit);
+            backoff(ctx, src.task, attempt, crate::http::describe_transport(&e), None).await?;
+            Ok(None)
+        }
+    }
+}
+
 /// After an unusable status: wait and return `Ok` to try again (a refused URL is refreshed once
 /// first), or say why the file stops.
 pub(super) async fn retry_or_stop(

@@ -55,16 +55,10 @@ pub(super) async fn fetch_stream(
         if total == Some(offset) && offset > 0 {
             break;
         }
-        let permit = ctx.conns.acquire().await.map_err(|_| Stop::Fail("cancelled".into()))?;
-        let range = (offset > 0).then_some((offset, None));
-        let (url, generation) = src.current();
-        let resp = match request(ctx, task, url, range, etag.as_deref()).send().await {
-            Ok(r) => r,
-            Err(e) => {
-                drop(permit);
-                backoff(ctx, task, &mut attempt, describe_transport(&e), None).await?;
-                continue;
-            }
+        let Some((resp, permit, generation)) =
+            send_attempt(ctx, src, (offset > 0).then_some((offset, None)), etag.as_deref(), &mut attempt).await?
+        else {
+            continue;
         };
         let status = resp.status().as_u16();
         let h = resp.headers().clone();
