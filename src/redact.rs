@@ -82,8 +82,9 @@ fn redact_bearer(s: &str) -> String {
     out
 }
 
-/// A URL for display: scheme, host, port and path, with the whole query dropped when it holds
-/// anything secret-looking (the simplest safe rule for storage URLs).
+/// A URL for display: scheme, host, port and path, without user info or fragment, and with the
+/// value of every secret query parameter replaced. The query is split on `&` exactly as a
+/// server splits it, so a value is redacted whole whatever characters it holds.
 pub fn url_for_display(url: &url::Url) -> String {
     let mut u = url.clone();
     let _ = u.set_username("");
@@ -91,12 +92,26 @@ pub fn url_for_display(url: &url::Url) -> String {
     u.set_fragment(None);
     match u.query() {
         Some(q) if !q.is_empty() => {
-            let q = redact(&format!("?{q}"));
+            let q = redact_query(q);
             u.set_query(None);
-            format!("{u}{q}")
+            redact_bearer(&format!("{u}?{q}"))
         }
         _ => u.to_string(),
     }
+}
+
+/// `a=1&sig=x;y&b` → `a=1&sig=REDACTED&b`: a secret parameter's value is replaced up to the next
+/// `&` (names compared case-insensitively, also in percent-encoded form).
+fn redact_query(q: &str) -> String {
+    q.split('&')
+        .map(|pair| {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            let decoded = percent_encoding::percent_decode_str(name).decode_utf8_lossy();
+            let secret = SECRET_PARAMS.iter().any(|p| p.eq_ignore_ascii_case(&decoded));
+            if secret && !value.is_empty() { format!("{name}=REDACTED") } else { pair.to_string() }
+        })
+        .collect::<Vec<_>>()
+        .join("&")
 }
 
 #[cfg(test)]
@@ -139,5 +154,20 @@ mod tests {
         let u = url::Url::parse("https://user:pw@h.example/p?sig=zzz&sv=1#frag").unwrap();
         let d = url_for_display(&u);
         assert!(!d.contains("zzz") && !d.contains("pw") && !d.contains("frag"), "{d}");
+    }
+
+    #[test]
+    fn url_display_redacts_whole_values() {
+        // Found by tests/fuzz.rs: a text scan stopped at `;` or `'` and showed the rest.
+        for (q, want) in [
+            ("sig=abc;def&sv=1", "sig=REDACTED&sv=1"),
+            ("sv=1&sig=ab'cd", "sv=1&sig=REDACTED"),
+            ("%73ig=abc&x=1", "%73ig=REDACTED&x=1"),
+            ("SIG=a&sig&sig=", "SIG=REDACTED&sig&sig="),
+            ("design=ok&sp=r", "design=ok&sp=r"),
+        ] {
+            let u = url::Url::parse(&format!("https://h.invalid/p?{q}")).unwrap();
+            assert_eq!(url_for_display(&u), format!("https://h.invalid/p?{want}"));
+        }
     }
 }

@@ -220,33 +220,53 @@ fn destination_that_is_a_file_is_refused_and_left_alone() {
 
 #[test]
 fn read_only_destination_fails_cleanly() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
     let env = TestEnv::new(world(vec![("outputs/a.txt", text("a\n")), ("logs/b.txt", text("b\n"))]));
     let dest = env.dest(JOB);
     std::fs::create_dir(&dest).expect("dest");
-    let blocked = if is_root() {
-        // chmod does not stop root: a file stands where the `artifacts/outputs` directory must go.
-        std::fs::create_dir(dest.join("artifacts")).expect("artifacts");
-        std::fs::write(dest.join("artifacts/outputs"), b"not a dir\n").expect("obstacle");
-        "artifacts/outputs"
-    } else {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(0o555)).expect("chmod");
-        JOB
-    };
-    let run = env.run(&["download", JOB, "-vvv"]);
-    if !is_root() {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(0o755)).expect("chmod back");
-    }
-    assert_clean_output(&run);
-    assert!(run.code != 0 && run.code != 130, "{run}");
-    assert!(run.stderr.contains(blocked), "the error does not name {blocked}\n{run}");
+    std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(0o555)).expect("chmod");
+    let mut cmd = env.command(["download", JOB, "-vvv"]);
     if is_root() {
-        assert_eq!(std::fs::read(dest.join("artifacts/outputs")).expect("obstacle"), b"not a dir\n");
-        assert_finals_exact(&env, &dest, JOB);
-    } else {
-        assert!(files_under(&dest).is_empty(), "{:?}", files_under(&dest));
+        // Permissions do not stop root: run jobdl as `nobody`, who may read the sandbox but not
+        // write the destination.
+        for dir in [env.sandbox().to_path_buf(), env.work(), harness_home(&cmd)] {
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).expect("open the sandbox");
+        }
+        cmd.uid(65534).gid(65534);
     }
+    let run = env.run_cmd(cmd);
+    std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(0o755)).expect("chmod back");
+    assert_clean_output(&run);
+    assert_eq!(run.code, 1, "a destination that cannot be written is an I/O error (exit 1)\n{run}");
+    assert!(run.stderr.contains(JOB), "the error does not name the destination\n{run}");
+    assert!(run.stderr.to_lowercase().contains("permission denied"), "the error does not say why\n{run}");
+    assert!(files_under(&dest).is_empty(), "{:?}", files_under(&dest));
+}
+
+/// The `HOME` the harness gives a command (its parent is the harness's private aux folder).
+fn harness_home(cmd: &Command) -> PathBuf {
+    let home = cmd
+        .get_envs()
+        .find(|(k, _)| *k == "HOME")
+        .and_then(|(_, v)| v)
+        .map(PathBuf::from)
+        .expect("the harness sets HOME");
+    home.parent().expect("aux dir").to_path_buf()
+}
+
+#[test]
+fn a_file_where_a_directory_must_go_fails_only_the_files_below_it() {
+    let env = TestEnv::new(world(vec![("outputs/a.txt", text("a\n")), ("logs/b.txt", text("b\n"))]));
+    let dest = env.dest(JOB);
+    std::fs::create_dir_all(dest.join("artifacts")).expect("artifacts");
+    std::fs::write(dest.join("artifacts/outputs"), b"not a dir\n").expect("obstacle");
+    let run = env.run(&["download", JOB, "-vvv"]);
+    assert_clean_output(&run);
+    assert_eq!(run.code, 6, "{run}");
+    assert!(run.stderr.contains("artifacts/outputs"), "the error does not name the obstacle\n{run}");
+    assert_eq!(std::fs::read(dest.join("artifacts/outputs")).expect("obstacle"), b"not a dir\n");
+    assert_finals_exact(&env, &dest, JOB);
 }
 
 /// `cmd` with RLIMIT_FSIZE = `limit` bytes (SIGXFSZ ignored, so writes fail with EFBIG).

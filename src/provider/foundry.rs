@@ -143,51 +143,18 @@ impl Foundry {
         let mut seen = HashSet::new();
         for _ in 0..MAX_PAGES {
             let page = self.get(url.clone()).await.map_err(|e| fatal(e, what))?;
-            if let Some(vals) = get_ci(&page, "value").and_then(Value::as_array) {
-                items.extend(vals.iter().cloned());
-            } else if !page.is_object() {
-                return Err(Error::Protocol(format!("{what}: malformed page (not an object)")));
-            }
-            if let Some(tok) = str_ci(&page, "continuationToken") {
-                if !seen.insert(format!("t:{tok}")) {
-                    return Err(Error::Protocol(format!(
-                        "{what}: the service repeated a continuation token; stopping"
-                    )));
+            let step = parse_page(&page, &first, &url).map_err(|e| Error::Protocol(format!("{what}: {e}")))?;
+            items.extend(step.items);
+            match step.next {
+                None => return Ok(items),
+                Some(next) => {
+                    if !seen.insert(next.to_string()) {
+                        return Err(Error::Protocol(format!(
+                            "{what}: the service repeated a continuation token or next link; stopping"
+                        )));
+                    }
+                    url = next;
                 }
-                let mut next = first.clone();
-                let q: Vec<(String, String)> = first
-                    .query_pairs()
-                    .filter(|(k, _)| k != "continuationToken")
-                    .map(|(k, v)| (k.into_owned(), v.into_owned()))
-                    .collect();
-                let mut qs = q.iter().map(|(k, v)| format!("{}={}", enc(k), enc(v))).collect::<Vec<_>>().join("&");
-                qs.push_str(&format!("&continuationToken={}", enc(tok)));
-                next.set_query(Some(&qs));
-                url = next;
-            } else if let Some(link) = str_ci(&page, "nextLink") {
-                let mut next = Url::parse(link).map_err(|_| Error::Protocol(format!("{what}: invalid nextLink")))?;
-                if next.scheme() != url.scheme()
-                    || next.host_str() != url.host_str()
-                    || next.port_or_known_default() != url.port_or_known_default()
-                {
-                    return Err(Error::Protocol(format!(
-                        "{what}: nextLink points to another host ({}); not following it",
-                        crate::redact::url_for_display(&next)
-                    )));
-                }
-                if !next.query_pairs().any(|(k, _)| k == "api-version") {
-                    let q = match next.query() {
-                        Some(q) if !q.is_empty() => format!("{q}&api-version={API_VERSION}"),
-                        _ => format!("api-version={API_VERSION}"),
-                    };
-                    next.set_query(Some(&q));
-                }
-                if !seen.insert(format!("l:{next}")) {
-                    return Err(Error::Protocol(format!("{what}: the service repeated a nextLink; stopping")));
-                }
-                url = next;
-            } else {
-                return Ok(items);
             }
         }
         Err(Error::Protocol(format!("{what}: more than {MAX_PAGES} pages; stopping")))
@@ -439,6 +406,60 @@ impl UrlRefresher for ContentRefresher {
             Some(fresh)
         })
     }
+}
+
+/// One page of a paged listing: its items and the next page's URL, if any.
+#[derive(Debug)]
+pub struct PageStep {
+    /// The page's `value` items (untrusted).
+    pub items: Vec<Value>,
+    /// Where the next page is: `first` with the page's `continuationToken`, or a `nextLink` on
+    /// the same scheme, host and port as `current`.
+    pub next: Option<Url>,
+}
+
+/// Read one page of a paged listing (§2.5). Pure, so the hostile-input tests can fuzz it: a
+/// page that is not an object, a `nextLink` that is not a URL or points to another host is an
+/// error; the returned next URL never leaves `current`'s origin.
+pub fn parse_page(page: &Value, first: &Url, current: &Url) -> Result<PageStep, String> {
+    let items = match get_ci(page, "value") {
+        Some(Value::Array(vals)) => vals.clone(),
+        _ if page.is_object() => Vec::new(),
+        _ => return Err("malformed page (not an object)".into()),
+    };
+    let next = if let Some(tok) = str_ci(page, "continuationToken") {
+        let mut next = first.clone();
+        let mut qs: Vec<String> = first
+            .query_pairs()
+            .filter(|(k, _)| k != "continuationToken")
+            .map(|(k, v)| format!("{}={}", enc(&k), enc(&v)))
+            .collect();
+        qs.push(format!("continuationToken={}", enc(tok)));
+        next.set_query(Some(&qs.join("&")));
+        Some(next)
+    } else if let Some(link) = str_ci(page, "nextLink") {
+        let mut next = Url::parse(link).map_err(|_| "invalid nextLink".to_string())?;
+        if next.scheme() != current.scheme()
+            || next.host_str() != current.host_str()
+            || next.port_or_known_default() != current.port_or_known_default()
+        {
+            return Err(format!(
+                "nextLink points to another host ({}); not following it",
+                crate::redact::url_for_display(&next)
+            ));
+        }
+        if !next.query_pairs().any(|(k, _)| k == "api-version") {
+            let q = match next.query() {
+                Some(q) if !q.is_empty() => format!("{q}&api-version={API_VERSION}"),
+                _ => format!("api-version={API_VERSION}"),
+            };
+            next.set_query(Some(&q));
+        }
+        Some(next)
+    } else {
+        None
+    };
+    Ok(PageStep { items, next })
 }
 
 /// Read the fields jobdl uses from a job envelope.
