@@ -204,7 +204,8 @@ impl ShowArgs {
 /// Options shared by every command that transfers files.
 #[derive(Debug, Args, Clone)]
 pub struct TransferArgs {
-    /// Files (and ranged chunks) in flight at once.
+    /// Connections (files and ranged chunks) in flight at once. Default: start at 8 and add
+    /// more, up to 32, while they bring more throughput (servers that cap each connection).
     #[arg(long, value_name = "N", env = "JOBDL_PARALLEL")]
     pub parallel: Option<usize>,
     /// Attempts per data request before a file fails (metadata calls: 5).

@@ -78,7 +78,13 @@ impl Common {
     /// Resolve the shared settings.
     pub fn resolve(args: &TransferArgs, cloud: &str, skip_existing: bool) -> Result<Common, Error> {
         let cloud: Cloud = cloud.parse().map_err(|e: String| Error::usage(format!("invalid --cloud: {e}")))?;
-        let parallel = args.parallel.unwrap_or(8);
+        let defaults = TransferConfig::default();
+        // A fixed --parallel is kept as given; by default the budget starts at 8 and may climb
+        // (transfer::adapt explains the numbers).
+        let (parallel, max_parallel) = match args.parallel {
+            Some(n) => (n, n),
+            None => (defaults.parallel, defaults.max_parallel),
+        };
         if parallel == 0 || parallel > 256 {
             return Err(Error::usage("--parallel must be between 1 and 256"));
         }
@@ -105,7 +111,7 @@ impl Common {
         }
         let allow = AllowList::new(cloud, &hosts).map_err(Error::Usage)?;
         Ok(Common {
-            transfer: TransferConfig { parallel, retry: base.clone(), skip_existing, ..TransferConfig::default() },
+            transfer: TransferConfig { parallel, max_parallel, retry: base.clone(), skip_existing, ..defaults },
             meta_retry: RetryConfig { attempts: META_ATTEMPTS.min(retries.max(1)).max(1), ..base },
             idle_timeout,
             lock_timeout: match &args.lock_timeout {

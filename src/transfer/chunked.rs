@@ -89,7 +89,8 @@ pub(super) async fn fetch_chunked(
     let next = AtomicUsize::new(0);
     let peers = CancellationToken::new();
     let progress = AtomicU64::new(0);
-    let workers = (ctx.cfg.parallel).min(todo.len()).max(1);
+    // As many workers as the budget may ever allow; each request still takes a connection.
+    let workers = ctx.budget.ceiling().min(todo.len()).max(1);
     let worker = || async {
         loop {
             let Some(&i) = todo.get(next.fetch_add(1, Ordering::Relaxed)) else { return Ok(()) };
@@ -242,6 +243,7 @@ async fn fetch_chunk(
                     }
                     writer.push(&bytes).await?;
                     ctx.reporter.bytes(&task.display, bytes.len() as u64);
+                    ctx.budget.bytes.fetch_add(bytes.len() as u64, Ordering::Relaxed);
                     progress.fetch_add(bytes.len() as u64, Ordering::Relaxed);
                 }
                 Ok(None) => break,

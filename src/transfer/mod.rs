@@ -1,6 +1,7 @@
 //! The transfer engine: moves bytes from URLs to files through one bounded pool of connections,
 //! with retries, ranged chunks, part files, verification and atomic publication.
 //! Provider-blind: it knows HTTP ranges and files, never Azure, never the terminal UI.
+pub mod adapt;
 mod chunked;
 mod fetch;
 mod hasher;
@@ -13,7 +14,6 @@ use crate::retry::RetryConfig;
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::Arc;
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 pub use verify::Md5Status;
@@ -91,8 +91,11 @@ pub struct FileOutcome {
 /// Engine settings.
 #[derive(Debug, Clone)]
 pub struct TransferConfig {
-    /// Connections in flight at once (files and chunks share this budget).
+    /// Connections in flight at the start (files and chunks share this budget).
     pub parallel: usize,
+    /// The most connections the budget may climb to while more connections bring more
+    /// throughput (see [`adapt`]); equal to `parallel` when the user fixed `--parallel`.
+    pub max_parallel: usize,
     /// Data-request retry policy.
     pub retry: RetryConfig,
     /// Files larger than this are fetched as parallel ranged chunks.
@@ -109,6 +112,7 @@ impl Default for TransferConfig {
         // benchmark kit's speed-limit downloader reaches this machine's disk limit with 8 × 8 MiB.
         TransferConfig {
             parallel: 8,
+            max_parallel: 32,
             retry: RetryConfig::default(),
             chunk_threshold: 32 << 20,
             chunk_size: 8 << 20,
@@ -146,7 +150,7 @@ pub struct RunOutcome {
 pub(crate) struct Ctx {
     pub client: reqwest::Client,
     pub cfg: TransferConfig,
-    pub conns: Semaphore,
+    pub budget: Arc<adapt::Budget>,
     pub reporter: Arc<dyn Reporter>,
     pub cancel: CancellationToken,
     pub publisher: publish::Publisher,
@@ -161,11 +165,14 @@ pub async fn run(
     cancel: CancellationToken,
 ) -> RunOutcome {
     use futures_util::StreamExt;
-    let parallel = cfg.parallel.max(1);
+    let budget = Arc::new(adapt::Budget::new(cfg.parallel, cfg.max_parallel));
+    let governor = cancel.child_token();
+    tokio::spawn(budget.clone().govern(cfg.parallel, governor.clone()));
+    let _stop_governor = governor.drop_guard();
     let ctx = Arc::new(Ctx {
         client: client.clone(),
         cfg: cfg.clone(),
-        conns: Semaphore::new(parallel),
+        budget: budget.clone(),
         reporter: reporter.clone(),
         cancel: cancel.clone(),
         publisher: publish::Publisher::start(),
@@ -189,7 +196,7 @@ pub async fn run(
                 Some(outcome)
             }
         })
-        .buffer_unordered(parallel * 2)
+        .buffer_unordered(budget.ceiling() * 2)
         .collect()
         .await;
     let interrupted = results.iter().any(Option::is_none) || cancel.is_cancelled();

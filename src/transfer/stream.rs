@@ -128,6 +128,7 @@ pub(super) async fn fetch_stream(
                     }
                     writer.push(&bytes).await?;
                     ctx.reporter.bytes(&task.display, bytes.len() as u64);
+                    ctx.budget.bytes.fetch_add(bytes.len() as u64, std::sync::atomic::Ordering::Relaxed);
                     *counted += bytes.len() as u64;
                 }
                 Ok(None) => break,

@@ -1,0 +1,217 @@
+//! The connection budget: how many requests are in flight at once, grown while more connections
+//! bring more throughput.
+//!
+//! Why adaptive: on this machine 8 connections already reach the disk's speed from an unthrottled
+//! server (W1: 1.00× the speed-limit downloader), and each connection costs ~1.6 MB (hyper's
+//! adaptive read buffer grows to ~400 KiB and two or three of them are alive per connection,
+//! plus our two 128 KiB write buffers), so 8 keeps a 4 GiB download under 32 MB. A server that caps each
+//! connection (64 MiB/s per connection in the benchmark kit, like many object stores and CDNs)
+//! needs 16–32 connections to fill the link. No fixed number serves both, so the budget starts
+//! at `start` and climbs: every [`TICK`] it compares throughput with the rate measured before
+//! the last step; a step that bought at least [`GAIN`] more is kept and a twice bigger one is
+//! tried (8 → 10 → 14 → 22 → 32); a step that did not is given back and the budget stays where
+//! it was. The first probe is small (+2) so that on a link that is already full it costs about
+//! 4 MB for half a second. It only climbs while requests are waiting for a connection
+//! (otherwise more connections cannot help).
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+use tokio::sync::{Semaphore, SemaphorePermit};
+use tokio_util::sync::CancellationToken;
+
+/// How often throughput is sampled.
+pub const TICK: Duration = Duration::from_millis(250);
+/// A step is kept when throughput grew by at least this factor.
+pub const GAIN: f64 = 1.15;
+/// Ticks after a change before its effect is judged (new connections must open and ramp up).
+const SETTLE_TICKS: u32 = 1;
+
+/// What the climber decided after one sample.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// Keep the budget.
+    Hold,
+    /// Add this many connections.
+    Grow(usize),
+    /// Take back this many connections (the last step did not pay) and stop climbing.
+    Shrink(usize),
+}
+
+/// Hill climbing on the connection count (pure, so it can be unit-tested).
+#[derive(Debug)]
+pub struct Climber {
+    level: usize,
+    ceiling: usize,
+    /// Rate before the pending step, and the step's size.
+    pending: Option<(f64, usize)>,
+    /// Size of the next step: small at first (a probe that does not pay costs little memory),
+    /// doubled after each step that paid, like TCP's slow start.
+    next_step: usize,
+    since_change: u32,
+    frozen: bool,
+}
+
+impl Climber {
+    /// Start at `start` connections, never above `ceiling`.
+    pub fn new(start: usize, ceiling: usize) -> Self {
+        let start = start.max(1);
+        let next_step = (start / 4).max(2);
+        Climber { level: start, ceiling: ceiling.max(start), pending: None, next_step, since_change: 0, frozen: false }
+    }
+
+    /// The current budget.
+    pub fn level(&self) -> usize {
+        self.level
+    }
+
+    /// One sample: `rate` (bytes/s over the last tick) and whether requests were waiting.
+    pub fn sample(&mut self, rate: f64, waiting: bool) -> Step {
+        self.since_change += 1;
+        if self.frozen || self.since_change <= SETTLE_TICKS {
+            return Step::Hold;
+        }
+        if let Some((before, step)) = self.pending.take() {
+            if rate < before * GAIN {
+                self.frozen = true;
+                self.level -= step;
+                self.since_change = 0;
+                return Step::Shrink(step);
+            }
+            self.next_step = step * 2;
+        }
+        if !waiting || self.level >= self.ceiling || rate <= 0.0 {
+            return Step::Hold;
+        }
+        let step = self.next_step.min(self.ceiling - self.level);
+        self.pending = Some((rate, step));
+        self.level += step;
+        self.since_change = 0;
+        Step::Grow(step)
+    }
+}
+
+/// The run's connection budget: a semaphore whose size the climber adjusts.
+pub(crate) struct Budget {
+    sem: Arc<Semaphore>,
+    waiting: AtomicUsize,
+    /// Payload bytes received (for the throughput samples).
+    pub bytes: AtomicU64,
+    ceiling: usize,
+}
+
+impl Budget {
+    /// A budget of `start` connections that may climb to `ceiling`.
+    pub fn new(start: usize, ceiling: usize) -> Self {
+        let start = start.max(1);
+        Budget {
+            sem: Arc::new(Semaphore::new(start)),
+            waiting: AtomicUsize::new(0),
+            bytes: AtomicU64::new(0),
+            ceiling: ceiling.max(start),
+        }
+    }
+
+    /// The most connections this run may use (sizes the worker pools).
+    pub fn ceiling(&self) -> usize {
+        self.ceiling
+    }
+
+    /// Take a connection (waits while all are in use). `None` once the run is closing.
+    pub async fn acquire(&self) -> Option<SemaphorePermit<'_>> {
+        self.waiting.fetch_add(1, Ordering::Relaxed);
+        let p = self.sem.acquire().await.ok();
+        self.waiting.fetch_sub(1, Ordering::Relaxed);
+        p
+    }
+
+    /// Climb while the run lasts (a no-op when the ceiling is the start).
+    pub async fn govern(self: Arc<Self>, start: usize, cancel: CancellationToken) {
+        if self.ceiling <= start.max(1) {
+            return;
+        }
+        let mut climber = Climber::new(start, self.ceiling);
+        let mut last = self.bytes.load(Ordering::Relaxed);
+        let mut clock = tokio::time::interval(TICK);
+        clock.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        clock.tick().await;
+        loop {
+            tokio::select! {
+                _ = clock.tick() => {}
+                _ = cancel.cancelled() => return,
+            }
+            let now = self.bytes.load(Ordering::Relaxed);
+            let rate = (now - last) as f64 / TICK.as_secs_f64();
+            last = now;
+            match climber.sample(rate, self.waiting.load(Ordering::Relaxed) > 0) {
+                Step::Hold => {}
+                Step::Grow(n) => {
+                    crate::log::log(
+                        2,
+                        format!("connections: {} (throughput {:.0} MiB/s)", climber.level(), rate / 1048576.0),
+                    );
+                    self.sem.add_permits(n);
+                }
+                Step::Shrink(n) => {
+                    crate::log::log(2, format!("connections: back to {} (the last step did not pay)", climber.level()));
+                    // Take the permits back as requests finish (FIFO: the next ones released).
+                    let sem = self.sem.clone();
+                    let n = u32::try_from(n).unwrap_or(u32::MAX);
+                    tokio::spawn(async move {
+                        if let Ok(p) = sem.acquire_many_owned(n).await {
+                            p.forget();
+                        }
+                    });
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(c: &mut Climber, rates: &[f64]) -> Vec<Step> {
+        rates.iter().map(|&r| c.sample(r, true)).collect()
+    }
+
+    #[test]
+    fn a_capped_server_climbs_to_the_ceiling_in_growing_steps() {
+        // Each connection gives 64 units: throughput follows the level.
+        let mut c = Climber::new(8, 32);
+        let mut grown = Vec::new();
+        for _ in 0..40 {
+            let rate = 64.0 * c.level() as f64;
+            if let Step::Grow(n) = c.sample(rate, true) {
+                grown.push(n);
+            }
+        }
+        assert_eq!(grown, [2, 4, 8, 10]);
+        assert_eq!(c.level(), 32);
+    }
+
+    #[test]
+    fn a_saturated_link_gives_the_step_back_and_stays() {
+        let mut c = Climber::new(8, 32);
+        let steps = run(&mut c, &[1000.0, 1000.0, 1010.0, 1020.0, 1000.0, 1000.0, 1000.0, 1000.0]);
+        assert_eq!(steps[1], Step::Grow(2), "{steps:?}");
+        assert_eq!(steps[3], Step::Shrink(2), "{steps:?}");
+        assert_eq!(c.level(), 8);
+        assert!(steps[4..].iter().all(|s| *s == Step::Hold), "{steps:?}");
+    }
+
+    #[test]
+    fn no_climb_without_waiting_requests_or_above_the_ceiling() {
+        let mut c = Climber::new(8, 32);
+        for _ in 0..10 {
+            assert_eq!(c.sample(500.0, false), Step::Hold);
+        }
+        let mut fixed = Climber::new(8, 8);
+        for _ in 0..10 {
+            assert_eq!(fixed.sample(500.0, true), Step::Hold);
+        }
+        // The last step is cut to fit under the ceiling.
+        let mut near = Climber::new(31, 32);
+        assert_eq!(run(&mut near, &[1.0, 1.0])[1], Step::Grow(1));
+    }
+}
