@@ -20,7 +20,7 @@ pub struct LsRow {
 }
 
 /// Write to stdout, ignoring a closed pipe (`jobdl ls | head`).
-fn out(text: &str) {
+pub(super) fn out(text: &str) {
     let mut o = std::io::stdout().lock();
     let _ = o.write_all(text.as_bytes());
     let _ = o.flush();
@@ -34,7 +34,7 @@ pub fn raw(bytes: &[u8]) {
 }
 
 /// Columns padded to their widest cell (the last one unpadded), two spaces apart.
-fn table(rows: &[Vec<String>]) -> String {
+pub(super) fn table(rows: &[Vec<String>]) -> String {
     let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
     let widths: Vec<usize> =
         (0..cols).map(|c| rows.iter().filter_map(|r| r.get(c)).map(|s| s.chars().count()).max().unwrap_or(0)).collect();
@@ -100,7 +100,7 @@ impl Printer {
             return;
         }
         for f in failures {
-            eprintln!("error: {}: {}", f.display, redact(&f.error));
+            eprintln!("{}", crate::log::paint(&format!("error: {}: {}", f.display, redact(&f.error))));
         }
         let mut t = vec![vec!["OUTPUT".to_string(), "PATH".into(), "SIZE".into(), "MD5".into()]];
         for r in rows {
