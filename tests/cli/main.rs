@@ -9,6 +9,7 @@ mod support;
 
 mod harness;
 
+mod config;
 mod cp;
 mod default_artifacts;
 mod faults;
