@@ -29,6 +29,9 @@ pub const ENV_RETRY_MAX_DELAY: &str = "JOBDL_RETRY_MAX_DELAY";
 /// Longest `Retry-After` honoured.
 pub const ENV_RETRY_AFTER_CAP: &str = "JOBDL_RETRY_AFTER_CAP";
 
+/// Interval of the plain progress lines when stderr is not a terminal.
+pub const ENV_PROGRESS_INTERVAL: &str = "JOBDL_PROGRESS_INTERVAL";
+
 /// ARM base URL override (emulators, private clouds).
 pub const ENV_ARM_ENDPOINT: &str = "JOBDL_ARM_ENDPOINT";
 /// Path-style blob endpoint for workspace datastores (emulators).
@@ -87,6 +90,8 @@ pub struct Common {
     pub verbose: u8,
     /// First `--wait` poll delay.
     pub poll_interval: Duration,
+    /// Plain progress lines (stderr not a terminal): at most one per this interval.
+    pub progress_interval: Duration,
 }
 
 impl Common {
@@ -133,6 +138,7 @@ impl Common {
             quiet: args.quiet,
             verbose: args.verbose,
             poll_interval: knob(args.knobs.poll_interval, ENV_POLL_INTERVAL, Duration::from_secs(10))?,
+            progress_interval: env_duration(ENV_PROGRESS_INTERVAL, Duration::from_secs(10))?,
         })
     }
 }

@@ -12,7 +12,7 @@ pub use show::show;
 
 use crate::error::{EXIT_FILES_FAILED, Error};
 use crate::plan::{Plan, PlanFailure};
-use crate::report::{Printer, ProgressReporter, Summary};
+use crate::report::{Printer, ProgressMode, ProgressReporter, Summary};
 use crate::settings::Common;
 use crate::transfer::{self, FileTask};
 use std::collections::HashSet;
@@ -105,8 +105,14 @@ pub(crate) async fn execute(
         tasks.push(t);
     }
     let keep: HashSet<PathBuf> = tasks.iter().map(|t| t.dest.clone()).collect();
-    let show = !printer.json && !printer.quiet && std::io::stderr().is_terminal();
-    let reporter = Arc::new(ProgressReporter::new(show));
+    let mode = if printer.json || printer.quiet {
+        ProgressMode::Silent
+    } else if std::io::stderr().is_terminal() {
+        ProgressMode::Bars
+    } else {
+        ProgressMode::Lines(common.progress_interval)
+    };
+    let reporter = Arc::new(ProgressReporter::with_mode(mode));
     let outcome = transfer::run(client, &common.transfer, tasks, reporter.clone(), cancel).await;
     reporter.finish();
     let summary = Summary {

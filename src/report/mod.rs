@@ -6,7 +6,7 @@ mod progress;
 
 pub use config::config_json;
 pub use listing::{LsRow, ls_json, raw, show_json};
-pub use progress::ProgressReporter;
+pub use progress::{ProgressMode, ProgressReporter, progress_line};
 
 use crate::error::Error;
 use crate::plan::{Plan, PlanFailure};

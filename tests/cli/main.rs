@@ -17,4 +17,5 @@ mod gate;
 mod local_files;
 mod ls_show;
 mod named_outputs;
+mod output;
 mod process;
