@@ -87,7 +87,8 @@ pub fn show_json(job: &Job) -> serde_json::Value {
     json!({
         "version": 1,
         "job": {"name": job.name, "status": job.status, "type": job.job_type,
-                "reused_run": job.reused_run, "best_child": job.best_child},
+                "reused_run": job.reused_run, "best_child": job.best_child,
+                "created": job.created, "studio_url": job.studio_url},
         "outputs": outputs,
     })
 }
@@ -138,6 +139,8 @@ impl Printer {
         field("type:", &job.job_type);
         field("reused run:", job.reused_run.as_deref().unwrap_or(""));
         field("best child:", job.best_child.as_deref().unwrap_or(""));
+        field("created:", job.created.as_deref().unwrap_or(""));
+        field("studio:", job.studio_url.as_deref().unwrap_or(""));
         if job.outputs.is_empty() {
             text.push_str("outputs:    (none declared)\n");
         } else {
@@ -191,8 +194,11 @@ mod tests {
                 ..OutputSpec::default()
             },
         );
+        job.created = Some("2026-01-15T10:00:00Z".into());
         let v = show_json(&job);
         assert_eq!(v["job"]["status"], "Running");
+        assert_eq!(v["job"]["created"], "2026-01-15T10:00:00Z");
+        assert_eq!(v["job"]["studio_url"], serde_json::Value::Null);
         assert_eq!(v["outputs"][0]["type"], "uri_folder");
         assert!(!v.to_string().contains("SECRET"), "{v}");
     }

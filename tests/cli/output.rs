@@ -113,3 +113,35 @@ fn color_flag_no_color_and_config_key() {
     let run = env.run(&["show", "no-such-job", "--color", "sometimes"]);
     run.expect_code(2);
 }
+
+/// `show` adds the creation time (both sources) and, for an Azure ML workspace, the studio link.
+#[test]
+fn show_gives_created_time_and_studio_link() {
+    use crate::support::{RESOURCE_GROUP, SUBSCRIPTION, WORKSPACE, workspace_world};
+    let env = TestEnv::new(standard_world());
+    let run = env.run(&["show", "job-123", "--json"]);
+    run.expect_code(0);
+    assert_eq!(run.doc()["version"], 1);
+    assert_eq!(run.doc()["job"]["created"], "2026-01-15T10:00:00Z", "{run}");
+    // No studio link for a Foundry project (the reference gives none).
+    assert_eq!(run.doc()["job"]["studio_url"], serde_json::Value::Null, "{run}");
+    let run = env.run(&["show", "job-123"]);
+    assert!(run.stdout.lines().any(|l| l.starts_with("created:") && l.ends_with("2026-01-15T10:00:00Z")), "{run}");
+    assert!(!run.stdout.contains("studio:"), "{run}");
+
+    let env = TestEnv::new(workspace_world());
+    let mut cmd = env.command(["show", "train-1", "--json"]);
+    cmd.env_remove("AZURE_AI_PROJECT_ENDPOINT")
+        .env("JOBDL_ARM_ENDPOINT", env.emu.arm_endpoint())
+        .env("JOBDL_STORAGE_ENDPOINT", env.emu.base_url())
+        .env("AZURE_SUBSCRIPTION_ID", SUBSCRIPTION)
+        .env("AZURE_RESOURCE_GROUP", RESOURCE_GROUP)
+        .env("AZUREML_WORKSPACE_NAME", WORKSPACE);
+    let run = env.run_cmd(cmd);
+    run.expect_code(0);
+    let want = format!(
+        "https://ml.azure.com/runs/train-1?wsid=/subscriptions/{SUBSCRIPTION}/resourcegroups/{RESOURCE_GROUP}/workspaces/{WORKSPACE}"
+    );
+    assert_eq!(run.doc()["job"]["studio_url"], want.as_str(), "{run}");
+    assert_eq!(run.doc()["job"]["created"], "2026-01-15T10:00:00Z", "{run}");
+}
