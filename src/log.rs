@@ -69,4 +69,16 @@ mod tests {
         assert!(!decide_color(None, Some("1"), true));
         assert!(!decide_color(None, None, false));
     }
+
+    #[test]
+    fn only_known_prefixes_are_painted() {
+        set_color(true);
+        let painted = (paint("error: x"), paint("warning: y"), paint("hint: z"), paint("downloaded 3 files"));
+        set_color(false);
+        assert_eq!(painted.0, "\x1b[1;31merror:\x1b[0m x");
+        assert_eq!(painted.1, "\x1b[1;33mwarning:\x1b[0m y");
+        assert_eq!(painted.2, "\x1b[1;36mhint:\x1b[0m z");
+        assert_eq!(painted.3, "downloaded 3 files");
+        assert_eq!(paint("error: x"), "error: x");
+    }
 }

@@ -161,6 +161,7 @@ fn the_files_locate_the_job_and_choose_the_destination() {
     cmd.env_remove("AZURE_AI_PROJECT_ENDPOINT").env_remove("JOBDL_ALLOW_HOSTS");
     let run = env.run_cmd(cmd);
     run.expect_code(2);
+    assert!(run.stderr.contains("project endpoint not allowed"), "{run}");
 }
 
 #[test]
