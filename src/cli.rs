@@ -10,6 +10,7 @@ const EXAMPLES: &str = "Examples:
   jobdl download job-123 --include '*.txt'    # only some files
   jobdl cp 'https://acct.blob.core.windows.net/c/prefix?sv=...&sig=...' ./out
   jobdl completions bash                      # shell completion script (also: jobdl man)
+  jobdl config show                           # settings from flags, env, jobdl.toml, defaults
 
 Exit codes: 0 ok, 1 internal/service unavailable, 2 usage, 3 auth, 4 not found,
 5 job not terminal, 6 some files failed, 130 interrupted.";
@@ -76,7 +77,7 @@ pub enum Command {
     ///   jobdl completions fish > ~/.config/fish/completions/jobdl.fish
     ///   jobdl completions powershell >> $PROFILE
     Completions(CompletionsArgs),
-    /// Inspect the configuration (files, environment, flags).
+    /// Inspect the configuration: resolved settings and where each came from.
     #[command(subcommand)]
     Config(ConfigCommand),
     /// Print the man page (roff) to stdout.

@@ -658,6 +658,20 @@ mod tests {
     }
 
     #[test]
+    fn file_knobs_reach_the_settings() {
+        let mut cli = crate::cli::Cli::try_parse_from(["jobdl", "download", "j"]).unwrap();
+        let files = Files {
+            user: Some(file("/u/c.toml", &[("poll_interval", one("3s"), 1), ("retry_after_cap", one("7"), 2)])),
+            ..Files::default()
+        };
+        resolve(&ArgLayer::new(), files, &|_| None).apply(&mut cli.command);
+        let crate::cli::Command::Download(a) = &cli.command else { panic!() };
+        let c = Common::resolve(&a.transfer, &a.target.cloud, false).unwrap();
+        assert_eq!(c.poll_interval, Duration::from_secs(3));
+        assert_eq!(c.transfer.retry.retry_after_cap, Duration::from_secs(7));
+    }
+
+    #[test]
     fn destination_template_fills_only_a_missing_path() {
         let files = || Files {
             local: Some(file("/w/jobdl.toml", &[("destination", one("/dl/{job}/out"), 1)])),
