@@ -82,6 +82,15 @@ fn verbose_shows_each_request_with_status_and_time() {
     for l in &request_lines {
         assert!(!l.contains("sig=") || l.contains("sig=REDACTED"), "signature printed: {l}");
     }
+    // Blob service calls (List Blobs of `cp`) too.
+    let run = env.run(&["cp", &env.emu.container_sas_url("azureml", "ExperimentRun/dcid.job-123/logs/"), "out", "-v"]);
+    run.expect_code(0);
+    assert!(
+        run.stderr.lines().any(|l| l.starts_with("jobdl: GET ") && l.contains("comp=list") && l.contains(" -> 200 (")),
+        "no List Blobs line\n{run}"
+    );
+    assert!(run.stderr.lines().all(|l| !l.contains("sig=") || l.contains("sig=REDACTED")), "{run}");
+
     // Without -v: no request lines.
     let env = TestEnv::new(standard_world());
     let run = env.run(&["download", "job-123"]);
