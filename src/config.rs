@@ -33,8 +33,8 @@ pub enum Kind {
         /// Whether zero is allowed.
         zero_ok: bool,
     },
-    /// An array of strings.
-    List,
+    /// An array of `host[:port]` strings (checked as the allow-list checks them).
+    Hosts,
     /// One of a fixed set of words (case-insensitive).
     Choice(&'static [&'static str]),
     /// The destination template (`{job}` is the only placeholder).
@@ -116,21 +116,13 @@ pub const KEYS: &[Key] = &[
         Some("120s"),
     ),
     key("lock_timeout", Kind::Duration { zero_ok: true }, Some(("lock_timeout", "--lock-timeout")), None, Some("0s")),
-    key("allow_hosts", Kind::List, Some(("allow_host", "--allow-host")), Some("JOBDL_ALLOW_HOSTS"), None),
+    key("allow_hosts", Kind::Hosts, Some(("allow_host", "--allow-host")), Some("JOBDL_ALLOW_HOSTS"), None),
     key("color", Kind::Choice(COLORS), Some(("color", "--color")), None, Some("auto")),
     knob("poll_interval", "JOBDL_POLL_INTERVAL", "10s"),
     knob("retry_base_delay", "JOBDL_RETRY_BASE_DELAY", "500ms"),
     knob("retry_max_delay", "JOBDL_RETRY_MAX_DELAY", "30s"),
     knob("retry_after_cap", "JOBDL_RETRY_AFTER_CAP", "120s"),
 ];
-
-/// The key named `name` (panics only on a name missing from [`KEYS`], a programming error).
-pub fn key_named(name: &str) -> &'static Key {
-    match KEYS.iter().find(|k| k.name == name) {
-        Some(k) => k,
-        None => panic!("no config key {name}"),
-    }
-}
 
 /// A value, in the text form the flag would take (lists keep their items).
 #[derive(Debug, Clone, PartialEq)]
@@ -310,7 +302,7 @@ pub fn check(key: &Key, v: &toml::Value) -> Result<Value, String> {
             }
             Ok(Value::One(s))
         }
-        Kind::List => {
+        Kind::Hosts => {
             let toml::Value::Array(items) = v else {
                 return Err(format!("expected an array of strings such as [\"host:port\"], found {found}"));
             };
@@ -326,9 +318,7 @@ pub fn check(key: &Key, v: &toml::Value) -> Result<Value, String> {
                     }
                 }
             }
-            if key.name == "allow_hosts" {
-                crate::hosts::AllowList::new(crate::hosts::Cloud::AzureCloud, &out)?;
-            }
+            crate::hosts::AllowList::new(crate::hosts::Cloud::AzureCloud, &out)?;
             Ok(Value::Many(out))
         }
         Kind::Choice(words) => {
@@ -420,6 +410,7 @@ mod tests {
             ("lock_timeout = -1\n", "key 'lock_timeout': -1 is negative"),
             ("allow_hosts = \"a.invalid\"\n", "key 'allow_hosts': expected an array of strings"),
             ("allow_hosts = [1]\n", "key 'allow_hosts': expected an array of non-empty strings, found an integer"),
+            ("allow_hosts = [\"https://h.invalid/x\"]\n", "key 'allow_hosts': "),
             ("workspace = true\n", "key 'workspace': expected a string, found a boolean"),
             ("workspace = \"\"\n", "key 'workspace': expected a string, found an empty string"),
             ("cloud = \"Mars\"\n", "key 'cloud': 'Mars' is not one of AzureCloud"),

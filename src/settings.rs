@@ -350,7 +350,7 @@ pub fn arg_layer(m: &clap::ArgMatches) -> ArgLayer {
             },
             _ => continue,
         };
-        let value = if key.kind == crate::config::Kind::List {
+        let value = if key.kind == crate::config::Kind::Hosts {
             Value::Many(items)
         } else {
             match items.into_iter().next() {
@@ -374,7 +374,7 @@ pub fn resolve(args: &ArgLayer, files: Files, env: &dyn Fn(&str) -> Option<Strin
             let from_env = given.filter(|(_, s)| matches!(s, Source::Env(_))).cloned().or_else(|| {
                 let name = key.env?;
                 let v = env(name).map(|v| v.trim().to_string()).filter(|v| !v.is_empty())?;
-                let value = if key.kind == crate::config::Kind::List {
+                let value = if key.kind == crate::config::Kind::Hosts {
                     Value::Many(v.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect())
                 } else {
                     Value::One(v)
