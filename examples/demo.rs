@@ -6,7 +6,6 @@
 #[path = "../tests/support/mod.rs"]
 mod support;
 
-use clap::Parser;
 use std::path::PathBuf;
 
 fn main() -> std::process::ExitCode {
@@ -49,7 +48,7 @@ fn main() -> std::process::ExitCode {
     let path = job_dir.display().to_string();
     let cmd = argv("job-demo-001", &["--all-outputs", "-p", &path]);
     println!("$ {}", cmd.join(" "));
-    let code = jobdl::app::run_cli(jobdl::cli::Cli::parse_from(&cmd));
+    let code = jobdl::app::run_from(&cmd);
     println!("exit code {code}\n");
     if code == 0 {
         print_tree(&job_dir);
@@ -57,7 +56,7 @@ fn main() -> std::process::ExitCode {
 
     let cmd2 = argv("job-demo-002", &["-p", &work.join("job-demo-002").display().to_string()]);
     println!("\n$ {}", cmd2.join(" "));
-    let code2 = jobdl::app::run_cli(jobdl::cli::Cli::parse_from(&cmd2));
+    let code2 = jobdl::app::run_from(&cmd2);
     println!("exit code {code2} (5: the job is still running; nothing was written)");
     emu.stop();
     println!("\ndemo: files are in {}", work.display());

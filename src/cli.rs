@@ -10,6 +10,7 @@ const EXAMPLES: &str = "Examples:
   jobdl download job-123 --include '*.txt'    # only some files
   jobdl cp 'https://acct.blob.core.windows.net/c/prefix?sv=...&sig=...' ./out
   jobdl completions bash                      # shell completion script (also: jobdl man)
+  jobdl config show                           # settings from flags, env, jobdl.toml, defaults
 
 Exit codes: 0 ok, 1 internal/service unavailable, 2 usage, 3 auth, 4 not found,
 5 job not terminal, 6 some files failed, 130 interrupted.";
@@ -76,12 +77,57 @@ pub enum Command {
     ///   jobdl completions fish > ~/.config/fish/completions/jobdl.fish
     ///   jobdl completions powershell >> $PROFILE
     Completions(CompletionsArgs),
+    /// Inspect the configuration: resolved settings and where each came from.
+    #[command(subcommand)]
+    Config(ConfigCommand),
     /// Print the man page (roff) to stdout.
     ///
     /// Example:
     ///   jobdl man > ~/.local/share/man/man1/jobdl.1
     #[command(hide = true, verbatim_doc_comment)]
     Man,
+}
+
+/// `jobdl config ...`.
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    #[command(verbatim_doc_comment)]
+    /// Print every resolved setting and where it came from (flag, env, file:line, default).
+    ///
+    /// Precedence: flags > environment > ./jobdl.toml > $XDG_CONFIG_HOME/jobdl/config.toml
+    /// (~/.config/jobdl/config.toml) > built-in default. Flags given here are resolved as a
+    /// command would resolve them. Secrets are shown only as set/unset.
+    ///
+    /// Examples:
+    ///   jobdl config show
+    ///   jobdl config show --parallel 4 --json
+    Show(ConfigShowArgs),
+}
+
+/// `jobdl config show`: the flags that take part in resolution (a job's location without the job).
+#[derive(Debug, Args)]
+pub struct ConfigShowArgs {
+    /// Azure AI Foundry project endpoint.
+    #[arg(long, env = "AZURE_AI_PROJECT_ENDPOINT", value_name = "URL")]
+    pub project_endpoint: Option<String>,
+    /// Azure ML workspace: subscription ID.
+    #[arg(short = 's', long, env = "AZURE_SUBSCRIPTION_ID", value_name = "ID", hide_env_values = true)]
+    pub subscription: Option<String>,
+    /// Azure ML workspace: resource group.
+    #[arg(short = 'g', long, env = "AZURE_RESOURCE_GROUP", value_name = "NAME")]
+    pub resource_group: Option<String>,
+    /// Azure ML workspace name.
+    #[arg(short = 'w', long, env = "AZUREML_WORKSPACE_NAME", value_name = "NAME")]
+    pub workspace: Option<String>,
+    /// Azure cloud.
+    #[arg(long, env = "AZURE_CLOUD", value_name = "NAME")]
+    pub cloud: Option<String>,
+    /// Destination directory.
+    #[arg(short = 'p', long = "path", value_name = "DIR")]
+    pub path: Option<PathBuf>,
+    /// Transfer options (--json prints the settings as JSON).
+    #[command(flatten)]
+    pub transfer: TransferArgs,
 }
 
 /// `jobdl completions`.
@@ -229,6 +275,37 @@ pub struct TransferArgs {
     /// More detail on stderr (-v requests, -vv retries and decisions).
     #[arg(short, long, action = clap::ArgAction::Count)]
     pub verbose: u8,
+    /// Colour the `error:`/`warning:` prefixes on stderr: auto (stderr is a terminal and NO_COLOR
+    /// is unset), always or never.
+    #[arg(long, value_name = "WHEN", value_enum)]
+    pub color: Option<ColorWhen>,
+    /// Timing knobs from a configuration file (no flags; filled by `settings`, not by clap).
+    #[arg(skip)]
+    pub knobs: Knobs,
+}
+
+/// `--color`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ColorWhen {
+    /// When stderr is a terminal and NO_COLOR is unset.
+    Auto,
+    /// Always.
+    Always,
+    /// Never.
+    Never,
+}
+
+/// Timing settings a configuration file may set; they win over their environment variables.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Knobs {
+    /// `poll_interval` (over `JOBDL_POLL_INTERVAL`).
+    pub poll_interval: Option<std::time::Duration>,
+    /// `retry_base_delay` (over `JOBDL_RETRY_BASE_DELAY`).
+    pub retry_base_delay: Option<std::time::Duration>,
+    /// `retry_max_delay` (over `JOBDL_RETRY_MAX_DELAY`).
+    pub retry_max_delay: Option<std::time::Duration>,
+    /// `retry_after_cap` (over `JOBDL_RETRY_AFTER_CAP`).
+    pub retry_after_cap: Option<std::time::Duration>,
 }
 
 /// `jobdl download`.

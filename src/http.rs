@@ -156,16 +156,17 @@ impl MetaClient {
             let result = self.once(req, attempt).await;
             let shown = url_for_display(&req.url);
             match &result {
-                Ok(_) => {
-                    crate::log::log(1, format!("{} {} -> ok ({} ms)", req.method, shown, started.elapsed().as_millis()))
-                }
+                Ok((_, status)) => crate::log::log(
+                    1,
+                    format!("{} {} -> {status} ({} ms)", req.method, shown, started.elapsed().as_millis()),
+                ),
                 Err((e, _)) => crate::log::log(
                     1,
                     format!("{} {} -> {} ({} ms)", req.method, shown, e, started.elapsed().as_millis()),
                 ),
             }
             match result {
-                Ok(v) => return Ok(v),
+                Ok((v, _)) => return Ok(v),
                 Err((e, ra)) => {
                     if !e.is_retryable() || attempt >= self.retry.attempts {
                         return Err(e);
@@ -188,7 +189,12 @@ impl MetaClient {
         }
     }
 
-    async fn once(&self, req: &JsonRequest, attempt: u32) -> Result<serde_json::Value, (CallError, Option<Duration>)> {
+    /// One attempt: the parsed body and the status.
+    async fn once(
+        &self,
+        req: &JsonRequest,
+        attempt: u32,
+    ) -> Result<(serde_json::Value, u16), (CallError, Option<Duration>)> {
         let mut rb = self
             .client
             .request(req.method.clone(), req.url.clone())
@@ -223,7 +229,7 @@ impl MetaClient {
                     None,
                 ));
             }
-            return serde_json::from_slice(&body).map_err(|e| {
+            return serde_json::from_slice(&body).map(|v| (v, status)).map_err(|e| {
                 (CallError::Decode { url: url_for_display(&req.url), message: format!("invalid JSON: {e}") }, None)
             });
         }

@@ -11,11 +11,13 @@
 //! - [`plan`]: pure planning: path safety, dedupe
 //! - [`transfer`]: provider-blind engine moving bytes from URLs to files
 //! - [`report`]: progress, summary and the `--json` document; the only module that prints
-//! - [`cli`], [`settings`], [`app`]: argument parsing, resolved settings, use cases
+//! - [`cli`], [`config`], [`settings`], [`app`]: argument parsing, configuration files, resolved
+//!   settings, use cases
 pub mod app;
 pub mod auth;
 pub mod blob;
 pub mod cli;
+pub mod config;
 pub mod error;
 pub mod fs;
 pub mod hosts;

@@ -1,6 +1,13 @@
-//! Flags + environment → one typed `Settings`. Bad input stops here with exit 2 and a message
-//! naming the field. Every environment variable jobdl reads is named in this file.
+//! Flags + environment + configuration files → one typed `Settings`. Bad input stops here with
+//! exit 2 and a message naming the field. Every environment variable jobdl reads is named in this
+//! file or in the key table of [`crate::config`].
+//!
+//! Precedence, per key of [`crate::config::KEYS`]: flag, then environment, then `./jobdl.toml`,
+//! then the user file, then the built-in default; for the timing knobs (`JOBDL_POLL_INTERVAL`, `JOBDL_RETRY_*`), which have no
+//! flag, the files rank above the environment. Flag and environment are told apart with
+//! `ArgMatches::value_source` (clap's `env =` merges them into one field).
 use crate::cli::{JobArgs, TransferArgs};
+use crate::config::{Files, KEYS, Key, Value};
 use crate::error::Error;
 use crate::hosts::{AllowList, Cloud};
 use crate::provider::azureml::uri::WorkspaceRef;
@@ -21,6 +28,9 @@ pub const ENV_RETRY_BASE_DELAY: &str = "JOBDL_RETRY_BASE_DELAY";
 pub const ENV_RETRY_MAX_DELAY: &str = "JOBDL_RETRY_MAX_DELAY";
 /// Longest `Retry-After` honoured.
 pub const ENV_RETRY_AFTER_CAP: &str = "JOBDL_RETRY_AFTER_CAP";
+
+/// Interval of the plain progress lines when stderr is not a terminal.
+pub const ENV_PROGRESS_INTERVAL: &str = "JOBDL_PROGRESS_INTERVAL";
 
 /// ARM base URL override (emulators, private clouds).
 pub const ENV_ARM_ENDPOINT: &str = "JOBDL_ARM_ENDPOINT";
@@ -49,6 +59,14 @@ fn env_duration(name: &str, default: Duration) -> Result<Duration, Error> {
     }
 }
 
+/// A timing knob: the configuration file's value when it set one, else the environment's.
+fn knob(file: Option<Duration>, name: &str, default: Duration) -> Result<Duration, Error> {
+    match file {
+        Some(d) => Ok(d),
+        None => env_duration(name, default),
+    }
+}
+
 /// Settings shared by every transferring command.
 #[derive(Debug, Clone)]
 pub struct Common {
@@ -72,6 +90,8 @@ pub struct Common {
     pub verbose: u8,
     /// First `--wait` poll delay.
     pub poll_interval: Duration,
+    /// Plain progress lines (stderr not a terminal): at most one per this interval.
+    pub progress_interval: Duration,
 }
 
 impl Common {
@@ -101,9 +121,9 @@ impl Common {
         }
         let base = RetryConfig {
             attempts: retries,
-            base_delay: env_duration(ENV_RETRY_BASE_DELAY, Duration::from_millis(500))?,
-            max_delay: env_duration(ENV_RETRY_MAX_DELAY, Duration::from_secs(30))?,
-            retry_after_cap: env_duration(ENV_RETRY_AFTER_CAP, Duration::from_secs(120))?,
+            base_delay: knob(args.knobs.retry_base_delay, ENV_RETRY_BASE_DELAY, Duration::from_millis(500))?,
+            max_delay: knob(args.knobs.retry_max_delay, ENV_RETRY_MAX_DELAY, Duration::from_secs(30))?,
+            retry_after_cap: knob(args.knobs.retry_after_cap, ENV_RETRY_AFTER_CAP, Duration::from_secs(120))?,
         };
         let mut hosts: Vec<String> = args.allow_host.clone();
         if let Ok(v) = std::env::var(ENV_ALLOW_HOSTS) {
@@ -123,7 +143,8 @@ impl Common {
             json: args.json,
             quiet: args.quiet,
             verbose: args.verbose,
-            poll_interval: env_duration(ENV_POLL_INTERVAL, Duration::from_secs(10))?,
+            poll_interval: knob(args.knobs.poll_interval, ENV_POLL_INTERVAL, Duration::from_secs(10))?,
+            progress_interval: env_duration(ENV_PROGRESS_INTERVAL, Duration::from_secs(10))?,
         })
     }
 }
@@ -266,6 +287,223 @@ pub fn env_url(name: &str) -> Result<Option<url::Url>, Error> {
     }
 }
 
+/// Where a resolved setting came from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Source {
+    /// A command-line flag (as typed, e.g. `--parallel`).
+    Flag(&'static str),
+    /// An environment variable.
+    Env(&'static str),
+    /// A configuration file and the line of the key.
+    File {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line.
+        line: usize,
+    },
+    /// The built-in default (or unset when the key has none).
+    Default,
+}
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Source::Flag(name) => write!(f, "flag {name}"),
+            Source::Env(name) => write!(f, "env {name}"),
+            Source::File { path, line } => write!(f, "file {}:{line}", path.display()),
+            Source::Default => f.write_str("default"),
+        }
+    }
+}
+
+/// One key after merging every layer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Setting {
+    /// The key.
+    pub key: &'static Key,
+    /// Its value (`None`: unset).
+    pub value: Option<Value>,
+    /// Where the value came from.
+    pub source: Source,
+}
+
+/// Every key of [`KEYS`] resolved, and the files that were read.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    /// One entry per key, in [`KEYS`] order.
+    pub settings: Vec<Setting>,
+    /// The configuration files.
+    pub files: Files,
+}
+
+/// Values given on the command line or through clap's `env =`, by key name.
+pub type ArgLayer = std::collections::BTreeMap<&'static str, (Value, Source)>;
+
+/// The flag and clap-environment values of a parsed (sub)command, told apart by
+/// `ArgMatches::value_source`; clap defaults count as not given.
+pub fn arg_layer(m: &clap::ArgMatches) -> ArgLayer {
+    let mut out = ArgLayer::new();
+    for key in KEYS {
+        let Some((id, shown)) = key.flag else { continue };
+        // `try_get_raw` is `Err` for an argument this command does not define.
+        let Ok(Some(raw)) = m.try_get_raw(id) else { continue };
+        let items: Vec<String> = raw.map(|v| v.to_string_lossy().into_owned()).collect();
+        let source = match m.value_source(id) {
+            Some(clap::parser::ValueSource::CommandLine) => Source::Flag(shown),
+            Some(clap::parser::ValueSource::EnvVariable) => match key.env {
+                Some(env) => Source::Env(env),
+                None => continue,
+            },
+            _ => continue,
+        };
+        let value = if key.kind == crate::config::Kind::Hosts {
+            Value::Many(items)
+        } else {
+            match items.into_iter().next() {
+                Some(v) => Value::One(v),
+                None => continue,
+            }
+        };
+        out.insert(key.name, (value, source));
+    }
+    out
+}
+
+/// Merge the layers of every key. `env` reads an environment variable (injected for tests); it is
+/// consulted for keys whose variable clap does not read for this command.
+pub fn resolve(args: &ArgLayer, files: Files, env: &dyn Fn(&str) -> Option<String>) -> Resolved {
+    let settings = KEYS
+        .iter()
+        .map(|key| {
+            let given = args.get(key.name);
+            let flag = given.filter(|(_, s)| matches!(s, Source::Flag(_))).cloned();
+            let from_env = given.filter(|(_, s)| matches!(s, Source::Env(_))).cloned().or_else(|| {
+                let name = key.env?;
+                let v = env(name).map(|v| v.trim().to_string()).filter(|v| !v.is_empty())?;
+                let value = if key.kind == crate::config::Kind::Hosts {
+                    Value::Many(v.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect())
+                } else {
+                    Value::One(v)
+                };
+                Some((value, Source::Env(name)))
+            });
+            let from_file = files.layers().find_map(|f| {
+                f.values.get(key.name).map(|v| (v.value.clone(), Source::File { path: f.path.clone(), line: v.line }))
+            });
+            let chosen =
+                if key.env_below_files { flag.or(from_file).or(from_env) } else { flag.or(from_env).or(from_file) };
+            match chosen {
+                Some((value, source)) => Setting { key, value: Some(value), source },
+                None => Setting { key, value: key.default.map(|d| Value::One(d.to_string())), source: Source::Default },
+            }
+        })
+        .collect();
+    Resolved { settings, files }
+}
+
+impl Resolved {
+    /// The setting of `name` (a key of [`KEYS`]).
+    pub fn get(&self, name: &str) -> Option<&Setting> {
+        self.settings.iter().find(|s| s.key.name == name)
+    }
+
+    /// The value of `name` when it came from a configuration file (what `apply` fills in).
+    fn file_value(&self, name: &str) -> Option<&Value> {
+        self.get(name).filter(|s| matches!(s.source, Source::File { .. })).and_then(|s| s.value.as_ref())
+    }
+
+    /// Reject settings that contradict each other after merging: a Foundry project endpoint and
+    /// an Azure ML workspace, from whichever layers they came.
+    pub fn check_conflicts(&self) -> Result<(), Error> {
+        let set = |n: &str| self.get(n).filter(|s| s.value.is_some());
+        if let (Some(p), Some(w)) = (set("project_endpoint"), set("workspace")) {
+            return Err(Error::usage(format!(
+                "conflicting settings: project_endpoint ({}) and workspace ({}) are both set; a job lives in an \
+                 Azure AI Foundry project or in an Azure ML workspace, give only one",
+                p.source, w.source
+            )));
+        }
+        Ok(())
+    }
+
+    /// Fill in the arguments that the command line and the environment left unset with the
+    /// configuration files' values (flags and environment are already in the arguments).
+    pub fn apply(&self, command: &mut crate::cli::Command) {
+        use crate::cli::Command;
+        match command {
+            Command::Download(a) => {
+                self.apply_job(&mut a.target);
+                self.apply_transfer(&mut a.transfer);
+                if a.path.is_none()
+                    && let Some(t) = self.file_value("destination")
+                {
+                    let home = std::env::var_os("HOME").map(PathBuf::from);
+                    a.path = Some(crate::config::expand_destination(&t.text(), &a.target.job, home.as_deref()));
+                }
+            }
+            Command::Ls(a) => {
+                self.apply_job(&mut a.job);
+                self.apply_transfer(&mut a.transfer);
+            }
+            Command::Show(a) => {
+                self.apply_job(&mut a.job);
+                self.apply_transfer(&mut a.transfer);
+            }
+            Command::Cp(a) => {
+                if let Some(c) = self.file_value("cloud") {
+                    a.cloud = c.text();
+                }
+                self.apply_transfer(&mut a.transfer);
+            }
+            Command::Config(_) | Command::Completions(_) | Command::Man => {}
+        }
+    }
+
+    fn apply_job(&self, job: &mut JobArgs) {
+        let fill = |slot: &mut Option<String>, name: &str| {
+            if let Some(v) = self.file_value(name) {
+                *slot = Some(v.text());
+            }
+        };
+        fill(&mut job.project_endpoint, "project_endpoint");
+        fill(&mut job.subscription, "subscription");
+        fill(&mut job.resource_group, "resource_group");
+        fill(&mut job.workspace, "workspace");
+        if let Some(c) = self.file_value("cloud") {
+            job.cloud = c.text();
+        }
+    }
+
+    fn apply_transfer(&self, t: &mut TransferArgs) {
+        let number = |name: &str| self.file_value(name).and_then(|v| v.text().parse::<u64>().ok());
+        if let Some(n) = number("parallel") {
+            t.parallel = usize::try_from(n).ok();
+        }
+        if let Some(n) = number("retries") {
+            t.retries = u32::try_from(n).ok();
+        }
+        if let Some(v) = self.file_value("idle_timeout") {
+            t.idle_timeout = Some(v.text());
+        }
+        if let Some(v) = self.file_value("lock_timeout") {
+            t.lock_timeout = Some(v.text());
+        }
+        if let Some(Value::Many(hosts)) = self.file_value("allow_hosts") {
+            t.allow_host = hosts.clone();
+        }
+        if let Some(v) = self.file_value("color") {
+            t.color = <crate::cli::ColorWhen as clap::ValueEnum>::from_str(&v.text(), true).ok();
+        }
+        let duration = |name: &str| self.file_value(name).and_then(|v| parse_duration(&v.text(), name).ok());
+        t.knobs = crate::cli::Knobs {
+            poll_interval: duration("poll_interval"),
+            retry_base_delay: duration("retry_base_delay"),
+            retry_max_delay: duration("retry_max_delay"),
+            retry_after_cap: duration("retry_after_cap"),
+        };
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -340,5 +578,138 @@ mod tests {
         let e = parse_duration("soon", "--timeout").unwrap_err();
         assert_eq!(e.exit_code(), 2);
         assert!(e.to_string().contains("--timeout"));
+    }
+
+    fn layer(argv: &[&str]) -> ArgLayer {
+        use clap::CommandFactory;
+        let mut full = vec!["jobdl", "download", "job-1"];
+        full.extend_from_slice(argv);
+        let m = crate::cli::Cli::command().try_get_matches_from(full).unwrap();
+        arg_layer(m.subcommand().unwrap().1)
+    }
+
+    fn file(path: &str, pairs: &[(&'static str, Value, usize)]) -> crate::config::ConfigFile {
+        let mut f = crate::config::ConfigFile { path: path.into(), ..Default::default() };
+        for (k, v, line) in pairs {
+            f.values.insert(k, crate::config::FileValue { value: v.clone(), line: *line });
+        }
+        f
+    }
+
+    fn one(s: &str) -> Value {
+        Value::One(s.into())
+    }
+
+    #[test]
+    fn flags_are_told_from_defaults() {
+        let l = layer(&["--parallel", "3", "--allow-host", "a.invalid", "--allow-host", "b.invalid", "-w", "ws"]);
+        assert_eq!(l["parallel"], (one("3"), Source::Flag("--parallel")));
+        assert_eq!(l["workspace"], (one("ws"), Source::Flag("--workspace")));
+        assert_eq!(l["allow_hosts"].0, Value::Many(vec!["a.invalid".into(), "b.invalid".into()]));
+        // `--cloud` has a clap default: not given.
+        assert!(!l.contains_key("cloud"), "{l:?}");
+        assert!(!l.contains_key("retries"));
+        assert_eq!(layer(&["--cloud", "AzureChinaCloud"])["cloud"].1, Source::Flag("--cloud"));
+    }
+
+    #[test]
+    fn precedence_flag_env_local_user_default() {
+        let files = || Files {
+            local: Some(file("/w/jobdl.toml", &[("parallel", one("2"), 1), ("retries", one("4"), 2)])),
+            user: Some(file(
+                "/u/config.toml",
+                &[
+                    ("parallel", one("3"), 1),
+                    ("retries", one("5"), 2),
+                    ("lock_timeout", one("9s"), 3),
+                    ("poll_interval", one("1s"), 4),
+                ],
+            )),
+            searched: Vec::new(),
+        };
+        let env = |n: &str| match n {
+            "JOBDL_PARALLEL" => Some("6".to_string()),
+            "JOBDL_POLL_INTERVAL" => Some("7s".to_string()),
+            "JOBDL_RETRY_BASE_DELAY" => Some("8ms".to_string()),
+            _ => None,
+        };
+        let r = resolve(&layer(&["--idle-timeout", "5m"]), files(), &env);
+        let got = |k: &str| {
+            let s = r.get(k).unwrap();
+            (s.value.as_ref().map(Value::text), s.source.to_string())
+        };
+        let want = |v: &str, s: &str| (Some(v.to_string()), s.to_string());
+        assert_eq!(got("idle_timeout"), want("5m", "flag --idle-timeout"));
+        assert_eq!(got("parallel"), want("6", "env JOBDL_PARALLEL"));
+        assert_eq!(got("retries"), want("4", "file /w/jobdl.toml:2"));
+        assert_eq!(got("lock_timeout"), want("9s", "file /u/config.toml:3"));
+        assert_eq!(got("cloud"), want("AzureCloud", "default"));
+        assert_eq!(r.get("workspace").unwrap().value, None);
+        // Timing knobs: the files win over their environment variables.
+        assert_eq!(got("poll_interval"), want("1s", "file /u/config.toml:4"));
+        assert_eq!(got("retry_base_delay"), want("8ms", "env JOBDL_RETRY_BASE_DELAY"));
+        // A flag beats the environment, which beats the files.
+        let r = resolve(&layer(&["--parallel", "1"]), files(), &env);
+        assert_eq!(r.get("parallel").unwrap().source, Source::Flag("--parallel"));
+        // `apply` fills only what came from a file.
+        let mut cli = crate::cli::Cli::try_parse_from(["jobdl", "download", "j", "--idle-timeout", "5m"]).unwrap();
+        let r = resolve(&layer(&["--idle-timeout", "5m"]), files(), &|_| None);
+        r.apply(&mut cli.command);
+        let crate::cli::Command::Download(a) = &cli.command else { panic!() };
+        assert_eq!(a.transfer.parallel, Some(2));
+        assert_eq!(a.transfer.retries, Some(4));
+        assert_eq!(a.transfer.idle_timeout.as_deref(), Some("5m"));
+        assert_eq!(a.transfer.knobs.poll_interval, Some(Duration::from_secs(1)));
+        assert_eq!(a.transfer.knobs.retry_base_delay, None);
+    }
+
+    #[test]
+    fn file_knobs_reach_the_settings() {
+        let mut cli = crate::cli::Cli::try_parse_from(["jobdl", "download", "j"]).unwrap();
+        let files = Files {
+            user: Some(file("/u/c.toml", &[("poll_interval", one("3s"), 1), ("retry_after_cap", one("7"), 2)])),
+            ..Files::default()
+        };
+        resolve(&ArgLayer::new(), files, &|_| None).apply(&mut cli.command);
+        let crate::cli::Command::Download(a) = &cli.command else { panic!() };
+        let c = Common::resolve(&a.transfer, &a.target.cloud, false).unwrap();
+        assert_eq!(c.poll_interval, Duration::from_secs(3));
+        assert_eq!(c.transfer.retry.retry_after_cap, Duration::from_secs(7));
+    }
+
+    #[test]
+    fn destination_template_fills_only_a_missing_path() {
+        let files = || Files {
+            local: Some(file("/w/jobdl.toml", &[("destination", one("/dl/{job}/out"), 1)])),
+            ..Files::default()
+        };
+        let run = |argv: &[&str]| {
+            let mut full = vec!["jobdl", "download", "job-7"];
+            full.extend_from_slice(argv);
+            let mut cli = crate::cli::Cli::try_parse_from(full).unwrap();
+            resolve(&layer(argv), files(), &|_| None).apply(&mut cli.command);
+            let crate::cli::Command::Download(a) = cli.command else { panic!() };
+            a.path
+        };
+        assert_eq!(run(&[]), Some(PathBuf::from("/dl/job-7/out")));
+        assert_eq!(run(&["-p", "/x"]), Some(PathBuf::from("/x")));
+    }
+
+    #[test]
+    fn endpoint_and_workspace_conflict_across_layers() {
+        let files = Files { user: Some(file("/u/config.toml", &[("workspace", one("ws"), 3)])), ..Files::default() };
+        let r = resolve(&ArgLayer::new(), files.clone(), &|n| {
+            (n == "AZURE_AI_PROJECT_ENDPOINT").then(|| "https://a.services.ai.azure.com/api/projects/p".to_string())
+        });
+        let e = r.check_conflicts().unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        let msg = e.to_string();
+        assert!(msg.contains("project_endpoint (env AZURE_AI_PROJECT_ENDPOINT)"), "{msg}");
+        assert!(msg.contains("workspace (file /u/config.toml:3)"), "{msg}");
+        // A subscription or resource group with an endpoint is not a conflict (often set for other tools).
+        let only_rg = Files { user: Some(file("/u/c.toml", &[("resource_group", one("rg"), 1)])), ..Files::default() };
+        let r = resolve(&layer(&["--project-endpoint", "https://a/api/projects/p"]), only_rg, &|_| None);
+        assert!(r.check_conflicts().is_ok());
+        assert!(resolve(&ArgLayer::new(), files, &|_| None).check_conflicts().is_ok());
     }
 }

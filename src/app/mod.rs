@@ -12,7 +12,7 @@ pub use show::show;
 
 use crate::error::{EXIT_FILES_FAILED, Error};
 use crate::plan::{Plan, PlanFailure};
-use crate::report::{Printer, ProgressReporter, Summary};
+use crate::report::{Printer, ProgressMode, ProgressReporter, Summary};
 use crate::settings::Common;
 use crate::transfer::{self, FileTask};
 use std::collections::HashSet;
@@ -105,8 +105,14 @@ pub(crate) async fn execute(
         tasks.push(t);
     }
     let keep: HashSet<PathBuf> = tasks.iter().map(|t| t.dest.clone()).collect();
-    let show = !printer.json && !printer.quiet && std::io::stderr().is_terminal();
-    let reporter = Arc::new(ProgressReporter::new(show));
+    let mode = if printer.json || printer.quiet {
+        ProgressMode::Silent
+    } else if std::io::stderr().is_terminal() {
+        ProgressMode::Bars
+    } else {
+        ProgressMode::Lines(common.progress_interval)
+    };
+    let reporter = Arc::new(ProgressReporter::with_mode(mode));
     let outcome = transfer::run(client, &common.transfer, tasks, reporter.clone(), cancel).await;
     reporter.finish();
     let summary = Summary {
@@ -136,19 +142,80 @@ pub(crate) async fn execute(
     })
 }
 
-/// Run a parsed command line to completion on a fresh runtime; returns the exit code.
-pub fn run_cli(cli: crate::cli::Cli) -> u8 {
-    use crate::cli::Command;
+/// Parse the process's arguments, run the command and return the exit code.
+pub fn main() -> u8 {
+    run_from(std::env::args_os())
+}
+
+/// Parse `argv` (keeping the matches, which tell a flag from an environment value), run the
+/// command and return the exit code. `--help`/`--version` and parse errors exit as clap does.
+pub fn run_from<I, T>(argv: I) -> u8
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    use clap::{CommandFactory, FromArgMatches};
+    let matches = crate::cli::Cli::command().get_matches_from(argv);
+    match crate::cli::Cli::from_arg_matches(&matches) {
+        Ok(cli) => run_cli(cli, &matches),
+        Err(e) => e.exit(),
+    }
+}
+
+/// The matches of the (innermost) subcommand, which hold its flags.
+fn leaf(m: &clap::ArgMatches) -> &clap::ArgMatches {
+    match m.subcommand() {
+        Some((_, sub)) => leaf(sub),
+        None => m,
+    }
+}
+
+/// Run a parsed command line to completion on a fresh runtime; returns the exit code. `matches`
+/// are the ones `cli` was built from (they tell flags, environment and defaults apart).
+pub fn run_cli(mut cli: crate::cli::Cli, matches: &clap::ArgMatches) -> u8 {
+    use crate::cli::{Command, ConfigCommand};
     let transfer = match &cli.command {
         Command::Download(a) => &a.transfer,
         Command::Cp(a) => &a.transfer,
         Command::Ls(a) => &a.transfer,
         Command::Show(a) => &a.transfer,
+        Command::Config(ConfigCommand::Show(a)) => &a.transfer,
         Command::Completions(a) => return completions(a.shell),
         Command::Man => return man(),
     };
     crate::log::set_verbosity(transfer.verbose);
     let printer = Printer { json: transfer.json, quiet: transfer.quiet };
+    set_color(transfer.color);
+    let resolved = match crate::config::Files::load() {
+        Ok(files) => {
+            let env = |n: &str| std::env::var(n).ok();
+            crate::settings::resolve(&crate::settings::arg_layer(leaf(matches)), files, &env)
+        }
+        Err(e) => {
+            printer.fatal(&e);
+            return e.exit_code();
+        }
+    };
+    let locates_a_job = !matches!(cli.command, Command::Cp(_));
+    if locates_a_job && let Err(e) = resolved.check_conflicts() {
+        printer.fatal(&e);
+        return e.exit_code();
+    }
+    resolved.apply(&mut cli.command);
+    let color = match &cli.command {
+        Command::Download(a) => a.transfer.color,
+        Command::Cp(a) => a.transfer.color,
+        Command::Ls(a) => a.transfer.color,
+        Command::Show(a) => a.transfer.color,
+        Command::Config(ConfigCommand::Show(a)) => a.transfer.color,
+        Command::Completions(_) | Command::Man => None,
+    };
+    set_color(color);
+    if let Command::Config(ConfigCommand::Show(_)) = &cli.command {
+        let token_set = std::env::var_os(crate::settings::ENV_ACCESS_TOKEN).is_some_and(|v| !v.is_empty());
+        printer.config(&resolved, token_set);
+        return 0;
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -163,7 +230,7 @@ pub fn run_cli(cli: crate::cli::Cli) -> u8 {
             Command::Cp(a) => cp(a, printer, cancel).await,
             Command::Ls(a) => ls(a, printer, cancel).await,
             Command::Show(a) => show(a, printer, cancel).await,
-            Command::Completions(_) | Command::Man => Ok(0),
+            Command::Config(_) | Command::Completions(_) | Command::Man => Ok(0),
         };
         match result {
             Ok(code) => code,
@@ -173,6 +240,18 @@ pub fn run_cli(cli: crate::cli::Cli) -> u8 {
             }
         }
     })
+}
+
+/// Decide once whether the stderr prefixes are coloured.
+fn set_color(when: Option<crate::cli::ColorWhen>) {
+    use crate::cli::ColorWhen;
+    let when = when.map(|w| match w {
+        ColorWhen::Auto => "auto",
+        ColorWhen::Always => "always",
+        ColorWhen::Never => "never",
+    });
+    let no_color = std::env::var("NO_COLOR").ok();
+    crate::log::set_color(crate::log::decide_color(when, no_color.as_deref(), std::io::stderr().is_terminal()));
 }
 
 /// `jobdl completions <SHELL>`: the completion script on stdout.

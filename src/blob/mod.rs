@@ -198,7 +198,7 @@ impl BlobClient {
         rb
     }
 
-    async fn get_page(&self, url: &Url, bearer: Option<&str>, attempt: u32) -> Result<Vec<u8>, AttemptError> {
+    async fn get_page(&self, url: &Url, bearer: Option<&str>, attempt: u32) -> Result<(Vec<u8>, u16), AttemptError> {
         let transport =
             |e: reqwest::Error| (CallError::Transport { message: describe_transport(&e), attempts: attempt }, None);
         let resp = self.request(reqwest::Method::GET, url, bearer).send().await.map_err(transport)?;
@@ -212,14 +212,14 @@ impl BlobClient {
                     None,
                 ));
             }
-            return Ok(body);
+            return Ok((body, status));
         }
         let body = read_limited(resp, MAX_ERROR_BODY).await.unwrap_or_default();
         let code = error_code(&headers, &body);
         Err((CallError::Status { status, code, message: None, attempts: attempt }, retry_after(&headers)))
     }
 
-    async fn head(&self, url: &Url, bearer: Option<&str>, attempt: u32) -> Result<BlobProps, AttemptError> {
+    async fn head(&self, url: &Url, bearer: Option<&str>, attempt: u32) -> Result<(BlobProps, u16), AttemptError> {
         let resp = self
             .request(reqwest::Method::HEAD, url, bearer)
             .send()
@@ -251,20 +251,22 @@ impl BlobClient {
                 ));
             }
         };
-        Ok(BlobProps {
+        let props = BlobProps {
             size,
             etag: header("etag").filter(|s| !s.is_empty()).map(str::to_string),
             md5: header("content-md5").and_then(list::decode_md5),
             is_folder: header("x-ms-meta-hdi_isfolder").is_some_and(|v| v.eq_ignore_ascii_case("true"))
                 || header("x-ms-resource-type").is_some_and(|v| v.eq_ignore_ascii_case("directory")),
-        })
+        };
+        Ok((props, status))
     }
 
     /// Run `once` until it succeeds, fails for good, or runs out of attempts (as `MetaClient::json`).
+    /// `once` gives the value and the HTTP status (shown at `-v`).
     async fn with_retry<T, F, Fut>(&self, method: &str, url: &Url, once: F) -> Result<T, CallError>
     where
         F: Fn(u32) -> Fut,
-        Fut: Future<Output = Result<T, AttemptError>>,
+        Fut: Future<Output = Result<(T, u16), AttemptError>>,
     {
         let shown = url_for_display(url);
         let mut attempt = 0u32;
@@ -274,8 +276,8 @@ impl BlobClient {
             let result = once(attempt).await;
             let ms = started.elapsed().as_millis();
             match result {
-                Ok(v) => {
-                    crate::log::log(1, format!("{method} {shown} -> ok ({ms} ms)"));
+                Ok((v, status)) => {
+                    crate::log::log(1, format!("{method} {shown} -> {status} ({ms} ms)"));
                     return Ok(v);
                 }
                 Err((e, ra)) => {

@@ -488,6 +488,7 @@ pub fn parse_job(name: &str, v: &Value) -> Result<Job, Error> {
         status,
         outputs,
         job_type: str_ci(props, "jobType").unwrap_or("").to_string(),
+        created: crate::provider::timestamp(get_ci(v, "systemData").and_then(|d| str_ci(d, "createdAt"))),
         ..Job::default()
     })
 }

@@ -26,6 +26,19 @@ pub struct Job {
     pub reused_run: Option<String>,
     /// A sweep parent: its best child run (`best_child_run_id`).
     pub best_child: Option<String>,
+    /// When the job was created (`systemData.createdAt`), normalised to RFC 3339 UTC.
+    pub created: Option<String>,
+    /// The job's page in Azure ML studio (built from the workspace coordinates, never taken from
+    /// the response), when the source has one.
+    pub studio_url: Option<String>,
+}
+
+/// An RFC 3339 timestamp from a response, normalised to UTC (`None` when absent or malformed:
+/// hostile input never reaches the output verbatim).
+pub fn timestamp(raw: Option<&str>) -> Option<String> {
+    use time::format_description::well_known::Rfc3339;
+    let t = time::OffsetDateTime::parse(raw?.trim(), &Rfc3339).ok()?;
+    t.to_offset(time::UtcOffset::UTC).format(&Rfc3339).ok()
 }
 
 /// A named output as declared on the job.
@@ -191,6 +204,14 @@ pub fn fatal_with_hint(e: CallError, what: &str, hint: &str) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn timestamps_are_normalised_or_dropped() {
+        assert_eq!(timestamp(Some("2026-01-15T10:00:00Z")).as_deref(), Some("2026-01-15T10:00:00Z"));
+        assert_eq!(timestamp(Some("2026-01-15T12:30:00.25+02:00")).as_deref(), Some("2026-01-15T10:30:00.25Z"));
+        assert_eq!(timestamp(Some("yesterday\u{1b}[2J")), None);
+        assert_eq!(timestamp(None), None);
+    }
 
     #[test]
     fn terminal_set_is_exact() {

@@ -20,7 +20,7 @@ pub struct LsRow {
 }
 
 /// Write to stdout, ignoring a closed pipe (`jobdl ls | head`).
-fn out(text: &str) {
+pub(super) fn out(text: &str) {
     let mut o = std::io::stdout().lock();
     let _ = o.write_all(text.as_bytes());
     let _ = o.flush();
@@ -34,7 +34,7 @@ pub fn raw(bytes: &[u8]) {
 }
 
 /// Columns padded to their widest cell (the last one unpadded), two spaces apart.
-fn table(rows: &[Vec<String>]) -> String {
+pub(super) fn table(rows: &[Vec<String>]) -> String {
     let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
     let widths: Vec<usize> =
         (0..cols).map(|c| rows.iter().filter_map(|r| r.get(c)).map(|s| s.chars().count()).max().unwrap_or(0)).collect();
@@ -87,7 +87,8 @@ pub fn show_json(job: &Job) -> serde_json::Value {
     json!({
         "version": 1,
         "job": {"name": job.name, "status": job.status, "type": job.job_type,
-                "reused_run": job.reused_run, "best_child": job.best_child},
+                "reused_run": job.reused_run, "best_child": job.best_child,
+                "created": job.created, "studio_url": job.studio_url},
         "outputs": outputs,
     })
 }
@@ -100,7 +101,7 @@ impl Printer {
             return;
         }
         for f in failures {
-            eprintln!("error: {}: {}", f.display, redact(&f.error));
+            eprintln!("{}", crate::log::paint(&format!("error: {}: {}", f.display, redact(&f.error))));
         }
         let mut t = vec![vec!["OUTPUT".to_string(), "PATH".into(), "SIZE".into(), "MD5".into()]];
         for r in rows {
@@ -138,6 +139,8 @@ impl Printer {
         field("type:", &job.job_type);
         field("reused run:", job.reused_run.as_deref().unwrap_or(""));
         field("best child:", job.best_child.as_deref().unwrap_or(""));
+        field("created:", job.created.as_deref().unwrap_or(""));
+        field("studio:", job.studio_url.as_deref().unwrap_or(""));
         if job.outputs.is_empty() {
             text.push_str("outputs:    (none declared)\n");
         } else {
@@ -191,8 +194,11 @@ mod tests {
                 ..OutputSpec::default()
             },
         );
+        job.created = Some("2026-01-15T10:00:00Z".into());
         let v = show_json(&job);
         assert_eq!(v["job"]["status"], "Running");
+        assert_eq!(v["job"]["created"], "2026-01-15T10:00:00Z");
+        assert_eq!(v["job"]["studio_url"], serde_json::Value::Null);
         assert_eq!(v["outputs"][0]["type"], "uri_folder");
         assert!(!v.to_string().contains("SECRET"), "{v}");
     }

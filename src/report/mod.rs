@@ -1,10 +1,12 @@
 //! Everything the user sees: progress (indicatif on a terminal only), per-file error lines,
 //! the one-line summary and the `--json` document. The only module that prints to stdout.
+mod config;
 mod listing;
 mod progress;
 
+pub use config::config_json;
 pub use listing::{LsRow, ls_json, raw, show_json};
-pub use progress::ProgressReporter;
+pub use progress::{ProgressMode, ProgressReporter, progress_line};
 
 use crate::error::Error;
 use crate::plan::{Plan, PlanFailure};
@@ -57,11 +59,11 @@ impl Printer {
         let bytes: u64 = s.files.iter().filter(|f| f.result == FileResult::Downloaded).map(|f| f.bytes).sum();
         let failed = s.failed();
         for pf in s.plan_failures {
-            eprintln!("error: {}: {}", pf.display, crate::redact::redact(&pf.error));
+            eprintln!("{}", crate::log::paint(&format!("error: {}: {}", pf.display, crate::redact::redact(&pf.error))));
         }
         for f in s.files {
             if let FileResult::Failed(e) = &f.result {
-                eprintln!("error: {}: {}", f.display, e);
+                eprintln!("{}", crate::log::paint(&format!("error: {}: {}", f.display, e)));
             }
         }
         if self.quiet && failed == 0 {
@@ -102,9 +104,9 @@ impl Printer {
             println!("{}", json!({"version":1,"error":{"code":e.json_code(),"message":msg,"exit_code":e.exit_code()}}));
         }
         if !self.json || !self.quiet {
-            eprintln!("error: {msg}");
+            eprintln!("{}", crate::log::paint(&format!("error: {msg}")));
             if let Some(h) = e.hint() {
-                eprintln!("hint: {h}");
+                eprintln!("{}", crate::log::paint(&format!("hint: {h}")));
             }
         }
     }
@@ -131,7 +133,7 @@ impl Printer {
             println!("{size:>12}  {}", root.join(&t.display).display());
         }
         for f in &plan.failures {
-            eprintln!("error: {}: {}", f.display, f.error);
+            eprintln!("{}", crate::log::paint(&format!("error: {}: {}", f.display, f.error)));
         }
         eprintln!("{} files, {} (dry run: nothing written)", plan.tasks.len(), human_bytes(plan.bytes()));
     }
@@ -139,7 +141,7 @@ impl Printer {
     /// A notice on stderr (not in quiet or JSON mode).
     pub fn note(&self, msg: &str) {
         if !self.quiet && !self.json {
-            eprintln!("{}", crate::redact::redact(msg));
+            eprintln!("{}", crate::log::paint(&crate::redact::redact(msg)));
         }
     }
 }

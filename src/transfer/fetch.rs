@@ -188,7 +188,17 @@ async fn head_size_md5(ctx: &Ctx, task: &FileTask) -> Option<(u64, Option<[u8; 1
     for (k, v) in &task.headers {
         rb = rb.header(k.as_str(), v.as_str());
     }
-    let resp = rb.send().await.ok()?;
+    let started = std::time::Instant::now();
+    let sent = rb.send().await;
+    if crate::log::enabled(1) {
+        let outcome = match &sent {
+            Ok(resp) => resp.status().as_u16().to_string(),
+            Err(e) => crate::http::describe_transport(e),
+        };
+        let u = crate::redact::url_for_display(&task.url);
+        crate::log::log(1, format!("HEAD {u} -> {outcome} ({} ms)", started.elapsed().as_millis()));
+    }
+    let resp = sent.ok()?;
     if !resp.status().is_success() {
         return None;
     }
@@ -319,7 +329,20 @@ pub(super) async fn send_attempt<'a>(
 ) -> Result<Option<Sent<'a>>, Stop> {
     let permit = ctx.budget.acquire().await.ok_or_else(|| Stop::Fail("cancelled".into()))?;
     let (url, generation) = src.current();
-    match request(ctx, src.task, url, range, etag).send().await {
+    // `-v`: method, redacted URL, range, status and time to the response headers.
+    let shown = crate::log::enabled(1).then(|| {
+        let r = range.map(|(a, b)| format!(" bytes={a}-{}", b.map(|b| b.to_string()).unwrap_or_default()));
+        (crate::redact::url_for_display(&url), r.unwrap_or_default(), std::time::Instant::now())
+    });
+    let sent = request(ctx, src.task, url, range, etag).send().await;
+    if let Some((u, r, t)) = &shown {
+        let outcome = match &sent {
+            Ok(resp) => resp.status().as_u16().to_string(),
+            Err(e) => crate::http::describe_transport(e),
+        };
+        crate::log::log(1, format!("GET {u}{r} -> {outcome} ({} ms)", t.elapsed().as_millis()));
+    }
+    match sent {
         Ok(r) => Ok(Some((r, permit, generation))),
         Err(e) => {
             drop(permit);

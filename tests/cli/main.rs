@@ -9,6 +9,7 @@ mod support;
 
 mod harness;
 
+mod config;
 mod cp;
 mod default_artifacts;
 mod faults;
@@ -16,4 +17,5 @@ mod gate;
 mod local_files;
 mod ls_show;
 mod named_outputs;
+mod output;
 mod process;

@@ -223,7 +223,9 @@ impl AzureMl {
                 break;
             }
         }
-        parse_job(name, &v)
+        let mut job = parse_job(name, &v)?;
+        job.studio_url = studio_url(self.inner.cloud, &ws, name);
+        Ok(job)
     }
 
     /// The default artifacts (§3.2): the `default` output's datastore path (normally
@@ -484,6 +486,20 @@ fn describe(loc: &Location) -> String {
     }
 }
 
+/// The job's page in Azure ML studio (public cloud only: the studio hosts of the sovereign clouds
+/// are not in the reference).
+pub fn studio_url(cloud: Cloud, ws: &WorkspaceRef, job: &str) -> Option<String> {
+    (cloud == Cloud::AzureCloud).then(|| {
+        format!(
+            "https://ml.azure.com/runs/{}?wsid=/subscriptions/{}/resourcegroups/{}/workspaces/{}",
+            enc(job),
+            enc(&ws.subscription),
+            enc(&ws.resource_group),
+            enc(&ws.workspace)
+        )
+    })
+}
+
 /// Read a Path B job: the Foundry fields plus pipeline reuse and the sweep's best child.
 pub fn parse_job(name: &str, v: &Value) -> Result<Job, Error> {
     use crate::provider::foundry::{get_ci, str_ci};
@@ -532,6 +548,18 @@ mod tests {
             allow,
             config,
         )
+    }
+
+    #[test]
+    fn studio_links() {
+        let w = WorkspaceRef { subscription: "s-1".into(), resource_group: "rg".into(), workspace: "ws".into() };
+        assert_eq!(
+            studio_url(Cloud::AzureCloud, &w, "job-1").as_deref(),
+            Some("https://ml.azure.com/runs/job-1?wsid=/subscriptions/s-1/resourcegroups/rg/workspaces/ws")
+        );
+        assert_eq!(studio_url(Cloud::AzureChinaCloud, &w, "job-1"), None);
+        let odd = studio_url(Cloud::AzureCloud, &ws(), "a b").unwrap();
+        assert!(odd.contains("/runs/a%20b?") && odd.contains("/workspaces/ws%2Fx"), "{odd}");
     }
 
     #[test]
