@@ -3,6 +3,11 @@
 //! running job is refused (exit 5). No Azure account needed.
 //!
 //!     cargo run --release --example demo [-- DEST] [--model-mib N]
+//!     cargo run --release --example demo -- --serve [--model-mib N]
+//!
+//! `--serve` only starts the emulator, prints the `export` lines that point jobdl at it, and
+//! serves until Ctrl+C, so that every command of the README can be tried by hand
+//! (`jobdl show job-demo-001`, `jobdl ls job-demo-001 --all-outputs`, `jobdl cp <SAS-URL> DIR`, ...).
 #[path = "../tests/support/mod.rs"]
 mod support;
 
@@ -11,10 +16,12 @@ use std::path::PathBuf;
 fn main() -> std::process::ExitCode {
     let mut dest: Option<PathBuf> = None;
     let mut model_mib: u64 = 300;
+    let mut serve_only = false;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--model-mib" => model_mib = args.next().and_then(|v| v.parse().ok()).unwrap_or(model_mib),
+            "--serve" => serve_only = true,
             _ => dest = Some(PathBuf::from(a)),
         }
     }
@@ -31,6 +38,9 @@ fn main() -> std::process::ExitCode {
     let emu = support::Emulator::start(support::demo_world(model_mib << 20));
     let endpoint = emu.project_endpoint();
     let host = emu.host_port();
+    if serve_only {
+        return serve(&emu);
+    }
     println!("demo: a Foundry project emulator is serving {endpoint}");
     println!(
         "demo: job-demo-001 (Completed): logs, outputs, a {model_mib} MiB model, a metrics folder, an eval report\n"
@@ -61,6 +71,23 @@ fn main() -> std::process::ExitCode {
     emu.stop();
     println!("\ndemo: files are in {}", work.display());
     std::process::ExitCode::from(if code == 0 && code2 == 5 { 0 } else { 1 })
+}
+
+/// Serve the demo workspace until Ctrl+C (or stdin closes), after printing how to use it.
+fn serve(emu: &support::Emulator) -> std::process::ExitCode {
+    println!("# The demo workspace is serving on {}. In another shell:", emu.host_port());
+    println!("export AZURE_AI_PROJECT_ENDPOINT='{}'", emu.project_endpoint());
+    println!("export JOBDL_ALLOW_HOSTS='{}'", emu.host_port());
+    println!("export JOBDL_ACCESS_TOKEN='{}'   # the emulator's test token", support::TOKEN);
+    println!("export NO_PROXY='127.0.0.1,localhost'");
+    println!("# jobs: job-demo-001 (Completed; outputs model, metrics, eval), job-demo-002 (Running)");
+    println!("# a container SAS URL for `jobdl cp`:");
+    println!("#   '{}'", emu.container_sas_url("models-demo", "job-demo-001-model/1/"));
+    println!("# Ctrl+C (or closing stdin) stops the demo.");
+    use std::io::Read;
+    // Block until stdin closes; Ctrl+C ends the process (the emulator lives in it).
+    let _ = std::io::stdin().read_to_end(&mut Vec::new());
+    std::process::ExitCode::SUCCESS
 }
 
 fn print_tree(root: &std::path::Path) {
