@@ -100,11 +100,14 @@ fn describe_chain(e: &dyn std::error::Error) -> String {
     redact(&msg)
 }
 
+/// Said after a 407: the proxy, not the service, refused.
+const PROXY_AUTH_HINT: &str = " (the proxy asks for credentials: put them in the proxy URL, http://USER:PASSWORD@HOST:PORT, of HTTPS_PROXY / HTTP_PROXY / ALL_PROXY)";
+
 /// A failed HTTP call, with the status kept all the way to the retry decision.
 #[derive(Debug, Error)]
 pub enum CallError {
     /// The server answered with a non-success status.
-    #[error("HTTP {status}{}{}", code.as_deref().map(|c| format!(" {c}")).unwrap_or_default(), message.as_deref().map(|m| format!(": {m}")).unwrap_or_default())]
+    #[error("HTTP {status}{}{}{}", code.as_deref().map(|c| format!(" {c}")).unwrap_or_default(), message.as_deref().map(|m| format!(": {m}")).unwrap_or_default(), if *status == 407 { PROXY_AUTH_HINT } else { "" })]
     Status {
         /// The status code.
         status: u16,

@@ -192,6 +192,7 @@ fn proxy_credentials_are_used_and_never_printed() {
             &[("HTTP_PROXY", &proxy.url_with("alice", wrong))],
         ));
         assert_ne!(run.code, 0, "{run}");
+        assert!(run.stderr.contains("HTTP 407") && run.stderr.contains("proxy"), "{run}");
         assert!(!run.all_output().contains(wrong), "proxy credentials printed\n{run}");
     }
     assert!(proxy.requests().iter().any(|r| !r.relayed), "the proxy never refused a request");
