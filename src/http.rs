@@ -25,8 +25,9 @@ pub fn build_client(idle: Duration) -> Result<reqwest::Client, Error> {
     let roots = extra_roots(std::env::var_os("SSL_CERT_FILE"), std::env::var_os("SSL_CERT_DIR"))?;
     let mut builder = reqwest::Client::builder();
     if no_proxy_everywhere(std::env::var("NO_PROXY").or_else(|_| std::env::var("no_proxy")).ok().as_deref()) {
-        // reqwest matches a `NO_PROXY=*` against host names only, not IP addresses; `*` alone
-        // means "no proxy for anything" (as in curl).
+        // reqwest matches a `NO_PROXY=*` against host names only, not IP addresses (so
+        // https://10.0.0.5 would still go through the proxy); `*` means "no proxy for anything",
+        // as in curl.
         builder = builder.no_proxy();
     }
     builder
@@ -42,7 +43,7 @@ pub fn build_client(idle: Duration) -> Result<reqwest::Client, Error> {
         .map_err(|e| Error::Io(format!("cannot build the HTTP client: {}", describe_chain(&e))))
 }
 
-/// Whether a `NO_PROXY` value turns every proxy off (`*` alone).
+/// Whether a `NO_PROXY` value turns every proxy off (an entry that is just `*`).
 fn no_proxy_everywhere(value: Option<&str>) -> bool {
     value.is_some_and(|v| v.split(',').any(|p| p.trim() == "*"))
 }
