@@ -1,8 +1,11 @@
 //! The one HTTP client for the whole run (timeouts, user agent, no redirects, no decompression)
 //! and JSON metadata calls with retries. Knows HTTP, not Azure resources and not files.
+use crate::error::Error;
 use crate::redact::{redact, url_for_display};
 use crate::retry::{RetryConfig, parse_retry_after, status_is_retryable};
 use reqwest::header::{HeaderMap, HeaderValue};
+use std::ffi::OsString;
+use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
 use thiserror::Error;
 
@@ -12,8 +15,22 @@ const MAX_ERROR_BODY: usize = 64 * 1024;
 const MAX_JSON_BODY: usize = 64 * 1024 * 1024;
 
 /// Build the run's client. `idle` bounds the time between two reads (never the whole transfer).
-pub fn build_client(idle: Duration) -> Result<reqwest::Client, String> {
-    reqwest::Client::builder()
+///
+/// Proxies: reqwest reads `HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY` and `NO_PROXY` (and their
+/// lower-case forms) itself. Trust: the platform verifier (the OS store; on Linux the system
+/// bundle, which `SSL_CERT_FILE`/`SSL_CERT_DIR` replace as in OpenSSL), plus the certificates of
+/// `SSL_CERT_FILE` and `SSL_CERT_DIR` added here, so they are trusted on every platform. An
+/// unreadable or empty bundle is a configuration error (exit 2) naming the file.
+pub fn build_client(idle: Duration) -> Result<reqwest::Client, Error> {
+    let roots = extra_roots(std::env::var_os("SSL_CERT_FILE"), std::env::var_os("SSL_CERT_DIR"))?;
+    let mut builder = reqwest::Client::builder();
+    if no_proxy_everywhere(std::env::var("NO_PROXY").or_else(|_| std::env::var("no_proxy")).ok().as_deref()) {
+        // reqwest matches a `NO_PROXY=*` against host names only, not IP addresses (so
+        // https://10.0.0.5 would still go through the proxy); `*` means "no proxy for anything",
+        // as in curl.
+        builder = builder.no_proxy();
+    }
+    builder
         .user_agent(concat!("jobdl/", env!("CARGO_PKG_VERSION")))
         .redirect(reqwest::redirect::Policy::none())
         .no_gzip()
@@ -21,15 +38,77 @@ pub fn build_client(idle: Duration) -> Result<reqwest::Client, String> {
         .connect_timeout(Duration::from_secs(30))
         .read_timeout(idle)
         .pool_max_idle_per_host(64)
+        .tls_certs_merge(roots)
         .build()
-        .map_err(|e| format!("cannot build the HTTP client: {e}"))
+        .map_err(|e| Error::Io(format!("cannot build the HTTP client: {}", describe_chain(&e))))
 }
+
+/// Whether a `NO_PROXY` value turns every proxy off (an entry that is just `*`).
+fn no_proxy_everywhere(value: Option<&str>) -> bool {
+    value.is_some_and(|v| v.split(',').any(|p| p.trim() == "*"))
+}
+
+/// The certificates of the `SSL_CERT_FILE` bundle and of the PEM files in the `SSL_CERT_DIR`
+/// directories (files there that hold no certificate are skipped, as OpenSSL's hashed
+/// directories also hold CRLs and other files).
+fn extra_roots(file: Option<OsString>, dirs: Option<OsString>) -> Result<Vec<reqwest::Certificate>, Error> {
+    let mut roots = Vec::new();
+    if let Some(file) = file.filter(|f| !f.is_empty()) {
+        let path = PathBuf::from(file);
+        let shown = path.display();
+        let pem = std::fs::read(&path)
+            .map_err(|e| Error::usage(format!("SSL_CERT_FILE={shown}: cannot read the CA bundle: {e}")))?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem)
+            .map_err(|e| Error::usage(format!("SSL_CERT_FILE={shown}: not a PEM certificate bundle: {e}")))?;
+        if certs.is_empty() {
+            return Err(Error::usage(format!(
+                "SSL_CERT_FILE={shown}: no certificate in it (expected PEM '-----BEGIN CERTIFICATE-----' blocks)"
+            )));
+        }
+        roots.extend(certs);
+    }
+    if let Some(dirs) = dirs.filter(|d| !d.is_empty()) {
+        for dir in std::env::split_paths(&dirs).filter(|d| !d.as_os_str().is_empty()) {
+            let shown = dir.display();
+            let entries = std::fs::read_dir(&dir)
+                .map_err(|e| Error::usage(format!("SSL_CERT_DIR: cannot read the directory {shown}: {e}")))?;
+            for entry in entries.flatten() {
+                let path = entry.path();
+                // Follows symlinks (hashed names point at the real files).
+                if !path.is_file() {
+                    continue;
+                }
+                if let Ok(pem) = std::fs::read(&path)
+                    && let Ok(certs) = reqwest::Certificate::from_pem_bundle(&pem)
+                {
+                    roots.extend(certs);
+                }
+            }
+        }
+    }
+    Ok(roots)
+}
+
+/// An error and its sources, one line.
+fn describe_chain(e: &dyn std::error::Error) -> String {
+    let mut msg = e.to_string();
+    let mut src = e.source();
+    while let Some(s) = src {
+        msg.push_str(": ");
+        msg.push_str(&s.to_string());
+        src = s.source();
+    }
+    redact(&msg)
+}
+
+/// Said after a 407: the proxy, not the service, refused.
+const PROXY_AUTH_HINT: &str = " (the proxy asks for credentials: put them in the proxy URL, http://USER:PASSWORD@HOST:PORT, of HTTPS_PROXY / HTTP_PROXY / ALL_PROXY)";
 
 /// A failed HTTP call, with the status kept all the way to the retry decision.
 #[derive(Debug, Error)]
 pub enum CallError {
     /// The server answered with a non-success status.
-    #[error("HTTP {status}{}{}", code.as_deref().map(|c| format!(" {c}")).unwrap_or_default(), message.as_deref().map(|m| format!(": {m}")).unwrap_or_default())]
+    #[error("HTTP {status}{}{}{}", code.as_deref().map(|c| format!(" {c}")).unwrap_or_default(), message.as_deref().map(|m| format!(": {m}")).unwrap_or_default(), if *status == 407 { PROXY_AUTH_HINT } else { "" })]
     Status {
         /// The status code.
         status: u16,
@@ -105,6 +184,12 @@ pub fn describe_transport(e: &reqwest::Error) -> String {
         }
         depth += 1;
         src = s.source();
+    }
+    if msg.contains("certificate") {
+        msg.push_str(
+            " (the server's TLS certificate could not be verified; if a TLS-inspecting proxy or a private CA \
+             signs it, set SSL_CERT_FILE to a PEM bundle that holds that CA)",
+        );
     }
     redact(&msg)
 }
@@ -269,6 +354,36 @@ fn truncate(s: &str, n: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn no_proxy_star_turns_proxies_off() {
+        assert!(no_proxy_everywhere(Some("*")));
+        assert!(no_proxy_everywhere(Some(" * ")));
+        assert!(no_proxy_everywhere(Some("example.com, *")));
+        assert!(!no_proxy_everywhere(Some("*.example.com")));
+        assert!(!no_proxy_everywhere(Some("127.0.0.1")));
+        assert!(!no_proxy_everywhere(Some("")));
+        assert!(!no_proxy_everywhere(None));
+    }
+
+    #[test]
+    fn ca_bundles_are_read_or_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing.pem");
+        let e = extra_roots(Some(missing.clone().into_os_string()), None).unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        assert!(e.to_string().contains("SSL_CERT_FILE") && e.to_string().contains("missing.pem"), "{e}");
+        let junk = dir.path().join("junk.pem");
+        std::fs::write(&junk, "no certificate here\n").unwrap();
+        let e = extra_roots(Some(junk.into_os_string()), None).unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        assert!(e.to_string().contains("junk.pem"), "{e}");
+        // Empty values are unset; a directory with no certificate adds none.
+        assert!(extra_roots(Some("".into()), Some("".into())).unwrap().is_empty());
+        assert!(extra_roots(None, Some(dir.path().as_os_str().to_owned())).unwrap().is_empty());
+        let e = extra_roots(None, Some(missing.into_os_string())).unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+    }
 
     #[test]
     fn error_fields_are_extracted_and_redacted() {

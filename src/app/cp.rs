@@ -19,7 +19,7 @@ pub async fn cp(args: CpArgs, printer: Printer, cancel: CancellationToken) -> Re
     let url = url::Url::parse(args.url.trim()).map_err(|e| Error::usage(format!("invalid URL: {e}")))?;
     common.allow.check_storage(&url).map_err(|e| Error::usage(format!("URL not allowed: {e}")))?;
     let parsed = parse_blob_url(&url).map_err(Error::Usage)?;
-    let client = crate::http::build_client(common.idle_timeout).map_err(Error::Io)?;
+    let client = crate::http::build_client(common.idle_timeout)?;
     let blob = BlobClient::new(client.clone(), common.meta_retry.clone());
     let container = &parsed.container;
     let path = parsed.path.clone();

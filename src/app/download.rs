@@ -84,7 +84,7 @@ pub(crate) fn locate(args: &DownloadArgs) -> Result<Located, Error> {
     let cloud: Cloud = args.target.cloud.parse().map_err(Error::Usage)?;
     let source = job_source(&args.target, &AzureCliDefaults::load())?;
     crate::safepath::safe_component(&args.target.job).map_err(|e| Error::usage(format!("invalid job name: {e}")))?;
-    let client = crate::http::build_client(common.idle_timeout).map_err(Error::Io)?;
+    let client = crate::http::build_client(common.idle_timeout)?;
     let tokens = TokenSource::from_env(common.access_token.clone(), &client, cloud);
     let meta = MetaClient::new(client.clone(), common.meta_retry.clone());
     let blob = BlobClient::new(client.clone(), common.meta_retry.clone());

@@ -2,6 +2,8 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod emulator;
+pub mod proxy;
+pub mod tls;
 pub mod world;
 
 pub use emulator::*;

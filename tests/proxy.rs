@@ -1,0 +1,295 @@
+//! Proxies and custom CA bundles: `HTTP_PROXY` / `HTTPS_PROXY` / `ALL_PROXY` route every request
+//! through a local proxy (absolute-form requests and `CONNECT` tunnels), `NO_PROXY` bypasses it,
+//! proxy credentials are used but never printed, and `SSL_CERT_FILE` / `SSL_CERT_DIR` make a
+//! throw-away CA trusted for an `https://127.0.0.1` server (the emulator behind a TLS front).
+mod support;
+
+#[allow(dead_code)]
+#[path = "cli/harness.rs"]
+mod harness;
+
+use std::net::TcpListener;
+use std::process::Command;
+
+use base64::Engine;
+use harness::{Run, TestEnv, artifact_path, assert_blob_file, files_under, payload};
+use support::proxy::Proxy;
+use support::tls::{TestCa, TlsFront};
+use support::{TOKEN, standard_world};
+
+const PROXY_VARS: [&str; 8] =
+    ["HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "all_proxy", "no_proxy"];
+
+/// A `jobdl` command with no proxy setting at all, then `vars` set.
+fn command(env: &TestEnv, args: &[&str], vars: &[(&str, &str)]) -> Command {
+    let mut cmd = env.command(args);
+    for v in PROXY_VARS {
+        cmd.env_remove(v);
+    }
+    for (k, v) in vars {
+        cmd.env(k, v);
+    }
+    cmd
+}
+
+/// Default artifacts of job-123 (small text files).
+const TXT: [&str; 4] =
+    ["log/a.txt", "logs/b.txt", "user_logs/std_log.txt", "system_logs/lifecycler/execution-wrapper.txt"];
+
+fn txt_files() -> Vec<&'static str> {
+    TXT.to_vec()
+}
+
+#[track_caller]
+fn assert_txt_downloaded(env: &TestEnv, run: &Run) {
+    run.expect_code(0);
+    let dest = env.dest("job-123");
+    for path in txt_files() {
+        assert_blob_file(&dest.join("artifacts").join(path), env.artifact("job-123", path));
+    }
+}
+
+fn download_txt() -> Vec<&'static str> {
+    let mut args = vec!["download", "job-123", "--json"];
+    for p in txt_files() {
+        args.push("--include");
+        args.push(p);
+    }
+    args
+}
+
+#[test]
+fn http_proxy_relays_every_request_and_sas_requests_carry_no_authorization() {
+    let env = TestEnv::new(standard_world());
+    let proxy = Proxy::start();
+    let run = env.run_cmd(command(&env, &download_txt(), &[("HTTP_PROXY", &proxy.url())]));
+    assert_txt_downloaded(&env, &run);
+
+    let seen = proxy.requests();
+    let emulated = env.requests();
+    assert!(!seen.is_empty(), "the proxy saw no request\n{run}");
+    assert_eq!(seen.len(), emulated.len(), "not every request went through the proxy: {seen:#?}\n{run}");
+    let base = format!("{}/", env.emu.base_url());
+    for r in &seen {
+        assert!(r.relayed && r.method != "CONNECT", "{r:?}");
+        assert!(r.target.starts_with(&base), "not an absolute-form request to the emulator: {r:?}");
+        if r.target.contains("sig=") {
+            assert_eq!(r.header("authorization"), None, "a SAS request carried Authorization through the proxy: {r:?}");
+        } else {
+            assert_eq!(r.header("authorization"), Some(format!("Bearer {TOKEN}").as_str()), "{r:?}");
+        }
+    }
+    // Every file's bytes were relayed.
+    for path in txt_files() {
+        let want = artifact_path("job-123", path);
+        assert!(
+            seen.iter().any(|r| r.method == "GET" && r.target.contains("sig=") && decoded_path(&r.target) == want),
+            "no proxied GET of {want}: {seen:#?}"
+        );
+    }
+}
+
+/// The percent-decoded path of an absolute URL.
+fn decoded_path(target: &str) -> String {
+    let url = url::Url::parse(target).expect("absolute URL");
+    percent_encoding::percent_decode_str(url.path()).decode_utf8_lossy().into_owned()
+}
+
+#[test]
+fn all_proxy_is_honoured_and_no_proxy_bypasses_it() {
+    let env = TestEnv::new(standard_world());
+    let proxy = Proxy::start();
+    let url = env.emu.container_sas_url("data-0001", "job-123-metrics/1");
+    let run = env.run_cmd(command(&env, &["cp", &url, "via-all", "--json"], &[("ALL_PROXY", &proxy.url())]));
+    run.expect_code(0);
+    assert_eq!(files_under(&env.work().join("via-all")), payload(["acc.csv", "loss.csv", "sub/summary.json"]));
+    let through = proxy.requests().len();
+    assert!(through >= 4, "ALL_PROXY was not used ({through} requests)\n{run}");
+
+    // NO_PROXY naming the emulator's host: straight to it; the proxy sees nothing new.
+    for no_proxy in ["127.0.0.1", "localhost,127.0.0.1", "*"] {
+        let before = proxy.requests().len();
+        let dest = format!("direct-{}", no_proxy.len());
+        let run = env.run_cmd(command(
+            &env,
+            &["cp", &url, &dest, "--json"],
+            &[("HTTP_PROXY", &proxy.url()), ("ALL_PROXY", &proxy.url()), ("NO_PROXY", no_proxy)],
+        ));
+        run.expect_code(0);
+        assert_eq!(proxy.requests().len(), before, "NO_PROXY={no_proxy} did not bypass the proxy\n{run}");
+        assert_eq!(files_under(&env.work().join(&dest)).len(), 3);
+    }
+    // The lower-case form too; and NO_PROXY naming another host does not bypass it.
+    let before = proxy.requests().len();
+    let run = env.run_cmd(command(
+        &env,
+        &["cp", &url, "lower", "--json"],
+        &[("http_proxy", &proxy.url()), ("no_proxy", "example.invalid")],
+    ));
+    run.expect_code(0);
+    assert!(proxy.requests().len() > before, "http_proxy was not used\n{run}");
+}
+
+#[test]
+fn https_proxy_tunnels_tls_with_connect() {
+    let env = TestEnv::new(standard_world());
+    let ca = TestCa::new("jobdl test CA (proxy)");
+    let front = TlsFront::start(&ca, &env.emu.host_port());
+    let pem = env.sandbox().join("ca.pem");
+    ca.write_pem(&pem);
+    let proxy = Proxy::start();
+    let url =
+        env.emu.blob_sas_url("data-0001", "job-123-metrics/1/loss.csv").replace(&env.emu.base_url(), &front.base_url());
+    assert!(url.starts_with("https://"));
+    let allow = format!("{},{}", env.emu.host_port(), front.host_port());
+    let run = env.run_cmd(command(
+        &env,
+        &["cp", &url, "tunnel", "--json"],
+        &[("HTTPS_PROXY", &proxy.url()), ("SSL_CERT_FILE", pem.to_str().unwrap()), ("JOBDL_ALLOW_HOSTS", &allow)],
+    ));
+    run.expect_code(0);
+    assert_blob_file(&env.work().join("tunnel/loss.csv"), env.blob("data-0001", "job-123-metrics/1/loss.csv"));
+    let seen = proxy.requests();
+    assert!(!seen.is_empty(), "HTTPS_PROXY was not used\n{run}");
+    for r in &seen {
+        assert_eq!(r.method, "CONNECT", "{r:?}");
+        assert_eq!(r.target, front.host_port(), "{r:?}");
+        assert_eq!(r.header("authorization"), None, "{r:?}");
+    }
+    assert!(front.handshakes() >= 1);
+    // Only the tunnel's host:port is visible to the proxy, never the SAS.
+    assert!(!format!("{seen:?}").contains("sig="), "{seen:#?}");
+}
+
+/// A port on 127.0.0.1 that nothing listens on.
+fn closed_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").port()
+}
+
+#[test]
+fn proxy_credentials_are_used_and_never_printed() {
+    let env = TestEnv::new(standard_world());
+    let pass = "pr0xy-S3cret";
+    let proxy = Proxy::with_credentials("alice", pass);
+    let encoded = base64::engine::general_purpose::STANDARD.encode(format!("alice:{pass}"));
+    let mut args = download_txt();
+    args.push("-vvv");
+    let run = env.run_cmd(command(&env, &args, &[("HTTP_PROXY", &proxy.url_with("alice", pass))]));
+    assert_txt_downloaded(&env, &run);
+    let seen = proxy.requests();
+    assert!(seen.iter().all(|r| r.relayed), "the proxy refused a request: {seen:#?}");
+    assert!(seen.iter().all(|r| r.header("proxy-authorization") == Some(format!("Basic {encoded}").as_str())));
+    let out = run.all_output();
+    assert!(!out.contains(pass) && !out.contains(&encoded), "proxy credentials printed\n{run}");
+
+    // Wrong credentials: the proxy answers 407; the run fails without printing them.
+    let wrong = "wr0ng-S3cret";
+    for verbosity in ["-q", "-vvv"] {
+        let run = env.run_cmd(command(
+            &env,
+            &["download", "job-123", "-p", "refused", verbosity],
+            &[("HTTP_PROXY", &proxy.url_with("alice", wrong))],
+        ));
+        assert_ne!(run.code, 0, "{run}");
+        assert!(run.stderr.contains("HTTP 407") && run.stderr.contains("proxy"), "{run}");
+        assert!(!run.all_output().contains(wrong), "proxy credentials printed\n{run}");
+    }
+    assert!(proxy.requests().iter().any(|r| !r.relayed), "the proxy never refused a request");
+
+    // A proxy that is not there: a connection error, still without the credentials.
+    let dead = format!("http://alice:{wrong}@127.0.0.1:{}", closed_port());
+    let run =
+        env.run_cmd(command(&env, &["download", "job-123", "-p", "dead", "-vvv", "--json"], &[("HTTP_PROXY", &dead)]));
+    assert_ne!(run.code, 0, "{run}");
+    assert!(!run.all_output().contains(wrong), "proxy credentials printed\n{run}");
+    assert!(run.doc().get("error").is_some(), "{run}");
+}
+
+#[test]
+fn ssl_cert_file_makes_a_private_ca_trusted() {
+    let env = TestEnv::new(standard_world());
+    let ca = TestCa::new("jobdl test CA");
+    let front = TlsFront::start(&ca, &env.emu.host_port());
+    let pem = env.sandbox().join("ca.pem");
+    ca.write_pem(&pem);
+    let allow = format!("{},{}", env.emu.host_port(), front.host_port());
+    let url =
+        env.emu.container_sas_url("data-0001", "job-123-metrics/1").replace(&env.emu.base_url(), &front.base_url());
+
+    // Trusted through SSL_CERT_FILE: the whole listing and every blob over TLS.
+    let run = env.run_cmd(command(
+        &env,
+        &["cp", &url, "trusted", "--json"],
+        &[("SSL_CERT_FILE", pem.to_str().unwrap()), ("JOBDL_ALLOW_HOSTS", &allow)],
+    ));
+    run.expect_code(0);
+    assert_blob_file(&env.work().join("trusted/loss.csv"), env.blob("data-0001", "job-123-metrics/1/loss.csv"));
+    assert!(front.handshakes() >= 1);
+
+    // Trusted through SSL_CERT_DIR (a directory holding the PEM file).
+    let dir = env.sandbox().join("certs");
+    std::fs::create_dir(&dir).unwrap();
+    ca.write_pem(&dir.join("test-ca.pem"));
+    std::fs::write(dir.join("README"), "not a certificate\n").unwrap();
+    let run = env.run_cmd(command(
+        &env,
+        &["cp", &url, "trusted-dir", "--json"],
+        &[("SSL_CERT_DIR", dir.to_str().unwrap()), ("JOBDL_ALLOW_HOSTS", &allow)],
+    ));
+    run.expect_code(0);
+    assert_eq!(files_under(&env.work().join("trusted-dir")).len(), 3, "{run}");
+
+    // A download whose project endpoint is https: the token travels over TLS.
+    let mut cmd = command(
+        &env,
+        &["download", "job-wait", "--wait", "--json"],
+        &[("SSL_CERT_FILE", pem.to_str().unwrap()), ("JOBDL_ALLOW_HOSTS", &allow)],
+    );
+    cmd.env("AZURE_AI_PROJECT_ENDPOINT", format!("{}/api/projects/{}", front.base_url(), support::PROJECT));
+    let run = env.run_cmd(cmd);
+    run.expect_code(0);
+    assert_eq!(run.doc()["totals"]["downloaded"], 2, "{run}");
+}
+
+#[test]
+fn an_untrusted_certificate_fails_with_an_actionable_error() {
+    let env = TestEnv::new(standard_world());
+    let ca = TestCa::new("jobdl test CA (not trusted)");
+    let front = TlsFront::start(&ca, &env.emu.host_port());
+    let allow = format!("{},{}", env.emu.host_port(), front.host_port());
+    let url =
+        env.emu.container_sas_url("data-0001", "job-123-metrics/1").replace(&env.emu.base_url(), &front.base_url());
+    let run = env.run_cmd(command(&env, &["cp", &url, "untrusted"], &[("JOBDL_ALLOW_HOSTS", &allow)]));
+    assert_eq!(run.code, 1, "{run}");
+    let err = run.stderr.to_lowercase();
+    assert!(err.contains("certificate"), "the error does not name certificate verification\n{run}");
+    assert!(run.stderr.contains("SSL_CERT_FILE"), "the error does not say how to trust a CA\n{run}");
+    assert!(!run.stderr.contains(support::CONTAINER_SIG), "{run}");
+    assert_eq!(front.handshakes(), 0, "a handshake completed with an untrusted certificate");
+    assert!(!env.work().join("untrusted").exists() || files_under(&env.work().join("untrusted")).is_empty());
+}
+
+#[test]
+fn an_unreadable_ca_bundle_is_a_usage_error_naming_it() {
+    let env = TestEnv::new(standard_world());
+    let url = env.emu.container_sas_url("data-0001", "job-123-metrics/1");
+    let missing = env.sandbox().join("no-such-bundle.pem");
+    let run = env.run_cmd(command(&env, &["cp", &url, "out"], &[("SSL_CERT_FILE", missing.to_str().unwrap())]));
+    run.expect_code(2);
+    assert!(run.stderr.contains("SSL_CERT_FILE") && run.stderr.contains("no-such-bundle.pem"), "{run}");
+    assert!(env.requests().is_empty(), "a request was sent without the CA bundle");
+
+    let junk = env.sandbox().join("junk.pem");
+    std::fs::write(&junk, "this is not PEM\n").unwrap();
+    let run =
+        env.run_cmd(command(&env, &["download", "job-123", "--json"], &[("SSL_CERT_FILE", junk.to_str().unwrap())]));
+    run.expect_code(2);
+    assert_eq!(run.doc()["error"]["code"], "usage", "{run}");
+    assert!(run.doc()["error"]["message"].as_str().unwrap_or("").contains("junk.pem"), "{run}");
+
+    let run = env.run_cmd(command(&env, &["cp", &url, "out"], &[("SSL_CERT_DIR", "/nonexistent-jobdl-certs")]));
+    run.expect_code(2);
+    assert!(run.stderr.contains("/nonexistent-jobdl-certs"), "{run}");
+    assert!(env.requests().is_empty());
+}
