@@ -105,7 +105,7 @@ pub const KEYS: &[Key] = &[
         Kind::Int { min: 1, max: 256 },
         Some(("parallel", "--parallel")),
         Some("JOBDL_PARALLEL"),
-        Some("8, adaptive up to 32"),
+        Some("8"),
     ),
     key("retries", Kind::Int { min: 1, max: 1000 }, Some(("retries", "--retries")), None, Some("10")),
     key(

@@ -121,6 +121,9 @@ fn download_cp_and_error_documents_match_the_schema() {
         (vec!["show", "no-such-job", "--json"], 4, "not_found"),
         (vec!["ls", "job-123", "--include", "a[", "--json"], 2, "usage"),
         (vec!["cp", "ftp://127.0.0.1/x", "out", "--json"], 2, "usage"),
+        // Refused by the argument parser itself: still the error document.
+        (vec!["download", "--json"], 2, "usage"),
+        (vec!["download", "job-123", "--parallel", "many", "--json"], 2, "usage"),
     ] {
         let run = env.run(&args);
         let doc = run_doc(&run, code);
@@ -183,6 +186,22 @@ fn interrupted_document_matches_the_schema() {
     let doc = run_doc(&run, 130);
     assert_kind(&doc, "result", &run);
     assert_eq!(doc["totals"]["interrupted"], true, "{run}");
+}
+
+#[test]
+fn interrupted_while_waiting_names_the_destination() {
+    let env = TestEnv::new(standard_world());
+    let running = env.spawn(env.command(["download", "job-running", "--wait", "--json"]));
+    wait_until(Duration::from_secs(30), "two polls of the running job", || {
+        env.requests().iter().filter(|r| r.path.contains("/jobs/job-running")).count() >= 2
+    });
+    running.signal(libc::SIGINT);
+    let run = running.wait(Duration::from_secs(20));
+    let doc = run_doc(&run, 130);
+    assert_kind(&doc, "result", &run);
+    assert_eq!(doc["totals"]["interrupted"], true, "{run}");
+    assert_eq!(doc["destination"], env.dest("job-running").display().to_string(), "{run}");
+    assert!(!env.dest("job-running").exists(), "nothing is written before the gate passes");
 }
 
 #[test]

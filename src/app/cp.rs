@@ -78,6 +78,7 @@ pub async fn cp(args: CpArgs, printer: Printer, cancel: CancellationToken) -> Re
         }
     }
     let root = absolute(&args.dir)?;
+    crate::report::set_destination(&root);
     let mut plan = Plan { filter, ..Plan::default() };
     plan.add(&root, "", listing, &mut HashMap::new());
     execute(Session { common: &common, client: &client, printer, started, cancel }, &root, plan, None).await

@@ -122,6 +122,11 @@ pub(crate) async fn resolve(
     let filter = Filter::new(&args.filter.include, &args.filter.exclude)?;
     let timeout = args.timeout.as_deref().map(|t| parse_duration(t, "--timeout")).transpose()?;
     let Located { common, client, blob, provider } = locate(args)?;
+    if !args.dry_run {
+        // Known before the gate, so an interruption while waiting still names it.
+        let dest = args.path.clone().unwrap_or_else(|| args.target.job.clone().into());
+        crate::report::set_destination(&absolute(&dest)?);
+    }
     let (printer, cancel) = (*printer, cancel.clone());
 
     // The gate runs before anything is written.

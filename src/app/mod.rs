@@ -155,11 +155,30 @@ where
     T: Into<std::ffi::OsString> + Clone,
 {
     use clap::{CommandFactory, FromArgMatches};
-    let matches = crate::cli::Cli::command().get_matches_from(argv);
-    match crate::cli::Cli::from_arg_matches(&matches) {
-        Ok(cli) => run_cli(cli, &matches),
-        Err(e) => e.exit(),
+    let argv: Vec<std::ffi::OsString> = argv.into_iter().map(Into::into).collect();
+    let parsed = crate::cli::Cli::command()
+        .try_get_matches_from(&argv)
+        .and_then(|m| crate::cli::Cli::from_arg_matches(&m).map(|cli| (cli, m)));
+    match parsed {
+        Ok((cli, matches)) => run_cli(cli, &matches),
+        Err(e) => usage_error(e, argv.iter().any(|a| a == "--json")),
     }
+}
+
+/// A command line clap refused: its own text (help and version are not errors), and with
+/// `--json` the contract's error document on stdout as for every other usage error.
+fn usage_error(e: clap::Error, json: bool) -> u8 {
+    use clap::error::ErrorKind;
+    if !json || matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+        e.exit();
+    }
+    let text = e.render().to_string();
+    // The first paragraph, on one line ("the following required arguments were not provided: <JOB>").
+    let first: Vec<&str> = text.lines().take_while(|l| !l.trim().is_empty()).map(str::trim).collect();
+    let message = first.join(" ").trim_start_matches("error: ").to_string();
+    let _ = e.print();
+    Printer { json: true, quiet: true }.fatal(&Error::Usage(message));
+    2
 }
 
 /// The matches of the (innermost) subcommand, which hold its flags.

@@ -86,7 +86,8 @@ pub fn show_json(job: &Job) -> serde_json::Value {
         .collect();
     json!({
         "version": 1,
-        "job": {"name": job.name, "status": job.status, "type": job.job_type,
+        "job": {"name": job.name, "status": job.status,
+            "type": (!job.job_type.is_empty()).then_some(&job.job_type),
                 "reused_run": job.reused_run, "best_child": job.best_child,
                 "created": job.created, "studio_url": job.studio_url},
         "outputs": outputs,

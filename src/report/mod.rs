@@ -12,7 +12,7 @@ use crate::error::Error;
 use crate::plan::{Plan, PlanFailure};
 use crate::transfer::{FileOutcome, FileResult, Md5Status};
 use serde_json::{Value, json};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// How output is shaped, decided once.
@@ -45,6 +45,14 @@ impl Summary<'_> {
     pub fn failed(&self) -> usize {
         self.plan_failures.len() + self.files.iter().filter(|f| matches!(f.result, FileResult::Failed(_))).count()
     }
+}
+
+/// The run's absolute destination, once known (for the document of an early interruption).
+static DESTINATION: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
+/// Register the run's absolute destination (the first call wins).
+pub fn set_destination(p: &Path) {
+    let _ = DESTINATION.set(p.to_path_buf());
 }
 
 impl Printer {
@@ -82,6 +90,9 @@ impl Printer {
     }
 
     /// Print a run-ending error (JSON error document or "error / hint" lines).
+    ///
+    /// An interruption before any transfer prints the normal document with nothing done, naming
+    /// the destination registered with [`set_destination`].
     pub fn fatal(&self, e: &Error) {
         let msg = crate::redact::redact(&e.to_string());
         if matches!(e, Error::Interrupted) {
@@ -89,7 +100,7 @@ impl Printer {
             if self.json {
                 let s = Summary {
                     job: None,
-                    destination: Path::new(""),
+                    destination: DESTINATION.get().map_or(Path::new(""), PathBuf::as_path),
                     files: &[],
                     plan_failures: &[],
                     elapsed: Duration::ZERO,
