@@ -28,6 +28,7 @@ pub mod provider;
 pub mod redact;
 pub mod report;
 pub mod retry;
+pub mod s3;
 pub mod safepath;
 pub mod settings;
 pub mod signal;

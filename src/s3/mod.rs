@@ -1,0 +1,409 @@
+//! S3-compatible object storage (kfp-s3-api.md §5–§6): `s3://` locations, credentials, SigV4
+//! presigned URLs (signed by `rusty-s3`, never by hand), ListObjectsV2 with continuation tokens
+//! and `encoding-type=url`, HEAD, and ETag classification.
+//!
+//! Every request is a presigned URL (query-string SigV4 over `host` only), so data GETs need no
+//! signing hook in the engine: `Range` and `If-Match` stay unsigned, one URL serves every ranged
+//! GET of an object, and an expired URL is replaced through the engine's `Refresher`. The
+//! signature, credential and session token live in the query string and are redacted from every
+//! output by `crate::redact`. Knows nothing about files on disk or providers.
+/// `~/.aws/credentials` and the environment.
+pub mod creds;
+/// ListObjectsV2 page parsing.
+pub mod list;
+
+pub use creds::Credentials;
+pub use list::{ListPage, S3Object, parse_list_page};
+
+use crate::http::{CallError, describe_transport, read_limited, retry_after};
+use crate::redact::url_for_display;
+use crate::retry::RetryConfig;
+use ::url::Url;
+use std::collections::HashSet;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Most pages one listing may take before it is treated as a runaway server.
+pub const MAX_LIST_PAGES: usize = 100_000;
+/// Most bytes of one ListObjectsV2 page accepted (1000 keys of 1 KiB is about 1.5 MB).
+const MAX_LIST_BODY: usize = 32 * 1024 * 1024;
+/// Most bytes of an error body read (only `<Code>` is ever used).
+const MAX_ERROR_BODY: usize = 64 * 1024;
+/// Lifetime of a presigned URL (`X-Amz-Expires`); an expired one is presigned again on 403.
+pub const PRESIGN_TTL: Duration = Duration::from_secs(3600);
+/// Default region when none is configured.
+pub const DEFAULT_REGION: &str = "us-east-1";
+
+/// An `s3://BUCKET/KEY-OR-PREFIX` location.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct S3Location {
+    /// The bucket.
+    pub bucket: String,
+    /// Everything after `BUCKET/`, verbatim (may be empty).
+    pub key: String,
+}
+
+/// Parse `s3://BUCKET[/KEY]`. The bucket must be a valid S3 bucket name (3–63 of `a-z0-9.-`,
+/// starting and ending with a letter or digit; `_` and upper case are accepted for older
+/// S3-compatible stores); the key is kept verbatim but may not contain `.`/`..` segments (URL
+/// parsers would rewrite them and another object would be requested) or control characters.
+pub fn parse_s3_url(raw: &str) -> Result<S3Location, String> {
+    let rest = raw
+        .strip_prefix("s3://")
+        .or_else(|| raw.get(..5).filter(|s| s.eq_ignore_ascii_case("s3://")).map(|_| &raw[5..]))
+        .ok_or_else(|| format!("not an s3:// URL: '{}'", raw.escape_debug()))?;
+    let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
+    let valid_bucket = (3..=63).contains(&bucket.len())
+        && bucket.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
+        && bucket.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
+        && bucket.bytes().last().is_some_and(|b| b.is_ascii_alphanumeric());
+    if !valid_bucket {
+        return Err(format!(
+            "'{}' is not a valid bucket name (3-63 letters, digits, '.', '-'): use s3://BUCKET/PREFIX",
+            bucket.escape_debug()
+        ));
+    }
+    if let Some(reason) = unrequestable(key) {
+        return Err(format!("the key or prefix '{}' {reason}", key.escape_debug()));
+    }
+    Ok(S3Location { bucket: bucket.to_string(), key: key.to_string() })
+}
+
+/// Why a key can never be requested safely (`None` when it can): a `.` or `..` segment (URL
+/// parsers normalise them, even percent-encoded, so another object would be fetched) or a
+/// control character.
+pub fn unrequestable(key: &str) -> Option<&'static str> {
+    if key.split('/').any(|seg| seg == "." || seg == "..") {
+        return Some("has a '.' or '..' segment");
+    }
+    if key.chars().any(char::is_control) {
+        return Some("holds a control character");
+    }
+    None
+}
+
+/// What an object's ETag proves about its content (§6.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EtagKind {
+    /// 32 hex digits: a single-part upload, the ETag is the object's MD5.
+    Md5([u8; 16]),
+    /// `<32 hex>-N`: a multipart upload; the MD5 of the part MD5s, not of the object.
+    Multipart(u32),
+    /// Anything else (opaque).
+    Opaque,
+}
+
+/// Classify an ETag (quotes allowed).
+pub fn classify_etag(etag: &str) -> EtagKind {
+    let e = list::unquote(etag);
+    let hex16 = |s: &str| -> Option<[u8; 16]> {
+        if s.len() != 32 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return None;
+        }
+        let mut out = [0u8; 16];
+        for (i, o) in out.iter_mut().enumerate() {
+            *o = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
+        }
+        Some(out)
+    };
+    if let Some(md5) = hex16(e) {
+        return EtagKind::Md5(md5);
+    }
+    if let Some((h, n)) = e.split_once('-')
+        && hex16(h).is_some()
+        && !n.is_empty()
+        && n.bytes().all(|b| b.is_ascii_digit())
+        && let Ok(n) = n.parse::<u32>()
+        && n >= 1
+    {
+        return EtagKind::Multipart(n);
+    }
+    EtagKind::Opaque
+}
+
+/// Where the store is and how to sign for it.
+#[derive(Clone)]
+pub struct S3Config {
+    /// A custom endpoint (`--s3-endpoint` / `AWS_ENDPOINT_URL`): path-style addressing. `None`:
+    /// AWS, `https://<bucket>.s3.<region>.amazonaws.com`.
+    pub endpoint: Option<Url>,
+    /// Signing region.
+    pub region: String,
+    /// Access key, secret and optional session token.
+    pub credentials: Credentials,
+}
+
+impl S3Config {
+    /// The AWS S3 endpoint of `region` (`https://s3.<region>.amazonaws.com`).
+    pub fn aws_endpoint(region: &str) -> Result<Url, String> {
+        let ok =
+            !region.is_empty() && region.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        if !ok {
+            return Err(format!("'{}' is not an AWS region name", region.escape_debug()));
+        }
+        Url::parse(&format!("https://s3.{region}.amazonaws.com")).map_err(|e| e.to_string())
+    }
+}
+
+/// Metadata calls on one bucket (ListObjectsV2, HEAD) with retries, and presigned data URLs.
+#[derive(Clone)]
+pub struct S3Client {
+    client: reqwest::Client,
+    retry: RetryConfig,
+    bucket: rusty_s3::Bucket,
+    credentials: Credentials,
+    /// Total time allowed for one metadata attempt.
+    attempt_timeout: Duration,
+    /// Page limit of one listing ([`MAX_LIST_PAGES`]; lowered in tests).
+    max_pages: usize,
+}
+
+/// What HEAD reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectProps {
+    /// `Content-Length`.
+    pub size: u64,
+    /// `ETag`, quotes removed.
+    pub etag: Option<String>,
+}
+
+/// A failed attempt and the server's `Retry-After`, if any.
+type AttemptError = (CallError, Option<Duration>);
+
+impl S3Client {
+    /// A client for `bucket`. Errors on an endpoint or bucket that cannot form URLs.
+    pub fn new(client: reqwest::Client, retry: RetryConfig, config: &S3Config, bucket: &str) -> Result<Self, String> {
+        let (endpoint, style) = match &config.endpoint {
+            Some(e) => (e.clone(), rusty_s3::UrlStyle::Path),
+            // Dotted names do not match the `*.s3.<region>.amazonaws.com` certificate.
+            None if bucket.contains('.') => (S3Config::aws_endpoint(&config.region)?, rusty_s3::UrlStyle::Path),
+            None => (S3Config::aws_endpoint(&config.region)?, rusty_s3::UrlStyle::VirtualHost),
+        };
+        let bucket = rusty_s3::Bucket::new(endpoint, style, bucket.to_string(), config.region.clone())
+            .map_err(|e| format!("cannot address bucket '{}': {e}", bucket.escape_debug()))?;
+        Ok(S3Client {
+            client,
+            retry,
+            bucket,
+            credentials: config.credentials.clone(),
+            attempt_timeout: Duration::from_secs(60),
+            max_pages: MAX_LIST_PAGES,
+        })
+    }
+
+    /// The bucket's base URL (`…/<bucket>/` or `https://<bucket>.s3…/`), unsigned.
+    pub fn bucket_url(&self) -> &Url {
+        self.bucket.base_url()
+    }
+
+    /// Presign `method` on `url` with `query` (sorted by name) at `now`.
+    fn presign_at(
+        &self,
+        now: &jiff::Timestamp,
+        method: rusty_s3::Method,
+        url: Url,
+        query: &[(&str, &str)],
+        ttl: Duration,
+    ) -> Url {
+        let c = &self.credentials;
+        rusty_s3::signing::sign(
+            now,
+            method,
+            url,
+            c.key(),
+            c.secret(),
+            c.token(),
+            self.bucket.region(),
+            ttl.as_secs().clamp(1, 604_800),
+            query.iter().copied(),
+            std::iter::empty(),
+        )
+    }
+
+    /// A presigned GET of `key` valid for [`PRESIGN_TTL`]. The caller has checked
+    /// [`unrequestable`]: a `..` segment would be normalised by the URL parser.
+    pub fn presign_get(&self, key: &str) -> Url {
+        self.presign_at(&jiff::Timestamp::now(), rusty_s3::Method::Get, self.bucket.object_url(key), &[], PRESIGN_TTL)
+    }
+
+    /// Every object under `prefix` (folder placeholders skipped; keys outside the prefix dropped),
+    /// and the listed objects that cannot be downloaded (key as shown, reason).
+    ///
+    /// Pages by `NextContinuationToken`; a repeated token or more than [`MAX_LIST_PAGES`] pages
+    /// is a `CallError::Decode`. Each page is retried on retryable failures.
+    pub async fn list(&self, prefix: &str) -> Result<(Vec<S3Object>, Vec<(String, String)>), CallError> {
+        let (mut objects, mut bad) = (Vec::new(), Vec::new());
+        let mut seen: HashSet<String> = HashSet::new();
+        let mut token: Option<String> = None;
+        for _ in 0..self.max_pages {
+            let page = self
+                .with_retry("GET", self.bucket_url(), |attempt| {
+                    // Signed per attempt: the signature carries the time.
+                    let mut query: Vec<(&str, &str)> = Vec::with_capacity(5);
+                    if let Some(t) = token.as_deref() {
+                        query.push(("continuation-token", t));
+                    }
+                    query.extend([("encoding-type", "url"), ("list-type", "2"), ("max-keys", "1000")]);
+                    if !prefix.is_empty() {
+                        query.push(("prefix", prefix));
+                    }
+                    let url = self.presign_at(
+                        &jiff::Timestamp::now(),
+                        rusty_s3::Method::Get,
+                        self.bucket_url().clone(),
+                        &query,
+                        Duration::from_secs(900),
+                    );
+                    async move { self.get_page(url, attempt).await }
+                })
+                .await?;
+            for o in page.objects {
+                if o.key.starts_with(prefix) {
+                    objects.push(o);
+                } else {
+                    crate::log::log(
+                        1,
+                        format!("ignoring listed key '{}' outside the prefix '{prefix}'", o.key.escape_debug()),
+                    );
+                }
+            }
+            bad.extend(page.bad);
+            match page.next_token {
+                None => return Ok((objects, bad)),
+                Some(t) => {
+                    if !seen.insert(t.clone()) {
+                        return Err(CallError::Decode {
+                            url: url_for_display(self.bucket_url()),
+                            message: "the service repeated a continuation token (the listing would never end)".into(),
+                        });
+                    }
+                    token = Some(t);
+                }
+            }
+        }
+        Err(CallError::Decode {
+            url: url_for_display(self.bucket_url()),
+            message: format!("the listing did not end after {} pages", self.max_pages),
+        })
+    }
+
+    /// HEAD `key`; 404 → `CallError::Status { status: 404, .. }`.
+    pub async fn head(&self, key: &str) -> Result<ObjectProps, CallError> {
+        let unsigned = self.bucket.object_url(key);
+        self.with_retry("HEAD", &unsigned, |attempt| {
+            let url = self.presign_at(
+                &jiff::Timestamp::now(),
+                rusty_s3::Method::Head,
+                unsigned.clone(),
+                &[],
+                Duration::from_secs(900),
+            );
+            async move { self.head_once(url, attempt).await }
+        })
+        .await
+    }
+
+    async fn get_page(&self, url: Url, attempt: u32) -> Result<(ListPage, u16), AttemptError> {
+        let transport =
+            |e: reqwest::Error| (CallError::Transport { message: describe_transport(&e), attempts: attempt }, None);
+        let resp = self.client.get(url.clone()).timeout(self.attempt_timeout).send().await.map_err(transport)?;
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        if (200..300).contains(&status) {
+            let body = read_limited(resp, MAX_LIST_BODY).await.map_err(transport)?;
+            let decode = |message: String| (CallError::Decode { url: url_for_display(&url), message }, None);
+            if body.len() >= MAX_LIST_BODY {
+                return Err(decode("ListObjectsV2 page too large".into()));
+            }
+            return parse_list_page(&body).map(|p| (p, status)).map_err(decode);
+        }
+        let body = read_limited(resp, MAX_ERROR_BODY).await.unwrap_or_default();
+        let code = crate::blob::error_code(&headers, &body);
+        Err((CallError::Status { status, code, message: None, attempts: attempt }, retry_after(&headers)))
+    }
+
+    async fn head_once(&self, url: Url, attempt: u32) -> Result<(ObjectProps, u16), AttemptError> {
+        let resp = self
+            .client
+            .head(url.clone())
+            .timeout(self.attempt_timeout)
+            .send()
+            .await
+            .map_err(|e| (CallError::Transport { message: describe_transport(&e), attempts: attempt }, None))?;
+        let status = resp.status().as_u16();
+        let headers = resp.headers();
+        if !(200..300).contains(&status) {
+            // HEAD errors have no body (§6.2): the status is all there is.
+            return Err((
+                CallError::Status { status, code: None, message: None, attempts: attempt },
+                retry_after(headers),
+            ));
+        }
+        let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
+        let size = match header("content-length").map(str::parse::<u64>) {
+            Some(Ok(n)) if n <= list::MAX_OBJECT_SIZE => n,
+            _ => {
+                return Err((
+                    CallError::Decode {
+                        url: url_for_display(&url),
+                        message: "no valid Content-Length in the HEAD response".into(),
+                    },
+                    None,
+                ));
+            }
+        };
+        let etag = header("etag").map(|e| list::unquote(e).to_string()).filter(|e| !e.is_empty());
+        Ok((ObjectProps { size, etag }, status))
+    }
+
+    /// Run `once` until it succeeds, fails for good, or runs out of attempts.
+    async fn with_retry<T, F, Fut>(&self, method: &str, shown_url: &Url, once: F) -> Result<T, CallError>
+    where
+        F: Fn(u32) -> Fut,
+        Fut: Future<Output = Result<(T, u16), AttemptError>>,
+    {
+        let shown = url_for_display(shown_url);
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            let started = Instant::now();
+            let result = once(attempt).await;
+            let ms = started.elapsed().as_millis();
+            match result {
+                Ok((v, status)) => {
+                    crate::log::log(1, format!("{method} {shown} -> {status} ({ms} ms)"));
+                    return Ok(v);
+                }
+                Err((e, ra)) => {
+                    crate::log::log(1, format!("{method} {shown} -> {e} ({ms} ms)"));
+                    if !e.is_retryable() || attempt >= self.retry.attempts.max(1) {
+                        return Err(e);
+                    }
+                    let wait = {
+                        let mut rng = rand::rng();
+                        self.retry.delay(attempt - 1, ra, &mut rng)
+                    };
+                    tokio::time::sleep(wait).await;
+                }
+            }
+        }
+    }
+}
+
+/// Presigns a key again when the engine's URL was refused (an expired `X-Amz-Expires`).
+pub struct Represign {
+    /// The client (credentials, bucket).
+    pub client: Arc<S3Client>,
+    /// The object.
+    pub key: String,
+}
+
+impl crate::transfer::UrlRefresher for Represign {
+    fn refresh(&self) -> futures_util::future::BoxFuture<'_, Option<Url>> {
+        Box::pin(async move { Some(self.client.presign_get(&self.key)) })
+    }
+}
+
+#[cfg(test)]
+mod tests;
