@@ -346,13 +346,25 @@ pub struct DownloadArgs {
 /// `jobdl cp`.
 #[derive(Debug, Args)]
 pub struct CpArgs {
-    /// A blob URL, or a container/prefix URL, carrying a SAS.
+    /// A blob URL, or a container/prefix URL, carrying a SAS; or s3://BUCKET/PREFIX (every
+    /// object under it) or s3://BUCKET/KEY (one object).
     pub url: String,
     /// Destination directory.
     pub dir: PathBuf,
     /// Azure cloud whose storage hosts are allowed.
     #[arg(long, env = "AZURE_CLOUD", value_name = "NAME", default_value = "AzureCloud")]
     pub cloud: String,
+    /// S3-compatible endpoint for s3:// URLs (path-style addressing), e.g. http://127.0.0.1:9000;
+    /// default AWS S3.
+    #[arg(long, env = "AWS_ENDPOINT_URL", value_name = "URL", hide_env_values = true)]
+    pub s3_endpoint: Option<String>,
+    /// Region s3:// requests are signed for [env: AWS_REGION, AWS_DEFAULT_REGION] [default:
+    /// us-east-1].
+    #[arg(long, value_name = "REGION")]
+    pub s3_region: Option<String>,
+    /// Allow a plain http --s3-endpoint that is not a loopback address.
+    #[arg(long)]
+    pub allow_http: bool,
     /// Keep local files whose size (and MD5 when known) match.
     #[arg(long)]
     pub skip_existing: bool,

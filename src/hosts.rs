@@ -260,6 +260,48 @@ impl AllowList {
     }
 }
 
+/// A user-given S3 endpoint (`--s3-endpoint` / `AWS_ENDPOINT_URL`): http(s), no user name or
+/// password, no query or fragment; plain `http` only to a loopback host or with `--allow-http`.
+/// The endpoint is the user's own setting (never taken from a server), so any https host is fine.
+pub fn check_s3_endpoint(url: &Url, allow_http: bool) -> Result<(), String> {
+    let host = basic_checks(url)?;
+    let shown = url_for_display(url);
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(format!("refusing S3 endpoint {shown}: it must not have a query or fragment"));
+    }
+    if url.scheme() == "http" && !host.is_loopback() && !allow_http {
+        return Err(format!(
+            "refusing S3 endpoint {shown}: plain http is allowed only for loopback hosts or with --allow-http"
+        ));
+    }
+    Ok(())
+}
+
+/// AWS S3 hosts: `s3.<region>.amazonaws.com` and `<bucket>.s3.<region>.amazonaws.com` (and the
+/// China partition's `.amazonaws.com.cn`), over https on the default port.
+pub fn check_aws_s3(url: &Url) -> Result<(), String> {
+    let host = basic_checks(url)?;
+    let shown = url_for_display(url);
+    let HostKey::Domain(d) = &host else {
+        return Err(format!("refusing {shown}: not an AWS S3 host"));
+    };
+    let rest = d.strip_suffix(".amazonaws.com").or_else(|| d.strip_suffix(".amazonaws.com.cn"));
+    let is_s3 = rest.is_some_and(|r| {
+        let labels: Vec<&str> = r.split('.').collect();
+        let region =
+            |l: &str| !l.is_empty() && l.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        match labels.as_slice() {
+            ["s3", r] => region(r),
+            [b, "s3", r] => !b.is_empty() && region(r),
+            _ => false,
+        }
+    });
+    if url.scheme() != "https" || url.port().is_some() || !is_s3 {
+        return Err(format!("refusing {shown}: not an AWS S3 host over https"));
+    }
+    Ok(())
+}
+
 /// Scheme http(s), no userinfo, a host: the checks every URL must pass.
 fn basic_checks(url: &Url) -> Result<HostKey, String> {
     let shown = url_for_display(url);
@@ -460,6 +502,32 @@ mod tests {
         let cn = AllowList::new(Cloud::AzureChinaCloud, &[]).unwrap();
         assert!(cn.check_storage(&u("https://acct1.blob.core.chinacloudapi.cn/c")).is_ok());
         assert!(cn.check_storage(&u("https://acct1.blob.core.usgovcloudapi.net/c")).is_err());
+    }
+
+    #[test]
+    fn s3_endpoints_and_aws_hosts() {
+        let u = |s: &str| Url::parse(s).unwrap();
+        assert!(check_s3_endpoint(&u("http://127.0.0.1:9000"), false).is_ok());
+        assert!(check_s3_endpoint(&u("http://localhost:9000"), false).is_ok());
+        assert!(check_s3_endpoint(&u("https://minio.example.com"), false).is_ok());
+        let e = check_s3_endpoint(&u("http://minio.example.com:9000"), false).unwrap_err();
+        assert!(e.contains("--allow-http"), "{e}");
+        assert!(check_s3_endpoint(&u("http://minio.example.com:9000"), true).is_ok());
+        assert!(check_s3_endpoint(&u("http://user:pw@127.0.0.1:9000"), true).is_err());
+        assert!(check_s3_endpoint(&u("ftp://127.0.0.1"), true).is_err());
+        assert!(check_s3_endpoint(&u("http://127.0.0.1:9000/?x=1"), true).is_err());
+        assert!(check_aws_s3(&u("https://bkt.s3.us-east-1.amazonaws.com/k")).is_ok());
+        assert!(check_aws_s3(&u("https://s3.eu-west-1.amazonaws.com/bkt/k")).is_ok());
+        for bad in [
+            "http://bkt.s3.us-east-1.amazonaws.com/",
+            "https://bkt.s3.us-east-1.amazonaws.com:444/",
+            "https://evil.com/",
+            "https://s3.us-east-1.amazonaws.com.evil.com/",
+            "https://a.b.s3.us-east-1.amazonaws.com/",
+            "https://127.0.0.2/",
+        ] {
+            assert!(check_aws_s3(&u(bad)).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -130,9 +130,10 @@ impl Plan {
                 continue;
             }
             seen.insert(key, display.clone());
-            let (headers, hints) = (f.headers(), f.hints());
+            let (headers, hints, sign) = (f.headers(), f.hints(), f.signer());
             self.tasks.push(FileTask {
                 hints,
+                sign,
                 refresh: f.refresh,
                 dest: root.join(&display),
                 display,
@@ -167,6 +168,7 @@ mod tests {
             url: url::Url::parse("https://a.blob.core.windows.net/c/x").unwrap(),
             size: Some(1),
             md5: None,
+            protocol: crate::provider::Protocol::AzureBlob,
         }
     }
 

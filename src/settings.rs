@@ -504,6 +504,51 @@ impl Resolved {
     }
 }
 
+/// Resolve the S3 settings of `cp s3://` (contract: S3-compatible storage): the endpoint
+/// (`--s3-endpoint` / `AWS_ENDPOINT_URL`, checked by [`crate::hosts::check_s3_endpoint`]), the
+/// region (`--s3-region` / `AWS_REGION` / `AWS_DEFAULT_REGION`, default `us-east-1`) and the
+/// credentials ([`crate::s3::creds::resolve`]). `env` reads an environment variable; `home` is
+/// the home directory. Exit 2 on a bad endpoint or region, exit 3 without usable credentials.
+pub fn s3_config(
+    endpoint: Option<&str>,
+    region: Option<&str>,
+    allow_http: bool,
+    env: &dyn Fn(&str) -> Option<String>,
+    home: Option<&std::path::Path>,
+) -> Result<crate::s3::S3Config, Error> {
+    let given = |v: Option<String>| v.map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+    let endpoint = match given(endpoint.map(str::to_string)) {
+        Some(raw) => {
+            let url = url::Url::parse(&raw).map_err(|e| {
+                Error::usage(format!("invalid --s3-endpoint / AWS_ENDPOINT_URL '{}': {e}", crate::redact::redact(&raw)))
+            })?;
+            crate::hosts::check_s3_endpoint(&url, allow_http).map_err(Error::Usage)?;
+            Some(url)
+        }
+        None => None,
+    };
+    let region = given(region.map(str::to_string))
+        .or_else(|| given(env("AWS_REGION")))
+        .or_else(|| given(env("AWS_DEFAULT_REGION")))
+        .unwrap_or_else(|| crate::s3::DEFAULT_REGION.to_string());
+    if region.len() > 64 || !region.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+        return Err(Error::usage(format!("invalid S3 region '{}'", region.escape_debug())));
+    }
+    let hint = "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN for temporary keys), \
+                or a [profile] in ~/.aws/credentials named by AWS_PROFILE";
+    let credentials = match crate::s3::creds::resolve(env, home) {
+        Ok(Some((c, source))) => {
+            crate::log::log(1, format!("S3 credentials: access key {} from {source:?}", c.key()));
+            c
+        }
+        Ok(None) => {
+            return Err(Error::Auth { message: "no S3 credentials found".into(), hint: hint.into() });
+        }
+        Err(e) => return Err(Error::Auth { message: format!("unusable S3 credentials: {e}"), hint: hint.into() }),
+    };
+    Ok(crate::s3::S3Config { endpoint, region, credentials })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -711,5 +756,33 @@ mod tests {
         let r = resolve(&layer(&["--project-endpoint", "https://a/api/projects/p"]), only_rg, &|_| None);
         assert!(r.check_conflicts().is_ok());
         assert!(resolve(&ArgLayer::new(), files, &|_| None).check_conflicts().is_ok());
+    }
+
+    #[test]
+    fn s3_settings() {
+        let vars = |pairs: &'static [(&'static str, &'static str)]| {
+            move |k: &str| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())
+        };
+        let keys: &[(&str, &str)] = &[("AWS_ACCESS_KEY_ID", "AK"), ("AWS_SECRET_ACCESS_KEY", "SK")];
+        let c = s3_config(None, None, false, &vars(keys), None).unwrap();
+        assert_eq!((c.endpoint, c.region.as_str(), c.credentials.key()), (None, "us-east-1", "AK"));
+        let with_region: &[(&str, &str)] = &[
+            ("AWS_ACCESS_KEY_ID", "AK"),
+            ("AWS_SECRET_ACCESS_KEY", "SK"),
+            ("AWS_DEFAULT_REGION", "eu-west-1"),
+            ("AWS_REGION", "eu-central-1"),
+        ];
+        assert_eq!(s3_config(None, None, false, &vars(with_region), None).unwrap().region, "eu-central-1");
+        assert_eq!(s3_config(None, Some("minio"), false, &vars(with_region), None).unwrap().region, "minio");
+        let c = s3_config(Some("http://127.0.0.1:9000"), None, false, &vars(keys), None).unwrap();
+        assert_eq!(c.endpoint.unwrap().as_str(), "http://127.0.0.1:9000/");
+        let e = s3_config(Some("http://minio.internal:9000"), None, false, &vars(keys), None).unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        assert!(s3_config(Some("http://minio.internal:9000"), None, true, &vars(keys), None).is_ok());
+        assert_eq!(s3_config(Some("not a url"), None, false, &vars(keys), None).unwrap_err().exit_code(), 2);
+        assert_eq!(s3_config(None, Some("bad/region"), false, &vars(keys), None).unwrap_err().exit_code(), 2);
+        let e = s3_config(None, None, false, &vars(&[]), None).unwrap_err();
+        assert_eq!(e.exit_code(), 3);
+        assert!(e.hint().unwrap().contains("AWS_ACCESS_KEY_ID"));
     }
 }

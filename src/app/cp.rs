@@ -1,19 +1,25 @@
-//! `jobdl cp <SAS-URL> <DIR>`: one blob, or every blob under a container/prefix (§4.2).
+//! `jobdl cp <SAS-URL> <DIR>`: one blob, or every blob under a container/prefix (§4.2); and
+//! `jobdl cp s3://BUCKET/PREFIX <DIR>`, the same for S3-compatible storage (kfp-s3-api.md §6).
 use super::{Session, absolute, execute};
 use crate::blob::{BlobClient, parse_blob_url};
 use crate::cli::CpArgs;
 use crate::error::Error;
 use crate::plan::{Filter, Plan};
-use crate::provider::{Listing, RemoteFile};
+use crate::provider::{Listing, Protocol, RemoteFile};
 use crate::report::Printer;
 use crate::settings::Common;
+use crate::transfer::SignHook;
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 /// Run `jobdl cp`.
 pub async fn cp(args: CpArgs, printer: Printer, cancel: CancellationToken) -> Result<u8, Error> {
     let started = Instant::now();
+    if args.url.trim().get(..5).is_some_and(|s| s.eq_ignore_ascii_case("s3://")) {
+        return cp_s3(args, printer, cancel, started).await;
+    }
     let common = Common::resolve(&args.transfer, &args.cloud, args.skip_existing)?;
     let filter = Filter::new(&args.filter.include, &args.filter.exclude)?;
     let url = url::Url::parse(args.url.trim()).map_err(|e| Error::usage(format!("invalid URL: {e}")))?;
@@ -28,6 +34,7 @@ pub async fn cp(args: CpArgs, printer: Printer, cancel: CancellationToken) -> Re
     let mut listing = Listing::default();
     let single = |name: &str, size: u64, md5| RemoteFile {
         refresh: None,
+        protocol: Protocol::AzureBlob,
         rel: name.rsplit('/').next().unwrap_or(name).to_string(),
         url: container.blob_url(name),
         size: Some(size),
@@ -56,6 +63,7 @@ pub async fn cp(args: CpArgs, printer: Printer, cancel: CancellationToken) -> Re
                 .into_iter()
                 .map(|b| RemoteFile {
                     refresh: None,
+                    protocol: Protocol::AzureBlob,
                     rel: b.name[prefix.len().min(b.name.len())..].to_string(),
                     url: container.blob_url(&b.name),
                     size: Some(b.size),
@@ -82,4 +90,112 @@ pub async fn cp(args: CpArgs, printer: Printer, cancel: CancellationToken) -> Re
     let mut plan = Plan { filter, ..Plan::default() };
     plan.add(&root, "", listing, &mut HashMap::new());
     execute(Session { common: &common, client: &client, printer, started, cancel }, &root, plan, None).await
+}
+
+/// `jobdl cp s3://BUCKET/KEY-OR-PREFIX <DIR>`: HEAD the key (one object); else every object under
+/// `KEY/` (or the whole bucket). Keys are never requested when a URL parser would rewrite them
+/// (`.`/`..` segments) or when the plan's path checks refuse them: those fail alone.
+async fn cp_s3(args: CpArgs, printer: Printer, cancel: CancellationToken, started: Instant) -> Result<u8, Error> {
+    let common = Common::resolve(&args.transfer, &args.cloud, args.skip_existing)?;
+    let filter = Filter::new(&args.filter.include, &args.filter.exclude)?;
+    let loc = crate::s3::parse_s3_url(args.url.trim()).map_err(Error::Usage)?;
+    let home = std::env::var_os("HOME").or_else(|| std::env::var_os("USERPROFILE")).map(std::path::PathBuf::from);
+    let config = crate::settings::s3_config(
+        args.s3_endpoint.as_deref(),
+        args.s3_region.as_deref(),
+        args.allow_http,
+        &|k| std::env::var(k).ok(),
+        home.as_deref(),
+    )?;
+    let client = crate::http::build_client(common.idle_timeout)?;
+    let s3 = crate::s3::S3Client::new(client.clone(), common.meta_retry.clone(), &config, &loc.bucket)
+        .map_err(Error::Usage)?;
+    if config.endpoint.is_none() {
+        crate::hosts::check_aws_s3(s3.bucket_url()).map_err(Error::Usage)?;
+    }
+    let hook = SignHook(Arc::new(s3.signer().clone()));
+    let bucket = loc.bucket.as_str();
+    let key = loc.key.as_str();
+    let mut listing = Listing::default();
+    let add = |listing: &mut Listing, key: &str, rel: String, size: u64, etag: Option<&str>| {
+        let url = match crate::s3::unrequestable(key).map(|r| format!("unsafe key: it {r}; not requested")) {
+            Some(reason) => return listing.failures.push((rel, reason)),
+            None => match s3.object_url(key) {
+                Ok(u) => u,
+                Err(e) => return listing.failures.push((rel, e)),
+            },
+        };
+        listing.files.push(RemoteFile {
+            rel,
+            url,
+            size: Some(size),
+            // Only a single-part ETag is the object's MD5; a multipart one is not (verified_by: none).
+            md5: match etag.map(crate::s3::classify_etag) {
+                Some(crate::s3::EtagKind::Md5(m)) => Some(m),
+                _ => None,
+            },
+            refresh: None,
+            protocol: Protocol::S3(hook.clone()),
+        });
+    };
+    let mut found = false;
+    if !key.is_empty() && !key.ends_with('/') {
+        match s3.head(key).await {
+            Ok(p) => {
+                let rel = key.rsplit('/').next().unwrap_or(key).to_string();
+                add(&mut listing, key, rel, p.size, p.etag.as_deref());
+                found = true;
+            }
+            Err(e) if e.status() == Some(404) => {}
+            Err(e) => return Err(s3_fatal(e, bucket)),
+        }
+    }
+    if !found {
+        let prefix = if key.is_empty() || key.ends_with('/') { key.to_string() } else { format!("{key}/") };
+        let (objects, bad) = s3.list(&prefix).await.map_err(|e| s3_fatal(e, bucket))?;
+        if objects.is_empty() && bad.is_empty() {
+            let what = if key.is_empty() { String::new() } else { format!(" under '{}'", key.escape_debug()) };
+            return Err(Error::NotFound(format!("no object{what} in bucket '{bucket}'")));
+        }
+        let rel_of = |k: &str| k.strip_prefix(prefix.as_str()).unwrap_or(k).to_string();
+        for (k, reason) in bad {
+            listing.failures.push((rel_of(&k), reason));
+        }
+        for o in objects {
+            add(&mut listing, &o.key, rel_of(&o.key), o.size, o.etag.as_deref());
+        }
+    }
+    let root = absolute(&args.dir)?;
+    crate::report::set_destination(&root);
+    let mut plan = Plan { filter, ..Plan::default() };
+    plan.add(&root, "", listing, &mut HashMap::new());
+    execute(Session { common: &common, client: &client, printer, started, cancel }, &root, plan, None).await
+}
+
+/// Map a failed S3 listing or HEAD to a run-ending error (kfp-s3-api.md §6.5).
+fn s3_fatal(e: crate::http::CallError, bucket: &str) -> Error {
+    let code = match &e {
+        crate::http::CallError::Status { code, .. } => code.clone().unwrap_or_default(),
+        _ => String::new(),
+    };
+    let creds_hint = "check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (or the AWS_PROFILE section of \
+                      ~/.aws/credentials), that the key may read the bucket, and --s3-endpoint / --s3-region";
+    match (e.status(), code.as_str()) {
+        (Some(403), "RequestTimeTooSkewed") => Error::Auth {
+            message: format!("S3 bucket '{bucket}': request refused (RequestTimeTooSkewed)"),
+            hint: "the clock of this machine is more than 15 minutes off: fix the system time".into(),
+        },
+        (Some(401 | 403), _) => {
+            Error::Auth { message: format!("S3 bucket '{bucket}': access denied ({e})"), hint: creds_hint.into() }
+        }
+        (Some(404), _) => {
+            let what = if code == "NoSuchBucket" || code.is_empty() { "bucket not found" } else { "not found" };
+            Error::NotFound(format!("S3 bucket '{bucket}': {what} ({e})"))
+        }
+        (Some(301 | 307), _) | (Some(400), "AuthorizationHeaderMalformed") => Error::Usage(format!(
+            "S3 bucket '{bucket}': the service answered {e}: the bucket is probably in another region; set --s3-region \
+             (or AWS_REGION) to the bucket's region"
+        )),
+        _ => crate::provider::fatal_with_hint(e, &format!("S3 bucket '{bucket}'"), creds_hint),
+    }
 }

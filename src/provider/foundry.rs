@@ -264,7 +264,14 @@ impl Foundry {
                             exp: exp.clone(),
                             path: path.clone(),
                         })));
-                        listing.files.push(RemoteFile { rel: path, url, size: len, md5: None, refresh })
+                        listing.files.push(RemoteFile {
+                            rel: path,
+                            url,
+                            size: len,
+                            md5: None,
+                            refresh,
+                            protocol: super::Protocol::AzureBlob,
+                        })
                     }
                     Err(e) => listing.failures.push((path, format!("download URL host not allowed: {e}"))),
                 },
@@ -345,7 +352,14 @@ impl Foundry {
                 Ok(p) => {
                     let base = prefix.rsplit('/').next().unwrap_or(&prefix).to_string();
                     return Ok(Listing {
-                        files: vec![RemoteFile { rel: base, url, size: Some(p.size), md5: p.md5, refresh: None }],
+                        files: vec![RemoteFile {
+                            rel: base,
+                            url,
+                            size: Some(p.size),
+                            md5: p.md5,
+                            refresh: None,
+                            protocol: super::Protocol::AzureBlob,
+                        }],
                         failures: vec![],
                     });
                 }
@@ -377,6 +391,7 @@ impl Foundry {
             .into_iter()
             .map(|b| RemoteFile {
                 refresh: None,
+                protocol: super::Protocol::AzureBlob,
                 rel: b.name[list_prefix.len().min(b.name.len())..].to_string(),
                 url: container.blob_url(&b.name),
                 size: Some(b.size),

@@ -65,21 +65,47 @@ pub struct RemoteFile {
     pub size: Option<u64>,
     /// MD5 from the listing, when known.
     pub md5: Option<[u8; 16]>,
-    /// How to get a fresh URL after a 403 (Path A content URIs).
+    /// How to get a fresh URL after a 403 (Path A content URIs, presigned S3 URLs).
     pub refresh: Option<crate::transfer::Refresher>,
+    /// Which storage protocol `url` speaks: decides the data-request headers and hints.
+    pub protocol: Protocol,
+}
+
+/// The storage protocol of a [`RemoteFile`]'s URL.
+#[derive(Debug, Clone, Default)]
+pub enum Protocol {
+    /// Azure Blob Storage (SAS URL): `x-ms-version`, `x-ms-blob-content-md5`, `x-ms-error-code`.
+    #[default]
+    AzureBlob,
+    /// S3-compatible storage: no `x-ms-*` header; every request signed by the hook (SigV4).
+    S3(crate::transfer::SignHook),
 }
 
 impl RemoteFile {
     /// Request headers every data request for this file carries (never secrets: SAS is in the URL).
     pub fn headers(&self) -> Vec<(String, String)> {
-        vec![("x-ms-version".to_string(), crate::blob::X_MS_VERSION.to_string())]
+        match &self.protocol {
+            Protocol::AzureBlob => vec![("x-ms-version".to_string(), crate::blob::X_MS_VERSION.to_string())],
+            Protocol::S3(_) => Vec::new(),
+        }
+    }
+
+    /// The per-request signer of the file's data requests (S3), if any.
+    pub fn signer(&self) -> Option<crate::transfer::SignHook> {
+        match &self.protocol {
+            Protocol::AzureBlob => None,
+            Protocol::S3(hook) => Some(hook.clone()),
+        }
     }
 
     /// How the blob service reports checksums and errors.
     pub fn hints(&self) -> crate::transfer::ServerHints {
-        crate::transfer::ServerHints {
-            partial_md5_header: Some("x-ms-blob-content-md5".into()),
-            error_code_header: Some("x-ms-error-code".into()),
+        match &self.protocol {
+            Protocol::AzureBlob => crate::transfer::ServerHints {
+                partial_md5_header: Some("x-ms-blob-content-md5".into()),
+                error_code_header: Some("x-ms-error-code".into()),
+            },
+            Protocol::S3(_) => crate::transfer::ServerHints::default(),
         }
     }
 }

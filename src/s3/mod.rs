@@ -1,27 +1,29 @@
 //! S3-compatible object storage (kfp-s3-api.md §5–§6): `s3://` locations, credentials, SigV4
-//! presigned URLs (signed by `rusty-s3`, never by hand), ListObjectsV2 with continuation tokens
-//! and `encoding-type=url`, HEAD, and ETag classification.
+//! signing (AWS's `aws-sigv4` crate, never by hand), ListObjectsV2 with continuation tokens and
+//! `encoding-type=url`, HEAD, and ETag classification.
 //!
-//! Every request is a presigned URL (query-string SigV4 over `host` only), so data GETs need no
-//! signing hook in the engine: `Range` and `If-Match` stay unsigned, one URL serves every ranged
-//! GET of an object, and an expired URL is replaced through the engine's `Refresher`. The
-//! signature, credential and session token live in the query string and are redacted from every
-//! output by `crate::redact`. Knows nothing about files on disk or providers.
+//! Every request is signed in headers at the moment it is sent ([`sign`]): metadata calls here,
+//! data GETs through the engine's `SignHook`. `Range` and `If-Match` stay unsigned. The secret
+//! and the session token never leave the signer; `Authorization` headers are never printed.
+//! Knows nothing about files on disk or providers.
 /// `~/.aws/credentials` and the environment.
 pub mod creds;
 /// ListObjectsV2 page parsing.
 pub mod list;
+/// SigV4 header signing.
+pub mod sign;
 
 pub use creds::Credentials;
 pub use list::{ListPage, S3Object, parse_list_page};
+pub use sign::Signer;
 
 use crate::http::{CallError, describe_transport, read_limited, retry_after};
 use crate::redact::url_for_display;
 use crate::retry::RetryConfig;
 use ::url::Url;
+use percent_encoding::utf8_percent_encode;
 use std::collections::HashSet;
 use std::future::Future;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Most pages one listing may take before it is treated as a runaway server.
@@ -30,8 +32,6 @@ pub const MAX_LIST_PAGES: usize = 100_000;
 const MAX_LIST_BODY: usize = 32 * 1024 * 1024;
 /// Most bytes of an error body read (only `<Code>` is ever used).
 const MAX_ERROR_BODY: usize = 64 * 1024;
-/// Lifetime of a presigned URL (`X-Amz-Expires`); an expired one is presigned again on 403.
-pub const PRESIGN_TTL: Duration = Duration::from_secs(3600);
 /// Default region when none is configured.
 pub const DEFAULT_REGION: &str = "us-east-1";
 
@@ -122,8 +122,8 @@ pub fn classify_etag(etag: &str) -> EtagKind {
     EtagKind::Opaque
 }
 
-/// Where the store is and how to sign for it.
-#[derive(Clone)]
+/// Where the store is and how to sign for it (`Debug` shows the access key id, never the secret).
+#[derive(Clone, Debug)]
 pub struct S3Config {
     /// A custom endpoint (`--s3-endpoint` / `AWS_ENDPOINT_URL`): path-style addressing. `None`:
     /// AWS, `https://<bucket>.s3.<region>.amazonaws.com`.
@@ -146,18 +146,23 @@ impl S3Config {
     }
 }
 
-/// Metadata calls on one bucket (ListObjectsV2, HEAD) with retries, and presigned data URLs.
+/// Metadata calls on one bucket (ListObjectsV2, HEAD) with retries, and object URLs.
 #[derive(Clone)]
 pub struct S3Client {
     client: reqwest::Client,
     retry: RetryConfig,
-    bucket: rusty_s3::Bucket,
-    credentials: Credentials,
+    /// `…/<bucket>/` (path style) or `https://<bucket>.s3.<region>.amazonaws.com/`.
+    bucket_url: Url,
+    signer: Signer,
     /// Total time allowed for one metadata attempt.
     attempt_timeout: Duration,
     /// Page limit of one listing ([`MAX_LIST_PAGES`]; lowered in tests).
     max_pages: usize,
 }
+
+/// Bytes kept as they are in S3 paths: RFC 3986 unreserved and `/` (§5.3: encoded once).
+const PATH_KEEP: &percent_encoding::AsciiSet =
+    &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~').remove(b'/');
 
 /// What HEAD reports.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -174,57 +179,59 @@ type AttemptError = (CallError, Option<Duration>);
 impl S3Client {
     /// A client for `bucket`. Errors on an endpoint or bucket that cannot form URLs.
     pub fn new(client: reqwest::Client, retry: RetryConfig, config: &S3Config, bucket: &str) -> Result<Self, String> {
-        let (endpoint, style) = match &config.endpoint {
-            Some(e) => (e.clone(), rusty_s3::UrlStyle::Path),
-            // Dotted names do not match the `*.s3.<region>.amazonaws.com` certificate.
-            None if bucket.contains('.') => (S3Config::aws_endpoint(&config.region)?, rusty_s3::UrlStyle::Path),
-            None => (S3Config::aws_endpoint(&config.region)?, rusty_s3::UrlStyle::VirtualHost),
+        let path_style = |endpoint: &Url| -> Result<Url, String> {
+            let base = endpoint.as_str().trim_end_matches('/');
+            Url::parse(&format!("{base}/{}/", utf8_percent_encode(bucket, PATH_KEEP))).map_err(|e| e.to_string())
         };
-        let bucket = rusty_s3::Bucket::new(endpoint, style, bucket.to_string(), config.region.clone())
-            .map_err(|e| format!("cannot address bucket '{}': {e}", bucket.escape_debug()))?;
+        let bucket_url = match &config.endpoint {
+            Some(e) => path_style(e)?,
+            // Dotted names do not match the `*.s3.<region>.amazonaws.com` certificate.
+            None if bucket.contains('.') => path_style(&S3Config::aws_endpoint(&config.region)?)?,
+            None => {
+                S3Config::aws_endpoint(&config.region)?;
+                Url::parse(&format!("https://{bucket}.s3.{}.amazonaws.com/", config.region))
+                    .map_err(|e| e.to_string())?
+            }
+        };
         Ok(S3Client {
             client,
             retry,
-            bucket,
-            credentials: config.credentials.clone(),
+            bucket_url,
+            signer: Signer::new(config.credentials.clone(), config.region.clone()),
             attempt_timeout: Duration::from_secs(60),
             max_pages: MAX_LIST_PAGES,
         })
     }
 
-    /// The bucket's base URL (`…/<bucket>/` or `https://<bucket>.s3…/`), unsigned.
+    /// The bucket's base URL (`…/<bucket>/` or `https://<bucket>.s3…/`).
     pub fn bucket_url(&self) -> &Url {
-        self.bucket.base_url()
+        &self.bucket_url
     }
 
-    /// Presign `method` on `url` with `query` (sorted by name) at `now`.
-    fn presign_at(
-        &self,
-        now: &jiff::Timestamp,
-        method: rusty_s3::Method,
-        url: Url,
-        query: &[(&str, &str)],
-        ttl: Duration,
-    ) -> Url {
-        let c = &self.credentials;
-        rusty_s3::signing::sign(
-            now,
-            method,
-            url,
-            c.key(),
-            c.secret(),
-            c.token(),
-            self.bucket.region(),
-            ttl.as_secs().clamp(1, 604_800),
-            query.iter().copied(),
-            std::iter::empty(),
-        )
+    /// The signer (for the engine's per-request hook).
+    pub fn signer(&self) -> &Signer {
+        &self.signer
     }
 
-    /// A presigned GET of `key` valid for [`PRESIGN_TTL`]. The caller has checked
-    /// [`unrequestable`]: a `..` segment would be normalised by the URL parser.
-    pub fn presign_get(&self, key: &str) -> Url {
-        self.presign_at(&jiff::Timestamp::now(), rusty_s3::Method::Get, self.bucket.object_url(key), &[], PRESIGN_TTL)
+    /// The URL of `key`: every byte outside `A-Za-z0-9-._~/` percent-encoded once. The caller has
+    /// checked [`unrequestable`]: a `.`/`..` segment would be normalised by the URL parser.
+    pub fn object_url(&self, key: &str) -> Result<Url, String> {
+        let encoded = utf8_percent_encode(key, PATH_KEEP).to_string();
+        Url::parse(&format!("{}{encoded}", self.bucket_url.as_str()))
+            .map_err(|e| format!("key '{}' does not form a URL: {e}", key.escape_debug()))
+    }
+
+    /// A signed request (fresh signature: call once per attempt).
+    fn signed(&self, method: reqwest::Method, url: &Url) -> Result<reqwest::RequestBuilder, CallError> {
+        let headers = self
+            .signer
+            .headers(method.as_str(), url)
+            .map_err(|message| CallError::Decode { url: url_for_display(url), message })?;
+        let mut rb = self.client.request(method, url.clone()).timeout(self.attempt_timeout);
+        for (k, v) in headers {
+            rb = rb.header(k, v);
+        }
+        Ok(rb)
     }
 
     /// Every object under `prefix` (folder placeholders skipped; keys outside the prefix dropped),
@@ -237,27 +244,18 @@ impl S3Client {
         let mut seen: HashSet<String> = HashSet::new();
         let mut token: Option<String> = None;
         for _ in 0..self.max_pages {
-            let page = self
-                .with_retry("GET", self.bucket_url(), |attempt| {
-                    // Signed per attempt: the signature carries the time.
-                    let mut query: Vec<(&str, &str)> = Vec::with_capacity(5);
-                    if let Some(t) = token.as_deref() {
-                        query.push(("continuation-token", t));
-                    }
-                    query.extend([("encoding-type", "url"), ("list-type", "2"), ("max-keys", "1000")]);
-                    if !prefix.is_empty() {
-                        query.push(("prefix", prefix));
-                    }
-                    let url = self.presign_at(
-                        &jiff::Timestamp::now(),
-                        rusty_s3::Method::Get,
-                        self.bucket_url().clone(),
-                        &query,
-                        Duration::from_secs(900),
-                    );
-                    async move { self.get_page(url, attempt).await }
-                })
-                .await?;
+            let mut url = self.bucket_url.clone();
+            {
+                let mut q = url.query_pairs_mut();
+                if let Some(t) = token.as_deref() {
+                    q.append_pair("continuation-token", t);
+                }
+                q.append_pair("encoding-type", "url").append_pair("list-type", "2").append_pair("max-keys", "1000");
+                if !prefix.is_empty() {
+                    q.append_pair("prefix", prefix);
+                }
+            }
+            let page = self.with_retry("GET", &url, |attempt| self.get_page(&url, attempt)).await?;
             for o in page.objects {
                 if o.key.starts_with(prefix) {
                     objects.push(o);
@@ -290,29 +288,20 @@ impl S3Client {
 
     /// HEAD `key`; 404 → `CallError::Status { status: 404, .. }`.
     pub async fn head(&self, key: &str) -> Result<ObjectProps, CallError> {
-        let unsigned = self.bucket.object_url(key);
-        self.with_retry("HEAD", &unsigned, |attempt| {
-            let url = self.presign_at(
-                &jiff::Timestamp::now(),
-                rusty_s3::Method::Head,
-                unsigned.clone(),
-                &[],
-                Duration::from_secs(900),
-            );
-            async move { self.head_once(url, attempt).await }
-        })
-        .await
+        let url =
+            self.object_url(key).map_err(|message| CallError::Decode { url: self.bucket_url.to_string(), message })?;
+        self.with_retry("HEAD", &url, |attempt| self.head_once(&url, attempt)).await
     }
 
-    async fn get_page(&self, url: Url, attempt: u32) -> Result<(ListPage, u16), AttemptError> {
+    async fn get_page(&self, url: &Url, attempt: u32) -> Result<(ListPage, u16), AttemptError> {
         let transport =
             |e: reqwest::Error| (CallError::Transport { message: describe_transport(&e), attempts: attempt }, None);
-        let resp = self.client.get(url.clone()).timeout(self.attempt_timeout).send().await.map_err(transport)?;
+        let resp = self.signed(reqwest::Method::GET, url).map_err(|e| (e, None))?.send().await.map_err(transport)?;
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
         if (200..300).contains(&status) {
             let body = read_limited(resp, MAX_LIST_BODY).await.map_err(transport)?;
-            let decode = |message: String| (CallError::Decode { url: url_for_display(&url), message }, None);
+            let decode = |message: String| (CallError::Decode { url: url_for_display(url), message }, None);
             if body.len() >= MAX_LIST_BODY {
                 return Err(decode("ListObjectsV2 page too large".into()));
             }
@@ -323,11 +312,10 @@ impl S3Client {
         Err((CallError::Status { status, code, message: None, attempts: attempt }, retry_after(&headers)))
     }
 
-    async fn head_once(&self, url: Url, attempt: u32) -> Result<(ObjectProps, u16), AttemptError> {
+    async fn head_once(&self, url: &Url, attempt: u32) -> Result<(ObjectProps, u16), AttemptError> {
         let resp = self
-            .client
-            .head(url.clone())
-            .timeout(self.attempt_timeout)
+            .signed(reqwest::Method::HEAD, url)
+            .map_err(|e| (e, None))?
             .send()
             .await
             .map_err(|e| (CallError::Transport { message: describe_transport(&e), attempts: attempt }, None))?;
@@ -346,7 +334,7 @@ impl S3Client {
             _ => {
                 return Err((
                     CallError::Decode {
-                        url: url_for_display(&url),
+                        url: url_for_display(url),
                         message: "no valid Content-Length in the HEAD response".into(),
                     },
                     None,
@@ -388,20 +376,6 @@ impl S3Client {
                 }
             }
         }
-    }
-}
-
-/// Presigns a key again when the engine's URL was refused (an expired `X-Amz-Expires`).
-pub struct Represign {
-    /// The client (credentials, bucket).
-    pub client: Arc<S3Client>,
-    /// The object.
-    pub key: String,
-}
-
-impl crate::transfer::UrlRefresher for Represign {
-    fn refresh(&self) -> futures_util::future::BoxFuture<'_, Option<Url>> {
-        Box::pin(async move { Some(self.client.presign_get(&self.key)) })
     }
 }
 

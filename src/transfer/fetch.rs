@@ -184,8 +184,9 @@ async fn existing_matches(ctx: &Ctx, task: &FileTask) -> Option<FileOutcome> {
 /// Size and whole-object MD5 from a HEAD request (`None` when the server does not say).
 async fn head_size_md5(ctx: &Ctx, task: &FileTask) -> Option<(u64, Option<[u8; 16]>)> {
     let _permit = ctx.budget.acquire().await?;
+    let signed = task.sign.as_ref().map(|s| s.0.headers("HEAD", &task.url)).unwrap_or_default();
     let mut rb = ctx.client.head(task.url.clone());
-    for (k, v) in &task.headers {
+    for (k, v) in task.headers.iter().chain(&signed) {
         rb = rb.header(k.as_str(), v.as_str());
     }
     let started = std::time::Instant::now();
@@ -400,8 +401,9 @@ pub(super) fn request(
     range: Option<(u64, Option<u64>)>,
     etag: Option<&str>,
 ) -> reqwest::RequestBuilder {
+    let signed = task.sign.as_ref().map(|s| s.0.headers("GET", &url)).unwrap_or_default();
     let mut rb = ctx.client.get(url);
-    for (k, v) in &task.headers {
+    for (k, v) in task.headers.iter().chain(&signed) {
         rb = rb.header(k.as_str(), v.as_str());
     }
     if let Some((start, end)) = range {

@@ -37,6 +37,25 @@ pub struct FileTask {
     pub hints: ServerHints,
     /// How to get a fresh URL once when the signed URL is refused (403, e.g. an expired SAS).
     pub refresh: Option<Refresher>,
+    /// Per-request authorisation headers (a signature that carries the request time).
+    pub sign: Option<SignHook>,
+}
+
+/// Signs each data request just before it is sent (headers that depend on the method, the URL
+/// and the current time). Its headers are secret: never printed.
+pub trait RequestSigner: Send + Sync {
+    /// Headers authorising a `method` request of `url`, sent besides the task's own headers.
+    fn headers(&self, method: &str, url: &url::Url) -> Vec<(String, String)>;
+}
+
+/// A shared [`RequestSigner`].
+#[derive(Clone)]
+pub struct SignHook(pub Arc<dyn RequestSigner>);
+
+impl std::fmt::Debug for SignHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SignHook")
+    }
 }
 
 /// Gets a fresh URL for a file whose signed URL was refused.

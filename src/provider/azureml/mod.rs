@@ -337,6 +337,7 @@ impl AzureMl {
                         url,
                         size: Some(p.size),
                         md5: p.md5,
+                        protocol: crate::provider::Protocol::AzureBlob,
                     };
                     let listing = crate::provider::Listing { files: vec![file], failures: vec![] };
                     return Ok(Some(Resolved { listing, headers: auth_headers(bearer) }));
@@ -458,6 +459,7 @@ impl AzureMl {
                 url: store.container.blob_url(&b.name),
                 size: Some(b.size),
                 md5: b.md5,
+                protocol: crate::provider::Protocol::AzureBlob,
             })
             .collect();
         Resolved { listing: crate::provider::Listing { files, failures: vec![] }, headers }
