@@ -1,0 +1,397 @@
+//! `jobdl cp s3://…` end to end against a real S3 server: moto 5.2.5 (`moto[server]`, pinned in
+//! `.ci/s3/requirements.txt`) with signature checking on, so a wrong secret really fails.
+//!
+//! Each test starts its own `moto_server -H 127.0.0.1 -p <free port>` with
+//! `INITIAL_NO_AUTH_ACTION_COUNT=3` (kfp-s3-api.md §8) and stops it by PID when dropped. The
+//! seeding is jobdl-independent: `tests/s3/seed.py`, run with the venv's python and boto3, spends
+//! the three unauthenticated requests on an IAM user, its policy and an access key, then uploads
+//! with that key. moto is found through `JOBDL_MOTO_SERVER` (set by `.ci/run`) or at
+//! `.ci/s3/venv/bin/moto_server`; without it the tests skip with a notice, except under `CI=true`,
+//! where they fail.
+#![cfg(target_os = "linux")]
+
+use md5::{Digest, Md5};
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const BUCKET: &str = "jobs";
+const REGION: &str = "us-east-1";
+/// KFP's launcher uploads in 5 MiB parts.
+const PART: usize = 5 * 1024 * 1024;
+
+/// `moto_server`, if installed.
+fn moto_bin() -> Option<PathBuf> {
+    let path = match std::env::var_os("JOBDL_MOTO_SERVER").filter(|p| !p.is_empty()) {
+        Some(p) => PathBuf::from(p),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join(".ci/s3/venv/bin/moto_server"),
+    };
+    path.is_file().then_some(path)
+}
+
+/// A running moto server, killed and reaped by PID when dropped.
+struct Moto {
+    child: Child,
+    port: u16,
+    python: PathBuf,
+    _log: tempfile::NamedTempFile,
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Moto {
+    /// Start moto with signature checking; `None` (after a notice) when it is not installed and
+    /// this is not CI.
+    fn start() -> Option<Moto> {
+        let Some(bin) = moto_bin() else {
+            if std::env::var("CI").is_ok_and(|v| v == "true") {
+                panic!(
+                    "moto_server is required under CI=true but was not found (JOBDL_MOTO_SERVER or \
+                     .ci/s3/venv/bin/moto_server); install it with `bash .ci/run` or \
+                     `python3 -m venv .ci/s3/venv && .ci/s3/venv/bin/pip install -r .ci/s3/requirements.txt`"
+                );
+            }
+            eprintln!("moto_server not installed (JOBDL_MOTO_SERVER); skipping the S3 tests");
+            return None;
+        };
+        let python = bin.with_file_name("python");
+        assert!(python.is_file(), "no python beside {} (expected a venv)", bin.display());
+        let mut last = String::new();
+        // A free port can be taken between probing and moto binding it: try a few.
+        for _ in 0..3 {
+            let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap().local_addr().unwrap().port();
+            let log = tempfile::NamedTempFile::new().unwrap();
+            let child = Command::new(&bin)
+                .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+                .env("INITIAL_NO_AUTH_ACTION_COUNT", "3")
+                .stdin(Stdio::null())
+                .stdout(log.reopen().unwrap())
+                .stderr(log.reopen().unwrap())
+                .spawn()
+                .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
+            let mut moto = Moto { child, port, python: python.clone(), _log: log };
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while Instant::now() < deadline {
+                if let Ok(Some(status)) = moto.child.try_wait() {
+                    last = format!(
+                        "moto_server exited with {status}: {}",
+                        std::fs::read_to_string(moto._log.path()).unwrap_or_default()
+                    );
+                    break;
+                }
+                if TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_ok() {
+                    return Some(moto);
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            if last.is_empty() {
+                last = "moto_server did not accept connections within 60 s".into();
+            }
+        }
+        panic!("{last}");
+    }
+
+    fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Create the bucket and upload `objects` (key, bytes, multipart?) with boto3; returns the
+    /// access key, its secret, and the ETags moto stored.
+    fn seed(&self, dir: &Path, objects: &[(&str, &[u8], bool)]) -> Seeded {
+        let mut spec = Vec::new();
+        for (i, (key, data, multipart)) in objects.iter().enumerate() {
+            let file = dir.join(format!("obj{i}"));
+            std::fs::write(&file, data).unwrap();
+            spec.push(json!({"bucket": BUCKET, "key": key, "file": file, "part_size": multipart.then_some(PART)}));
+        }
+        let spec = json!({"endpoint": self.endpoint(), "region": REGION, "buckets": [BUCKET], "objects": spec});
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/s3/seed.py");
+        let mut child = Command::new(&self.python)
+            .arg(script)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(spec.to_string().as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "seeding failed: {}", String::from_utf8_lossy(&out.stderr));
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let listed: Vec<String> =
+            v["listed"][BUCKET].as_array().unwrap().iter().map(|k| k.as_str().unwrap().to_string()).collect();
+        // moto keeps hostile keys as they are (§8): the test is only meaningful if it does.
+        for (key, _, _) in objects {
+            assert!(listed.iter().any(|k| k == key), "moto does not hold {key:?}: {listed:?}");
+        }
+        Seeded {
+            access_key: v["access_key"].as_str().unwrap().to_string(),
+            secret_key: v["secret_key"].as_str().unwrap().to_string(),
+            etags: v["etags"]
+                .as_object()
+                .unwrap()
+                .iter()
+                .map(|(k, e)| {
+                    (k.trim_start_matches(&format!("{BUCKET}/")).to_string(), e.as_str().unwrap().to_string())
+                })
+                .collect(),
+        }
+    }
+}
+
+struct Seeded {
+    access_key: String,
+    secret_key: String,
+    etags: BTreeMap<String, String>,
+}
+
+/// Deterministic, non-repeating test bytes.
+fn bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+/// Run jobdl with only the given AWS settings (HOME points at an empty directory).
+fn jobdl(home: &Path, aws: &[(&str, &str)], args: &[&str]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_jobdl"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("AWS_") || k.starts_with("JOBDL_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.env("JOBDL_ACCESS_TOKEN", "test-token").env("HOME", home).env_remove("CI").envs(aws.iter().copied());
+    cmd.args(args).stdin(Stdio::null()).output().unwrap()
+}
+
+fn keys(s: &Seeded) -> Vec<(&'static str, String)> {
+    vec![("AWS_ACCESS_KEY_ID", s.access_key.clone()), ("AWS_SECRET_ACCESS_KEY", s.secret_key.clone())]
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Every file under `root`, relative, with its bytes.
+fn tree(root: &Path) -> BTreeMap<String, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                let rel = p.strip_prefix(root).unwrap().to_string_lossy().replace('\\', "/");
+                out.insert(rel, std::fs::read(&p).unwrap());
+            }
+        }
+    }
+    out
+}
+
+fn validate_result_doc(doc: &Value) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas/jobdl-v1.schema.json");
+    let schema: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let v = jsonschema::draft202012::new(&schema).unwrap();
+    let errors: Vec<String> = v.iter_errors(doc).map(|e| format!("{e} at {}", e.instance_path())).collect();
+    assert!(errors.is_empty(), "{errors:#?}\n{doc:#}");
+}
+
+fn hex_md5(data: &[u8]) -> String {
+    Md5::digest(data).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[test]
+fn cp_prefix_is_byte_exact_verifies_single_part_etags_and_hostile_keys_fail_alone() {
+    let Some(moto) = Moto::start() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let (seed_dir, home, dest) = (tmp.path().join("seed"), tmp.path().join("home"), tmp.path().join("dest"));
+    std::fs::create_dir_all(&seed_dir).unwrap();
+    std::fs::create_dir_all(&home).unwrap();
+
+    let small = bytes(3_000, 1);
+    let nested = bytes(70_001, 2);
+    let spaced = bytes(10, 3);
+    let empty: Vec<u8> = Vec::new();
+    let mid = bytes(9 * 1024 * 1024 + 7, 4); // > 8 MiB, single part: its ETag is the MD5
+    let chunky = bytes(33 * 1024 * 1024 + 5, 5); // above the 32 MiB chunk threshold, single part
+    let multi = bytes(34 * 1024 * 1024 + 123, 6); // chunked, 5 MiB parts: ETag "<hex>-7"
+    let objects: Vec<(&str, &[u8], bool)> = vec![
+        ("run/a.txt", &small, false),
+        ("run/deep/er/nested.bin", &nested, false),
+        ("run/with space+plus&amp.txt", &spaced, false),
+        ("run/empty.txt", &empty, false),
+        ("run/mid.bin", &mid, false),
+        ("run/chunky.bin", &chunky, false),
+        ("run/multi.bin", &multi, true),
+        ("run/x/../escape.txt", &small, false),
+        ("run//double.txt", &small, false),
+        ("run/ctl\u{1}char.txt", &small, false),
+        ("run/../outside.txt", &small, false),
+        ("other/not-mine.txt", &small, false),
+    ];
+    let seeded = moto.seed(&seed_dir, &objects);
+    assert!(seeded.etags["run/multi.bin"].ends_with("-7"), "{:?}", seeded.etags);
+    assert_eq!(seeded.etags["run/mid.bin"], hex_md5(&mid));
+
+    let aws = keys(&seeded);
+    let aws: Vec<(&str, &str)> = aws.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let endpoint = moto.endpoint();
+    let d = dest.to_str().unwrap();
+    let out = jobdl(&home, &aws, &["cp", &format!("s3://{BUCKET}/run"), d, "--s3-endpoint", &endpoint, "--json", "-v"]);
+    assert_eq!(out.status.code(), Some(6), "{}", text(&out));
+    let all = text(&out);
+    assert!(!all.contains(&seeded.secret_key), "the secret leaked:\n{all}");
+    assert!(!all.contains("Signature="), "a signature leaked:\n{all}");
+
+    // Byte-exact, nested, nothing else; nothing outside the destination.
+    let got = tree(&dest);
+    let want: BTreeMap<String, Vec<u8>> = [
+        ("a.txt", &small),
+        ("deep/er/nested.bin", &nested),
+        ("with space+plus&amp.txt", &spaced),
+        ("empty.txt", &empty),
+        ("mid.bin", &mid),
+        ("chunky.bin", &chunky),
+        ("multi.bin", &multi),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.clone()))
+    .collect();
+    assert_eq!(got.keys().collect::<Vec<_>>(), want.keys().collect::<Vec<_>>());
+    for (k, v) in &want {
+        assert!(got[k] == *v, "{k} differs");
+    }
+    let mut siblings: Vec<String> =
+        std::fs::read_dir(tmp.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    siblings.sort();
+    assert_eq!(siblings, ["dest", "home", "seed"]);
+
+    // The --json document: valid, job null, the checks named honestly.
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    validate_result_doc(&doc);
+    assert_eq!(doc["job"], Value::Null);
+    let by_path: BTreeMap<String, &Value> =
+        doc["files"].as_array().unwrap().iter().map(|f| (f["path"].as_str().unwrap().to_string(), f)).collect();
+    for single in ["a.txt", "deep/er/nested.bin", "mid.bin", "chunky.bin", "empty.txt"] {
+        assert_eq!(by_path[single]["md5"], "verified", "{single}: {doc:#}");
+        assert_eq!(by_path[single]["verified_by"], "md5", "{single}");
+    }
+    // A multipart ETag is not the object's MD5: size only, said so.
+    assert_eq!(by_path["multi.bin"]["result"], "downloaded");
+    assert_eq!(by_path["multi.bin"]["md5"], "absent");
+    assert_eq!(by_path["multi.bin"]["verified_by"], "none");
+    let failed: Vec<&String> = by_path.iter().filter(|(_, f)| f["result"] == "failed").map(|(p, _)| p).collect();
+    assert_eq!(failed.len(), 4, "{doc:#}");
+    for (p, f) in &by_path {
+        if f["result"] == "failed" {
+            assert!(["escape", "double", "char", "outside"].iter().any(|n| p.contains(n)), "{p}");
+        }
+    }
+    assert_eq!(doc["totals"]["failed"], 4);
+    assert_eq!(doc["totals"]["downloaded"], 7);
+}
+
+#[test]
+fn cp_one_key_filters_profiles_and_failures_exit_codes() {
+    let Some(moto) = Moto::start() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let (seed_dir, home) = (tmp.path().join("seed"), tmp.path().join("home"));
+    std::fs::create_dir_all(&seed_dir).unwrap();
+    std::fs::create_dir_all(home.join(".aws")).unwrap();
+    let (one, two, log) = (bytes(1234, 7), bytes(77, 8), bytes(500, 9));
+    let seeded = moto
+        .seed(&seed_dir, &[("p/one.bin", &one, false), ("p/sub/two.txt", &two, false), ("p/logs/x.log", &log, false)]);
+    let endpoint = moto.endpoint();
+    let aws = keys(&seeded);
+    let aws: Vec<(&str, &str)> = aws.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let run = |aws: &[(&str, &str)], args: &[&str]| {
+        let mut all = vec!["cp"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["--s3-endpoint", &endpoint]);
+        jobdl(&home, aws, &all)
+    };
+
+    // One object: s3://bucket/key → DIR/<name>.
+    let d1 = tmp.path().join("one");
+    let out = run(&aws, &[&format!("s3://{BUCKET}/p/one.bin"), d1.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(tree(&d1), BTreeMap::from([("one.bin".to_string(), one.clone())]));
+
+    // Filters on the path relative to the prefix; credentials from a named profile.
+    std::fs::write(
+        home.join(".aws/credentials"),
+        format!(
+            "[default]\naws_access_key_id = AKIAWRONGWRONGWRONG\naws_secret_access_key = nope\n\n[ci]\n\
+             aws_access_key_id = {}\naws_secret_access_key = {}\n",
+            seeded.access_key, seeded.secret_key
+        ),
+    )
+    .unwrap();
+    let d2 = tmp.path().join("filtered");
+    let out = run(
+        &[("AWS_PROFILE", "ci")],
+        &[
+            &format!("s3://{BUCKET}/p/"),
+            d2.to_str().unwrap(),
+            "--include",
+            "**/*.txt",
+            "--include",
+            "*.bin",
+            "--exclude",
+            "one.*",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(tree(&d2), BTreeMap::from([("sub/two.txt".to_string(), two.clone())]));
+
+    // A wrong secret: moto checks the signature → exit 3 with a hint, secret never shown.
+    let d3 = tmp.path().join("denied");
+    let wrong = [("AWS_ACCESS_KEY_ID", seeded.access_key.as_str()), ("AWS_SECRET_ACCESS_KEY", "WRONG-secret-value")];
+    for target in [format!("s3://{BUCKET}/p"), format!("s3://{BUCKET}/p/one.bin"), format!("s3://{BUCKET}/")] {
+        let out = run(&wrong, &[&target, d3.to_str().unwrap(), "--json"]);
+        assert_eq!(out.status.code(), Some(3), "{target}: {}", text(&out));
+        let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(doc["error"]["code"], "auth");
+        assert!(!text(&out).contains("WRONG-secret-value"));
+    }
+    // The default profile's unknown key: also refused.
+    let out = run(&[], &[&format!("s3://{BUCKET}/p"), d3.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    assert!(!d3.exists(), "nothing is created before the listing succeeds");
+
+    // Missing bucket, empty prefix → exit 4.
+    for target in ["s3://no-such-bucket/p".to_string(), format!("s3://{BUCKET}/nothing-here/")] {
+        let out = run(&aws, &[&target, d3.to_str().unwrap(), "--json"]);
+        assert_eq!(out.status.code(), Some(4), "{target}: {}", text(&out));
+        let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(doc["error"]["code"], "not_found");
+    }
+    // No credentials at all → exit 3; plain http to a non-loopback endpoint → exit 2.
+    let out =
+        jobdl(&tmp.path().join("nohome"), &[], &["cp", &format!("s3://{BUCKET}/p"), "x", "--s3-endpoint", &endpoint]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    let out = jobdl(&home, &aws, &["cp", &format!("s3://{BUCKET}/p"), "x", "--s3-endpoint", "http://s3.invalid:9000"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--allow-http"), "{}", text(&out));
+}
