@@ -21,6 +21,8 @@ const SECRET_PARAMS: &[&str] = &[
     "X-Amz-Signature",
     "X-Amz-Credential",
     "X-Amz-Security-Token",
+    // SigV4 `Authorization: AWS4-HMAC-SHA256 Credential=…, SignedHeaders=…, Signature=<hex>`.
+    "Signature",
 ];
 
 /// Replace the values of secret query parameters anywhere in `text` with `REDACTED`.
@@ -139,6 +141,21 @@ mod tests {
         assert_eq!(redact("x?sig=a:b"), "x?sig=REDACTED", "a colon inside the value is part of it");
         let b = redact("header Authorization: Bearer eyJ0eXAi.abc.def was sent");
         assert!(!b.contains("eyJ0"), "{b}");
+    }
+
+    #[test]
+    fn sigv4_signatures_are_redacted() {
+        let h = "Authorization: AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20260115/us-east-1/s3/aws4_request, \
+                 SignedHeaders=host;x-amz-content-sha256;x-amz-date, Signature=f0e8bdb87c964420e857bd35b5d6ed31";
+        let r = redact(h);
+        assert!(!r.contains("f0e8bdb8"), "{r}");
+        assert!(r.contains("SignedHeaders=host;x-amz-content-sha256;x-amz-date"), "{r}");
+        let u = url::Url::parse(
+            "https://b.s3.us-east-1.amazonaws.com/k?X-Amz-Credential=AKID%2F2026&X-Amz-Security-Token=TOK&X-Amz-Signature=abc",
+        )
+        .unwrap();
+        let d = url_for_display(&u);
+        assert!(!d.contains("AKID") && !d.contains("TOK") && !d.contains("abc"), "{d}");
     }
 
     #[test]
