@@ -107,13 +107,22 @@ impl Moto {
     /// Create the bucket and upload `objects` (key, bytes, multipart?) with boto3; returns the
     /// access key, its secret, and the ETags moto stored.
     fn seed(&self, dir: &Path, objects: &[(&str, &[u8], bool)]) -> Seeded {
+        self.seed_with(dir, objects, None)
+    }
+
+    /// [`Self::seed`], plus `bulk` = (prefix, count) small objects named `<prefix>k <n>+x.txt`
+    /// whose content is their key.
+    fn seed_with(&self, dir: &Path, objects: &[(&str, &[u8], bool)], bulk: Option<(&str, usize)>) -> Seeded {
         let mut spec = Vec::new();
         for (i, (key, data, multipart)) in objects.iter().enumerate() {
             let file = dir.join(format!("obj{i}"));
             std::fs::write(&file, data).unwrap();
             spec.push(json!({"bucket": BUCKET, "key": key, "file": file, "part_size": multipart.then_some(PART)}));
         }
-        let spec = json!({"endpoint": self.endpoint(), "region": REGION, "buckets": [BUCKET], "objects": spec});
+        let mut spec = json!({"endpoint": self.endpoint(), "region": REGION, "buckets": [BUCKET], "objects": spec});
+        if let Some((prefix, count)) = bulk {
+            spec["bulk"] = json!({"bucket": BUCKET, "prefix": prefix, "count": count});
+        }
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/s3/seed.py");
         let mut child = Command::new(&self.python)
             .arg(script)
@@ -394,4 +403,43 @@ fn cp_one_key_filters_profiles_and_failures_exit_codes() {
     let out = jobdl(&home, &aws, &["cp", &format!("s3://{BUCKET}/p"), "x", "--s3-endpoint", "http://s3.invalid:9000"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--allow-http"), "{}", text(&out));
+}
+
+#[test]
+fn listings_page_through_continuation_tokens_and_skip_existing_keeps_files() {
+    let Some(moto) = Moto::start() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let (seed_dir, home, dest) = (tmp.path().join("seed"), tmp.path().join("home"), tmp.path().join("dest"));
+    std::fs::create_dir_all(&seed_dir).unwrap();
+    std::fs::create_dir_all(&home).unwrap();
+    // 1003 keys: two pages of ListObjectsV2 (1000 keys each); names with a space and a '+'.
+    const COUNT: usize = 1003;
+    let seeded = moto.seed_with(&seed_dir, &[], Some(("many/", COUNT)));
+    let aws = keys(&seeded);
+    let aws: Vec<(&str, &str)> = aws.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let endpoint = moto.endpoint();
+    let d = dest.to_str().unwrap();
+    let args = ["cp", "s3://jobs/many", d, "--s3-endpoint", &endpoint, "--json", "-v"];
+    let out = jobdl(&home, &aws, &args);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("continuation-token="), "the second page was not requested:\n{stderr}");
+    let got = tree(&dest);
+    assert_eq!(got.len(), COUNT);
+    for n in [0, 999, 1000, COUNT - 1] {
+        let name = format!("k {n:04}+x.txt");
+        assert_eq!(got[&name], format!("many/{name}").into_bytes(), "{name}");
+    }
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    validate_result_doc(&doc);
+    assert_eq!(doc["totals"]["downloaded"], COUNT);
+
+    // A rerun with --skip-existing keeps every file (size and single-part MD5 match).
+    let mut again = args.to_vec();
+    again.push("--skip-existing");
+    let out = jobdl(&home, &aws, &again);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["totals"]["skipped"], COUNT, "{doc:#}");
+    assert!(doc["files"].as_array().unwrap().iter().all(|f| f["md5"] == "verified"));
 }

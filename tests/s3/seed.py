@@ -3,7 +3,9 @@
 Reads a JSON spec on stdin:
   {"endpoint": "http://127.0.0.1:PORT", "region": "us-east-1",
    "buckets": ["b"],
-   "objects": [{"bucket": "b", "key": "k", "file": "/path", "part_size": null | 5242880}]}
+   "objects": [{"bucket": "b", "key": "k", "file": "/path", "part_size": null | 5242880}],
+   "bulk": {"bucket": "b", "prefix": "many/", "count": 1003}}   (optional: small objects whose
+   content is their own key, named "<prefix>k <n>+x.txt")
 With signature checking on (INITIAL_NO_AUTH_ACTION_COUNT=3), the first three requests create an
 IAM user, its policy and an access key (kfp-s3-api.md section 8); everything after is signed with
 that key. Prints {"access_key": ..., "secret_key": ...} and, per object, the ETag moto stored and
@@ -47,6 +49,11 @@ def main():
         else:
             r = s3.put_object(Bucket=o["bucket"], Key=o["key"], Body=data)
         etags[o["bucket"] + "/" + o["key"]] = r["ETag"].strip('"')
+    bulk = spec.get("bulk")
+    if bulk:
+        for n in range(bulk["count"]):
+            k = "%sk %04d+x.txt" % (bulk["prefix"], n)
+            s3.put_object(Bucket=bulk["bucket"], Key=k, Body=k.encode())
     listed = {}
     for b in spec.get("buckets", []):
         keys = []
