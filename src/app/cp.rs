@@ -143,7 +143,8 @@ async fn cp_s3(args: CpArgs, printer: Printer, cancel: CancellationToken, starte
         match s3.head(key).await {
             Ok(p) => {
                 let rel = key.rsplit('/').next().unwrap_or(key).to_string();
-                add(&mut listing, key, rel, p.size, p.etag.as_deref());
+                // SSE-KMS / SSE-C: the ETag is not the MD5 even for a single part.
+                add(&mut listing, key, rel, p.size, p.etag.as_deref().filter(|_| !p.kms_or_sse_c));
                 found = true;
             }
             Err(e) if e.status() == Some(404) => {}
@@ -197,5 +198,40 @@ fn s3_fatal(e: crate::http::CallError, bucket: &str) -> Error {
              (or AWS_REGION) to the bucket's region"
         )),
         _ => crate::provider::fatal_with_hint(e, &format!("S3 bucket '{bucket}'"), creds_hint),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::CallError;
+
+    fn status(status: u16, code: Option<&str>) -> CallError {
+        CallError::Status { status, code: code.map(str::to_string), message: None, attempts: 3 }
+    }
+
+    #[test]
+    fn s3_failures_map_to_documented_exit_codes() {
+        for code in [Some("SignatureDoesNotMatch"), Some("InvalidAccessKeyId"), Some("AccessDenied"), None] {
+            let e = s3_fatal(status(403, code), "b");
+            assert_eq!(e.exit_code(), 3, "{code:?}");
+            assert!(e.hint().is_some_and(|h| h.contains("AWS_SECRET_ACCESS_KEY")), "{code:?}");
+        }
+        let skew = s3_fatal(status(403, Some("RequestTimeTooSkewed")), "b");
+        assert_eq!(skew.exit_code(), 3);
+        assert!(skew.hint().is_some_and(|h| h.contains("clock")));
+        let e = s3_fatal(status(404, Some("NoSuchBucket")), "b");
+        assert_eq!(e.exit_code(), 4);
+        assert!(e.to_string().contains("bucket not found"), "{e}");
+        assert_eq!(s3_fatal(status(404, None), "b").exit_code(), 4);
+        for e in [status(301, None), status(400, Some("AuthorizationHeaderMalformed"))] {
+            let e = s3_fatal(e, "b");
+            assert_eq!(e.exit_code(), 2);
+            assert!(e.to_string().contains("--s3-region"), "{e}");
+        }
+        assert_eq!(s3_fatal(status(503, Some("SlowDown")), "b").exit_code(), 1);
+        assert_eq!(s3_fatal(status(400, Some("InvalidArgument")), "b").exit_code(), 1);
+        let t = CallError::Transport { message: "connection refused".into(), attempts: 5 };
+        assert_eq!(s3_fatal(t, "b").exit_code(), 1);
     }
 }

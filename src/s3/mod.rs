@@ -171,6 +171,8 @@ pub struct ObjectProps {
     pub size: u64,
     /// `ETag`, quotes removed.
     pub etag: Option<String>,
+    /// Encrypted with SSE-KMS or SSE-C: even a single-part ETag is then not the MD5 (§6.3).
+    pub kms_or_sse_c: bool,
 }
 
 /// A failed attempt and the server's `Retry-After`, if any.
@@ -342,7 +344,9 @@ impl S3Client {
             }
         };
         let etag = header("etag").map(|e| list::unquote(e).to_string()).filter(|e| !e.is_empty());
-        Ok((ObjectProps { size, etag }, status))
+        let kms_or_sse_c = header("x-amz-server-side-encryption").is_some_and(|v| v.starts_with("aws:kms"))
+            || header("x-amz-server-side-encryption-customer-algorithm").is_some();
+        Ok((ObjectProps { size, etag, kms_or_sse_c }, status))
     }
 
     /// Run `once` until it succeeds, fails for good, or runs out of attempts.

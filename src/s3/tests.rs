@@ -191,9 +191,23 @@ async fn head_reports_size_and_etag() {
         )
         .mount(&server)
         .await;
+    Mock::given(method("HEAD"))
+        .and(path("/bkt/kms"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .insert_header("content-length", "1")
+                .insert_header("etag", "\"0cc175b9c0f1b6a831c399e269772661\"")
+                .insert_header("x-amz-server-side-encryption", "aws:kms"),
+        )
+        .mount(&server)
+        .await;
     Mock::given(method("HEAD")).and(path("/bkt/missing")).respond_with(ResponseTemplate::new(404)).mount(&server).await;
     let c = client(&server, 2);
     let p = c.head("dir/a b.bin").await.unwrap();
-    assert_eq!(p, ObjectProps { size: 12, etag: Some("01dad2f127a6e2408e1f8ea5a3009ff7-3".into()) });
+    assert_eq!(
+        p,
+        ObjectProps { size: 12, etag: Some("01dad2f127a6e2408e1f8ea5a3009ff7-3".into()), kms_or_sse_c: false }
+    );
+    assert!(c.head("kms").await.unwrap().kms_or_sse_c);
     assert_eq!(c.head("missing").await.unwrap_err().status(), Some(404));
 }
