@@ -138,7 +138,7 @@ pub(super) async fn fetch_chunked(
     };
     drop(_guard);
     let file = Arc::try_unwrap(file).map_err(|_| Stop::Fail("internal error: part file still shared".into()))?;
-    Ok(Fetched { file, total, server_md5, streamed_md5 })
+    Ok(Fetched { file, total, server_md5, streamed_md5, etag })
 }
 
 /// Length of chunk `i` of an object of `total` bytes.
