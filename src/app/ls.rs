@@ -23,7 +23,9 @@ pub async fn ls(args: LsArgs, printer: Printer, cancel: CancellationToken) -> Re
             LsRow { output, path, bytes: t.size, md5_known: t.md5.is_some() }
         })
         .collect();
-    let unknown: Vec<usize> = (0..rows.len()).filter(|&i| rows[i].bytes.is_none()).collect();
+    // MLflow listings omit the size of empty files (and some stores of others): shown as unknown.
+    let unknown: Vec<usize> =
+        if r.probe_sizes { (0..rows.len()).filter(|&i| rows[i].bytes.is_none()).collect() } else { Vec::new() };
     if !unknown.is_empty() {
         let blob = &r.blob;
         let tasks = &r.plan.tasks;

@@ -1,0 +1,975 @@
+//! MLflow tracking servers and Databricks workspaces: a run (the job) via `runs/get`, its artifact
+//! tree listed recursively with `artifacts/list`, bytes through the tracking server's artifact
+//! proxy or, on Databricks, through presigned cloud URLs from `credentials-for-read`.
+//!
+//! Where the bytes come from:
+//! - artifact root `mlflow-artifacts:/<p>` (a server started with `--serve-artifacts`):
+//!   `GET <tracking>/api/2.0/mlflow-artifacts/artifacts/<p>/<path>`;
+//! - any other root (`file:`, `s3:`, `gs:`, `wasbs:`, `mlflow-artifacts://<other host>/…`,
+//!   `dbfs:` on a plain server): `GET <tracking>/get-artifact?path=<path>&run_uuid=<run>`, which the
+//!   tracking server answers from its own artifact store (the endpoint MLflow's UI uses);
+//! - Databricks: `POST /api/2.0/mlflow/artifacts/credentials-for-read` gives a presigned URL (and
+//!   headers it needs) per file; a file without one falls back to the proxy routes above.
+//!
+//! Credentials (basic or bearer) go only to the tracking host: every call URL is built from the
+//! user-given base, and presigned URLs (hostile input) must pass [`AllowList::check_presigned`]
+//! and receive only the headers the service attached to them.
+use super::{DataProtocol, Job, OutputError, OutputSpec, RemoteFile, Resolved};
+use crate::error::Error;
+use crate::hosts::AllowList;
+use crate::http::{CallError, JsonRequest, MetaClient};
+use crate::settings::{
+    ENV_DATABRICKS_CLIENT_ID, ENV_DATABRICKS_CLIENT_SECRET, ENV_DATABRICKS_CONFIG_FILE, ENV_DATABRICKS_CONFIG_PROFILE,
+    ENV_DATABRICKS_HOST, ENV_DATABRICKS_TOKEN, ENV_MLFLOW_PASSWORD, ENV_MLFLOW_TOKEN, ENV_MLFLOW_USERNAME,
+};
+use crate::transfer::{Refresher, UrlRefresher};
+use base64::Engine;
+use futures_util::StreamExt;
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
+use serde_json::Value;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use url::Url;
+
+/// `GET` a run.
+const RUNS_GET: &str = "api/2.0/mlflow/runs/get";
+/// `GET` one directory of a run's artifacts (paged on Databricks).
+const ARTIFACTS_LIST: &str = "api/2.0/mlflow/artifacts/list";
+/// The tracking server's artifact proxy (`--serve-artifacts`).
+const PROXY: &str = "api/2.0/mlflow-artifacts/artifacts";
+/// The tracking server's own artifact download route (any artifact store).
+const GET_ARTIFACT: &str = "get-artifact";
+/// Databricks: presigned read URLs for artifact paths.
+const CREDENTIALS_FOR_READ: &str = "api/2.0/mlflow/artifacts/credentials-for-read";
+/// Most pages followed for one directory.
+const MAX_PAGES: usize = 10_000;
+/// Deepest directory nesting followed.
+const MAX_DEPTH: usize = 64;
+/// Most entries (files and directories) accepted in one listing.
+const MAX_ENTRIES: usize = 1_000_000;
+/// Directories listed at once.
+const FANOUT: usize = 8;
+/// Paths per `credentials-for-read` request.
+const CRED_BATCH: usize = 500;
+/// An OAuth token is renewed when it has less than this left.
+const TOKEN_MARGIN: Duration = Duration::from_secs(120);
+
+/// Characters escaped in a path segment (RFC 3986 unreserved stay).
+const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+
+/// How the tracking server is authenticated.
+#[derive(Clone)]
+pub enum Credential {
+    /// No credentials (a local or open server).
+    None,
+    /// `MLFLOW_TRACKING_USERNAME` / `MLFLOW_TRACKING_PASSWORD`.
+    Basic {
+        /// User name.
+        user: String,
+        /// Password (secret).
+        password: String,
+    },
+    /// A bearer token (`MLFLOW_TRACKING_TOKEN`, a Databricks PAT, or `JOBDL_ACCESS_TOKEN`).
+    Bearer(String),
+    /// Databricks OAuth machine-to-machine (client credentials), tokens fetched on demand.
+    OAuth(Arc<OAuthClient>),
+}
+
+impl std::fmt::Debug for Credential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Credential::None => "none",
+            Credential::Basic { .. } => "basic",
+            Credential::Bearer(_) => "bearer",
+            Credential::OAuth(_) => "oauth-m2m",
+        })
+    }
+}
+
+/// Databricks OAuth M2M: `POST <host>/oidc/v1/token` with the client id and secret.
+pub struct OAuthClient {
+    token_url: Url,
+    client_id: String,
+    client_secret: String,
+    cached: tokio::sync::Mutex<Option<(String, Instant)>>,
+}
+
+/// A validated tracking URI and its credentials.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// Base URL (no trailing slash): `https://host[/prefix]`.
+    pub base: Url,
+    /// Credentials for calls to `base`.
+    pub credential: Credential,
+    /// A Databricks workspace (presigned reads via `credentials-for-read`).
+    pub databricks: bool,
+}
+
+/// Resolve `--mlflow-uri` / `MLFLOW_TRACKING_URI` with the process environment and `~/.databrickscfg`.
+pub fn resolve_target(raw: &str, access_token: Option<String>) -> Result<Target, Error> {
+    let env = |k: &str| std::env::var(k).ok().map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+    let home = std::env::var_os("HOME").or_else(|| std::env::var_os("USERPROFILE")).map(PathBuf::from);
+    resolve_target_with(raw, access_token, &env, home)
+}
+
+fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(a)) => a.is_loopback(),
+        Some(url::Host::Ipv6(a)) => a.is_loopback(),
+        None => false,
+    }
+}
+
+/// `raw` for messages: user info (`user:password@`) dropped, secret query values redacted.
+fn without_userinfo(raw: &str) -> String {
+    let cleaned = match raw.split_once("://") {
+        Some((scheme, rest)) => {
+            let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+            match rest[..end].rfind('@') {
+                Some(at) => format!("{scheme}://***@{}", &rest[at + 1..]),
+                None => raw.to_string(),
+            }
+        }
+        None => raw.to_string(),
+    };
+    crate::redact::redact(&cleaned)
+}
+
+/// Check a user-given server URL: http(s), a host, no user info, query or fragment; plain http
+/// only for loopback hosts. Returns it without a trailing slash.
+fn server_url(raw: &str, what: &str) -> Result<Url, Error> {
+    let shown = without_userinfo(raw);
+    let bad = |why: &str| Error::usage(format!("invalid {what} '{shown}': {why}"));
+    let mut url = Url::parse(raw).map_err(|e| bad(&e.to_string()))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(bad(
+            "jobdl talks to a tracking server: use http(s)://host[:port][/prefix], databricks or databricks://PROFILE",
+        ));
+    }
+    if url.host().is_none() {
+        return Err(bad("the URL has no host"));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(bad(&format!(
+            "it must not contain user info (set {ENV_MLFLOW_USERNAME} and {ENV_MLFLOW_PASSWORD} instead)"
+        )));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(bad("it must not contain a query or fragment"));
+    }
+    if url.scheme() == "http" && !is_loopback(&url) {
+        return Err(bad("plain http is allowed only for loopback hosts (127.0.0.1, ::1, localhost); use https"));
+    }
+    let path = url.path().trim_end_matches('/').to_string();
+    url.set_path(&path);
+    Ok(url)
+}
+
+/// [`resolve_target`] with an injected environment and home directory (unit tests).
+pub fn resolve_target_with(
+    raw: &str,
+    access_token: Option<String>,
+    env: &dyn Fn(&str) -> Option<String>,
+    home: Option<PathBuf>,
+) -> Result<Target, Error> {
+    let t = raw.trim();
+    if t == "databricks" || t.starts_with("databricks://") {
+        return databricks_target(t, access_token, env, home);
+    }
+    let base = server_url(t, "MLflow tracking URI")?;
+    let credential = match (env(ENV_MLFLOW_USERNAME), env(ENV_MLFLOW_PASSWORD)) {
+        // As MLflow's own client: user name and password win over a token.
+        (Some(user), Some(password)) => Credential::Basic { user, password },
+        (Some(_), None) | (None, Some(_)) => {
+            return Err(Error::usage(format!("set both {ENV_MLFLOW_USERNAME} and {ENV_MLFLOW_PASSWORD}, or neither")));
+        }
+        (None, None) => match env(ENV_MLFLOW_TOKEN).or(access_token) {
+            Some(tok) => Credential::Bearer(tok),
+            None => Credential::None,
+        },
+    };
+    Ok(Target { base, credential, databricks: false })
+}
+
+fn databricks_target(
+    t: &str,
+    access_token: Option<String>,
+    env: &dyn Fn(&str) -> Option<String>,
+    home: Option<PathBuf>,
+) -> Result<Target, Error> {
+    let profile_given = t.strip_prefix("databricks://").map(|p| p.trim_end_matches('/').to_string());
+    if profile_given.as_deref().is_some_and(str::is_empty) {
+        return Err(Error::usage("invalid MLflow tracking URI 'databricks://': name a profile (databricks://PROFILE)"));
+    }
+    // A bare `databricks` takes the environment first (as the Databricks SDKs), then the profile.
+    let fields: HashMap<String, String> = if profile_given.is_none() && env(ENV_DATABRICKS_HOST).is_some() {
+        [
+            ("host", ENV_DATABRICKS_HOST),
+            ("token", ENV_DATABRICKS_TOKEN),
+            ("client_id", ENV_DATABRICKS_CLIENT_ID),
+            ("client_secret", ENV_DATABRICKS_CLIENT_SECRET),
+        ]
+        .into_iter()
+        .filter_map(|(k, e)| env(e).map(|v| (k.to_string(), v)))
+        .collect()
+    } else {
+        let profile = profile_given.or_else(|| env(ENV_DATABRICKS_CONFIG_PROFILE)).unwrap_or_else(|| "DEFAULT".into());
+        let path = match env(ENV_DATABRICKS_CONFIG_FILE) {
+            Some(p) => PathBuf::from(p),
+            None => home.map(|h| h.join(".databrickscfg")).ok_or_else(|| {
+                Error::usage("no home directory to find ~/.databrickscfg; set DATABRICKS_HOST and DATABRICKS_TOKEN")
+            })?,
+        };
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            Error::usage(format!(
+                "cannot read the Databricks configuration {} ({e}); set {ENV_DATABRICKS_HOST} and {ENV_DATABRICKS_TOKEN}, \
+                 or create profile '{profile}' with `databricks configure`",
+                path.display()
+            ))
+        })?;
+        parse_databrickscfg(&text, &profile).ok_or_else(|| {
+            Error::usage(format!("profile '{profile}' not found in the Databricks configuration {}", path.display()))
+        })?
+    };
+    let host = fields.get("host").ok_or_else(|| {
+        Error::usage(format!("no Databricks host: set {ENV_DATABRICKS_HOST} or `host` in the profile"))
+    })?;
+    let with_scheme = if host.contains("://") { host.clone() } else { format!("https://{host}") };
+    let mut base = server_url(&with_scheme, "Databricks host")?;
+    base.set_path("");
+    let credential = if let Some(tok) = fields.get("token") {
+        Credential::Bearer(tok.clone())
+    } else if let (Some(id), Some(secret)) = (fields.get("client_id"), fields.get("client_secret")) {
+        let mut token_url = base.clone();
+        token_url.set_path("/oidc/v1/token");
+        Credential::OAuth(Arc::new(OAuthClient {
+            token_url,
+            client_id: id.clone(),
+            client_secret: secret.clone(),
+            cached: tokio::sync::Mutex::new(None),
+        }))
+    } else if let Some(tok) = access_token {
+        Credential::Bearer(tok)
+    } else {
+        return Err(Error::usage(format!(
+            "no Databricks credentials: set {ENV_DATABRICKS_TOKEN}, or {ENV_DATABRICKS_CLIENT_ID} and \
+             {ENV_DATABRICKS_CLIENT_SECRET} (or `token`, or `client_id` and `client_secret`, in the profile)"
+        )));
+    };
+    Ok(Target { base, credential, databricks: true })
+}
+
+/// One profile of a `~/.databrickscfg` (INI: `[profile]` sections, `key = value`, `#`/`;`
+/// comments; keys are case-insensitive and `[DEFAULT]` values are inherited, as Python's
+/// configparser reads it). `None` when the profile is not there.
+pub fn parse_databrickscfg(text: &str, profile: &str) -> Option<HashMap<String, String>> {
+    let mut sections: HashMap<String, HashMap<String, String>> = HashMap::new();
+    let mut current: Option<String> = None;
+    for line in text.lines() {
+        let l = line.trim();
+        if l.is_empty() || l.starts_with('#') || l.starts_with(';') {
+            continue;
+        }
+        if let Some(name) = l.strip_prefix('[').and_then(|r| r.strip_suffix(']')) {
+            let name = name.trim().to_string();
+            sections.entry(name.clone()).or_default();
+            current = Some(name);
+            continue;
+        }
+        let Some(sec) = &current else { continue };
+        let Some((k, v)) = l.split_once('=').or_else(|| l.split_once(':')) else { continue };
+        let v = v.trim();
+        if !v.is_empty() {
+            sections.entry(sec.clone()).or_default().insert(k.trim().to_ascii_lowercase(), v.to_string());
+        }
+    }
+    let defaults = sections.get("DEFAULT").cloned().unwrap_or_default();
+    let own = sections.get(profile)?;
+    let mut out = defaults;
+    out.extend(own.iter().map(|(k, v)| (k.clone(), v.clone())));
+    Some(out)
+}
+
+impl OAuthClient {
+    /// A valid access token, fetched (or renewed) when needed.
+    async fn token(&self, client: &reqwest::Client, attempts: u32) -> Result<String, Error> {
+        let mut cached = self.cached.lock().await;
+        if let Some((tok, until)) = cached.as_ref()
+            && until.saturating_duration_since(Instant::now()) > TOKEN_MARGIN
+        {
+            return Ok(tok.clone());
+        }
+        let shown = crate::redact::url_for_display(&self.token_url);
+        let mut last = String::new();
+        for attempt in 1..=attempts.max(1) {
+            let resp = client
+                .post(self.token_url.clone())
+                .basic_auth(&self.client_id, Some(&self.client_secret))
+                .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                .header(reqwest::header::ACCEPT, "application/json")
+                .body("grant_type=client_credentials&scope=all-apis")
+                .timeout(Duration::from_secs(60))
+                .send()
+                .await;
+            match resp {
+                Ok(r) if r.status().is_success() => {
+                    let body = crate::http::read_limited(r, 1 << 20)
+                        .await
+                        .map_err(|e| Error::ServiceUnavailable(crate::http::describe_transport(&e)))?;
+                    let v: Value = serde_json::from_slice(&body)
+                        .map_err(|_| Error::Protocol(format!("OAuth token from {shown}: not JSON")))?;
+                    let tok = v
+                        .get("access_token")
+                        .and_then(Value::as_str)
+                        .filter(|t| !t.is_empty())
+                        .ok_or_else(|| Error::Protocol(format!("OAuth token from {shown}: no access_token")))?;
+                    let secs = v.get("expires_in").and_then(Value::as_u64).unwrap_or(3600).clamp(60, 86_400);
+                    *cached = Some((tok.to_string(), Instant::now() + Duration::from_secs(secs)));
+                    return Ok(tok.to_string());
+                }
+                Ok(r) if matches!(r.status().as_u16(), 400 | 401 | 403) => {
+                    return Err(Error::Auth {
+                        message: format!(
+                            "Databricks OAuth token request to {shown} refused (HTTP {})",
+                            r.status().as_u16()
+                        ),
+                        hint: format!(
+                            "check {ENV_DATABRICKS_CLIENT_ID} and {ENV_DATABRICKS_CLIENT_SECRET} (or the profile's \
+                             client_id and client_secret): a service principal with an OAuth secret"
+                        ),
+                    });
+                }
+                Ok(r) => last = format!("HTTP {}", r.status().as_u16()),
+                Err(e) => last = crate::http::describe_transport(&e),
+            }
+            crate::log::log(1, format!("POST {shown} -> {last} (attempt {attempt})"));
+            tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
+        }
+        Err(Error::ServiceUnavailable(format!("Databricks OAuth token request to {shown} failed: {last}")))
+    }
+}
+
+/// A tracking server (cheap to clone: clients and settings are shared).
+#[derive(Clone)]
+pub struct Mlflow {
+    meta: MetaClient,
+    target: Target,
+    allow: AllowList,
+}
+
+/// One entry of a listing.
+#[derive(Debug, Clone, PartialEq)]
+struct Entry {
+    path: String,
+    is_dir: bool,
+    size: Option<u64>,
+}
+
+/// `file_size` as a JSON number or a decimal string (servers differ); anything else is unknown.
+fn file_size(v: Option<&Value>) -> Option<u64> {
+    match v? {
+        Value::Number(n) => n.as_u64(),
+        Value::String(s) if !s.is_empty() && s.len() <= 20 && s.bytes().all(|b| b.is_ascii_digit()) => s.parse().ok(),
+        _ => None,
+    }
+}
+
+/// Percent-encode one path segment; `.` and `..` are encoded too, so no URL parser folds them.
+fn enc_segment(s: &str) -> String {
+    match s {
+        "." => "%2E".into(),
+        ".." => "%2E%2E".into(),
+        _ => utf8_percent_encode(s, SEGMENT).to_string(),
+    }
+}
+
+/// Read the fields jobdl uses from a `runs/get` response.
+pub fn parse_run(run_id: &str, v: &Value) -> Result<Job, Error> {
+    let info = v
+        .get("run")
+        .and_then(|r| r.get("info"))
+        .ok_or_else(|| Error::Protocol(format!("run '{run_id}': response has no run.info")))?;
+    let s = |k: &str| info.get(k).and_then(Value::as_str).filter(|s| !s.is_empty());
+    let status = s("status").ok_or_else(|| Error::Protocol(format!("run '{run_id}': response has no status")))?;
+    let mut job_type = "MLflow run".to_string();
+    if let Some(name) = s("run_name") {
+        job_type.push_str(&format!(" '{name}'"));
+    }
+    if let Some(exp) = s("experiment_id") {
+        job_type.push_str(&format!(" in experiment {exp}"));
+    }
+    let mut outputs = BTreeMap::new();
+    outputs.insert(
+        "default".to_string(),
+        OutputSpec { kind: "artifacts".into(), uri: s("artifact_uri").map(str::to_string), ..OutputSpec::default() },
+    );
+    Ok(Job {
+        name: run_id.to_string(),
+        status: status.to_string(),
+        outputs,
+        job_type,
+        output_paths: true,
+        ..Job::default()
+    })
+}
+
+impl Mlflow {
+    /// A client for `target` (validated by [`resolve_target`]).
+    pub fn new(meta: MetaClient, target: Target, allow: AllowList) -> Self {
+        Mlflow { meta, target, allow }
+    }
+
+    fn endpoint(&self, path: &str, query: &[(&str, &str)]) -> Url {
+        let mut u = self.target.base.clone();
+        u.set_path(&format!("{}/{path}", self.target.base.path().trim_end_matches('/')));
+        if !query.is_empty() {
+            u.query_pairs_mut().extend_pairs(query);
+        }
+        u
+    }
+
+    /// The `Authorization` value for the tracking host (secret), if any.
+    async fn authorization(&self) -> Result<Option<String>, Error> {
+        Ok(match &self.target.credential {
+            Credential::None => None,
+            Credential::Basic { user, password } => Some(format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+            )),
+            Credential::Bearer(t) => Some(format!("Bearer {t}")),
+            Credential::OAuth(o) => {
+                Some(format!("Bearer {}", o.token(self.meta.client(), self.meta_attempts()).await?))
+            }
+        })
+    }
+
+    fn meta_attempts(&self) -> u32 {
+        crate::settings::META_ATTEMPTS
+    }
+
+    /// One JSON call to the tracking host (the only host that receives credentials).
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        url: Url,
+        body: Option<Value>,
+        auth: Option<&str>,
+    ) -> Result<Value, CallError> {
+        self.meta.json_authorized(&JsonRequest { method, url, bearer: None, body }, auth).await
+    }
+
+    fn auth_hint(&self) -> String {
+        if self.target.databricks {
+            format!(
+                "set {ENV_DATABRICKS_TOKEN} (or {ENV_DATABRICKS_CLIENT_ID} and {ENV_DATABRICKS_CLIENT_SECRET}, or the \
+                 profile's token) for an identity that can read the run's experiment"
+            )
+        } else {
+            format!(
+                "set {ENV_MLFLOW_TOKEN}, or {ENV_MLFLOW_USERNAME} and {ENV_MLFLOW_PASSWORD}, for an account that \
+                 can read the run on this tracking server"
+            )
+        }
+    }
+
+    /// Map a failed call on something everything depends on to a run-ending error.
+    fn fatal(&self, e: CallError, what: &str) -> Error {
+        let not_found = matches!(&e, CallError::Status { code: Some(c), .. } if c == "RESOURCE_DOES_NOT_EXIST");
+        if not_found || e.status() == Some(404) {
+            return Error::NotFound(format!(
+                "{what}: not found on {} ({e})",
+                crate::redact::url_for_display(&self.target.base)
+            ));
+        }
+        super::fatal_with_hint(e, what, &self.auth_hint())
+    }
+
+    /// GET the run (no status gate).
+    pub async fn get_job(&self, run_id: &str) -> Result<Job, Error> {
+        let auth = self.authorization().await?;
+        let url = self.endpoint(RUNS_GET, &[("run_id", run_id)]);
+        let v = self
+            .call(reqwest::Method::GET, url, None, auth.as_deref())
+            .await
+            .map_err(|e| self.fatal(e, &format!("MLflow run '{run_id}'")))?;
+        parse_run(run_id, &v)
+    }
+
+    /// Every page of one directory's listing.
+    async fn list_dir(&self, run_id: &str, dir: &str, auth: Option<&str>) -> Result<Vec<Entry>, Error> {
+        let what = if dir.is_empty() {
+            format!("artifact listing of run '{run_id}'")
+        } else {
+            format!("artifact listing of '{}' in run '{run_id}'", crate::plan::printable(dir))
+        };
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        let mut seen: HashSet<String> = HashSet::new();
+        for _ in 0..MAX_PAGES {
+            let mut q: Vec<(&str, &str)> = vec![("run_id", run_id)];
+            if !dir.is_empty() {
+                q.push(("path", dir));
+            }
+            if let Some(t) = &token {
+                q.push(("page_token", t));
+            }
+            let url = self.endpoint(ARTIFACTS_LIST, &q);
+            let page = self.call(reqwest::Method::GET, url, None, auth).await.map_err(|e| self.fatal(e, &what))?;
+            if !page.is_object() {
+                return Err(Error::Protocol(format!("{what}: malformed page (not an object)")));
+            }
+            match page.get("files") {
+                None | Some(Value::Null) => {}
+                Some(Value::Array(files)) => {
+                    for f in files {
+                        let Some(path) = f.get("path").and_then(Value::as_str) else {
+                            crate::log::log(1, format!("{what}: an entry without a path was ignored"));
+                            continue;
+                        };
+                        out.push(Entry {
+                            path: path.to_string(),
+                            is_dir: f.get("is_dir").and_then(Value::as_bool).unwrap_or(false),
+                            size: file_size(f.get("file_size")),
+                        });
+                    }
+                }
+                Some(_) => return Err(Error::Protocol(format!("{what}: malformed page (files is not a list)"))),
+            }
+            if out.len() > MAX_ENTRIES {
+                return Err(Error::Protocol(format!("{what}: more than {MAX_ENTRIES} entries; stopping")));
+            }
+            match page.get("next_page_token").and_then(Value::as_str).filter(|t| !t.is_empty()) {
+                Some(t) => {
+                    if !seen.insert(t.to_string()) {
+                        return Err(Error::Protocol(format!(
+                            "{what}: the server repeated a next_page_token; stopping"
+                        )));
+                    }
+                    token = Some(t.to_string());
+                }
+                None => return Ok(out),
+            }
+        }
+        Err(Error::Protocol(format!("{what}: more than {MAX_PAGES} pages; stopping")))
+    }
+
+    /// The files under `prefix` (`""`: the whole tree), breadth-first with [`FANOUT`] directories
+    /// listed at once. Returns (files, failures) with paths relative to the run's artifact root.
+    async fn list_tree(
+        &self,
+        run_id: &str,
+        prefix: &str,
+        auth: Option<&str>,
+    ) -> Result<(Vec<Entry>, Vec<(String, String)>), Error> {
+        let mut files = Vec::new();
+        let mut failures = Vec::new();
+        let mut visited: HashSet<String> = HashSet::from([prefix.to_string()]);
+        let mut frontier = vec![prefix.to_string()];
+        let mut entries = 0usize;
+        for depth in 0.. {
+            if frontier.is_empty() {
+                break;
+            }
+            if depth > MAX_DEPTH {
+                return Err(Error::Protocol(format!(
+                    "artifact listing of run '{run_id}': directories nested deeper than {MAX_DEPTH} levels; stopping"
+                )));
+            }
+            let mut results: Vec<(String, Result<Vec<Entry>, Error>)> = futures_util::stream::iter(frontier)
+                .map(|dir| async move {
+                    let r = self.list_dir(run_id, &dir, auth).await;
+                    (dir, r)
+                })
+                .buffer_unordered(FANOUT)
+                .collect()
+                .await;
+            results.sort_by(|a, b| a.0.cmp(&b.0));
+            let mut next = Vec::new();
+            for (dir, r) in results {
+                let listed = r?;
+                entries += listed.len();
+                if entries > MAX_ENTRIES {
+                    return Err(Error::Protocol(format!(
+                        "artifact listing of run '{run_id}': more than {MAX_ENTRIES} entries; stopping"
+                    )));
+                }
+                for e in listed {
+                    let inside = dir.is_empty()
+                        || e.path
+                            .strip_prefix(dir.as_str())
+                            .is_some_and(|rest| rest.starts_with('/') && rest.len() > 1);
+                    if !inside {
+                        failures.push((e.path.clone(), format!("listed under '{dir}' but outside it; not downloaded")));
+                        continue;
+                    }
+                    if e.is_dir {
+                        if visited.insert(e.path.clone()) {
+                            next.push(e.path);
+                        } else {
+                            crate::log::log(1, format!("directory '{}' listed twice; listed once", e.path));
+                        }
+                    } else {
+                        files.push(e);
+                    }
+                }
+            }
+            frontier = next;
+        }
+        Ok((files, failures))
+    }
+
+    /// The run's artifact root (`runs/get`), if the job carries it.
+    fn root_of(job: &Job) -> Option<String> {
+        job.outputs.get("default").and_then(|o| o.uri.clone())
+    }
+
+    /// The proxy URL of `path` (relative to the run's artifact root).
+    fn proxy_url(&self, run_id: &str, root: Option<&str>, path: &str) -> Url {
+        let proxied = root.and_then(|r| r.strip_prefix("mlflow-artifacts:")).filter(|r| !r.starts_with("//"));
+        match proxied {
+            Some(rest) => {
+                let mut segs: Vec<String> = rest
+                    .split('/')
+                    .filter(|s| !s.is_empty())
+                    .map(|s| enc_segment(&percent_decode_str(s).decode_utf8_lossy()))
+                    .collect();
+                segs.extend(path.split('/').map(enc_segment));
+                let mut u = self.target.base.clone();
+                u.set_path(&format!("{}/{PROXY}/{}", self.target.base.path().trim_end_matches('/'), segs.join("/")));
+                u
+            }
+            None => self.endpoint(GET_ARTIFACT, &[("path", path), ("run_uuid", run_id)]),
+        }
+    }
+
+    /// Databricks: presigned URLs (and their headers) for `paths`, by path. A failed call gives
+    /// an empty map: the files then go through the proxy.
+    async fn presigned(
+        &self,
+        run_id: &str,
+        paths: &[String],
+        auth: Option<&str>,
+    ) -> Result<HashMap<String, (Url, Vec<(String, String)>)>, Error> {
+        let mut out = HashMap::new();
+        for batch in paths.chunks(CRED_BATCH) {
+            let mut token: Option<String> = None;
+            let mut seen = HashSet::new();
+            for _ in 0..MAX_PAGES {
+                let mut body = serde_json::json!({"run_id": run_id, "path": batch});
+                if let Some(t) = &token {
+                    body["page_token"] = Value::String(t.clone());
+                }
+                let url = self.endpoint(CREDENTIALS_FOR_READ, &[]);
+                let page = match self.call(reqwest::Method::POST, url, Some(body), auth).await {
+                    Ok(p) => p,
+                    Err(e) if matches!(e.status(), Some(401 | 403)) => {
+                        return Err(self.fatal(e, "artifact read credentials"));
+                    }
+                    Err(e) => {
+                        crate::log::log(
+                            0,
+                            format!(
+                                "warning: no presigned URLs from the workspace ({e}); downloading through the tracking server"
+                            ),
+                        );
+                        return Ok(out);
+                    }
+                };
+                let infos = page.get("credential_infos").and_then(Value::as_array).cloned().unwrap_or_default();
+                for info in &infos {
+                    let (Some(path), Some(uri)) =
+                        (info.get("path").and_then(Value::as_str), info.get("signed_uri").and_then(Value::as_str))
+                    else {
+                        continue;
+                    };
+                    let Ok(url) = Url::parse(uri) else {
+                        crate::log::log(
+                            1,
+                            format!("'{}': invalid presigned URL ignored", crate::plan::printable(path)),
+                        );
+                        continue;
+                    };
+                    out.insert(path.to_string(), (url, presigned_headers(info)));
+                }
+                match page.get("next_page_token").and_then(Value::as_str).filter(|t| !t.is_empty()) {
+                    Some(t) if !infos.is_empty() => {
+                        if !seen.insert(t.to_string()) {
+                            crate::log::log(0, "warning: credentials-for-read repeated a page token; stopping");
+                            break;
+                        }
+                        token = Some(t.to_string());
+                    }
+                    _ => break,
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Whether a URL from the service may be fetched: the tracking host itself, or an allowed
+    /// presigned storage host.
+    fn check_data_url(&self, url: &Url) -> Result<(), String> {
+        let base = &self.target.base;
+        let same_origin = url.scheme() == base.scheme()
+            && url.host_str() == base.host_str()
+            && url.port_or_known_default() == base.port_or_known_default()
+            && url.username().is_empty()
+            && url.password().is_none();
+        if same_origin { Ok(()) } else { self.allow.check_presigned(url) }
+    }
+
+    /// List `prefix` of the run and turn its files into a plan input; `rel` paths are relative
+    /// to `prefix`.
+    async fn resolve(&self, job: &Job, prefix: &str) -> Result<Resolved, Error> {
+        let run_id = job.name.as_str();
+        let auth = self.authorization().await?;
+        let (entries, failures) = self.list_tree(run_id, prefix, auth.as_deref()).await?;
+        let root = Self::root_of(job);
+        let presigned = if self.target.databricks && !entries.is_empty() {
+            let paths: Vec<String> = entries.iter().map(|e| e.path.clone()).collect();
+            self.presigned(run_id, &paths, auth.as_deref()).await?
+        } else {
+            HashMap::new()
+        };
+        let strip =
+            |p: &str| -> String { if prefix.is_empty() { p.to_string() } else { p[prefix.len() + 1..].to_string() } };
+        let mut resolved = Resolved { data: DataProtocol::Plain, ..Resolved::default() };
+        resolved.listing.failures = failures;
+        for e in entries {
+            let rel = strip(&e.path);
+            let (url, headers, refresh) = match presigned.get(&e.path) {
+                Some((url, headers)) => match self.check_data_url(url) {
+                    Ok(()) => {
+                        let refresh = Some(Refresher(Arc::new(PresignedRefresher {
+                            mlflow: self.clone(),
+                            run_id: run_id.to_string(),
+                            path: e.path.clone(),
+                        })));
+                        (url.clone(), headers.clone(), refresh)
+                    }
+                    Err(why) => {
+                        resolved.listing.failures.push((rel, format!("presigned URL not allowed: {why}")));
+                        continue;
+                    }
+                },
+                None => {
+                    let url = self.proxy_url(run_id, root.as_deref(), &e.path);
+                    let headers = auth.iter().map(|a| ("authorization".to_string(), a.clone())).collect();
+                    (url, headers, None)
+                }
+            };
+            if !headers.is_empty() {
+                resolved.file_headers.insert(url.as_str().to_string(), headers);
+            }
+            resolved.listing.files.push(RemoteFile { rel, url, size: e.size, md5: None, refresh });
+        }
+        Ok(resolved)
+    }
+
+    /// The run's whole artifact tree (`<DEST>/artifacts/...`).
+    pub async fn default_artifacts(&self, job: &Job) -> Result<Resolved, Error> {
+        self.resolve(job, "").await
+    }
+
+    /// One artifact sub-tree (`--output PATH`), e.g. `model` or `checkpoints/step-100`.
+    pub async fn named_output(&self, job: &Job, path: &str) -> Result<Resolved, OutputError> {
+        let r = self.resolve(job, path).await?;
+        if r.listing.files.is_empty() && r.listing.failures.is_empty() {
+            return Err(OutputError::Fatal(Error::NotFound(format!(
+                "run '{}' has no artifacts under '{}' (--output names a directory of the run's artifacts)",
+                job.name,
+                crate::plan::printable(path)
+            ))));
+        }
+        Ok(r)
+    }
+}
+
+/// The headers a presigned URL must be sent with (`headers: [{name, value}]`), minus those the
+/// HTTP client owns.
+fn presigned_headers(info: &Value) -> Vec<(String, String)> {
+    const OWNED: &[&str] = &["host", "content-length", "transfer-encoding", "connection", "range", "if-match"];
+    info.get("headers")
+        .and_then(Value::as_array)
+        .map(|hs| {
+            hs.iter()
+                .filter_map(|h| {
+                    let name = h.get("name")?.as_str()?.trim();
+                    let value = h.get("value")?.as_str()?;
+                    let ok = reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_ok()
+                        && reqwest::header::HeaderValue::from_str(value).is_ok()
+                        && !OWNED.iter().any(|o| name.eq_ignore_ascii_case(o));
+                    ok.then(|| (name.to_ascii_lowercase(), value.to_string()))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Asks `credentials-for-read` for a fresh presigned URL of one file after a 403.
+struct PresignedRefresher {
+    mlflow: Mlflow,
+    run_id: String,
+    path: String,
+}
+
+impl UrlRefresher for PresignedRefresher {
+    fn refresh(&self) -> futures_util::future::BoxFuture<'_, Option<Url>> {
+        Box::pin(async move {
+            let m = &self.mlflow;
+            let auth = m.authorization().await.ok()?;
+            let map = m.presigned(&self.run_id, std::slice::from_ref(&self.path), auth.as_deref()).await.ok()?;
+            let (url, _) = map.get(&self.path)?;
+            m.check_data_url(url).ok()?;
+            Some(url.clone())
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + use<> {
+        let m: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        move |k: &str| m.get(k).cloned()
+    }
+
+    #[test]
+    fn tracking_uri_validation() {
+        let none = env_of(&[]);
+        let t = resolve_target_with("http://127.0.0.1:5000/", None, &none, None).unwrap();
+        assert_eq!(t.base.as_str(), "http://127.0.0.1:5000/");
+        assert!(matches!(t.credential, Credential::None));
+        let t = resolve_target_with("https://mlflow.example.com/prefix/", None, &none, None).unwrap();
+        assert_eq!(t.base.path(), "/prefix");
+        for bad in [
+            "http://mlflow.example.com",
+            "https://u:p@mlflow.example.com",
+            "https://mlflow.example.com/?x=1",
+            "file:///tmp/mlruns",
+            "sqlite:///mlflow.db",
+            "databricks://",
+            "not a url",
+        ] {
+            let e = resolve_target_with(bad, None, &none, None).unwrap_err();
+            assert_eq!(e.exit_code(), 2, "{bad}");
+            assert!(!e.to_string().contains(":p@"), "{e}");
+        }
+    }
+
+    #[test]
+    fn credentials_precedence() {
+        let uri = "http://localhost:5000";
+        let basic = env_of(&[(ENV_MLFLOW_USERNAME, "u"), (ENV_MLFLOW_PASSWORD, "p"), (ENV_MLFLOW_TOKEN, "t")]);
+        assert!(matches!(resolve_target_with(uri, None, &basic, None).unwrap().credential, Credential::Basic { .. }));
+        let tok = env_of(&[(ENV_MLFLOW_TOKEN, "t")]);
+        let c = resolve_target_with(uri, Some("j".into()), &tok, None).unwrap().credential;
+        assert!(matches!(c, Credential::Bearer(ref t) if t == "t"));
+        let c = resolve_target_with(uri, Some("j".into()), &env_of(&[]), None).unwrap().credential;
+        assert!(matches!(c, Credential::Bearer(ref t) if t == "j"));
+        let half = env_of(&[(ENV_MLFLOW_USERNAME, "u")]);
+        assert_eq!(resolve_target_with(uri, None, &half, None).unwrap_err().exit_code(), 2);
+        assert_eq!(format!("{:?}", Credential::Bearer("secret".into())), "bearer");
+    }
+
+    #[test]
+    fn databricks_from_env_and_profiles() {
+        let env = env_of(&[(ENV_DATABRICKS_HOST, "adb-1.2.azuredatabricks.net"), (ENV_DATABRICKS_TOKEN, "dapi1")]);
+        let t = resolve_target_with("databricks", None, &env, None).unwrap();
+        assert!(t.databricks);
+        assert_eq!(t.base.as_str(), "https://adb-1.2.azuredatabricks.net/");
+        assert!(matches!(t.credential, Credential::Bearer(ref x) if x == "dapi1"));
+
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join(".databrickscfg"),
+            "; comment\n[DEFAULT]\nhost = https://default.cloud.databricks.com\ntoken = dapiD\n\n\
+             [staging]\nhost=https://staging.cloud.databricks.com/\nclient_id = cid\nclient_secret = csec\ntoken =\n",
+        )
+        .unwrap();
+        let home = Some(dir.path().to_path_buf());
+        let none = env_of(&[]);
+        let t = resolve_target_with("databricks", None, &none, home.clone()).unwrap();
+        assert_eq!(t.base.host_str(), Some("default.cloud.databricks.com"));
+        // A profile inherits [DEFAULT]; its own token line is empty, so the DEFAULT token is used.
+        let t = resolve_target_with("databricks://staging", None, &none, home.clone()).unwrap();
+        assert_eq!(t.base.host_str(), Some("staging.cloud.databricks.com"));
+        assert!(matches!(t.credential, Credential::Bearer(ref x) if x == "dapiD"));
+        let e = resolve_target_with("databricks://nope", None, &none, home.clone()).unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        assert!(e.to_string().contains("profile 'nope' not found"), "{e}");
+        let e = resolve_target_with("databricks", None, &none, Some(dir.path().join("missing"))).unwrap_err();
+        assert!(e.to_string().contains("DATABRICKS_HOST"), "{e}");
+        std::fs::write(
+            dir.path().join("m2m"),
+            "[sp]\nhost = https://sp.cloud.databricks.com\nclient_id=a\nclient_secret=b\n",
+        )
+        .unwrap();
+        let env = env_of(&[(ENV_DATABRICKS_CONFIG_FILE, dir.path().join("m2m").to_str().unwrap())]);
+        let t = resolve_target_with("databricks://sp", None, &env, None).unwrap();
+        match t.credential {
+            Credential::OAuth(o) => assert_eq!(o.token_url.as_str(), "https://sp.cloud.databricks.com/oidc/v1/token"),
+            other => panic!("{other:?}"),
+        }
+        let plain = env_of(&[(ENV_DATABRICKS_HOST, "http://workspace.example.com"), (ENV_DATABRICKS_TOKEN, "x")]);
+        assert_eq!(resolve_target_with("databricks", None, &plain, None).unwrap_err().exit_code(), 2);
+    }
+
+    #[test]
+    fn sizes_are_numbers_or_strings() {
+        assert_eq!(file_size(Some(&serde_json::json!(42))), Some(42));
+        assert_eq!(file_size(Some(&serde_json::json!("42"))), Some(42));
+        assert_eq!(file_size(Some(&serde_json::json!("-1"))), None);
+        assert_eq!(file_size(Some(&serde_json::json!(-1))), None);
+        assert_eq!(file_size(Some(&serde_json::json!("99999999999999999999999"))), None);
+        assert_eq!(file_size(None), None);
+    }
+
+    #[test]
+    fn runs_parse() {
+        let v = serde_json::json!({"run":{"info":{"run_id":"abc","status":"RUNNING","run_name":"r1",
+            "experiment_id":"7","artifact_uri":"mlflow-artifacts:/7/abc/artifacts"}}});
+        let j = parse_run("abc", &v).unwrap();
+        assert_eq!(j.status, "RUNNING");
+        assert!(j.output_paths);
+        assert_eq!(j.job_type, "MLflow run 'r1' in experiment 7");
+        assert_eq!(j.outputs["default"].uri.as_deref(), Some("mlflow-artifacts:/7/abc/artifacts"));
+        assert!(parse_run("abc", &serde_json::json!({"run":{"info":{}}})).is_err());
+        assert!(parse_run("abc", &serde_json::json!([])).is_err());
+    }
+
+    #[test]
+    fn data_urls() {
+        let t = resolve_target_with("http://127.0.0.1:5000/pre", None, &env_of(&[]), None).unwrap();
+        let client = reqwest::Client::new();
+        let m = Mlflow::new(
+            MetaClient::new(client, crate::retry::RetryConfig::default()),
+            t,
+            AllowList::new(crate::hosts::Cloud::AzureCloud, &[]).unwrap(),
+        );
+        let u = m.proxy_url("r1", Some("mlflow-artifacts:/1/r1/artifacts"), "données/a b/c%2F#?.txt");
+        assert_eq!(
+            u.as_str(),
+            "http://127.0.0.1:5000/pre/api/2.0/mlflow-artifacts/artifacts/1/r1/artifacts/donn%C3%A9es/a%20b/c%252F%23%3F.txt"
+        );
+        let u = m.proxy_url("r1", Some("s3://bucket/1/r1/artifacts"), "a b/c?.txt");
+        assert_eq!(u.as_str(), "http://127.0.0.1:5000/pre/get-artifact?path=a+b%2Fc%3F.txt&run_uuid=r1");
+        let u = m.proxy_url("r1", Some("mlflow-artifacts://other:5000/1/r1/artifacts"), "x");
+        assert!(u.as_str().contains("/get-artifact?"), "{u}");
+        assert!(m.check_data_url(&Url::parse("http://127.0.0.1:5000/x").unwrap()).is_ok());
+        assert!(m.check_data_url(&Url::parse("http://127.0.0.1:5001/x").unwrap()).is_err());
+        assert!(m.check_data_url(&Url::parse("http://127.0.0.2:5000/x").unwrap()).is_err());
+        assert!(m.check_data_url(&Url::parse("https://b.s3.amazonaws.com/x?X-Amz-Signature=1").unwrap()).is_ok());
+    }
+
+    #[test]
+    fn presigned_headers_are_filtered() {
+        let info = serde_json::json!({"headers":[{"name":"x-ms-blob-type","value":"BlockBlob"},
+            {"name":"Host","value":"evil"},{"name":"bad name","value":"x"},{"name":"x-a","value":"line\nbreak"}]});
+        assert_eq!(presigned_headers(&info), vec![("x-ms-blob-type".to_string(), "BlockBlob".to_string())]);
+    }
+}
