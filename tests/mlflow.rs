@@ -308,6 +308,22 @@ fn a_proxy_that_ignores_range_is_read_as_one_stream() {
 }
 
 #[test]
+fn a_206_with_the_wrong_content_range_is_never_stitched_in() {
+    let run = FakeRun::new("r6b", "FINISHED").file("big.bin", pattern(BIG, 5));
+    let mut cfg = with_run(run.clone(), "r6b");
+    cfg.range = RangeMode::Whole206;
+    let fake = FakeMlflow::start(cfg);
+    let sb = Sandbox::new();
+    let out = sb.run(&["download", "r6b", "--mlflow-uri", &fake.base_url(), "-vv"], &[]);
+    out.expect(0);
+    assert!(out.stderr.contains("does not match the requested bytes"), "{out}");
+    assert_tree(&sb.work().join("r6b/artifacts"), &run);
+    let reqs = fake.requests();
+    let big: Vec<_> = data_requests(&reqs).into_iter().filter(|r| r.header("range").is_none()).collect();
+    assert_eq!(big.len(), 1, "one plain stream after the bad 206");
+}
+
+#[test]
 fn unknown_sizes_are_learned_from_the_server() {
     let run = sample_run("r7");
     let mut cfg = with_run(run.clone(), "r7");

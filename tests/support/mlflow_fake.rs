@@ -38,6 +38,8 @@ pub enum RangeMode {
     Honour,
     /// Advertise `Accept-Ranges: bytes` but answer every ranged request with 200 and the whole body.
     Ignore200,
+    /// Answer a ranged request with 206 but the whole body and a `Content-Range` naming all of it.
+    Whole206,
 }
 
 /// What the tracking routes require.
@@ -311,6 +313,10 @@ fn serve_bytes(bytes: &[u8], headers: &HeaderMap, mode: RangeMode) -> (u16, Vec<
             }
             h.push(("content-range".into(), format!("bytes {start}-{end}/{total}")));
             (206, h, bytes[start as usize..=end as usize].to_vec())
+        }
+        (Some(_), RangeMode::Whole206) if !bytes.is_empty() => {
+            h.push(("content-range".into(), format!("bytes 0-{}/{}", bytes.len() - 1, bytes.len())));
+            (206, h, bytes.to_vec())
         }
         _ => (200, h, bytes.to_vec()),
     }
