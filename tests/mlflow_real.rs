@@ -107,14 +107,11 @@ fn http_get_status(port: u16, path: &str) -> Option<u16> {
 }
 
 /// Log a run with `log_run.py`; returns its `run_id` and the directory of the logged files.
-fn log_run(python: &Path, uri: &str, work: &Path, big_mib: u64, leave_running: bool) -> (String, PathBuf) {
+fn log_run(python: &Path, uri: &str, work: &Path, big_mib: u64, extra: &[&std::ffi::OsStr]) -> (String, PathBuf) {
     std::fs::create_dir_all(work).unwrap();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/mlflow/log_run.py");
     let mut cmd = Command::new(python);
-    cmd.arg(&script).arg(uri).arg(work).arg(big_mib.to_string());
-    if leave_running {
-        cmd.arg("--leave-running");
-    }
+    cmd.arg(&script).arg(uri).arg(work).arg(big_mib.to_string()).args(extra);
     let out = cmd.env("MLFLOW_ENABLE_TELEMETRY", "false").env("DO_NOT_TRACK", "1").output().expect("run log_run.py");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "log_run.py failed\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
@@ -231,7 +228,7 @@ fn a_real_mlflow_run_downloads_byte_exact() {
     let tmp = tempfile::Builder::new().prefix("jobdl-mlflow-real-").tempdir().unwrap();
     let server = Server::start(&python, tmp.path());
     let uri = server.url();
-    let (run_id, src) = log_run(&python, &uri, &tmp.path().join("logged"), big_mib, false);
+    let (run_id, src) = log_run(&python, &uri, &tmp.path().join("logged"), big_mib, &[]);
     let work = tmp.path().join("work");
     std::fs::create_dir(&work).unwrap();
 
@@ -292,13 +289,27 @@ fn a_real_mlflow_run_downloads_byte_exact() {
     same_tree(&src, &dest.join("artifacts"));
 
     // A run that is still RUNNING: exit 5 without --wait, nothing written.
-    let (running, _) = log_run(&python, &uri, &tmp.path().join("running"), 0, true);
+    let (running, _) = log_run(&python, &uri, &tmp.path().join("running"), 0, &["--leave-running".as_ref()]);
     let out = run(&work, &["download", &running, "--mlflow-uri", &uri, "--json"]);
     assert_eq!(out.code, 5, "{out}");
     assert!(out.stdout.contains("job_not_terminal") && out.stdout.contains("RUNNING"), "{out}");
     assert!(!work.join(&running).exists());
     let out = run(&work, &["download", &running, "--mlflow-uri", &uri, "--wait", "--timeout", "1s"]);
     assert_eq!(out.code, 5, "{out}");
+
+    // A run whose artifact root is a plain directory (`file:`), not the proxy: the bytes come
+    // through the server's own /get-artifact route, ranged chunks included.
+    let direct = tmp.path().join("direct-artifacts");
+    let (direct_run, direct_src) =
+        log_run(&python, &uri, &tmp.path().join("direct"), 40, &["--direct".as_ref(), direct.as_os_str()]);
+    let out = run(&work, &["show", &direct_run, "--mlflow-uri", &uri, "--json"]);
+    assert!(out.stdout.contains("file://"), "{out}");
+    let out = run(&work, &["download", &direct_run, "--mlflow-uri", &uri, "-p", "direct"]);
+    assert_eq!(out.code, 0, "{out}");
+    let log = std::fs::read_to_string(&server.log).unwrap_or_default();
+    let ranged = log.lines().any(|l| l.contains("GET /get-artifact?") && l.contains(" 206"));
+    assert!(ranged, "ranged reads through /get-artifact in the server's access log:\n{}", server.tail());
+    same_tree(&direct_src, &work.join("direct/artifacts"));
 
     // A run id the server does not know: exit 4.
     let out = run(&work, &["download", "0123456789abcdef0123456789abcdef", "--mlflow-uri", &uri]);

@@ -1,15 +1,18 @@
 """Log a run with nested artifacts to an MLflow tracking server using MLflow's own client.
 
-Usage: log_run.py TRACKING_URI WORK_DIR BIG_MIB [--leave-running]
+Usage: log_run.py TRACKING_URI WORK_DIR BIG_MIB [--leave-running] [--direct ARTIFACT_DIR]
 
 Writes the artifact tree under WORK_DIR/src (so the caller can compare bytes), logs it to a new
 run and prints one JSON line: {"run_id": ..., "experiment_id": ..., "artifact_uri": ...}.
 With --leave-running the run is left RUNNING (never ended) and only a small file is logged.
+With --direct the run goes to an experiment whose artifact location is the local directory
+ARTIFACT_DIR (a `file:` artifact root the server reads itself, not through its proxy).
 """
 
 import json
 import os
 import sys
+from pathlib import Path
 
 import mlflow
 
@@ -22,10 +25,18 @@ def write(path, data):
 
 def main():
     uri, work, big_mib = sys.argv[1], sys.argv[2], int(sys.argv[3])
-    leave_running = "--leave-running" in sys.argv[4:]
+    rest = sys.argv[4:]
+    leave_running = "--leave-running" in rest
+    direct = rest[rest.index("--direct") + 1] if "--direct" in rest else None
     src = os.path.join(work, "src")
     mlflow.set_tracking_uri(uri)
-    exp = mlflow.set_experiment("jobdl-real-server")
+    if direct:
+        name = "jobdl-direct-artifacts"
+        if mlflow.get_experiment_by_name(name) is None:
+            mlflow.create_experiment(name, artifact_location=Path(direct).resolve().as_uri())
+        exp = mlflow.set_experiment(name)
+    else:
+        exp = mlflow.set_experiment("jobdl-real-server")
     if leave_running:
         write(os.path.join(src, "partial.txt"), b"still training\n")
         run = mlflow.start_run()

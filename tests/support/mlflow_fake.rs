@@ -101,6 +101,8 @@ pub struct FakeConfig {
     pub presign_base: Option<String>,
     /// Databricks OAuth M2M: (client id, client secret, token it issues).
     pub oauth: Option<(String, String, String)>,
+    /// Credentials per `credentials-for-read` page (`None`: all in one).
+    pub creds_page_size: Option<usize>,
 }
 
 impl Default for FakeConfig {
@@ -116,6 +118,7 @@ impl Default for FakeConfig {
             faults: HashMap::new(),
             presign_base: None,
             oauth: None,
+            creds_page_size: None,
         }
     }
 }
@@ -218,6 +221,11 @@ impl FakeMlflow {
 
     pub fn requests(&self) -> Vec<Seen> {
         lock(&self.shared.log).clone()
+    }
+
+    /// Answer the next requests of `kind` with these statuses first.
+    pub fn fault(&self, kind: &str, codes: &[u16]) {
+        lock(&self.shared.faults).entry(kind.to_string()).or_default().extend(codes.iter().copied());
     }
 
     pub fn set_config(&self, f: impl FnOnce(&mut FakeConfig)) {
@@ -492,7 +500,23 @@ fn route(
                         "headers": [{"name": PRESIGN_HEADER.0, "value": PRESIGN_HEADER.1}]})
                 })
                 .collect();
-            json_reply(200, json!({"credential_infos": infos}))
+            match cfg.creds_page_size {
+                Some(n) => {
+                    let start: usize = v["page_token"]
+                        .as_str()
+                        .and_then(|t| t.strip_prefix("c-"))
+                        .and_then(|t| t.parse().ok())
+                        .unwrap_or(0);
+                    let end = (start + n).min(infos.len());
+                    let mut resp =
+                        json!({"credential_infos": infos.get(start..end).map(<[Value]>::to_vec).unwrap_or_default()});
+                    if end < infos.len() {
+                        resp["next_page_token"] = json!(format!("c-{end}"));
+                    }
+                    json_reply(200, resp)
+                }
+                None => json_reply(200, json!({"credential_infos": infos})),
+            }
         }
         "/get-artifact" => {
             if let Some(code) = take_fault(shared, "data") {
