@@ -62,9 +62,10 @@ BYTES="$(du -sb --apparent-size "$TMP/logged/src" | cut -f1)"
 FILES="$(find "$TMP/logged/src" -type f | wc -l)"
 echo "run $RUN_ID: $FILES files, $BYTES bytes; mlflow $("$PY" -c 'import mlflow; print(mlflow.__version__)'), $("$JOBDL" --version)"
 
-# time_one NAME DIR CMD...: run CMD, print seconds.
+# time_one NAME CMD...: run CMD, print seconds.
 time_one() {
   local start end
+  shift
   start="$(date +%s.%N)"
   "$@" >/dev/null 2>"$TMP/last.err" || { cat "$TMP/last.err" >&2; return 1; }
   end="$(date +%s.%N)"
