@@ -238,7 +238,18 @@ fn databricks_target(
         Error::usage(format!("no Databricks host: set {ENV_DATABRICKS_HOST} or `host` in the profile"))
     })?;
     let with_scheme = if host.contains("://") { host.clone() } else { format!("https://{host}") };
-    let mut base = server_url(&with_scheme, "Databricks host")?;
+    // Workspace URLs are often copied from the browser (`https://adb-1.2.azuredatabricks.net/?o=1#`):
+    // only the origin counts.
+    let origin = match Url::parse(&with_scheme) {
+        Ok(mut u) => {
+            u.set_query(None);
+            u.set_fragment(None);
+            u.set_path("");
+            u.to_string()
+        }
+        Err(_) => with_scheme,
+    };
+    let mut base = server_url(&origin, "Databricks host")?;
     base.set_path("");
     let credential = if let Some(tok) = fields.get("token") {
         Credential::Bearer(tok.clone())
@@ -878,7 +889,8 @@ mod tests {
 
     #[test]
     fn databricks_from_env_and_profiles() {
-        let env = env_of(&[(ENV_DATABRICKS_HOST, "adb-1.2.azuredatabricks.net"), (ENV_DATABRICKS_TOKEN, "dapi1")]);
+        let env =
+            env_of(&[(ENV_DATABRICKS_HOST, "adb-1.2.azuredatabricks.net/?o=1#"), (ENV_DATABRICKS_TOKEN, "dapi1")]);
         let t = resolve_target_with("databricks", None, &env, None).unwrap();
         assert!(t.databricks);
         assert_eq!(t.base.as_str(), "https://adb-1.2.azuredatabricks.net/");
