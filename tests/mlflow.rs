@@ -398,6 +398,12 @@ fn an_output_path_is_a_sub_tree_under_named_outputs() {
         ["named-outputs/a/b/c/d.bin", "named-outputs/logs/train log.txt"].iter().map(|s| s.to_string()).collect();
     assert_eq!(got, want);
     assert_eq!(std::fs::read(sb.work().join("r11/named-outputs/a/b/c/d.bin")).unwrap(), pattern(70_000, 2));
+    // ls names the nested output as asked for.
+    let out = sb.run(&["ls", "r11", "--mlflow-uri", &uri, "--output", "a/b", "--json"], &[]);
+    out.expect(0);
+    let doc = out.json();
+    assert_eq!(doc["files"][0]["output"], "a/b", "{out}");
+    assert_eq!(doc["files"][0]["path"], "c/d.bin", "{out}");
     // An unsafe output path fails without a request for it.
     let out = sb.run(&["download", "r11", "--mlflow-uri", &uri, "--output", "../x", "-p", "o2"], &[]);
     assert_ne!(out.code, 0, "{out}");
