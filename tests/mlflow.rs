@@ -411,6 +411,39 @@ fn an_output_path_is_a_sub_tree_under_named_outputs() {
 }
 
 #[test]
+fn a_registered_model_version_of_the_run_is_a_named_output() {
+    let run = sample_run("r13");
+    let mut cfg = with_run(run, "r13");
+    let mv = |run: &str, source: &str| (run.to_string(), source.to_string());
+    cfg.model_versions.insert(("clf".into(), "1".into()), mv("r13", "runs:/r13/model"));
+    cfg.model_versions.insert(("clf".into(), "2".into()), mv("r13", "mlflow-artifacts:/1/r13/artifacts/a/b"));
+    cfg.model_versions.insert(("clf".into(), "3".into()), mv("other-run", "runs:/other-run/model"));
+    cfg.model_versions.insert(("clf".into(), "4".into()), mv("r13", "models:/m-0123456789"));
+    let fake = FakeMlflow::start(cfg);
+    let sb = Sandbox::new();
+    let uri = fake.base_url();
+    let out = sb
+        .run(&["download", "r13", "--mlflow-uri", &uri, "--output", "models:/clf/1", "--output", "models:/clf/2"], &[]);
+    out.expect(0);
+    let got = files_under(&sb.work().join("r13"));
+    let want: BTreeSet<String> = ["named-outputs/models/clf/1/weights.bin", "named-outputs/models/clf/2/c/d.bin"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    assert_eq!(got, want);
+    assert_eq!(std::fs::read(sb.work().join("r13/named-outputs/models/clf/1/weights.bin")).unwrap(), pattern(BIG, 3));
+    // Another run's version, or one stored outside the run's artifacts, fails that output (exit 6).
+    for v in ["3", "4"] {
+        let spec = format!("models:/clf/{v}");
+        let out = sb.run(&["download", "r13", "--mlflow-uri", &uri, "--output", &spec, "-p", v], &[]);
+        out.expect(6);
+        assert!(out.stderr.contains("other-run") || out.stderr.contains("not inside run"), "{out}");
+    }
+    // An unknown version: exit 4.
+    sb.run(&["download", "r13", "--mlflow-uri", &uri, "--output", "models:/clf/9", "-p", "9"], &[]).expect(4);
+}
+
+#[test]
 fn ls_and_show_describe_the_run() {
     let run = sample_run("r12");
     let fake = FakeMlflow::start(with_run(run, "r12"));

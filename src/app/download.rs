@@ -189,10 +189,16 @@ pub(crate) async fn resolve(
                 add(&mut plan, &root, "artifacts", resolved, &mut seen);
             }
             Want::Named(name) => {
-                let subdir = format!("named-outputs/{name}");
-                let safe = if src.output_paths && !name.contains('\\') {
+                // `models:/NAME/VERSION` (an MLflow registered model version) lands in
+                // `named-outputs/models/NAME/VERSION/`.
+                let dir = match name.strip_prefix(crate::provider::mlflow::MODEL_OUTPUT_PREFIX) {
+                    Some(rest) if src.output_paths => format!("models/{rest}"),
+                    _ => name.clone(),
+                };
+                let subdir = format!("named-outputs/{dir}");
+                let safe = if src.output_paths && !dir.contains('\\') {
                     // Each component of an artifact path is one directory under named-outputs/.
-                    crate::safepath::safe_relative_path(&name).map(|_| ())
+                    crate::safepath::safe_relative_path(&dir).map(|_| ())
                 } else {
                     crate::safepath::safe_component(&name)
                 };

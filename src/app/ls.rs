@@ -68,10 +68,11 @@ fn split_named(display: &str, requested: &[String]) -> (String, String) {
         && let Some(name) = requested
             .iter()
             .map(|n| n.trim_matches('/'))
-            .filter(|n| n.contains('/') && rest.strip_prefix(n).is_some_and(|r| r.starts_with('/')))
-            .max_by_key(|n| n.len())
+            .map(|n| (n, n.strip_prefix("models:/").map_or(n.to_string(), |r| format!("models/{r}"))))
+            .filter(|(_, dir)| dir.contains('/') && rest.strip_prefix(dir.as_str()).is_some_and(|r| r.starts_with('/')))
+            .max_by_key(|(_, dir)| dir.len())
     {
-        return (name.to_string(), rest[name.len() + 1..].to_string());
+        return (name.0.to_string(), rest[name.1.len() + 1..].to_string());
     }
     split(display)
 }
@@ -107,5 +108,7 @@ mod tests {
         assert_eq!(split_named("named-outputs/a/b/c.txt", &req), s("a/b", "c.txt"));
         assert_eq!(split_named("named-outputs/a/x.txt", &req), s("a", "x.txt"));
         assert_eq!(split_named("artifacts/y", &req), s("default", "y"));
+        let req = vec!["models:/clf/3".to_string()];
+        assert_eq!(split_named("named-outputs/models/clf/3/MLmodel", &req), s("models:/clf/3", "MLmodel"));
     }
 }

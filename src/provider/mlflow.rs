@@ -41,6 +41,10 @@ const ARTIFACTS_LIST: &str = "api/2.0/mlflow/artifacts/list";
 const PROXY: &str = "api/2.0/mlflow-artifacts/artifacts";
 /// The tracking server's own artifact download route (any artifact store).
 const GET_ARTIFACT: &str = "get-artifact";
+/// `GET` a registered model version.
+const MODEL_VERSION_GET: &str = "api/2.0/mlflow/model-versions/get";
+/// `--output models:/NAME/VERSION`: a registered model version whose files are this run's.
+pub const MODEL_OUTPUT_PREFIX: &str = "models:/";
 /// Databricks: presigned read URLs for artifact paths.
 const CREDENTIALS_FOR_READ: &str = "api/2.0/mlflow/artifacts/credentials-for-read";
 /// Most pages followed for one directory.
@@ -785,8 +789,57 @@ impl Mlflow {
         self.resolve(job, "").await
     }
 
-    /// One artifact sub-tree (`--output PATH`), e.g. `model` or `checkpoints/step-100`.
-    pub async fn named_output(&self, job: &Job, path: &str) -> Result<Resolved, OutputError> {
+    /// The artifact path of registered model version `NAME/VERSION` inside `job`'s artifacts.
+    async fn model_version_path(&self, job: &Job, spec: &str) -> Result<String, OutputError> {
+        let shown = format!("{MODEL_OUTPUT_PREFIX}{}", crate::plan::printable(spec));
+        let Some((name, version)) = spec.rsplit_once('/').filter(|(n, v)| !n.is_empty() && !v.is_empty()) else {
+            return Err(OutputError::Fatal(Error::usage(format!(
+                "invalid model output '{shown}': expected {MODEL_OUTPUT_PREFIX}NAME/VERSION"
+            ))));
+        };
+        let auth = self.authorization().await?;
+        let url = self.endpoint(MODEL_VERSION_GET, &[("name", name), ("version", version)]);
+        let v = self
+            .call(reqwest::Method::GET, url, None, auth.as_deref())
+            .await
+            .map_err(|e| OutputError::Fatal(self.fatal(e, &format!("registered model version '{shown}'"))))?;
+        let mv = v.get("model_version").unwrap_or(&Value::Null);
+        let s = |k: &str| mv.get(k).and_then(Value::as_str).filter(|s| !s.is_empty());
+        if s("run_id").is_some_and(|r| r != job.name) {
+            return Err(OutputError::Failed(format!(
+                "model version '{shown}' was logged by run '{}', not by run '{}'",
+                s("run_id").unwrap_or_default(),
+                job.name
+            )));
+        }
+        let source =
+            s("source").ok_or_else(|| OutputError::Failed(format!("model version '{shown}' has no source")))?;
+        let run_prefix = format!("runs:/{}/", job.name);
+        let path = if let Some(p) = source.strip_prefix(&run_prefix) {
+            Some(p.to_string())
+        } else {
+            Self::root_of(job).and_then(|root| {
+                source.strip_prefix(root.trim_end_matches('/')).and_then(|r| r.strip_prefix('/')).map(str::to_string)
+            })
+        };
+        match path.map(|p| p.trim_matches('/').to_string()).filter(|p| !p.is_empty()) {
+            Some(p) => Ok(p),
+            None => Err(OutputError::Failed(format!(
+                "model version '{shown}' is stored at {}, not inside run '{}''s artifacts",
+                crate::redact::redact(source),
+                job.name
+            ))),
+        }
+    }
+
+    /// One artifact sub-tree (`--output PATH`), e.g. `model` or `checkpoints/step-100`; or
+    /// `models:/NAME/VERSION`, a registered model version whose source is a directory of this run.
+    pub async fn named_output(&self, job: &Job, name: &str) -> Result<Resolved, OutputError> {
+        let path = match name.strip_prefix(MODEL_OUTPUT_PREFIX) {
+            Some(spec) => self.model_version_path(job, spec).await?,
+            None => name.to_string(),
+        };
+        let path = path.as_str();
         let r = self.resolve(job, path).await?;
         if r.listing.files.is_empty() && r.listing.failures.is_empty() {
             return Err(OutputError::Fatal(Error::NotFound(format!(

@@ -103,6 +103,8 @@ pub struct FakeConfig {
     pub oauth: Option<(String, String, String)>,
     /// Credentials per `credentials-for-read` page (`None`: all in one).
     pub creds_page_size: Option<usize>,
+    /// Registered model versions: (name, version) → (run_id, source).
+    pub model_versions: HashMap<(String, String), (String, String)>,
 }
 
 impl Default for FakeConfig {
@@ -119,6 +121,7 @@ impl Default for FakeConfig {
             presign_base: None,
             oauth: None,
             creds_page_size: None,
+            model_versions: HashMap::new(),
         }
     }
 }
@@ -467,6 +470,17 @@ fn route(
                 resp["next_page_token"] = json!(t);
             }
             json_reply(200, resp)
+        }
+        "/api/2.0/mlflow/model-versions/get" => {
+            let key = (q.get("name").cloned().unwrap_or_default(), q.get("version").cloned().unwrap_or_default());
+            match cfg.model_versions.get(&key) {
+                Some((run_id, source)) => json_reply(
+                    200,
+                    json!({"model_version": {"name": key.0, "version": key.1, "run_id": run_id, "source": source,
+                        "status": "READY"}}),
+                ),
+                None => error(404, "RESOURCE_DOES_NOT_EXIST", "Model Version not found"),
+            }
         }
         "/api/2.0/mlflow/artifacts/credentials-for-read" if method == Method::POST => {
             if let Some(code) = take_fault(shared, "creds") {
