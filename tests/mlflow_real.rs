@@ -228,7 +228,9 @@ fn a_real_mlflow_run_downloads_byte_exact() {
     let tmp = tempfile::Builder::new().prefix("jobdl-mlflow-real-").tempdir().unwrap();
     let server = Server::start(&python, tmp.path());
     let uri = server.url();
-    let (run_id, src) = log_run(&python, &uri, &tmp.path().join("logged"), big_mib, &[]);
+    // Its `model` directory is also registered as versions 1 (`runs:/…`) and 2 (artifact location).
+    let register = ["--register".as_ref(), "jobdl-model".as_ref()];
+    let (run_id, src) = log_run(&python, &uri, &tmp.path().join("logged"), big_mib, &register);
     let work = tmp.path().join("work");
     std::fs::create_dir(&work).unwrap();
 
@@ -255,6 +257,15 @@ fn a_real_mlflow_run_downloads_byte_exact() {
     let out = run(&work, &["download", &run_id, "--mlflow-uri", &uri, "--output", "logs", "-p", "logs-only"]);
     assert_eq!(out.code, 0, "{out}");
     same_tree(&src.join("logs"), &work.join("logs-only/named-outputs/logs"));
+
+    // Registered model versions of the run, with both source forms.
+    let out = run(&work, &["download", &run_id, "--mlflow-uri", &uri, "--output", "models:/jobdl-model/1"]);
+    assert_eq!(out.code, 0, "{out}");
+    let out = run(&work, &["download", &run_id, "--mlflow-uri", &uri, "--output", "models:/jobdl-model/2"]);
+    assert_eq!(out.code, 0, "{out}");
+    for v in ["1", "2"] {
+        same_tree(&src.join("model"), &work.join(&run_id).join("named-outputs/models/jobdl-model").join(v));
+    }
 
     // Interrupted mid-file, then resumed: the rerun finishes the same bytes.
     let dest = work.join("resume");

@@ -1,10 +1,12 @@
 """Log a run with nested artifacts to an MLflow tracking server using MLflow's own client.
 
-Usage: log_run.py TRACKING_URI WORK_DIR BIG_MIB [--leave-running] [--direct ARTIFACT_DIR]
+Usage: log_run.py TRACKING_URI WORK_DIR BIG_MIB [--leave-running] [--direct ARTIFACT_DIR] [--register NAME]
 
 Writes the artifact tree under WORK_DIR/src (so the caller can compare bytes), logs it to a new
 run and prints one JSON line: {"run_id": ..., "experiment_id": ..., "artifact_uri": ...}.
 With --leave-running the run is left RUNNING (never ended) and only a small file is logged.
+With --register the run's `model` directory is registered as two versions of model NAME (sources
+`runs:/<run>/model` and the resolved artifact location), listed in "model_versions".
 With --direct the run goes to an experiment whose artifact location is the local directory
 ARTIFACT_DIR (a `file:` artifact root the server reads itself, not through its proxy).
 """
@@ -65,8 +67,21 @@ def main():
     with mlflow.start_run() as run:
         mlflow.log_param("kind", "jobdl-test")
         mlflow.log_artifacts(src)
-    print(json.dumps({"run_id": run.info.run_id, "experiment_id": exp.experiment_id,
-                      "artifact_uri": run.info.artifact_uri}))
+    out = {"run_id": run.info.run_id, "experiment_id": exp.experiment_id, "artifact_uri": run.info.artifact_uri}
+    if "--register" in rest:
+        # Register the run's `model` directory twice, with both source forms a server stores:
+        # `runs:/<run>/model` and the resolved artifact location.
+        name = rest[rest.index("--register") + 1]
+        client = mlflow.MlflowClient()
+        try:
+            client.create_registered_model(name)
+        except mlflow.exceptions.MlflowException:
+            pass  # already registered by an earlier run
+        versions = []
+        for source in (f"runs:/{run.info.run_id}/model", run.info.artifact_uri + "/model"):
+            versions.append(client.create_model_version(name, source, run_id=run.info.run_id).version)
+        out["model_versions"] = versions
+    print(json.dumps(out))
 
 
 if __name__ == "__main__":
