@@ -171,6 +171,10 @@ pub struct JobArgs {
     /// Azure ML workspace name (default: `az configure --defaults workspace=...`).
     #[arg(short = 'w', long, env = "AZUREML_WORKSPACE_NAME", value_name = "NAME")]
     pub workspace: Option<String>,
+    /// MLflow tracking server (https://host[/prefix]; http only for loopback), or `databricks` /
+    /// `databricks://PROFILE`; JOB is then a run id.
+    #[arg(long, env = "MLFLOW_TRACKING_URI", value_name = "URL")]
+    pub mlflow_uri: Option<String>,
     /// Azure cloud: AzureCloud, AzureUSGovernment or AzureChinaCloud.
     #[arg(long, env = "AZURE_CLOUD", value_name = "NAME", default_value = "AzureCloud")]
     pub cloud: String,

@@ -39,6 +39,25 @@ pub const ENV_STORAGE_ENDPOINT: &str = "JOBDL_STORAGE_ENDPOINT";
 /// The Azure CLI's configuration directory (default `~/.azure`).
 pub const ENV_AZURE_CONFIG_DIR: &str = "AZURE_CONFIG_DIR";
 
+/// MLflow: bearer token for the tracking server.
+pub const ENV_MLFLOW_TOKEN: &str = "MLFLOW_TRACKING_TOKEN";
+/// MLflow: basic-auth user name (with [`ENV_MLFLOW_PASSWORD`]).
+pub const ENV_MLFLOW_USERNAME: &str = "MLFLOW_TRACKING_USERNAME";
+/// MLflow: basic-auth password.
+pub const ENV_MLFLOW_PASSWORD: &str = "MLFLOW_TRACKING_PASSWORD";
+/// Databricks workspace URL (`databricks` tracking URI).
+pub const ENV_DATABRICKS_HOST: &str = "DATABRICKS_HOST";
+/// Databricks personal access token.
+pub const ENV_DATABRICKS_TOKEN: &str = "DATABRICKS_TOKEN";
+/// Databricks OAuth M2M client id (service principal).
+pub const ENV_DATABRICKS_CLIENT_ID: &str = "DATABRICKS_CLIENT_ID";
+/// Databricks OAuth M2M client secret.
+pub const ENV_DATABRICKS_CLIENT_SECRET: &str = "DATABRICKS_CLIENT_SECRET";
+/// Databricks configuration file (default `~/.databrickscfg`).
+pub const ENV_DATABRICKS_CONFIG_FILE: &str = "DATABRICKS_CONFIG_FILE";
+/// Databricks profile used by a bare `databricks` tracking URI (default `DEFAULT`).
+pub const ENV_DATABRICKS_CONFIG_PROFILE: &str = "DATABRICKS_CONFIG_PROFILE";
+
 /// Metadata calls get this many attempts.
 pub const META_ATTEMPTS: u32 = 5;
 
@@ -156,6 +175,8 @@ pub enum JobSource {
     Project(String),
     /// An Azure ML workspace through ARM (Path B).
     Workspace(WorkspaceRef),
+    /// An MLflow tracking URI (`http(s)://…`, `databricks`, `databricks://PROFILE`), as given.
+    Mlflow(String),
 }
 
 /// Values from the Azure CLI's configuration: `[defaults]` of `config` (`group`, `workspace`,
@@ -238,6 +259,15 @@ pub fn default_subscription(bytes: &[u8]) -> Option<String> {
 /// they never conflict with a project endpoint.
 pub fn job_source(args: &JobArgs, cli: &AzureCliDefaults) -> Result<JobSource, Error> {
     let given = |v: &Option<String>| v.as_ref().map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
+    if let Some(uri) = given(&args.mlflow_uri) {
+        if given(&args.project_endpoint).is_some() || given(&args.workspace).is_some() {
+            return Err(Error::usage(
+                "an MLflow tracking URI (--mlflow-uri / MLFLOW_TRACKING_URI) and an Azure job source \
+                 (--project-endpoint / --workspace) are both given; give only one",
+            ));
+        }
+        return Ok(JobSource::Mlflow(uri));
+    }
     if let Some(endpoint) = given(&args.project_endpoint) {
         if given(&args.workspace).is_some() {
             return Err(Error::usage(
@@ -272,7 +302,7 @@ pub fn job_source(args: &JobArgs, cli: &AzureCliDefaults) -> Result<JobSource, E
     }
     Err(Error::usage(format!(
         "no job source: pass --project-endpoint URL (AZURE_AI_PROJECT_ENDPOINT) for an Azure AI Foundry project, \
-         or an Azure ML workspace (missing {})",
+         an Azure ML workspace (missing {}), or --mlflow-uri URL (MLFLOW_TRACKING_URI) for an MLflow run",
         missing.join(", ")
     )))
 }
@@ -564,6 +594,14 @@ mod tests {
             job_source(&args(&["--project-endpoint", "https://x/api/projects/p"]), &cli).unwrap(),
             JobSource::Project(_)
         ));
+        // An MLflow tracking URI is a source of its own; Azure CLI defaults never fight it.
+        assert_eq!(
+            job_source(&args(&["--mlflow-uri", "http://127.0.0.1:5000"]), &cli).unwrap(),
+            JobSource::Mlflow("http://127.0.0.1:5000".into())
+        );
+        let e = job_source(&args(&["--mlflow-uri", "databricks", "-w", "ws"]), &none).unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        assert!(e.to_string().contains("give only one"), "{e}");
         let only_sub = AzureCliDefaults { subscription: Some("s0".into()), ..Default::default() };
         let e = job_source(&args(&[]), &only_sub).unwrap_err();
         assert!(e.to_string().starts_with("no job source"), "{e}");

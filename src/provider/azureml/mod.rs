@@ -339,7 +339,7 @@ impl AzureMl {
                         md5: p.md5,
                     };
                     let listing = crate::provider::Listing { files: vec![file], failures: vec![] };
-                    return Ok(Some(Resolved { listing, headers: auth_headers(bearer) }));
+                    return Ok(Some(Resolved { listing, headers: auth_headers(bearer), ..Resolved::default() }));
                 }
                 Ok(_) | Err(CallError::Status { status: 404, .. }) => crate::log::log(
                     0,
@@ -460,7 +460,7 @@ impl AzureMl {
                 md5: b.md5,
             })
             .collect();
-        Resolved { listing: crate::provider::Listing { files, failures: vec![] }, headers }
+        Resolved { listing: crate::provider::Listing { files, failures: vec![] }, headers, ..Resolved::default() }
     }
 }
 
