@@ -119,6 +119,9 @@ pub struct ConfigShowArgs {
     /// Azure ML workspace name.
     #[arg(short = 'w', long, env = "AZUREML_WORKSPACE_NAME", value_name = "NAME")]
     pub workspace: Option<String>,
+    /// MLflow tracking server, or `databricks` / `databricks://PROFILE`.
+    #[arg(long, env = "MLFLOW_TRACKING_URI", value_name = "URL")]
+    pub mlflow_uri: Option<String>,
     /// Azure cloud.
     #[arg(long, env = "AZURE_CLOUD", value_name = "NAME")]
     pub cloud: Option<String>,

@@ -453,6 +453,14 @@ impl Resolved {
                 p.source, w.source
             )));
         }
+        if let Some(m) = set("mlflow_uri")
+            && let Some(a) = set("project_endpoint").or_else(|| set("workspace"))
+        {
+            return Err(Error::usage(format!(
+                "conflicting settings: mlflow_uri ({}) and an Azure job source ({}) are both set; give only one",
+                m.source, a.source
+            )));
+        }
         Ok(())
     }
 
@@ -499,6 +507,7 @@ impl Resolved {
         fill(&mut job.subscription, "subscription");
         fill(&mut job.resource_group, "resource_group");
         fill(&mut job.workspace, "workspace");
+        fill(&mut job.mlflow_uri, "mlflow_uri");
         if let Some(c) = self.file_value("cloud") {
             job.cloud = c.text();
         }
@@ -748,6 +757,17 @@ mod tests {
         let only_rg = Files { user: Some(file("/u/c.toml", &[("resource_group", one("rg"), 1)])), ..Files::default() };
         let r = resolve(&layer(&["--project-endpoint", "https://a/api/projects/p"]), only_rg, &|_| None);
         assert!(r.check_conflicts().is_ok());
+        assert!(resolve(&ArgLayer::new(), files, &|_| None).check_conflicts().is_ok());
+    }
+
+    #[test]
+    fn mlflow_uri_and_an_azure_source_conflict_across_layers() {
+        let files =
+            Files { local: Some(file("/w/jobdl.toml", &[("mlflow_uri", one("databricks"), 2)])), ..Files::default() };
+        let r = resolve(&layer(&["-w", "ws"]), files.clone(), &|_| None);
+        let msg = r.check_conflicts().unwrap_err().to_string();
+        assert!(msg.contains("mlflow_uri (file /w/jobdl.toml:2)"), "{msg}");
+        assert!(msg.contains("--workspace"), "{msg}");
         assert!(resolve(&ArgLayer::new(), files, &|_| None).check_conflicts().is_ok());
     }
 }
