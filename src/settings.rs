@@ -259,8 +259,8 @@ pub fn default_subscription(bytes: &[u8]) -> Option<String> {
 /// they never conflict with a project endpoint.
 pub fn job_source(args: &JobArgs, cli: &AzureCliDefaults) -> Result<JobSource, Error> {
     let given = |v: &Option<String>| v.as_ref().map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
-    if let Some(uri) = given(&args.mlflow_uri) {
-        if given(&args.project_endpoint).is_some() || given(&args.workspace).is_some() {
+    if let Some(uri) = given(&args.source.mlflow_uri) {
+        if given(&args.source.project_endpoint).is_some() || given(&args.source.workspace).is_some() {
             return Err(Error::usage(
                 "an MLflow tracking URI (--mlflow-uri / MLFLOW_TRACKING_URI) and an Azure job source \
                  (--project-endpoint / --workspace) are both given; give only one",
@@ -268,8 +268,8 @@ pub fn job_source(args: &JobArgs, cli: &AzureCliDefaults) -> Result<JobSource, E
         }
         return Ok(JobSource::Mlflow(uri));
     }
-    if let Some(endpoint) = given(&args.project_endpoint) {
-        if given(&args.workspace).is_some() {
+    if let Some(endpoint) = given(&args.source.project_endpoint) {
+        if given(&args.source.workspace).is_some() {
             return Err(Error::usage(
                 "both a project endpoint (--project-endpoint / AZURE_AI_PROJECT_ENDPOINT) and an Azure ML workspace \
                  (--workspace / AZUREML_WORKSPACE_NAME) are given; give only one",
@@ -277,9 +277,9 @@ pub fn job_source(args: &JobArgs, cli: &AzureCliDefaults) -> Result<JobSource, E
         }
         return Ok(JobSource::Project(endpoint));
     }
-    let sub = given(&args.subscription).or_else(|| cli.subscription.clone());
-    let rg = given(&args.resource_group).or_else(|| cli.group.clone());
-    let ws = given(&args.workspace).or_else(|| cli.workspace.clone());
+    let sub = given(&args.source.subscription).or_else(|| cli.subscription.clone());
+    let rg = given(&args.source.resource_group).or_else(|| cli.group.clone());
+    let ws = given(&args.source.workspace).or_else(|| cli.workspace.clone());
     if let (Some(subscription), Some(resource_group), Some(workspace)) = (&sub, &rg, &ws) {
         return Ok(JobSource::Workspace(WorkspaceRef {
             subscription: subscription.clone(),
@@ -503,11 +503,11 @@ impl Resolved {
                 *slot = Some(v.text());
             }
         };
-        fill(&mut job.project_endpoint, "project_endpoint");
-        fill(&mut job.subscription, "subscription");
-        fill(&mut job.resource_group, "resource_group");
-        fill(&mut job.workspace, "workspace");
-        fill(&mut job.mlflow_uri, "mlflow_uri");
+        fill(&mut job.source.project_endpoint, "project_endpoint");
+        fill(&mut job.source.subscription, "subscription");
+        fill(&mut job.source.resource_group, "resource_group");
+        fill(&mut job.source.workspace, "workspace");
+        fill(&mut job.source.mlflow_uri, "mlflow_uri");
         if let Some(c) = self.file_value("cloud") {
             job.cloud = c.text();
         }
