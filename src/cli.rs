@@ -107,18 +107,9 @@ pub enum ConfigCommand {
 /// `jobdl config show`: the flags that take part in resolution (a job's location without the job).
 #[derive(Debug, Args)]
 pub struct ConfigShowArgs {
-    /// Azure AI Foundry project endpoint.
-    #[arg(long, env = "AZURE_AI_PROJECT_ENDPOINT", value_name = "URL")]
-    pub project_endpoint: Option<String>,
-    /// Azure ML workspace: subscription ID.
-    #[arg(short = 's', long, env = "AZURE_SUBSCRIPTION_ID", value_name = "ID", hide_env_values = true)]
-    pub subscription: Option<String>,
-    /// Azure ML workspace: resource group.
-    #[arg(short = 'g', long, env = "AZURE_RESOURCE_GROUP", value_name = "NAME")]
-    pub resource_group: Option<String>,
-    /// Azure ML workspace name.
-    #[arg(short = 'w', long, env = "AZUREML_WORKSPACE_NAME", value_name = "NAME")]
-    pub workspace: Option<String>,
+    /// Where jobs live (as for `download`).
+    #[command(flatten)]
+    pub source: SourceArgs,
     /// Azure cloud.
     #[arg(long, env = "AZURE_CLOUD", value_name = "NAME")]
     pub cloud: Option<String>,
@@ -154,11 +145,10 @@ pub struct FilterArgs {
     pub exclude: Vec<String>,
 }
 
-/// The job and where it lives (every command that takes a job).
-#[derive(Debug, Args, Clone)]
-pub struct JobArgs {
-    /// The job name (also its run id).
-    pub job: String,
+/// Where jobs live: a Foundry project, an Azure ML workspace or an MLflow tracking server (one
+/// definition for every command that takes a job, and for `config show`).
+#[derive(Debug, Args, Clone, Default)]
+pub struct SourceArgs {
     /// Azure AI Foundry project endpoint: https://<account>.services.ai.azure.com/api/projects/<project>.
     #[arg(long, env = "AZURE_AI_PROJECT_ENDPOINT", value_name = "URL")]
     pub project_endpoint: Option<String>,
@@ -171,6 +161,20 @@ pub struct JobArgs {
     /// Azure ML workspace name (default: `az configure --defaults workspace=...`).
     #[arg(short = 'w', long, env = "AZUREML_WORKSPACE_NAME", value_name = "NAME")]
     pub workspace: Option<String>,
+    /// MLflow tracking server (https://host[/prefix]; http only for loopback), or `databricks` /
+    /// `databricks://PROFILE`; JOB is then a run id.
+    #[arg(long, env = "MLFLOW_TRACKING_URI", value_name = "URL")]
+    pub mlflow_uri: Option<String>,
+}
+
+/// The job and where it lives (every command that takes a job).
+#[derive(Debug, Args, Clone)]
+pub struct JobArgs {
+    /// The job name (also its run id).
+    pub job: String,
+    /// Where the job lives.
+    #[command(flatten)]
+    pub source: SourceArgs,
     /// Azure cloud: AzureCloud, AzureUSGovernment or AzureChinaCloud.
     #[arg(long, env = "AZURE_CLOUD", value_name = "NAME", default_value = "AzureCloud")]
     pub cloud: String,

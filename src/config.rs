@@ -98,6 +98,7 @@ pub const KEYS: &[Key] = &[
     key("subscription", Kind::Text, Some(("subscription", "--subscription")), Some("AZURE_SUBSCRIPTION_ID"), None),
     key("resource_group", Kind::Text, Some(("resource_group", "--resource-group")), Some("AZURE_RESOURCE_GROUP"), None),
     key("workspace", Kind::Text, Some(("workspace", "--workspace")), Some("AZUREML_WORKSPACE_NAME"), None),
+    key("mlflow_uri", Kind::Text, Some(("mlflow_uri", "--mlflow-uri")), Some("MLFLOW_TRACKING_URI"), None),
     key("cloud", Kind::Choice(CLOUDS), Some(("cloud", "--cloud")), Some("AZURE_CLOUD"), Some("AzureCloud")),
     key("destination", Kind::Template, Some(("path", "--path")), None, Some("./{job}")),
     key(
@@ -384,9 +385,11 @@ mod tests {
         assert_eq!(v("lock_timeout").value, Value::One("30".into()));
         assert_eq!(v("allow_hosts").value, Value::Many(vec!["127.0.0.1:9000".into(), "example.invalid".into()]));
         assert_eq!(v("retry_after_cap").line, 16);
-        assert_eq!(f.values.len(), KEYS.len() - 1, "all but project_endpoint");
+        assert_eq!(f.values.len(), KEYS.len() - 2, "all but project_endpoint and mlflow_uri");
         let f = p("project_endpoint = \"https://a.services.ai.azure.com/api/projects/p\"").unwrap();
         assert_eq!(f.values["project_endpoint"].line, 1);
+        let f = p("\nmlflow_uri = \"databricks://prod\"").unwrap();
+        assert_eq!(f.values["mlflow_uri"], FileValue { value: Value::One("databricks://prod".into()), line: 2 });
     }
 
     #[test]

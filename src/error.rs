@@ -4,6 +4,8 @@ use thiserror::Error;
 
 /// Terminal job states (Azure), as listed in the contract.
 pub const AZURE_TERMINAL: &[&str] = &["Completed", "Failed", "Canceled", "NotResponding", "Paused"];
+/// Terminal run states (MLflow), as listed in the contract.
+pub const MLFLOW_TERMINAL: &[&str] = &["FINISHED", "FAILED", "KILLED"];
 
 /// A failure that ends the whole run (per-file failures are collected, not raised).
 #[derive(Debug, Error)]
@@ -23,10 +25,12 @@ pub enum Error {
     #[error("{0}")]
     NotFound(String),
     /// The job is not in a terminal state (or `--wait` timed out).
-    #[error("job '{job}' is {status}, not in a terminal state ({terminal}){extra}", terminal = AZURE_TERMINAL.join(", "))]
+    #[error("job '{job}' is {status}, not in a terminal state ({}){extra}", .terminal.join(", "))]
     NotTerminal {
         /// Job name.
         job: String,
+        /// The job source's terminal states.
+        terminal: &'static [&'static str],
         /// Last seen status.
         status: String,
         /// Extra words (e.g. "after waiting 10m").
@@ -101,10 +105,22 @@ mod tests {
         assert_eq!(Error::usage("x").exit_code(), 2);
         assert_eq!(Error::Auth { message: "a".into(), hint: "h".into() }.exit_code(), 3);
         assert_eq!(Error::NotFound("x".into()).exit_code(), 4);
-        let nt = Error::NotTerminal { job: "j".into(), status: "Running".into(), extra: String::new() };
+        let nt = Error::NotTerminal {
+            job: "j".into(),
+            status: "Running".into(),
+            terminal: AZURE_TERMINAL,
+            extra: String::new(),
+        };
         assert_eq!(nt.exit_code(), 5);
         assert!(nt.to_string().contains("Running"));
         assert!(nt.to_string().contains("Completed, Failed, Canceled, NotResponding, Paused"));
+        let nt = Error::NotTerminal {
+            job: "r".into(),
+            status: "RUNNING".into(),
+            terminal: MLFLOW_TERMINAL,
+            extra: "".into(),
+        };
+        assert!(nt.to_string().contains("(FINISHED, FAILED, KILLED)"), "{nt}");
         assert_eq!(Error::ServiceUnavailable("x".into()).exit_code(), 1);
         assert_eq!(Error::Interrupted.exit_code(), 130);
     }

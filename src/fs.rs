@@ -131,6 +131,135 @@ pub fn remove_if_exists(path: &Path) -> io::Result<()> {
     }
 }
 
+/// Extended attribute holding the ETag of the object a file was downloaded from, so that
+/// `--skip-existing` can tell an unchanged object from one rewritten with the same size when the
+/// service gives no MD5. It lives on the file itself (set on the part file before the rename, so
+/// it is there exactly when the file is); `.jobdl/` keeps nothing between runs.
+const ETAG_XATTR: &str = "user.jobdl.etag";
+
+/// What a file says about the object it came from.
+#[derive(Debug, PartialEq, Eq)]
+pub enum SourceTag {
+    /// The ETag recorded when jobdl wrote the file, which has not been modified since.
+    Etag(String),
+    /// Recorded, but the file was modified after jobdl wrote it (its mtime moved).
+    Modified,
+    /// No record (a file jobdl did not write, or written before records existed).
+    None,
+    /// The file system keeps no extended attributes: nothing can be recorded here.
+    Unsupported,
+}
+
+/// Modification time in nanoseconds since the epoch (0 when unknown).
+fn mtime_ns(meta: &std::fs::Metadata) -> u128 {
+    meta.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map_or(0, |d| d.as_nanos())
+}
+
+/// Record `etag` on `file`, with the file's modification time so that a later local edit shows
+/// (best effort: a file system without user xattrs keeps none). Call after the last write.
+pub fn record_source_etag(file: &File, etag: &str) -> io::Result<()> {
+    let value = format!("{etag}\n{}", mtime_ns(&file.metadata()?));
+    xattr::set(file, ETAG_XATTR, value.as_bytes())
+}
+
+/// The ETag recorded on the file at `path`, if the file is as jobdl left it.
+pub fn source_etag(path: &Path) -> SourceTag {
+    match xattr::get(path, ETAG_XATTR) {
+        Ok(Some(v)) => {
+            let Ok(text) = String::from_utf8(v) else { return SourceTag::None };
+            let Some((etag, mtime)) = text.rsplit_once('\n') else { return SourceTag::None };
+            match std::fs::symlink_metadata(path) {
+                Ok(m) if mtime.parse::<u128>().ok() == Some(mtime_ns(&m)) => SourceTag::Etag(etag.to_string()),
+                Ok(_) => SourceTag::Modified,
+                Err(_) => SourceTag::None,
+            }
+        }
+        Ok(None) => SourceTag::None,
+        Err(e) if xattr::unsupported(&e) => SourceTag::Unsupported,
+        Err(_) => SourceTag::None,
+    }
+}
+
+/// Minimal extended-attribute calls (Linux and macOS; elsewhere unsupported).
+mod xattr {
+    use std::fs::File;
+    use std::io;
+    use std::path::Path;
+
+    /// Whether `e` says the file system (or platform) has no user xattrs.
+    pub fn unsupported(e: &io::Error) -> bool {
+        e.kind() == io::ErrorKind::Unsupported || e.raw_os_error() == Some(libc_enotsup())
+    }
+
+    #[cfg(any(target_os = "linux", target_os = "macos"))]
+    fn libc_enotsup() -> i32 {
+        libc::ENOTSUP
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "macos")))]
+    fn libc_enotsup() -> i32 {
+        -1
+    }
+
+    #[cfg(any(target_os = "linux", target_os = "macos"))]
+    fn cname(name: &str) -> io::Result<std::ffi::CString> {
+        std::ffi::CString::new(name).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))
+    }
+
+    #[cfg(any(target_os = "linux", target_os = "macos"))]
+    fn cpath(path: &Path) -> io::Result<std::ffi::CString> {
+        use std::os::unix::ffi::OsStrExt;
+        std::ffi::CString::new(path.as_os_str().as_bytes()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))
+    }
+
+    #[cfg(any(target_os = "linux", target_os = "macos"))]
+    pub fn set(file: &File, name: &str, value: &[u8]) -> io::Result<()> {
+        use std::os::fd::AsRawFd;
+        let n = cname(name)?;
+        // SAFETY: valid fd, NUL-terminated name, value pointer/length from a live slice.
+        #[cfg(target_os = "linux")]
+        let rc = unsafe { libc::fsetxattr(file.as_raw_fd(), n.as_ptr(), value.as_ptr().cast(), value.len(), 0) };
+        // SAFETY: as above; macOS adds a position (0) and options (0).
+        #[cfg(target_os = "macos")]
+        let rc = unsafe { libc::fsetxattr(file.as_raw_fd(), n.as_ptr(), value.as_ptr().cast(), value.len(), 0, 0) };
+        if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
+    }
+
+    #[cfg(any(target_os = "linux", target_os = "macos"))]
+    pub fn get(path: &Path, name: &str) -> io::Result<Option<Vec<u8>>> {
+        let (p, n) = (cpath(path)?, cname(name)?);
+        let mut buf = vec![0u8; 256];
+        // SAFETY: NUL-terminated path and name; the buffer outlives the call and its length is passed.
+        #[cfg(target_os = "linux")]
+        let rc = unsafe { libc::lgetxattr(p.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+        // SAFETY: as above; macOS adds a position (0) and XATTR_NOFOLLOW.
+        #[cfg(target_os = "macos")]
+        let rc = unsafe {
+            libc::getxattr(p.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len(), 0, libc::XATTR_NOFOLLOW)
+        };
+        if rc < 0 {
+            let e = io::Error::last_os_error();
+            #[cfg(target_os = "linux")]
+            let absent = e.raw_os_error() == Some(libc::ENODATA);
+            #[cfg(target_os = "macos")]
+            let absent = e.raw_os_error() == Some(libc::ENOATTR);
+            // ERANGE: a value longer than any ETag jobdl writes; not ours.
+            return if absent || e.raw_os_error() == Some(libc::ERANGE) { Ok(None) } else { Err(e) };
+        }
+        buf.truncate(usize::try_from(rc).unwrap_or(0));
+        Ok(Some(buf))
+    }
+
+    #[cfg(not(any(target_os = "linux", target_os = "macos")))]
+    pub fn set(_file: &File, _name: &str, _value: &[u8]) -> io::Result<()> {
+        Err(io::ErrorKind::Unsupported.into())
+    }
+
+    #[cfg(not(any(target_os = "linux", target_os = "macos")))]
+    pub fn get(_path: &Path, _name: &str) -> io::Result<Option<Vec<u8>>> {
+        Err(io::ErrorKind::Unsupported.into())
+    }
+}
+
 /// The cross-process lock on a destination, held for the whole run (OS advisory lock).
 #[derive(Debug)]
 pub struct DestLock {
@@ -216,6 +345,33 @@ pub fn sweep_orphans(root: &Path, keep: &HashSet<PathBuf>) -> io::Result<usize> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn source_etag_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let file = File::create(&path).unwrap();
+        let before = source_etag(&path);
+        match record_source_etag(&file, "\"0x8DE1\"") {
+            Ok(()) => {
+                assert_eq!(before, SourceTag::None);
+                assert_eq!(source_etag(&path), SourceTag::Etag("\"0x8DE1\"".into()));
+                // Kept across the rename that publishes a part file.
+                let moved = dir.path().join("g");
+                std::fs::rename(&path, &moved).unwrap();
+                assert_eq!(source_etag(&moved), SourceTag::Etag("\"0x8DE1\"".into()));
+                // A later write moves the mtime: the record no longer vouches for the bytes.
+                std::thread::sleep(std::time::Duration::from_millis(20));
+                std::fs::write(&moved, b"edited").unwrap();
+                assert_eq!(source_etag(&moved), SourceTag::Modified);
+            }
+            Err(e) => {
+                assert!(xattr::unsupported(&e), "{e}");
+                assert_eq!(source_etag(&path), SourceTag::Unsupported);
+            }
+        }
+        assert_eq!(source_etag(&dir.path().join("missing")), SourceTag::None);
+    }
 
     #[test]
     fn working_file_names() {

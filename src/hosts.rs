@@ -138,6 +138,7 @@ enum Kind {
     Foundry,
     MlApi,
     Arm,
+    Presigned,
 }
 
 impl Kind {
@@ -147,6 +148,7 @@ impl Kind {
             Kind::Foundry => "Foundry project host",
             Kind::MlApi => "Azure ML API host",
             Kind::Arm => "ARM host",
+            Kind::Presigned => "cloud storage host for presigned URLs",
         }
     }
 }
@@ -203,6 +205,16 @@ impl AllowList {
     pub fn check_arm(&self, url: &Url) -> Result<(), String> {
         let arm = self.cloud.arm_host();
         self.check(url, Kind::Arm, |h| h == arm)
+    }
+
+    /// A presigned download URL handed out by an MLflow service (Databricks `credentials-for-read`):
+    /// Azure Blob/ADLS hosts of any Azure cloud, Amazon S3 (`[bucket.]s3[.-]<region>.amazonaws.com`,
+    /// also `.amazonaws.com.cn`) or Google Cloud Storage (`[bucket.]storage.googleapis.com`), over
+    /// https on the default port; or a listed extra host.
+    pub fn check_presigned(&self, url: &Url) -> Result<(), String> {
+        self.check(url, Kind::Presigned, |h| {
+            CLOUDS.iter().any(|c| is_storage_host(*c, h)) || is_s3_host(h) || is_gcs_host(h)
+        })
     }
 
     fn check(&self, url: &Url, kind: Kind, known: impl Fn(&str) -> bool) -> Result<(), String> {
@@ -406,6 +418,33 @@ fn is_storage_host(cloud: Cloud, host: &str) -> bool {
         return matches!(zone.as_bytes(), [b'z', a, b] if a.is_ascii_digit() && b.is_ascii_digit());
     }
     false
+}
+
+/// Amazon S3 virtual-hosted or path-style hosts: `[<bucket>.]s3.amazonaws.com`,
+/// `[<bucket>.]s3[-.]<region>.amazonaws.com`, `[<bucket>.]s3.dualstack.<region>.amazonaws.com`, and the
+/// same under `amazonaws.com.cn`. Bucket names may hold dots; each label must be a DNS label.
+fn is_s3_host(host: &str) -> bool {
+    let Some(rest) = host.strip_suffix(".amazonaws.com").or_else(|| host.strip_suffix(".amazonaws.com.cn")) else {
+        return false;
+    };
+    let labels: Vec<&str> = rest.split('.').collect();
+    let Some(s3) = labels.iter().rposition(|l| *l == "s3" || l.strip_prefix("s3-").is_some_and(is_label)) else {
+        return false;
+    };
+    let after = &labels[s3 + 1..];
+    let region_ok = match after {
+        [] => true,
+        [region] => is_label(region),
+        ["dualstack", region] => is_label(region),
+        _ => false,
+    };
+    region_ok && labels[..s3].iter().all(|l| is_label(l))
+}
+
+/// Google Cloud Storage: `storage.googleapis.com` or `<bucket>.storage.googleapis.com`.
+fn is_gcs_host(host: &str) -> bool {
+    host == "storage.googleapis.com"
+        || host.strip_suffix(".storage.googleapis.com").is_some_and(|b| !b.is_empty() && b.split('.').all(is_label))
 }
 
 /// `<acct>.services.ai.azure.com` or `<acct>.cognitiveservices.azure.com`.
@@ -634,6 +673,42 @@ mod tests {
             let r = AllowList::new(Cloud::AzureCloud, &[bad.to_string()]);
             assert!(r.is_err(), "{bad} accepted");
             assert!(r.unwrap_err().contains(bad.trim()), "{bad}");
+        }
+    }
+
+    #[test]
+    fn presigned_hosts() {
+        let a = public(&["127.0.0.1:9000"]);
+        for ok in [
+            "https://bucket.s3.amazonaws.com/k?X-Amz-Signature=x",
+            "https://my.bucket.s3.us-west-2.amazonaws.com/k",
+            "https://s3.eu-central-1.amazonaws.com/bucket/k",
+            "https://bucket.s3-us-west-2.amazonaws.com/k",
+            "https://bucket.s3.dualstack.us-east-1.amazonaws.com/k",
+            "https://bucket.s3.cn-north-1.amazonaws.com.cn/k",
+            "https://storage.googleapis.com/bucket/o",
+            "https://bucket.storage.googleapis.com/o",
+            "https://acct1.blob.core.windows.net/c/b",
+            "https://acct1.dfs.core.usgovcloudapi.net/c/b",
+            "http://127.0.0.1:9000/x",
+        ] {
+            assert_eq!(a.check_presigned(&u(ok)), Ok(()), "{ok}");
+        }
+        for bad in [
+            "http://bucket.s3.amazonaws.com/k",
+            "https://bucket.s3.amazonaws.com.evil.invalid/k",
+            "https://s3.amazonaws.com.invalid/k",
+            "https://evil-s3.amazonaws.com/k",
+            "https://ec2.us-east-1.amazonaws.com/k",
+            "https://bucket.s3.a.b.c.amazonaws.com/k",
+            "https://storage.googleapis.com.invalid/o",
+            "https://xstorage.googleapis.com/o",
+            "https://bucket.s3.amazonaws.com:8443/k",
+            "https://127.0.0.2/x",
+            "http://127.0.0.2:9000/x",
+            "https://files.invalid/x",
+        ] {
+            assert!(a.check_presigned(&u(bad)).is_err(), "{bad}");
         }
     }
 

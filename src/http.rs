@@ -234,11 +234,21 @@ impl MetaClient {
 
     /// Send `req` until it succeeds, fails for good, or runs out of attempts; parse the JSON body.
     pub async fn json(&self, req: &JsonRequest) -> Result<serde_json::Value, CallError> {
+        self.json_authorized(req, None).await
+    }
+
+    /// [`Self::json`] with a whole `Authorization` header value (e.g. `Basic …`) instead of a
+    /// bearer token. Secret: never logged.
+    pub async fn json_authorized(
+        &self,
+        req: &JsonRequest,
+        authorization: Option<&str>,
+    ) -> Result<serde_json::Value, CallError> {
         let mut attempt = 0u32;
         loop {
             attempt += 1;
             let started = Instant::now();
-            let result = self.once(req, attempt).await;
+            let result = self.once(req, attempt, authorization).await;
             let shown = url_for_display(&req.url);
             match &result {
                 Ok((_, status)) => crate::log::log(
@@ -279,6 +289,7 @@ impl MetaClient {
         &self,
         req: &JsonRequest,
         attempt: u32,
+        authorization: Option<&str>,
     ) -> Result<(serde_json::Value, u16), (CallError, Option<Duration>)> {
         let mut rb = self
             .client
@@ -287,6 +298,13 @@ impl MetaClient {
             .header(reqwest::header::ACCEPT, HeaderValue::from_static("application/json"));
         if let Some(t) = &req.bearer {
             rb = rb.bearer_auth(t);
+        }
+        if let Some(a) = authorization {
+            let mut v = HeaderValue::from_str(a).map_err(|_| {
+                (CallError::Decode { url: url_for_display(&req.url), message: "invalid credentials".into() }, None)
+            })?;
+            v.set_sensitive(true);
+            rb = rb.header(reqwest::header::AUTHORIZATION, v);
         }
         if req.method == reqwest::Method::POST {
             match &req.body {
@@ -342,7 +360,9 @@ fn error_fields(body: &[u8]) -> (Option<String>, Option<String>) {
         return (None, None);
     };
     let err = v.get("error").unwrap_or(&v);
-    let code = err.get("code").and_then(|c| c.as_str()).map(|s| redact(&truncate(s, 100)));
+    // MLflow and Databricks put the code in a top-level `error_code`.
+    let code =
+        err.get("code").or_else(|| err.get("error_code")).and_then(|c| c.as_str()).map(|s| redact(&truncate(s, 100)));
     let message = err.get("message").and_then(|c| c.as_str()).map(|s| redact(&truncate(s, 300)));
     (code, message)
 }

@@ -21,8 +21,12 @@ const SECRET_PARAMS: &[&str] = &[
     "X-Amz-Signature",
     "X-Amz-Credential",
     "X-Amz-Security-Token",
-    // SigV4 `Authorization: AWS4-HMAC-SHA256 Credential=…, SignedHeaders=…, Signature=<hex>`.
+    "X-Goog-Signature",
+    "X-Goog-Credential",
     "Signature",
+    "client_secret",
+    "access_token",
+    "password",
 ];
 
 /// Replace the values of secret query parameters anywhere in `text` with `REDACTED`.
@@ -67,13 +71,18 @@ fn secret_name_at(s: &str) -> Option<usize> {
     })
 }
 
-/// Replace `Bearer <token>` with `Bearer REDACTED`.
+/// Replace `Bearer <token>` and `Basic <credentials>` with `Bearer REDACTED` / `Basic REDACTED`.
 fn redact_bearer(s: &str) -> String {
+    redact_scheme(&redact_scheme(s, "Bearer "), "Basic ")
+}
+
+fn redact_scheme(s: &str, scheme: &str) -> String {
+    let n = scheme.len();
     let mut out = String::with_capacity(s.len());
     let mut rest = s;
-    while let Some(pos) = rest.find("Bearer ") {
-        out.push_str(&rest[..pos + 7]);
-        let after = &rest[pos + 7..];
+    while let Some(pos) = rest.find(scheme) {
+        out.push_str(&rest[..pos + n]);
+        let after = &rest[pos + n..];
         let end = after.find(|c: char| c.is_whitespace() || c == '"' || c == '\'').unwrap_or(after.len());
         if end > 0 {
             out.push_str("REDACTED");
@@ -141,6 +150,11 @@ mod tests {
         assert_eq!(redact("x?sig=a:b"), "x?sig=REDACTED", "a colon inside the value is part of it");
         let b = redact("header Authorization: Bearer eyJ0eXAi.abc.def was sent");
         assert!(!b.contains("eyJ0"), "{b}");
+        let b = redact("Authorization: Basic dXNlcjpwYXNz sent");
+        assert!(!b.contains("dXNlcjpwYXNz") && b.contains("Basic REDACTED"), "{b}");
+        for q in ["X-Goog-Signature=abc", "Signature=abc", "client_secret=abc", "password=abc"] {
+            assert!(!redact(&format!("https://h/o?{q}&x=1")).contains("abc"), "{q}");
+        }
     }
 
     #[test]

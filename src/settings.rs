@@ -39,6 +39,25 @@ pub const ENV_STORAGE_ENDPOINT: &str = "JOBDL_STORAGE_ENDPOINT";
 /// The Azure CLI's configuration directory (default `~/.azure`).
 pub const ENV_AZURE_CONFIG_DIR: &str = "AZURE_CONFIG_DIR";
 
+/// MLflow: bearer token for the tracking server.
+pub const ENV_MLFLOW_TOKEN: &str = "MLFLOW_TRACKING_TOKEN";
+/// MLflow: basic-auth user name (with [`ENV_MLFLOW_PASSWORD`]).
+pub const ENV_MLFLOW_USERNAME: &str = "MLFLOW_TRACKING_USERNAME";
+/// MLflow: basic-auth password.
+pub const ENV_MLFLOW_PASSWORD: &str = "MLFLOW_TRACKING_PASSWORD";
+/// Databricks workspace URL (`databricks` tracking URI).
+pub const ENV_DATABRICKS_HOST: &str = "DATABRICKS_HOST";
+/// Databricks personal access token.
+pub const ENV_DATABRICKS_TOKEN: &str = "DATABRICKS_TOKEN";
+/// Databricks OAuth M2M client id (service principal).
+pub const ENV_DATABRICKS_CLIENT_ID: &str = "DATABRICKS_CLIENT_ID";
+/// Databricks OAuth M2M client secret.
+pub const ENV_DATABRICKS_CLIENT_SECRET: &str = "DATABRICKS_CLIENT_SECRET";
+/// Databricks configuration file (default `~/.databrickscfg`).
+pub const ENV_DATABRICKS_CONFIG_FILE: &str = "DATABRICKS_CONFIG_FILE";
+/// Databricks profile used by a bare `databricks` tracking URI (default `DEFAULT`).
+pub const ENV_DATABRICKS_CONFIG_PROFILE: &str = "DATABRICKS_CONFIG_PROFILE";
+
 /// Metadata calls get this many attempts.
 pub const META_ATTEMPTS: u32 = 5;
 
@@ -156,6 +175,8 @@ pub enum JobSource {
     Project(String),
     /// An Azure ML workspace through ARM (Path B).
     Workspace(WorkspaceRef),
+    /// An MLflow tracking URI (`http(s)://…`, `databricks`, `databricks://PROFILE`), as given.
+    Mlflow(String),
 }
 
 /// Values from the Azure CLI's configuration: `[defaults]` of `config` (`group`, `workspace`,
@@ -238,8 +259,17 @@ pub fn default_subscription(bytes: &[u8]) -> Option<String> {
 /// they never conflict with a project endpoint.
 pub fn job_source(args: &JobArgs, cli: &AzureCliDefaults) -> Result<JobSource, Error> {
     let given = |v: &Option<String>| v.as_ref().map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
-    if let Some(endpoint) = given(&args.project_endpoint) {
-        if given(&args.workspace).is_some() {
+    if let Some(uri) = given(&args.source.mlflow_uri) {
+        if given(&args.source.project_endpoint).is_some() || given(&args.source.workspace).is_some() {
+            return Err(Error::usage(
+                "an MLflow tracking URI (--mlflow-uri / MLFLOW_TRACKING_URI) and an Azure job source \
+                 (--project-endpoint / --workspace) are both given; give only one",
+            ));
+        }
+        return Ok(JobSource::Mlflow(uri));
+    }
+    if let Some(endpoint) = given(&args.source.project_endpoint) {
+        if given(&args.source.workspace).is_some() {
             return Err(Error::usage(
                 "both a project endpoint (--project-endpoint / AZURE_AI_PROJECT_ENDPOINT) and an Azure ML workspace \
                  (--workspace / AZUREML_WORKSPACE_NAME) are given; give only one",
@@ -247,9 +277,9 @@ pub fn job_source(args: &JobArgs, cli: &AzureCliDefaults) -> Result<JobSource, E
         }
         return Ok(JobSource::Project(endpoint));
     }
-    let sub = given(&args.subscription).or_else(|| cli.subscription.clone());
-    let rg = given(&args.resource_group).or_else(|| cli.group.clone());
-    let ws = given(&args.workspace).or_else(|| cli.workspace.clone());
+    let sub = given(&args.source.subscription).or_else(|| cli.subscription.clone());
+    let rg = given(&args.source.resource_group).or_else(|| cli.group.clone());
+    let ws = given(&args.source.workspace).or_else(|| cli.workspace.clone());
     if let (Some(subscription), Some(resource_group), Some(workspace)) = (&sub, &rg, &ws) {
         return Ok(JobSource::Workspace(WorkspaceRef {
             subscription: subscription.clone(),
@@ -272,7 +302,7 @@ pub fn job_source(args: &JobArgs, cli: &AzureCliDefaults) -> Result<JobSource, E
     }
     Err(Error::usage(format!(
         "no job source: pass --project-endpoint URL (AZURE_AI_PROJECT_ENDPOINT) for an Azure AI Foundry project, \
-         or an Azure ML workspace (missing {})",
+         an Azure ML workspace (missing {}), or --mlflow-uri URL (MLFLOW_TRACKING_URI) for an MLflow run",
         missing.join(", ")
     )))
 }
@@ -423,6 +453,14 @@ impl Resolved {
                 p.source, w.source
             )));
         }
+        if let Some(m) = set("mlflow_uri")
+            && let Some(a) = set("project_endpoint").or_else(|| set("workspace"))
+        {
+            return Err(Error::usage(format!(
+                "conflicting settings: mlflow_uri ({}) and an Azure job source ({}) are both set; give only one",
+                m.source, a.source
+            )));
+        }
         Ok(())
     }
 
@@ -465,10 +503,11 @@ impl Resolved {
                 *slot = Some(v.text());
             }
         };
-        fill(&mut job.project_endpoint, "project_endpoint");
-        fill(&mut job.subscription, "subscription");
-        fill(&mut job.resource_group, "resource_group");
-        fill(&mut job.workspace, "workspace");
+        fill(&mut job.source.project_endpoint, "project_endpoint");
+        fill(&mut job.source.subscription, "subscription");
+        fill(&mut job.source.resource_group, "resource_group");
+        fill(&mut job.source.workspace, "workspace");
+        fill(&mut job.source.mlflow_uri, "mlflow_uri");
         if let Some(c) = self.file_value("cloud") {
             job.cloud = c.text();
         }
@@ -609,6 +648,14 @@ mod tests {
             job_source(&args(&["--project-endpoint", "https://x/api/projects/p"]), &cli).unwrap(),
             JobSource::Project(_)
         ));
+        // An MLflow tracking URI is a source of its own; Azure CLI defaults never fight it.
+        assert_eq!(
+            job_source(&args(&["--mlflow-uri", "http://127.0.0.1:5000"]), &cli).unwrap(),
+            JobSource::Mlflow("http://127.0.0.1:5000".into())
+        );
+        let e = job_source(&args(&["--mlflow-uri", "databricks", "-w", "ws"]), &none).unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        assert!(e.to_string().contains("give only one"), "{e}");
         let only_sub = AzureCliDefaults { subscription: Some("s0".into()), ..Default::default() };
         let e = job_source(&args(&[]), &only_sub).unwrap_err();
         assert!(e.to_string().starts_with("no job source"), "{e}");
@@ -755,6 +802,17 @@ mod tests {
         let only_rg = Files { user: Some(file("/u/c.toml", &[("resource_group", one("rg"), 1)])), ..Files::default() };
         let r = resolve(&layer(&["--project-endpoint", "https://a/api/projects/p"]), only_rg, &|_| None);
         assert!(r.check_conflicts().is_ok());
+        assert!(resolve(&ArgLayer::new(), files, &|_| None).check_conflicts().is_ok());
+    }
+
+    #[test]
+    fn mlflow_uri_and_an_azure_source_conflict_across_layers() {
+        let files =
+            Files { local: Some(file("/w/jobdl.toml", &[("mlflow_uri", one("databricks"), 2)])), ..Files::default() };
+        let r = resolve(&layer(&["-w", "ws"]), files.clone(), &|_| None);
+        let msg = r.check_conflicts().unwrap_err().to_string();
+        assert!(msg.contains("mlflow_uri (file /w/jobdl.toml:2)"), "{msg}");
+        assert!(msg.contains("--workspace"), "{msg}");
         assert!(resolve(&ArgLayer::new(), files, &|_| None).check_conflicts().is_ok());
     }
 

@@ -11,7 +11,8 @@ use crate::http::MetaClient;
 use crate::plan::{Filter, Plan};
 use crate::provider::azureml::{AzureMl, Config};
 use crate::provider::foundry::{Foundry, parse_endpoint};
-use crate::provider::{Job, OutputError, Provider, Resolved, is_terminal};
+use crate::provider::mlflow::Mlflow;
+use crate::provider::{DataProtocol, Job, OutputError, Provider, Resolved};
 use crate::report::Printer;
 use crate::settings::{
     AzureCliDefaults, Common, ENV_ARM_ENDPOINT, ENV_STORAGE_ENDPOINT, JobSource, env_url, job_source, parse_duration,
@@ -64,6 +65,8 @@ pub(crate) struct Resolution {
     pub root: std::path::PathBuf,
     /// The filtered plan.
     pub plan: Plan,
+    /// Whether sizes the listing did not give may be probed with a blob HEAD (Azure sources).
+    pub probe_sizes: bool,
 }
 
 /// Settings, HTTP client and provider for a job-addressing command.
@@ -107,6 +110,10 @@ pub(crate) fn locate(args: &DownloadArgs) -> Result<Located, Error> {
                 storage_endpoint: env_url(ENV_STORAGE_ENDPOINT)?,
             };
             Provider::AzureMl(AzureMl::new(meta, blob, tokens, common.allow.clone(), config)?)
+        }
+        JobSource::Mlflow(uri) => {
+            let target = crate::provider::mlflow::resolve_target(&uri, common.access_token.clone())?;
+            Provider::Mlflow(Box::new(Mlflow::new(meta, target, common.allow.clone())))
         }
     };
     let blob = BlobClient::new(client.clone(), common.meta_retry.clone());
@@ -187,8 +194,20 @@ pub(crate) async fn resolve(
                 add(&mut plan, &root, "artifacts", resolved, &mut seen);
             }
             Want::Named(name) => {
-                let subdir = format!("named-outputs/{name}");
-                if let Err(e) = crate::safepath::safe_component(&name) {
+                // `models:/NAME/VERSION` (an MLflow registered model version) lands in
+                // `named-outputs/models/NAME/VERSION/`.
+                let dir = match name.strip_prefix(crate::provider::mlflow::MODEL_OUTPUT_PREFIX) {
+                    Some(rest) if src.output_paths => format!("models/{rest}"),
+                    _ => name.clone(),
+                };
+                let subdir = format!("named-outputs/{dir}");
+                let safe = if src.output_paths && !dir.contains('\\') {
+                    // Each component of an artifact path is one directory under named-outputs/.
+                    crate::safepath::safe_relative_path(&dir).map(|_| ())
+                } else {
+                    crate::safepath::safe_component(&name)
+                };
+                if let Err(e) = safe {
                     plan.fail_output(&subdir, format!("output name is not a safe directory name: {e}"));
                     continue;
                 }
@@ -221,16 +240,24 @@ pub(crate) async fn resolve(
         };
         add(&mut plan, &root, SWEEP_PARENT_DIR, resolved, &mut seen);
     }
-    Ok(Resolution { common, client, blob, job, root, plan })
+    let probe_sizes = !matches!(provider, Provider::Mlflow(_));
+    Ok(Resolution { common, client, blob, job, root, plan, probe_sizes })
 }
 
-/// Plan one output's files under `subdir`, adding its request headers (a storage token) to them.
+/// Plan one output's files under `subdir`, adding its request headers (a storage token, a
+/// tracking server's credentials, a presigned URL's required headers) to them.
 fn add(plan: &mut Plan, root: &Path, subdir: &str, resolved: Resolved, seen: &mut HashMap<String, String>) {
     let before = plan.tasks.len();
     plan.add(root, subdir, resolved.listing, seen);
-    if !resolved.headers.is_empty() {
-        for t in &mut plan.tasks[before..] {
-            t.headers.extend(resolved.headers.iter().cloned());
+    for t in &mut plan.tasks[before..] {
+        if resolved.data == DataProtocol::Plain {
+            // Not Azure Blob: no x-ms-* request headers, no blob checksum/error headers.
+            t.headers.clear();
+            t.hints = crate::transfer::ServerHints::default();
+        }
+        t.headers.extend(resolved.headers.iter().cloned());
+        if let Some(h) = resolved.file_headers.get(t.url.as_str()) {
+            t.headers.extend(h.iter().cloned());
         }
     }
 }
@@ -266,8 +293,16 @@ fn requested(args: &DownloadArgs, job: &Job) -> Result<Vec<Want>, Error> {
     }
     let mut v = Vec::new();
     for name in &args.outputs {
-        let want = if name == "default" { Want::Default } else { Want::Named(name.clone()) };
+        let want = if name == "default" {
+            Want::Default
+        } else if job.output_paths {
+            // An artifact path: `a/b/` and `/a/b` name the same sub-tree as `a/b`.
+            Want::Named(name.trim_matches('/').to_string())
+        } else {
+            Want::Named(name.clone())
+        };
         if let Want::Named(n) = &want
+            && !job.output_paths
             && !job.outputs.contains_key(n)
         {
             let list = if declared.is_empty() {
@@ -314,13 +349,14 @@ async fn gate(
             },
             _ = cancel.cancelled() => return Err(Error::Interrupted),
         };
-        if is_terminal(&job.status) {
+        if provider.is_terminal(&job.status) {
             return Ok(job);
         }
         if !wait {
             return Err(Error::NotTerminal {
                 job: name.to_string(),
                 status: job.status,
+                terminal: provider.terminal_states(),
                 extra: "; use --wait to wait for it".into(),
             });
         }
@@ -335,6 +371,7 @@ async fn gate(
                 return Err(Error::NotTerminal {
                     job: name.to_string(),
                     status: job.status,
+                    terminal: provider.terminal_states(),
                     extra: format!(
                         "; gave up after waiting {}",
                         humantime::format_duration(Duration::from_secs(t.as_secs()))

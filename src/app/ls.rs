@@ -19,11 +19,13 @@ pub async fn ls(args: LsArgs, printer: Printer, cancel: CancellationToken) -> Re
         .tasks
         .iter()
         .map(|t| {
-            let (output, path) = split(&t.display);
+            let (output, path) = split_named(&t.display, &dl.outputs);
             LsRow { output, path, bytes: t.size, md5_known: t.md5.is_some() }
         })
         .collect();
-    let unknown: Vec<usize> = (0..rows.len()).filter(|&i| rows[i].bytes.is_none()).collect();
+    // MLflow listings omit the size of empty files (and some stores of others): shown as unknown.
+    let unknown: Vec<usize> =
+        if r.probe_sizes { (0..rows.len()).filter(|&i| rows[i].bytes.is_none()).collect() } else { Vec::new() };
     if !unknown.is_empty() {
         let blob = &r.blob;
         let tasks = &r.plan.tasks;
@@ -59,6 +61,22 @@ pub async fn ls(args: LsArgs, printer: Printer, cancel: CancellationToken) -> Re
     Ok(if r.plan.failures.is_empty() { 0 } else { EXIT_FILES_FAILED })
 }
 
+/// [`split`], where an output name may hold `/` (an MLflow artifact path such as `a/b`): the
+/// longest requested name that prefixes the path wins.
+fn split_named(display: &str, requested: &[String]) -> (String, String) {
+    if let Some(rest) = display.strip_prefix("named-outputs/")
+        && let Some(name) = requested
+            .iter()
+            .map(|n| n.trim_matches('/'))
+            .map(|n| (n, n.strip_prefix("models:/").map_or(n.to_string(), |r| format!("models/{r}"))))
+            .filter(|(_, dir)| dir.contains('/') && rest.strip_prefix(dir.as_str()).is_some_and(|r| r.starts_with('/')))
+            .max_by_key(|(_, dir)| dir.len())
+    {
+        return (name.0.to_string(), rest[name.1.len() + 1..].to_string());
+    }
+    split(display)
+}
+
 /// `named-outputs/<n>/<path>` → (`n`, path); `artifacts/<path>` → (`default`, path);
 /// `hd-artifacts/<path>` (a sweep's own files) → (`hd-artifacts`, path).
 fn split(display: &str) -> (String, String) {
@@ -78,7 +96,7 @@ fn split(display: &str) -> (String, String) {
 
 #[cfg(test)]
 mod tests {
-    use super::split;
+    use super::{split, split_named};
 
     #[test]
     fn display_paths_split_into_output_and_path() {
@@ -86,5 +104,11 @@ mod tests {
         assert_eq!(split("artifacts/logs/a.txt"), s("default", "logs/a.txt"));
         assert_eq!(split("named-outputs/model/w/x.bin"), s("model", "w/x.bin"));
         assert_eq!(split("hd-artifacts/x"), s("hd-artifacts", "x"));
+        let req = vec!["a/b/".to_string(), "a".to_string()];
+        assert_eq!(split_named("named-outputs/a/b/c.txt", &req), s("a/b", "c.txt"));
+        assert_eq!(split_named("named-outputs/a/x.txt", &req), s("a", "x.txt"));
+        assert_eq!(split_named("artifacts/y", &req), s("default", "y"));
+        let req = vec!["models:/clf/3".to_string()];
+        assert_eq!(split_named("named-outputs/models/clf/3/MLmodel", &req), s("models:/clf/3", "MLmodel"));
     }
 }

@@ -2,10 +2,12 @@
 //! returns listings of remote files (relative path + URL + validators). It never touches the
 //! destination directory and knows nothing about how bytes are moved.
 //!
-//! Two sources sit behind one seam, [`Provider`]: a Foundry project endpoint (Path A, [`foundry`])
-//! and an Azure Machine Learning workspace through ARM (Path B, [`azureml`]).
+//! Three sources sit behind one seam, [`Provider`]: a Foundry project endpoint (Path A, [`foundry`]),
+//! an Azure Machine Learning workspace through ARM (Path B, [`azureml`]) and an MLflow tracking
+//! server or Databricks workspace ([`mlflow`]).
 pub mod azureml;
 pub mod foundry;
+pub mod mlflow;
 
 use crate::error::Error;
 use crate::http::CallError;
@@ -31,6 +33,9 @@ pub struct Job {
     /// The job's page in Azure ML studio (built from the workspace coordinates, never taken from
     /// the response), when the source has one.
     pub studio_url: Option<String>,
+    /// Outputs are paths into the artifact tree (MLflow): any name may be asked for with
+    /// `--output`, and it may be nested (`checkpoints/step-100`), not only the declared ones.
+    pub output_paths: bool,
 }
 
 /// An RFC 3339 timestamp from a response, normalised to UTC (`None` when absent or malformed:
@@ -127,11 +132,26 @@ pub struct Resolved {
     /// Extra request headers for every file of this output: a storage bearer token for
     /// identity-based datastores. Secret: never printed.
     pub headers: Vec<(String, String)>,
+    /// Which protocol the data URLs speak (decides the headers and hints of every file).
+    pub data: DataProtocol,
+    /// Extra request headers of single files, by URL (`url.as_str()`): the tracking server's
+    /// credentials for proxied files, the headers a presigned URL requires. Secret: never printed.
+    pub file_headers: std::collections::HashMap<String, Vec<(String, String)>>,
+}
+
+/// What the data URLs of an output are.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub enum DataProtocol {
+    /// Azure Blob storage: `x-ms-version` on every request, MD5 and error-code headers.
+    #[default]
+    AzureBlob,
+    /// Plain HTTP (an MLflow artifact proxy, presigned cloud URLs): no service-specific headers.
+    Plain,
 }
 
 impl From<Listing> for Resolved {
     fn from(listing: Listing) -> Self {
-        Resolved { listing, headers: Vec::new() }
+        Resolved { listing, ..Resolved::default() }
     }
 }
 
@@ -162,6 +182,8 @@ pub enum Provider {
     Foundry(Box<foundry::Foundry>),
     /// An Azure ML workspace through ARM.
     AzureMl(azureml::AzureMl),
+    /// An MLflow tracking server (or Databricks workspace).
+    Mlflow(Box<mlflow::Mlflow>),
 }
 
 impl Provider {
@@ -170,7 +192,21 @@ impl Provider {
         match self {
             Provider::Foundry(f) => f.get_job(name).await,
             Provider::AzureMl(a) => a.get_job(name).await,
+            Provider::Mlflow(m) => m.get_job(name).await,
         }
+    }
+
+    /// The states in which this source's jobs are finished (exact, case-sensitive).
+    pub fn terminal_states(&self) -> &'static [&'static str] {
+        match self {
+            Provider::Foundry(_) | Provider::AzureMl(_) => crate::error::AZURE_TERMINAL,
+            Provider::Mlflow(_) => crate::error::MLFLOW_TERMINAL,
+        }
+    }
+
+    /// Whether `status` is terminal for this source.
+    pub fn is_terminal(&self, status: &str) -> bool {
+        self.terminal_states().contains(&status)
     }
 
     /// The job's default artifacts (`<DEST>/artifacts/...`).
@@ -178,6 +214,7 @@ impl Provider {
         match self {
             Provider::Foundry(f) => f.default_artifacts(&job.name).await.map(Resolved::from),
             Provider::AzureMl(a) => a.default_artifacts(job).await,
+            Provider::Mlflow(m) => m.default_artifacts(job).await,
         }
     }
 
@@ -186,7 +223,7 @@ impl Provider {
     /// resolves whatever was not prepared.
     pub async fn prepare_outputs(&self, job: &Job, names: &[String]) -> Result<(), Error> {
         match self {
-            Provider::Foundry(_) => Ok(()),
+            Provider::Foundry(_) | Provider::Mlflow(_) => Ok(()),
             Provider::AzureMl(a) => a.prepare_outputs(job, names).await,
         }
     }
@@ -196,6 +233,7 @@ impl Provider {
         match self {
             Provider::Foundry(f) => f.named_output(job, name).await.map(Resolved::from).map_err(OutputError::Failed),
             Provider::AzureMl(a) => a.named_output(job, name).await,
+            Provider::Mlflow(m) => m.named_output(job, name).await,
         }
     }
 }

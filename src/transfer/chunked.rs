@@ -138,7 +138,7 @@ pub(super) async fn fetch_chunked(
     };
     drop(_guard);
     let file = Arc::try_unwrap(file).map_err(|_| Stop::Fail("internal error: part file still shared".into()))?;
-    Ok(Fetched { file, total, server_md5, streamed_md5 })
+    Ok(Fetched { file, total, server_md5, streamed_md5, etag })
 }
 
 /// Length of chunk `i` of an object of `total` bytes.
@@ -204,11 +204,18 @@ async fn fetch_chunk(
                         return Err(Stop::Fail(format!("size mismatch: listing says {want} bytes, server has {t}")));
                     }
                     _ => {
-                        return Err(Stop::Fail(format!(
-                            "Content-Range {} does not match the requested bytes {pos}-{}",
-                            header_str(&h, CONTENT_RANGE.as_str()).unwrap_or("(missing)"),
-                            job.end
-                        )));
+                        // Not the range asked for (a proxy that advertises ranges falsely): never
+                        // stitch it in; the file goes as one stream instead.
+                        crate::log::log(
+                            1,
+                            format!(
+                                "{}: Content-Range {} does not match the requested bytes {pos}-{}; one stream instead",
+                                task.display,
+                                header_str(&h, CONTENT_RANGE.as_str()).unwrap_or("(missing)"),
+                                job.end
+                            ),
+                        );
+                        return Err(Stop::Restart(FALLBACK.into()));
                     }
                 }
             }

@@ -11,7 +11,7 @@ use crate::fs;
 use crate::http::retry_after;
 use crate::retry::status_is_retryable;
 use md5::{Digest, Md5};
-use reqwest::header::{CONTENT_LENGTH, HeaderMap};
+use reqwest::header::{CONTENT_LENGTH, ETAG, HeaderMap};
 use std::fs::File;
 use std::sync::Arc;
 use std::time::Duration;
@@ -81,6 +81,8 @@ pub(super) struct Fetched {
     pub(super) server_md5: Option<[u8; 16]>,
     /// MD5 computed while streaming (single-stream mode only).
     pub(super) streamed_md5: Option<[u8; 16]>,
+    /// The object's ETag as the server sent it (recorded on the file for `--skip-existing`).
+    pub(super) etag: Option<String>,
 }
 
 /// Download, verify and publish one file. Never panics on hostile input; failures are outcomes.
@@ -153,19 +155,56 @@ fn discard(ctx: &Ctx, task: &FileTask, counted: &mut u64) {
     *counted = 0;
 }
 
-/// `--skip-existing`: keep the local file when its size (and MD5, when known) match.
-/// When the listing gave no size, a HEAD asks the server for size and MD5.
+/// `--skip-existing`: keep the local file when its size and MD5 match; without an MD5 from the
+/// service, when its size matches and the ETag recorded on it when jobdl wrote it is the
+/// object's current ETag (a rewritten object of the same size is fetched again). A file system
+/// without extended attributes can record nothing: there the size alone decides (said at -v).
+/// When the listing gave no size, a HEAD asks the server for size, MD5 and ETag.
 async fn existing_matches(ctx: &Ctx, task: &FileTask) -> Option<FileOutcome> {
     let meta = tokio::fs::symlink_metadata(&task.dest).await.ok()?;
     if !meta.is_file() {
         return None;
     }
+    let mut head = None;
     let (size, md5) = match task.size {
         Some(s) => (s, task.md5),
-        None => head_size_md5(ctx, task).await?,
+        None => {
+            let h = head_info(ctx, task).await?;
+            let (s, m) = (h.size, h.md5);
+            head = Some(h);
+            (s, m)
+        }
     };
     if meta.len() != size {
         return None;
+    }
+    if md5.is_none() {
+        match fs::source_etag(&task.dest) {
+            fs::SourceTag::Etag(recorded) => {
+                let current = match head {
+                    Some(h) => h.etag,
+                    None => head_info(ctx, task).await?.etag,
+                };
+                if current.as_deref() != Some(recorded.as_str()) {
+                    crate::log::log(1, format!("{}: the object changed since it was downloaded", task.display));
+                    return None;
+                }
+            }
+            fs::SourceTag::None => {
+                crate::log::log(1, format!("{}: no MD5 and no recorded ETag to compare; fetching it", task.display));
+                return None;
+            }
+            fs::SourceTag::Modified => {
+                crate::log::log(1, format!("{}: modified since jobdl wrote it; fetching it", task.display));
+                return None;
+            }
+            fs::SourceTag::Unsupported => {
+                crate::log::log(
+                    1,
+                    format!("{}: kept on its size alone (no MD5; no extended attributes here)", task.display),
+                );
+            }
+        }
     }
     let md5 = match md5 {
         Some(want) => {
@@ -181,8 +220,15 @@ async fn existing_matches(ctx: &Ctx, task: &FileTask) -> Option<FileOutcome> {
     Some(FileOutcome { display: task.display.clone(), bytes: meta.len(), result: FileResult::Skipped, md5 })
 }
 
-/// Size and whole-object MD5 from a HEAD request (`None` when the server does not say).
-async fn head_size_md5(ctx: &Ctx, task: &FileTask) -> Option<(u64, Option<[u8; 16]>)> {
+/// What a HEAD request says about an object.
+struct HeadInfo {
+    size: u64,
+    md5: Option<[u8; 16]>,
+    etag: Option<String>,
+}
+
+/// Size, whole-object MD5 and ETag from a HEAD request (`None` when the server does not say).
+async fn head_info(ctx: &Ctx, task: &FileTask) -> Option<HeadInfo> {
     let _permit = ctx.budget.acquire().await?;
     let signed = task.sign.as_ref().map(|s| s.0.headers("HEAD", &task.url)).unwrap_or_default();
     let mut rb = ctx.client.head(task.url.clone());
@@ -205,7 +251,11 @@ async fn head_size_md5(ctx: &Ctx, task: &FileTask) -> Option<(u64, Option<[u8; 1
     }
     let h = resp.headers();
     let size = header_str(h, CONTENT_LENGTH.as_str())?.trim().parse().ok()?;
-    Some((size, header_str(h, "content-md5").and_then(decode_md5)))
+    Some(HeadInfo {
+        size,
+        md5: header_str(h, "content-md5").and_then(decode_md5),
+        etag: header_str(h, ETAG.as_str()).map(str::to_string),
+    })
 }
 
 /// Check sizes and MD5, make the part durable and rename it over the final name.
@@ -228,6 +278,7 @@ async fn verify_and_publish(
     let dest = task.dest.clone();
     let total = f.total;
     let streamed = f.streamed_md5;
+    let etag = f.etag;
     let file = f.file;
     let res = tokio::task::spawn_blocking(move || -> Result<(Md5Status, File), (Stop, Md5Status)> {
         let len = file
@@ -251,6 +302,12 @@ async fn verify_and_publish(
                 Md5Status::Verified
             }
         };
+        // On the part file, so the record exists exactly when the file does (after the rename).
+        if let Some(e) = &etag
+            && let Err(err) = fs::record_source_etag(&file, e)
+        {
+            crate::log::log(2, format!("cannot record the ETag on the file: {err}"));
+        }
         Ok((status, file))
     })
     .await

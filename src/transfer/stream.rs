@@ -159,7 +159,7 @@ pub(super) async fn fetch_stream(
         backoff(ctx, task, &mut attempt, reason, None).await?;
     }
     let file = Arc::try_unwrap(file).map_err(|_| Stop::Fail("internal error: part file still shared".into()))?;
-    Ok(Fetched { file, total: total.unwrap_or(offset), server_md5, streamed_md5: Some(hasher.finalize().into()) })
+    Ok(Fetched { file, total: total.unwrap_or(offset), server_md5, streamed_md5: Some(hasher.finalize().into()), etag })
 }
 
 fn md5_prefix(file: &File, len: u64) -> std::io::Result<Md5> {

@@ -107,3 +107,51 @@ fn skip_existing_keeps_matching_default_artifacts() {
     skip_existing_round_trip(&env, &["download", "job-s"], "job-s", &files, "artifacts/logs/b.txt");
     assert_blob_file(&env.dest("job-s").join("artifacts/a.txt"), env.artifact("job-s", "a.txt"));
 }
+
+/// Without an MD5 from the service, `--skip-existing` keeps a file only when the ETag jobdl
+/// recorded on it is still the object's ETag and the file was not modified since.
+#[test]
+fn skip_existing_without_md5_trusts_only_the_recorded_etag() {
+    use crate::support::{Fault, FaultRule, Md5Mode};
+    let no_md5 = |s: &str| text(s).with_md5(Md5Mode::Absent);
+    let env = TestEnv::new(one_job("job-e", vec![("a.txt", no_md5("alpha\n")), ("b.txt", no_md5("bravo\n"))]));
+    env.run(&["download", "job-e"]).expect_code(0);
+    let dest = env.dest("job-e");
+    let args = ["download", "job-e", "--skip-existing", "--json", "-v"];
+    let blob_gets = |env: &TestEnv| env.requests().iter().filter(|r| r.method == "GET" && is_blob_data(r)).count();
+
+    // Unchanged objects, untouched files: kept, no byte fetched.
+    env.emu.clear_requests();
+    let run = env.run(&args);
+    run.expect_code(0);
+    for p in ["artifacts/a.txt", "artifacts/b.txt"] {
+        assert_eq!(run.entry(p)["result"], "skipped", "{run}");
+    }
+    assert_eq!(blob_gets(&env), 0, "{run}");
+
+    // The object changed on the server (another ETag, same size): fetched again.
+    env.emu.add_fault(FaultRule::new("a.txt", 1, Fault::WrongEtag).method("HEAD"));
+    let run = env.run(&args);
+    run.expect_code(0);
+    assert_eq!(run.entry("artifacts/a.txt")["result"], "downloaded", "{run}");
+    assert_eq!(run.entry("artifacts/b.txt")["result"], "skipped", "{run}");
+    assert!(run.stderr.contains("changed since it was downloaded"), "{run}");
+
+    // Edited locally with the same size: the record no longer vouches for it.
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    std::fs::write(dest.join("artifacts/b.txt"), b"BRAVO\n").unwrap();
+    let run = env.run(&args);
+    run.expect_code(0);
+    assert_eq!(run.entry("artifacts/b.txt")["result"], "downloaded", "{run}");
+    assert_bytes(&dest.join("artifacts/b.txt"), b"bravo\n");
+
+    // A same-size file jobdl did not write (a new inode, no record): fetched.
+    std::fs::remove_file(dest.join("artifacts/a.txt")).unwrap();
+    std::fs::write(dest.join("artifacts/a.txt"), b"ALPHA\n").unwrap();
+    let run = env.run(&args);
+    run.expect_code(0);
+    assert_eq!(run.entry("artifacts/a.txt")["result"], "downloaded", "{run}");
+    assert!(run.stderr.contains("no recorded ETag"), "{run}");
+    assert_bytes(&dest.join("artifacts/a.txt"), b"alpha\n");
+    assert_eq!(run.entry("artifacts/b.txt")["result"], "skipped", "{run}");
+}

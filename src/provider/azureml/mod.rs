@@ -340,7 +340,7 @@ impl AzureMl {
                         protocol: crate::provider::Protocol::AzureBlob,
                     };
                     let listing = crate::provider::Listing { files: vec![file], failures: vec![] };
-                    return Ok(Some(Resolved { listing, headers: auth_headers(bearer) }));
+                    return Ok(Some(Resolved { listing, headers: auth_headers(bearer), ..Resolved::default() }));
                 }
                 Ok(_) | Err(CallError::Status { status: 404, .. }) => crate::log::log(
                     0,
@@ -462,7 +462,7 @@ impl AzureMl {
                 protocol: crate::provider::Protocol::AzureBlob,
             })
             .collect();
-        Resolved { listing: crate::provider::Listing { files, failures: vec![] }, headers }
+        Resolved { listing: crate::provider::Listing { files, failures: vec![] }, headers, ..Resolved::default() }
     }
 }
 
