@@ -9,8 +9,9 @@
 //! needs 16–32 connections to fill the link. No fixed number serves both, so the budget starts
 //! at `start` and climbs: every [`TICK`] it compares throughput with the rate measured before
 //! the last step; a step that bought at least [`GAIN`] more is kept and a twice bigger one is
-//! tried (8 → 10 → 14 → 22 → 32); a step that did not is given back and the budget stays where
-//! it was. The first probe is small (+2) so that on a link that is already full it costs about
+//! tried (8 → 10 → 14 → 22 → 32), or, when throughput grew in proportion to the connections
+//! added (a per-connection cap), the ceiling at once (8 → 10 → 32); a step that did not pay is
+//! given back and the budget stays where it was. The first probe is small (+2) so that on a link that is already full it costs about
 //! 4 MB for half a second. It only climbs while requests are waiting for a connection
 //! (otherwise more connections cannot help).
 use std::sync::Arc;
@@ -23,6 +24,8 @@ use tokio_util::sync::CancellationToken;
 pub const TICK: Duration = Duration::from_millis(250);
 /// A step is kept when throughput grew by at least this factor.
 pub const GAIN: f64 = 1.15;
+/// A step whose throughput gain is at least this share of its connection gain goes to the ceiling.
+const PROPORTIONAL: f64 = 0.8;
 /// Ticks after a change before its effect is judged (new connections must open and ramp up).
 const SETTLE_TICKS: u32 = 1;
 
@@ -77,7 +80,12 @@ impl Climber {
                 self.since_change = 0;
                 return Step::Shrink(step);
             }
-            self.next_step = step * 2;
+            // Throughput that grew in proportion to the connections added (at least 80% of it)
+            // is the signature of a per-connection cap: go straight to the ceiling instead of
+            // doubling, which would spend most of a 1 GiB download climbing.
+            let before_level = (self.level - step) as f64;
+            let proportional = rate >= before * (1.0 + PROPORTIONAL * step as f64 / before_level);
+            self.next_step = if proportional { self.ceiling - self.level } else { step * 2 };
         }
         if !waiting || self.level >= self.ceiling || rate <= 0.0 {
             return Step::Hold;
@@ -176,7 +184,7 @@ mod tests {
     }
 
     #[test]
-    fn a_capped_server_climbs_to_the_ceiling_in_growing_steps() {
+    fn a_capped_server_goes_to_the_ceiling_after_one_proportional_step() {
         // Each connection gives 64 units: throughput follows the level.
         let mut c = Climber::new(8, 32);
         let mut grown = Vec::new();
@@ -186,8 +194,17 @@ mod tests {
                 grown.push(n);
             }
         }
-        assert_eq!(grown, [2, 4, 8, 10]);
+        assert_eq!(grown, [2, 22]);
         assert_eq!(c.level(), 32);
+    }
+
+    #[test]
+    fn a_partial_gain_climbs_in_doubling_steps() {
+        // Each step pays ~18%: more than GAIN, less than in proportion to the connections added.
+        let mut c = Climber::new(8, 32);
+        let steps = run(&mut c, &[1000.0, 1000.0, 1000.0, 1180.0, 1180.0, 1393.0]);
+        use Step::{Grow, Hold};
+        assert_eq!(steps, [Hold, Grow(2), Hold, Grow(4), Hold, Grow(8)]);
     }
 
     #[test]
