@@ -9,8 +9,9 @@
 //! needs 16–32 connections to fill the link. No fixed number serves both, so the budget starts
 //! at `start` and climbs: every [`TICK`] it compares throughput with the rate measured before
 //! the last step; a step that bought at least [`GAIN`] more is kept and a twice bigger one is
-//! tried (8 → 10 → 14 → 22 → 32), or, when throughput grew in proportion to the connections
-//! added (a per-connection cap), the ceiling at once (8 → 10 → 32); a step that did not pay is
+//! tried (8 → 10 → 14 → 22 → 32), or, when a second step again grew throughput in proportion
+//! to the connections added (a per-connection cap), the ceiling at once (8 → 10 → 14 → 32); a
+//! step that did not pay is
 //! given back and the budget stays where it was. The first probe is small (+2) so that on a link that is already full it costs about
 //! 4 MB for half a second. It only climbs while requests are waiting for a connection
 //! (otherwise more connections cannot help).
@@ -26,6 +27,8 @@ pub const TICK: Duration = Duration::from_millis(250);
 pub const GAIN: f64 = 1.15;
 /// A step whose throughput gain is at least this share of its connection gain goes to the ceiling.
 const PROPORTIONAL: f64 = 0.8;
+/// Ticks before the first probe.
+const WARMUP_TICKS: u32 = 3;
 /// Ticks after a change before its effect is judged (new connections must open and ramp up).
 const SETTLE_TICKS: u32 = 1;
 
@@ -52,6 +55,11 @@ pub struct Climber {
     next_step: usize,
     since_change: u32,
     frozen: bool,
+    /// The previous sample (the rate before a step is the mean of the last two).
+    prev: f64,
+    /// Steps taken so far, and steps kept.
+    probes: u32,
+    kept: u32,
 }
 
 impl Climber {
@@ -59,7 +67,17 @@ impl Climber {
     pub fn new(start: usize, ceiling: usize) -> Self {
         let start = start.max(1);
         let next_step = (start / 4).max(2);
-        Climber { level: start, ceiling: ceiling.max(start), pending: None, next_step, since_change: 0, frozen: false }
+        Climber {
+            level: start,
+            ceiling: ceiling.max(start),
+            pending: None,
+            next_step,
+            since_change: 0,
+            frozen: false,
+            prev: 0.0,
+            probes: 0,
+            kept: 0,
+        }
     }
 
     /// The current budget.
@@ -70,7 +88,12 @@ impl Climber {
     /// One sample: `rate` (bytes/s over the last tick) and whether requests were waiting.
     pub fn sample(&mut self, rate: f64, waiting: bool) -> Step {
         self.since_change += 1;
-        if self.frozen || self.since_change <= SETTLE_TICKS {
+        let smoothed = if self.prev > 0.0 { (self.prev + rate) / 2.0 } else { rate };
+        self.prev = rate;
+        // The first probe waits for the transfer to settle (connections opening, the first
+        // chunk), so that a slow start is not mistaken for a low rate that any step would beat.
+        let settle = if self.probes == 0 { WARMUP_TICKS } else { SETTLE_TICKS };
+        if self.frozen || self.since_change <= settle {
             return Step::Hold;
         }
         if let Some((before, step)) = self.pending.take() {
@@ -83,15 +106,18 @@ impl Climber {
             // Throughput that grew in proportion to the connections added (at least 80% of it)
             // is the signature of a per-connection cap: go straight to the ceiling instead of
             // doubling, which would spend most of a 1 GiB download climbing.
+            // Only after a first step that paid, so one noisy sample cannot open 32 connections.
             let before_level = (self.level - step) as f64;
             let proportional = rate >= before * (1.0 + PROPORTIONAL * step as f64 / before_level);
-            self.next_step = if proportional { self.ceiling - self.level } else { step * 2 };
+            self.next_step = if proportional && self.kept >= 1 { self.ceiling - self.level } else { step * 2 };
+            self.kept += 1;
         }
         if !waiting || self.level >= self.ceiling || rate <= 0.0 {
             return Step::Hold;
         }
         let step = self.next_step.min(self.ceiling - self.level);
-        self.pending = Some((rate, step));
+        self.pending = Some((smoothed, step));
+        self.probes += 1;
         self.level += step;
         self.since_change = 0;
         Step::Grow(step)
@@ -184,7 +210,7 @@ mod tests {
     }
 
     #[test]
-    fn a_capped_server_goes_to_the_ceiling_after_one_proportional_step() {
+    fn a_capped_server_goes_to_the_ceiling_after_two_proportional_steps() {
         // Each connection gives 64 units: throughput follows the level.
         let mut c = Climber::new(8, 32);
         let mut grown = Vec::new();
@@ -194,7 +220,7 @@ mod tests {
                 grown.push(n);
             }
         }
-        assert_eq!(grown, [2, 22]);
+        assert_eq!(grown, [2, 4, 18]);
         assert_eq!(c.level(), 32);
     }
 
@@ -202,19 +228,19 @@ mod tests {
     fn a_partial_gain_climbs_in_doubling_steps() {
         // Each step pays ~18%: more than GAIN, less than in proportion to the connections added.
         let mut c = Climber::new(8, 32);
-        let steps = run(&mut c, &[1000.0, 1000.0, 1000.0, 1180.0, 1180.0, 1393.0]);
+        let steps = run(&mut c, &[1000.0, 1000.0, 1000.0, 1000.0, 1000.0, 1180.0, 1180.0, 1300.0]);
         use Step::{Grow, Hold};
-        assert_eq!(steps, [Hold, Grow(2), Hold, Grow(4), Hold, Grow(8)]);
+        assert_eq!(steps, [Hold, Hold, Hold, Grow(2), Hold, Grow(4), Hold, Grow(8)]);
     }
 
     #[test]
     fn a_saturated_link_gives_the_step_back_and_stays() {
         let mut c = Climber::new(8, 32);
-        let steps = run(&mut c, &[1000.0, 1000.0, 1010.0, 1020.0, 1000.0, 1000.0, 1000.0, 1000.0]);
-        assert_eq!(steps[1], Step::Grow(2), "{steps:?}");
-        assert_eq!(steps[3], Step::Shrink(2), "{steps:?}");
+        let steps = run(&mut c, &[1000.0, 1000.0, 1000.0, 1000.0, 1010.0, 1020.0, 1000.0, 1000.0, 1000.0]);
+        assert_eq!(steps[3], Step::Grow(2), "{steps:?}");
+        assert_eq!(steps[5], Step::Shrink(2), "{steps:?}");
         assert_eq!(c.level(), 8);
-        assert!(steps[4..].iter().all(|s| *s == Step::Hold), "{steps:?}");
+        assert!(steps[6..].iter().all(|s| *s == Step::Hold), "{steps:?}");
     }
 
     #[test]
@@ -229,6 +255,6 @@ mod tests {
         }
         // The last step is cut to fit under the ceiling.
         let mut near = Climber::new(31, 32);
-        assert_eq!(run(&mut near, &[1.0, 1.0])[1], Step::Grow(1));
+        assert_eq!(run(&mut near, &[1.0, 1.0, 1.0, 1.0])[3], Step::Grow(1));
     }
 }
