@@ -11,7 +11,7 @@
 //!    --release` for a long run).
 //!
 //! The invariants are about safety, not just "no panic": a planned path never escapes; a parsed
-//! blob size is never above the 4 PiB cap; a next page never leaves the listing's origin; a blob
+//! blob size is never above the 1 PiB cap (`MAX_BLOB_SIZE`); a next page never leaves the listing's origin; a blob
 //! URL built from a datastore always lands on that account's own storage host.
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
