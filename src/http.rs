@@ -26,7 +26,7 @@ pub fn build_client(idle: Duration) -> Result<reqwest::Client, Error> {
     let mut builder = reqwest::Client::builder();
     if no_proxy_everywhere(std::env::var("NO_PROXY").or_else(|_| std::env::var("no_proxy")).ok().as_deref()) {
         // reqwest matches a `NO_PROXY=*` against host names only, not IP addresses (so
-        // https://10.0.0.5 would still go through the proxy); `*` means "no proxy for anything",
+        // https://127.0.0.2 would still go through the proxy); `*` means "no proxy for anything",
         // as in curl.
         builder = builder.no_proxy();
     }
@@ -369,6 +369,49 @@ fn error_fields(body: &[u8]) -> (Option<String>, Option<String>) {
 
 fn truncate(s: &str, n: usize) -> String {
     if s.chars().count() <= n { s.to_string() } else { s.chars().take(n).collect::<String>() + "…" }
+}
+
+/// One failed attempt: the error and the server's `Retry-After`, if any.
+pub type AttemptError = (CallError, Option<Duration>);
+
+/// Run `once` (one attempt of a storage call) until it succeeds, fails for good, or runs out of
+/// `retry`'s attempts, as [`MetaClient::json`] does for JSON calls. `once` gives the value and the
+/// HTTP status (shown at `-v`). Shared by the blob and S3 clients.
+pub async fn with_retry<T, F, Fut>(retry: &RetryConfig, method: &str, url: &url::Url, once: F) -> Result<T, CallError>
+where
+    F: Fn(u32) -> Fut,
+    Fut: std::future::Future<Output = Result<(T, u16), AttemptError>>,
+{
+    let shown = url_for_display(url);
+    let mut attempt = 0u32;
+    loop {
+        attempt += 1;
+        let started = Instant::now();
+        let result = once(attempt).await;
+        let ms = started.elapsed().as_millis();
+        match result {
+            Ok((v, status)) => {
+                crate::log::log(1, format!("{method} {shown} -> {status} ({ms} ms)"));
+                return Ok(v);
+            }
+            Err((e, ra)) => {
+                crate::log::log(1, format!("{method} {shown} -> {e} ({ms} ms)"));
+                if !e.is_retryable() || attempt >= retry.attempts.max(1) {
+                    return Err(e);
+                }
+                // The RNG lives only in this block, so the future stays `Send`.
+                let wait = {
+                    let mut rng = rand::rng();
+                    retry.delay(attempt - 1, ra, &mut rng)
+                };
+                crate::log::log(
+                    1,
+                    format!("retrying {method} {shown} in {wait:?} (attempt {} of {})", attempt + 1, retry.attempts),
+                );
+                tokio::time::sleep(wait).await;
+            }
+        }
+    }
 }
 
 #[cfg(test)]

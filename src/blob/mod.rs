@@ -16,8 +16,7 @@ use crate::retry::RetryConfig;
 use ::url::Url;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use std::collections::HashSet;
-use std::future::Future;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The storage service version sent on every request (§4.4).
 pub const X_MS_VERSION: &str = "2025-11-05";
@@ -117,7 +116,7 @@ pub struct BlobClient {
 }
 
 /// A failed attempt and the server's `Retry-After`, if any.
-type AttemptError = (CallError, Option<Duration>);
+use crate::http::AttemptError;
 
 impl BlobClient {
     /// Wrap the run's client with a retry policy (normally the metadata one).
@@ -147,7 +146,9 @@ impl BlobClient {
         let mut marker: Option<String> = None;
         for _ in 0..self.max_pages {
             let url = c.list_url(prefix, marker.as_deref());
-            let body = self.with_retry("GET", &url, |attempt| self.get_page(&url, bearer, attempt)).await?;
+            let body =
+                crate::http::with_retry(&self.retry, "GET", &url, |attempt| self.get_page(&url, bearer, attempt))
+                    .await?;
             let page =
                 parse_list_page(&body).map_err(|message| CallError::Decode { url: url_for_display(&url), message })?;
             for b in page.blobs {
@@ -186,7 +187,7 @@ impl BlobClient {
 
     /// [`Self::properties`] with an optional bearer token (see [`Self::list_auth`]).
     pub async fn properties_auth(&self, url: &Url, bearer: Option<&str>) -> Result<BlobProps, CallError> {
-        self.with_retry("HEAD", url, |attempt| self.head(url, bearer, attempt)).await
+        crate::http::with_retry(&self.retry, "HEAD", url, |attempt| self.head(url, bearer, attempt)).await
     }
 
     /// A request with the blob headers, the attempt timeout and the optional bearer token.
@@ -259,49 +260,6 @@ impl BlobClient {
                 || header("x-ms-resource-type").is_some_and(|v| v.eq_ignore_ascii_case("directory")),
         };
         Ok((props, status))
-    }
-
-    /// Run `once` until it succeeds, fails for good, or runs out of attempts (as `MetaClient::json`).
-    /// `once` gives the value and the HTTP status (shown at `-v`).
-    async fn with_retry<T, F, Fut>(&self, method: &str, url: &Url, once: F) -> Result<T, CallError>
-    where
-        F: Fn(u32) -> Fut,
-        Fut: Future<Output = Result<(T, u16), AttemptError>>,
-    {
-        let shown = url_for_display(url);
-        let mut attempt = 0u32;
-        loop {
-            attempt += 1;
-            let started = Instant::now();
-            let result = once(attempt).await;
-            let ms = started.elapsed().as_millis();
-            match result {
-                Ok((v, status)) => {
-                    crate::log::log(1, format!("{method} {shown} -> {status} ({ms} ms)"));
-                    return Ok(v);
-                }
-                Err((e, ra)) => {
-                    crate::log::log(1, format!("{method} {shown} -> {e} ({ms} ms)"));
-                    if !e.is_retryable() || attempt >= self.retry.attempts.max(1) {
-                        return Err(e);
-                    }
-                    // The RNG lives only in this block, so the future stays `Send`.
-                    let wait = {
-                        let mut rng = rand::rng();
-                        self.retry.delay(attempt - 1, ra, &mut rng)
-                    };
-                    crate::log::log(
-                        1,
-                        format!(
-                            "retrying {method} {shown} in {wait:?} (attempt {} of {})",
-                            attempt + 1,
-                            self.retry.attempts
-                        ),
-                    );
-                    tokio::time::sleep(wait).await;
-                }
-            }
-        }
     }
 }
 

@@ -23,8 +23,7 @@ use crate::retry::RetryConfig;
 use ::url::Url;
 use percent_encoding::utf8_percent_encode;
 use std::collections::HashSet;
-use std::future::Future;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Most pages one listing may take before it is treated as a runaway server.
 pub const MAX_LIST_PAGES: usize = 100_000;
@@ -176,7 +175,7 @@ pub struct ObjectProps {
 }
 
 /// A failed attempt and the server's `Retry-After`, if any.
-type AttemptError = (CallError, Option<Duration>);
+use crate::http::AttemptError;
 
 impl S3Client {
     /// A client for `bucket`. Errors on an endpoint or bucket that cannot form URLs.
@@ -257,7 +256,8 @@ impl S3Client {
                     q.append_pair("prefix", prefix);
                 }
             }
-            let page = self.with_retry("GET", &url, |attempt| self.get_page(&url, attempt)).await?;
+            let page =
+                crate::http::with_retry(&self.retry, "GET", &url, |attempt| self.get_page(&url, attempt)).await?;
             for o in page.objects {
                 if o.key.starts_with(prefix) {
                     objects.push(o);
@@ -292,7 +292,7 @@ impl S3Client {
     pub async fn head(&self, key: &str) -> Result<ObjectProps, CallError> {
         let url =
             self.object_url(key).map_err(|message| CallError::Decode { url: self.bucket_url.to_string(), message })?;
-        self.with_retry("HEAD", &url, |attempt| self.head_once(&url, attempt)).await
+        crate::http::with_retry(&self.retry, "HEAD", &url, |attempt| self.head_once(&url, attempt)).await
     }
 
     async fn get_page(&self, url: &Url, attempt: u32) -> Result<(ListPage, u16), AttemptError> {
@@ -347,39 +347,6 @@ impl S3Client {
         let kms_or_sse_c = header("x-amz-server-side-encryption").is_some_and(|v| v.starts_with("aws:kms"))
             || header("x-amz-server-side-encryption-customer-algorithm").is_some();
         Ok((ObjectProps { size, etag, kms_or_sse_c }, status))
-    }
-
-    /// Run `once` until it succeeds, fails for good, or runs out of attempts.
-    async fn with_retry<T, F, Fut>(&self, method: &str, shown_url: &Url, once: F) -> Result<T, CallError>
-    where
-        F: Fn(u32) -> Fut,
-        Fut: Future<Output = Result<(T, u16), AttemptError>>,
-    {
-        let shown = url_for_display(shown_url);
-        let mut attempt = 0u32;
-        loop {
-            attempt += 1;
-            let started = Instant::now();
-            let result = once(attempt).await;
-            let ms = started.elapsed().as_millis();
-            match result {
-                Ok((v, status)) => {
-                    crate::log::log(1, format!("{method} {shown} -> {status} ({ms} ms)"));
-                    return Ok(v);
-                }
-                Err((e, ra)) => {
-                    crate::log::log(1, format!("{method} {shown} -> {e} ({ms} ms)"));
-                    if !e.is_retryable() || attempt >= self.retry.attempts.max(1) {
-                        return Err(e);
-                    }
-                    let wait = {
-                        let mut rng = rand::rng();
-                        self.retry.delay(attempt - 1, ra, &mut rng)
-                    };
-                    tokio::time::sleep(wait).await;
-                }
-            }
-        }
     }
 }
 

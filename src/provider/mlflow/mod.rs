@@ -598,12 +598,8 @@ impl UrlRefresher for PresignedRefresher {
 
 #[cfg(test)]
 mod tests {
+    use super::target::tests::env_of;
     use super::*;
-
-    fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + use<> {
-        let m: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        move |k: &str| m.get(k).cloned()
-    }
 
     #[test]
     fn sizes_are_numbers_or_strings() {
