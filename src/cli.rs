@@ -165,6 +165,27 @@ pub struct SourceArgs {
     /// `databricks://PROFILE`; JOB is then a run id.
     #[arg(long, env = "MLFLOW_TRACKING_URI", value_name = "URL")]
     pub mlflow_uri: Option<String>,
+    /// Kubeflow Pipelines API base (http://127.0.0.1:8888 port-forwarded, or
+    /// https://<host>/pipeline); JOB is then a run id, whose outputs are read from S3-compatible
+    /// storage (--s3-endpoint).
+    #[arg(long, env = "KF_PIPELINES_ENDPOINT", value_name = "URL")]
+    pub kfp_endpoint: Option<String>,
+}
+
+/// Where S3-compatible storage is (Kubeflow outputs, `cp s3://`).
+#[derive(Debug, Args, Clone, Default)]
+pub struct S3Args {
+    /// S3-compatible endpoint (path-style addressing), e.g. http://127.0.0.1:9000 for a
+    /// port-forwarded MinIO/SeaweedFS; default AWS S3.
+    #[arg(long, env = "AWS_ENDPOINT_URL", value_name = "URL", hide_env_values = true)]
+    pub s3_endpoint: Option<String>,
+    /// Region S3 requests are signed for [env: AWS_REGION, AWS_DEFAULT_REGION] [default:
+    /// us-east-1].
+    #[arg(long, value_name = "REGION")]
+    pub s3_region: Option<String>,
+    /// Allow a plain http endpoint (--s3-endpoint, --kfp-endpoint) that is not a loopback address.
+    #[arg(long)]
+    pub allow_http: bool,
 }
 
 /// The job and where it lives (every command that takes a job).
@@ -178,6 +199,17 @@ pub struct JobArgs {
     /// Azure cloud: AzureCloud, AzureUSGovernment or AzureChinaCloud.
     #[arg(long, env = "AZURE_CLOUD", value_name = "NAME", default_value = "AzureCloud")]
     pub cloud: String,
+    /// Kubeflow: read the API bearer token from PATH (e.g. the in-cluster service-account token
+    /// /var/run/secrets/kubeflow/pipelines/token) instead of JOBDL_ACCESS_TOKEN.
+    #[arg(long, value_name = "PATH")]
+    pub kfp_token_file: Option<PathBuf>,
+    /// Kubeflow: where the run's outputs live (minio://BUCKET/PATH or s3://BUCKET/PATH), instead
+    /// of the run's pipeline_root and KFP's defaults.
+    #[arg(long, value_name = "URI")]
+    pub pipeline_root: Option<String>,
+    /// S3-compatible storage.
+    #[command(flatten)]
+    pub s3: S3Args,
 }
 
 /// `jobdl ls`.
@@ -358,17 +390,9 @@ pub struct CpArgs {
     /// Azure cloud whose storage hosts are allowed.
     #[arg(long, env = "AZURE_CLOUD", value_name = "NAME", default_value = "AzureCloud")]
     pub cloud: String,
-    /// S3-compatible endpoint for s3:// URLs (path-style addressing), e.g. http://127.0.0.1:9000;
-    /// default AWS S3.
-    #[arg(long, env = "AWS_ENDPOINT_URL", value_name = "URL", hide_env_values = true)]
-    pub s3_endpoint: Option<String>,
-    /// Region s3:// requests are signed for [env: AWS_REGION, AWS_DEFAULT_REGION] [default:
-    /// us-east-1].
-    #[arg(long, value_name = "REGION")]
-    pub s3_region: Option<String>,
-    /// Allow a plain http --s3-endpoint that is not a loopback address.
-    #[arg(long)]
-    pub allow_http: bool,
+    /// S3-compatible storage (s3:// URLs).
+    #[command(flatten)]
+    pub s3: S3Args,
     /// Keep local files whose size (and MD5 when known) match.
     #[arg(long)]
     pub skip_existing: bool,

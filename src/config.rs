@@ -99,6 +99,7 @@ pub const KEYS: &[Key] = &[
     key("resource_group", Kind::Text, Some(("resource_group", "--resource-group")), Some("AZURE_RESOURCE_GROUP"), None),
     key("workspace", Kind::Text, Some(("workspace", "--workspace")), Some("AZUREML_WORKSPACE_NAME"), None),
     key("mlflow_uri", Kind::Text, Some(("mlflow_uri", "--mlflow-uri")), Some("MLFLOW_TRACKING_URI"), None),
+    key("kfp_endpoint", Kind::Url, Some(("kfp_endpoint", "--kfp-endpoint")), Some("KF_PIPELINES_ENDPOINT"), None),
     key("cloud", Kind::Choice(CLOUDS), Some(("cloud", "--cloud")), Some("AZURE_CLOUD"), Some("AzureCloud")),
     key("destination", Kind::Template, Some(("path", "--path")), None, Some("./{job}")),
     key(
@@ -385,7 +386,7 @@ mod tests {
         assert_eq!(v("lock_timeout").value, Value::One("30".into()));
         assert_eq!(v("allow_hosts").value, Value::Many(vec!["127.0.0.1:9000".into(), "example.invalid".into()]));
         assert_eq!(v("retry_after_cap").line, 16);
-        assert_eq!(f.values.len(), KEYS.len() - 2, "all but project_endpoint and mlflow_uri");
+        assert_eq!(f.values.len(), KEYS.len() - 3, "all but project_endpoint, mlflow_uri and kfp_endpoint");
         let f = p("project_endpoint = \"https://a.services.ai.azure.com/api/projects/p\"").unwrap();
         assert_eq!(f.values["project_endpoint"].line, 1);
         let f = p("\nmlflow_uri = \"databricks://prod\"").unwrap();

@@ -29,6 +29,19 @@ pub struct Plan {
     pub filter: Filter,
     /// Files the filter dropped.
     pub filtered: usize,
+    /// Archives to fetch and unpack (KFP v1 `:read` artifacts).
+    pub archives: Vec<ArchiveTask>,
+}
+
+/// A remote archive whose entries are unpacked into `dir` (entries pass the path rules there).
+#[derive(Debug, Clone)]
+pub struct ArchiveTask {
+    /// Absolute directory the entries land in (inside the destination: planned like a path).
+    pub dir: std::path::PathBuf,
+    /// `dir` relative to the destination, `/`-separated (for messages and `--json` paths).
+    pub display: String,
+    /// What to fetch.
+    pub source: crate::provider::ArchiveSource,
 }
 
 /// `--include` / `--exclude` globs, gitignore-style, matched against a file's path relative to its
@@ -94,6 +107,18 @@ pub fn printable(s: &str) -> String {
 }
 
 impl Plan {
+    /// Plan archives whose entries land below `subdir/<archive rel>`; an unsafe directory fails
+    /// that archive.
+    pub fn add_archives(&mut self, root: &Path, subdir: &str, archives: Vec<crate::provider::ArchiveSource>) {
+        for a in archives {
+            let joined = if subdir.is_empty() { a.rel.clone() } else { format!("{subdir}/{}", a.rel) };
+            match safe_relative_path(&joined) {
+                Ok(rel) => self.archives.push(ArchiveTask { dir: root.join(&rel), display: rel, source: a }),
+                Err(e) => self.failures.push(PlanFailure { display: printable(&joined), error: e.to_string() }),
+            }
+        }
+    }
+
     /// Add the files of one output, placed under `subdir` (`artifacts`, `named-outputs/x`, or `""`).
     pub fn add(&mut self, root: &Path, subdir: &str, listing: Listing, seen: &mut HashMap<String, String>) {
         let join = |rel: &str| if subdir.is_empty() { rel.to_string() } else { format!("{subdir}/{rel}") };

@@ -177,6 +177,8 @@ pub enum JobSource {
     Workspace(WorkspaceRef),
     /// An MLflow tracking URI (`http(s)://…`, `databricks`, `databricks://PROFILE`), as given.
     Mlflow(String),
+    /// A Kubeflow Pipelines API base, as given.
+    Kfp(String),
 }
 
 /// Values from the Azure CLI's configuration: `[defaults]` of `config` (`group`, `workspace`,
@@ -259,6 +261,20 @@ pub fn default_subscription(bytes: &[u8]) -> Option<String> {
 /// they never conflict with a project endpoint.
 pub fn job_source(args: &JobArgs, cli: &AzureCliDefaults) -> Result<JobSource, Error> {
     let given = |v: &Option<String>| v.as_ref().map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
+    if let Some(kfp) = given(&args.source.kfp_endpoint) {
+        let other = [
+            (&args.source.mlflow_uri, "an MLflow tracking URI (--mlflow-uri / MLFLOW_TRACKING_URI)"),
+            (&args.source.project_endpoint, "a project endpoint (--project-endpoint / AZURE_AI_PROJECT_ENDPOINT)"),
+            (&args.source.workspace, "an Azure ML workspace (--workspace / AZUREML_WORKSPACE_NAME)"),
+        ];
+        if let Some((_, what)) = other.iter().find(|(v, _)| given(v).is_some()) {
+            return Err(Error::usage(format!(
+                "a Kubeflow Pipelines endpoint (--kfp-endpoint / KF_PIPELINES_ENDPOINT) and {what} are both given; \
+                 give only one"
+            )));
+        }
+        return Ok(JobSource::Kfp(kfp));
+    }
     if let Some(uri) = given(&args.source.mlflow_uri) {
         if given(&args.source.project_endpoint).is_some() || given(&args.source.workspace).is_some() {
             return Err(Error::usage(
@@ -453,6 +469,14 @@ impl Resolved {
                 p.source, w.source
             )));
         }
+        if let Some(k) = set("kfp_endpoint")
+            && let Some(o) = set("mlflow_uri").or_else(|| set("project_endpoint")).or_else(|| set("workspace"))
+        {
+            return Err(Error::usage(format!(
+                "conflicting settings: kfp_endpoint ({}) and another job source ({}) are both set; give only one",
+                k.source, o.source
+            )));
+        }
         if let Some(m) = set("mlflow_uri")
             && let Some(a) = set("project_endpoint").or_else(|| set("workspace"))
         {
@@ -508,6 +532,7 @@ impl Resolved {
         fill(&mut job.source.resource_group, "resource_group");
         fill(&mut job.source.workspace, "workspace");
         fill(&mut job.source.mlflow_uri, "mlflow_uri");
+        fill(&mut job.source.kfp_endpoint, "kfp_endpoint");
         if let Some(c) = self.file_value("cloud") {
             job.cloud = c.text();
         }

@@ -101,9 +101,9 @@ async fn cp_s3(args: CpArgs, printer: Printer, cancel: CancellationToken, starte
     let loc = crate::s3::parse_s3_url(args.url.trim()).map_err(Error::Usage)?;
     let home = std::env::var_os("HOME").or_else(|| std::env::var_os("USERPROFILE")).map(std::path::PathBuf::from);
     let config = crate::settings::s3_config(
-        args.s3_endpoint.as_deref(),
-        args.s3_region.as_deref(),
-        args.allow_http,
+        args.s3.s3_endpoint.as_deref(),
+        args.s3.s3_region.as_deref(),
+        args.s3.allow_http,
         &|k| std::env::var(k).ok(),
         home.as_deref(),
     )?;
@@ -117,27 +117,13 @@ async fn cp_s3(args: CpArgs, printer: Printer, cancel: CancellationToken, starte
     let bucket = loc.bucket.as_str();
     let key = loc.key.as_str();
     let mut listing = Listing::default();
-    let add = |listing: &mut Listing, key: &str, rel: String, size: u64, etag: Option<&str>| {
-        let url = match crate::s3::unrequestable(key).map(|r| format!("unsafe key: it {r}; not requested")) {
-            Some(reason) => return listing.failures.push((rel, reason)),
-            None => match s3.object_url(key) {
-                Ok(u) => u,
-                Err(e) => return listing.failures.push((rel, e)),
-            },
+    let add =
+        |listing: &mut Listing, key: &str, rel: String, size: u64, etag: Option<&str>| match crate::provider::s3_file(
+            &s3, &hook, key, rel, size, etag,
+        ) {
+            Ok(f) => listing.files.push(f),
+            Err(failure) => listing.failures.push(failure),
         };
-        listing.files.push(RemoteFile {
-            rel,
-            url,
-            size: Some(size),
-            // Only a single-part ETag is the object's MD5; a multipart one is not (verified_by: none).
-            md5: match etag.map(crate::s3::classify_etag) {
-                Some(crate::s3::EtagKind::Md5(m)) => Some(m),
-                _ => None,
-            },
-            refresh: None,
-            protocol: Protocol::S3(hook.clone()),
-        });
-    };
     let mut found = false;
     if !key.is_empty() && !key.ends_with('/') {
         match s3.head(key).await {

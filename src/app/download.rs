@@ -111,6 +111,7 @@ pub(crate) fn locate(args: &DownloadArgs) -> Result<Located, Error> {
             };
             Provider::AzureMl(AzureMl::new(meta, blob, tokens, common.allow.clone(), config)?)
         }
+        JobSource::Kfp(_) => return Err(Error::usage("Kubeflow Pipelines runs are not supported yet")),
         JobSource::Mlflow(uri) => {
             let target = crate::provider::mlflow::resolve_target(&uri, common.access_token.clone())?;
             Provider::Mlflow(Box::new(Mlflow::new(meta, target, common.allow.clone())))
@@ -249,6 +250,7 @@ pub(crate) async fn resolve(
 fn add(plan: &mut Plan, root: &Path, subdir: &str, resolved: Resolved, seen: &mut HashMap<String, String>) {
     let before = plan.tasks.len();
     plan.add(root, subdir, resolved.listing, seen);
+    plan.add_archives(root, subdir, resolved.archives);
     for t in &mut plan.tasks[before..] {
         if resolved.data == DataProtocol::Plain {
             // Not Azure Blob: no x-ms-* request headers, no blob checksum/error headers.

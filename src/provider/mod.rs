@@ -137,6 +137,66 @@ pub struct Resolved {
     /// Extra request headers of single files, by URL (`url.as_str()`): the tracking server's
     /// credentials for proxied files, the headers a presigned URL requires. Secret: never printed.
     pub file_headers: std::collections::HashMap<String, Vec<(String, String)>>,
+    /// Archives to unpack (KFP v1 `:read` artifacts: a JSON-wrapped base64 `.tgz` stream).
+    pub archives: Vec<ArchiveSource>,
+    /// Where this output's files go below `named-outputs/`, when not under the output's name
+    /// (a Kubeflow output `TASK/OUTPUT` lands in `named-outputs/TASK/[<execution>/]OUTPUT`).
+    pub subdir: Option<String>,
+}
+
+/// A remote archive whose entries become files (KFP v1 `:read`): no length, no ranges, no ETag;
+/// decoded as a stream and retried from zero when it breaks.
+#[derive(Clone)]
+pub struct ArchiveSource {
+    /// Directory, relative to the output root, the archive's entries land in (hostile until
+    /// planned).
+    pub rel: String,
+    /// The URL to GET.
+    pub url: url::Url,
+    /// Request headers (a bearer token for the KFP API). Secret: never printed.
+    pub headers: Vec<(String, String)>,
+}
+
+impl std::fmt::Debug for ArchiveSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ArchiveSource")
+            .field("rel", &self.rel)
+            .field("url", &crate::redact::url_for_display(&self.url))
+            .field("headers", &self.headers.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+/// One listed S3 object as a [`RemoteFile`] at `rel`, or why it cannot be requested: a key with a
+/// `.`/`..` segment or a control character is never requested (URL parsers would rewrite it and
+/// another object would be fetched). Only a single-part ETag is taken as the MD5 (and not with
+/// SSE-KMS / SSE-C, which the caller passes as `etag: None`).
+pub fn s3_file(
+    s3: &crate::s3::S3Client,
+    hook: &crate::transfer::SignHook,
+    key: &str,
+    rel: String,
+    size: u64,
+    etag: Option<&str>,
+) -> Result<RemoteFile, (String, String)> {
+    if let Some(r) = crate::s3::unrequestable(key) {
+        return Err((rel, format!("unsafe key: it {r}; not requested")));
+    }
+    let url = match s3.object_url(key) {
+        Ok(u) => u,
+        Err(e) => return Err((rel, e)),
+    };
+    Ok(RemoteFile {
+        rel,
+        url,
+        size: Some(size),
+        md5: match etag.map(crate::s3::classify_etag) {
+            Some(crate::s3::EtagKind::Md5(m)) => Some(m),
+            _ => None,
+        },
+        refresh: None,
+        protocol: Protocol::S3(hook.clone()),
+    })
 }
 
 /// What the data URLs of an output are.
