@@ -166,6 +166,7 @@ impl Plan {
                 headers,
                 size: f.size,
                 md5: f.md5,
+                check: f.check,
             });
         }
     }
@@ -193,6 +194,7 @@ mod tests {
             url: url::Url::parse("https://a.blob.core.windows.net/c/x").unwrap(),
             size: Some(1),
             md5: None,
+            check: None,
             protocol: crate::provider::Protocol::AzureBlob,
         }
     }

@@ -5,7 +5,7 @@ use crate::blob::{BlobClient, parse_blob_url};
 use crate::cli::CpArgs;
 use crate::error::Error;
 use crate::plan::{Filter, Plan};
-use crate::provider::{Listing, Protocol, RemoteFile};
+use crate::provider::{Listing, Protocol, RemoteFile, S3Listed};
 use crate::report::Printer;
 use crate::settings::Common;
 use crate::transfer::SignHook;
@@ -39,6 +39,7 @@ pub async fn cp(args: CpArgs, printer: Printer, cancel: CancellationToken) -> Re
         url: container.blob_url(name),
         size: Some(size),
         md5,
+        check: None,
     };
     let mut done = false;
     if !path.is_empty() && !path.ends_with('/') {
@@ -68,6 +69,7 @@ pub async fn cp(args: CpArgs, printer: Printer, cancel: CancellationToken) -> Re
                     url: container.blob_url(&b.name),
                     size: Some(b.size),
                     md5: b.md5,
+                    check: None,
                 })
                 .collect();
         } else if !path.is_empty() && !path.ends_with('/') {
@@ -117,20 +119,20 @@ async fn cp_s3(args: CpArgs, printer: Printer, cancel: CancellationToken, starte
     let bucket = loc.bucket.as_str();
     let key = loc.key.as_str();
     let mut listing = Listing::default();
-    let add =
-        |listing: &mut Listing, key: &str, rel: String, size: u64, etag: Option<&str>| match crate::provider::s3_file(
-            &s3, &hook, key, rel, size, etag,
-        ) {
-            Ok(f) => listing.files.push(f),
-            Err(failure) => listing.failures.push(failure),
-        };
+    let mut objects = Vec::new();
     let mut found = false;
     if !key.is_empty() && !key.ends_with('/') {
         match s3.head(key).await {
             Ok(p) => {
                 let rel = key.rsplit('/').next().unwrap_or(key).to_string();
                 // SSE-KMS / SSE-C: the ETag is not the MD5 even for a single part.
-                add(&mut listing, key, rel, p.size, p.etag.as_deref().filter(|_| !p.kms_or_sse_c));
+                objects.push(S3Listed {
+                    key: key.to_string(),
+                    rel,
+                    size: p.size,
+                    etag: p.etag,
+                    encrypted: p.kms_or_sse_c,
+                });
                 found = true;
             }
             Err(e) if e.status() == Some(404) => {}
@@ -139,8 +141,8 @@ async fn cp_s3(args: CpArgs, printer: Printer, cancel: CancellationToken, starte
     }
     if !found {
         let prefix = if key.is_empty() || key.ends_with('/') { key.to_string() } else { format!("{key}/") };
-        let (objects, bad) = s3.list(&prefix).await.map_err(|e| s3_fatal(e, bucket))?;
-        if objects.is_empty() && bad.is_empty() {
+        let (listed, bad) = s3.list(&prefix).await.map_err(|e| s3_fatal(e, bucket))?;
+        if listed.is_empty() && bad.is_empty() {
             let what = if key.is_empty() { String::new() } else { format!(" under '{}'", key.escape_debug()) };
             return Err(Error::NotFound(format!("no object{what} in bucket '{bucket}'")));
         }
@@ -148,10 +150,13 @@ async fn cp_s3(args: CpArgs, printer: Printer, cancel: CancellationToken, starte
         for (k, reason) in bad {
             listing.failures.push((rel_of(&k), reason));
         }
-        for o in objects {
-            add(&mut listing, &o.key, rel_of(&o.key), o.size, o.etag.as_deref());
+        for o in listed {
+            objects.push(S3Listed { rel: rel_of(&o.key), key: o.key, size: o.size, etag: o.etag, encrypted: false });
         }
     }
+    let files = crate::provider::s3_files(&s3, &hook, objects).await;
+    listing.files.extend(files.files);
+    listing.failures.extend(files.failures);
     let root = absolute(&args.dir)?;
     crate::report::set_destination(&root);
     let mut plan = Plan { filter, ..Plan::default() };

@@ -269,6 +269,7 @@ impl Foundry {
                             url,
                             size: len,
                             md5: None,
+                            check: None,
                             refresh,
                             protocol: super::Protocol::AzureBlob,
                         })
@@ -357,6 +358,7 @@ impl Foundry {
                             url,
                             size: Some(p.size),
                             md5: p.md5,
+                            check: None,
                             refresh: None,
                             protocol: super::Protocol::AzureBlob,
                         }],
@@ -396,6 +398,7 @@ impl Foundry {
                 url: container.blob_url(&b.name),
                 size: Some(b.size),
                 md5: b.md5,
+                check: None,
             })
             .collect();
         Ok(Listing { files, failures: vec![] })

@@ -70,6 +70,8 @@ pub struct RemoteFile {
     pub size: Option<u64>,
     /// MD5 from the listing, when known.
     pub md5: Option<[u8; 16]>,
+    /// Another whole-object check (S3: a multipart ETag, a stored CRC or SHA-256), when known.
+    pub check: Option<crate::transfer::Expected>,
     /// How to get a fresh URL after a 403 (Path A content URIs, presigned S3 URLs).
     pub refresh: Option<crate::transfer::Refresher>,
     /// Which storage protocol `url` speaks: decides the data-request headers and hints.
@@ -194,9 +196,56 @@ pub fn s3_file(
             Some(crate::s3::EtagKind::Md5(m)) => Some(m),
             _ => None,
         },
+        check: None,
         refresh: None,
         protocol: Protocol::S3(hook.clone()),
     })
+}
+
+/// One listed (or HEADed) S3 object to download, for [`s3_files`].
+#[derive(Debug, Clone)]
+pub struct S3Listed {
+    /// The object's key.
+    pub key: String,
+    /// Where it lands, relative to the output root (hostile until planned).
+    pub rel: String,
+    /// Its size.
+    pub size: u64,
+    /// Its ETag (quotes allowed), when known.
+    pub etag: Option<String>,
+    /// Encrypted with SSE-KMS or SSE-C (known from a HEAD only): no ETag is then an MD5.
+    pub encrypted: bool,
+}
+
+/// Most verification HEADs in flight at once.
+const CHECK_HEADS: usize = 16;
+
+/// Listed S3 objects as [`RemoteFile`]s, each with the best check the store allows
+/// (kfp-s3-api.md §6.3–6.4): a single-part ETag is the MD5 (no request); for the others a few
+/// HEADs, 16 at once, find a multipart layout or a stored whole-object checksum. Unsafe keys
+/// become failures (never requested). Files keep the order of `objects`.
+pub async fn s3_files(s3: &crate::s3::S3Client, hook: &crate::transfer::SignHook, objects: Vec<S3Listed>) -> Listing {
+    use futures_util::StreamExt;
+    let results: Vec<Result<RemoteFile, (String, String)>> = futures_util::stream::iter(objects)
+        .map(|o| async move {
+            let etag = o.etag.as_deref().filter(|_| !o.encrypted);
+            let mut file = s3_file(s3, hook, &o.key, o.rel, o.size, etag)?;
+            if file.md5.is_none() {
+                file.check = s3.object_check(&o.key, o.size, o.etag.as_deref(), o.encrypted).await;
+            }
+            Ok(file)
+        })
+        .buffered(CHECK_HEADS)
+        .collect()
+        .await;
+    let mut listing = Listing::default();
+    for r in results {
+        match r {
+            Ok(f) => listing.files.push(f),
+            Err(failure) => listing.failures.push(failure),
+        }
+    }
+    listing
 }
 
 /// What the data URLs of an output are.

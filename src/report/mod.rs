@@ -171,7 +171,13 @@ pub fn summary_json(s: &Summary<'_>) -> Value {
             FileResult::Failed(e) => ("failed", Some(e.clone())),
         };
         v["result"] = json!(result);
-        v["verified_by"] = json!(if f.md5 == Md5Status::Verified { "md5" } else { "none" });
+        // The check that passed: never one that did not run.
+        let verified_by = match (f.md5, f.checked) {
+            (Md5Status::Verified, _) => "md5",
+            (_, Some(kind)) => kind.as_str(),
+            _ => "none",
+        };
+        v["verified_by"] = json!(verified_by);
         if let Some(e) = err {
             v["error"] = json!(crate::redact::redact(&e));
         }
@@ -220,12 +226,21 @@ mod tests {
                 bytes: 3,
                 result: FileResult::Downloaded,
                 md5: Md5Status::Verified,
+                checked: None,
+            },
+            FileOutcome {
+                display: "artifacts/m".into(),
+                bytes: 9,
+                result: FileResult::Downloaded,
+                md5: Md5Status::Absent,
+                checked: Some(crate::transfer::CheckKind::Md5Multipart),
             },
             FileOutcome {
                 display: "artifacts/b".into(),
                 bytes: 0,
                 result: FileResult::Failed("HTTP 500 ?sig=abc".into()),
                 md5: Md5Status::Absent,
+                checked: None,
             },
         ];
         let pf = vec![PlanFailure { display: "named-outputs/ckpt/".into(), error: "unsupported".into() }];
@@ -240,9 +255,13 @@ mod tests {
         let v = summary_json(&s);
         assert_eq!(v["version"], 1);
         assert_eq!(v["job"]["status"], "Completed");
-        assert_eq!(v["totals"]["files"], 3);
+        assert_eq!(v["totals"]["files"], 4);
         assert_eq!(v["totals"]["failed"], 2);
-        assert_eq!(v["totals"]["downloaded"], 1);
+        assert_eq!(v["totals"]["downloaded"], 2);
+        assert_eq!(v["files"][1]["verified_by"], "md5");
+        assert_eq!(v["files"][2]["verified_by"], "md5-multipart");
+        assert_eq!(v["files"][2]["md5"], "absent");
+        assert_eq!(v["files"][3]["verified_by"], "none");
         assert_eq!(v["files"][0]["path"], "named-outputs/ckpt/");
         assert!(!v.to_string().contains("abc"));
         assert!(v["totals"].get("interrupted").is_none());

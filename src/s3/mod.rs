@@ -6,6 +6,8 @@
 //! data GETs through the engine's `SignHook`. `Range` and `If-Match` stay unsigned. The secret
 //! and the session token never leave the signer; `Authorization` headers are never printed.
 //! Knows nothing about files on disk or providers.
+/// How a listed object is verified (ETag kinds, part sizes, stored checksums).
+pub mod checks;
 /// `~/.aws/credentials` and the environment.
 pub mod creds;
 /// ListObjectsV2 page parsing.
@@ -20,6 +22,7 @@ pub use sign::Signer;
 use crate::http::{CallError, describe_transport, read_limited, retry_after};
 use crate::redact::url_for_display;
 use crate::retry::RetryConfig;
+use crate::transfer::Expected;
 use ::url::Url;
 use percent_encoding::utf8_percent_encode;
 use std::collections::HashSet;
@@ -224,15 +227,134 @@ impl S3Client {
 
     /// A signed request (fresh signature: call once per attempt).
     fn signed(&self, method: reqwest::Method, url: &Url) -> Result<reqwest::RequestBuilder, CallError> {
+        self.signed_with(method, url, &[])
+    }
+
+    /// A signed request carrying `extra` headers (lower-case names), signed too.
+    fn signed_with(
+        &self,
+        method: reqwest::Method,
+        url: &Url,
+        extra: &[(&str, &str)],
+    ) -> Result<reqwest::RequestBuilder, CallError> {
         let headers = self
             .signer
-            .headers(method.as_str(), url)
+            .headers_at(method.as_str(), url, extra, sign::Payload::Unsigned, std::time::SystemTime::now())
             .map_err(|message| CallError::Decode { url: url_for_display(url), message })?;
         let mut rb = self.client.request(method, url.clone()).timeout(self.attempt_timeout);
+        for (k, v) in extra {
+            rb = rb.header(*k, *v);
+        }
         for (k, v) in headers {
             rb = rb.header(k, v);
         }
         Ok(rb)
+    }
+
+    /// The check of a listed object beyond a single-part ETag's MD5 (which the caller takes from
+    /// the listing, §6.3): a multipart ETag once `HEAD ?partNumber=1` and `?partNumber=N` show a
+    /// layout of equal parts giving that ETag; else the whole-object checksum the store keeps
+    /// (`HEAD` with `x-amz-checksum-mode: ENABLED`, §6.4). `None`: the ETag is the MD5, or
+    /// nothing can be checked (a failed HEAD only costs the check: the download reports errors).
+    pub async fn object_check(&self, key: &str, size: u64, etag: Option<&str>, encrypted: bool) -> Option<Expected> {
+        let shown = key.escape_debug();
+        match checks::etag_check(size, etag, encrypted) {
+            checks::EtagCheck::Md5(_) => return None,
+            checks::EtagCheck::Known(e) => return Some(e),
+            checks::EtagCheck::NeedsPartSize { digest, parts } => match self.part_layout(key, size, parts).await {
+                Ok(Some(part_size)) => {
+                    if let Some(e) = checks::multipart_with(size, digest, parts, part_size) {
+                        return Some(e);
+                    }
+                }
+                Ok(None) => crate::log::log(
+                    1,
+                    format!("'{shown}': its {parts} parts are not of one size; asking for a stored checksum"),
+                ),
+                Err(e) => crate::log::log(1, format!("'{shown}': part size unknown ({e})")),
+            },
+            checks::EtagCheck::Opaque => {}
+        }
+        match self.stored_checksum(key, etag).await {
+            Ok(found) => {
+                if found.is_none() {
+                    crate::log::log(1, format!("'{shown}': no MD5 and no whole-object checksum: size only"));
+                }
+                found
+            }
+            Err(e) => {
+                crate::log::log(1, format!("'{shown}': cannot read its stored checksum ({e}): size only"));
+                None
+            }
+        }
+    }
+
+    /// The part size of an object of `parts` equal parts (the last shorter): part 1's length,
+    /// when part `parts` has exactly the bytes left (`None` otherwise, or when encrypted with
+    /// SSE-KMS/SSE-C, where the ETag is no MD5).
+    async fn part_layout(&self, key: &str, size: u64, parts: u32) -> Result<Option<u64>, CallError> {
+        let (first, encrypted) = self.head_part(key, 1).await?;
+        if encrypted || first == 0 || size.div_ceil(first) != u64::from(parts) {
+            return Ok(None);
+        }
+        let (last, _) = self.head_part(key, parts).await?;
+        Ok((u64::from(parts - 1) * first + last == size).then_some(first))
+    }
+
+    /// `HEAD ?partNumber=n`: the part's length, and whether SSE-KMS / SSE-C is on.
+    async fn head_part(&self, key: &str, n: u32) -> Result<(u64, bool), CallError> {
+        let mut url =
+            self.object_url(key).map_err(|message| CallError::Decode { url: self.bucket_url.to_string(), message })?;
+        url.query_pairs_mut().append_pair("partNumber", &n.to_string());
+        let h = crate::http::with_retry(&self.retry, "HEAD", &url, |attempt| self.head_raw(&url, &[], attempt)).await?;
+        let header = |name: &str| h.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
+        let size = header("content-length").and_then(|v| v.parse::<u64>().ok()).ok_or_else(|| CallError::Decode {
+            url: url_for_display(&url),
+            message: "no valid Content-Length in the HEAD response".into(),
+        })?;
+        Ok((size, encrypted(&h)))
+    }
+
+    /// The whole-object checksum stored with `key` (`None` when there is none, or the object's
+    /// ETag is no longer `etag`).
+    async fn stored_checksum(&self, key: &str, etag: Option<&str>) -> Result<Option<Expected>, CallError> {
+        let url =
+            self.object_url(key).map_err(|message| CallError::Decode { url: self.bucket_url.to_string(), message })?;
+        let extra = [("x-amz-checksum-mode", "ENABLED")];
+        let h =
+            crate::http::with_retry(&self.retry, "HEAD", &url, |attempt| self.head_raw(&url, &extra, attempt)).await?;
+        let now = h.get("etag").and_then(|v| v.to_str().ok()).map(list::unquote);
+        if let (Some(listed), Some(now)) = (etag.map(list::unquote), now)
+            && listed != now
+        {
+            crate::log::log(1, format!("'{}': changed since it was listed", key.escape_debug()));
+            return Ok(None);
+        }
+        Ok(checks::stored_checksum(&h))
+    }
+
+    /// One signed HEAD; a 2xx gives its headers.
+    async fn head_raw(
+        &self,
+        url: &Url,
+        extra: &[(&str, &str)],
+        attempt: u32,
+    ) -> Result<(reqwest::header::HeaderMap, u16), AttemptError> {
+        let resp = self
+            .signed_with(reqwest::Method::HEAD, url, extra)
+            .map_err(|e| (e, None))?
+            .send()
+            .await
+            .map_err(|e| (CallError::Transport { message: describe_transport(&e), attempts: attempt }, None))?;
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        if !(200..300).contains(&status) {
+            return Err((
+                CallError::Status { status, code: None, message: None, attempts: attempt },
+                retry_after(&headers),
+            ));
+        }
+        Ok((headers, status))
     }
 
     /// Every object under `prefix` (folder placeholders skipped; keys outside the prefix dropped),
@@ -344,10 +466,16 @@ impl S3Client {
             }
         };
         let etag = header("etag").map(|e| list::unquote(e).to_string()).filter(|e| !e.is_empty());
-        let kms_or_sse_c = header("x-amz-server-side-encryption").is_some_and(|v| v.starts_with("aws:kms"))
-            || header("x-amz-server-side-encryption-customer-algorithm").is_some();
+        let kms_or_sse_c = encrypted(headers);
         Ok((ObjectProps { size, etag, kms_or_sse_c }, status))
     }
+}
+
+/// SSE-KMS or SSE-C: no ETag is then an MD5 (§6.3).
+fn encrypted(h: &reqwest::header::HeaderMap) -> bool {
+    let header = |name: &str| h.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
+    header("x-amz-server-side-encryption").is_some_and(|v| v.starts_with("aws:kms"))
+        || header("x-amz-server-side-encryption-customer-algorithm").is_some()
 }
 
 #[cfg(test)]

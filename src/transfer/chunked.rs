@@ -77,8 +77,9 @@ pub(super) async fn fetch_chunked(
             (etag, server_md5, total, log, (1..total.div_ceil(chunk)).collect())
         }
     };
-    let expected = task.md5.or(server_md5);
-    let hasher = expected.map(|_| PrefixHasher::start(file.clone(), total));
+    let want_md5 = task.md5.or(server_md5).is_some();
+    let hasher = (want_md5 || task.check.is_some())
+        .then(|| PrefixHasher::start(file.clone(), total, want_md5, task.check.as_ref()));
     if let Some(h) = &hasher {
         for i in (0..total.div_ceil(chunk)).filter(|i| !todo.contains(i)) {
             h.done(i * chunk, i * chunk + chunk_len(i, chunk, total));
@@ -132,13 +133,13 @@ pub(super) async fn fetch_chunked(
     if let Some(l) = &log {
         l.finish();
     }
-    let streamed_md5 = match hasher {
-        Some(h) => h.finish().await,
-        None => None,
+    let (streamed_md5, streamed_check) = match hasher {
+        Some(h) => h.finish().await.unwrap_or_default(),
+        None => (None, None),
     };
     drop(_guard);
     let file = Arc::try_unwrap(file).map_err(|_| Stop::Fail("internal error: part file still shared".into()))?;
-    Ok(Fetched { file, total, server_md5, streamed_md5, etag })
+    Ok(Fetched { file, total, server_md5, streamed_md5, streamed_check, etag })
 }
 
 /// Length of chunk `i` of an object of `total` bytes.
@@ -239,7 +240,7 @@ async fn fetch_chunk(
         }
         md5 = md5.or(server_md5(task, &h, true));
         let mut resp = resp;
-        let mut writer = PieceWriter::new(file.clone(), pos, None);
+        let mut writer = PieceWriter::new(file.clone(), pos, None, None);
         let mut body_err = None;
         let start_pos = pos;
         loop {

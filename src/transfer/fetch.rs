@@ -1,12 +1,13 @@
 //! Fetching one file: single stream (with in-order MD5) or parallel ranged chunks written in place,
 //! retries with backoff, resume of a broken body from its offset (same ETag via `If-Match`),
 //! then size/MD5 verification and atomic publication.
+use super::check::{CheckHasher, Expected, check_of_file};
 use super::chunked::fetch_chunked;
 use super::publish::BATCH_MAX;
 use super::stream::fetch_stream;
 use super::verify::{Md5Status, decode_md5, md5_of_file, md5_of_path};
+use super::{CheckKind, FileOutcome, FileResult};
 pub(super) use super::{Ctx, FileTask};
-use super::{FileOutcome, FileResult};
 use crate::fs;
 use crate::http::retry_after;
 use crate::retry::status_is_retryable;
@@ -81,6 +82,8 @@ pub(super) struct Fetched {
     pub(super) server_md5: Option<[u8; 16]>,
     /// MD5 computed while streaming (single-stream mode only).
     pub(super) streamed_md5: Option<[u8; 16]>,
+    /// The task's other check computed while the bytes landed, if it was.
+    pub(super) streamed_check: Option<Expected>,
     /// The object's ETag as the server sent it (recorded on the file for `--skip-existing`).
     pub(super) etag: Option<String>,
 }
@@ -93,6 +96,7 @@ pub(super) async fn download_file(ctx: &Ctx, task: &FileTask) -> FileOutcome {
         bytes: 0,
         result: FileResult::Failed(crate::redact::redact(&msg)),
         md5,
+        checked: None,
     };
     if ctx.cfg.skip_existing
         && let Some(outcome) = existing_matches(ctx, task).await
@@ -129,8 +133,14 @@ pub(super) async fn download_file(ctx: &Ctx, task: &FileTask) -> FileOutcome {
             }
         };
         match verify_and_publish(ctx, task, &part, fetched).await {
-            Ok((bytes, md5)) => {
-                return FileOutcome { display: task.display.clone(), bytes, result: FileResult::Downloaded, md5 };
+            Ok((bytes, md5, checked)) => {
+                return FileOutcome {
+                    display: task.display.clone(),
+                    bytes,
+                    result: FileResult::Downloaded,
+                    md5,
+                    checked,
+                };
             }
             Err((Stop::Restart(reason), _)) if round == 0 => {
                 crate::log::log(1, format!("{}: {reason}; starting the file again", task.display));
@@ -155,8 +165,8 @@ fn discard(ctx: &Ctx, task: &FileTask, counted: &mut u64) {
     *counted = 0;
 }
 
-/// `--skip-existing`: keep the local file when its size and MD5 match; without an MD5 from the
-/// service, when its size matches and the ETag recorded on it when jobdl wrote it is the
+/// `--skip-existing`: keep the local file when its size and MD5 match (or, without an MD5, its
+/// size and the task's other check: multipart ETag, stored CRC or SHA-256); without either, when its size matches and the ETag recorded on it when jobdl wrote it is the
 /// object's current ETag (a rewritten object of the same size is fetched again). A file system
 /// without extended attributes can record nothing: there the size alone decides (said at -v).
 /// When the listing gave no size, a HEAD asks the server for size, MD5 and ETag.
@@ -177,6 +187,30 @@ async fn existing_matches(ctx: &Ctx, task: &FileTask) -> Option<FileOutcome> {
     };
     if meta.len() != size {
         return None;
+    }
+    if md5.is_none()
+        && let Some(want) = task.check
+    {
+        // Re-hash the local file: kept only when it matches the object's check.
+        let (path, len) = (task.dest.clone(), meta.len());
+        let got = tokio::task::spawn_blocking(move || {
+            let f = std::fs::File::open(&path)?;
+            check_of_file(&f, len, &want)
+        })
+        .await
+        .ok()?
+        .ok()?;
+        if got != want {
+            crate::log::log(1, format!("{}: {}; fetching it", task.display, want.mismatch()));
+            return None;
+        }
+        return Some(FileOutcome {
+            display: task.display.clone(),
+            bytes: meta.len(),
+            result: FileResult::Skipped,
+            md5: Md5Status::Absent,
+            checked: Some(want.kind()),
+        });
     }
     if md5.is_none() {
         match fs::source_etag(&task.dest) {
@@ -217,7 +251,13 @@ async fn existing_matches(ctx: &Ctx, task: &FileTask) -> Option<FileOutcome> {
         }
         None => Md5Status::Absent,
     };
-    Some(FileOutcome { display: task.display.clone(), bytes: meta.len(), result: FileResult::Skipped, md5 })
+    Some(FileOutcome {
+        display: task.display.clone(),
+        bytes: meta.len(),
+        result: FileResult::Skipped,
+        md5,
+        checked: None,
+    })
 }
 
 /// What a HEAD request says about an object.
@@ -264,7 +304,7 @@ async fn verify_and_publish(
     task: &FileTask,
     part: &std::path::Path,
     f: Fetched,
-) -> Result<(u64, Md5Status), (Stop, Md5Status)> {
+) -> Result<(u64, Md5Status, Option<CheckKind>), (Stop, Md5Status)> {
     if let Some(want) = task.size
         && want != f.total
     {
@@ -278,9 +318,12 @@ async fn verify_and_publish(
     let dest = task.dest.clone();
     let total = f.total;
     let streamed = f.streamed_md5;
+    let (want_check, streamed_check) = (task.check, f.streamed_check);
+    let display = task.display.clone();
     let etag = f.etag;
     let file = f.file;
-    let res = tokio::task::spawn_blocking(move || -> Result<(Md5Status, File), (Stop, Md5Status)> {
+    type Checked = (Md5Status, Option<CheckKind>, File);
+    let res = tokio::task::spawn_blocking(move || -> Result<Checked, (Stop, Md5Status)> {
         let len = file
             .metadata()
             .map_err(|e| (Stop::Fail(format!("cannot read the part file: {e}")), Md5Status::Absent))?
@@ -302,17 +345,32 @@ async fn verify_and_publish(
                 Md5Status::Verified
             }
         };
+        let checked = match want_check {
+            None => None,
+            Some(want) => {
+                let got = match streamed_check {
+                    Some(c) => c,
+                    None => check_of_file(&file, total, &want)
+                        .map_err(|e| (Stop::Fail(format!("cannot read the part file: {e}")), status))?,
+                };
+                if got != want {
+                    return Err((Stop::Restart(want.mismatch()), status));
+                }
+                crate::log::log(1, format!("{display}: verified ({})", want.kind().as_str()));
+                Some(want.kind())
+            }
+        };
         // On the part file, so the record exists exactly when the file does (after the rename).
         if let Some(e) = &etag
             && let Err(err) = fs::record_source_etag(&file, e)
         {
             crate::log::log(2, format!("cannot record the ETag on the file: {err}"));
         }
-        Ok((status, file))
+        Ok((status, checked, file))
     })
     .await
     .map_err(|e| (Stop::Fail(format!("internal error: {e}")), Md5Status::Absent))?;
-    let (status, file) = res?;
+    let (status, checked, file) = res?;
     let published = if total <= BATCH_MAX {
         ctx.publisher.publish(part.clone(), dest.clone(), file).await
     } else {
@@ -324,7 +382,7 @@ async fn verify_and_publish(
     };
     published.map_err(|e| (Stop::Fail(format!("cannot write {}: {e}", dest.display())), status))?;
     let _ = fs::remove_if_exists(&fs::state_path(&dest));
-    Ok((total, status))
+    Ok((total, status, checked))
 }
 
 /// Parse `Content-Range: bytes a-b/total`.
@@ -477,15 +535,16 @@ pub(super) fn request(
 }
 
 /// A write running on the blocking pool; gives back the hasher and the (emptied) buffer.
-type PendingWrite = tokio::task::JoinHandle<std::io::Result<(Option<Md5>, Vec<u8>)>>;
+type PendingWrite = tokio::task::JoinHandle<std::io::Result<(Option<Md5>, Option<CheckHasher>, Vec<u8>)>>;
 
 /// Writes a body's bytes at increasing offsets on the blocking pool. One write is in flight while
 /// the next piece is received (double buffering: the network does not wait for the disk), and an
-/// optional hasher sees the bytes in order. Memory: two buffers of [`WRITE_BUF`].
+/// optional MD5 and other check see the bytes in order. Memory: two buffers of [`WRITE_BUF`].
 pub(super) struct PieceWriter {
     file: Arc<File>,
     pending: Option<PendingWrite>,
     hasher: Option<Md5>,
+    check: Option<CheckHasher>,
     buf: Vec<u8>,
     spare: Vec<u8>,
     /// File offset of the first byte of `buf`.
@@ -493,9 +552,9 @@ pub(super) struct PieceWriter {
 }
 
 impl PieceWriter {
-    /// Start writing at `offset`, feeding `hasher` if given.
-    pub fn new(file: Arc<File>, offset: u64, hasher: Option<Md5>) -> Self {
-        PieceWriter { file, pending: None, hasher, buf: Vec::new(), spare: Vec::new(), offset }
+    /// Start writing at `offset`, feeding `hasher` and `check` if given.
+    pub fn new(file: Arc<File>, offset: u64, hasher: Option<Md5>, check: Option<CheckHasher>) -> Self {
+        PieceWriter { file, pending: None, hasher, check, buf: Vec::new(), spare: Vec::new(), offset }
     }
 
     /// The offset after every byte accepted so far.
@@ -527,40 +586,45 @@ impl PieceWriter {
     async fn submit(&mut self) -> Result<(), Stop> {
         self.wait().await?;
         let buf = std::mem::replace(&mut self.buf, std::mem::take(&mut self.spare));
-        let (file, offset, mut hasher) = (self.file.clone(), self.offset, self.hasher.take());
+        let (file, offset, mut hasher, mut check) =
+            (self.file.clone(), self.offset, self.hasher.take(), self.check.take());
         self.offset += buf.len() as u64;
         self.pending = Some(tokio::task::spawn_blocking(move || {
             if let Some(h) = hasher.as_mut() {
                 h.update(&buf);
             }
+            if let Some(c) = check.as_mut() {
+                c.update(&buf);
+            }
             fs::write_all_at(&file, &buf, offset)?;
             fs::start_writeback(&file, offset, buf.len() as u64);
             let mut buf = buf;
             buf.clear();
-            Ok((hasher, buf))
+            Ok((hasher, check, buf))
         }));
         Ok(())
     }
 
     async fn wait(&mut self) -> Result<(), Stop> {
         if let Some(p) = self.pending.take() {
-            let (hasher, buf) = p
+            let (hasher, check, buf) = p
                 .await
                 .map_err(|e| Stop::Fail(format!("internal error: {e}")))?
                 .map_err(|e| Stop::Fail(format!("cannot write: {e}")))?;
             self.hasher = hasher;
+            self.check = check;
             self.spare = buf;
         }
         Ok(())
     }
 
-    /// Write what is buffered and wait for every write. Returns the end offset and the hasher.
-    pub async fn finish(mut self) -> Result<(u64, Option<Md5>), Stop> {
+    /// Write what is buffered and wait for every write. Returns the end offset and the hashers.
+    pub async fn finish(mut self) -> Result<(u64, Option<Md5>, Option<CheckHasher>), Stop> {
         if !self.buf.is_empty() {
             self.submit().await?;
         }
         self.wait().await?;
-        Ok((self.offset, self.hasher))
+        Ok((self.offset, self.hasher, self.check))
     }
 }
 

@@ -2,6 +2,7 @@
 //! with retries, ranged chunks, part files, verification and atomic publication.
 //! Provider-blind: it knows HTTP ranges and files, never Azure, never the terminal UI.
 pub mod adapt;
+mod check;
 mod chunked;
 mod fetch;
 mod hasher;
@@ -16,6 +17,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
+pub use check::{CheckKind, Expected};
 pub use verify::Md5Status;
 
 /// One file to fetch.
@@ -33,6 +35,9 @@ pub struct FileTask {
     pub size: Option<u64>,
     /// Expected MD5 from the listing, when known.
     pub md5: Option<[u8; 16]>,
+    /// Another whole-object check from the listing (multipart ETag, stored CRC or SHA-256),
+    /// computed while the bytes land; a mismatch fails the file like an MD5 mismatch.
+    pub check: Option<Expected>,
     /// Which response headers carry the server's checksum and error code.
     pub hints: ServerHints,
     /// How to get a fresh URL once when the signed URL is refused (403, e.g. an expired SAS).
@@ -105,6 +110,8 @@ pub struct FileOutcome {
     pub result: FileResult,
     /// The MD5 verdict.
     pub md5: Md5Status,
+    /// The task's other check, when it ran and matched (never set for a check that did not run).
+    pub checked: Option<CheckKind>,
 }
 
 /// Engine settings.

@@ -4,6 +4,7 @@ use super::fetch::*;
 
 /// Streamed files smaller than this are fetched again rather than resumed (no record is kept).
 const RESUME_MIN: u64 = 8 << 20;
+use super::check::{CheckHasher, feed_from_file};
 use super::resume::{Record, load, save};
 use super::verify::decode_md5;
 use crate::fs;
@@ -11,7 +12,6 @@ use crate::http::describe_transport;
 use base64::Engine;
 use md5::{Digest, Md5};
 use reqwest::header::{CONTENT_LENGTH, CONTENT_RANGE, ETAG};
-use std::fs::File;
 use std::sync::Arc;
 
 /// One connection at a time, from the first missing byte to the end, hashing in order.
@@ -28,19 +28,29 @@ pub(super) async fn fetch_stream(
     let mut offset = 0u64;
     let mut etag: Option<String> = None;
     let mut total: Option<u64> = task.size;
-    let mut hasher = Md5::new();
+    // The MD5 is computed unless only the other check can be used (a server's Content-MD5 on a
+    // 200 is then checked by re-reading the file: rare, and S3 sends none).
+    let want_md5 = task.md5.is_some() || task.check.is_none();
+    let new_hashers = || (want_md5.then(Md5::new), task.check.as_ref().map(CheckHasher::new));
+    let (mut hasher, mut check) = new_hashers();
     let mut server_md5 = None;
     if let (Some(rec), Some(size)) = (load(&task.dest), task.size) {
         let have = file.metadata().map(|m| m.len()).unwrap_or(0);
         if rec.matches(&task.url) && rec.chunk.is_none() && rec.size == size && have > 0 && have <= size {
             let f2 = file.clone();
-            let prefix = tokio::task::spawn_blocking(move || md5_prefix(&f2, have)).await.ok().and_then(Result::ok);
-            if let Some(h) = prefix {
+            let (mut h, mut c) = new_hashers();
+            let prefix = tokio::task::spawn_blocking(move || {
+                feed_from_file(&f2, 0, have, h.as_mut(), c.as_mut()).map(|()| (h, c))
+            })
+            .await
+            .ok()
+            .and_then(Result::ok);
+            if let Some((h, c)) = prefix {
                 crate::log::log(1, format!("{}: resuming at byte {have}", task.display));
                 offset = have;
                 etag = Some(rec.etag);
                 server_md5 = rec.md5.as_deref().and_then(decode_md5);
-                hasher = h;
+                (hasher, check) = (h, c);
                 ctx.reporter.bytes(&task.display, have);
                 *counted += have;
             }
@@ -71,7 +81,7 @@ pub(super) async fn fetch_stream(
                     ctx.reporter.bytes_discarded(*counted);
                     *counted = 0;
                     offset = 0;
-                    hasher = Md5::new();
+                    (hasher, check) = new_hashers();
                 }
                 let len = header_str(&h, CONTENT_LENGTH.as_str()).and_then(|v| v.parse::<u64>().ok());
                 total = match (total, len) {
@@ -118,7 +128,7 @@ pub(super) async fn fetch_stream(
         }
         // Stream the body.
         let mut resp = resp;
-        let mut writer = PieceWriter::new(file.clone(), offset, Some(std::mem::take(&mut hasher)));
+        let mut writer = PieceWriter::new(file.clone(), offset, hasher.take(), check.take());
         let mut body_err = None;
         loop {
             match resp.chunk().await {
@@ -138,8 +148,8 @@ pub(super) async fn fetch_stream(
                 }
             }
         }
-        let (end, h) = writer.finish().await?;
-        hasher = h.unwrap_or_default();
+        let (end, h, c) = writer.finish().await?;
+        (hasher, check) = (h, c);
         since_reset += end - offset;
         offset = end;
         drop(permit);
@@ -159,22 +169,12 @@ pub(super) async fn fetch_stream(
         backoff(ctx, task, &mut attempt, reason, None).await?;
     }
     let file = Arc::try_unwrap(file).map_err(|_| Stop::Fail("internal error: part file still shared".into()))?;
-    Ok(Fetched { file, total: total.unwrap_or(offset), server_md5, streamed_md5: Some(hasher.finalize().into()), etag })
-}
-
-fn md5_prefix(file: &File, len: u64) -> std::io::Result<Md5> {
-    use std::os::unix::fs::FileExt;
-    let mut h = Md5::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut off = 0;
-    while off < len {
-        let want = ((len - off) as usize).min(buf.len());
-        let n = file.read_at(&mut buf[..want], off)?;
-        if n == 0 {
-            return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "short part file"));
-        }
-        h.update(&buf[..n]);
-        off += n as u64;
-    }
-    Ok(h)
+    Ok(Fetched {
+        file,
+        total: total.unwrap_or(offset),
+        server_md5,
+        streamed_md5: hasher.map(|h| h.finalize().into()),
+        streamed_check: check.map(CheckHasher::finish),
+        etag,
+    })
 }

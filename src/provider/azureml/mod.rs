@@ -337,6 +337,7 @@ impl AzureMl {
                         url,
                         size: Some(p.size),
                         md5: p.md5,
+                        check: None,
                         protocol: crate::provider::Protocol::AzureBlob,
                     };
                     let listing = crate::provider::Listing { files: vec![file], failures: vec![] };
@@ -459,6 +460,7 @@ impl AzureMl {
                 url: store.container.blob_url(&b.name),
                 size: Some(b.size),
                 md5: b.md5,
+                check: None,
                 protocol: crate::provider::Protocol::AzureBlob,
             })
             .collect();

@@ -479,6 +479,7 @@ impl Mlflow {
                 url,
                 size: e.size,
                 md5: None,
+                check: None,
                 refresh,
                 // Plain HTTP: `download` applies `DataProtocol::Plain` to the planned tasks.
                 protocol: super::Protocol::default(),
