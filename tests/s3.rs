@@ -110,6 +110,22 @@ impl Moto {
         self.seed_with(dir, objects, None)
     }
 
+    /// Upload `objects` with explicit layouts: (key, bytes, part sizes (empty: one PUT), a
+    /// FULL_OBJECT checksum algorithm to store).
+    fn seed_parts(&self, dir: &Path, objects: &[(&str, &[u8], Vec<usize>, Option<&str>)]) -> Seeded {
+        let spec: Vec<Value> = objects
+            .iter()
+            .enumerate()
+            .map(|(i, (key, data, parts, alg))| {
+                let file = dir.join(format!("obj{i}"));
+                std::fs::write(&file, data).unwrap();
+                json!({"bucket": BUCKET, "key": key, "file": file,
+                       "parts": (!parts.is_empty()).then_some(parts), "checksum": alg})
+            })
+            .collect();
+        self.run_seed(json!({"endpoint": self.endpoint(), "region": REGION, "buckets": [BUCKET], "objects": spec}))
+    }
+
     /// [`Self::seed`], plus `bulk` = (prefix, count) small objects named `<prefix>k <n>+x.txt`
     /// whose content is their key.
     fn seed_with(&self, dir: &Path, objects: &[(&str, &[u8], bool)], bulk: Option<(&str, usize)>) -> Seeded {
@@ -123,6 +139,16 @@ impl Moto {
         if let Some((prefix, count)) = bulk {
             spec["bulk"] = json!({"bucket": BUCKET, "prefix": prefix, "count": count});
         }
+        let seeded = self.run_seed(spec.clone());
+        // moto keeps hostile keys as they are (§8): the test is only meaningful if it does.
+        for (key, _, _) in objects {
+            assert!(seeded.listed.iter().any(|k| k == key), "moto does not hold {key:?}: {:?}", seeded.listed);
+        }
+        seeded
+    }
+
+    /// Run tests/s3/seed.py on `spec`.
+    fn run_seed(&self, spec: Value) -> Seeded {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/s3/seed.py");
         let mut child = Command::new(&self.python)
             .arg(script)
@@ -137,11 +163,8 @@ impl Moto {
         let v: Value = serde_json::from_slice(&out.stdout).unwrap();
         let listed: Vec<String> =
             v["listed"][BUCKET].as_array().unwrap().iter().map(|k| k.as_str().unwrap().to_string()).collect();
-        // moto keeps hostile keys as they are (§8): the test is only meaningful if it does.
-        for (key, _, _) in objects {
-            assert!(listed.iter().any(|k| k == key), "moto does not hold {key:?}: {listed:?}");
-        }
         Seeded {
+            listed,
             access_key: v["access_key"].as_str().unwrap().to_string(),
             secret_key: v["secret_key"].as_str().unwrap().to_string(),
             etags: v["etags"]
@@ -157,6 +180,7 @@ impl Moto {
 }
 
 struct Seeded {
+    listed: Vec<String>,
     access_key: String,
     secret_key: String,
     etags: BTreeMap<String, String>,
@@ -306,10 +330,11 @@ fn cp_prefix_is_byte_exact_verifies_single_part_etags_and_hostile_keys_fail_alon
         assert_eq!(by_path[single]["md5"], "verified", "{single}: {doc:#}");
         assert_eq!(by_path[single]["verified_by"], "md5", "{single}");
     }
-    // A multipart ETag is not the object's MD5: size only, said so.
+    // A multipart ETag is not the object's MD5: the MD5 of its 5 MiB parts' MD5s is checked
+    // instead (here on the chunked path, hashed as the contiguous prefix completes).
     assert_eq!(by_path["multi.bin"]["result"], "downloaded");
     assert_eq!(by_path["multi.bin"]["md5"], "absent");
-    assert_eq!(by_path["multi.bin"]["verified_by"], "none");
+    assert_eq!(by_path["multi.bin"]["verified_by"], "md5-multipart");
     let failed: Vec<&String> = by_path.iter().filter(|(_, f)| f["result"] == "failed").map(|(p, _)| p).collect();
     assert_eq!(failed.len(), 4, "{doc:#}");
     for (p, f) in &by_path {
@@ -442,4 +467,235 @@ fn listings_page_through_continuation_tokens_and_skip_existing_keeps_files() {
     let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(doc["totals"]["skipped"], COUNT, "{doc:#}");
     assert!(doc["files"].as_array().unwrap().iter().all(|f| f["md5"] == "verified"));
+}
+
+/// The files of a `--json` document by path.
+fn files_by_path(doc: &Value) -> BTreeMap<String, Value> {
+    doc["files"].as_array().unwrap().iter().map(|f| (f["path"].as_str().unwrap().to_string(), f.clone())).collect()
+}
+
+#[test]
+fn multipart_etags_and_stored_checksums_verify_objects_without_an_md5() {
+    let Some(moto) = Moto::start() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let (seed_dir, home, dest) = (tmp.path().join("seed"), tmp.path().join("home"), tmp.path().join("dest"));
+    std::fs::create_dir_all(&seed_dir).unwrap();
+    std::fs::create_dir_all(&home).unwrap();
+    const MIB: usize = 1 << 20;
+    let five = bytes(12 * MIB + 123, 21); // 5 MiB parts (KFP): 3 parts
+    let eight = bytes(17 * MIB + 5, 22); // 8 MiB parts (aws CLI, boto3): 3 parts
+    let six = bytes(17 * MIB + 9, 23); // 6 MiB parts: 3 parts, 5 MiB would give 4
+    let crc = bytes(12 * MIB + 77, 24); // parts of 5, 6, 1 MiB: no one part size
+    let sha = bytes(11 * MIB + 1, 25); // parts of 5, 5.5, rest: no one part size
+    let tiny = bytes(3, 26); // one PUT with a CRC-32: its ETag is the MD5 all the same
+    let uneven = |first: usize, second: usize| vec![first, second, 1];
+    let objects: Vec<(&str, &[u8], Vec<usize>, Option<&str>)> = vec![
+        ("v/five.bin", &five, vec![5 * MIB; 3], None),
+        ("v/eight.bin", &eight, vec![8 * MIB; 3], None),
+        ("v/six.bin", &six, vec![6 * MIB; 3], None),
+        ("v/crc.bin", &crc, uneven(5 * MIB, 6 * MIB), Some("CRC32")),
+        ("v/sha.bin", &sha, uneven(5 * MIB, 5 * MIB + MIB / 2), Some("SHA256")),
+        ("v/tiny.bin", &tiny, vec![], Some("CRC32")),
+    ];
+    let seeded = moto.seed_parts(&seed_dir, &objects);
+    for (k, n) in [("v/five.bin", 3), ("v/eight.bin", 3), ("v/six.bin", 3), ("v/crc.bin", 3), ("v/sha.bin", 3)] {
+        assert!(seeded.etags[k].ends_with(&format!("-{n}")), "{k}: {:?}", seeded.etags);
+    }
+    let aws = keys(&seeded);
+    let aws: Vec<(&str, &str)> = aws.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let endpoint = moto.endpoint();
+    let d = dest.to_str().unwrap();
+    let args = ["cp", "s3://jobs/v", d, "--s3-endpoint", &endpoint, "--json", "-v"];
+    let out = jobdl(&home, &aws, &args);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("partNumber=1"), "the part size was asked for:\n{stderr}");
+    let got = tree(&dest);
+    for (key, data, _, _) in &objects {
+        let name = key.strip_prefix("v/").unwrap();
+        assert!(got[name] == **data, "{name} differs");
+    }
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    validate_result_doc(&doc);
+    let by_path = files_by_path(&doc);
+    for (name, check, md5) in [
+        ("five.bin", "md5-multipart", "absent"),
+        ("eight.bin", "md5-multipart", "absent"),
+        ("six.bin", "md5-multipart", "absent"),
+        ("crc.bin", "crc32", "absent"),
+        ("sha.bin", "sha256", "absent"),
+        ("tiny.bin", "md5", "verified"),
+    ] {
+        assert_eq!(by_path[name]["result"], "downloaded", "{name}: {doc:#}");
+        assert_eq!(by_path[name]["verified_by"], check, "{name}: {doc:#}");
+        assert_eq!(by_path[name]["md5"], md5, "{name}");
+    }
+
+    // --skip-existing re-checks each local file against its check: a file changed in place
+    // (same size) is fetched again, the others are kept and say which check passed.
+    let mut bad = six.clone();
+    bad[7 * MIB] ^= 0x40;
+    std::fs::write(dest.join("six.bin"), &bad).unwrap();
+    let mut again = args.to_vec();
+    again.push("--skip-existing");
+    let out = jobdl(&home, &aws, &again);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    validate_result_doc(&doc);
+    let by_path = files_by_path(&doc);
+    assert_eq!(by_path["six.bin"]["result"], "downloaded", "{doc:#}");
+    assert_eq!(by_path["six.bin"]["verified_by"], "md5-multipart");
+    assert!(std::fs::read(dest.join("six.bin")).unwrap() == six);
+    for (name, check) in
+        [("five.bin", "md5-multipart"), ("crc.bin", "crc32"), ("sha.bin", "sha256"), ("tiny.bin", "md5")]
+    {
+        assert_eq!(by_path[name]["result"], "skipped", "{name}: {doc:#}");
+        assert_eq!(by_path[name]["verified_by"], check, "{name}");
+    }
+}
+
+/// A fake S3 endpoint (wiremock) that lists objects and serves wrong bytes of the right length
+/// and ETag: the check must catch them.
+mod wrong_bytes {
+    use super::*;
+    use wiremock::matchers::{header, method, path, query_param, query_param_is_missing};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+
+    fn crc32c(data: &[u8]) -> u32 {
+        let mut d = crc_fast::Digest::new(crc_fast::CrcAlgorithm::Crc32Iscsi);
+        d.update(data);
+        d.finalize() as u32
+    }
+
+    fn b64(data: &[u8]) -> String {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(data)
+    }
+
+    fn listing(objects: &[(&str, usize, &str)]) -> String {
+        let contents: String = objects
+            .iter()
+            .map(|(k, size, etag)| {
+                format!("<Contents><Key>{k}</Key><ETag>&quot;{etag}&quot;</ETag><Size>{size}</Size></Contents>")
+            })
+            .collect();
+        format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?><ListBucketResult \
+             xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><Name>jobs</Name><Prefix>w/</Prefix>\
+             <IsTruncated>false</IsTruncated>{contents}</ListBucketResult>"
+        )
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn wrong_bytes_fail_the_file_naming_the_check_that_failed() {
+        let server = MockServer::start().await;
+        const PART: usize = 64 * 1024;
+        let multi = bytes(2 * PART + 100, 31);
+        let mut outer = Md5::new();
+        for p in multi.chunks(PART) {
+            outer.update(Md5::digest(p));
+        }
+        let multi_etag = format!("{}-3", outer.finalize().iter().map(|b| format!("{b:02x}")).collect::<String>());
+        let crc = bytes(5000, 32);
+        let good = bytes(7000, 33);
+        let flip = |d: &[u8]| {
+            let mut d = d.to_vec();
+            let mid = d.len() / 2;
+            d[mid] ^= 1;
+            d
+        };
+        let objects = [
+            ("w/multi.bin", multi.len(), multi_etag.as_str()),
+            ("w/crc.bin", crc.len(), "opaque-1"),
+            ("w/good.bin", good.len(), "opaque-2"),
+        ];
+        Mock::given(method("GET"))
+            .and(path("/jobs/"))
+            .respond_with(ResponseTemplate::new(200).set_body_string(listing(&objects)))
+            .mount(&server)
+            .await;
+        // The multipart layout: part 1 and part 3 (HEAD ?partNumber=n answers the part's length).
+        for (n, len) in [("1", PART), ("3", multi.len() - 2 * PART)] {
+            Mock::given(method("HEAD"))
+                .and(path("/jobs/w/multi.bin"))
+                .and(query_param("partNumber", n))
+                .respond_with(ResponseTemplate::new(200).set_body_bytes(vec![0u8; len]))
+                .mount(&server)
+                .await;
+        }
+        // Stored CRC-32C of the right bytes; the checksum mode header must be sent (and signed).
+        for (key, data, etag) in [("crc.bin", &crc, "opaque-1"), ("good.bin", &good, "opaque-2")] {
+            Mock::given(method("HEAD"))
+                .and(path(format!("/jobs/w/{key}")))
+                .and(header("x-amz-checksum-mode", "ENABLED"))
+                .and(query_param_is_missing("partNumber"))
+                .respond_with(
+                    ResponseTemplate::new(200)
+                        .insert_header("etag", format!("\"{etag}\"").as_str())
+                        .insert_header("x-amz-checksum-crc32c", b64(&crc32c(data).to_be_bytes()).as_str())
+                        .insert_header("x-amz-checksum-type", "FULL_OBJECT")
+                        .set_body_bytes(vec![0u8; data.len()]),
+                )
+                .mount(&server)
+                .await;
+        }
+        for (key, body, etag) in [
+            ("multi.bin", flip(&multi), multi_etag.as_str()),
+            ("crc.bin", flip(&crc), "opaque-1"),
+            ("good.bin", good.clone(), "opaque-2"),
+        ] {
+            Mock::given(method("GET"))
+                .and(path(format!("/jobs/w/{key}")))
+                .respond_with(
+                    ResponseTemplate::new(200)
+                        .insert_header("etag", format!("\"{etag}\"").as_str())
+                        .set_body_bytes(body),
+                )
+                .mount(&server)
+                .await;
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        let (home, dest) = (tmp.path().join("home"), tmp.path().join("dest"));
+        std::fs::create_dir_all(&home).unwrap();
+        let endpoint = server.uri();
+        let d = dest.to_str().unwrap().to_string();
+        let out = tokio::task::spawn_blocking(move || {
+            let aws = [("AWS_ACCESS_KEY_ID", "AKIDTEST"), ("AWS_SECRET_ACCESS_KEY", "test-secret")];
+            jobdl(&home, &aws, &["cp", "s3://jobs/w", &d, "--s3-endpoint", &endpoint, "--json"])
+        })
+        .await
+        .unwrap();
+        assert_eq!(out.status.code(), Some(6), "{}", text(&out));
+        let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+        validate_result_doc(&doc);
+        let by_path = files_by_path(&doc);
+        assert_eq!(by_path["good.bin"]["result"], "downloaded", "{doc:#}");
+        assert_eq!(by_path["good.bin"]["verified_by"], "crc32c");
+        for (name, check) in [("multi.bin", "md5-multipart mismatch"), ("crc.bin", "crc32c mismatch")] {
+            let f = &by_path[name];
+            assert_eq!(f["result"], "failed", "{name}: {doc:#}");
+            assert!(f["error"].as_str().unwrap().contains(check), "{name}: {doc:#}");
+            assert_eq!(f["verified_by"], "none");
+            assert_eq!(f["md5"], "absent");
+        }
+        // Nothing under a final name but the good file, and no part file left as if complete.
+        let got = tree(&dest);
+        assert_eq!(got.keys().collect::<Vec<_>>(), ["good.bin"], "{got:?}");
+        assert!(got["good.bin"] == good);
+        // Each bad file was fetched twice (a restart, then the failure).
+        let requests = server.received_requests().await.unwrap();
+        let gets = |p: &str| requests.iter().filter(|r| r.method.as_str() == "GET" && r.url.path() == p).count();
+        assert_eq!(gets("/jobs/w/multi.bin"), 2);
+        assert_eq!(gets("/jobs/w/crc.bin"), 2);
+        let signed = requests
+            .iter()
+            .filter(|r| r.method.as_str() == "HEAD" && r.headers.contains_key("x-amz-checksum-mode"))
+            .all(|r| {
+                r.headers
+                    .get("authorization")
+                    .and_then(|v| v.to_str().ok())
+                    .is_some_and(|a| a.contains("x-amz-checksum-mode"))
+            });
+        assert!(signed, "x-amz-checksum-mode is signed");
+    }
 }

@@ -3,7 +3,9 @@
 Reads a JSON spec on stdin:
   {"endpoint": "http://127.0.0.1:PORT", "region": "us-east-1",
    "buckets": ["b"],
-   "objects": [{"bucket": "b", "key": "k", "file": "/path", "part_size": null | 5242880}],
+   "objects": [{"bucket": "b", "key": "k", "file": "/path", "part_size": null | 5242880,
+                "parts": null | [5242880, 7340032, ...],      (explicit part sizes, the last takes the rest)
+                "checksum": null | "CRC32" | "SHA256"}],      (a FULL_OBJECT checksum stored with it)
    "bulk": {"bucket": "b", "prefix": "many/", "count": 1003}}   (optional: small objects whose
    content is their own key, named "<prefix>k <n>+x.txt")
 With signature checking on (INITIAL_NO_AUTH_ACTION_COUNT=3), the first three requests create an
@@ -36,18 +38,29 @@ def main():
     for o in spec.get("objects", []):
         with open(o["file"], "rb") as f:
             data = f.read()
-        part = o.get("part_size")
-        if part:
-            up = s3.create_multipart_upload(Bucket=o["bucket"], Key=o["key"])
-            parts = []
-            for n, off in enumerate(range(0, len(data), part), start=1):
+        part, sizes, alg = o.get("part_size"), o.get("parts"), o.get("checksum")
+        if part or sizes:
+            if not sizes:
+                sizes = [part] * ((len(data) + part - 1) // part)
+            cks = {"ChecksumAlgorithm": alg, "ChecksumType": "FULL_OBJECT"} if alg else {}
+            up = s3.create_multipart_upload(Bucket=o["bucket"], Key=o["key"], **cks)
+            parts, off = [], 0
+            for n, size in enumerate(sizes, start=1):
+                end = len(data) if n == len(sizes) else off + size
+                extra = {"ChecksumAlgorithm": alg} if alg else {}
                 r = s3.upload_part(Bucket=o["bucket"], Key=o["key"], UploadId=up["UploadId"],
-                                   PartNumber=n, Body=data[off:off + part])
-                parts.append({"ETag": r["ETag"], "PartNumber": n})
+                                   PartNumber=n, Body=data[off:end], **extra)
+                p = {"ETag": r["ETag"], "PartNumber": n}
+                if alg:
+                    p["Checksum" + alg] = r["Checksum" + alg]
+                parts.append(p)
+                off = end
+            done = {"ChecksumType": "FULL_OBJECT"} if alg else {}
             r = s3.complete_multipart_upload(Bucket=o["bucket"], Key=o["key"], UploadId=up["UploadId"],
-                                             MultipartUpload={"Parts": parts})
+                                             MultipartUpload={"Parts": parts}, **done)
         else:
-            r = s3.put_object(Bucket=o["bucket"], Key=o["key"], Body=data)
+            extra = {"ChecksumAlgorithm": alg} if alg else {}
+            r = s3.put_object(Bucket=o["bucket"], Key=o["key"], Body=data, **extra)
         etags[o["bucket"] + "/" + o["key"]] = r["ETag"].strip('"')
     bulk = spec.get("bulk")
     if bulk:
