@@ -112,7 +112,7 @@ impl Moto {
 
     /// Upload `objects` with explicit layouts: (key, bytes, part sizes (empty: one PUT), a
     /// FULL_OBJECT checksum algorithm to store).
-    fn seed_parts(&self, dir: &Path, objects: &[(&str, &[u8], Vec<usize>, Option<&str>)]) -> Seeded {
+    fn seed_parts(&self, dir: &Path, objects: &[Layout<'_>]) -> Seeded {
         let spec: Vec<Value> = objects
             .iter()
             .enumerate()
@@ -178,6 +178,9 @@ impl Moto {
         }
     }
 }
+
+/// An object to upload: key, bytes, part sizes (empty: one PUT), a FULL_OBJECT checksum algorithm.
+type Layout<'a> = (&'a str, &'a [u8], Vec<usize>, Option<&'a str>);
 
 struct Seeded {
     listed: Vec<String>,
@@ -489,7 +492,7 @@ fn multipart_etags_and_stored_checksums_verify_objects_without_an_md5() {
     let sha = bytes(11 * MIB + 1, 25); // parts of 5, 5.5, rest: no one part size
     let tiny = bytes(3, 26); // one PUT with a CRC-32: its ETag is the MD5 all the same
     let uneven = |first: usize, second: usize| vec![first, second, 1];
-    let objects: Vec<(&str, &[u8], Vec<usize>, Option<&str>)> = vec![
+    let objects: Vec<Layout<'_>> = vec![
         ("v/five.bin", &five, vec![5 * MIB; 3], None),
         ("v/eight.bin", &eight, vec![8 * MIB; 3], None),
         ("v/six.bin", &six, vec![6 * MIB; 3], None),
