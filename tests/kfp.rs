@@ -462,4 +462,31 @@ fn pipeline_roots_are_found_in_order_and_server_endpoints_never_contacted() {
     assert_eq!(out.status.code(), Some(4), "run-g has nothing under s3://other/kfp: {}", text(&out));
     let out = w.jobdl(&["download", "run-g", "-p", "g2"]);
     assert_eq!(out.status.code(), Some(2), "a gs:// root cannot be read: {}", text(&out));
+
+    // The new API (view=FULL with tasks[]): exact URIs, a cached task's outputs under run A's
+    // prefix, a metric without a URI and an https URI named in notes, never dropped silently.
+    let mut n = run_json("run-n", Some(spec(PIPE)), None, "");
+    let uri = |k: &str| format!("minio://mlpipeline/v2/artifacts/{PIPE}/{A}/{k}");
+    n["tasks"] = json!([
+        {"task_id": "t1", "name": "train", "state": "CACHED", "type": "RUNTIME", "outputs": {"artifacts": [
+            {"artifact_key": "model", "type": "OUTPUT", "artifacts": [{"artifact_id": "1", "name": "model", "type": "Model",
+                "uri": uri(&format!("train/{U2}/model"))}]}]}},
+        {"task_id": "t2", "name": "evaluate", "state": "SUCCEEDED", "type": "RUNTIME", "outputs": {"artifacts": [
+            {"artifact_key": "metrics", "artifacts": [{"artifact_id": "2", "name": "metrics", "type": "Metric", "number_value": 0.9}]},
+            {"artifact_key": "report", "artifacts": [{"artifact_id": "3", "name": "report", "type": "Artifact",
+                "uri": uri(&format!("evaluate/{U5}/report"))}]}]}},
+        {"task_id": "t3", "name": "ext", "state": "SUCCEEDED", "type": "IMPORTER", "outputs": {"artifacts": [
+            {"artifact_key": "web", "artifacts": [{"artifact_id": "4", "name": "web", "uri": "https://example.invalid/data.csv"}]}]}}
+    ]);
+    w.kfp.run("run-n", &["SUCCEEDED"], n);
+    let out = w.jobdl(&["download", "run-n", "--all-outputs", "--json", "-p", "n"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    validate(&doc);
+    let got = tree(&w.dest("n"));
+    assert_eq!(got["named-outputs/train/model"], w.a[&format!("train/{U2}/model")]);
+    assert_eq!(got["named-outputs/evaluate/report"], w.a[&format!("evaluate/{U5}/report")]);
+    let notes = doc["notes"].to_string();
+    assert!(notes.contains("evaluate/metrics has no URI") && notes.contains("ext/web"), "{notes}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("was cached"), "{}", text(&out));
 }

@@ -119,6 +119,8 @@ pub struct Item {
     pub path: String,
     /// The listed object (raw key: this is what is requested).
     pub object: S3Object,
+    /// Which bucket it is in (0: the run prefix's; others: cached outputs' buckets).
+    pub bucket: usize,
 }
 
 /// A run prefix's objects grouped by task, execution and output.
@@ -173,9 +175,51 @@ impl Layout {
                 output: output.to_string(),
                 path,
                 object,
+                bucket: 0,
             });
         }
         layout
+    }
+
+    /// Add the objects of an output known by its exact URI (new API, §3.6): `key` is the output's
+    /// key, a file (`object.key == key`) or a directory (`key/…`). The execution is the UUID
+    /// before the output name in the key, when there is one. Returns how many were added.
+    pub fn add_exact(&mut self, task: &str, output: &str, key: &str, bucket: usize, objects: Vec<S3Object>) -> usize {
+        if crate::safepath::safe_component(task).and_then(|_| crate::safepath::safe_component(output)).is_err() {
+            self.failures.push((
+                format!("{}/{}", crate::plan::printable(task), crate::plan::printable(output)),
+                "unsafe task or output name; not requested".into(),
+            ));
+            return 0;
+        }
+        let exec = key.rsplit('/').nth(1).filter(|s| is_uuid(s)).map(str::to_string);
+        let mut n = 0;
+        for object in objects {
+            let path = if object.key == key {
+                String::new()
+            } else if let Some(rest) = object.key.strip_prefix(key).and_then(|r| r.strip_prefix('/')) {
+                gocloud_unescape(rest)
+            } else {
+                continue;
+            };
+            if self.items.iter().any(|i| i.bucket == bucket && i.object.key == object.key) {
+                continue;
+            }
+            let entry = self.execs.entry(task.to_string()).or_default();
+            if let Some(e) = &exec {
+                entry.insert(e.clone());
+            }
+            self.items.push(Item {
+                task: task.to_string(),
+                exec: exec.clone(),
+                output: output.to_string(),
+                path,
+                object,
+                bucket,
+            });
+            n += 1;
+        }
+        n
     }
 
     /// Whether `task` ran more than once (ParallelFor iterations, retries with new drivers): its
@@ -209,6 +253,51 @@ impl Layout {
         }
         rel
     }
+}
+
+/// An output artifact of a task as the new API reports it (`tasks[].outputs.artifacts[]`, §3.6).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskArtifact {
+    /// The task's name.
+    pub task: String,
+    /// The task's state (`CACHED` for a reused one).
+    pub state: String,
+    /// The output (`artifact_key`).
+    pub output: String,
+    /// Its URI, when it has one (a metric may hold a value only).
+    pub uri: Option<String>,
+}
+
+/// The output artifacts of `tasks[]` in a `view=FULL` run (`None` when the server has no
+/// `tasks`: KFP ≤ 2.17, which lists the prefix instead).
+pub fn task_artifacts(run: &Value) -> Option<Vec<TaskArtifact>> {
+    let tasks = run.get("tasks")?.as_array()?;
+    let mut out = Vec::new();
+    for t in tasks.iter().take(100_000) {
+        let Some(task) = t.get("name").and_then(Value::as_str) else { continue };
+        let state = t.get("state").and_then(Value::as_str).unwrap_or_default().to_string();
+        let groups = t.get("outputs").and_then(|o| o.get("artifacts")).and_then(Value::as_array);
+        for g in groups.into_iter().flatten() {
+            let Some(output) = g.get("artifact_key").and_then(Value::as_str) else { continue };
+            for a in g.get("artifacts").and_then(Value::as_array).into_iter().flatten() {
+                let uri =
+                    a.get("uri").and_then(Value::as_str).map(str::trim).filter(|u| !u.is_empty()).map(str::to_string);
+                out.push(TaskArtifact {
+                    task: task.to_string(),
+                    state: state.clone(),
+                    output: output.to_string(),
+                    uri,
+                });
+            }
+        }
+    }
+    Some(out)
+}
+
+/// The bucket and key of an output URI (`minio://` or `s3://`; a query is dropped).
+pub fn parse_output_uri(uri: &str) -> Option<(String, String)> {
+    let root = parse_root(uri).ok()?;
+    (!root.prefix.is_empty()).then_some((root.bucket, root.prefix))
 }
 
 /// The pipeline name of a spec: `pipelineInfo.name`, also inside a `{"pipeline_spec": …,
@@ -341,6 +430,29 @@ mod tests {
         let outs = l.outputs();
         assert_eq!(outs.keys().cloned().collect::<Vec<_>>(), ["old/metrics", "prep/data", "t/x", "train/model"]);
         assert_eq!(outs["train/model"], 6);
+    }
+
+    #[test]
+    fn the_new_api_gives_exact_output_uris() {
+        let run = json!({"tasks": [
+            {"name": "train", "state": "CACHED", "outputs": {"artifacts": [{"artifact_key": "model",
+                "artifacts": [{"name": "model", "uri": "minio://mlpipeline/v2/artifacts/p/old/train/11111111-1111-4111-8111-111111111111/model"}]}]}},
+            {"name": "eval", "state": "SUCCEEDED", "outputs": {"artifacts": [{"artifact_key": "metrics",
+                "artifacts": [{"name": "metrics", "type": "Metric", "number_value": 0.9}]}]}},
+            {"name": "noout"}]});
+        let a = task_artifacts(&run).unwrap();
+        assert_eq!(a.len(), 2);
+        assert_eq!((a[0].task.as_str(), a[0].state.as_str(), a[0].output.as_str()), ("train", "CACHED", "model"));
+        assert_eq!(a[1].uri, None);
+        assert_eq!(task_artifacts(&json!({"run_id": "x"})), None);
+        let (bucket, key) = parse_output_uri(a[0].uri.as_deref().unwrap()).unwrap();
+        assert_eq!(bucket, "mlpipeline");
+        let mut l = Layout::default();
+        let objs = vec![obj(&key, 5), obj(&format!("{key}-other"), 1), obj(&format!("{key}/x__0x2f__y"), 2)];
+        assert_eq!(l.add_exact("train", "model", &key, 1, objs), 2);
+        assert_eq!(l.items[0].exec.as_deref(), Some("11111111-1111-4111-8111-111111111111"));
+        assert_eq!(l.items[1].path, "x/y");
+        assert!(parse_output_uri("https://example.invalid/x").is_none());
     }
 
     #[test]

@@ -62,10 +62,27 @@ pub struct Kfp {
 
 /// What a finished run's outputs are.
 enum RunData {
-    /// v2: objects under one run prefix.
-    V2 { layout: Layout, s3: Box<S3Client>, hook: SignHook },
+    /// v2: objects under one run prefix (and, from the new API, cached outputs elsewhere).
+    V2 {
+        layout: Layout,
+        /// One client per bucket; `Item::bucket` indexes it (0: the run prefix's bucket).
+        buckets: Vec<Bucket>,
+    },
     /// v1 (Argo): `:read` archives per (task, artifact).
     V1 { artifacts: Vec<V1Artifact> },
+}
+
+/// A bucket the run's outputs are in, and the signer of its data requests.
+struct Bucket {
+    s3: S3Client,
+    hook: SignHook,
+}
+
+impl Bucket {
+    fn new(s3: S3Client) -> Self {
+        let hook = SignHook(Arc::new(s3.signer().clone()));
+        Bucket { s3, hook }
+    }
 }
 
 /// One artifact of a v1 run's Pod node.
@@ -163,14 +180,14 @@ impl Kfp {
         }
         let data = self.resolve(run_id, &run).await?;
         match &*data {
-            RunData::V2 { layout, s3, .. } => {
+            RunData::V2 { layout, buckets } => {
                 for (name, _) in layout.outputs() {
                     let (task, output) = name.split_once('/').unwrap_or((&name, ""));
                     let uri = layout
                         .items
                         .iter()
                         .find(|i| i.task == task && i.output == output)
-                        .map(|i| object_uri(s3, &i.object.key, &i.path));
+                        .and_then(|i| Some(object_uri(&buckets.get(i.bucket)?.s3, &i.object.key, &i.path)));
                     job.outputs
                         .insert(name.clone(), OutputSpec { kind: "artifact".into(), uri, ..OutputSpec::default() });
                 }
@@ -245,20 +262,14 @@ impl Kfp {
             home().as_deref(),
         )?;
         let (mut tried, mut denied, mut seen) = (Vec::new(), 0usize, Vec::new());
+        let mut found: Option<(Layout, Bucket, String)> = None;
         for (raw, why) in candidates {
             let root = layout::parse_root(&raw).map_err(Error::Usage)?;
             if seen.contains(&root) {
                 continue;
             }
             seen.push(root.clone());
-            if root.uri.starts_with("minio") && config.endpoint.is_none() {
-                return Err(Error::usage(format!(
-                    "the run's outputs are in {} ({why}), a MinIO/SeaweedFS store: give its endpoint with --s3-endpoint \
-                     (e.g. `kubectl -n kubeflow port-forward svc/seaweedfs 9000:9000` and --s3-endpoint \
-                     http://127.0.0.1:9000; before KFP 2.15 svc/minio-service)",
-                    root.uri
-                )));
-            }
+            require_endpoint(&root.uri, why, &config)?;
             let s3 = self.s3_client(&config, &root.bucket)?;
             let prefix = root.run_prefix(&pipeline, run_id);
             let shown = format!("{}/{pipeline}/{run_id}/", root.uri);
@@ -270,9 +281,8 @@ impl Kfp {
                     layout.failures.extend(bad.into_iter().map(|(k, reason)| {
                         (crate::plan::printable(k.strip_prefix(prefix.as_str()).unwrap_or(&k)), reason)
                     }));
-                    self.note_missing(run, &layout).await;
-                    let hook = SignHook(Arc::new(s3.signer().clone()));
-                    return Ok(RunData::V2 { layout, s3: Box::new(s3), hook });
+                    found = Some((layout, Bucket::new(s3), prefix));
+                    break;
                 }
                 Ok(false) => tried.push(format!("{shown} (empty)")),
                 Err(e) if e.status() == Some(403) => {
@@ -282,6 +292,18 @@ impl Kfp {
                 Err(e) if e.status() == Some(404) => tried.push(format!("{shown} (no such bucket)")),
                 Err(e) => return Err(s3_fatal(e, &shown)),
             }
+        }
+        let (mut layout, mut buckets, prefix) = match found {
+            Some((l, b, p)) => (l, vec![b], Some(p)),
+            None => (Layout::default(), Vec::new(), None),
+        };
+        // The new API names every output's exact URI, cached tasks' included (§3.6).
+        if let Some(artifacts) = layout::task_artifacts(run) {
+            self.add_exact_outputs(&config, &artifacts, prefix.as_deref(), &mut layout, &mut buckets).await?;
+        }
+        if !buckets.is_empty() {
+            self.note_missing(run, &layout).await;
+            return Ok(RunData::V2 { layout, buckets });
         }
         if denied == tried.len() && denied > 0 {
             return Err(Error::Auth {
@@ -301,6 +323,61 @@ impl Kfp {
             "Kubeflow run '{run_id}': no outputs found; tried {}; give the root with --pipeline-root",
             tried.join(", ")
         )))
+    }
+
+    /// Add the outputs the new API names by URI that the run prefix's listing did not cover
+    /// (cached tasks' outputs under an earlier run's prefix, other buckets); name those that have
+    /// no URI or one jobdl does not read.
+    async fn add_exact_outputs(
+        &self,
+        config: &S3Config,
+        artifacts: &[layout::TaskArtifact],
+        run_prefix: Option<&str>,
+        layout: &mut Layout,
+        buckets: &mut Vec<Bucket>,
+    ) -> Result<(), Error> {
+        for a in artifacts {
+            let name = format!("{}/{}", crate::plan::printable(&a.task), crate::plan::printable(&a.output));
+            let Some(uri) = &a.uri else {
+                crate::report::notice(&format!(
+                    "note: output {name} has no URI (a value only, e.g. a metric): nothing to download"
+                ));
+                continue;
+            };
+            let Some((bucket, key)) = layout::parse_output_uri(uri) else {
+                crate::report::notice(&format!(
+                    "note: output {name} is at {}: not read (jobdl reads minio:// and s3:// outputs only)",
+                    crate::redact::redact(uri)
+                ));
+                continue;
+            };
+            let in_prefix = buckets.first().is_some_and(|b| b.s3.bucket_name() == bucket)
+                && run_prefix.is_some_and(|p| key.starts_with(p));
+            if in_prefix {
+                continue;
+            }
+            let shown = format!("s3://{bucket}/{}", crate::plan::printable(&key));
+            require_endpoint(uri, "a task output's URI", config)?;
+            let index = match buckets.iter().position(|b| b.s3.bucket_name() == bucket) {
+                Some(i) => i,
+                None => {
+                    buckets.push(Bucket::new(self.s3_client(config, &bucket)?));
+                    buckets.len() - 1
+                }
+            };
+            if a.state == "CACHED" {
+                crate::log::log(0, format!("task {} was cached: its output {name} comes from {shown}", a.task));
+            }
+            match buckets[index].s3.list(&key).await {
+                Ok((objects, _)) => {
+                    if layout.add_exact(&a.task, &a.output, &key, index, objects) == 0 {
+                        crate::report::notice(&format!("note: output {name}: nothing at {shown} (never written?)"));
+                    }
+                }
+                Err(e) => layout.failures.push((name.clone(), format!("listing {shown} failed: {e}"))),
+            }
+        }
+        Ok(())
     }
 
     fn s3_client(&self, config: &S3Config, bucket: &str) -> Result<S3Client, Error> {
@@ -420,11 +497,11 @@ impl Kfp {
         let data = self.data(job)?;
         let mut resolved = Resolved::default();
         match &*data {
-            RunData::V2 { layout, s3, hook } => {
+            RunData::V2 { layout, buckets } => {
                 let mut listing = Listing { failures: layout.failures.clone(), ..Listing::default() };
                 for item in layout.items.iter().filter(|i| is_logs(&i.output)) {
                     let rel = format!("{}/{}", item.task, layout.rel_in_task(item));
-                    push_file(&mut listing, s3, hook, item, rel);
+                    push_file(&mut listing, buckets, item, rel);
                 }
                 resolved.listing = listing;
             }
@@ -445,10 +522,10 @@ impl Kfp {
         };
         let mut resolved = Resolved { subdir: Some(task.to_string()), ..Resolved::default() };
         match &*data {
-            RunData::V2 { layout, s3, hook } => {
+            RunData::V2 { layout, buckets } => {
                 let mut listing = Listing::default();
                 for item in layout.items.iter().filter(|i| i.task == task && i.output == output) {
-                    push_file(&mut listing, s3, hook, item, layout.rel_in_task(item));
+                    push_file(&mut listing, buckets, item, layout.rel_in_task(item));
                 }
                 if listing.files.is_empty() && listing.failures.is_empty() {
                     return Err(OutputError::Failed(format!("output '{name}' has no files")));
@@ -465,10 +542,27 @@ impl Kfp {
     }
 }
 
+/// A `minio://` store is reached only through a user-given endpoint (port-forwarded).
+fn require_endpoint(uri: &str, why: &str, config: &S3Config) -> Result<(), Error> {
+    if uri.get(..8).is_some_and(|s| s.eq_ignore_ascii_case("minio://")) && config.endpoint.is_none() {
+        return Err(Error::usage(format!(
+            "the run's outputs are in {} ({why}), a MinIO/SeaweedFS store: give its endpoint with --s3-endpoint \
+             (e.g. `kubectl -n kubeflow port-forward svc/seaweedfs 9000:9000` and --s3-endpoint \
+             http://127.0.0.1:9000; before KFP 2.15 svc/minio-service)",
+            crate::redact::redact(uri.split('?').next().unwrap_or(uri))
+        )));
+    }
+    Ok(())
+}
+
 /// Add one object of the run to a listing (or its failure: a key that cannot be requested).
-fn push_file(listing: &mut Listing, s3: &S3Client, hook: &SignHook, item: &layout::Item, rel: String) {
+fn push_file(listing: &mut Listing, buckets: &[Bucket], item: &layout::Item, rel: String) {
     let o = &item.object;
-    match super::s3_file(s3, hook, &o.key, rel, o.size, o.etag.as_deref()) {
+    let Some(b) = buckets.get(item.bucket) else {
+        listing.failures.push((rel, "internal error: unknown bucket".into()));
+        return;
+    };
+    match super::s3_file(&b.s3, &b.hook, &o.key, rel, o.size, o.etag.as_deref()) {
         Ok(f) => listing.files.push(f),
         Err(failure) => listing.failures.push(failure),
     }
