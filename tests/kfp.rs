@@ -11,6 +11,8 @@
 mod kfp_api;
 #[path = "support/moto.rs"]
 mod moto;
+#[path = "support/relay.rs"]
+mod relay;
 
 use kfp_api::FakeKfp;
 use md5::{Digest, Md5};
@@ -103,10 +105,16 @@ fn run_a_objects() -> BTreeMap<String, Vec<u8>> {
 }
 
 fn world() -> Option<World> {
+    world_with(Vec::new())
+}
+
+/// [`world`] with `extra` objects (key relative to run A's prefix, bytes) in run A.
+fn world_with(extra: Vec<(String, Vec<u8>)>) -> Option<World> {
     let moto = Moto::start()?;
     let tmp = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(tmp.path().join("home")).unwrap();
-    let a = run_a_objects();
+    let mut a = run_a_objects();
+    a.extend(extra);
     let prefix = format!("v2/artifacts/{PIPE}/{A}/");
     let b_data = bytes(3_000, 60);
     let c_data = bytes(2_000, 61);
@@ -489,4 +497,57 @@ fn pipeline_roots_are_found_in_order_and_server_endpoints_never_contacted() {
     let notes = doc["notes"].to_string();
     assert!(notes.contains("evaluate/metrics has no URI") && notes.contains("ext/web"), "{notes}");
     assert!(String::from_utf8_lossy(&out.stderr).contains("was cached"), "{}", text(&out));
+}
+
+#[test]
+fn an_interrupted_big_output_resumes_and_fetches_only_what_is_missing() {
+    const BIG: usize = 256 * 1024 * 1024 + 77;
+    let key = format!("train/{U2}/checkpoint");
+    let Some(w) = world_with(vec![(key.clone(), bytes(BIG, 99))]) else { return };
+    let relay = relay::Relay::start(w.moto.port);
+    let run = |extra: &[&str]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_jobdl"));
+        for (k, _) in std::env::vars() {
+            if k.starts_with("AWS_") || k.starts_with("JOBDL_") || k.starts_with("KF_") {
+                cmd.env_remove(k);
+            }
+        }
+        cmd.env("JOBDL_ACCESS_TOKEN", TOKEN)
+            .env("HOME", w.tmp.path().join("home"))
+            .env("XDG_CONFIG_HOME", w.tmp.path().join("home/.config"))
+            .envs(w.seeded.env())
+            .current_dir(w.tmp.path())
+            .args(["download", A, "--output", "train/checkpoint", "-p", "r", "--kfp-endpoint", &w.kfp.base_url()])
+            .args(["--s3-endpoint", &relay.endpoint()])
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        cmd
+    };
+    // First run: SIGKILL once about half the object has come through.
+    let mut child = run(&[]).spawn().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+    while relay.bytes_down() < (BIG / 2) as u64 {
+        assert!(child.try_wait().unwrap().is_none(), "jobdl finished before it could be interrupted");
+        assert!(std::time::Instant::now() < deadline, "no progress");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let first = relay.bytes_down();
+    let final_path = w.dest(&format!("r/named-outputs/train/{U2}/checkpoint"));
+    assert!(!final_path.exists(), "nothing under the final name after a kill");
+    // Second run: only what is missing.
+    let out = run(&["--json"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let second = relay.bytes_down() - first;
+    let got = std::fs::read(&final_path).unwrap();
+    assert!(got == w.a[&key], "resumed file differs");
+    let refetched = (first + second).saturating_sub(BIG as u64);
+    eprintln!(
+        "resume through moto: first run {first} B, second run {second} B of {BIG} B; re-fetched {refetched} B ({:.1}%)",
+        refetched as f64 * 100.0 / BIG as f64
+    );
+    assert!(second < (BIG as u64) * 3 / 4, "the second run fetched {second} of {BIG} bytes: it did not resume");
 }
