@@ -13,7 +13,7 @@ use crate::provider::azureml::{AzureMl, Config};
 use crate::provider::foundry::{Foundry, parse_endpoint};
 use crate::provider::kfp::Kfp;
 use crate::provider::mlflow::Mlflow;
-use crate::provider::{DataProtocol, Job, OutputError, Provider, Resolved};
+use crate::provider::{Job, OutputError, Provider, Resolved};
 use crate::report::Printer;
 use crate::settings::{
     AzureCliDefaults, Common, ENV_ARM_ENDPOINT, ENV_STORAGE_ENDPOINT, JobSource, env_url, job_source, parse_duration,
@@ -279,22 +279,14 @@ pub(crate) async fn resolve(
     Ok(Resolution { common, client, blob, job, root, plan, probe_sizes })
 }
 
-/// Plan one output's files under `subdir`, adding its request headers (a storage token, a
-/// tracking server's credentials, a presigned URL's required headers) to them.
+/// Plan one output's files and archives under `subdir`, adding the output's request headers (a
+/// storage token of an identity-based datastore) to its files.
 fn add(plan: &mut Plan, root: &Path, subdir: &str, resolved: Resolved, seen: &mut HashMap<String, String>) {
     let before = plan.tasks.len();
     plan.add(root, subdir, resolved.listing, seen);
     plan.add_archives(root, subdir, resolved.archives);
     for t in &mut plan.tasks[before..] {
-        if resolved.data == DataProtocol::Plain {
-            // Not Azure Blob: no x-ms-* request headers, no blob checksum/error headers.
-            t.headers.clear();
-            t.hints = crate::transfer::ServerHints::default();
-        }
         t.headers.extend(resolved.headers.iter().cloned());
-        if let Some(h) = resolved.file_headers.get(t.url.as_str()) {
-            t.headers.extend(h.iter().cloned());
-        }
     }
 }
 

@@ -84,13 +84,29 @@ pub struct RemoteFile {
 }
 
 /// The storage protocol of a [`RemoteFile`]'s URL.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub enum Protocol {
     /// Azure Blob Storage (SAS URL): `x-ms-version`, `x-ms-blob-content-md5`, `x-ms-error-code`.
     #[default]
     AzureBlob,
     /// S3-compatible storage: no `x-ms-*` header; every request signed by the hook (SigV4).
     S3(crate::transfer::SignHook),
+    /// Plain HTTP (an MLflow artifact proxy, a presigned cloud URL): no service-specific headers,
+    /// only these (the tracking server's credentials, the headers a presigned URL requires).
+    /// Secret: `Debug` shows the names only.
+    Plain(Vec<(String, String)>),
+}
+
+impl std::fmt::Debug for Protocol {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Protocol::AzureBlob => f.write_str("AzureBlob"),
+            Protocol::S3(_) => f.write_str("S3"),
+            Protocol::Plain(h) => {
+                f.debug_tuple("Plain").field(&h.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>()).finish()
+            }
+        }
+    }
 }
 
 impl RemoteFile {
@@ -99,13 +115,14 @@ impl RemoteFile {
         match &self.protocol {
             Protocol::AzureBlob => vec![("x-ms-version".to_string(), crate::blob::X_MS_VERSION.to_string())],
             Protocol::S3(_) => Vec::new(),
+            Protocol::Plain(headers) => headers.clone(),
         }
     }
 
     /// The per-request signer of the file's data requests (S3), if any.
     pub fn signer(&self) -> Option<crate::transfer::SignHook> {
         match &self.protocol {
-            Protocol::AzureBlob => None,
+            Protocol::AzureBlob | Protocol::Plain(_) => None,
             Protocol::S3(hook) => Some(hook.clone()),
         }
     }
@@ -117,7 +134,7 @@ impl RemoteFile {
                 partial_md5_header: Some("x-ms-blob-content-md5".into()),
                 error_code_header: Some("x-ms-error-code".into()),
             },
-            Protocol::S3(_) => crate::transfer::ServerHints::default(),
+            Protocol::S3(_) | Protocol::Plain(_) => crate::transfer::ServerHints::default(),
         }
     }
 }
@@ -139,11 +156,6 @@ pub struct Resolved {
     /// Extra request headers for every file of this output: a storage bearer token for
     /// identity-based datastores. Secret: never printed.
     pub headers: Vec<(String, String)>,
-    /// Which protocol the data URLs speak (decides the headers and hints of every file).
-    pub data: DataProtocol,
-    /// Extra request headers of single files, by URL (`url.as_str()`): the tracking server's
-    /// credentials for proxied files, the headers a presigned URL requires. Secret: never printed.
-    pub file_headers: std::collections::HashMap<String, Vec<(String, String)>>,
     /// Archives to unpack (KFP v1 `:read` artifacts: a JSON-wrapped base64 `.tgz` stream).
     pub archives: Vec<ArchiveSource>,
     /// Where this output's files go below `named-outputs/`, when not under the output's name
@@ -204,16 +216,6 @@ pub fn s3_file(
         refresh: None,
         protocol: Protocol::S3(hook.clone()),
     })
-}
-
-/// What the data URLs of an output are.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub enum DataProtocol {
-    /// Azure Blob storage: `x-ms-version` on every request, MD5 and error-code headers.
-    #[default]
-    AzureBlob,
-    /// Plain HTTP (an MLflow artifact proxy, presigned cloud URLs): no service-specific headers.
-    Plain,
 }
 
 impl From<Listing> for Resolved {
