@@ -111,6 +111,25 @@ BIG_BYTES="$(stat -c %s "$TMP/src/big.bin")"
 SMALL_BYTES="$(du -sb --apparent-size "$TMP/src/small" | cut -f1)"
 SMALL_BYTES=$((SMALL_BYTES - $(stat -c %s "$TMP/src/small")))  # the directory entry itself
 echo "moto $("$PY" -c 'import moto; print(moto.__version__)'), $("$JOBDL" --version), $("$RCLONE" version | head -1)"
+# What one request costs moto: the best of 3 ranged GETs of the first 64 KiB of each kind of object.
+"$PY" - "$TMP/seeded.json" "$ENDPOINT" "$REGION" "$BUCKET" <<'EOF'
+import json, sys, time
+import boto3
+from botocore.config import Config
+seeded, endpoint, region, bucket = sys.argv[1:5]
+v = json.load(open(seeded))
+s3 = boto3.client("s3", endpoint_url=endpoint, region_name=region, aws_access_key_id=v["access_key"],
+                  aws_secret_access_key=v["secret_key"], config=Config(s3={"addressing_style": "path"}))
+costs = []
+for key in ("big.bin", "small/f00000.bin"):
+    best = None
+    for _ in range(3):
+        t = time.perf_counter()
+        s3.get_object(Bucket=bucket, Key=key, Range="bytes=0-65535")["Body"].read()
+        best = min(best or 1e9, time.perf_counter() - t)
+    costs.append("%s %.3f s" % (key, best))
+print("moto, one 64 KiB ranged GET (boto3, best of 3): " + ", ".join(costs))
+EOF
 
 # Same credentials for both; HOME is a temp dir so no user config (jobdl, rclone, ~/.aws) applies.
 export HOME="$TMP/home" AWS_ACCESS_KEY_ID="$AK" AWS_SECRET_ACCESS_KEY="$SK"
@@ -134,12 +153,13 @@ cmd_for() {
 }
 
 # run_one TOOL WORKLOAD ROUND: copy into a fresh directory, check it, append seconds and peak RSS.
-declare -A SECS RSS
+declare -A SECS RSS REQS
 run_one() {
-  local tool="$1" work="$2" d="$TMP/out-$1-$2-$3" start end rss cmd
+  local tool="$1" work="$2" d="$TMP/out-$1-$2-$3" start end rss cmd before
   mapfile -t cmd < <(cmd_for "$tool" "$work" "$d")
   rm -rf "$d"
   sync
+  before="$(wc -l <"$TMP/server.log")"
   start="$(date +%s.%N)"
   if [[ -n "$TIME_BIN" ]]; then
     "$TIME_BIN" -f %M -o "$TMP/rss" "${cmd[@]}" >/dev/null 2>"$TMP/last.err" ||
@@ -166,6 +186,8 @@ run_one() {
     diff -r "$TMP/src/small" "$d" >&2 || { echo "$tool: small/ copy differs" >&2; exit 1; }
   fi
   rm -rf "$d"
+  # moto logs one line per request it answered (after the check above, so every line is written).
+  REQS[$tool:$work]+="$(tail -n "+$((before + 1))" "$TMP/server.log" | grep -c ' HTTP/1' || true) "
   SECS[$tool:$work]+="$(awk -v a="$start" -v b="$end" 'BEGIN {printf "%.3f", b - a}') "
   RSS[$tool:$work]+="$rss "
 }
@@ -195,8 +217,8 @@ stats() {
 maxof() { tr ' ' '\n' <<<"$1" | grep . | sort -g | tail -1; }
 
 echo "=== $RUNS runs each; big: 1 object, $BIG_BYTES bytes; small: $SMALL_N objects, $SMALL_BYTES bytes; PARALLEL=$PARALLEL"
-printf '%-7s %-6s %8s %8s %11s %11s %11s %11s %10s\n' tool work best_s med_s best_MiB/s med_MiB/s \
-  best_file/s med_file/s maxRSS_MiB
+printf '%-7s %-6s %8s %8s %11s %11s %11s %11s %10s %9s\n' tool work best_s med_s best_MiB/s med_MiB/s \
+  best_file/s med_file/s maxRSS_MiB requests
 declare -A BEST MED
 LINES=""
 for w in big small; do
@@ -206,11 +228,14 @@ for w in big small; do
     BEST[$t:$w]="$best"
     MED[$t:$w]="$med"
     rss_kib="$(maxof "${RSS[$t:$w]}")"
-    awk -v t="$t" -v w="$w" -v b="$best" -v m="$med" -v by="$bytes" -v f="$files" -v r="$rss_kib" 'BEGIN {
+    read -r rq_min rq_max < <(tr ' ' '\n' <<<"${REQS[$t:$w]}" | grep . | sort -g | sed -n '1p;$p' | paste -sd' ')
+    rq="$rq_min"
+    [[ "$rq_max" != "$rq_min" ]] && rq="$rq_min-$rq_max"
+    awk -v t="$t" -v w="$w" -v b="$best" -v m="$med" -v by="$bytes" -v f="$files" -v r="$rss_kib" -v q="$rq" 'BEGIN {
       if (f > 1) { fb = sprintf("%11.1f", f / b); fm = sprintf("%11.1f", f / m) } else { fb = fm = sprintf("%11s", "-") }
-      printf "%-7s %-6s %8.2f %8.2f %11.1f %11.1f %s %s %10.1f\n",
-        t, w, b, m, by / 1048576 / b, by / 1048576 / m, fb, fm, r / 1024 }'
-    LINES+="BENCH tool=$t workload=$w bytes=$bytes files=$files runs=$RUNS best_s=$best median_s=$med max_rss_kib=$rss_kib secs=[${SECS[$t:$w]% }]"$'\n'
+      printf "%-7s %-6s %8.2f %8.2f %11.1f %11.1f %s %s %10.1f %9s\n",
+        t, w, b, m, by / 1048576 / b, by / 1048576 / m, fb, fm, r / 1024, q }'
+    LINES+="BENCH tool=$t workload=$w bytes=$bytes files=$files runs=$RUNS best_s=$best median_s=$med max_rss_kib=$rss_kib requests=[${REQS[$t:$w]% }] secs=[${SECS[$t:$w]% }]"$'\n'
   done
 done
 printf '%s' "$LINES"
