@@ -7,8 +7,9 @@
 # both tools into fresh directories (the order of the two tools alternates per round), checks every
 # copy is byte-identical to what was seeded, and prints best/median throughput, peak RSS, the
 # requests moto answered per copy (from its log) and the jobdl/rclone ratios. It also prints what one
-# small ranged GET costs moto on each object: moto 5.2.5 reads a whole multipart object for every
-# ranged GET, one at a time (Python), so on the big object the time tracks the number of requests.
+# small ranged GET costs moto on each object: moto 5.2.5 reads and copies the whole object under a
+# per-object lock for every GET, ranged or not (FakeKey.value), so on the big object the time tracks
+# the number of requests each tool makes (jobdl: 8 MiB chunks; rclone: one range per stream).
 #
 # Both tools get the same number of connections (PARALLEL): jobdl `--parallel PARALLEL`; rclone
 # `--transfers PARALLEL --multi-thread-streams PARALLEL --multi-thread-cutoff 16M --checkers 16`
