@@ -359,11 +359,19 @@ fn error_fields(body: &[u8]) -> (Option<String>, Option<String>) {
     let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) else {
         return (None, None);
     };
-    let err = v.get("error").unwrap_or(&v);
-    // MLflow and Databricks put the code in a top-level `error_code`.
-    let code =
-        err.get("code").or_else(|| err.get("error_code")).and_then(|c| c.as_str()).map(|s| redact(&truncate(s, 100)));
-    let message = err.get("message").and_then(|c| c.as_str()).map(|s| redact(&truncate(s, 300)));
+    // Azure nests `error`; KFP's gateway (2.0–2.5) adds a string `error` beside its own fields.
+    let err = v.get("error").filter(|e| e.is_object()).unwrap_or(&v);
+    // MLflow and Databricks put the code in a top-level `error_code`; gRPC gateways a number.
+    let code = err.get("code").or_else(|| err.get("error_code")).and_then(|c| match c {
+        serde_json::Value::String(s) => Some(redact(&truncate(s, 100))),
+        serde_json::Value::Number(n) => Some(format!("code {n}")),
+        _ => None,
+    });
+    let message = err
+        .get("message")
+        .or_else(|| err.get("error_message"))
+        .and_then(|c| c.as_str())
+        .map(|s| redact(&truncate(s, 300)));
     (code, message)
 }
 
@@ -454,5 +462,7 @@ mod tests {
         assert_eq!(c.as_deref(), Some("NotFound"));
         assert!(!m.unwrap().contains("abc"));
         assert_eq!(error_fields(b"<html>"), (None, None));
+        let (c, m) = error_fields(br#"{"error":"run not found","code":5,"message":"run not found","details":[]}"#);
+        assert_eq!((c.as_deref(), m.as_deref()), (Some("code 5"), Some("run not found")));
     }
 }

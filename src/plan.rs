@@ -111,7 +111,11 @@ impl Plan {
     /// that archive.
     pub fn add_archives(&mut self, root: &Path, subdir: &str, archives: Vec<crate::provider::ArchiveSource>) {
         for a in archives {
-            let joined = if subdir.is_empty() { a.rel.clone() } else { format!("{subdir}/{}", a.rel) };
+            let joined = match (subdir.is_empty(), a.rel.is_empty()) {
+                (true, _) => a.rel.clone(),
+                (false, true) => subdir.to_string(),
+                (false, false) => format!("{subdir}/{}", a.rel),
+            };
             match safe_relative_path(&joined) {
                 Ok(rel) => self.archives.push(ArchiveTask { dir: root.join(&rel), display: rel, source: a }),
                 Err(e) => self.failures.push(PlanFailure { display: printable(&joined), error: e.to_string() }),

@@ -681,6 +681,19 @@ mod tests {
         let e = job_source(&args(&["--mlflow-uri", "databricks", "-w", "ws"]), &none).unwrap_err();
         assert_eq!(e.exit_code(), 2);
         assert!(e.to_string().contains("give only one"), "{e}");
+        // So is a Kubeflow Pipelines endpoint; with any other source it is a usage error.
+        assert_eq!(
+            job_source(&args(&["--kfp-endpoint", "http://127.0.0.1:8888"]), &cli).unwrap(),
+            JobSource::Kfp("http://127.0.0.1:8888".into())
+        );
+        for other in [["--mlflow-uri", "databricks"], ["-w", "ws"], ["--project-endpoint", "https://x/api/projects/p"]]
+        {
+            let mut argv = vec!["--kfp-endpoint", "http://127.0.0.1:8888"];
+            argv.extend(other);
+            let e = job_source(&args(&argv), &none).unwrap_err();
+            assert_eq!(e.exit_code(), 2, "{other:?}");
+            assert!(e.to_string().contains("Kubeflow") && e.to_string().contains("give only one"), "{e}");
+        }
         let only_sub = AzureCliDefaults { subscription: Some("s0".into()), ..Default::default() };
         let e = job_source(&args(&[]), &only_sub).unwrap_err();
         assert!(e.to_string().starts_with("no job source"), "{e}");

@@ -1,6 +1,6 @@
 //! Seeded fuzzing of every parser that reads server data: List Blobs XML, artifact listing pages,
 //! job JSON (Foundry and ARM), datastore JSON, blob URL / SAS parsing, `azureml://` URIs and path
-//! normalisation.
+//! normalisation, Kubeflow run-prefix keys and pipeline roots.
 //!
 //! The seeds are kept in the repository (`tests/corpus/<target>/`, one input per file; add a
 //! file there to keep any input that once broke a parser). Each target runs
@@ -275,6 +275,38 @@ fn relative_paths() {
         let raw = text(bytes);
         if let Ok(p) = jobdl::safepath::safe_relative_path(&raw) {
             assert_contained(&p, &raw)?;
+        }
+        Ok(())
+    });
+}
+
+#[test]
+fn kfp_keys_and_roots() {
+    use jobdl::provider::kfp::layout::{Layout, parse_root};
+    fuzz("kfp_keys", |bytes| {
+        let raw = text(bytes);
+        let prefix = "v2/artifacts/p/run/";
+        let objects: Vec<jobdl::s3::S3Object> =
+            raw.lines().map(|k| jobdl::s3::S3Object { key: format!("{prefix}{k}"), size: 1, etag: None }).collect();
+        let n = objects.len();
+        let layout = Layout::group(prefix, objects);
+        prop_assert_eq!(layout.items.len() + layout.failures.len(), n);
+        for item in &layout.items {
+            // Task and output are single safe names; whatever follows is planned like any path.
+            prop_assert!(jobdl::safepath::safe_component(&item.task).is_ok(), "{:?}", item.task);
+            prop_assert!(jobdl::safepath::safe_component(&item.output).is_ok(), "{:?}", item.output);
+            let local = format!("named-outputs/{}/{}", item.task, layout.rel_in_task(item));
+            if let Ok(p) = jobdl::safepath::safe_relative_path(&local) {
+                assert_contained(&p, &local)?;
+            }
+        }
+        if let Some(first) = raw.lines().next()
+            && let Ok(root) = parse_root(first)
+        {
+            // A root's query (go-cloud options such as endpoint=) never survives.
+            prop_assert!(!root.uri.contains('?') && !root.prefix.contains('?'), "{root:?}");
+            prop_assert!(!root.prefix.split('/').any(|s| s == ".." || s == "."), "{root:?}");
+            prop_assert!(root.run_prefix("p", "r").ends_with("p/r/"));
         }
         Ok(())
     });

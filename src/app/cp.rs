@@ -5,7 +5,7 @@ use crate::blob::{BlobClient, parse_blob_url};
 use crate::cli::CpArgs;
 use crate::error::Error;
 use crate::plan::{Filter, Plan};
-use crate::provider::{Listing, Protocol, RemoteFile, S3Listed};
+use crate::provider::{Listing, Protocol, RemoteFile, S3Listed, s3_fatal};
 use crate::report::Printer;
 use crate::settings::Common;
 use crate::transfer::SignHook;
@@ -136,12 +136,12 @@ async fn cp_s3(args: CpArgs, printer: Printer, cancel: CancellationToken, starte
                 found = true;
             }
             Err(e) if e.status() == Some(404) => {}
-            Err(e) => return Err(s3_fatal(e, bucket)),
+            Err(e) => return Err(s3_fatal(e, &format!("S3 bucket '{bucket}'"))),
         }
     }
     if !found {
         let prefix = if key.is_empty() || key.ends_with('/') { key.to_string() } else { format!("{key}/") };
-        let (listed, bad) = s3.list(&prefix).await.map_err(|e| s3_fatal(e, bucket))?;
+        let (listed, bad) = s3.list(&prefix).await.map_err(|e| s3_fatal(e, &format!("S3 bucket '{bucket}'")))?;
         if listed.is_empty() && bad.is_empty() {
             let what = if key.is_empty() { String::new() } else { format!(" under '{}'", key.escape_debug()) };
             return Err(Error::NotFound(format!("no object{what} in bucket '{bucket}'")));
@@ -162,67 +162,4 @@ async fn cp_s3(args: CpArgs, printer: Printer, cancel: CancellationToken, starte
     let mut plan = Plan { filter, ..Plan::default() };
     plan.add(&root, "", listing, &mut HashMap::new());
     execute(Session { common: &common, client: &client, printer, started, cancel }, &root, plan, None).await
-}
-
-/// Map a failed S3 listing or HEAD to a run-ending error (kfp-s3-api.md §6.5).
-fn s3_fatal(e: crate::http::CallError, bucket: &str) -> Error {
-    let code = match &e {
-        crate::http::CallError::Status { code, .. } => code.clone().unwrap_or_default(),
-        _ => String::new(),
-    };
-    let creds_hint = "check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (or the AWS_PROFILE section of \
-                      ~/.aws/credentials), that the key may read the bucket, and --s3-endpoint / --s3-region";
-    match (e.status(), code.as_str()) {
-        (Some(403), "RequestTimeTooSkewed") => Error::Auth {
-            message: format!("S3 bucket '{bucket}': request refused (RequestTimeTooSkewed)"),
-            hint: "the clock of this machine is more than 15 minutes off: fix the system time".into(),
-        },
-        (Some(401 | 403), _) => {
-            Error::Auth { message: format!("S3 bucket '{bucket}': access denied ({e})"), hint: creds_hint.into() }
-        }
-        (Some(404), _) => {
-            let what = if code == "NoSuchBucket" || code.is_empty() { "bucket not found" } else { "not found" };
-            Error::NotFound(format!("S3 bucket '{bucket}': {what} ({e})"))
-        }
-        (Some(301 | 307), _) | (Some(400), "AuthorizationHeaderMalformed") => Error::Usage(format!(
-            "S3 bucket '{bucket}': the service answered {e}: the bucket is probably in another region; set --s3-region \
-             (or AWS_REGION) to the bucket's region"
-        )),
-        _ => crate::provider::fatal_with_hint(e, &format!("S3 bucket '{bucket}'"), creds_hint),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::http::CallError;
-
-    fn status(status: u16, code: Option<&str>) -> CallError {
-        CallError::Status { status, code: code.map(str::to_string), message: None, attempts: 3 }
-    }
-
-    #[test]
-    fn s3_failures_map_to_documented_exit_codes() {
-        for code in [Some("SignatureDoesNotMatch"), Some("InvalidAccessKeyId"), Some("AccessDenied"), None] {
-            let e = s3_fatal(status(403, code), "b");
-            assert_eq!(e.exit_code(), 3, "{code:?}");
-            assert!(e.hint().is_some_and(|h| h.contains("AWS_SECRET_ACCESS_KEY")), "{code:?}");
-        }
-        let skew = s3_fatal(status(403, Some("RequestTimeTooSkewed")), "b");
-        assert_eq!(skew.exit_code(), 3);
-        assert!(skew.hint().is_some_and(|h| h.contains("clock")));
-        let e = s3_fatal(status(404, Some("NoSuchBucket")), "b");
-        assert_eq!(e.exit_code(), 4);
-        assert!(e.to_string().contains("bucket not found"), "{e}");
-        assert_eq!(s3_fatal(status(404, None), "b").exit_code(), 4);
-        for e in [status(301, None), status(400, Some("AuthorizationHeaderMalformed"))] {
-            let e = s3_fatal(e, "b");
-            assert_eq!(e.exit_code(), 2);
-            assert!(e.to_string().contains("--s3-region"), "{e}");
-        }
-        assert_eq!(s3_fatal(status(503, Some("SlowDown")), "b").exit_code(), 1);
-        assert_eq!(s3_fatal(status(400, Some("InvalidArgument")), "b").exit_code(), 1);
-        let t = CallError::Transport { message: "connection refused".into(), attempts: 5 };
-        assert_eq!(s3_fatal(t, "b").exit_code(), 1);
-    }
 }

@@ -11,8 +11,9 @@ use crate::http::MetaClient;
 use crate::plan::{Filter, Plan};
 use crate::provider::azureml::{AzureMl, Config};
 use crate::provider::foundry::{Foundry, parse_endpoint};
+use crate::provider::kfp::Kfp;
 use crate::provider::mlflow::Mlflow;
-use crate::provider::{DataProtocol, Job, OutputError, Provider, Resolved};
+use crate::provider::{Job, OutputError, Provider, Resolved};
 use crate::report::Printer;
 use crate::settings::{
     AzureCliDefaults, Common, ENV_ARM_ENDPOINT, ENV_STORAGE_ENDPOINT, JobSource, env_url, job_source, parse_duration,
@@ -111,7 +112,26 @@ pub(crate) fn locate(args: &DownloadArgs) -> Result<Located, Error> {
             };
             Provider::AzureMl(AzureMl::new(meta, blob, tokens, common.allow.clone(), config)?)
         }
-        JobSource::Kfp(_) => return Err(Error::usage("Kubeflow Pipelines runs are not supported yet")),
+        JobSource::Kfp(endpoint) => {
+            let base = crate::provider::kfp::parse_endpoint(&endpoint, args.target.s3.allow_http)?;
+            let token = match &args.target.kfp_token_file {
+                Some(path) => Some(read_token_file(path)?),
+                None => common.access_token.clone(),
+            };
+            let s3 = crate::provider::kfp::S3Settings {
+                endpoint: args.target.s3.s3_endpoint.clone(),
+                region: args.target.s3.s3_region.clone(),
+                allow_http: args.target.s3.allow_http,
+            };
+            Provider::Kfp(Box::new(Kfp::new(
+                meta,
+                base,
+                token,
+                s3,
+                args.target.pipeline_root.clone(),
+                common.meta_retry.clone(),
+            )))
+        }
         JobSource::Mlflow(uri) => {
             let target = crate::provider::mlflow::resolve_target(&uri, common.access_token.clone())?;
             Provider::Mlflow(Box::new(Mlflow::new(meta, target, common.allow.clone())))
@@ -119,6 +139,17 @@ pub(crate) fn locate(args: &DownloadArgs) -> Result<Located, Error> {
     };
     let blob = BlobClient::new(client.clone(), common.meta_retry.clone());
     Ok(Located { common, client, blob, provider })
+}
+
+/// The KFP bearer token from `--kfp-token-file` (trimmed; exit 2 when unreadable or empty).
+fn read_token_file(path: &Path) -> Result<String, Error> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Error::usage(format!("cannot read --kfp-token-file {}: {e}", path.display())))?;
+    let token = text.trim();
+    if token.is_empty() || token.contains(['\n', '\r']) {
+        return Err(Error::usage(format!("--kfp-token-file {} does not hold one token", path.display())));
+    }
+    Ok(token.to_string())
 }
 
 /// Locate and gate the job, resolve the requested outputs and plan their (filtered) files.
@@ -202,7 +233,7 @@ pub(crate) async fn resolve(
                     _ => name.clone(),
                 };
                 let subdir = format!("named-outputs/{dir}");
-                let safe = if src.output_paths && !dir.contains('\\') {
+                let safe = if (src.output_paths || src.task_outputs) && !dir.contains('\\') {
                     // Each component of an artifact path is one directory under named-outputs/.
                     crate::safepath::safe_relative_path(&dir).map(|_| ())
                 } else {
@@ -217,7 +248,10 @@ pub(crate) async fn resolve(
                     _ = cancel.cancelled() => return Err(Error::Interrupted),
                 };
                 match r {
-                    Ok(resolved) => add(&mut plan, &root, &subdir, resolved, &mut seen),
+                    Ok(resolved) => {
+                        let subdir = resolved.subdir.as_ref().map(|d| format!("named-outputs/{d}")).unwrap_or(subdir);
+                        add(&mut plan, &root, &subdir, resolved, &mut seen)
+                    }
                     Err(OutputError::Fatal(e)) => return Err(e),
                     Err(OutputError::Denied { message, hint }) if only_one => {
                         return Err(Error::Auth { message, hint });
@@ -245,22 +279,14 @@ pub(crate) async fn resolve(
     Ok(Resolution { common, client, blob, job, root, plan, probe_sizes })
 }
 
-/// Plan one output's files under `subdir`, adding its request headers (a storage token, a
-/// tracking server's credentials, a presigned URL's required headers) to them.
+/// Plan one output's files and archives under `subdir`, adding the output's request headers (a
+/// storage token of an identity-based datastore) to its files.
 fn add(plan: &mut Plan, root: &Path, subdir: &str, resolved: Resolved, seen: &mut HashMap<String, String>) {
     let before = plan.tasks.len();
     plan.add(root, subdir, resolved.listing, seen);
     plan.add_archives(root, subdir, resolved.archives);
     for t in &mut plan.tasks[before..] {
-        if resolved.data == DataProtocol::Plain {
-            // Not Azure Blob: no x-ms-* request headers, no blob checksum/error headers.
-            t.headers.clear();
-            t.hints = crate::transfer::ServerHints::default();
-        }
         t.headers.extend(resolved.headers.iter().cloned());
-        if let Some(h) = resolved.file_headers.get(t.url.as_str()) {
-            t.headers.extend(h.iter().cloned());
-        }
     }
 }
 
@@ -297,6 +323,20 @@ fn requested(args: &DownloadArgs, job: &Job) -> Result<Vec<Want>, Error> {
     for name in &args.outputs {
         let want = if name == "default" {
             Want::Default
+        } else if !job.outputs.contains_key(name)
+            && let Some(full) = job.output_aliases.get(name)
+        {
+            // A short name (`model` for `train/model`) when exactly one task has it.
+            match full.as_slice() {
+                [one] => Want::Named(one.clone()),
+                many => {
+                    return Err(Error::usage(format!(
+                        "output name '{name}' is ambiguous in job '{}': give one of {}",
+                        job.name,
+                        many.join(", ")
+                    )));
+                }
+            }
         } else if job.output_paths {
             // An artifact path: `a/b/` and `/a/b` name the same sub-tree as `a/b`.
             Want::Named(name.trim_matches('/').to_string())

@@ -2,11 +2,13 @@
 //! returns listings of remote files (relative path + URL + validators). It never touches the
 //! destination directory and knows nothing about how bytes are moved.
 //!
-//! Three sources sit behind one seam, [`Provider`]: a Foundry project endpoint (Path A, [`foundry`]),
+//! Four sources sit behind one seam, [`Provider`]: a Foundry project endpoint (Path A, [`foundry`]),
 //! an Azure Machine Learning workspace through ARM (Path B, [`azureml`]) and an MLflow tracking
-//! server or Databricks workspace ([`mlflow`]).
+//! server or Databricks workspace ([`mlflow`]); a Kubeflow Pipelines API whose runs' outputs live in
+//! S3-compatible storage ([`kfp`]).
 pub mod azureml;
 pub mod foundry;
+pub mod kfp;
 pub mod mlflow;
 
 use crate::error::Error;
@@ -36,6 +38,11 @@ pub struct Job {
     /// Outputs are paths into the artifact tree (MLflow): any name may be asked for with
     /// `--output`, and it may be nested (`checkpoints/step-100`), not only the declared ones.
     pub output_paths: bool,
+    /// Outputs are named `TASK/OUTPUT` (Kubeflow): a name with one `/`.
+    pub task_outputs: bool,
+    /// Short output names and the full names they stand for (`model` → `train/model`), for
+    /// sources whose outputs are `TASK/OUTPUT`.
+    pub output_aliases: BTreeMap<String, Vec<String>>,
 }
 
 /// An RFC 3339 timestamp from a response, normalised to UTC (`None` when absent or malformed:
@@ -79,13 +86,29 @@ pub struct RemoteFile {
 }
 
 /// The storage protocol of a [`RemoteFile`]'s URL.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub enum Protocol {
     /// Azure Blob Storage (SAS URL): `x-ms-version`, `x-ms-blob-content-md5`, `x-ms-error-code`.
     #[default]
     AzureBlob,
     /// S3-compatible storage: no `x-ms-*` header; every request signed by the hook (SigV4).
     S3(crate::transfer::SignHook),
+    /// Plain HTTP (an MLflow artifact proxy, a presigned cloud URL): no service-specific headers,
+    /// only these (the tracking server's credentials, the headers a presigned URL requires).
+    /// Secret: `Debug` shows the names only.
+    Plain(Vec<(String, String)>),
+}
+
+impl std::fmt::Debug for Protocol {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Protocol::AzureBlob => f.write_str("AzureBlob"),
+            Protocol::S3(_) => f.write_str("S3"),
+            Protocol::Plain(h) => {
+                f.debug_tuple("Plain").field(&h.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>()).finish()
+            }
+        }
+    }
 }
 
 impl RemoteFile {
@@ -94,13 +117,14 @@ impl RemoteFile {
         match &self.protocol {
             Protocol::AzureBlob => vec![("x-ms-version".to_string(), crate::blob::X_MS_VERSION.to_string())],
             Protocol::S3(_) => Vec::new(),
+            Protocol::Plain(headers) => headers.clone(),
         }
     }
 
     /// The per-request signer of the file's data requests (S3), if any.
     pub fn signer(&self) -> Option<crate::transfer::SignHook> {
         match &self.protocol {
-            Protocol::AzureBlob => None,
+            Protocol::AzureBlob | Protocol::Plain(_) => None,
             Protocol::S3(hook) => Some(hook.clone()),
         }
     }
@@ -112,7 +136,7 @@ impl RemoteFile {
                 partial_md5_header: Some("x-ms-blob-content-md5".into()),
                 error_code_header: Some("x-ms-error-code".into()),
             },
-            Protocol::S3(_) => crate::transfer::ServerHints::default(),
+            Protocol::S3(_) | Protocol::Plain(_) => crate::transfer::ServerHints::default(),
         }
     }
 }
@@ -134,11 +158,6 @@ pub struct Resolved {
     /// Extra request headers for every file of this output: a storage bearer token for
     /// identity-based datastores. Secret: never printed.
     pub headers: Vec<(String, String)>,
-    /// Which protocol the data URLs speak (decides the headers and hints of every file).
-    pub data: DataProtocol,
-    /// Extra request headers of single files, by URL (`url.as_str()`): the tracking server's
-    /// credentials for proxied files, the headers a presigned URL requires. Secret: never printed.
-    pub file_headers: std::collections::HashMap<String, Vec<(String, String)>>,
     /// Archives to unpack (KFP v1 `:read` artifacts: a JSON-wrapped base64 `.tgz` stream).
     pub archives: Vec<ArchiveSource>,
     /// Where this output's files go below `named-outputs/`, when not under the output's name
@@ -248,16 +267,6 @@ pub async fn s3_files(s3: &crate::s3::S3Client, hook: &crate::transfer::SignHook
     listing
 }
 
-/// What the data URLs of an output are.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub enum DataProtocol {
-    /// Azure Blob storage: `x-ms-version` on every request, MD5 and error-code headers.
-    #[default]
-    AzureBlob,
-    /// Plain HTTP (an MLflow artifact proxy, presigned cloud URLs): no service-specific headers.
-    Plain,
-}
-
 impl From<Listing> for Resolved {
     fn from(listing: Listing) -> Self {
         Resolved { listing, ..Resolved::default() }
@@ -293,6 +302,8 @@ pub enum Provider {
     AzureMl(azureml::AzureMl),
     /// An MLflow tracking server (or Databricks workspace).
     Mlflow(Box<mlflow::Mlflow>),
+    /// A Kubeflow Pipelines API (outputs in S3-compatible storage).
+    Kfp(Box<kfp::Kfp>),
 }
 
 impl Provider {
@@ -302,6 +313,7 @@ impl Provider {
             Provider::Foundry(f) => f.get_job(name).await,
             Provider::AzureMl(a) => a.get_job(name).await,
             Provider::Mlflow(m) => m.get_job(name).await,
+            Provider::Kfp(k) => k.get_job(name).await,
         }
     }
 
@@ -310,6 +322,7 @@ impl Provider {
         match self {
             Provider::Foundry(_) | Provider::AzureMl(_) => crate::error::AZURE_TERMINAL,
             Provider::Mlflow(_) => crate::error::MLFLOW_TERMINAL,
+            Provider::Kfp(_) => kfp::TERMINAL,
         }
     }
 
@@ -324,6 +337,7 @@ impl Provider {
             Provider::Foundry(f) => f.default_artifacts(&job.name).await.map(Resolved::from),
             Provider::AzureMl(a) => a.default_artifacts(job).await,
             Provider::Mlflow(m) => m.default_artifacts(job).await,
+            Provider::Kfp(k) => k.default_artifacts(job).await,
         }
     }
 
@@ -332,7 +346,7 @@ impl Provider {
     /// resolves whatever was not prepared.
     pub async fn prepare_outputs(&self, job: &Job, names: &[String]) -> Result<(), Error> {
         match self {
-            Provider::Foundry(_) | Provider::Mlflow(_) => Ok(()),
+            Provider::Foundry(_) | Provider::Mlflow(_) | Provider::Kfp(_) => Ok(()),
             Provider::AzureMl(a) => a.prepare_outputs(job, names).await,
         }
     }
@@ -343,6 +357,7 @@ impl Provider {
             Provider::Foundry(f) => f.named_output(job, name).await.map(Resolved::from).map_err(OutputError::Failed),
             Provider::AzureMl(a) => a.named_output(job, name).await,
             Provider::Mlflow(m) => m.named_output(job, name).await,
+            Provider::Kfp(k) => k.named_output(job, name).await,
         }
     }
 }
@@ -371,6 +386,35 @@ pub fn fatal_with_hint(e: CallError, what: &str, hint: &str) -> Error {
         }
         None if e.is_retryable() => Error::ServiceUnavailable(format!("{what}: {e} (after {} attempts)", e.attempts())),
         _ => Error::Protocol(format!("{what}: {e}")),
+    }
+}
+
+/// Map a failed S3 listing or HEAD of `what` (`S3 bucket 'b'`, a run prefix) to a run-ending
+/// error (kfp-s3-api.md §6.5).
+pub fn s3_fatal(e: crate::http::CallError, what: &str) -> Error {
+    let code = match &e {
+        crate::http::CallError::Status { code, .. } => code.clone().unwrap_or_default(),
+        _ => String::new(),
+    };
+    let creds_hint = "check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (or the AWS_PROFILE section of \
+                      ~/.aws/credentials), that the key may read the bucket, and --s3-endpoint / --s3-region";
+    match (e.status(), code.as_str()) {
+        (Some(403), "RequestTimeTooSkewed") => Error::Auth {
+            message: format!("{what}: request refused (RequestTimeTooSkewed)"),
+            hint: "the clock of this machine is more than 15 minutes off: fix the system time".into(),
+        },
+        (Some(401 | 403), _) => {
+            Error::Auth { message: format!("{what}: access denied ({e})"), hint: creds_hint.into() }
+        }
+        (Some(404), _) => {
+            let kind = if code == "NoSuchBucket" || code.is_empty() { "bucket not found" } else { "not found" };
+            Error::NotFound(format!("{what}: {kind} ({e})"))
+        }
+        (Some(301 | 307), _) | (Some(400), "AuthorizationHeaderMalformed") => Error::Usage(format!(
+            "{what}: the service answered {e}: the bucket is probably in another region; set --s3-region \
+             (or AWS_REGION) to the bucket's region"
+        )),
+        _ => fatal_with_hint(e, what, creds_hint),
     }
 }
 
@@ -406,5 +450,34 @@ mod tests {
         assert_eq!(e.exit_code(), 1);
         assert!(e.to_string().contains("service unavailable (HTTP 503) after 5 attempts"));
         assert_eq!(fatal(st(400), "job").exit_code(), 1);
+    }
+
+    fn status(status: u16, code: Option<&str>) -> CallError {
+        CallError::Status { status, code: code.map(str::to_string), message: None, attempts: 3 }
+    }
+
+    #[test]
+    fn s3_failures_map_to_documented_exit_codes() {
+        for code in [Some("SignatureDoesNotMatch"), Some("InvalidAccessKeyId"), Some("AccessDenied"), None] {
+            let e = s3_fatal(status(403, code), "S3 bucket 'b'");
+            assert_eq!(e.exit_code(), 3, "{code:?}");
+            assert!(e.hint().is_some_and(|h| h.contains("AWS_SECRET_ACCESS_KEY")), "{code:?}");
+        }
+        let skew = s3_fatal(status(403, Some("RequestTimeTooSkewed")), "b");
+        assert_eq!(skew.exit_code(), 3);
+        assert!(skew.hint().is_some_and(|h| h.contains("clock")));
+        let e = s3_fatal(status(404, Some("NoSuchBucket")), "b");
+        assert_eq!(e.exit_code(), 4);
+        assert!(e.to_string().contains("bucket not found"), "{e}");
+        assert_eq!(s3_fatal(status(404, None), "b").exit_code(), 4);
+        for e in [status(301, None), status(400, Some("AuthorizationHeaderMalformed"))] {
+            let e = s3_fatal(e, "b");
+            assert_eq!(e.exit_code(), 2);
+            assert!(e.to_string().contains("--s3-region"), "{e}");
+        }
+        assert_eq!(s3_fatal(status(503, Some("SlowDown")), "b").exit_code(), 1);
+        assert_eq!(s3_fatal(status(400, Some("InvalidArgument")), "b").exit_code(), 1);
+        let t = CallError::Transport { message: "connection refused".into(), attempts: 5 };
+        assert_eq!(s3_fatal(t, "b").exit_code(), 1);
     }
 }

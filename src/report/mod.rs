@@ -55,6 +55,24 @@ pub fn set_destination(p: &Path) {
     let _ = DESTINATION.set(p.to_path_buf());
 }
 
+/// Notes about what a run could not fetch and why (outputs the listing cannot see), for stderr
+/// and the `--json` document's `notes`.
+static NOTES: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+/// Say something the user must not miss about what is (not) downloaded: printed on stderr (not
+/// with `-q`) and listed in the `--json` document's `notes`.
+pub fn notice(msg: &str) {
+    let msg = crate::redact::redact(msg);
+    crate::log::log(0, &msg);
+    if let Ok(mut n) = NOTES.lock() {
+        n.push(msg);
+    }
+}
+
+fn notes() -> Vec<String> {
+    NOTES.lock().map(|n| n.clone()).unwrap_or_default()
+}
+
 impl Printer {
     /// Print the final summary (human) or the JSON document.
     pub fn summary(&self, s: &Summary<'_>) {
@@ -193,13 +211,18 @@ pub fn summary_json(s: &Summary<'_>) -> Value {
     if s.interrupted {
         totals["interrupted"] = json!(true);
     }
-    json!({
+    let mut doc = json!({
         "version": 1,
         "job": s.job.map(|(n, st)| json!({"name": n, "status": st})),
         "destination": s.destination.display().to_string(),
         "files": files,
         "totals": totals,
-    })
+    });
+    let notes = notes();
+    if !notes.is_empty() {
+        doc["notes"] = json!(notes);
+    }
+    doc
 }
 
 /// `1.5 GiB`-style sizes.

@@ -155,6 +155,8 @@ pub struct S3Client {
     retry: RetryConfig,
     /// `…/<bucket>/` (path style) or `https://<bucket>.s3.<region>.amazonaws.com/`.
     bucket_url: Url,
+    /// The bucket name.
+    bucket: String,
     signer: Signer,
     /// Total time allowed for one metadata attempt.
     attempt_timeout: Duration,
@@ -201,6 +203,7 @@ impl S3Client {
             client,
             retry,
             bucket_url,
+            bucket: bucket.to_string(),
             signer: Signer::new(config.credentials.clone(), config.region.clone()),
             attempt_timeout: Duration::from_secs(60),
             max_pages: MAX_LIST_PAGES,
@@ -210,6 +213,23 @@ impl S3Client {
     /// The bucket's base URL (`…/<bucket>/` or `https://<bucket>.s3…/`).
     pub fn bucket_url(&self) -> &Url {
         &self.bucket_url
+    }
+
+    /// The bucket name.
+    pub fn bucket_name(&self) -> &str {
+        &self.bucket
+    }
+
+    /// Whether anything exists under `prefix` (one ListObjectsV2 call with `max-keys=1`).
+    pub async fn probe(&self, prefix: &str) -> Result<bool, CallError> {
+        let mut url = self.bucket_url.clone();
+        url.query_pairs_mut()
+            .append_pair("encoding-type", "url")
+            .append_pair("list-type", "2")
+            .append_pair("max-keys", "1")
+            .append_pair("prefix", prefix);
+        let page = crate::http::with_retry(&self.retry, "GET", &url, |attempt| self.get_page(&url, attempt)).await?;
+        Ok(!page.objects.is_empty() || !page.bad.is_empty())
     }
 
     /// The signer (for the engine's per-request hook).

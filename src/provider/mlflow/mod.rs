@@ -16,7 +16,7 @@
 //! and receive only the headers the service attached to them.
 pub mod target;
 
-use super::{DataProtocol, Job, OutputError, OutputSpec, RemoteFile, Resolved};
+use super::{Job, OutputError, OutputSpec, Protocol, RemoteFile, Resolved};
 use crate::error::Error;
 use crate::hosts::AllowList;
 use crate::http::{CallError, JsonRequest, MetaClient};
@@ -446,7 +446,7 @@ impl Mlflow {
         };
         let strip =
             |p: &str| -> String { if prefix.is_empty() { p.to_string() } else { p[prefix.len() + 1..].to_string() } };
-        let mut resolved = Resolved { data: DataProtocol::Plain, ..Resolved::default() };
+        let mut resolved = Resolved::default();
         resolved.listing.failures = failures;
         for e in entries {
             let rel = strip(&e.path);
@@ -471,9 +471,6 @@ impl Mlflow {
                     (url, headers, None)
                 }
             };
-            if !headers.is_empty() {
-                resolved.file_headers.insert(url.as_str().to_string(), headers);
-            }
             resolved.listing.files.push(RemoteFile {
                 rel,
                 url,
@@ -481,8 +478,7 @@ impl Mlflow {
                 md5: None,
                 check: None,
                 refresh,
-                // Plain HTTP: `download` applies `DataProtocol::Plain` to the planned tasks.
-                protocol: super::Protocol::default(),
+                protocol: Protocol::Plain(headers),
             });
         }
         Ok(resolved)

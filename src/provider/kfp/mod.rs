@@ -1,0 +1,659 @@
+//! Kubeflow Pipelines runs (kfp-s3-api.md): the run from the KFP REST API (`/apis/v2beta1`), its
+//! outputs from S3-compatible storage under one run prefix, `<root>/<pipeline>/<run>/`.
+//!
+//! Order of calls (§0.1): the run (`view=FULL`), its pipeline version when the spec is not inline,
+//! its experiment (namespace), a one-key listing per candidate pipeline root, one listing of the
+//! run prefix; the files then go to the engine as signed S3 GETs. A v1 (Argo) run has no v2
+//! outputs: its artifacts come from the API's `:read` route as archives (§4).
+//!
+//! The KFP bearer token goes only to the KFP base the user gave; S3 requests are signed for the
+//! configured S3 endpoint only (a root's `?endpoint=` is dropped, never contacted).
+pub mod layout;
+
+use super::{ArchiveSource, Job, Listing, OutputError, OutputSpec, Resolved, s3_fatal};
+use crate::error::Error;
+use crate::http::{CallError, JsonRequest, MetaClient};
+use crate::s3::{S3Client, S3Config};
+use crate::transfer::SignHook;
+use layout::{Layout, is_logs};
+use serde_json::Value;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use url::Url;
+
+/// Terminal run states (§3.3).
+pub const TERMINAL: &[&str] = &["SUCCEEDED", "FAILED", "CANCELED", "SKIPPED"];
+
+/// The name of a v1 task's log artifact (its entries go to `artifacts/<task>/`).
+const V1_LOGS: &str = "main-logs";
+
+/// Most Pod nodes read from one v1 workflow manifest.
+const MAX_V1_NODES: usize = 100_000;
+
+/// S3 settings as given (resolved when the outputs are first needed, so `show` of a running run
+/// needs no S3 credentials).
+#[derive(Debug, Clone, Default)]
+pub struct S3Settings {
+    /// `--s3-endpoint` / `AWS_ENDPOINT_URL`.
+    pub endpoint: Option<String>,
+    /// `--s3-region`.
+    pub region: Option<String>,
+    /// `--allow-http`.
+    pub allow_http: bool,
+}
+
+/// A Kubeflow Pipelines API (cheap to clone: clients and caches are shared).
+#[derive(Clone)]
+pub struct Kfp {
+    meta: MetaClient,
+    /// API base without a trailing `/`.
+    base: Url,
+    /// Bearer token for the API only. Secret.
+    token: Option<String>,
+    s3: S3Settings,
+    /// `--pipeline-root`.
+    pipeline_root: Option<String>,
+    /// The run's HTTP client and data retry policy (S3 listings).
+    client: reqwest::Client,
+    retry: crate::retry::RetryConfig,
+    /// Resolved outputs per run id.
+    runs: Arc<Mutex<HashMap<String, Arc<RunData>>>>,
+}
+
+/// What a finished run's outputs are.
+enum RunData {
+    /// v2: objects under one run prefix (and, from the new API, cached outputs elsewhere).
+    V2 {
+        layout: Layout,
+        /// One client per bucket; `Item::bucket` indexes it (0: the run prefix's bucket).
+        buckets: Vec<Bucket>,
+    },
+    /// v1 (Argo): `:read` archives per (task, artifact).
+    V1 { artifacts: Vec<V1Artifact> },
+}
+
+/// A bucket the run's outputs are in, and the signer of its data requests.
+struct Bucket {
+    s3: S3Client,
+    hook: SignHook,
+}
+
+impl Bucket {
+    fn new(s3: S3Client) -> Self {
+        let hook = SignHook(Arc::new(s3.signer().clone()));
+        Bucket { s3, hook }
+    }
+}
+
+/// One artifact of a v1 run's Pod node.
+#[derive(Debug, Clone, PartialEq)]
+struct V1Artifact {
+    /// The task directory (`displayName`, plus the node id when several Pods share it).
+    task: String,
+    /// The artifact name.
+    name: String,
+    /// The Argo node id.
+    node: String,
+}
+
+/// Check the user-given KFP API base: http(s), a host, no user info, query or fragment; plain http
+/// only to a loopback host or with `--allow-http`. Returned without a trailing `/`.
+pub fn parse_endpoint(raw: &str, allow_http: bool) -> Result<Url, Error> {
+    let bad = |why: String| Error::usage(format!("invalid --kfp-endpoint / KF_PIPELINES_ENDPOINT: {why}"));
+    let mut url = Url::parse(raw.trim()).map_err(|e| bad(format!("'{}': {e}", crate::redact::redact(raw))))?;
+    crate::hosts::check_s3_endpoint(&url, allow_http)
+        .map_err(|e| bad(e.replace("S3 endpoint", "Kubeflow Pipelines endpoint")))?;
+    let path = url.path().trim_end_matches('/').to_string();
+    url.set_path(&path);
+    Ok(url)
+}
+
+impl Kfp {
+    /// A KFP API at `base` (checked by [`parse_endpoint`]).
+    pub fn new(
+        meta: MetaClient,
+        base: Url,
+        token: Option<String>,
+        s3: S3Settings,
+        pipeline_root: Option<String>,
+        retry: crate::retry::RetryConfig,
+    ) -> Self {
+        let client = meta.client().clone();
+        Kfp { meta, base, token, s3, pipeline_root, client, retry, runs: Arc::default() }
+    }
+
+    /// `<base>/apis/<version>/<segments…>`: every segment percent-encoded as one path segment.
+    fn api(&self, version: &str, segments: &[&str], query: &[(&str, &str)]) -> Url {
+        let mut url = self.base.clone();
+        if let Ok(mut p) = url.path_segments_mut() {
+            p.pop_if_empty().push("apis").push(version).extend(segments);
+        }
+        if !query.is_empty() {
+            url.query_pairs_mut().extend_pairs(query);
+        }
+        url
+    }
+
+    async fn get(&self, url: Url) -> Result<Value, CallError> {
+        let req = JsonRequest { method: reqwest::Method::GET, url, bearer: self.token.clone(), body: None };
+        self.meta.json(&req).await
+    }
+
+    /// Map a failed API call to a run-ending error (§3.1: 400 → 2, 401/403 → 3, 404 → 4).
+    fn fatal(&self, e: CallError, what: &str) -> Error {
+        if e.status() == Some(400) {
+            return Error::Usage(format!("{what}: the Kubeflow Pipelines API refused the request ({e})"));
+        }
+        super::fatal_with_hint(
+            e,
+            what,
+            "give the API's bearer token in JOBDL_ACCESS_TOKEN or --kfp-token-file (behind the multi-user \
+             gateway: a token of an identity that may read the run's namespace)",
+        )
+    }
+
+    /// GET the run; when it is finished, also resolve where its outputs are (so `show`, `ls` and
+    /// `--output` know them).
+    pub async fn get_job(&self, run_id: &str) -> Result<Job, Error> {
+        let what = format!("Kubeflow run '{run_id}'");
+        let run = self
+            .get(self.api("v2beta1", &["runs", run_id], &[("view", "FULL")]))
+            .await
+            .map_err(|e| self.fatal(e, &what))?;
+        if !run.is_object() {
+            return Err(Error::Protocol(format!("{what}: malformed response (not an object)")));
+        }
+        let status = match run.get("state").and_then(Value::as_str).map(str::trim) {
+            Some(s) if !s.is_empty() => crate::plan::printable(s),
+            _ => "RUNTIME_STATE_UNSPECIFIED".to_string(),
+        };
+        let mut job = Job {
+            name: run_id.to_string(),
+            status,
+            job_type: "Kubeflow pipeline run".into(),
+            created: super::timestamp(run.get("created_at").and_then(Value::as_str)),
+            task_outputs: true,
+            ..Job::default()
+        };
+        if !TERMINAL.contains(&job.status.as_str()) {
+            return Ok(job);
+        }
+        let data = self.resolve(run_id, &run).await?;
+        match &*data {
+            RunData::V2 { layout, buckets } => {
+                for (name, _) in layout.outputs() {
+                    let (task, output) = name.split_once('/').unwrap_or((&name, ""));
+                    let uri = layout
+                        .items
+                        .iter()
+                        .find(|i| i.task == task && i.output == output)
+                        .and_then(|i| Some(object_uri(&buckets.get(i.bucket)?.s3, &i.object.key, &i.path)));
+                    job.outputs
+                        .insert(name.clone(), OutputSpec { kind: "artifact".into(), uri, ..OutputSpec::default() });
+                }
+            }
+            RunData::V1 { artifacts } => {
+                for a in artifacts.iter().filter(|a| a.name != V1_LOGS) {
+                    job.outputs.insert(
+                        format!("{}/{}", a.task, a.name),
+                        OutputSpec { kind: "argo-artifact".into(), ..OutputSpec::default() },
+                    );
+                }
+            }
+        }
+        for name in job.outputs.keys() {
+            if let Some((_, output)) = name.split_once('/') {
+                job.output_aliases.entry(output.to_string()).or_default().push(name.clone());
+            }
+        }
+        Ok(job)
+    }
+
+    /// Resolve (once per run) where the run's outputs are.
+    async fn resolve(&self, run_id: &str, run: &Value) -> Result<Arc<RunData>, Error> {
+        if let Some(d) = self.runs.lock().ok().and_then(|m| m.get(run_id).cloned()) {
+            return Ok(d);
+        }
+        let data = Arc::new(self.resolve_uncached(run_id, run).await?);
+        if let Ok(mut m) = self.runs.lock() {
+            m.insert(run_id.to_string(), data.clone());
+        }
+        Ok(data)
+    }
+
+    async fn resolve_uncached(&self, run_id: &str, run: &Value) -> Result<RunData, Error> {
+        let pipeline = match self.pipeline_name(run_id, run).await? {
+            Some(p) => p,
+            None => {
+                // No v2 pipeline name: a v1 (Argo) run, whose spec is a workflow.
+                if let Some(artifacts) = self.v1_artifacts(run_id).await? {
+                    return Ok(RunData::V1 { artifacts });
+                }
+                return Err(Error::Protocol(format!(
+                    "Kubeflow run '{run_id}': its pipeline name (pipeline_spec.pipelineInfo.name) is unknown, so the \
+                     run's outputs cannot be located"
+                )));
+            }
+        };
+        let namespace = self.namespace(run).await;
+        let mut candidates: Vec<(String, &'static str)> = Vec::new();
+        if let Some(r) = self.pipeline_root.as_deref().filter(|r| !r.trim().is_empty()) {
+            candidates.push((r.trim().to_string(), "--pipeline-root"));
+        } else {
+            if let Some(r) = run
+                .get("runtime_config")
+                .and_then(|c| c.get("pipeline_root"))
+                .and_then(Value::as_str)
+                .map(str::trim)
+                .filter(|r| !r.is_empty())
+            {
+                candidates.push((r.to_string(), "the run's runtime_config.pipeline_root"));
+            }
+            if let Some(ns) = &namespace {
+                candidates.push((layout::multi_user_root(ns), "the multi-user default of its namespace"));
+            }
+            candidates.push((layout::DEFAULT_ROOT.to_string(), "the standalone default"));
+        }
+        let config = crate::settings::s3_config(
+            self.s3.endpoint.as_deref(),
+            self.s3.region.as_deref(),
+            self.s3.allow_http,
+            &|k| std::env::var(k).ok(),
+            home().as_deref(),
+        )?;
+        let (mut tried, mut denied, mut seen) = (Vec::new(), 0usize, Vec::new());
+        let mut found: Option<(Layout, Bucket, String)> = None;
+        for (raw, why) in candidates {
+            let root = layout::parse_root(&raw).map_err(Error::Usage)?;
+            if seen.contains(&root) {
+                continue;
+            }
+            seen.push(root.clone());
+            require_endpoint(&root.uri, why, &config)?;
+            let s3 = self.s3_client(&config, &root.bucket)?;
+            let prefix = root.run_prefix(&pipeline, run_id);
+            let shown = format!("{}/{pipeline}/{run_id}/", root.uri);
+            match s3.probe(&prefix).await {
+                Ok(true) => {
+                    crate::log::log(0, format!("reading the run's outputs from {shown} ({why})"));
+                    let (objects, bad) = s3.list(&prefix).await.map_err(|e| s3_fatal(e, &shown))?;
+                    let mut layout = Layout::group(&prefix, objects);
+                    layout.failures.extend(bad.into_iter().map(|(k, reason)| {
+                        (crate::plan::printable(k.strip_prefix(prefix.as_str()).unwrap_or(&k)), reason)
+                    }));
+                    found = Some((layout, Bucket::new(s3), prefix));
+                    break;
+                }
+                Ok(false) => tried.push(format!("{shown} (empty)")),
+                Err(e) if e.status() == Some(403) => {
+                    denied += 1;
+                    tried.push(format!("{shown} (access denied: {e})"));
+                }
+                Err(e) if e.status() == Some(404) => tried.push(format!("{shown} (no such bucket)")),
+                Err(e) => return Err(s3_fatal(e, &shown)),
+            }
+        }
+        let (mut layout, mut buckets, prefix) = match found {
+            Some((l, b, p)) => (l, vec![b], Some(p)),
+            None => (Layout::default(), Vec::new(), None),
+        };
+        // The new API names every output's exact URI, cached tasks' included (§3.6).
+        if let Some(artifacts) = layout::task_artifacts(run) {
+            self.add_exact_outputs(&config, &artifacts, prefix.as_deref(), &mut layout, &mut buckets).await?;
+        }
+        if !buckets.is_empty() {
+            self.note_missing(run, &layout).await;
+            return Ok(RunData::V2 { layout, buckets });
+        }
+        if denied == tried.len() && denied > 0 {
+            return Err(Error::Auth {
+                message: format!(
+                    "Kubeflow run '{run_id}': S3 access denied to every pipeline root: {}",
+                    tried.join("; ")
+                ),
+                hint: "check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (KFP's keys are in the Secret \
+                       mlpipeline-minio-artifact of the run's namespace) and --s3-endpoint"
+                    .into(),
+            });
+        }
+        if let Some(artifacts) = self.v1_artifacts(run_id).await? {
+            return Ok(RunData::V1 { artifacts });
+        }
+        Err(Error::NotFound(format!(
+            "Kubeflow run '{run_id}': no outputs found; tried {}; give the root with --pipeline-root",
+            tried.join(", ")
+        )))
+    }
+
+    /// Add the outputs the new API names by URI that the run prefix's listing did not cover
+    /// (cached tasks' outputs under an earlier run's prefix, other buckets); name those that have
+    /// no URI or one jobdl does not read.
+    async fn add_exact_outputs(
+        &self,
+        config: &S3Config,
+        artifacts: &[layout::TaskArtifact],
+        run_prefix: Option<&str>,
+        layout: &mut Layout,
+        buckets: &mut Vec<Bucket>,
+    ) -> Result<(), Error> {
+        for a in artifacts {
+            let name = format!("{}/{}", crate::plan::printable(&a.task), crate::plan::printable(&a.output));
+            let Some(uri) = &a.uri else {
+                crate::report::notice(&format!(
+                    "note: output {name} has no URI (a value only, e.g. a metric): nothing to download"
+                ));
+                continue;
+            };
+            let Some((bucket, key)) = layout::parse_output_uri(uri) else {
+                crate::report::notice(&format!(
+                    "note: output {name} is at {}: not read (jobdl reads minio:// and s3:// outputs only)",
+                    crate::redact::redact(uri)
+                ));
+                continue;
+            };
+            let in_prefix = buckets.first().is_some_and(|b| b.s3.bucket_name() == bucket)
+                && run_prefix.is_some_and(|p| key.starts_with(p));
+            if in_prefix {
+                continue;
+            }
+            let shown = format!("s3://{bucket}/{}", crate::plan::printable(&key));
+            require_endpoint(uri, "a task output's URI", config)?;
+            let index = match buckets.iter().position(|b| b.s3.bucket_name() == bucket) {
+                Some(i) => i,
+                None => {
+                    buckets.push(Bucket::new(self.s3_client(config, &bucket)?));
+                    buckets.len() - 1
+                }
+            };
+            if a.state == "CACHED" {
+                crate::log::log(0, format!("task {} was cached: its output {name} comes from {shown}", a.task));
+            }
+            match buckets[index].s3.list(&key).await {
+                Ok((objects, _)) => {
+                    if layout.add_exact(&a.task, &a.output, &key, index, objects) == 0 {
+                        crate::report::notice(&format!("note: output {name}: nothing at {shown} (never written?)"));
+                    }
+                }
+                Err(e) => layout.failures.push((name.clone(), format!("listing {shown} failed: {e}"))),
+            }
+        }
+        Ok(())
+    }
+
+    fn s3_client(&self, config: &S3Config, bucket: &str) -> Result<S3Client, Error> {
+        let s3 = S3Client::new(self.client.clone(), self.retry.clone(), config, bucket).map_err(Error::Usage)?;
+        if config.endpoint.is_none() {
+            crate::hosts::check_aws_s3(s3.bucket_url()).map_err(Error::Usage)?;
+        }
+        Ok(s3)
+    }
+
+    /// `pipelineInfo.name` of the inline spec, else of the referenced pipeline version.
+    async fn pipeline_name(&self, run_id: &str, run: &Value) -> Result<Option<String>, Error> {
+        if let Some(name) = run.get("pipeline_spec").and_then(layout::pipeline_name) {
+            return Ok(Some(name));
+        }
+        let reference = run.get("pipeline_version_reference");
+        let id = |k: &str| {
+            reference
+                .and_then(|r| r.get(k))
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty() && crate::safepath::safe_component(s).is_ok())
+        };
+        let (Some(pid), Some(vid)) = (id("pipeline_id"), id("pipeline_version_id")) else {
+            return Ok(None);
+        };
+        let what = format!("pipeline version '{vid}' of Kubeflow run '{run_id}'");
+        let v = self
+            .get(self.api("v2beta1", &["pipelines", pid, "versions", vid], &[]))
+            .await
+            .map_err(|e| self.fatal(e, &what))?;
+        Ok(v.get("pipeline_spec").and_then(layout::pipeline_name))
+    }
+
+    /// The namespace of the run's experiment (multi-user installs); `None` when there is none or
+    /// it cannot be read (the next root candidates still apply).
+    async fn namespace(&self, run: &Value) -> Option<String> {
+        let eid = run
+            .get("experiment_id")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty() && crate::safepath::safe_component(s).is_ok())?;
+        match self.get(self.api("v2beta1", &["experiments", eid], &[])).await {
+            Ok(v) => v
+                .get("namespace")
+                .and_then(Value::as_str)
+                .map(str::trim)
+                .filter(|n| !n.is_empty() && crate::safepath::safe_component(n).is_ok())
+                .map(str::to_string),
+            Err(e) => {
+                crate::log::log(0, format!("warning: the run's experiment could not be read ({e}); namespace unknown"));
+                None
+            }
+        }
+    }
+
+    /// Name the outputs the spec declares that have no object under the run prefix (cached
+    /// tasks, importers, never-written Metrics): they are never dropped silently.
+    async fn note_missing(&self, run: &Value, layout: &Layout) {
+        let declared = run.get("pipeline_spec").map(layout::declared_outputs).unwrap_or_default();
+        let found = layout.outputs();
+        let missing: Vec<String> = declared.into_iter().filter(|d| !found.contains_key(d)).collect();
+        if !missing.is_empty() {
+            crate::report::notice(&format!(
+                "note: {} declared output{} not under the run prefix: {} (a cached task's outputs stay under the \
+                 earlier run's prefix, an importer's output where it was imported from; a never-written output, \
+                 typical for Metrics, has no object)",
+                missing.len(),
+                if missing.len() == 1 { " is" } else { "s are" },
+                missing.join(", ")
+            ));
+        }
+    }
+
+    /// The artifacts of a v1 (Argo) run from its workflow manifest (§4); `None` when the run has
+    /// none (a v2 run: 404 or no manifest).
+    async fn v1_artifacts(&self, run_id: &str) -> Result<Option<Vec<V1Artifact>>, Error> {
+        let what = format!("Kubeflow run '{run_id}' (v1 API)");
+        let v = match self.get(self.api("v1beta1", &["runs", run_id], &[])).await {
+            Ok(v) => v,
+            Err(e) if matches!(e.status(), Some(404 | 400)) => return Ok(None),
+            Err(e) => return Err(self.fatal(e, &what)),
+        };
+        let Some(manifest) = v.get("pipeline_runtime").and_then(|p| p.get("workflow_manifest")).and_then(Value::as_str)
+        else {
+            return Ok(None);
+        };
+        if manifest.trim().is_empty() {
+            return Ok(None);
+        }
+        let wf: Value = serde_json::from_str(manifest)
+            .map_err(|e| Error::Protocol(format!("{what}: the workflow manifest is not JSON: {e}")))?;
+        let artifacts = v1_from_manifest(&wf);
+        Ok((!artifacts.is_empty()).then_some(artifacts))
+    }
+
+    /// The URL of a v1 artifact's `:read` route.
+    fn read_url(&self, run_id: &str, a: &V1Artifact) -> Url {
+        let mut url = self.api("v2beta1", &["runs", run_id, "nodes", &a.node, "artifacts"], &[]);
+        if let Ok(mut p) = url.path_segments_mut() {
+            p.push(&format!("{}:read", a.name));
+        }
+        url
+    }
+
+    fn archive(&self, run_id: &str, a: &V1Artifact, rel: String) -> ArchiveSource {
+        let headers = self.token.iter().map(|t| ("authorization".to_string(), format!("Bearer {t}"))).collect();
+        ArchiveSource { rel, url: self.read_url(run_id, a), headers }
+    }
+
+    fn data(&self, job: &Job) -> Result<Arc<RunData>, Error> {
+        self.runs.lock().ok().and_then(|m| m.get(&job.name).cloned()).ok_or_else(|| {
+            Error::Protocol(format!("Kubeflow run '{}': outputs requested before the run was resolved", job.name))
+        })
+    }
+
+    /// Every task's logs: `executor-logs[-n]` (v2) or `main-logs` (v1) into `artifacts/<task>/`.
+    pub async fn default_artifacts(&self, job: &Job) -> Result<Resolved, Error> {
+        let data = self.data(job)?;
+        let mut resolved = Resolved::default();
+        match &*data {
+            RunData::V2 { layout, buckets } => {
+                let mut listing = Listing { failures: layout.failures.clone(), ..Listing::default() };
+                for item in layout.items.iter().filter(|i| is_logs(&i.output)) {
+                    let rel = format!("{}/{}", item.task, layout.rel_in_task(item));
+                    push_file(&mut listing, buckets, item, rel);
+                }
+                resolved.listing = listing;
+            }
+            RunData::V1 { artifacts } => {
+                for a in artifacts.iter().filter(|a| a.name == V1_LOGS) {
+                    resolved.archives.push(self.archive(&job.name, a, a.task.clone()));
+                }
+            }
+        }
+        Ok(resolved)
+    }
+
+    /// One output, `TASK/OUTPUT`, into `named-outputs/TASK/[<execution>/]OUTPUT[/…]`.
+    pub async fn named_output(&self, job: &Job, name: &str) -> Result<Resolved, OutputError> {
+        let data = self.data(job)?;
+        let Some((task, output)) = name.split_once('/') else {
+            return Err(OutputError::Failed(format!("'{name}' is not TASK/OUTPUT")));
+        };
+        let mut resolved = Resolved { subdir: Some(task.to_string()), ..Resolved::default() };
+        match &*data {
+            RunData::V2 { layout, buckets } => {
+                let mut listing = Listing::default();
+                for item in layout.items.iter().filter(|i| i.task == task && i.output == output) {
+                    push_file(&mut listing, buckets, item, layout.rel_in_task(item));
+                }
+                if listing.files.is_empty() && listing.failures.is_empty() {
+                    return Err(OutputError::Failed(format!("output '{name}' has no files")));
+                }
+                resolved.listing = listing;
+            }
+            RunData::V1 { artifacts } => {
+                for a in artifacts.iter().filter(|a| a.task == task && a.name == output) {
+                    resolved.archives.push(self.archive(&job.name, a, a.name.clone()));
+                }
+            }
+        }
+        Ok(resolved)
+    }
+}
+
+/// A `minio://` store is reached only through a user-given endpoint (port-forwarded).
+fn require_endpoint(uri: &str, why: &str, config: &S3Config) -> Result<(), Error> {
+    if uri.get(..8).is_some_and(|s| s.eq_ignore_ascii_case("minio://")) && config.endpoint.is_none() {
+        return Err(Error::usage(format!(
+            "the run's outputs are in {} ({why}), a MinIO/SeaweedFS store: give its endpoint with --s3-endpoint \
+             (e.g. `kubectl -n kubeflow port-forward svc/seaweedfs 9000:9000` and --s3-endpoint \
+             http://127.0.0.1:9000; before KFP 2.15 svc/minio-service)",
+            crate::redact::redact(uri.split('?').next().unwrap_or(uri))
+        )));
+    }
+    Ok(())
+}
+
+/// Add one object of the run to a listing (or its failure: a key that cannot be requested).
+fn push_file(listing: &mut Listing, buckets: &[Bucket], item: &layout::Item, rel: String) {
+    let o = &item.object;
+    let Some(b) = buckets.get(item.bucket) else {
+        listing.failures.push((rel, "internal error: unknown bucket".into()));
+        return;
+    };
+    match super::s3_file(&b.s3, &b.hook, &o.key, rel, o.size, o.etag.as_deref()) {
+        Ok(f) => listing.files.push(f),
+        Err(failure) => listing.failures.push(failure),
+    }
+}
+
+/// `s3://bucket/<output key>` of an item (for `show`): the object itself for a file output, its
+/// directory for a directory output.
+fn object_uri(s3: &S3Client, key: &str, path: &str) -> String {
+    let dir =
+        if path.is_empty() { key } else { key.strip_suffix(path).map(|k| k.trim_end_matches('/')).unwrap_or(key) };
+    let bucket = s3.bucket_name();
+    format!("s3://{bucket}/{}", crate::plan::printable(dir))
+}
+
+/// Pod nodes and their output artifacts from an Argo workflow (`status.nodes`).
+fn v1_from_manifest(wf: &Value) -> Vec<V1Artifact> {
+    let Some(nodes) = wf.get("status").and_then(|s| s.get("nodes")).and_then(Value::as_object) else {
+        return Vec::new();
+    };
+    let pods: Vec<(&str, &str, &Value)> = nodes
+        .iter()
+        .take(MAX_V1_NODES)
+        .filter(|(_, n)| n.get("type").and_then(Value::as_str) == Some("Pod"))
+        .filter_map(|(key, n)| {
+            let id = n.get("id").and_then(Value::as_str).unwrap_or(key);
+            let task = n.get("displayName").and_then(Value::as_str).unwrap_or(id);
+            Some((id, task, n.get("outputs")?.get("artifacts")?))
+        })
+        .collect();
+    let mut per_task: BTreeMap<&str, usize> = BTreeMap::new();
+    for (_, task, _) in &pods {
+        *per_task.entry(task).or_default() += 1;
+    }
+    let mut out = Vec::new();
+    for (id, task, arts) in pods {
+        let dir = if per_task.get(task).copied().unwrap_or(0) > 1 { format!("{task}/{id}") } else { task.to_string() };
+        for a in arts.as_array().into_iter().flatten() {
+            let Some(name) = a.get("name").and_then(Value::as_str) else { continue };
+            let safe = [id, task, name].iter().all(|s| crate::safepath::safe_component(s).is_ok());
+            if !safe {
+                crate::report::notice(&format!(
+                    "warning: v1 artifact '{}' of node '{}' has an unsafe name; not read",
+                    crate::plan::printable(name),
+                    crate::plan::printable(id)
+                ));
+                continue;
+            }
+            out.push(V1Artifact { task: dir.clone(), name: name.to_string(), node: id.to_string() });
+        }
+    }
+    out
+}
+
+/// The user's home directory (for `~/.aws/credentials`).
+fn home() -> Option<std::path::PathBuf> {
+    std::env::var_os("HOME").or_else(|| std::env::var_os("USERPROFILE")).map(std::path::PathBuf::from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn endpoints_are_checked() {
+        assert_eq!(parse_endpoint("http://127.0.0.1:8888/", false).unwrap().as_str(), "http://127.0.0.1:8888/");
+        assert_eq!(
+            parse_endpoint("https://kf.example.invalid/pipeline/", false).unwrap().as_str(),
+            "https://kf.example.invalid/pipeline"
+        );
+        for bad in
+            ["http://kf.example.invalid", "ftp://127.0.0.1", "https://u:p@kf.example.invalid", "https://h.invalid/?x=1"]
+        {
+            let e = parse_endpoint(bad, false).unwrap_err();
+            assert_eq!(e.exit_code(), 2, "{bad}");
+        }
+        assert!(parse_endpoint("http://kf.example.invalid", true).is_ok());
+    }
+
+    #[test]
+    fn v1_manifests_give_pod_artifacts() {
+        let wf = json!({"status": {"nodes": {
+            "wf-1": {"id": "wf-1", "type": "DAG", "displayName": "wf"},
+            "wf-2": {"id": "wf-2", "type": "Pod", "displayName": "train",
+                     "outputs": {"artifacts": [{"name": "main-logs"}, {"name": "model"}, {"name": "../x"}]}},
+            "wf-3": {"id": "wf-3", "type": "Pod", "displayName": "loop", "outputs": {"artifacts": [{"name": "a"}]}},
+            "wf-4": {"id": "wf-4", "type": "Pod", "displayName": "loop", "outputs": {"artifacts": [{"name": "a"}]}},
+            "wf-5": {"id": "wf-5", "type": "Pod", "displayName": "nothing"}}}});
+        let got: Vec<String> =
+            v1_from_manifest(&wf).iter().map(|a| format!("{}|{}|{}", a.task, a.name, a.node)).collect();
+        assert_eq!(got, ["train|main-logs|wf-2", "train|model|wf-2", "loop/wf-3|a|wf-3", "loop/wf-4|a|wf-4"]);
+        assert!(v1_from_manifest(&json!({"status": "x"})).is_empty());
+    }
+}
