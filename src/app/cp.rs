@@ -154,7 +154,7 @@ async fn cp_s3(args: CpArgs, printer: Printer, cancel: CancellationToken, starte
             objects.push(S3Listed { rel: rel_of(&o.key), key: o.key, size: o.size, etag: o.etag, encrypted: false });
         }
     }
-    let files = crate::provider::s3_files(&s3, &hook, objects).await;
+    let files = crate::provider::s3_files(objects.into_iter().map(|o| (&s3, &hook, o)).collect()).await;
     listing.files.extend(files.files);
     listing.failures.extend(files.failures);
     let root = absolute(&args.dir)?;

@@ -241,19 +241,13 @@ const CHECK_HEADS: usize = 16;
 
 /// Listed S3 objects as [`RemoteFile`]s, each with the best check the store allows
 /// (kfp-s3-api.md §6.3–6.4): a single-part ETag is the MD5 (no request); for the others a few
-/// HEADs, 16 at once, find a multipart layout or a stored whole-object checksum. Unsafe keys
-/// become failures (never requested). Files keep the order of `objects`.
-pub async fn s3_files(s3: &crate::s3::S3Client, hook: &crate::transfer::SignHook, objects: Vec<S3Listed>) -> Listing {
+/// HEADs, 16 at once over all objects, find a multipart layout or a stored whole-object checksum.
+/// Each object comes with the client and signer of its bucket. Unsafe keys become failures
+/// (never requested). Files keep the order of `objects`.
+pub async fn s3_files(objects: Vec<(&crate::s3::S3Client, &crate::transfer::SignHook, S3Listed)>) -> Listing {
     use futures_util::StreamExt;
     let results: Vec<Result<RemoteFile, (String, String)>> = futures_util::stream::iter(objects)
-        .map(|o| async move {
-            let etag = o.etag.as_deref().filter(|_| !o.encrypted);
-            let mut file = s3_file(s3, hook, &o.key, o.rel, o.size, etag)?;
-            if file.md5.is_none() {
-                file.check = s3.object_check(&o.key, o.size, o.etag.as_deref(), o.encrypted).await;
-            }
-            Ok(file)
-        })
+        .map(|(s3, hook, o)| s3_file_checked(s3, hook, o))
         .buffered(CHECK_HEADS)
         .collect()
         .await;
@@ -265,6 +259,20 @@ pub async fn s3_files(s3: &crate::s3::S3Client, hook: &crate::transfer::SignHook
         }
     }
     listing
+}
+
+/// One object of [`s3_files`]: [`s3_file`], then the HEADs its check needs.
+pub async fn s3_file_checked(
+    s3: &crate::s3::S3Client,
+    hook: &crate::transfer::SignHook,
+    o: S3Listed,
+) -> Result<RemoteFile, (String, String)> {
+    let etag = o.etag.as_deref().filter(|_| !o.encrypted);
+    let mut file = s3_file(s3, hook, &o.key, o.rel, o.size, etag)?;
+    if file.md5.is_none() {
+        file.check = s3.object_check(&o.key, o.size, o.etag.as_deref(), o.encrypted).await;
+    }
+    Ok(file)
 }
 
 impl From<Listing> for Resolved {
