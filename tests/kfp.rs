@@ -287,6 +287,11 @@ fn run_outputs_land_byte_exact_in_every_mode_and_hostile_keys_fail_alone() {
     let report =
         doc["files"].as_array().unwrap().iter().find(|f| f["path"] == "named-outputs/evaluate/report").unwrap();
     assert_eq!(report["bytes"], json!(12 * 1024 * 1024 + 123));
+    // Uploaded in 5 MiB parts as KFP's launcher does: its "<hex>-3" ETag is checked by recomputing it.
+    assert_eq!(report["verified_by"], "md5-multipart", "{report}");
+    for f in doc["files"].as_array().unwrap().iter().filter(|f| f["result"] == "downloaded") {
+        assert_ne!(f["verified_by"], "none", "{f}");
+    }
     // Nothing escaped the destination.
     assert!(!w.tmp.path().join("e.txt").exists() && !w.tmp.path().join("z").exists());
     assert!(!w.dest("all/named-outputs/hostile/e.txt").exists());

@@ -1,112 +1,30 @@
 //! `jobdl cp s3://…` end to end against a real S3 server: moto 5.2.5 (`moto[server]`, pinned in
 //! `.ci/s3/requirements.txt`) with signature checking on, so a wrong secret really fails.
 //!
-//! Each test starts its own `moto_server -H 127.0.0.1 -p <free port>` with
-//! `INITIAL_NO_AUTH_ACTION_COUNT=3` (kfp-s3-api.md §8) and stops it by PID when dropped. The
-//! seeding is jobdl-independent: `tests/s3/seed.py`, run with the venv's python and boto3, spends
-//! the three unauthenticated requests on an IAM user, its policy and an access key, then uploads
-//! with that key. moto is found through `JOBDL_MOTO_SERVER` (set by `.ci/run`) or at
-//! `.ci/s3/venv/bin/moto_server`; without it the tests skip with a notice, except under `CI=true`,
-//! where they fail.
+//! Each test starts its own moto server (`tests/support/moto.rs`: signature checking on, stopped
+//! by PID when dropped) and seeds it with `tests/s3/seed.py` (boto3, jobdl-independent).
 #![cfg(target_os = "linux")]
 
+#[path = "support/moto.rs"]
+mod moto;
+
 use md5::{Digest, Md5};
+use moto::{Moto, bytes};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::net::{Ipv4Addr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
 
 const BUCKET: &str = "jobs";
 const REGION: &str = "us-east-1";
 /// KFP's launcher uploads in 5 MiB parts.
 const PART: usize = 5 * 1024 * 1024;
 
-/// `moto_server`, if installed.
-fn moto_bin() -> Option<PathBuf> {
-    let path = match std::env::var_os("JOBDL_MOTO_SERVER").filter(|p| !p.is_empty()) {
-        Some(p) => PathBuf::from(p),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join(".ci/s3/venv/bin/moto_server"),
-    };
-    path.is_file().then_some(path)
-}
-
-/// A running moto server, killed and reaped by PID when dropped.
-struct Moto {
-    child: Child,
-    port: u16,
-    python: PathBuf,
-    _log: tempfile::NamedTempFile,
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
+/// Seeding helpers of this file's single-bucket layouts.
 impl Moto {
-    /// Start moto with signature checking; `None` (after a notice) when it is not installed and
-    /// this is not CI.
-    fn start() -> Option<Moto> {
-        let Some(bin) = moto_bin() else {
-            if std::env::var("CI").is_ok_and(|v| v == "true") {
-                panic!(
-                    "moto_server is required under CI=true but was not found (JOBDL_MOTO_SERVER or \
-                     .ci/s3/venv/bin/moto_server); install it with `bash .ci/run` or \
-                     `python3 -m venv .ci/s3/venv && .ci/s3/venv/bin/pip install -r .ci/s3/requirements.txt`"
-                );
-            }
-            eprintln!("moto_server not installed (JOBDL_MOTO_SERVER); skipping the S3 tests");
-            return None;
-        };
-        let python = bin.with_file_name("python");
-        assert!(python.is_file(), "no python beside {} (expected a venv)", bin.display());
-        let mut last = String::new();
-        // A free port can be taken between probing and moto binding it: try a few.
-        for _ in 0..3 {
-            let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap().local_addr().unwrap().port();
-            let log = tempfile::NamedTempFile::new().unwrap();
-            let child = Command::new(&bin)
-                .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-                .env("INITIAL_NO_AUTH_ACTION_COUNT", "3")
-                .stdin(Stdio::null())
-                .stdout(log.reopen().unwrap())
-                .stderr(log.reopen().unwrap())
-                .spawn()
-                .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
-            let mut moto = Moto { child, port, python: python.clone(), _log: log };
-            let deadline = Instant::now() + Duration::from_secs(60);
-            while Instant::now() < deadline {
-                if let Ok(Some(status)) = moto.child.try_wait() {
-                    last = format!(
-                        "moto_server exited with {status}: {}",
-                        std::fs::read_to_string(moto._log.path()).unwrap_or_default()
-                    );
-                    break;
-                }
-                if TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_ok() {
-                    return Some(moto);
-                }
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            if last.is_empty() {
-                last = "moto_server did not accept connections within 60 s".into();
-            }
-        }
-        panic!("{last}");
-    }
-
-    fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
     /// Create the bucket and upload `objects` (key, bytes, multipart?) with boto3; returns the
     /// access key, its secret, and the ETags moto stored.
-    fn seed(&self, dir: &Path, objects: &[(&str, &[u8], bool)]) -> Seeded {
+    fn seed_keys(&self, dir: &Path, objects: &[(&str, &[u8], bool)]) -> Seeded {
         self.seed_with(dir, objects, None)
     }
 
@@ -123,7 +41,7 @@ impl Moto {
                        "parts": (!parts.is_empty()).then_some(parts), "checksum": alg})
             })
             .collect();
-        self.run_seed(json!({"endpoint": self.endpoint(), "region": REGION, "buckets": [BUCKET], "objects": spec}))
+        self.seed_spec(json!({"endpoint": self.endpoint(), "region": REGION, "buckets": [BUCKET], "objects": spec}))
     }
 
     /// [`Self::seed`], plus `bulk` = (prefix, count) small objects named `<prefix>k <n>+x.txt`
@@ -139,7 +57,7 @@ impl Moto {
         if let Some((prefix, count)) = bulk {
             spec["bulk"] = json!({"bucket": BUCKET, "prefix": prefix, "count": count});
         }
-        let seeded = self.run_seed(spec.clone());
+        let seeded = self.seed_spec(spec);
         // moto keeps hostile keys as they are (§8): the test is only meaningful if it does.
         for (key, _, _) in objects {
             assert!(seeded.listed.iter().any(|k| k == key), "moto does not hold {key:?}: {:?}", seeded.listed);
@@ -148,19 +66,8 @@ impl Moto {
     }
 
     /// Run tests/s3/seed.py on `spec`.
-    fn run_seed(&self, spec: Value) -> Seeded {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/s3/seed.py");
-        let mut child = Command::new(&self.python)
-            .arg(script)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child.stdin.take().unwrap().write_all(spec.to_string().as_bytes()).unwrap();
-        let out = child.wait_with_output().unwrap();
-        assert!(out.status.success(), "seeding failed: {}", String::from_utf8_lossy(&out.stderr));
-        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    fn seed_spec(&self, spec: Value) -> Seeded {
+        let v = self.run_seed(&spec);
         let listed: Vec<String> =
             v["listed"][BUCKET].as_array().unwrap().iter().map(|k| k.as_str().unwrap().to_string()).collect();
         Seeded {
@@ -187,19 +94,6 @@ struct Seeded {
     access_key: String,
     secret_key: String,
     etags: BTreeMap<String, String>,
-}
-
-/// Deterministic, non-repeating test bytes.
-fn bytes(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
 }
 
 /// Run jobdl with only the given AWS settings (HOME points at an empty directory).
@@ -286,7 +180,7 @@ fn cp_prefix_is_byte_exact_verifies_single_part_etags_and_hostile_keys_fail_alon
         ("run/../outside.txt", &small, false),
         ("other/not-mine.txt", &small, false),
     ];
-    let seeded = moto.seed(&seed_dir, &objects);
+    let seeded = moto.seed_keys(&seed_dir, &objects);
     assert!(seeded.etags["run/multi.bin"].ends_with("-7"), "{:?}", seeded.etags);
     assert_eq!(seeded.etags["run/mid.bin"], hex_md5(&mid));
 
@@ -357,8 +251,10 @@ fn cp_one_key_filters_profiles_and_failures_exit_codes() {
     std::fs::create_dir_all(&seed_dir).unwrap();
     std::fs::create_dir_all(home.join(".aws")).unwrap();
     let (one, two, log) = (bytes(1234, 7), bytes(77, 8), bytes(500, 9));
-    let seeded = moto
-        .seed(&seed_dir, &[("p/one.bin", &one, false), ("p/sub/two.txt", &two, false), ("p/logs/x.log", &log, false)]);
+    let seeded = moto.seed_keys(
+        &seed_dir,
+        &[("p/one.bin", &one, false), ("p/sub/two.txt", &two, false), ("p/logs/x.log", &log, false)],
+    );
     let endpoint = moto.endpoint();
     let aws = keys(&seeded);
     let aws: Vec<(&str, &str)> = aws.iter().map(|(k, v)| (*k, v.as_str())).collect();

@@ -133,18 +133,7 @@ impl Moto {
             spec.push(json!({"bucket": o.bucket, "key": o.key, "file": file, "part_size": o.part_size}));
         }
         let spec = json!({"endpoint": self.endpoint(), "region": "us-east-1", "buckets": buckets, "objects": spec});
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/s3/seed.py");
-        let mut child = Command::new(&self.python)
-            .arg(script)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child.stdin.take().unwrap().write_all(spec.to_string().as_bytes()).unwrap();
-        let out = child.wait_with_output().unwrap();
-        assert!(out.status.success(), "seeding failed: {}", String::from_utf8_lossy(&out.stderr));
-        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let v = self.run_seed(&spec);
         for o in objects {
             let listed = v["listed"][o.bucket].as_array().unwrap();
             assert!(listed.iter().any(|k| k.as_str() == Some(o.key.as_str())), "moto does not hold {:?}", o.key);
@@ -159,6 +148,25 @@ impl Moto {
                 .map(|(k, e)| (k.clone(), e.as_str().unwrap().into()))
                 .collect(),
         }
+    }
+}
+
+impl Moto {
+    /// Run `tests/s3/seed.py` on `spec` (see its docstring); its JSON answer (the access key and
+    /// secret, the ETags moto stored, the keys listed back per bucket).
+    pub fn run_seed(&self, spec: &Value) -> Value {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/s3/seed.py");
+        let mut child = Command::new(&self.python)
+            .arg(script)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(spec.to_string().as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "seeding failed: {}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
     }
 }
 
