@@ -14,7 +14,7 @@ use crate::error::{EXIT_FILES_FAILED, Error};
 use crate::plan::{Plan, PlanFailure};
 use crate::report::{Printer, ProgressMode, ProgressReporter, Summary};
 use crate::settings::Common;
-use crate::transfer::{self, FileTask};
+use crate::transfer::{self, FileTask, Reporter};
 use std::collections::HashSet;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -58,6 +58,36 @@ async fn lock(
     }
 }
 
+/// Archives unpacked at once (each holds a connection and a decoding thread).
+const ARCHIVES_AT_ONCE: usize = 4;
+
+/// The run's reporter, with the archives counted among the files the engine plans.
+struct PlusArchives {
+    inner: Arc<ProgressReporter>,
+    archives: usize,
+}
+
+impl Reporter for PlusArchives {
+    fn plan(&self, files: usize, bytes: u64) {
+        self.inner.plan(files + self.archives, bytes);
+    }
+    fn file_started(&self, display: &str, size: Option<u64>) {
+        self.inner.file_started(display, size);
+    }
+    fn bytes(&self, display: &str, n: u64) {
+        self.inner.bytes(display, n);
+    }
+    fn bytes_discarded(&self, n: u64) {
+        self.inner.bytes_discarded(n);
+    }
+    fn retry(&self, display: &str, attempt: u32, reason: &str) {
+        self.inner.retry(display, attempt, reason);
+    }
+    fn file_done(&self, outcome: &crate::transfer::FileOutcome) {
+        self.inner.file_done(outcome);
+    }
+}
+
 /// What a command has set up before it executes a plan.
 pub(crate) struct Session<'a> {
     /// Resolved settings.
@@ -72,8 +102,8 @@ pub(crate) struct Session<'a> {
     pub cancel: CancellationToken,
 }
 
-/// Create the destination, take its lock, create each file's directory, run the engine, sweep,
-/// print the summary and compute the exit code.
+/// Create the destination, take its lock, create each file's directory, run the engine (and
+/// unpack the plan's archives beside it), sweep, print the summary and compute the exit code.
 pub(crate) async fn execute(
     session: Session<'_>,
     root: &Path,
@@ -113,8 +143,32 @@ pub(crate) async fn execute(
         ProgressMode::Lines(common.progress_interval)
     };
     let reporter = Arc::new(ProgressReporter::with_mode(mode));
-    let outcome = transfer::run(client, &common.transfer, tasks, reporter.clone(), cancel).await;
+    // Archives (KFP v1 `:read` artifacts) are fetched beside the engine, a few at a time; each
+    // counts as one file in the progress until its entries are known.
+    let archives = plan.archives;
+    let engine_reporter: Arc<dyn Reporter> = if archives.is_empty() {
+        reporter.clone()
+    } else {
+        Arc::new(PlusArchives { inner: reporter.clone(), archives: archives.len() })
+    };
+    let fetcher = crate::archive::Fetcher {
+        client: client.clone(),
+        retry: common.transfer.retry.clone(),
+        root: root.to_path_buf(),
+        reporter: reporter.clone(),
+        cancel: cancel.clone(),
+    };
+    let archives_at_once = common.transfer.parallel.clamp(1, ARCHIVES_AT_ONCE);
+    let (mut outcome, unpacked) = tokio::join!(
+        transfer::run(client, &common.transfer, tasks, engine_reporter, cancel),
+        fetcher.run(archives, archives_at_once)
+    );
     reporter.finish();
+    if !unpacked.files.is_empty() || unpacked.interrupted {
+        outcome.files.extend(unpacked.files);
+        outcome.files.sort_by(|a, b| a.display.cmp(&b.display));
+        outcome.interrupted |= unpacked.interrupted;
+    }
     let summary = Summary {
         job,
         destination: root,

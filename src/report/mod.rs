@@ -129,13 +129,17 @@ impl Printer {
                 plan.tasks
                     .iter()
                     .map(|t| serde_json::json!({"path": t.display, "bytes": t.size, "result": "planned"}))
+                    // An archive's entries are known only once it is unpacked: one entry, size unknown.
+                    .chain(plan.archives.iter().map(
+                        |a| serde_json::json!({"path": format!("{}/", a.display), "bytes": null, "result": "planned"}),
+                    ))
                     .chain(plan.failures.iter().map(
                         |f| serde_json::json!({"path": f.display, "bytes": 0, "result": "failed", "error": f.error}),
                     ))
                     .collect();
             let doc = serde_json::json!({"version":1,"dry_run":true,"job":job.map(|(n,s)| serde_json::json!({"name":n,"status":s})),
                 "destination": root.display().to_string(), "files": files,
-                "totals": {"files": plan.tasks.len(), "bytes": plan.bytes(), "failed": plan.failures.len()}});
+                "totals": {"files": plan.tasks.len() + plan.archives.len(), "bytes": plan.bytes(), "failed": plan.failures.len()}});
             println!("{doc}");
             return;
         }
@@ -143,10 +147,18 @@ impl Printer {
             let size = t.size.map(human_bytes).unwrap_or_else(|| "?".into());
             println!("{size:>12}  {}", root.join(&t.display).display());
         }
+        for a in &plan.archives {
+            println!("{:>12}  {}/ (archive, unpacked here)", "?", root.join(&a.display).display());
+        }
         for f in &plan.failures {
             eprintln!("{}", crate::log::paint(&format!("error: {}: {}", f.display, f.error)));
         }
-        eprintln!("{} files, {} (dry run: nothing written)", plan.tasks.len(), human_bytes(plan.bytes()));
+        let archives = match plan.archives.len() {
+            0 => String::new(),
+            1 => " and 1 archive".to_string(),
+            n => format!(" and {n} archives"),
+        };
+        eprintln!("{} files{archives}, {} (dry run: nothing written)", plan.tasks.len(), human_bytes(plan.bytes()));
     }
 
     /// A notice on stderr (not in quiet or JSON mode).
