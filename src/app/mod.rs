@@ -351,3 +351,76 @@ fn man() -> u8 {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::ArchiveTask;
+    use crate::provider::ArchiveSource;
+    use std::time::Duration;
+    use wiremock::matchers::{method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+
+    fn body() -> Vec<u8> {
+        use base64::Engine;
+        let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        let mut b = tar::Builder::new(gz);
+        for (name, data) in [("main.log", &b"log line\n"[..]), ("sub/metrics.json", b"{}")] {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(data.len() as u64);
+            h.set_mode(0o644);
+            b.append_data(&mut h, name, data).unwrap();
+        }
+        let tgz = b.into_inner().unwrap().finish().unwrap();
+        format!("{{\"data\":\"{}\"}}", base64::engine::general_purpose::STANDARD.encode(tgz)).into_bytes()
+    }
+
+    #[tokio::test]
+    async fn archives_run_beside_the_engine_and_a_failed_one_exits_6() {
+        let server = MockServer::start().await;
+        Mock::given(method("GET"))
+            .and(path("/apis/v2beta1/runs/r/nodes/n/artifacts/main-logs:read"))
+            .respond_with(ResponseTemplate::new(200).set_body_bytes(body()))
+            .mount(&server)
+            .await;
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path().join("dest");
+        let cli = <crate::cli::Cli as clap::Parser>::try_parse_from(["jobdl", "download", "r"]).unwrap();
+        let crate::cli::Command::Download(a) = &cli.command else { panic!("not a download") };
+        let mut common = Common::resolve(&a.transfer, &a.target.cloud, false).unwrap();
+        common.transfer.retry.base_delay = Duration::from_millis(1);
+        common.transfer.retry.max_delay = Duration::from_millis(2);
+        let client = crate::http::build_client(Duration::from_secs(30)).unwrap();
+        let archive = |name: &str, dir: &str| ArchiveTask {
+            dir: root.join(dir),
+            display: dir.into(),
+            source: ArchiveSource {
+                rel: name.into(),
+                url: url::Url::parse(&format!("{}/apis/v2beta1/runs/r/nodes/n/artifacts/{name}:read", server.uri()))
+                    .unwrap(),
+                headers: vec![],
+            },
+        };
+        let session = || Session {
+            common: &common,
+            client: &client,
+            printer: Printer { json: true, quiet: true },
+            started: Instant::now(),
+            cancel: CancellationToken::new(),
+        };
+        let logs = "named-outputs/train/main-logs";
+        let plan = Plan { archives: vec![archive("main-logs", logs)], ..Plan::default() };
+        assert_eq!(execute(session(), &root, plan, Some(("r", "SUCCEEDED"))).await.unwrap(), 0);
+        assert_eq!(std::fs::read(root.join(logs).join("main.log")).unwrap(), b"log line\n");
+        assert_eq!(std::fs::read(root.join(logs).join("sub/metrics.json")).unwrap(), b"{}");
+        assert!(!root.join(".jobdl").exists(), "the lock is released");
+        // A second archive the server does not have (404): it fails alone, the run exits 6.
+        let plan = Plan {
+            archives: vec![archive("main-logs", logs), archive("gone", "named-outputs/eval/gone")],
+            ..Plan::default()
+        };
+        assert_eq!(execute(session(), &root, plan, Some(("r", "SUCCEEDED"))).await.unwrap(), EXIT_FILES_FAILED);
+        assert!(root.join(logs).join("main.log").is_file());
+        assert!(!root.join("named-outputs/eval").exists(), "nothing is left of the failed archive");
+    }
+}
