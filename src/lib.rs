@@ -10,10 +10,12 @@
 //! - [`provider`]: what exists and where (Foundry project endpoint); returns plans, never touches disk
 //! - [`plan`]: pure planning: path safety, dedupe
 //! - [`transfer`]: provider-blind engine moving bytes from URLs to files
+//! - [`archive`]: KFP v1 `:read` archives (JSON-wrapped base64 `.tgz`) unpacked as a stream
 //! - [`report`]: progress, summary and the `--json` document; the only module that prints
 //! - [`cli`], [`config`], [`settings`], [`app`]: argument parsing, configuration files, resolved
 //!   settings, use cases
 pub mod app;
+pub mod archive;
 pub mod auth;
 pub mod blob;
 pub mod cli;

@@ -556,3 +556,112 @@ fn an_interrupted_big_output_resumes_and_fetches_only_what_is_missing() {
     );
     assert!(second < (BIG as u64) * 3 / 4, "the second run fetched {second} of {BIG} bytes: it did not resume");
 }
+
+/// A gzip'd tar of `entries` (name, bytes); a name starting with `symlink:` becomes a symlink.
+fn tgz(entries: &[(&str, &[u8])]) -> Vec<u8> {
+    let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    let mut b = tar::Builder::new(gz);
+    for (name, data) in entries {
+        let mut h = tar::Header::new_gnu();
+        if let Some(target) = name.strip_prefix("symlink:") {
+            h.set_entry_type(tar::EntryType::Symlink);
+            h.set_size(0);
+            h.set_mode(0o777);
+            b.append_link(&mut h, "link", target).unwrap();
+            continue;
+        }
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_entry_type(tar::EntryType::Regular);
+        // Raw names (set_path refuses `..`): write the name bytes into the header directly.
+        let raw = &mut h.as_old_mut().name;
+        raw[..name.len()].copy_from_slice(name.as_bytes());
+        h.set_cksum();
+        b.append(&h, *data).unwrap();
+    }
+    b.into_inner().unwrap().finish().unwrap()
+}
+
+/// The `:read` body: `{"data":"<base64 of the .tgz>"}`.
+fn read_body(tgz: &[u8]) -> Vec<u8> {
+    use base64::Engine;
+    format!("{{\"data\":\"{}\"}}", base64::engine::general_purpose::STANDARD.encode(tgz)).into_bytes()
+}
+
+#[test]
+fn v1_argo_artifacts_stream_from_the_read_route() {
+    let Some(w) = world() else { return };
+    let run = "run-v1";
+    // The v2beta1 run of a v1 pipeline carries the Argo workflow as its spec (no pipelineInfo).
+    let mut r = run_json(run, None, None, "");
+    r["pipeline_spec"] =
+        json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow", "metadata": {"generateName": "p-"}});
+    w.kfp.run(run, &["SUCCEEDED"], r);
+    let node = |id: &str, task: &str, arts: &[&str]| {
+        json!({"id": id, "type": "Pod", "displayName": task, "phase": "Succeeded",
+               "outputs": {"artifacts": arts.iter().map(|a| json!({"name": a, "s3": {"key": format!("artifacts/{id}/{a}.tgz")}})).collect::<Vec<_>>()}})
+    };
+    let wf = json!({"metadata": {"name": "p-abc"}, "status": {"phase": "Succeeded", "nodes": {
+        "p-abc": {"id": "p-abc", "type": "DAG", "displayName": "p-abc"},
+        "p-abc-1": node("p-abc-1", "train", &["main-logs", "model"]),
+        "p-abc-2": node("p-abc-2", "evaluate", &["main-logs", "report"]),
+        "p-abc-3": node("p-abc-3", "flaky", &["data"]),
+        "p-abc-4": node("p-abc-4", "broken", &["data"])}}});
+    w.kfp.v1_run(run, &wf);
+    let big = bytes(3 * 1024 * 1024 + 5, 70);
+    let model = tgz(&[("model.bin", &big), ("sub/config.json", b"{}")]);
+    let serve = |node: &str, name: &str, body: Vec<u8>, cut: Option<(usize, usize)>| {
+        w.kfp.read(
+            run,
+            node,
+            name,
+            kfp_api::ReadBody { cut_at: cut.map(|c| c.0), cut_times: cut.map_or(0, |c| c.1), body },
+        );
+    };
+    serve("p-abc-1", "main-logs", read_body(&tgz(&[("main.log", b"training...\n")])), None);
+    serve("p-abc-1", "model", read_body(&model), None);
+    serve("p-abc-2", "main-logs", read_body(&tgz(&[("main.log", b"eval\n")])), None);
+    serve(
+        "p-abc-2",
+        "report",
+        read_body(&tgz(&[("ok.txt", b"fine"), ("../evil.txt", b"x"), ("symlink:/etc/passwd", b"")])),
+        None,
+    );
+    let flaky = read_body(&tgz(&[("part.csv", &big)]));
+    serve("p-abc-3", "data", flaky.clone(), Some((flaky.len() / 2, 1)));
+    let broken = read_body(&tgz(&[("part.csv", &big)]));
+    serve("p-abc-4", "data", broken.clone(), Some((broken.len() / 3, 1000)));
+
+    let out = w.jobdl(&["download", run, "--all-outputs", "--json", "-p", "v1"]);
+    assert_eq!(out.status.code(), Some(6), "{}", text(&out));
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    validate(&doc);
+    let got = tree(&w.dest("v1"));
+    assert_eq!(got["artifacts/train/main.log"], b"training...\n");
+    assert_eq!(got["artifacts/evaluate/main.log"], b"eval\n");
+    assert!(got["named-outputs/train/model/model.bin"] == big);
+    assert_eq!(got["named-outputs/train/model/sub/config.json"], b"{}");
+    assert_eq!(got["named-outputs/evaluate/report/ok.txt"], b"fine");
+    assert!(got["named-outputs/flaky/data/part.csv"] == big, "a cut body is retried from zero");
+    assert!(!got.keys().any(|k| k.contains("broken/data/part.csv")), "a body that always breaks lands nothing");
+    assert!(
+        !got.keys().any(|k| k.contains("evil") || k.contains("passwd") || k.contains("jobdl-part")),
+        "{:?}",
+        got.keys()
+    );
+    assert!(!w.tmp.path().join("v1/named-outputs/evaluate/evil.txt").exists());
+    let failed: Vec<String> = doc["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["result"] == "failed")
+        .map(|f| f["path"].as_str().unwrap().to_string())
+        .collect();
+    assert!(failed.iter().any(|f| f.contains("evil")), "{failed:?}");
+    assert!(failed.iter().any(|f| f.contains("broken")), "{failed:?}");
+    // `show` names the v1 outputs.
+    let out = w.jobdl(&["show", run, "--json"]);
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let names: Vec<&str> = doc["outputs"].as_array().unwrap().iter().map(|o| o["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["broken/data", "evaluate/report", "flaky/data", "train/model"]);
+}

@@ -54,6 +54,11 @@ pub async fn ls(args: LsArgs, printer: Printer, cancel: CancellationToken) -> Re
             }
         }
     }
+    // An archive's entries are known only once it is unpacked: one row, size unknown.
+    for a in &r.plan.archives {
+        let (output, path) = split_named(&a.display, &dl.outputs);
+        rows.push(LsRow { output, path: format!("{path}/"), bytes: None, md5_known: false });
+    }
     if r.plan.filtered > 0 {
         crate::log::log(1, format!("{} files left out by --include/--exclude", r.plan.filtered));
     }

@@ -14,7 +14,7 @@ use crate::error::{EXIT_FILES_FAILED, Error};
 use crate::plan::{Plan, PlanFailure};
 use crate::report::{Printer, ProgressMode, ProgressReporter, Summary};
 use crate::settings::Common;
-use crate::transfer::{self, FileTask};
+use crate::transfer::{self, FileTask, Reporter};
 use std::collections::HashSet;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -58,6 +58,36 @@ async fn lock(
     }
 }
 
+/// Archives unpacked at once (each holds a connection and a decoding thread).
+const ARCHIVES_AT_ONCE: usize = 4;
+
+/// The run's reporter, with the archives counted among the files the engine plans.
+struct PlusArchives {
+    inner: Arc<ProgressReporter>,
+    archives: usize,
+}
+
+impl Reporter for PlusArchives {
+    fn plan(&self, files: usize, bytes: u64) {
+        self.inner.plan(files + self.archives, bytes);
+    }
+    fn file_started(&self, display: &str, size: Option<u64>) {
+        self.inner.file_started(display, size);
+    }
+    fn bytes(&self, display: &str, n: u64) {
+        self.inner.bytes(display, n);
+    }
+    fn bytes_discarded(&self, n: u64) {
+        self.inner.bytes_discarded(n);
+    }
+    fn retry(&self, display: &str, attempt: u32, reason: &str) {
+        self.inner.retry(display, attempt, reason);
+    }
+    fn file_done(&self, outcome: &crate::transfer::FileOutcome) {
+        self.inner.file_done(outcome);
+    }
+}
+
 /// What a command has set up before it executes a plan.
 pub(crate) struct Session<'a> {
     /// Resolved settings.
@@ -72,8 +102,8 @@ pub(crate) struct Session<'a> {
     pub cancel: CancellationToken,
 }
 
-/// Create the destination, take its lock, create each file's directory, run the engine, sweep,
-/// print the summary and compute the exit code.
+/// Create the destination, take its lock, create each file's directory, run the engine (and
+/// unpack the plan's archives beside it), sweep, print the summary and compute the exit code.
 pub(crate) async fn execute(
     session: Session<'_>,
     root: &Path,
@@ -113,8 +143,32 @@ pub(crate) async fn execute(
         ProgressMode::Lines(common.progress_interval)
     };
     let reporter = Arc::new(ProgressReporter::with_mode(mode));
-    let outcome = transfer::run(client, &common.transfer, tasks, reporter.clone(), cancel).await;
+    // Archives (KFP v1 `:read` artifacts) are fetched beside the engine, a few at a time; each
+    // counts as one file in the progress until its entries are known.
+    let archives = plan.archives;
+    let engine_reporter: Arc<dyn Reporter> = if archives.is_empty() {
+        reporter.clone()
+    } else {
+        Arc::new(PlusArchives { inner: reporter.clone(), archives: archives.len() })
+    };
+    let fetcher = crate::archive::Fetcher {
+        client: client.clone(),
+        retry: common.transfer.retry.clone(),
+        root: root.to_path_buf(),
+        reporter: reporter.clone(),
+        cancel: cancel.clone(),
+    };
+    let archives_at_once = common.transfer.parallel.clamp(1, ARCHIVES_AT_ONCE);
+    let (mut outcome, unpacked) = tokio::join!(
+        transfer::run(client, &common.transfer, tasks, engine_reporter, cancel),
+        fetcher.run(archives, archives_at_once)
+    );
     reporter.finish();
+    if !unpacked.files.is_empty() || unpacked.interrupted {
+        outcome.files.extend(unpacked.files);
+        outcome.files.sort_by(|a, b| a.display.cmp(&b.display));
+        outcome.interrupted |= unpacked.interrupted;
+    }
     let summary = Summary {
         job,
         destination: root,
@@ -295,5 +349,78 @@ fn man() -> u8 {
             eprintln!("error: cannot render the man page: {e}");
             1
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::ArchiveTask;
+    use crate::provider::ArchiveSource;
+    use std::time::Duration;
+    use wiremock::matchers::{method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+
+    fn body() -> Vec<u8> {
+        use base64::Engine;
+        let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        let mut b = tar::Builder::new(gz);
+        for (name, data) in [("main.log", &b"log line\n"[..]), ("sub/metrics.json", b"{}")] {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(data.len() as u64);
+            h.set_mode(0o644);
+            b.append_data(&mut h, name, data).unwrap();
+        }
+        let tgz = b.into_inner().unwrap().finish().unwrap();
+        format!("{{\"data\":\"{}\"}}", base64::engine::general_purpose::STANDARD.encode(tgz)).into_bytes()
+    }
+
+    #[tokio::test]
+    async fn archives_run_beside_the_engine_and_a_failed_one_exits_6() {
+        let server = MockServer::start().await;
+        Mock::given(method("GET"))
+            .and(path("/apis/v2beta1/runs/r/nodes/n/artifacts/main-logs:read"))
+            .respond_with(ResponseTemplate::new(200).set_body_bytes(body()))
+            .mount(&server)
+            .await;
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path().join("dest");
+        let cli = <crate::cli::Cli as clap::Parser>::try_parse_from(["jobdl", "download", "r"]).unwrap();
+        let crate::cli::Command::Download(a) = &cli.command else { panic!("not a download") };
+        let mut common = Common::resolve(&a.transfer, &a.target.cloud, false).unwrap();
+        common.transfer.retry.base_delay = Duration::from_millis(1);
+        common.transfer.retry.max_delay = Duration::from_millis(2);
+        let client = crate::http::build_client(Duration::from_secs(30)).unwrap();
+        let archive = |name: &str, dir: &str| ArchiveTask {
+            dir: root.join(dir),
+            display: dir.into(),
+            source: ArchiveSource {
+                rel: name.into(),
+                url: url::Url::parse(&format!("{}/apis/v2beta1/runs/r/nodes/n/artifacts/{name}:read", server.uri()))
+                    .unwrap(),
+                headers: vec![],
+            },
+        };
+        let session = || Session {
+            common: &common,
+            client: &client,
+            printer: Printer { json: true, quiet: true },
+            started: Instant::now(),
+            cancel: CancellationToken::new(),
+        };
+        let logs = "named-outputs/train/main-logs";
+        let plan = Plan { archives: vec![archive("main-logs", logs)], ..Plan::default() };
+        assert_eq!(execute(session(), &root, plan, Some(("r", "SUCCEEDED"))).await.unwrap(), 0);
+        assert_eq!(std::fs::read(root.join(logs).join("main.log")).unwrap(), b"log line\n");
+        assert_eq!(std::fs::read(root.join(logs).join("sub/metrics.json")).unwrap(), b"{}");
+        assert!(!root.join(".jobdl").exists(), "the lock is released");
+        // A second archive the server does not have (404): it fails alone, the run exits 6.
+        let plan = Plan {
+            archives: vec![archive("main-logs", logs), archive("gone", "named-outputs/eval/gone")],
+            ..Plan::default()
+        };
+        assert_eq!(execute(session(), &root, plan, Some(("r", "SUCCEEDED"))).await.unwrap(), EXIT_FILES_FAILED);
+        assert!(root.join(logs).join("main.log").is_file());
+        assert!(!root.join("named-outputs/eval").exists(), "nothing is left of the failed archive");
     }
 }

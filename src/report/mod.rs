@@ -143,17 +143,7 @@ impl Printer {
     /// Print the plan of a `--dry-run` (stdout: one line per file, or the JSON document).
     pub fn dry_run(&self, root: &Path, plan: &Plan, job: Option<(&str, &str)>) {
         if self.json {
-            let files: Vec<_> =
-                plan.tasks
-                    .iter()
-                    .map(|t| serde_json::json!({"path": t.display, "bytes": t.size, "result": "planned"}))
-                    .chain(plan.failures.iter().map(
-                        |f| serde_json::json!({"path": f.display, "bytes": 0, "result": "failed", "error": f.error}),
-                    ))
-                    .collect();
-            let doc = serde_json::json!({"version":1,"dry_run":true,"job":job.map(|(n,s)| serde_json::json!({"name":n,"status":s})),
-                "destination": root.display().to_string(), "files": files,
-                "totals": {"files": plan.tasks.len(), "bytes": plan.bytes(), "failed": plan.failures.len()}});
+            let doc = dry_run_json(root, plan, job);
             println!("{doc}");
             return;
         }
@@ -161,10 +151,18 @@ impl Printer {
             let size = t.size.map(human_bytes).unwrap_or_else(|| "?".into());
             println!("{size:>12}  {}", root.join(&t.display).display());
         }
+        for a in &plan.archives {
+            println!("{:>12}  {}/ (archive, unpacked here)", "?", root.join(&a.display).display());
+        }
         for f in &plan.failures {
             eprintln!("{}", crate::log::paint(&format!("error: {}: {}", f.display, f.error)));
         }
-        eprintln!("{} files, {} (dry run: nothing written)", plan.tasks.len(), human_bytes(plan.bytes()));
+        let archives = match plan.archives.len() {
+            0 => String::new(),
+            1 => " and 1 archive".to_string(),
+            n => format!(" and {n} archives"),
+        };
+        eprintln!("{} files{archives}, {} (dry run: nothing written)", plan.tasks.len(), human_bytes(plan.bytes()));
     }
 
     /// A notice on stderr (not in quiet or JSON mode).
@@ -173,6 +171,27 @@ impl Printer {
             eprintln!("{}", crate::log::paint(&crate::redact::redact(msg)));
         }
     }
+}
+
+/// The `download --dry-run --json` document (version 1).
+pub fn dry_run_json(root: &Path, plan: &Plan, job: Option<(&str, &str)>) -> Value {
+    let files: Vec<_> = plan
+        .tasks
+        .iter()
+        .map(|t| json!({"path": t.display, "bytes": t.size, "result": "planned"}))
+        // An archive's entries are known only once it is unpacked: one entry, size unknown.
+        .chain(
+            plan.archives
+                .iter()
+                .map(|a| json!({"path": format!("{}/", a.display), "bytes": null, "result": "planned"})),
+        )
+        .chain(
+            plan.failures.iter().map(|f| json!({"path": f.display, "bytes": 0, "result": "failed", "error": f.error})),
+        )
+        .collect();
+    json!({"version":1,"dry_run":true,"job":job.map(|(n,s)| json!({"name":n,"status":s})),
+        "destination": root.display().to_string(), "files": files,
+        "totals": {"files": plan.tasks.len() + plan.archives.len(), "bytes": plan.bytes(), "failed": plan.failures.len()}})
 }
 
 /// The `--json` document (version 1).
@@ -288,6 +307,36 @@ mod tests {
         assert_eq!(v["files"][0]["path"], "named-outputs/ckpt/");
         assert!(!v.to_string().contains("abc"));
         assert!(v["totals"].get("interrupted").is_none());
+    }
+
+    #[test]
+    fn dry_run_lists_an_archive_as_one_entry_of_unknown_size() {
+        let plan = Plan {
+            archives: vec![crate::plan::ArchiveTask {
+                dir: "/d/named-outputs/train/main-logs".into(),
+                display: "named-outputs/train/main-logs".into(),
+                source: crate::provider::ArchiveSource {
+                    rel: "main-logs".into(),
+                    url: url::Url::parse("http://127.0.0.1:1/x:read").unwrap(),
+                    headers: vec![("authorization".into(), "Bearer secret-token".into())],
+                },
+            }],
+            ..Plan::default()
+        };
+        let v = dry_run_json(Path::new("/d"), &plan, Some(("r", "SUCCEEDED")));
+        assert_eq!(
+            v["files"][0],
+            json!({"path": "named-outputs/train/main-logs/", "bytes": null, "result": "planned"})
+        );
+        assert_eq!(v["totals"], json!({"files": 1, "bytes": 0, "failed": 0}));
+        assert!(!v.to_string().contains("secret-token"));
+        // Valid against the published schema's dry-run branch.
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/schemas/jobdl-v1.schema.json");
+        let mut schema: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        schema["oneOf"] = json!([{ "$ref": "#/$defs/dry_run" }]);
+        let validator = jsonschema::draft202012::new(&schema).unwrap();
+        let errors: Vec<String> = validator.iter_errors(&v).map(|e| e.to_string()).collect();
+        assert!(errors.is_empty(), "{errors:?}");
     }
 
     #[test]

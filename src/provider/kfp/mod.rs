@@ -10,7 +10,7 @@
 //! configured S3 endpoint only (a root's `?endpoint=` is dropped, never contacted).
 pub mod layout;
 
-use super::{ArchiveSource, Job, Listing, OutputError, OutputSpec, Resolved, s3_fatal};
+use super::{ArchiveSource, Job, Listing, OutputError, OutputSpec, Resolved, S3Listed, s3_fatal};
 use crate::error::Error;
 use crate::http::{CallError, JsonRequest, MetaClient};
 use crate::s3::{S3Client, S3Config};
@@ -498,12 +498,12 @@ impl Kfp {
         let mut resolved = Resolved::default();
         match &*data {
             RunData::V2 { layout, buckets } => {
-                let mut listing = Listing { failures: layout.failures.clone(), ..Listing::default() };
+                let mut wanted = Vec::new();
                 for item in layout.items.iter().filter(|i| is_logs(&i.output)) {
-                    let rel = format!("{}/{}", item.task, layout.rel_in_task(item));
-                    push_file(&mut listing, buckets, item, rel);
+                    wanted.push((item, format!("{}/{}", item.task, layout.rel_in_task(item))));
                 }
-                resolved.listing = listing;
+                resolved.listing = files(buckets, wanted).await;
+                resolved.listing.failures.extend(layout.failures.iter().cloned());
             }
             RunData::V1 { artifacts } => {
                 for a in artifacts.iter().filter(|a| a.name == V1_LOGS) {
@@ -523,10 +523,13 @@ impl Kfp {
         let mut resolved = Resolved { subdir: Some(task.to_string()), ..Resolved::default() };
         match &*data {
             RunData::V2 { layout, buckets } => {
-                let mut listing = Listing::default();
-                for item in layout.items.iter().filter(|i| i.task == task && i.output == output) {
-                    push_file(&mut listing, buckets, item, layout.rel_in_task(item));
-                }
+                let wanted: Vec<_> = layout
+                    .items
+                    .iter()
+                    .filter(|i| i.task == task && i.output == output)
+                    .map(|i| (i, layout.rel_in_task(i)))
+                    .collect();
+                let listing = files(buckets, wanted).await;
                 if listing.files.is_empty() && listing.failures.is_empty() {
                     return Err(OutputError::Failed(format!("output '{name}' has no files")));
                 }
@@ -555,17 +558,23 @@ fn require_endpoint(uri: &str, why: &str, config: &S3Config) -> Result<(), Error
     Ok(())
 }
 
-/// Add one object of the run to a listing (or its failure: a key that cannot be requested).
-fn push_file(listing: &mut Listing, buckets: &[Bucket], item: &layout::Item, rel: String) {
-    let o = &item.object;
-    let Some(b) = buckets.get(item.bucket) else {
-        listing.failures.push((rel, "internal error: unknown bucket".into()));
-        return;
-    };
-    match super::s3_file(&b.s3, &b.hook, &o.key, rel, o.size, o.etag.as_deref()) {
-        Ok(f) => listing.files.push(f),
-        Err(failure) => listing.failures.push(failure),
+/// The run's objects as files at their planned paths, each with the check its ETag or stored
+/// checksum allows (a few HEADs at once, [`super::s3_files`]).
+async fn files(buckets: &[Bucket], wanted: Vec<(&layout::Item, String)>) -> Listing {
+    let mut failures = Vec::new();
+    let mut objects = Vec::new();
+    for (item, rel) in wanted {
+        let Some(b) = buckets.get(item.bucket) else {
+            failures.push((rel, "internal error: unknown bucket".to_string()));
+            continue;
+        };
+        let o = &item.object;
+        let listed = S3Listed { key: o.key.clone(), rel, size: o.size, etag: o.etag.clone(), encrypted: false };
+        objects.push((&b.s3, &b.hook, listed));
     }
+    let mut listing = super::s3_files(objects).await;
+    listing.failures.extend(failures);
+    listing
 }
 
 /// `s3://bucket/<output key>` of an item (for `show`): the object itself for a file output, its
