@@ -395,32 +395,6 @@ impl Written {
     }
 }
 
-/// Create `dir` (inside `base`, which exists) and its missing parents, refusing symlinks and
-/// non-directories on the way; records what it created.
-fn make_dirs(base: &Path, dir: &Path, created: &mut Vec<PathBuf>) -> io::Result<()> {
-    let rel = dir
-        .strip_prefix(base)
-        .map_err(|_| io::Error::other(format!("{} is outside {}", dir.display(), base.display())))?;
-    let mut cur = base.to_path_buf();
-    for comp in rel.components() {
-        cur.push(comp);
-        match std::fs::symlink_metadata(&cur) {
-            Ok(m) if m.file_type().is_symlink() => {
-                return Err(io::Error::other(format!("refusing to write through symlink {}", cur.display())));
-            }
-            Ok(m) if m.is_dir() => {}
-            Ok(_) => return Err(io::Error::other(format!("{} exists and is not a directory", cur.display()))),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                std::fs::create_dir(&cur)
-                    .map_err(|e| io::Error::new(e.kind(), format!("cannot create {}: {e}", cur.display())))?;
-                created.push(cur.clone());
-            }
-            Err(e) => return Err(io::Error::new(e.kind(), format!("{}: {e}", cur.display()))),
-        }
-    }
-    Ok(())
-}
-
 /// A whole-stream failure, named by its first cause.
 fn broken(e: &io::Error, cause: &Cause, cancel: &CancellationToken) -> UnpackError {
     if cancel.is_cancelled() {
@@ -468,7 +442,7 @@ fn decode_into<R: Read>(
     on_bytes: &dyn Fn(u64),
     cancel: &CancellationToken,
 ) -> Result<(), UnpackError> {
-    make_dirs(&target.root, &target.dir, &mut w.created)
+    crate::fs::create_dir_inside_recording(&target.root, &target.dir, &mut w.created)
         .map_err(|e| UnpackError::Disk(format!("cannot create {}: {e}", target.dir.display())))?;
     let cause: Cause = Rc::new(RefCell::new(None));
     let envelope = Envelope::new(body, cause.clone());
@@ -542,7 +516,9 @@ fn entry_into<R: Read>(
             }
             match safe_relative_path(dir) {
                 Ok(d) => {
-                    if let Err(e) = make_dirs(&target.dir, &target.dir.join(&d), &mut w.created) {
+                    if let Err(e) =
+                        crate::fs::create_dir_inside_recording(&target.dir, &target.dir.join(&d), &mut w.created)
+                    {
                         w.refuse(shown(dir), e.to_string());
                     }
                 }
@@ -585,7 +561,7 @@ fn entry_into<R: Read>(
     };
     let dest = target.dir.join(&rel);
     if let Some(parent) = dest.parent()
-        && let Err(e) = make_dirs(&target.dir, parent, &mut w.created)
+        && let Err(e) = crate::fs::create_dir_inside_recording(&target.dir, parent, &mut w.created)
     {
         w.refuse(shown(&rel), e.to_string());
         return Ok(());

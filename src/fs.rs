@@ -36,6 +36,12 @@ pub fn is_working_file(name: &str) -> bool {
 /// Create `dir` (which must be `root` or inside it) and its parents, refusing to pass through
 /// a symlink or a non-directory below `root`. `root` itself must already exist.
 pub fn create_dir_inside(root: &Path, dir: &Path) -> io::Result<()> {
+    create_dir_inside_recording(root, dir, &mut Vec::new())
+}
+
+/// [`create_dir_inside`], appending each directory it created to `created` (parents first), so
+/// that a failed attempt can remove exactly those.
+pub fn create_dir_inside_recording(root: &Path, dir: &Path, created: &mut Vec<std::path::PathBuf>) -> io::Result<()> {
     let rel = dir
         .strip_prefix(root)
         .map_err(|_| io::Error::other(format!("{} is outside {}", dir.display(), root.display())))?;
@@ -49,7 +55,7 @@ pub fn create_dir_inside(root: &Path, dir: &Path) -> io::Result<()> {
             Ok(m) if m.is_dir() => {}
             Ok(_) => return Err(io::Error::other(format!("{} exists and is not a directory", cur.display()))),
             Err(e) if e.kind() == io::ErrorKind::NotFound => match std::fs::create_dir(&cur) {
-                Ok(()) => {}
+                Ok(()) => created.push(cur.clone()),
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists && cur.is_dir() => {}
                 Err(e) => return Err(io::Error::new(e.kind(), format!("cannot create {}: {e}", cur.display()))),
             },

@@ -7,6 +7,8 @@
 //! found by the fallback order.
 #![cfg(target_os = "linux")]
 
+#[path = "support/check.rs"]
+mod check;
 #[path = "support/kfp_api.rs"]
 mod kfp_api;
 #[path = "support/moto.rs"]
@@ -14,12 +16,12 @@ mod moto;
 #[path = "support/relay.rs"]
 mod relay;
 
+use check::{text, tree, validate};
 use kfp_api::FakeKfp;
 use md5::{Digest, Md5};
 use moto::{Moto, Obj, Seeded, bytes};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
 const TOKEN: &str = "test-token";
@@ -191,40 +193,6 @@ impl World {
     fn dest(&self, name: &str) -> std::path::PathBuf {
         self.tmp.path().join(name)
     }
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-/// Every file under `root`, relative, with its bytes.
-fn tree(root: &Path) -> BTreeMap<String, Vec<u8>> {
-    let mut out = BTreeMap::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                out.insert(p.strip_prefix(root).unwrap().to_string_lossy().to_string(), std::fs::read(&p).unwrap());
-            }
-        }
-    }
-    out
-}
-
-fn validate(doc: &Value) {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas/jobdl-v1.schema.json");
-    let schema: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    let v = jsonschema::draft202012::new(&schema).unwrap();
-    let errors: Vec<String> = v.iter_errors(doc).map(|e| format!("{e} at {}", e.instance_path())).collect();
-    assert!(errors.is_empty(), "{errors:#?}\n{doc:#}");
 }
 
 fn md5_hex(d: &[u8]) -> String {

@@ -5,9 +5,12 @@
 //! by PID when dropped) and seeds it with `tests/s3/seed.py` (boto3, jobdl-independent).
 #![cfg(target_os = "linux")]
 
+#[path = "support/check.rs"]
+mod check;
 #[path = "support/moto.rs"]
 mod moto;
 
+use check::{text, tree, validate};
 use md5::{Digest, Md5};
 use moto::{Moto, bytes};
 use serde_json::{Value, json};
@@ -112,41 +115,6 @@ fn keys(s: &Seeded) -> Vec<(&'static str, String)> {
     vec![("AWS_ACCESS_KEY_ID", s.access_key.clone()), ("AWS_SECRET_ACCESS_KEY", s.secret_key.clone())]
 }
 
-fn text(out: &Output) -> String {
-    format!(
-        "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-/// Every file under `root`, relative, with its bytes.
-fn tree(root: &Path) -> BTreeMap<String, Vec<u8>> {
-    let mut out = BTreeMap::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                let rel = p.strip_prefix(root).unwrap().to_string_lossy().replace('\\', "/");
-                out.insert(rel, std::fs::read(&p).unwrap());
-            }
-        }
-    }
-    out
-}
-
-fn validate_result_doc(doc: &Value) {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas/jobdl-v1.schema.json");
-    let schema: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    let v = jsonschema::draft202012::new(&schema).unwrap();
-    let errors: Vec<String> = v.iter_errors(doc).map(|e| format!("{e} at {}", e.instance_path())).collect();
-    assert!(errors.is_empty(), "{errors:#?}\n{doc:#}");
-}
-
 fn hex_md5(data: &[u8]) -> String {
     Md5::digest(data).iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -219,7 +187,7 @@ fn cp_prefix_is_byte_exact_verifies_single_part_etags_and_hostile_keys_fail_alon
 
     // The --json document: valid, job null, the checks named honestly.
     let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
-    validate_result_doc(&doc);
+    validate(&doc);
     assert_eq!(doc["job"], Value::Null);
     let by_path: BTreeMap<String, &Value> =
         doc["files"].as_array().unwrap().iter().map(|f| (f["path"].as_str().unwrap().to_string(), f)).collect();
@@ -355,7 +323,7 @@ fn listings_page_through_continuation_tokens_and_skip_existing_keeps_files() {
         assert_eq!(got[&name], format!("many/{name}").into_bytes(), "{name}");
     }
     let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
-    validate_result_doc(&doc);
+    validate(&doc);
     assert_eq!(doc["totals"]["downloaded"], COUNT);
 
     // A rerun with --skip-existing keeps every file (size and single-part MD5 match).
@@ -415,7 +383,7 @@ fn multipart_etags_and_stored_checksums_verify_objects_without_an_md5() {
         assert!(got[name] == **data, "{name} differs");
     }
     let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
-    validate_result_doc(&doc);
+    validate(&doc);
     let by_path = files_by_path(&doc);
     for (name, check, md5) in [
         ("five.bin", "md5-multipart", "absent"),
@@ -440,7 +408,7 @@ fn multipart_etags_and_stored_checksums_verify_objects_without_an_md5() {
     let out = jobdl(&home, &aws, &again);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
-    validate_result_doc(&doc);
+    validate(&doc);
     let by_path = files_by_path(&doc);
     assert_eq!(by_path["six.bin"]["result"], "downloaded", "{doc:#}");
     assert_eq!(by_path["six.bin"]["verified_by"], "md5-multipart");
@@ -566,7 +534,7 @@ mod wrong_bytes {
         .unwrap();
         assert_eq!(out.status.code(), Some(6), "{}", text(&out));
         let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
-        validate_result_doc(&doc);
+        validate(&doc);
         let by_path = files_by_path(&doc);
         assert_eq!(by_path["good.bin"]["result"], "downloaded", "{doc:#}");
         assert_eq!(by_path["good.bin"]["verified_by"], "crc32c");

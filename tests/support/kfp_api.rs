@@ -11,12 +11,11 @@
 //! `Authorization` header; every route requires `Bearer <token>` when a token is set.
 #![allow(dead_code)]
 
+#[path = "serve.rs"]
+mod serve;
+
 use std::collections::{BTreeMap, HashMap};
-use std::future::IntoFuture;
-use std::net::{SocketAddr, TcpListener};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
-use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
@@ -24,7 +23,6 @@ use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use serde_json::{Value, json};
-use tokio::sync::oneshot;
 
 /// One logged request.
 #[derive(Debug, Clone)]
@@ -63,49 +61,20 @@ struct Shared {
 /// The running fake; stopped when dropped.
 pub struct FakeKfp {
     shared: Arc<Mutex<Shared>>,
-    addr: SocketAddr,
-    stop: Option<oneshot::Sender<()>>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl Drop for FakeKfp {
-    fn drop(&mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
+    server: serve::Served,
 }
 
 impl FakeKfp {
     /// Start on 127.0.0.1; `token`: the bearer every route requires.
     pub fn start(token: Option<&str>) -> FakeKfp {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("fake kfp: bind");
-        listener.set_nonblocking(true).expect("nonblocking");
-        let addr = listener.local_addr().expect("local_addr");
         let shared = Arc::new(Mutex::new(Shared { token: token.map(str::to_string), ..Shared::default() }));
         let app = Router::new().fallback(handle).with_state(shared.clone());
-        let (tx, rx) = oneshot::channel();
-        let thread = std::thread::spawn(move || {
-            let rt =
-                tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
-            rt.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
-                tokio::select! {
-                    _ = axum::serve(listener, app).into_future() => {}
-                    _ = rx => {}
-                }
-            });
-            rt.shutdown_timeout(Duration::from_secs(1));
-        });
-        FakeKfp { shared, addr, stop: Some(tx), thread: Some(thread) }
+        FakeKfp { shared, server: serve::Served::start("127.0.0.1:0", app) }
     }
 
     /// `http://127.0.0.1:PORT`.
     pub fn base_url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("http://{}", self.server.addr)
     }
 
     /// Add a run answering `states` in turn (the last repeats); `run` is its JSON (its `state` is

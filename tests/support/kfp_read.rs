@@ -5,12 +5,11 @@
 //! the body. Each artifact name is scripted (cut, stall, bad status); the bearer token is required.
 #![allow(dead_code)]
 
+#[path = "serve.rs"]
+mod serve;
+
 use std::collections::HashMap;
-use std::future::IntoFuture;
-use std::net::{SocketAddr, TcpListener};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
-use std::time::Duration;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -19,7 +18,6 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
-use tokio::sync::oneshot;
 
 /// The token the server accepts (`Authorization: Bearer test-token`).
 pub const TOKEN: &str = "test-token";
@@ -59,10 +57,8 @@ struct Shared {
 
 /// The server; stopped when dropped.
 pub struct KfpRead {
-    addr: SocketAddr,
     shared: Arc<Shared>,
-    stop: Option<oneshot::Sender<()>>,
-    thread: Option<JoinHandle<()>>,
+    server: serve::Served,
 }
 
 /// Chunks of this size (the last one shorter).
@@ -71,33 +67,17 @@ const CHUNK: usize = 1000;
 impl KfpRead {
     /// Start on 127.0.0.1 with these artifacts (by name).
     pub fn start(artifacts: Vec<(&str, Artifact)>) -> KfpRead {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("kfp_read: bind");
-        listener.set_nonblocking(true).expect("nonblocking");
-        let addr = listener.local_addr().expect("local_addr");
         let shared = Arc::new(Shared::default());
         shared.artifacts.lock().unwrap().extend(artifacts.into_iter().map(|(k, v)| (k.to_string(), v)));
         let app = Router::new().fallback(serve).with_state(shared.clone());
-        let (tx, rx) = oneshot::channel::<()>();
-        let thread = std::thread::spawn(move || {
-            let rt =
-                tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
-            rt.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
-                tokio::select! {
-                    _ = axum::serve(listener, app).into_future() => {}
-                    _ = rx => {}
-                }
-            });
-            rt.shutdown_timeout(Duration::from_secs(1));
-        });
-        KfpRead { addr, shared, stop: Some(tx), thread: Some(thread) }
+        KfpRead { shared, server: serve::Served::start("127.0.0.1:0", app) }
     }
 
     /// The `:read` URL of artifact `name` of node `node` in run `run`.
     pub fn url(&self, name: &str) -> url::Url {
         url::Url::parse(&format!(
             "http://{}/apis/v2beta1/runs/0b6e2a5c-run/nodes/train-pipeline-x7k2p-3141/artifacts/{name}:read",
-            self.addr
+            self.server.addr
         ))
         .expect("url")
     }
@@ -110,17 +90,6 @@ impl KfpRead {
     /// Body bytes handed out for `name` (over all requests).
     pub fn sent(&self, name: &str) -> usize {
         self.shared.sent.lock().unwrap().get(name).copied().unwrap_or(0)
-    }
-}
-
-impl Drop for KfpRead {
-    fn drop(&mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
     }
 }
 

@@ -9,12 +9,11 @@
 //! instance playing the cloud store under `/presigned/`), and `POST /oidc/v1/token`.
 #![allow(dead_code)]
 
+#[path = "serve.rs"]
+mod serve;
+
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::future::IntoFuture;
-use std::net::{SocketAddr, TcpListener};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::thread::JoinHandle;
-use std::time::Duration;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -24,7 +23,6 @@ use axum::response::Response;
 use base64::Engine;
 use percent_encoding::percent_decode_str;
 use serde_json::{Value, json};
-use tokio::sync::oneshot;
 
 /// The signature of every presigned URL handed out (must never be printed by jobdl).
 pub const PRESIGN_SIG: &str = "SECRETpresignSIG0123";
@@ -168,9 +166,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// A running fake server; stops (and drops its connections) when dropped.
 pub struct FakeMlflow {
     shared: Arc<Shared>,
-    addr: SocketAddr,
-    stop: Option<oneshot::Sender<()>>,
-    thread: Option<JoinHandle<()>>,
+    server: serve::Served,
 }
 
 impl FakeMlflow {
@@ -179,9 +175,6 @@ impl FakeMlflow {
     }
 
     pub fn start_on(bind: &str, cfg: FakeConfig) -> FakeMlflow {
-        let listener = TcpListener::bind(bind).expect("fake mlflow: bind");
-        listener.set_nonblocking(true).expect("nonblocking");
-        let addr = listener.local_addr().expect("local_addr");
         let faults = cfg.faults.iter().map(|(k, v)| (k.clone(), v.iter().copied().collect())).collect();
         let shared = Arc::new(Shared {
             cfg: Mutex::new(cfg),
@@ -191,30 +184,17 @@ impl FakeMlflow {
             store: Mutex::new(BTreeMap::new()),
         });
         let app = Router::new().fallback(handle).with_state(shared.clone());
-        let (tx, rx) = oneshot::channel();
-        let thread = std::thread::spawn(move || {
-            let rt =
-                tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
-            rt.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
-                tokio::select! {
-                    _ = axum::serve(listener, app).into_future() => {}
-                    _ = rx => {}
-                }
-            });
-            rt.shutdown_timeout(Duration::from_secs(1));
-        });
-        FakeMlflow { shared, addr, stop: Some(tx), thread: Some(thread) }
+        FakeMlflow { shared, server: serve::Served::start(bind, app) }
     }
 
     /// `http://127.0.0.1:PORT`
     pub fn base_url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("http://{}", self.server.addr)
     }
 
     /// `127.0.0.1:PORT`
     pub fn host_port(&self) -> String {
-        self.addr.to_string()
+        self.server.addr.to_string()
     }
 
     /// Serve `bytes` under `/presigned/<path>` (the storage role).
@@ -233,17 +213,6 @@ impl FakeMlflow {
 
     pub fn set_config(&self, f: impl FnOnce(&mut FakeConfig)) {
         f(&mut lock(&self.shared.cfg));
-    }
-}
-
-impl Drop for FakeMlflow {
-    fn drop(&mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
     }
 }
 
