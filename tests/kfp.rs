@@ -402,6 +402,11 @@ fn pipeline_roots_are_found_in_order_and_server_endpoints_never_contacted() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert!(String::from_utf8_lossy(&out.stderr).contains("private-artifacts/team-a"), "{}", text(&out));
     assert!(w.dest("c/named-outputs/train/model").is_file());
+    // No executor-logs (KFP < 2.5): the default mode says so and names the outputs.
+    let out = w.jobdl(&["download", "run-c", "-p", "c0"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no executor-logs") && err.contains("train/model"), "{err}");
 
     // D: a root with ?endpoint= pointing at a sentinel on 127.0.0.2: dropped, never contacted.
     let sentinel = std::net::TcpListener::bind("127.0.0.2:0").unwrap();

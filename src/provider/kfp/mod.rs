@@ -502,6 +502,16 @@ impl Kfp {
                 for item in layout.items.iter().filter(|i| is_logs(&i.output)) {
                     wanted.push((item, format!("{}/{}", item.task, layout.rel_in_task(item))));
                 }
+                let outputs = layout.outputs();
+                if wanted.is_empty() && !outputs.is_empty() {
+                    // KFP < 2.5, or PUBLISH_LOGS turned off: no logs, but outputs the user may want.
+                    crate::report::notice(&format!(
+                        "note: run '{}' has no executor-logs (KFP before 2.5, or log publishing turned off), so \
+                         artifacts/ stays empty; its outputs are {} (--output TASK/OUTPUT, --all-outputs)",
+                        job.name,
+                        outputs.keys().map(String::as_str).collect::<Vec<_>>().join(", ")
+                    ));
+                }
                 resolved.listing = files(buckets, wanted).await;
                 resolved.listing.failures.extend(layout.failures.iter().cloned());
             }
