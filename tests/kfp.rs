@@ -379,6 +379,21 @@ fn states_wait_and_failures_map_to_exit_codes() {
     let out = w.jobdl_env(&["download", A, "-p", "s3bad"], &[("AWS_SECRET_ACCESS_KEY", "not-the-secret-XYZ")]);
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
     assert!(!String::from_utf8_lossy(&out.stderr).contains("not-the-secret-XYZ"));
+    // No S3 keys at all: exit 3, saying where KFP keeps them.
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_jobdl"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("AWS_") {
+            cmd.env_remove(k);
+        }
+    }
+    let out = cmd
+        .env("JOBDL_ACCESS_TOKEN", TOKEN)
+        .env("HOME", w.tmp.path().join("home"))
+        .args(["show", A, "--kfp-endpoint", &w.kfp.base_url(), "--s3-endpoint", &w.moto.endpoint()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("mlpipeline-minio-artifact"), "{}", text(&out));
     // No S3 endpoint for a minio:// root: exit 2 saying how to port-forward.
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_jobdl"));
     cmd.env("JOBDL_ACCESS_TOKEN", TOKEN).env("HOME", w.tmp.path().join("home")).envs(w.seeded.env());

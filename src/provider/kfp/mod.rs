@@ -260,7 +260,17 @@ impl Kfp {
             self.s3.allow_http,
             &|k| std::env::var(k).ok(),
             home().as_deref(),
-        )?;
+        )
+        .map_err(|e| match e {
+            Error::Auth { message, hint } => Error::Auth {
+                message,
+                hint: format!(
+                    "{hint}; a Kubeflow store's keys are in the Secret mlpipeline-minio-artifact: `kubectl -n kubeflow get \
+                     secret mlpipeline-minio-artifact -o jsonpath='{{.data.accesskey}}' | base64 -d` (and .data.secretkey)"
+                ),
+            },
+            other => other,
+        })?;
         let (mut tried, mut denied, mut seen) = (Vec::new(), 0usize, Vec::new());
         let mut found: Option<(Layout, Bucket, String)> = None;
         for (raw, why) in candidates {
