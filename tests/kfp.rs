@@ -312,6 +312,7 @@ fn run_outputs_land_byte_exact_in_every_mode_and_hostile_keys_fail_alone() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(doc["files"].as_array().map(Vec::len), Some(3), "{doc}");
+    assert!(doc["files"].as_array().unwrap().iter().all(|f| f["output"] == "train/model"), "{doc}");
 
     // Rerun with --skip-existing: nothing is fetched again.
     let out = w.jobdl(&["download", A, "--output", "evaluate/report", "-p", "short", "--skip-existing", "--json"]);

@@ -19,7 +19,8 @@ pub async fn ls(args: LsArgs, printer: Printer, cancel: CancellationToken) -> Re
         .tasks
         .iter()
         .map(|t| {
-            let (output, path) = split_named(&t.display, &dl.outputs);
+            let (output, path) =
+                if r.job.task_outputs { split_task_output(&t.display) } else { split_named(&t.display, &dl.outputs) };
             LsRow { output, path, bytes: t.size, md5_known: t.md5.is_some() }
         })
         .collect();
@@ -82,6 +83,20 @@ fn split_named(display: &str, requested: &[String]) -> (String, String) {
     split(display)
 }
 
+/// Kubeflow: `named-outputs/<task>/[<execution uuid>/]<output>[/…]` → (`task/output`, the rest
+/// after the task); logs and the rest as [`split`].
+fn split_task_output(display: &str) -> (String, String) {
+    if let Some(rest) = display.strip_prefix("named-outputs/")
+        && let Some((task, after)) = rest.split_once('/')
+    {
+        let mut parts = after.split('/');
+        let first = parts.next().unwrap_or_default();
+        let output = if crate::provider::kfp::layout::is_uuid(first) { parts.next().unwrap_or(first) } else { first };
+        return (format!("{task}/{output}"), after.to_string());
+    }
+    split(display)
+}
+
 /// `named-outputs/<n>/<path>` → (`n`, path); `artifacts/<path>` → (`default`, path);
 /// `hd-artifacts/<path>` (a sweep's own files) → (`hd-artifacts`, path).
 fn split(display: &str) -> (String, String) {
@@ -101,7 +116,7 @@ fn split(display: &str) -> (String, String) {
 
 #[cfg(test)]
 mod tests {
-    use super::{split, split_named};
+    use super::{split, split_named, split_task_output};
 
     #[test]
     fn display_paths_split_into_output_and_path() {
@@ -115,5 +130,12 @@ mod tests {
         assert_eq!(split_named("artifacts/y", &req), s("default", "y"));
         let req = vec!["models:/clf/3".to_string()];
         assert_eq!(split_named("named-outputs/models/clf/3/MLmodel", &req), s("models:/clf/3", "MLmodel"));
+        let u = "0d3c1e2a-5b6f-4a7b-8c9d-000000000002";
+        assert_eq!(
+            split_task_output(&format!("named-outputs/train/{u}/model")),
+            s("train/model", &format!("{u}/model"))
+        );
+        assert_eq!(split_task_output("named-outputs/prep/data/a.csv"), s("prep/data", "data/a.csv"));
+        assert_eq!(split_task_output("artifacts/prep/executor-logs"), s("default", "prep/executor-logs"));
     }
 }
