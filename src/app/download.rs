@@ -170,6 +170,10 @@ pub(crate) async fn resolve(
 
     // The gate runs before anything is written.
     let job = gate(&provider, &args.target.job, args.wait, timeout, common.poll_interval, &printer, &cancel).await?;
+    let job = tokio::select! {
+        j = provider.describe(job) => j?,
+        _ = cancel.cancelled() => return Err(Error::Interrupted),
+    };
 
     // A reused pipeline step downloads from the run it reused; a sweep from its best child.
     let mut src = job.clone();
@@ -219,10 +223,23 @@ pub(crate) async fn resolve(
         }
         match want {
             Want::Default => {
-                let resolved = tokio::select! {
+                let mut resolved = tokio::select! {
                     l = provider.default_artifacts(&src) => l?,
                     _ = cancel.cancelled() => return Err(Error::Interrupted),
                 };
+                let strays = std::mem::take(&mut resolved.strays);
+                if args.all_outputs {
+                    resolved.listing.failures.extend(strays);
+                } else if !strays.is_empty() {
+                    let shown: Vec<&str> = strays.iter().take(5).map(|(p, _)| p.as_str()).collect();
+                    crate::report::notice(&format!(
+                        "note: {} object(s) of the job belong to no output and are not requested: {}{} \
+                         (--all-outputs reports them as failed)",
+                        strays.len(),
+                        shown.join(", "),
+                        if strays.len() > 5 { ", …" } else { "" }
+                    ));
+                }
                 add(&mut plan, &root, "artifacts", resolved, &mut seen);
             }
             Want::Named(name) => {
@@ -383,6 +400,9 @@ async fn gate(
                 Ok(j) => j,
                 // Transient failures while waiting do not end the wait.
                 Err(Error::ServiceUnavailable(m)) if wait => {
+                    if timeout.is_some_and(|t| started.elapsed() >= t) {
+                        return Err(Error::ServiceUnavailable(format!("{m}; gave up waiting")));
+                    }
                     crate::log::log(0, format!("warning: {m}; still waiting"));
                     if !sleep_or_cancel(interval, cancel).await { return Err(Error::Interrupted); }
                     continue;

@@ -14,6 +14,15 @@ pub async fn show(args: ShowArgs, printer: Printer, cancel: CancellationToken) -
         j = provider.get_job(&dl.target.job) => j?,
         _ = cancel.cancelled() => return Err(Error::Interrupted),
     };
+    // A finished job's outputs (Kubeflow: found in storage); a running one is shown as it is.
+    let job = if provider.is_terminal(&job.status) {
+        tokio::select! {
+            j = provider.describe(job) => j?,
+            _ = cancel.cancelled() => return Err(Error::Interrupted),
+        }
+    } else {
+        job
+    };
     printer.show(&job);
     Ok(0)
 }

@@ -160,6 +160,10 @@ pub struct Resolved {
     pub headers: Vec<(String, String)>,
     /// Archives to unpack (KFP v1 `:read` artifacts: a JSON-wrapped base64 `.tgz` stream).
     pub archives: Vec<ArchiveSource>,
+    /// Objects of the job that belong to no output and cannot be placed (Kubeflow keys whose task
+    /// or output segment is unsafe): (path, reason). Failures with `--all-outputs`, a note
+    /// otherwise.
+    pub strays: Vec<(String, String)>,
     /// Where this output's files go below `named-outputs/`, when not under the output's name
     /// (a Kubeflow output `TASK/OUTPUT` lands in `named-outputs/TASK/[<execution>/]OUTPUT`).
     pub subdir: Option<String>,
@@ -322,6 +326,15 @@ impl Provider {
             Provider::AzureMl(a) => a.get_job(name).await,
             Provider::Mlflow(m) => m.get_job(name).await,
             Provider::Kfp(k) => k.get_job(name).await,
+        }
+    }
+
+    /// A gated job completed with what only a finished job has (Kubeflow: its outputs, found in
+    /// storage). Other sources know everything from [`Self::get_job`].
+    pub async fn describe(&self, job: Job) -> Result<Job, Error> {
+        match self {
+            Provider::Kfp(k) => k.describe(job).await,
+            _ => Ok(job),
         }
     }
 

@@ -229,7 +229,8 @@ impl S3Client {
             .append_pair("max-keys", "1")
             .append_pair("prefix", prefix);
         let page = crate::http::with_retry(&self.retry, "GET", &url, |attempt| self.get_page(&url, attempt)).await?;
-        Ok(!page.objects.is_empty() || !page.bad.is_empty())
+        // A folder marker (`…/`, skipped by the parser) may be the one key of the page.
+        Ok(!page.objects.is_empty() || !page.bad.is_empty() || page.next_token.is_some())
     }
 
     /// The signer (for the engine's per-request hook).

@@ -191,6 +191,9 @@ async fn handle(State(shared): State<Arc<Mutex<Shared>>>, req: Request) -> Respo
         ["apis", "v2beta1", "runs", id] => {
             let id = id.to_string();
             let Some((states, run)) = s.runs.get(&id).cloned() else {
+                if id == "bad-request" {
+                    return grpc_error(400, 3, "invalid run id");
+                }
                 if id == "forbidden" {
                     return grpc_error(403, 7, "PermissionDenied: not allowed to read run");
                 }

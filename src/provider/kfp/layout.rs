@@ -274,11 +274,24 @@ pub fn task_artifacts(run: &Value) -> Option<Vec<TaskArtifact>> {
     let tasks = run.get("tasks")?.as_array()?;
     let mut out = Vec::new();
     for t in tasks.iter().take(100_000) {
-        let Some(task) = t.get("name").and_then(Value::as_str) else { continue };
+        let Some(name) = t.get("name").and_then(Value::as_str) else { continue };
+        // ROOT, DAG, LOOP and condition tasks re-list their children's outputs: only the tasks
+        // that produce files count.
+        let kind = t.get("type").and_then(Value::as_str).unwrap_or("RUNTIME");
+        if !matches!(kind, "RUNTIME" | "IMPORTER" | "") {
+            continue;
+        }
         let state = t.get("state").and_then(Value::as_str).unwrap_or_default().to_string();
         let groups = t.get("outputs").and_then(|o| o.get("artifacts")).and_then(Value::as_array);
         for g in groups.into_iter().flatten() {
             let Some(output) = g.get("artifact_key").and_then(Value::as_str) else { continue };
+            // The producing task, when the group names it; else the task that lists it.
+            let task = g
+                .get("producer")
+                .and_then(|p| p.get("task_name"))
+                .and_then(Value::as_str)
+                .filter(|p| !p.is_empty())
+                .unwrap_or(name);
             for a in g.get("artifacts").and_then(Value::as_array).into_iter().flatten() {
                 let uri =
                     a.get("uri").and_then(Value::as_str).map(str::trim).filter(|u| !u.is_empty()).map(str::to_string);
@@ -439,9 +452,14 @@ mod tests {
                 "artifacts": [{"name": "model", "uri": "minio://mlpipeline/v2/artifacts/p/old/train/11111111-1111-4111-8111-111111111111/model"}]}]}},
             {"name": "eval", "state": "SUCCEEDED", "outputs": {"artifacts": [{"artifact_key": "metrics",
                 "artifacts": [{"name": "metrics", "type": "Metric", "number_value": 0.9}]}]}},
-            {"name": "noout"}]});
+            {"name": "noout"},
+            {"name": "root", "type": "ROOT", "outputs": {"artifacts": [{"artifact_key": "model",
+                "artifacts": [{"uri": "minio://mlpipeline/elsewhere"}]}]}},
+            {"name": "for-loop-2", "type": "RUNTIME", "outputs": {"artifacts": [{"artifact_key": "m",
+                "producer": {"task_name": "inner", "iteration": "1"}, "artifacts": [{"uri": "s3://b/k"}]}]}}]});
         let a = task_artifacts(&run).unwrap();
-        assert_eq!(a.len(), 2);
+        assert_eq!(a.len(), 3, "{a:?}");
+        assert_eq!(a[2].task, "inner", "the producer names the task");
         assert_eq!((a[0].task.as_str(), a[0].state.as_str(), a[0].output.as_str()), ("train", "CACHED", "model"));
         assert_eq!(a[1].uri, None);
         assert_eq!(task_artifacts(&json!({"run_id": "x"})), None);

@@ -58,6 +58,8 @@ pub struct Kfp {
     retry: crate::retry::RetryConfig,
     /// Resolved outputs per run id.
     runs: Arc<Mutex<HashMap<String, Arc<RunData>>>>,
+    /// The last run JSON fetched per run id.
+    fetched: Arc<Mutex<HashMap<String, Arc<Value>>>>,
 }
 
 /// What a finished run's outputs are.
@@ -119,7 +121,7 @@ impl Kfp {
         retry: crate::retry::RetryConfig,
     ) -> Self {
         let client = meta.client().clone();
-        Kfp { meta, base, token, s3, pipeline_root, client, retry, runs: Arc::default() }
+        Kfp { meta, base, token, s3, pipeline_root, client, retry, runs: Arc::default(), fetched: Arc::default() }
     }
 
     /// `<base>/apis/<version>/<segments…>`: every segment percent-encoded as one path segment.
@@ -152,8 +154,7 @@ impl Kfp {
         )
     }
 
-    /// GET the run; when it is finished, also resolve where its outputs are (so `show`, `ls` and
-    /// `--output` know them).
+    /// GET the run (the gate polls this; its outputs are resolved by [`Self::describe`]).
     pub async fn get_job(&self, run_id: &str) -> Result<Job, Error> {
         let what = format!("Kubeflow run '{run_id}'");
         let run = self
@@ -167,18 +168,34 @@ impl Kfp {
             Some(s) if !s.is_empty() => crate::plan::printable(s),
             _ => "RUNTIME_STATE_UNSPECIFIED".to_string(),
         };
-        let mut job = Job {
+        if let Ok(mut m) = self.fetched.lock() {
+            m.insert(run_id.to_string(), Arc::new(run.clone()));
+        }
+        Ok(Job {
             name: run_id.to_string(),
             status,
             job_type: "Kubeflow pipeline run".into(),
             created: super::timestamp(run.get("created_at").and_then(Value::as_str)),
             task_outputs: true,
             ..Job::default()
-        };
+        })
+    }
+
+    /// A finished run with its outputs (for `show`, `ls`, `--output` and `--all-outputs`): where
+    /// they are is resolved once, after the gate, so a failing store ends the run instead of
+    /// being waited on.
+    pub async fn describe(&self, mut job: Job) -> Result<Job, Error> {
         if !TERMINAL.contains(&job.status.as_str()) {
             return Ok(job);
         }
-        let data = self.resolve(run_id, &run).await?;
+        let run_id = job.name.clone();
+        let run = self
+            .fetched
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&run_id).cloned())
+            .ok_or_else(|| Error::Protocol(format!("Kubeflow run '{run_id}': described before it was fetched")))?;
+        let data = self.resolve(&run_id, &run).await?;
         match &*data {
             RunData::V2 { layout, buckets } => {
                 for (name, _) in layout.outputs() {
@@ -202,7 +219,7 @@ impl Kfp {
             }
         }
         for name in job.outputs.keys() {
-            if let Some((_, output)) = name.split_once('/') {
+            if let Some((_, output)) = name.rsplit_once('/') {
                 job.output_aliases.entry(output.to_string()).or_default().push(name.clone());
             }
         }
@@ -222,7 +239,7 @@ impl Kfp {
     }
 
     async fn resolve_uncached(&self, run_id: &str, run: &Value) -> Result<RunData, Error> {
-        let pipeline = match self.pipeline_name(run_id, run).await? {
+        let (pipeline, spec) = match self.pipeline_name(run_id, run).await? {
             Some(p) => p,
             None => {
                 // No v2 pipeline name: a v1 (Argo) run, whose spec is a workflow.
@@ -295,7 +312,10 @@ impl Kfp {
                     break;
                 }
                 Ok(false) => tried.push(format!("{shown} (empty)")),
-                Err(e) if e.status() == Some(403) => {
+                Err(e)
+                    if e.status() == Some(403)
+                        && !matches!(&e, CallError::Status { code: Some(c), .. } if c == "RequestTimeTooSkewed") =>
+                {
                     denied += 1;
                     tried.push(format!("{shown} (access denied: {e})"));
                 }
@@ -309,10 +329,21 @@ impl Kfp {
         };
         // The new API names every output's exact URI, cached tasks' included (§3.6).
         if let Some(artifacts) = layout::task_artifacts(run) {
+            let listed = run.get("tasks").and_then(Value::as_array).map_or(0, Vec::len);
+            let count = run
+                .get("task_count")
+                .and_then(|c| c.as_u64().or_else(|| c.as_str().and_then(|s| s.parse().ok())))
+                .unwrap_or(0);
+            if count > listed as u64 {
+                crate::report::notice(&format!(
+                    "note: the run has {count} tasks but the API listed {listed}; outputs of the others are found \
+                     only if they are under the run prefix"
+                ));
+            }
             self.add_exact_outputs(&config, &artifacts, prefix.as_deref(), &mut layout, &mut buckets).await?;
         }
         if !buckets.is_empty() {
-            self.note_missing(run, &layout).await;
+            self.note_missing(&spec, &layout).await;
             return Ok(RunData::V2 { layout, buckets });
         }
         if denied == tried.len() && denied > 0 {
@@ -398,10 +429,13 @@ impl Kfp {
         Ok(s3)
     }
 
-    /// `pipelineInfo.name` of the inline spec, else of the referenced pipeline version.
-    async fn pipeline_name(&self, run_id: &str, run: &Value) -> Result<Option<String>, Error> {
-        if let Some(name) = run.get("pipeline_spec").and_then(layout::pipeline_name) {
-            return Ok(Some(name));
+    /// `pipelineInfo.name` of the inline spec, else of the referenced pipeline version, with the
+    /// spec it came from.
+    async fn pipeline_name(&self, run_id: &str, run: &Value) -> Result<Option<(String, Value)>, Error> {
+        if let Some(spec) = run.get("pipeline_spec")
+            && let Some(name) = layout::pipeline_name(spec)
+        {
+            return Ok(Some((name, spec.clone())));
         }
         let reference = run.get("pipeline_version_reference");
         let id = |k: &str| {
@@ -418,7 +452,7 @@ impl Kfp {
             .get(self.api("v2beta1", &["pipelines", pid, "versions", vid], &[]))
             .await
             .map_err(|e| self.fatal(e, &what))?;
-        Ok(v.get("pipeline_spec").and_then(layout::pipeline_name))
+        Ok(v.get("pipeline_spec").and_then(|spec| Some((layout::pipeline_name(spec)?, spec.clone()))))
     }
 
     /// The namespace of the run's experiment (multi-user installs); `None` when there is none or
@@ -444,8 +478,8 @@ impl Kfp {
 
     /// Name the outputs the spec declares that have no object under the run prefix (cached
     /// tasks, importers, never-written Metrics): they are never dropped silently.
-    async fn note_missing(&self, run: &Value, layout: &Layout) {
-        let declared = run.get("pipeline_spec").map(layout::declared_outputs).unwrap_or_default();
+    async fn note_missing(&self, spec: &Value, layout: &Layout) {
+        let declared = layout::declared_outputs(spec);
         let found = layout.outputs();
         let missing: Vec<String> = declared.into_iter().filter(|d| !found.contains_key(d)).collect();
         if !missing.is_empty() {
@@ -523,7 +557,7 @@ impl Kfp {
                     ));
                 }
                 resolved.listing = files(buckets, wanted).await;
-                resolved.listing.failures.extend(layout.failures.iter().cloned());
+                resolved.strays = layout.failures.clone();
             }
             RunData::V1 { artifacts } => {
                 for a in artifacts.iter().filter(|a| a.name == V1_LOGS) {
@@ -556,8 +590,13 @@ impl Kfp {
                 resolved.listing = listing;
             }
             RunData::V1 { artifacts } => {
-                for a in artifacts.iter().filter(|a| a.task == task && a.name == output) {
+                // A v1 task directory may itself be `<task>/<node id>` (several Pods of one task).
+                for a in artifacts.iter().filter(|a| a.name != V1_LOGS && format!("{}/{}", a.task, a.name) == name) {
+                    resolved.subdir = Some(a.task.clone());
                     resolved.archives.push(self.archive(&job.name, a, a.name.clone()));
+                }
+                if resolved.archives.is_empty() {
+                    return Err(OutputError::Failed(format!("output '{name}' has no artifact")));
                 }
             }
         }
@@ -617,7 +656,12 @@ fn v1_from_manifest(wf: &Value) -> Vec<V1Artifact> {
         .filter(|(_, n)| n.get("type").and_then(Value::as_str) == Some("Pod"))
         .filter_map(|(key, n)| {
             let id = n.get("id").and_then(Value::as_str).unwrap_or(key);
-            let task = n.get("displayName").and_then(Value::as_str).unwrap_or(id);
+            // A display name that is not a safe directory name falls back to the node id.
+            let task = n
+                .get("displayName")
+                .and_then(Value::as_str)
+                .filter(|d| crate::safepath::safe_component(d).is_ok())
+                .unwrap_or(id);
             Some((id, task, n.get("outputs")?.get("artifacts")?))
         })
         .collect();
