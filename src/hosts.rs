@@ -276,14 +276,21 @@ impl AllowList {
 /// password, no query or fragment; plain `http` only to a loopback host or with `--allow-http`.
 /// The endpoint is the user's own setting (never taken from a server), so any https host is fine.
 pub fn check_s3_endpoint(url: &Url, allow_http: bool) -> Result<(), String> {
+    check_user_endpoint(url, allow_http, "S3 endpoint")
+}
+
+/// A user-given service endpoint (`what`: "S3 endpoint", "Kubeflow Pipelines endpoint"): http(s),
+/// no user name or password, no query or fragment; plain `http` only to a loopback host or with
+/// `--allow-http`.
+pub fn check_user_endpoint(url: &Url, allow_http: bool, what: &str) -> Result<(), String> {
     let host = basic_checks(url)?;
     let shown = url_for_display(url);
     if url.query().is_some() || url.fragment().is_some() {
-        return Err(format!("refusing S3 endpoint {shown}: it must not have a query or fragment"));
+        return Err(format!("refusing {what} {shown}: it must not have a query or fragment"));
     }
     if url.scheme() == "http" && !host.is_loopback() && !allow_http {
         return Err(format!(
-            "refusing S3 endpoint {shown}: plain http is allowed only for loopback hosts or with --allow-http"
+            "refusing {what} {shown}: plain http is allowed only for loopback hosts or with --allow-http"
         ));
     }
     Ok(())

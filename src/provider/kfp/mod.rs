@@ -103,8 +103,7 @@ struct V1Artifact {
 pub fn parse_endpoint(raw: &str, allow_http: bool) -> Result<Url, Error> {
     let bad = |why: String| Error::usage(format!("invalid --kfp-endpoint / KF_PIPELINES_ENDPOINT: {why}"));
     let mut url = Url::parse(raw.trim()).map_err(|e| bad(format!("'{}': {e}", crate::redact::redact(raw))))?;
-    crate::hosts::check_s3_endpoint(&url, allow_http)
-        .map_err(|e| bad(e.replace("S3 endpoint", "Kubeflow Pipelines endpoint")))?;
+    crate::hosts::check_user_endpoint(&url, allow_http, "Kubeflow Pipelines endpoint").map_err(bad)?;
     let path = url.path().trim_end_matches('/').to_string();
     url.set_path(&path);
     Ok(url)
