@@ -128,6 +128,8 @@ impl Climber {
 pub(crate) struct Budget {
     sem: Arc<Semaphore>,
     waiting: AtomicUsize,
+    /// Connections the budget allows now.
+    level: AtomicUsize,
     /// Payload bytes received (for the throughput samples).
     pub bytes: AtomicU64,
     ceiling: usize,
@@ -140,6 +142,7 @@ impl Budget {
         Budget {
             sem: Arc::new(Semaphore::new(start)),
             waiting: AtomicUsize::new(0),
+            level: AtomicUsize::new(start),
             bytes: AtomicU64::new(0),
             ceiling: ceiling.max(start),
         }
@@ -148,6 +151,11 @@ impl Budget {
     /// The most connections this run may use (sizes the worker pools).
     pub fn ceiling(&self) -> usize {
         self.ceiling
+    }
+
+    /// How many connections the budget allows now.
+    pub fn level(&self) -> usize {
+        self.level.load(Ordering::Relaxed)
     }
 
     /// Take a connection (waits while all are in use). `None` once the run is closing.
@@ -184,9 +192,11 @@ impl Budget {
                         format!("connections: {} (throughput {:.0} MiB/s)", climber.level(), rate / 1048576.0),
                     );
                     self.sem.add_permits(n);
+                    self.level.fetch_add(n, Ordering::Relaxed);
                 }
                 Step::Shrink(n) => {
                     crate::log::log(2, format!("connections: back to {} (the last step did not pay)", climber.level()));
+                    self.level.fetch_sub(n, Ordering::Relaxed);
                     // Take the permits back as requests finish (FIFO: the next ones released).
                     let sem = self.sem.clone();
                     let n = u32::try_from(n).unwrap_or(u32::MAX);

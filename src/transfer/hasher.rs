@@ -7,7 +7,9 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
+use tokio::sync::Notify;
 
 /// What the prefix cursor computed: the MD5 and the other check, each when asked for.
 pub(super) type Hashes = (Option<[u8; 16]>, Option<Expected>);
@@ -16,6 +18,20 @@ pub(super) type Hashes = (Option<[u8; 16]>, Option<Expected>);
 pub(super) struct PrefixHasher {
     tx: mpsc::Sender<(u64, u64)>,
     handle: tokio::task::JoinHandle<Option<Hashes>>,
+    hashed: Arc<Hashed>,
+}
+
+/// How far the cursor has hashed, for downloads that must not run too far ahead of it.
+struct Hashed {
+    upto: AtomicU64,
+    moved: Notify,
+}
+
+impl Hashed {
+    fn set(&self, upto: u64) {
+        self.upto.store(upto, Ordering::Release);
+        self.moved.notify_waiters();
+    }
 }
 
 impl PrefixHasher {
@@ -23,7 +39,17 @@ impl PrefixHasher {
     pub fn start(file: Arc<File>, total: u64, md5: bool, check: Option<&Expected>) -> PrefixHasher {
         let (tx, rx) = mpsc::channel::<(u64, u64)>();
         let mut check = check.map(CheckHasher::new);
+        let hashed = Arc::new(Hashed { upto: AtomicU64::new(0), moved: Notify::new() });
+        let progress = hashed.clone();
         let handle = tokio::task::spawn_blocking(move || {
+            // However the thread ends, nobody may keep waiting for it.
+            struct Release(Arc<Hashed>);
+            impl Drop for Release {
+                fn drop(&mut self) {
+                    self.0.set(u64::MAX);
+                }
+            }
+            let progress = Release(progress);
             let mut md5 = md5.then(Md5::new);
             let mut cursor = 0u64;
             let mut ready: BTreeMap<u64, u64> = BTreeMap::new();
@@ -44,12 +70,24 @@ impl PrefixHasher {
                             c.update(&buf[..n]);
                         }
                         cursor += n as u64;
+                        progress.0.set(cursor);
                     }
                 }
             }
             (cursor == total).then(|| (md5.map(|h| h.finalize().into()), check.map(CheckHasher::finish)))
         });
-        PrefixHasher { tx, handle }
+        PrefixHasher { tx, handle, hashed }
+    }
+
+    /// Wait until the cursor has hashed at least up to byte `pos` (or has stopped).
+    pub async fn reached(&self, pos: u64) {
+        loop {
+            let moved = self.hashed.moved.notified();
+            if self.hashed.upto.load(Ordering::Acquire) >= pos {
+                return;
+            }
+            moved.await;
+        }
     }
 
     /// The bytes `[start, end)` are written.
@@ -89,5 +127,23 @@ mod tests {
         let h = PrefixHasher::start(f, data.len() as u64, true, None);
         h.done(0, 1_000_000);
         assert_eq!(h.finish().await, None, "a missing range gives no hash");
+    }
+
+    #[tokio::test]
+    async fn reached_waits_for_the_hashed_prefix_and_never_outlives_the_hasher() {
+        let t = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(t.path(), vec![7u8; 3 << 20]).unwrap();
+        let f = Arc::new(File::open(t.path()).unwrap());
+        let h = PrefixHasher::start(f.clone(), 3 << 20, true, None);
+        h.done(1 << 20, 2 << 20);
+        let early = tokio::time::timeout(std::time::Duration::from_millis(200), h.reached(1 << 20)).await;
+        assert!(early.is_err(), "byte 1 MiB is not hashed while [0, 1 MiB) is missing");
+        h.done(0, 1 << 20);
+        tokio::time::timeout(std::time::Duration::from_secs(10), h.reached(2 << 20)).await.expect("prefix hashed");
+        // A hasher that stops (here: the file is shorter than promised) releases every waiter.
+        let h = PrefixHasher::start(f, 8 << 20, true, None);
+        h.done(0, 8 << 20);
+        tokio::time::timeout(std::time::Duration::from_secs(10), h.reached(8 << 20)).await.expect("released");
+        assert_eq!(h.finish().await, None);
     }
 }
