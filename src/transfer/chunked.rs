@@ -4,6 +4,7 @@ use super::fetch::*;
 use super::hasher::PrefixHasher;
 use super::resume::{ChunkLog, Record, load};
 use super::verify::decode_md5;
+use super::writer::FileWriter;
 use crate::fs;
 use crate::http::describe_transport;
 use base64::Engine;
@@ -36,6 +37,7 @@ pub(super) async fn fetch_chunked(
             && !r.etag.is_empty()
     });
     let file = Arc::new(file);
+    let writer = FileWriter::start(file.clone())?;
     let (etag, server_md5, total, log, todo) = match resumable {
         Some(mut rec) => {
             let chunks = rec.size.div_ceil(chunk);
@@ -62,7 +64,7 @@ pub(super) async fn fetch_chunked(
             let first_end = task.size.map_or(chunk - 1, |t| chunk.min(t) - 1);
             let progress = AtomicU64::new(0);
             let fetched =
-                fetch_chunk(ctx, src, &file, ChunkJob { start: 0, end: first_end }, None, task.size, &progress).await;
+                fetch_chunk(ctx, src, &writer, ChunkJob { start: 0, end: first_end }, None, task.size, &progress).await;
             *counted += progress.load(Ordering::Relaxed);
             let (etag, server_md5, total) = fetched?;
             file.set_len(total).map_err(|e| Stop::Fail(format!("cannot allocate {}: {e}", part.display())))?;
@@ -113,7 +115,7 @@ pub(super) async fn fetch_chunked(
                 }
             }
             let r = tokio::select! {
-                r = fetch_chunk(ctx, src, &file, job, etag.as_deref(), Some(total), &progress) => r,
+                r = fetch_chunk(ctx, src, &writer, job, etag.as_deref(), Some(total), &progress) => r,
                 _ = peers.cancelled() => return Ok(()),
             };
             if let Err(e) = r {
@@ -151,6 +153,7 @@ pub(super) async fn fetch_chunked(
         None => (None, None),
     };
     drop(_guard);
+    drop(writer);
     let file = Arc::try_unwrap(file).map_err(|_| Stop::Fail("internal error: part file still shared".into()))?;
     Ok(Fetched { file, total, server_md5, streamed_md5, streamed_check, etag })
 }
@@ -189,7 +192,7 @@ struct ChunkJob {
 async fn fetch_chunk(
     ctx: &Ctx,
     src: &Source<'_>,
-    file: &Arc<File>,
+    writer: &FileWriter,
     mut job: ChunkJob,
     etag: Option<&str>,
     mut total: Option<u64>,
@@ -256,19 +259,23 @@ async fn fetch_chunk(
         }
         md5 = md5.or(server_md5(task, &h, true));
         let mut resp = resp;
-        let mut writer = PieceWriter::new(file.clone(), pos, None, None);
         let mut body_err = None;
         let start_pos = pos;
         loop {
             match resp.chunk().await {
                 Ok(Some(bytes)) => {
-                    if writer.position() + bytes.len() as u64 > job.end + 1 {
+                    let n = bytes.len() as u64;
+                    if pos + n > job.end + 1 {
                         return Err(Stop::Fail("server sent more bytes than the range".into()));
                     }
-                    writer.push(&bytes).await?;
-                    ctx.reporter.bytes(&task.display, bytes.len() as u64);
-                    ctx.budget.bytes.fetch_add(bytes.len() as u64, Ordering::Relaxed);
-                    progress.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+                    if n == 0 {
+                        continue;
+                    }
+                    writer.write(pos, bytes).await?;
+                    pos += n;
+                    ctx.reporter.bytes(&task.display, n);
+                    ctx.budget.bytes.fetch_add(n, Ordering::Relaxed);
+                    progress.fetch_add(n, Ordering::Relaxed);
                 }
                 Ok(None) => break,
                 Err(e) => {
@@ -277,8 +284,8 @@ async fn fetch_chunk(
                 }
             }
         }
-        pos = writer.finish().await?.0;
         drop(permit);
+        writer.flush().await?;
         if pos - start_pos >= PROGRESS_RESET {
             attempt = 0;
         }

@@ -17,7 +17,7 @@ pub(super) type Hashes = (Option<[u8; 16]>, Option<Expected>);
 /// Hashes `[0, total)` of a file as ranges finish, in any order.
 pub(super) struct PrefixHasher {
     tx: mpsc::Sender<(u64, u64)>,
-    handle: tokio::task::JoinHandle<Option<Hashes>>,
+    result: tokio::sync::oneshot::Receiver<Option<Hashes>>,
     hashed: Arc<Hashed>,
 }
 
@@ -36,47 +36,24 @@ impl Hashed {
 
 impl PrefixHasher {
     /// Start the hashing thread for a file of `total` bytes: the MD5 when `md5`, and `check`.
+    ///
+    /// The cursor has a thread of its own, outside tokio's blocking pool: it waits for ranges
+    /// that writes on that (bounded) pool produce, so inside it a few big files could take every
+    /// thread and leave their own writes queued forever. If no thread can be started, the
+    /// hashes come out as `None` and the caller reads the file once more at the end.
     pub fn start(file: Arc<File>, total: u64, md5: bool, check: Option<&Expected>) -> PrefixHasher {
         let (tx, rx) = mpsc::channel::<(u64, u64)>();
-        let mut check = check.map(CheckHasher::new);
+        let check = check.map(CheckHasher::new);
         let hashed = Arc::new(Hashed { upto: AtomicU64::new(0), moved: Notify::new() });
+        let (done_tx, result) = tokio::sync::oneshot::channel();
         let progress = hashed.clone();
-        let handle = tokio::task::spawn_blocking(move || {
-            // However the thread ends, nobody may keep waiting for it.
-            struct Release(Arc<Hashed>);
-            impl Drop for Release {
-                fn drop(&mut self) {
-                    self.0.set(u64::MAX);
-                }
-            }
-            let progress = Release(progress);
-            let mut md5 = md5.then(Md5::new);
-            let mut cursor = 0u64;
-            let mut ready: BTreeMap<u64, u64> = BTreeMap::new();
-            let mut buf = vec![0u8; 1 << 20];
-            while let Ok((start, end)) = rx.recv() {
-                ready.insert(start, end);
-                while let Some(end) = ready.remove(&cursor) {
-                    while cursor < end {
-                        let want = ((end - cursor) as usize).min(buf.len());
-                        let n = file.read_at(&mut buf[..want], cursor).ok()?;
-                        if n == 0 {
-                            return None;
-                        }
-                        if let Some(h) = md5.as_mut() {
-                            h.update(&buf[..n]);
-                        }
-                        if let Some(c) = check.as_mut() {
-                            c.update(&buf[..n]);
-                        }
-                        cursor += n as u64;
-                        progress.0.set(cursor);
-                    }
-                }
-            }
-            (cursor == total).then(|| (md5.map(|h| h.finalize().into()), check.map(CheckHasher::finish)))
-        });
-        PrefixHasher { tx, handle, hashed }
+        let work = move || {
+            let _ = done_tx.send(hash_prefix(file, total, md5, check, &rx, progress));
+        };
+        if std::thread::Builder::new().name("jobdl-hash".into()).spawn(work).is_err() {
+            hashed.set(u64::MAX);
+        }
+        PrefixHasher { tx, result, hashed }
     }
 
     /// Wait until the cursor has hashed at least up to byte `pos` (or has stopped).
@@ -98,8 +75,53 @@ impl PrefixHasher {
     /// The hashes of the whole file, or `None` if some range never arrived or could not be read.
     pub async fn finish(self) -> Option<Hashes> {
         drop(self.tx);
-        self.handle.await.ok().flatten()
+        self.result.await.ok().flatten()
     }
+}
+
+/// The cursor's loop: hash ranges as the prefix completes; `None` if a range never came or
+/// could not be read.
+fn hash_prefix(
+    file: Arc<File>,
+    total: u64,
+    md5: bool,
+    mut check: Option<CheckHasher>,
+    rx: &mpsc::Receiver<(u64, u64)>,
+    progress: Arc<Hashed>,
+) -> Option<Hashes> {
+    // However the thread ends, nobody may keep waiting for it.
+    struct Release(Arc<Hashed>);
+    impl Drop for Release {
+        fn drop(&mut self) {
+            self.0.set(u64::MAX);
+        }
+    }
+    let progress = Release(progress);
+    let mut md5 = md5.then(Md5::new);
+    let mut cursor = 0u64;
+    let mut ready: BTreeMap<u64, u64> = BTreeMap::new();
+    let mut buf = vec![0u8; 1 << 20];
+    while let Ok((start, end)) = rx.recv() {
+        ready.insert(start, end);
+        while let Some(end) = ready.remove(&cursor) {
+            while cursor < end {
+                let want = ((end - cursor) as usize).min(buf.len());
+                let n = file.read_at(&mut buf[..want], cursor).ok()?;
+                if n == 0 {
+                    return None;
+                }
+                if let Some(h) = md5.as_mut() {
+                    h.update(&buf[..n]);
+                }
+                if let Some(c) = check.as_mut() {
+                    c.update(&buf[..n]);
+                }
+                cursor += n as u64;
+                progress.0.set(cursor);
+            }
+        }
+    }
+    (cursor == total).then(|| (md5.map(|h| h.finalize().into()), check.map(CheckHasher::finish)))
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ mod publish;
 mod resume;
 mod stream;
 mod verify;
+mod writer;
 
 use crate::retry::RetryConfig;
 use std::collections::BTreeSet;

@@ -136,10 +136,11 @@ pub(super) async fn fetch_stream(
                     if total.is_some_and(|t| writer.position() + bytes.len() as u64 > t) {
                         return Err(Stop::Fail("server sent more bytes than announced".into()));
                     }
-                    writer.push(&bytes).await?;
-                    ctx.reporter.bytes(&task.display, bytes.len() as u64);
-                    ctx.budget.bytes.fetch_add(bytes.len() as u64, std::sync::atomic::Ordering::Relaxed);
-                    *counted += bytes.len() as u64;
+                    let n = bytes.len() as u64;
+                    writer.push(bytes).await?;
+                    ctx.reporter.bytes(&task.display, n);
+                    ctx.budget.bytes.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+                    *counted += n;
                 }
                 Ok(None) => break,
                 Err(e) => {
