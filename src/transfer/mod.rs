@@ -183,6 +183,14 @@ pub(crate) struct Ctx {
     pub publisher: publish::Publisher,
 }
 
+/// The order files start in: biggest first (unknown sizes count as biggest), ties in the given
+/// order. A big file's MD5 is sequential, so it bounds the run when it starts last: W3 (a 1 GiB
+/// model listed after 500 logs and 20 shards) lets the model's hash run beside everything else
+/// instead of after it. The report is sorted by path, whatever the order here.
+fn biggest_first<T>(items: &mut [T], size: impl Fn(&T) -> Option<u64>) {
+    items.sort_by_key(|t| std::cmp::Reverse(size(t).unwrap_or(u64::MAX)));
+}
+
 /// Download every task; per-file failures are recorded, never fatal.
 pub async fn run(
     client: &reqwest::Client,
@@ -205,6 +213,8 @@ pub async fn run(
         publisher: publish::Publisher::start(),
     });
     reporter.plan(tasks.len(), tasks.iter().filter_map(|t| t.size).sum());
+    let mut tasks = tasks;
+    biggest_first(&mut tasks, |t| t.size);
     let dirs: BTreeSet<PathBuf> = tasks.iter().filter_map(|t| t.dest.parent().map(PathBuf::from)).collect();
     // File tasks do not hold a connection themselves; each request takes one from `conns`.
     // Twice as many files as connections are open so the next file's setup overlaps.
@@ -236,4 +246,15 @@ pub async fn run(
     let mut files: Vec<FileOutcome> = results.into_iter().flatten().collect();
     files.sort_by(|a, b| a.display.cmp(&b.display));
     RunOutcome { files, interrupted }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn biggest_files_start_first_and_ties_keep_their_order() {
+        let mut v = vec![("a", Some(1)), ("b", Some(9)), ("c", None), ("d", Some(1)), ("e", Some(0))];
+        super::biggest_first(&mut v, |t| t.1);
+        let names: Vec<&str> = v.iter().map(|t| t.0).collect();
+        assert_eq!(names, ["c", "b", "a", "d", "e"]);
+    }
 }
