@@ -2,9 +2,9 @@
 //! bring more throughput.
 //!
 //! Why adaptive: on this machine 8 connections already reach the disk's speed from an unthrottled
-//! server (W1: 1.00× the speed-limit downloader), and each connection costs ~1.6 MB (hyper's
-//! adaptive read buffer grows to ~400 KiB and two or three of them are alive per connection while
-//! their pieces wait for the file's writer thread), so 8 keeps a 4 GiB download under 32 MB. A server that caps each
+//! server (W1: 1.00× the speed-limit downloader), and each connection costs ~1 MB (hyper's
+//! adaptive read buffer grows to ~400 KiB, and one or two of them are alive per connection: see
+//! `writer.rs`), so 8 keeps a 4 GiB download near 30 MB. A server that caps each
 //! connection (64 MiB/s per connection in the benchmark kit, like many object stores and CDNs)
 //! needs 16–32 connections to fill the link. No fixed number serves both, so the budget starts
 //! at `start` and climbs: every [`TICK`] it compares throughput with the rate measured before

@@ -8,6 +8,7 @@ use super::writer::FileWriter;
 use crate::fs;
 use crate::http::describe_transport;
 use base64::Engine;
+use futures_util::FutureExt;
 use reqwest::header::{CONTENT_RANGE, ETAG};
 use std::collections::BTreeSet;
 use std::fs::File;
@@ -262,7 +263,18 @@ async fn fetch_chunk(
         let mut body_err = None;
         let start_pos = pos;
         loop {
-            match resp.chunk().await {
+            // Wait for the disk before taking the next piece (so a waiting connection holds no
+            // buffer of its own), but only keep the place while the piece is already here: a
+            // connection whose server is slow or stalled must not sit on a place the others need.
+            let slot = writer.slot().await?;
+            let (next, slot) = match resp.chunk().now_or_never() {
+                Some(next) => (next, Some(slot)),
+                None => {
+                    drop(slot);
+                    (resp.chunk().await, None)
+                }
+            };
+            match next {
                 Ok(Some(bytes)) => {
                     let n = bytes.len() as u64;
                     if pos + n > job.end + 1 {
@@ -271,7 +283,10 @@ async fn fetch_chunk(
                     if n == 0 {
                         continue;
                     }
-                    writer.write(pos, bytes).await?;
+                    match slot {
+                        Some(slot) => slot.write(pos, bytes),
+                        None => writer.write(pos, bytes).await?,
+                    }
                     pos += n;
                     ctx.reporter.bytes(&task.display, n);
                     ctx.budget.bytes.fetch_add(n, Ordering::Relaxed);
