@@ -237,6 +237,7 @@ pub async fn run(
         .collect()
         .await;
     let interrupted = results.iter().any(Option::is_none) || cancel.is_cancelled();
+    crate::log::log(2, format!("{} shared durability barriers", ctx.publisher.barriers()));
     // Each directory is made durable once, after its last rename.
     for d in &dirs {
         if let Err(e) = crate::fs::fsync_dir(d) {
