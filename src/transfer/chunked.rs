@@ -268,8 +268,12 @@ async fn fetch_chunk(
             // connection whose server is slow or stalled must not sit on a place the others need.
             let slot = writer.slot().await?;
             let (next, slot) = match resp.chunk().now_or_never() {
-                Some(next) => (next, Some(slot)),
+                Some(next) => {
+                    ctx.budget.ready.fetch_add(1, Ordering::Relaxed);
+                    (next, Some(slot))
+                }
                 None => {
+                    ctx.budget.waited.fetch_add(1, Ordering::Relaxed);
                     drop(slot);
                     (resp.chunk().await, None)
                 }
