@@ -170,3 +170,20 @@ fn connection_refused_is_retried_then_fails_only_that_file() {
     assert_exact(&emu, &t.path().join("job-e"), "logs/small.txt");
     assert!(!t.path().join("job-e/artifacts/outputs/refused.bin").exists());
 }
+
+#[test]
+fn chunks_whose_bodies_stall_complete_byte_exact() {
+    // The first two ranged requests send their headers, then nothing for a second: their
+    // connections wait for data without holding a place in the writer queue, and every byte still
+    // lands where it belongs.
+    let emu = Emulator::start(world());
+    emu.add_fault(FaultRule::new("outputs/big.bin", 2, Fault::Stall(std::time::Duration::from_secs(1))));
+    let t = tempfile::tempdir().expect("tempdir");
+    let out = run(&emu, t.path(), &["download", "job-e"]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_exact(&emu, &t.path().join("job-e"), "outputs/big.bin");
+    assert_exact(&emu, &t.path().join("job-e"), "logs/small.txt");
+    let ranged =
+        emu.requests().iter().filter(|r| r.is_blob() && r.path.ends_with("big.bin") && r.status == 206).count();
+    assert_eq!(ranged, 3, "three chunks, none fetched twice");
+}
