@@ -19,7 +19,8 @@ BIN="$(mktemp -d)/jobdl"
 cp target/release/jobdl "$BIN"
 
 STARTED=0
-if ! "$KIT/servers.sh" status nginx >/dev/null 2>&1; then
+# `servers.sh status` exits 0 either way: read what it says.
+if ! "$KIT/servers.sh" status nginx 2>/dev/null | grep -q '^nginx: running'; then
   "$KIT/servers.sh" start nginx >/dev/null
   STARTED=1
 fi
