@@ -195,7 +195,7 @@ fn biggest_first<T>(items: &mut [T], size: impl Fn(&T) -> Option<u64>) {
 pub async fn run(
     client: &reqwest::Client,
     cfg: &TransferConfig,
-    tasks: Vec<FileTask>,
+    mut tasks: Vec<FileTask>,
     reporter: Arc<dyn Reporter>,
     cancel: CancellationToken,
 ) -> RunOutcome {
@@ -213,7 +213,6 @@ pub async fn run(
         publisher: publish::Publisher::start(),
     });
     reporter.plan(tasks.len(), tasks.iter().filter_map(|t| t.size).sum());
-    let mut tasks = tasks;
     biggest_first(&mut tasks, |t| t.size);
     let dirs: BTreeSet<PathBuf> = tasks.iter().filter_map(|t| t.dest.parent().map(PathBuf::from)).collect();
     // File tasks do not hold a connection themselves; each request takes one from `conns`.
