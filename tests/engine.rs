@@ -187,3 +187,25 @@ fn chunks_whose_bodies_stall_complete_byte_exact() {
         emu.requests().iter().filter(|r| r.is_blob() && r.path.ends_with("big.bin") && r.status == 206).count();
     assert_eq!(ranged, 3, "three chunks, none fetched twice");
 }
+
+#[test]
+fn the_other_chunks_start_on_the_first_chunks_headers_not_its_body() {
+    // The first ranged request answers its headers, then sends nothing for 3 s. Those headers are
+    // all the other chunks need (the size, the ETag, ranges honoured), so they are requested while
+    // the first body is still stalled; before, they waited for it.
+    let stall = std::time::Duration::from_secs(3);
+    let emu = Emulator::start(world());
+    emu.add_fault(FaultRule::new("outputs/big.bin", 1, Fault::Stall(stall)));
+    let t = tempfile::tempdir().expect("tempdir");
+    let out = run(&emu, t.path(), &["download", "job-e"]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_exact(&emu, &t.path().join("job-e"), "outputs/big.bin");
+    let ranged: Vec<_> =
+        emu.requests().into_iter().filter(|r| r.is_blob() && r.path.ends_with("big.bin") && r.status == 206).collect();
+    assert_eq!(ranged.len(), 3, "three chunks, none fetched twice");
+    let first = ranged.iter().find(|r| r.range.as_deref().is_some_and(|v| v.starts_with("bytes=0-"))).expect("chunk 0");
+    for r in ranged.iter().filter(|r| !r.range.as_deref().is_some_and(|v| v.starts_with("bytes=0-"))) {
+        let after = r.at.duration_since(first.at);
+        assert!(after < stall, "{:?} was requested {after:?} after chunk 0, not during its stalled body", r.range);
+    }
+}

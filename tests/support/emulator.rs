@@ -80,6 +80,8 @@ pub struct LoggedRequest {
     pub status: u16,
     /// All request headers, names lower-case, in arrival order.
     pub headers: Vec<(String, String)>,
+    /// When the request was answered (its headers; a body fault may still be running).
+    pub at: std::time::Instant,
 }
 
 impl LoggedRequest {
@@ -525,6 +527,7 @@ impl Incoming {
                     (n.as_str().to_string(), value)
                 })
                 .collect(),
+            at: std::time::Instant::now(),
         }
     }
 }
