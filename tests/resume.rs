@@ -1,6 +1,6 @@
 //! Crash-safe resume across runs: after SIGKILL or Ctrl+C in the middle of a chunked download,
-//! a rerun to the same destination fetches only the chunks the resume record does not hold,
-//! and the result is byte-exact.
+//! a rerun to the same destination fetches only the chunks the resume record does not hold, and
+//! a single stream continues from the bytes already on disk; the result is byte-exact.
 mod support;
 
 use std::path::{Path, PathBuf};
@@ -149,4 +149,68 @@ fn a_changed_blob_discards_the_record_and_starts_over() {
     assert_complete(&emu, t.path());
     assert!(emu.requests().iter().any(|r| r.is_blob() && r.status == 412), "the stale record was not refused");
     assert!(chunk_starts_fetched(&emu).contains(&0), "the file was not started over");
+}
+
+#[test]
+fn a_streamed_file_killed_midway_resumes_from_the_bytes_on_disk() {
+    // A listed 20 MiB blob is under the chunk threshold: one stream, whose record (source, size,
+    // ETag) is saved once the response headers arrive. After SIGKILL the rerun hashes the part
+    // file's bytes again and asks only for the rest, pinned to the ETag.
+    const STREAM: u64 = 20 * MIB + 7;
+    let mut w = World::new();
+    w.add_blob("c1", "p/model.bin", BlobFixture::generated(STREAM, 3));
+    let emu = Emulator::start(w);
+    emu.add_fault(FaultRule::new(
+        "model.bin",
+        1,
+        Fault::Trickle { bytes: 256 << 10, every: Duration::from_millis(20) },
+    ));
+    let t = tempfile::tempdir().expect("tempdir");
+    let url = emu.container_sas_url("c1", "p");
+    let cp = || {
+        Command::new(env!("CARGO_BIN_EXE_jobdl"))
+            .args(["cp", &url, "out", "--json"])
+            .current_dir(t.path())
+            .env_remove("HTTP_PROXY")
+            .env_remove("HTTPS_PROXY")
+            .env_remove("ALL_PROXY")
+            .env("NO_PROXY", "*")
+            .env("JOBDL_ACCESS_TOKEN", support::TOKEN)
+            .env("JOBDL_ALLOW_HOSTS", emu.host_port())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn jobdl")
+    };
+    let child = cp();
+    let pid = child.id() as i32;
+    let out = t.path().join("out");
+    let (part, state) = (out.join(".model.bin.jobdl-part"), out.join(".model.bin.jobdl-state"));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::fs::metadata(&part).map(|m| m.len()).unwrap_or(0) < 4 * MIB {
+        assert!(Instant::now() < deadline, "the part file never reached 4 MiB");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // SAFETY: plain kill(2) on the child we started.
+    unsafe {
+        libc::kill(pid, libc::SIGKILL);
+    }
+    let _ = wait(child, Duration::from_secs(20));
+    assert!(state.exists(), "the stream's record was saved");
+    let had = std::fs::metadata(&part).expect("part file kept").len();
+    assert!((4 * MIB..STREAM).contains(&had), "{had}");
+    emu.clear_requests();
+    let run = wait(cp(), Duration::from_secs(60));
+    assert_eq!(run.status.code(), Some(0), "{}", String::from_utf8_lossy(&run.stderr));
+    let want = emu.world().blob("c1", "p/model.bin").expect("fixture").full_content();
+    assert!(std::fs::read(out.join("model.bin")).expect("final file") == want, "content differs");
+    assert!(!state.exists() && !part.exists(), "record and part file gone once published");
+    let gets: Vec<_> = emu
+        .requests()
+        .into_iter()
+        .filter(|r| r.is_blob() && r.path.ends_with("model.bin") && r.method == "GET")
+        .collect();
+    assert_eq!(gets.len(), 1, "one request for the rest");
+    assert_eq!(gets[0].range.as_deref(), Some(format!("bytes={had}-").as_str()));
+    assert!(gets[0].if_match.is_some(), "pinned to the ETag it started with");
 }

@@ -27,16 +27,30 @@ pub(super) async fn fetch_chunked(
 ) -> Result<Fetched, Stop> {
     let task = src.task;
     let chunk = ctx.cfg.chunk_size.max(1 << 16);
-    let file = fs::open_part(part).map_err(|e| Stop::Fail(format!("cannot create {}: {e}", part.display())))?;
-    let part_len = file.metadata().map(|m| m.len()).unwrap_or(0);
-    let resumable = load(&task.dest).filter(|r| {
-        r.matches(&task.url)
-            && r.chunk == Some(chunk)
-            && task.size.is_none_or(|s| s == r.size)
-            && part_len == r.size
-            && r.size > 0
-            && !r.etag.is_empty()
-    });
+    // Open the part file and read its record off the async workers; a record that does not
+    // describe this object and this chunk size is removed and the part emptied.
+    let (file, resumable) = {
+        let (part, dest, url, size) = (part.to_path_buf(), task.dest.clone(), task.url.clone(), task.size);
+        off_worker(move || -> Result<(File, Option<Record>), String> {
+            let file = fs::open_part(&part).map_err(|e| format!("cannot create {}: {e}", part.display()))?;
+            let part_len = file.metadata().map(|m| m.len()).unwrap_or(0);
+            let resumable = load(&dest).filter(|r| {
+                r.matches(&url)
+                    && r.chunk == Some(chunk)
+                    && size.is_none_or(|s| s == r.size)
+                    && part_len == r.size
+                    && r.size > 0
+                    && !r.etag.is_empty()
+            });
+            if resumable.is_none() {
+                let _ = fs::remove_if_exists(&fs::state_path(&dest));
+                file.set_len(0).map_err(|e| format!("cannot allocate {}: {e}", part.display()))?;
+            }
+            Ok((file, resumable))
+        })
+        .await?
+        .map_err(Stop::Fail)?
+    };
     let file = Arc::new(file);
     let writer = FileWriter::start(file.clone())?;
     let progress = AtomicU64::new(0);
@@ -60,8 +74,6 @@ pub(super) async fn fetch_chunked(
             (Some(etag), md5, size, Some(Arc::new(ChunkLog::new(&task.dest, rec))), todo, done)
         }
         None => {
-            let _ = fs::remove_if_exists(&fs::state_path(&task.dest));
-            file.set_len(0).map_err(|e| Stop::Fail(format!("cannot allocate {}: {e}", part.display())))?;
             // The first chunk pins the ETag, tells whether ranges are honoured and how big the
             // file really is: a listed size is not believed (nor allocated) until the server
             // confirms it, so a listing claiming 1 PiB costs one small request, not a huge file.
@@ -92,7 +104,10 @@ pub(super) async fn fetch_chunked(
                 Ok(seen) = confirmed => (seen, false),
             };
             let (etag, server_md5, total) = seen;
-            file.set_len(total).map_err(|e| Stop::Fail(format!("cannot allocate {}: {e}", part.display())))?;
+            let (f, shown) = (file.clone(), part.display().to_string());
+            off_worker(move || f.set_len(total))
+                .await?
+                .map_err(|e| Stop::Fail(format!("cannot allocate {shown}: {e}")))?;
             // Without an ETag a later run could not tell whether the object changed: no record.
             let log = etag.clone().map(|e| {
                 let md5 = server_md5.map(|m| base64::engine::general_purpose::STANDARD.encode(m));

@@ -160,6 +160,13 @@ pub(super) async fn download_file(ctx: &Ctx, task: &FileTask) -> FileOutcome {
 
 pub(super) const FALLBACK: &str = "server ignored Range";
 
+/// Run file-system work (create, truncate, a resume record's read or fsync'd save) on the
+/// blocking pool: on a slow or network file system it takes milliseconds, and an async worker
+/// busy with it would stall every connection it serves.
+pub(super) async fn off_worker<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Result<T, Stop> {
+    tokio::task::spawn_blocking(work).await.map_err(|e| Stop::Fail(format!("internal error: {e}")))
+}
+
 fn discard(ctx: &Ctx, task: &FileTask, counted: &mut u64) {
     let _ = fs::remove_if_exists(&fs::part_path(&task.dest));
     let _ = fs::remove_if_exists(&fs::state_path(&task.dest));
