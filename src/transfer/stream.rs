@@ -64,8 +64,8 @@ pub(super) async fn fetch_stream(
     // Open the part file and resume it when its record matches the listing (its prefix hashed
     // again), else empty it. A file too small to have a record takes two cheap syscalls, done
     // here: a hop to the blocking pool per file cost W2 (2,000 × 64 KiB) 5–10% in 5 alternating
-    // runs. Bigger files
-    // read their record and may hash a long prefix: that goes off the async workers.
+    // runs. Bigger files read their record and may hash a long prefix: that goes off the async
+    // workers.
     let (part_path, dest, url, size) = (part.to_path_buf(), task.dest.clone(), task.url.clone(), task.size);
     let prepare = move || prepare(&part_path, &dest, &url, size, new_hashers);
     let prepared = if size.is_some_and(|s| s <= RESUME_MIN) { prepare() } else { off_worker(prepare).await? };
