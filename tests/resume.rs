@@ -20,8 +20,13 @@ fn world() -> World {
 }
 
 fn spawn(emu: &Emulator, dir: &Path) -> Child {
+    jobdl(emu, dir, &["download", "job-r", "--parallel", "1", "--json"])
+}
+
+/// Start jobdl with `args` in `dir`, talking to the emulator only.
+fn jobdl(emu: &Emulator, dir: &Path, args: &[&str]) -> Child {
     Command::new(env!("CARGO_BIN_EXE_jobdl"))
-        .args(["download", "job-r", "--parallel", "1", "--json"])
+        .args(args)
         .current_dir(dir)
         .env_remove("HTTP_PROXY")
         .env_remove("HTTPS_PROXY")
@@ -167,21 +172,7 @@ fn a_streamed_file_killed_midway_resumes_from_the_bytes_on_disk() {
     ));
     let t = tempfile::tempdir().expect("tempdir");
     let url = emu.container_sas_url("c1", "p");
-    let cp = || {
-        Command::new(env!("CARGO_BIN_EXE_jobdl"))
-            .args(["cp", &url, "out", "--json"])
-            .current_dir(t.path())
-            .env_remove("HTTP_PROXY")
-            .env_remove("HTTPS_PROXY")
-            .env_remove("ALL_PROXY")
-            .env("NO_PROXY", "*")
-            .env("JOBDL_ACCESS_TOKEN", support::TOKEN)
-            .env("JOBDL_ALLOW_HOSTS", emu.host_port())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn jobdl")
-    };
+    let cp = || jobdl(&emu, t.path(), &["cp", &url, "out", "--json"]);
     let child = cp();
     let pid = child.id() as i32;
     let out = t.path().join("out");
