@@ -52,8 +52,8 @@ pub struct Climber {
     ceiling: usize,
     /// Rate before the pending step, and the step's size.
     pending: Option<(f64, usize)>,
-    /// Size of the next step: half the start at first,
-    /// doubled after each step that paid, like TCP's slow start.
+    /// Size of the next step: half the start at first, doubled after each step that paid, like
+    /// TCP's slow start.
     next_step: usize,
     since_change: u32,
     frozen: bool,

@@ -103,7 +103,7 @@ pub(super) async fn fetch_chunked(
                 },
                 Ok(seen) = confirmed => (seen, false),
             };
-            let (etag, server_md5, total) = seen;
+            let (etag, server_md5, total) = seen.clone();
             let (f, shown) = (file.clone(), part.display().to_string());
             off_worker(move || f.set_len(total))
                 .await?
@@ -113,16 +113,10 @@ pub(super) async fn fetch_chunked(
                 let md5 = server_md5.map(|m| base64::engine::general_purpose::STANDARD.encode(m));
                 Arc::new(ChunkLog::new(&task.dest, Record::new(&task.url, total, e, md5, Some(chunk))))
             });
-            let mut on_disk = BTreeSet::new();
-            if finished {
-                on_disk.insert(0);
-                if let Some(l) = &log {
-                    l.complete(0);
-                }
-            } else {
-                first = Some(body);
-            }
-            (etag, server_md5, total, log, (1..total.div_ceil(chunk)).collect(), on_disk)
+            // Chunk 0 lands like any other, whether its body already ended or is still coming.
+            let body: FirstChunk<'_> = if finished { Box::pin(std::future::ready(Ok(seen))) } else { body };
+            first = Some(body);
+            (etag, server_md5, total, log, (1..total.div_ceil(chunk)).collect(), BTreeSet::new())
         }
     };
     let want_md5 = task.md5.or(server_md5).is_some();
@@ -188,7 +182,8 @@ pub(super) async fn fetch_chunked(
             landed(i).await;
         }
     };
-    // The first chunk's body, when the others started on its headers: a peer like the rest.
+    // A fresh download's first chunk (its body, when the others started on its headers): a peer
+    // like the rest.
     let first_body = async {
         let Some(body) = first else { return Ok(()) };
         let r = tokio::select! {

@@ -69,8 +69,7 @@ pub(super) async fn fetch_stream(
     let (part_path, dest, url, size) = (part.to_path_buf(), task.dest.clone(), task.url.clone(), task.size);
     let prepare = move || prepare(&part_path, &dest, &url, size, new_hashers);
     let prepared = if size.is_some_and(|s| s <= RESUME_MIN) { prepare() } else { off_worker(prepare).await? };
-    let prepared = prepared.map_err(Stop::Fail)?;
-    let (file, resumed) = prepared;
+    let (file, resumed) = prepared.map_err(Stop::Fail)?;
     let file = Arc::new(file);
     let mut offset = 0u64;
     let mut etag: Option<String> = None;
