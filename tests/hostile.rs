@@ -8,6 +8,14 @@ mod support;
 #[path = "cli/harness.rs"]
 mod harness;
 
+// Issue 18 cases, one file per theme.
+#[path = "hostile/limits.rs"]
+mod limits;
+#[path = "hostile/links.rs"]
+mod links;
+#[path = "hostile/server.rs"]
+mod server;
+
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
