@@ -55,8 +55,9 @@ pub enum UnpackError {
 /// Where one archive's entries land.
 #[derive(Debug, Clone)]
 pub struct Target {
-    /// The destination root (the archive's directory is created inside it, refusing symlinks).
-    pub root: PathBuf,
+    /// The destination root, held open: the archive's directory and entries are created from it,
+    /// never through a symlink.
+    pub root: fs::Dir,
     /// Absolute directory the entries land in (inside `root`).
     pub dir: PathBuf,
     /// `dir` relative to `root`, `/`-separated: entries are shown as `<display>/<entry path>`.
@@ -65,8 +66,8 @@ pub struct Target {
 
 impl Target {
     /// The target of a planned archive inside `root`.
-    pub fn of(root: &Path, task: &ArchiveTask) -> Target {
-        Target { root: root.to_path_buf(), dir: task.dir.clone(), display: task.display.clone() }
+    pub fn of(root: &fs::Dir, task: &ArchiveTask) -> Target {
+        Target { root: root.clone(), dir: task.dir.clone(), display: task.display.clone() }
     }
 }
 
@@ -375,12 +376,12 @@ struct Written {
 
 impl Written {
     /// Remove every part file and every (still empty) directory this attempt created.
-    fn undo(&self) {
+    fn undo(&self, root: &fs::Dir) {
         for p in &self.pending {
-            let _ = fs::remove_if_exists(&p.part);
+            let _ = root.remove_file_at(&p.part);
         }
         for d in self.created.iter().rev() {
-            let _ = std::fs::remove_dir(d);
+            let _ = root.remove_dir_at(d);
         }
     }
 
@@ -429,7 +430,7 @@ pub fn unpack<R: Read>(
     match result {
         Ok(()) => Ok(publish(target, w)),
         Err(e) => {
-            w.undo();
+            w.undo(&target.root);
             Err(e)
         }
     }
@@ -442,7 +443,9 @@ fn decode_into<R: Read>(
     on_bytes: &dyn Fn(u64),
     cancel: &CancellationToken,
 ) -> Result<(), UnpackError> {
-    crate::fs::create_dir_inside_recording(&target.root, &target.dir, &mut w.created)
+    target
+        .root
+        .create_subdir(&target.dir, &mut w.created)
         .map_err(|e| UnpackError::Disk(format!("cannot create {}: {e}", target.dir.display())))?;
     let cause: Cause = Rc::new(RefCell::new(None));
     let envelope = Envelope::new(body, cause.clone());
@@ -516,9 +519,7 @@ fn entry_into<R: Read>(
             }
             match safe_relative_path(dir) {
                 Ok(d) => {
-                    if let Err(e) =
-                        crate::fs::create_dir_inside_recording(&target.dir, &target.dir.join(&d), &mut w.created)
-                    {
+                    if let Err(e) = target.root.create_subdir(&target.dir.join(&d), &mut w.created) {
                         w.refuse(shown(dir), e.to_string());
                     }
                 }
@@ -561,14 +562,13 @@ fn entry_into<R: Read>(
     };
     let dest = target.dir.join(&rel);
     if let Some(parent) = dest.parent()
-        && let Err(e) = crate::fs::create_dir_inside_recording(&target.dir, parent, &mut w.created)
+        && let Err(e) = target.root.create_subdir(parent, &mut w.created)
     {
         w.refuse(shown(&rel), e.to_string());
         return Ok(());
     }
     let part = fs::part_path(&dest);
     let disk = |e: io::Error| UnpackError::Disk(format!("cannot write {}: {e}", part.display()));
-    fs::remove_if_exists(&part).map_err(disk)?;
     let index = match slot {
         Some(i) => {
             w.pending[i].bytes = 0;
@@ -580,8 +580,8 @@ fn entry_into<R: Read>(
             w.pending.len() - 1
         }
     };
-    // A new file (never through a symlink someone left under the part name).
-    let mut file = std::fs::OpenOptions::new().write(true).create_new(true).open(&part).map_err(disk)?;
+    // A new file (whatever someone left under the part name is unlinked, never followed).
+    let mut file = target.root.create_fresh_at(&part).map_err(disk)?;
     let want = entry.size();
     let mut written = 0u64;
     loop {
@@ -613,7 +613,7 @@ fn publish(target: &Target, w: Written) -> Vec<FileOutcome> {
     let mut dirs: BTreeSet<PathBuf> = w.created.iter().filter_map(|d| d.parent().map(Path::to_path_buf)).collect();
     for p in w.pending {
         let display = format!("{}/{}", target.display, p.rel);
-        match std::fs::rename(&p.part, &p.dest) {
+        match target.root.rename_at(&p.part, &p.dest) {
             Ok(()) => {
                 if let Some(d) = p.dest.parent() {
                     dirs.insert(d.to_path_buf());
@@ -627,7 +627,7 @@ fn publish(target: &Target, w: Written) -> Vec<FileOutcome> {
                 });
             }
             Err(e) => {
-                let _ = fs::remove_if_exists(&p.part);
+                let _ = target.root.remove_file_at(&p.part);
                 outcomes.push(FileOutcome {
                     display,
                     bytes: 0,
@@ -639,7 +639,7 @@ fn publish(target: &Target, w: Written) -> Vec<FileOutcome> {
         }
     }
     for d in &dirs {
-        if let Err(e) = fs::fsync_dir(d) {
+        if let Err(e) = target.root.subdir(d).and_then(|d| d.sync()) {
             crate::log::log(2, format!("fsync {}: {e}", d.display()));
         }
     }
@@ -685,8 +685,8 @@ pub struct Fetcher {
     pub client: reqwest::Client,
     /// Data retry policy (attempts per archive, backoff, `Retry-After` cap).
     pub retry: RetryConfig,
-    /// The destination root.
-    pub root: PathBuf,
+    /// The destination root, held open.
+    pub root: fs::Dir,
     /// Progress: each archive is one "file" (display = its directory) whose bytes are the
     /// decoded entry bytes.
     pub reporter: Arc<dyn Reporter>,
@@ -696,8 +696,8 @@ pub struct Fetcher {
 
 impl Fetcher {
     /// A fetcher that reports no progress.
-    pub fn new(client: reqwest::Client, retry: RetryConfig, root: &Path, cancel: CancellationToken) -> Fetcher {
-        Fetcher { client, retry, root: root.to_path_buf(), reporter: Arc::new(Silent), cancel }
+    pub fn new(client: reqwest::Client, retry: RetryConfig, root: &fs::Dir, cancel: CancellationToken) -> Fetcher {
+        Fetcher { client, retry, root: root.clone(), reporter: Arc::new(Silent), cancel }
     }
 
     /// Fetch and unpack every archive, `parallel` at a time.
@@ -962,7 +962,11 @@ mod tests {
         let root = t.path().join("dest");
         std::fs::create_dir(&root).unwrap();
         let dir = root.join("named-outputs/train/main-logs");
-        let target = Target { root: root.clone(), dir, display: "named-outputs/train/main-logs".into() };
+        let target = Target {
+            root: crate::fs::Dir::open_root(&root).unwrap(),
+            dir,
+            display: "named-outputs/train/main-logs".into(),
+        };
         Dest { _t: t, root, target }
     }
 

@@ -37,3 +37,32 @@ fn only_report_prints_to_stdout() {
         assert!(!prints, "{path} prints to stdout; only src/report may");
     }
 }
+
+#[test]
+fn only_the_fs_module_writes_to_the_disk() {
+    // One door to the disk: creating, opening for writing, renaming or removing files goes
+    // through `src/fs.rs`, which never follows a link below the destination. Test modules (at
+    // the end of a file, after `#[cfg(test)]`) may use std::fs freely.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let banned = [
+        "std::fs::write",
+        "std::fs::rename",
+        "std::fs::remove_",
+        "std::fs::create_dir",
+        "std::fs::hard_link",
+        "std::fs::set_permissions",
+        "File::create",
+        "OpenOptions",
+        "tokio::fs::",
+        "os::unix::fs::symlink",
+    ];
+    for (path, text) in sources(&root) {
+        if path.ends_with("/src/fs.rs") {
+            continue;
+        }
+        let code = text.split("#[cfg(test)]").next().unwrap_or("");
+        for b in banned {
+            assert!(!code.contains(b), "{path} uses `{b}`: disk writes go through crate::fs");
+        }
+    }
+}

@@ -153,7 +153,7 @@ fn fetcher(root: &Path, attempts: u32, cancel: CancellationToken) -> Fetcher {
         max_delay: Duration::from_millis(5),
         retry_after_cap: Duration::from_millis(5),
     };
-    Fetcher::new(client, retry, root, cancel)
+    Fetcher::new(client, retry, &jobdl::fs::Dir::open_root(root).expect("open the destination"), cancel)
 }
 
 /// Every file under `root`, relative and sorted (working files included).
@@ -338,7 +338,8 @@ fn memory_does_not_grow_with_the_archive() {
     assert!(sane >= 8 << 20 && held.len() == 8 << 20, "{sane}");
     drop(held);
     let e = env();
-    let target = Target { root: e.root.clone(), dir: e.root.join(DIR), display: DIR.into() };
+    let root = jobdl::fs::Dir::open_root(&e.root).expect("open the destination");
+    let target = Target { root, dir: e.root.join(DIR), display: DIR.into() };
     let cancel = CancellationToken::new();
     let (files, peak) = counting::peak(|| unpack(std::io::Cursor::new(&body), &target, &|_| {}, &cancel));
     let files = files.unwrap();

@@ -29,7 +29,7 @@ pub(crate) fn absolute(p: &Path) -> Result<PathBuf, Error> {
 
 /// Take the destination lock, waiting up to `timeout` for another jobdl to finish.
 async fn lock(
-    root: &Path,
+    root: &crate::fs::Dir,
     timeout: std::time::Duration,
     printer: &Printer,
     cancel: &CancellationToken,
@@ -53,7 +53,7 @@ async fn lock(
                 let hint = if timeout.is_zero() { " (use --lock-timeout to wait for it)" } else { "" };
                 return Err(Error::Io(format!("{e}{hint}")));
             }
-            Err(e) => return Err(Error::Io(format!("cannot lock {}: {e}", root.display()))),
+            Err(e) => return Err(Error::Io(format!("cannot lock {}: {e}", root.path().display()))),
         }
     }
 }
@@ -116,17 +116,20 @@ pub(crate) async fn execute(
             return Err(Error::usage(format!("destination {} exists and is not a directory", root.display())));
         }
         Ok(_) => {}
-        Err(_) => std::fs::create_dir_all(root)
+        Err(_) => crate::fs::create_root(root)
             .map_err(|e| Error::Io(format!("cannot create destination {}: {e}", root.display())))?,
     }
-    let lock = lock(root, common.lock_timeout, &printer, &cancel).await?;
+    // From here on every write goes through this descriptor, never through the path again.
+    let root_dir = crate::fs::Dir::open_root(root)
+        .map_err(|e| Error::Io(format!("cannot open destination {}: {e}", root.display())))?;
+    let lock = lock(&root_dir, common.lock_timeout, &printer, &cancel).await?;
     let mut failures: Vec<PlanFailure> = plan.failures;
     let mut tasks: Vec<FileTask> = Vec::with_capacity(plan.tasks.len());
     let mut made: HashSet<PathBuf> = HashSet::new();
     for t in plan.tasks {
         let dir = t.dest.parent().map(Path::to_path_buf).unwrap_or_else(|| root.to_path_buf());
         if !made.contains(&dir) {
-            if let Err(e) = crate::fs::create_dir_inside(root, &dir) {
+            if let Err(e) = root_dir.create_dir_all(&dir) {
                 failures.push(PlanFailure { display: t.display.clone(), error: e.to_string() });
                 continue;
             }
@@ -154,13 +157,13 @@ pub(crate) async fn execute(
     let fetcher = crate::archive::Fetcher {
         client: client.clone(),
         retry: common.transfer.retry.clone(),
-        root: root.to_path_buf(),
+        root: root_dir.clone(),
         reporter: reporter.clone(),
         cancel: cancel.clone(),
     };
     let archives_at_once = common.transfer.parallel.clamp(1, ARCHIVES_AT_ONCE);
     let (mut outcome, unpacked) = tokio::join!(
-        transfer::run(client, &common.transfer, tasks, engine_reporter, cancel),
+        transfer::run(client, &common.transfer, &root_dir, tasks, engine_reporter, cancel),
         fetcher.run(archives, archives_at_once)
     );
     reporter.finish();
@@ -180,7 +183,7 @@ pub(crate) async fn execute(
     let failed = summary.failed();
     if !outcome.interrupted && failed == 0 {
         // Part files of files no longer in the plan go once a run fully succeeds.
-        if let Err(e) = crate::fs::sweep_orphans(root, &keep) {
+        if let Err(e) = crate::fs::sweep_orphans(&root_dir, &keep) {
             crate::log::log(1, format!("sweep of {}: {e}", root.display()));
         }
     }

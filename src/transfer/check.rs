@@ -153,17 +153,20 @@ impl CheckHasher {
     }
 }
 
-/// The check value of the first `len` bytes of a file (blocking), fed to `hasher`.
+/// Feed bytes `from..to` of a file to `md5` and `check` (blocking), read through `buf`.
 pub(super) fn feed_from_file(
     file: &std::fs::File,
     from: u64,
     to: u64,
+    buf: &mut [u8],
     md5: Option<&mut Md5>,
     check: Option<&mut CheckHasher>,
 ) -> std::io::Result<()> {
     use std::os::unix::fs::FileExt;
     let (mut md5, mut check) = (md5, check);
-    let mut buf = vec![0u8; 1 << 20];
+    if buf.is_empty() {
+        return Err(std::io::Error::other("internal error: empty read buffer"));
+    }
     let mut off = from;
     while off < to {
         let want = ((to - off) as usize).min(buf.len());
@@ -185,7 +188,7 @@ pub(super) fn feed_from_file(
 /// The value of `want`'s check over a whole file (blocking).
 pub(super) fn check_of_file(file: &std::fs::File, len: u64, want: &Expected) -> std::io::Result<Expected> {
     let mut h = CheckHasher::new(want);
-    feed_from_file(file, 0, len, None, Some(&mut h))?;
+    feed_from_file(file, 0, len, &mut vec![0u8; 1 << 20], None, Some(&mut h))?;
     Ok(h.finish())
 }
 

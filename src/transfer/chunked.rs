@@ -13,7 +13,6 @@ use reqwest::header::{CONTENT_RANGE, ETAG};
 use std::collections::BTreeSet;
 use std::fs::File;
 use std::sync::Arc;
-use std::sync::atomic::AtomicUsize;
 use std::sync::atomic::{AtomicU64, Ordering};
 use tokio_util::sync::CancellationToken;
 
@@ -22,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 pub(super) async fn fetch_chunked(
     ctx: &Ctx,
     src: &Source<'_>,
-    part: &std::path::Path,
+    place: &fs::Place,
     counted: &mut u64,
 ) -> Result<Fetched, Stop> {
     let task = src.task;
@@ -30,11 +29,11 @@ pub(super) async fn fetch_chunked(
     // Open the part file and read its record off the async workers; a record that does not
     // describe this object and this chunk size is removed and the part emptied.
     let (file, resumable) = {
-        let (part, dest, url, size) = (part.to_path_buf(), task.dest.clone(), task.url.clone(), task.size);
-        off_worker(move || -> Result<(File, Option<Record>), String> {
-            let file = fs::open_part(&part).map_err(|e| format!("cannot create {}: {e}", part.display()))?;
+        let (place, url, size) = (place.clone(), task.url.clone(), task.size);
+        off_worker(move || -> Result<(File, Option<Record>), Stop> {
+            let file = open_part(&place)?;
             let part_len = file.metadata().map(|m| m.len()).unwrap_or(0);
-            let resumable = load(&dest).filter(|r| {
+            let resumable = load(&place).filter(|r| {
                 r.matches(&url)
                     && r.chunk == Some(chunk)
                     && size.is_none_or(|s| s == r.size)
@@ -43,13 +42,13 @@ pub(super) async fn fetch_chunked(
                     && !r.etag.is_empty()
             });
             if resumable.is_none() {
-                let _ = fs::remove_if_exists(&fs::state_path(&dest));
-                file.set_len(0).map_err(|e| format!("cannot allocate {}: {e}", part.display()))?;
+                let _ = place.remove_state();
+                file.set_len(0)
+                    .map_err(|e| Stop::Fail(format!("cannot allocate {}: {e}", place.part_path().display())))?;
             }
             Ok((file, resumable))
         })
-        .await?
-        .map_err(Stop::Fail)?
+        .await??
     };
     let file = Arc::new(file);
     let writer = FileWriter::start(file.clone())?;
@@ -68,10 +67,10 @@ pub(super) async fn fetch_chunked(
             ctx.reporter.bytes(&task.display, done_bytes);
             *counted += done_bytes;
             rec.done = done.iter().copied().collect();
-            let todo: Vec<u64> = (0..chunks).filter(|i| !done.contains(i)).collect();
             let md5 = rec.md5.as_deref().and_then(decode_md5);
             let (etag, size) = (rec.etag.clone(), rec.size);
-            (Some(etag), md5, size, Some(Arc::new(ChunkLog::new(&task.dest, rec))), todo, done)
+            let todo = Todo::new(0, chunks, done.clone());
+            (Some(etag), md5, size, Some(Arc::new(ChunkLog::new(place, rec))), todo, done)
         }
         None => {
             // The first chunk pins the ETag, tells whether ranges are honoured and how big the
@@ -104,19 +103,25 @@ pub(super) async fn fetch_chunked(
                 Ok(seen) = confirmed => (seen, false),
             };
             let (etag, server_md5, total) = seen.clone();
-            let (f, shown) = (file.clone(), part.display().to_string());
+            // A size only the server stated is held to the cap and to the free space before
+            // the part file is sized for it.
+            if task.size.is_none() {
+                believable(total, "the server claims")?;
+            }
+            room_for(place, total)?;
+            let (f, shown) = (file.clone(), place.part_path().display().to_string());
             off_worker(move || f.set_len(total))
                 .await?
                 .map_err(|e| Stop::Fail(format!("cannot allocate {shown}: {e}")))?;
             // Without an ETag a later run could not tell whether the object changed: no record.
             let log = etag.clone().map(|e| {
                 let md5 = server_md5.map(|m| base64::engine::general_purpose::STANDARD.encode(m));
-                Arc::new(ChunkLog::new(&task.dest, Record::new(&task.url, total, e, md5, Some(chunk))))
+                Arc::new(ChunkLog::new(place, Record::new(&task.url, total, e, md5, Some(chunk))))
             });
             // Chunk 0 lands like any other, whether its body already ended or is still coming.
             let body: FirstChunk<'_> = if finished { Box::pin(std::future::ready(Ok(seen))) } else { body };
             first = Some(body);
-            (etag, server_md5, total, log, (1..total.div_ceil(chunk)).collect(), BTreeSet::new())
+            (etag, server_md5, total, log, Todo::new(1, total.div_ceil(chunk), BTreeSet::new()), BTreeSet::new())
         }
     };
     let want_md5 = task.md5.or(server_md5).is_some();
@@ -129,10 +134,9 @@ pub(super) async fn fetch_chunked(
     }
     // Whatever happens below (failure, Ctrl+C dropping this future), durable chunks are recorded.
     let _guard = PersistOnDrop { log: log.clone(), file: file.clone() };
-    let next = AtomicUsize::new(0);
     let peers = CancellationToken::new();
     // As many workers as the budget may ever allow; each request still takes a connection.
-    let workers = ctx.budget.ceiling().min(todo.len()).max(1);
+    let workers = usize::try_from(todo.len()).unwrap_or(usize::MAX).min(ctx.budget.ceiling()).max(1);
     // MD5 is sequential and can be slower than the network (here one core hashes ~500 MiB/s, the
     // loopback brings ~1 GiB/s): a download far ahead of the hash only takes CPU from it (W1-MD5
     // went from 0.81 to 0.88 of md5sum's speed with this gate alone). A chunk starts no further past the
@@ -159,7 +163,7 @@ pub(super) async fn fetch_chunked(
     let sink = Sink { writer: &writer, progress: &progress };
     let worker = || async {
         loop {
-            let Some(&i) = todo.get(next.fetch_add(1, Ordering::Relaxed)) else { return Ok(()) };
+            let Some(i) = todo.take() else { return Ok(()) };
             if peers.is_cancelled() {
                 return Ok(());
             }
@@ -220,6 +224,41 @@ pub(super) async fn fetch_chunked(
     drop(writer);
     let file = Arc::try_unwrap(file).map_err(|_| Stop::Fail("internal error: part file still shared".into()))?;
     Ok(Fetched { file, total, server_md5, streamed_md5, streamed_check, etag })
+}
+
+/// The chunks still to fetch, handed out in order: a counter over `start..end` skipping the ones
+/// already on disk, so that its size never depends on the file's (a server claiming 1 PiB costs
+/// nothing here).
+struct Todo {
+    next: AtomicU64,
+    end: u64,
+    done: BTreeSet<u64>,
+}
+
+impl Todo {
+    fn new(start: u64, end: u64, done: BTreeSet<u64>) -> Todo {
+        Todo { next: AtomicU64::new(start), end, done }
+    }
+
+    /// Chunks left to hand out.
+    fn len(&self) -> u64 {
+        let start = self.next.load(Ordering::Relaxed);
+        let done_ahead = self.done.range(start..self.end).count() as u64;
+        self.end.saturating_sub(start).saturating_sub(done_ahead)
+    }
+
+    /// The next chunk to fetch, if any.
+    fn take(&self) -> Option<u64> {
+        loop {
+            let i = self.next.fetch_add(1, Ordering::Relaxed);
+            if i >= self.end {
+                return None;
+            }
+            if !self.done.contains(&i) {
+                return Some(i);
+            }
+        }
+    }
 }
 
 /// Chunks a download may start past the hashed prefix beyond one per allowed connection.
@@ -294,6 +333,7 @@ async fn fetch_chunk(
                 match (cr, total) {
                     (Some((a, b, t)), Some(want)) if a == pos && b == job.end && t == want => {}
                     (Some((a, b, t)), None) if a == pos && b == job.end.min(t - 1) => {
+                        believable(t, "the server claims")?;
                         total = Some(t);
                         job.end = b;
                     }

@@ -1,18 +1,18 @@
 //! Fetching one file: single stream (with in-order MD5) or parallel ranged chunks written in place,
 //! retries with backoff, resume of a broken body from its offset (same ETag via `If-Match`),
 //! then size/MD5 verification and atomic publication.
-use super::check::{CheckHasher, Expected, check_of_file};
+use super::check::{CheckHasher, Expected, check_of_file, feed_from_file};
 use super::chunked::fetch_chunked;
 use super::publish::BATCH_MAX;
 use super::stream::fetch_stream;
-use super::verify::{Md5Status, decode_md5, md5_of_file, md5_of_path};
+use super::verify::{Md5Status, decode_md5, md5_of_file};
 use super::{CheckKind, FileOutcome, FileResult};
 pub(super) use super::{Ctx, FileTask};
 use crate::fs;
 use crate::http::retry_after;
 use crate::retry::status_is_retryable;
 use bytes::Bytes;
-use md5::{Digest, Md5};
+use md5::Md5;
 use reqwest::header::{CONTENT_LENGTH, ETAG, HeaderMap};
 use std::fs::File;
 use std::sync::Arc;
@@ -22,6 +22,45 @@ use std::time::Duration;
 pub(super) const WRITE_BUF: usize = 128 << 10;
 /// Progress that resets the retry counter (a trickling but progressing server is never given up on).
 pub(super) const PROGRESS_RESET: u64 = 1 << 20;
+/// Largest file size believed (1 PiB, the cap the listings apply too): a size a server states
+/// only in a response (`Content-Range`, `Content-Length` of a file listed without one) is held
+/// to it before anything is allocated for it.
+pub(super) const MAX_OBJECT: u64 = 1 << 50;
+
+/// Refuse a size over [`MAX_OBJECT`].
+pub(super) fn believable(size: u64, said: &str) -> Result<u64, Stop> {
+    if size > MAX_OBJECT {
+        return Err(Stop::Fail(format!("{said} {size} bytes, over the 1 PiB any file may have; refusing the file")));
+    }
+    Ok(size)
+}
+
+/// Fail before writing when the file system says the rest of the file cannot fit.
+pub(super) fn room_for(place: &fs::Place, need: u64) -> Result<(), Stop> {
+    match place.dir.free_bytes() {
+        Some(free) if need > free => Err(Stop::Fail(format!(
+            "not enough free space: {} more needed in {}, {} free",
+            human(need),
+            place.dir.path().display(),
+            human(free)
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// A byte count for people (binary units, one decimal).
+pub(super) fn human(n: u64) -> String {
+    const UNITS: [&str; 6] = ["KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
+    if n < 1024 {
+        return format!("{n} bytes");
+    }
+    let (mut v, mut unit) = (n as f64 / 1024.0, 0);
+    while v >= 1024.0 && unit + 1 < UNITS.len() {
+        v /= 1024.0;
+        unit += 1;
+    }
+    format!("{v:.1} {}", UNITS[unit])
+}
 
 /// The file's source URL, replaced at most once through the task's refresher after a 403.
 pub(super) struct Source<'a> {
@@ -74,6 +113,19 @@ pub(super) enum Stop {
     Restart(String),
     /// The file fails.
     Fail(String),
+    /// The file fails because another run holds its part file: nothing of it is touched.
+    Busy(String),
+}
+
+/// Open the part file of `place` (locked for this run), mapping "held by another run" apart.
+pub(super) fn open_part(place: &fs::Place) -> Result<File, Stop> {
+    place.open_part().map_err(|e| {
+        if e.kind() == std::io::ErrorKind::WouldBlock {
+            Stop::Busy(e.to_string())
+        } else {
+            Stop::Fail(format!("cannot create {}: {e}", place.part_path().display()))
+        }
+    })
 }
 
 /// What a finished fetch knows.
@@ -100,41 +152,64 @@ pub(super) async fn download_file(ctx: &Ctx, task: &FileTask) -> FileOutcome {
         md5,
         checked: None,
     };
+    // The file's directory, reached from the destination's descriptor without following links.
+    let place = match ctx.root.place(&task.dest) {
+        Ok(p) => p,
+        Err(e) => return fail(format!("cannot write {}: {e}", task.dest.display()), Md5Status::Absent),
+    };
+    if let Some(size) = task.size
+        && let Err(Stop::Fail(e) | Stop::Restart(e) | Stop::Busy(e)) = believable(size, "the listing claims")
+    {
+        return fail(e, Md5Status::Absent);
+    }
     if ctx.cfg.skip_existing
-        && let Some(outcome) = existing_matches(ctx, task).await
+        && let Some(outcome) = existing_matches(ctx, task, &place).await
     {
         return outcome;
     }
-    let part = fs::part_path(&task.dest);
     let src = Source::new(task);
     let mut counted = 0u64;
     for round in 0..2 {
         // Unknown sizes start with a ranged probe: its Content-Range tells the size, and a big
         // file goes on in parallel chunks.
         let result = if task.size.is_none_or(|s| s > ctx.cfg.chunk_threshold) {
-            match fetch_chunked(ctx, &src, &part, &mut counted).await {
-                Err(Stop::Restart(r)) if r == FALLBACK => fetch_stream(ctx, &src, &part, &mut counted).await,
+            match fetch_chunked(ctx, &src, &place, &mut counted).await {
+                Err(Stop::Restart(r)) if r == FALLBACK => fetch_stream(ctx, &src, &place, &mut counted).await,
                 other => other,
             }
         } else {
-            fetch_stream(ctx, &src, &part, &mut counted).await
+            fetch_stream(ctx, &src, &place, &mut counted).await
         };
         let fetched = match result {
             Ok(f) => f,
             Err(Stop::Restart(reason)) if round == 0 => {
                 crate::log::log(1, format!("{}: {reason}; starting the file again", task.display));
-                discard(ctx, task, &mut counted);
+                discard(ctx, &place, &mut counted);
                 continue;
             }
+            Err(Stop::Busy(reason)) => return fail(reason, Md5Status::Absent),
             Err(Stop::Restart(reason)) | Err(Stop::Fail(reason)) => {
-                // Keep a part file only when its resume record lets a rerun continue it.
-                if !fs::state_path(&task.dest).exists() {
-                    let _ = fs::remove_if_exists(&part);
+                // Keep a part file only when its resume record lets a rerun continue it, and say
+                // so: how much is kept, and how to continue or discard it.
+                if !place.has_state() {
+                    let _ = place.remove_part();
+                    return fail(reason, Md5Status::Absent);
                 }
-                return fail(reason, Md5Status::Absent);
+                let kept = place.part_bytes_on_disk().unwrap_or(0);
+                let (part, state) = (place.part_path(), place.dir.path().join(place.state_name()));
+                return fail(
+                    format!(
+                        "{reason}; kept {} in {} to resume: run the same command again to continue, \
+                         or delete it and {} to discard it",
+                        human(kept),
+                        part.display(),
+                        state.display()
+                    ),
+                    Md5Status::Absent,
+                );
             }
         };
-        match verify_and_publish(ctx, task, &part, fetched).await {
+        match verify_and_publish(ctx, task, &place, fetched).await {
             Ok((bytes, md5, checked)) => {
                 return FileOutcome {
                     display: task.display.clone(),
@@ -146,11 +221,12 @@ pub(super) async fn download_file(ctx: &Ctx, task: &FileTask) -> FileOutcome {
             }
             Err((Stop::Restart(reason), _)) if round == 0 => {
                 crate::log::log(1, format!("{}: {reason}; starting the file again", task.display));
-                discard(ctx, task, &mut counted);
+                discard(ctx, &place, &mut counted);
             }
+            Err((Stop::Busy(reason), md5)) => return fail(reason, md5),
             Err((Stop::Restart(reason) | Stop::Fail(reason), md5)) => {
-                let _ = fs::remove_if_exists(&part);
-                let _ = fs::remove_if_exists(&fs::state_path(&task.dest));
+                let _ = place.remove_part();
+                let _ = place.remove_state();
                 return fail(reason, md5);
             }
         }
@@ -167,9 +243,9 @@ pub(super) async fn off_worker<T: Send + 'static>(work: impl FnOnce() -> T + Sen
     tokio::task::spawn_blocking(work).await.map_err(|e| Stop::Fail(format!("internal error: {e}")))
 }
 
-fn discard(ctx: &Ctx, task: &FileTask, counted: &mut u64) {
-    let _ = fs::remove_if_exists(&fs::part_path(&task.dest));
-    let _ = fs::remove_if_exists(&fs::state_path(&task.dest));
+fn discard(ctx: &Ctx, place: &fs::Place, counted: &mut u64) {
+    let _ = place.remove_part();
+    let _ = place.remove_state();
     ctx.reporter.bytes_discarded(*counted);
     *counted = 0;
 }
@@ -179,11 +255,10 @@ fn discard(ctx: &Ctx, task: &FileTask, counted: &mut u64) {
 /// object's current ETag (a rewritten object of the same size is fetched again). A file system
 /// without extended attributes can record nothing: there the size alone decides (said at -v).
 /// When the listing gave no size, a HEAD asks the server for size, MD5 and ETag.
-async fn existing_matches(ctx: &Ctx, task: &FileTask) -> Option<FileOutcome> {
-    let meta = tokio::fs::symlink_metadata(&task.dest).await.ok()?;
-    if !meta.is_file() {
-        return None;
-    }
+async fn existing_matches(ctx: &Ctx, task: &FileTask, place: &fs::Place) -> Option<FileOutcome> {
+    // The final name is read only when it is a regular file (a link there is never followed).
+    let file = Arc::new(place.open_final().ok()??);
+    let meta = file.metadata().ok()?;
     let mut head = None;
     let (size, md5) = match task.size {
         Some(s) => (s, task.md5),
@@ -201,14 +276,8 @@ async fn existing_matches(ctx: &Ctx, task: &FileTask) -> Option<FileOutcome> {
         && let Some(want) = task.check
     {
         // Re-hash the local file: kept only when it matches the object's check.
-        let (path, len) = (task.dest.clone(), meta.len());
-        let got = tokio::task::spawn_blocking(move || {
-            let f = std::fs::File::open(&path)?;
-            check_of_file(&f, len, &want)
-        })
-        .await
-        .ok()?
-        .ok()?;
+        let (f, len) = (file.clone(), meta.len());
+        let got = tokio::task::spawn_blocking(move || check_of_file(&f, len, &want)).await.ok()?.ok()?;
         if got != want {
             crate::log::log(1, format!("{}: {}; fetching it", task.display, want.mismatch()));
             return None;
@@ -222,7 +291,7 @@ async fn existing_matches(ctx: &Ctx, task: &FileTask) -> Option<FileOutcome> {
         });
     }
     if md5.is_none() {
-        match fs::source_etag(&task.dest) {
+        match fs::source_etag(&file) {
             fs::SourceTag::Etag(recorded) => {
                 let current = match head {
                     Some(h) => h.etag,
@@ -251,8 +320,8 @@ async fn existing_matches(ctx: &Ctx, task: &FileTask) -> Option<FileOutcome> {
     }
     let md5 = match md5 {
         Some(want) => {
-            let path = task.dest.clone();
-            let got = tokio::task::spawn_blocking(move || md5_of_path(&path)).await.ok()?.ok()?;
+            let (f, len) = (file.clone(), meta.len());
+            let got = tokio::task::spawn_blocking(move || md5_of_file(&f, len)).await.ok()?.ok()?;
             if got != want {
                 return None;
             }
@@ -311,7 +380,7 @@ async fn head_info(ctx: &Ctx, task: &FileTask) -> Option<HeadInfo> {
 async fn verify_and_publish(
     ctx: &Ctx,
     task: &FileTask,
-    part: &std::path::Path,
+    place: &fs::Place,
     f: Fetched,
 ) -> Result<(u64, Md5Status, Option<CheckKind>), (Stop, Md5Status)> {
     if let Some(want) = task.size
@@ -323,8 +392,6 @@ async fn verify_and_publish(
         ));
     }
     let expected = task.md5.or(f.server_md5);
-    let part = part.to_path_buf();
-    let dest = task.dest.clone();
     let total = f.total;
     let streamed = f.streamed_md5;
     let (want_check, streamed_check) = (task.check, f.streamed_check);
@@ -381,16 +448,13 @@ async fn verify_and_publish(
     .map_err(|e| (Stop::Fail(format!("internal error: {e}")), Md5Status::Absent))?;
     let (status, checked, file) = res?;
     let published = if total <= BATCH_MAX {
-        ctx.publisher.publish(part.clone(), dest.clone(), file).await
+        ctx.publisher.publish(place.clone(), file).await
     } else {
-        let (p, d) = (part.clone(), dest.clone());
-        tokio::task::spawn_blocking(move || fs::publish(&p, &file, &d))
-            .await
-            .map_err(std::io::Error::other)
-            .and_then(|r| r)
+        let p = place.clone();
+        tokio::task::spawn_blocking(move || p.publish(&file)).await.map_err(std::io::Error::other).and_then(|r| r)
     };
-    published.map_err(|e| (Stop::Fail(format!("cannot write {}: {e}", dest.display())), status))?;
-    let _ = fs::remove_if_exists(&fs::state_path(&dest));
+    published.map_err(|e| (Stop::Fail(format!("cannot write {}: {e}", place.dest_path().display())), status))?;
+    let _ = place.remove_state();
     Ok((total, status, checked))
 }
 
@@ -544,11 +608,13 @@ pub(super) fn request(
 }
 
 /// A write running on the blocking pool; gives back the hashers.
-type PendingWrite = tokio::task::JoinHandle<std::io::Result<(Option<Md5>, Option<CheckHasher>)>>;
+type PendingWrite = tokio::task::JoinHandle<std::io::Result<(Option<Md5>, Option<CheckHasher>, Vec<u8>)>>;
 
 /// Writes a body's bytes at increasing offsets on the blocking pool. One batch is being written
 /// while the next is received (the network does not wait for the disk), and an optional MD5 and
-/// other check see the bytes in order.
+/// other check see the bytes in order, read back from the file once written: "verified" speaks of
+/// the bytes on disk, not of what the network delivered (a 128 KiB copy out of the page cache per
+/// batch, small beside the hash itself).
 ///
 /// The pieces the HTTP stack hands over are written as they are, never copied: a batch holds
 /// them until it reaches [`WRITE_BUF`], then one blocking task writes the lot. Memory: two
@@ -564,12 +630,15 @@ pub(super) struct PieceWriter {
     batched: usize,
     /// File offset of the first byte of `batch`.
     offset: u64,
+    /// Where written bytes are read back to be hashed (allocated when a hash is wanted).
+    readback: Vec<u8>,
 }
 
 impl PieceWriter {
     /// Start writing at `offset`, feeding `hasher` and `check` if given.
     pub fn new(file: Arc<File>, offset: u64, hasher: Option<Md5>, check: Option<CheckHasher>) -> Self {
-        PieceWriter { file, pending: None, hasher, check, batch: Vec::new(), batched: 0, offset }
+        let readback = if hasher.is_some() || check.is_some() { vec![0; WRITE_BUF] } else { Vec::new() };
+        PieceWriter { file, pending: None, hasher, check, batch: Vec::new(), batched: 0, offset, readback }
     }
 
     /// The offset after every byte accepted so far.
@@ -595,35 +664,33 @@ impl PieceWriter {
         self.wait().await?;
         let batch = std::mem::take(&mut self.batch);
         let len = std::mem::take(&mut self.batched) as u64;
-        let (file, offset, mut hasher, mut check) =
-            (self.file.clone(), self.offset, self.hasher.take(), self.check.take());
+        let (file, offset, mut hasher, mut check, mut readback) =
+            (self.file.clone(), self.offset, self.hasher.take(), self.check.take(), std::mem::take(&mut self.readback));
         self.offset += len;
         self.pending = Some(tokio::task::spawn_blocking(move || {
             let mut at = offset;
             for piece in &batch {
-                if let Some(h) = hasher.as_mut() {
-                    h.update(piece);
-                }
-                if let Some(c) = check.as_mut() {
-                    c.update(piece);
-                }
                 fs::write_all_at(&file, piece, at)?;
                 at += piece.len() as u64;
             }
+            if hasher.is_some() || check.is_some() {
+                feed_from_file(&file, offset, at, &mut readback, hasher.as_mut(), check.as_mut())?;
+            }
             fs::start_writeback(&file, offset, len);
-            Ok((hasher, check))
+            Ok((hasher, check, readback))
         }));
         Ok(())
     }
 
     async fn wait(&mut self) -> Result<(), Stop> {
         if let Some(p) = self.pending.take() {
-            let (hasher, check) = p
+            let (hasher, check, readback) = p
                 .await
                 .map_err(|e| Stop::Fail(format!("internal error: {e}")))?
                 .map_err(|e| Stop::Fail(format!("cannot write: {e}")))?;
             self.hasher = hasher;
             self.check = check;
+            self.readback = readback;
         }
         Ok(())
     }

@@ -181,6 +181,8 @@ pub(crate) struct Ctx {
     pub reporter: Arc<dyn Reporter>,
     pub cancel: CancellationToken,
     pub publisher: publish::Publisher,
+    /// The destination, held open: every file is reached from it without following links.
+    pub root: crate::fs::Dir,
 }
 
 /// The order files start in: biggest first (unknown sizes count as biggest), ties in the given
@@ -191,10 +193,12 @@ fn biggest_first<T>(items: &mut [T], size: impl Fn(&T) -> Option<u64>) {
     items.sort_by_key(|t| std::cmp::Reverse(size(t).unwrap_or(u64::MAX)));
 }
 
-/// Download every task; per-file failures are recorded, never fatal.
+/// Download every task into `root` (each task's `dest` lies below it); per-file failures are
+/// recorded, never fatal.
 pub async fn run(
     client: &reqwest::Client,
     cfg: &TransferConfig,
+    root: &crate::fs::Dir,
     mut tasks: Vec<FileTask>,
     reporter: Arc<dyn Reporter>,
     cancel: CancellationToken,
@@ -211,6 +215,7 @@ pub async fn run(
         reporter: reporter.clone(),
         cancel: cancel.clone(),
         publisher: publish::Publisher::start(),
+        root: root.clone(),
     });
     reporter.plan(tasks.len(), tasks.iter().filter_map(|t| t.size).sum());
     biggest_first(&mut tasks, |t| t.size);
@@ -239,7 +244,7 @@ pub async fn run(
     crate::log::log(2, format!("{} shared durability barriers", ctx.publisher.barriers()));
     // Each directory is made durable once, after its last rename.
     for d in &dirs {
-        if let Err(e) = crate::fs::fsync_dir(d) {
+        if let Err(e) = root.subdir(d).and_then(|d| d.sync()) {
             crate::log::log(2, format!("fsync {}: {e}", d.display()));
         }
     }

@@ -11,7 +11,6 @@
 use crate::fs;
 use std::fs::File;
 use std::io;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio::sync::{mpsc, oneshot};
@@ -25,8 +24,7 @@ const GATHER: std::time::Duration = std::time::Duration::from_millis(5);
 const MAX_BATCH: usize = 1024;
 
 struct Item {
-    part: PathBuf,
-    dest: PathBuf,
+    place: fs::Place,
     file: File,
     reply: oneshot::Sender<io::Result<()>>,
 }
@@ -72,12 +70,12 @@ impl Publisher {
         self.barriers.load(Ordering::Relaxed)
     }
 
-    /// Make `file` durable and rename `part` over `dest`.
-    pub async fn publish(&self, part: PathBuf, dest: PathBuf, file: File) -> io::Result<()> {
+    /// Make `file` (the part file of `place`) durable and rename it over the final name.
+    pub async fn publish(&self, place: fs::Place, file: File) -> io::Result<()> {
         let (reply, rx) = oneshot::channel();
-        if let Err(mpsc::error::SendError(item)) = self.tx.send(Item { part, dest, file, reply }) {
+        if let Err(mpsc::error::SendError(item)) = self.tx.send(Item { place, file, reply }) {
             // The publisher is gone (shutting down): publish this one on its own.
-            return tokio::task::spawn_blocking(move || fs::publish(&item.part, &item.file, &item.dest))
+            return tokio::task::spawn_blocking(move || item.place.publish(&item.file))
                 .await
                 .map_err(io::Error::other)?;
         }
@@ -90,9 +88,9 @@ fn commit(batch: Vec<Item>) {
     let barrier = fs::sync_filesystem(&batch[0].file);
     for item in batch {
         let result = match &barrier {
-            Ok(()) => std::fs::rename(&item.part, &item.dest),
+            Ok(()) => item.place.rename_part(),
             // No filesystem barrier here: fall back to one fdatasync per file.
-            Err(_) => fs::publish(&item.part, &item.file, &item.dest),
+            Err(_) => item.place.publish(&item.file),
         };
         let _ = item.reply.send(result);
     }
@@ -105,16 +103,17 @@ mod tests {
     #[tokio::test]
     async fn files_finishing_together_share_a_barrier_and_all_land() {
         let dir = tempfile::tempdir().unwrap();
+        let root = fs::Dir::open_root(dir.path()).unwrap();
         let publisher = Arc::new(Publisher::start());
         let n = 40;
         let mut waits = Vec::new();
         for i in 0..n {
             let dest = dir.path().join(format!("f{i}"));
-            let part = fs::part_path(&dest);
-            let file = fs::open_part(&part).unwrap();
+            let place = root.place(&dest).unwrap();
+            let file = place.open_part().unwrap();
             std::io::Write::write_all(&mut &file, format!("body {i}").as_bytes()).unwrap();
             let p = publisher.clone();
-            waits.push(tokio::spawn(async move { p.publish(part, dest, file).await }));
+            waits.push(tokio::spawn(async move { p.publish(place, file).await }));
         }
         for w in waits {
             w.await.unwrap().unwrap();

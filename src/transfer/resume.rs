@@ -4,8 +4,11 @@
 use crate::fs;
 use std::collections::BTreeSet;
 use std::fs::File;
-use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+
+/// Largest record read back: a record names at most one index per chunk (a 1 TiB file in 8 MiB
+/// chunks: ~1 MB); anything longer is not one of ours.
+const RECORD_MAX: u64 = 16 << 20;
 
 /// Format version of the record.
 const VERSION: u32 = 1;
@@ -44,31 +47,21 @@ impl Record {
     }
 }
 
-/// The record beside `dest`'s part file, if it parses.
-pub(super) fn load(dest: &Path) -> Option<Record> {
-    let raw = std::fs::read(fs::state_path(dest)).ok()?;
+/// The record beside the part file of `place`, if it parses.
+pub(super) fn load(place: &fs::Place) -> Option<Record> {
+    let raw = place.read_state(RECORD_MAX)?;
     serde_json::from_slice(&raw).ok()
 }
 
 /// Replace the record atomically (write a sibling, fsync it, rename it).
-pub(super) fn save(dest: &Path, rec: &Record) -> std::io::Result<()> {
-    let path = fs::state_path(dest);
-    // `.<name>.tmp.jobdl-state` is itself a working-file name, so a crash never leaves a file the
-    // sweep cannot recognise.
-    let base = dest.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp = dest.with_file_name(format!(".{base}.tmp{}", fs::STATE_SUFFIX));
+pub(super) fn save(place: &fs::Place, rec: &Record) -> std::io::Result<()> {
     let json = serde_json::to_vec(rec).map_err(std::io::Error::other)?;
-    {
-        let f = File::create(&tmp)?;
-        std::io::Write::write_all(&mut &f, &json)?;
-        f.sync_data()?;
-    }
-    std::fs::rename(&tmp, &path)
+    place.write_state(&json)
 }
 
 /// Tracks durable chunks of one file and persists them: fdatasync the part, then save the record.
 pub(super) struct ChunkLog {
-    dest: PathBuf,
+    place: fs::Place,
     inner: Mutex<Inner>,
 }
 
@@ -88,9 +81,9 @@ const SAVE_EVERY: usize = 2;
 
 impl ChunkLog {
     /// Start tracking `record` (its `done` list is the starting point).
-    pub fn new(dest: &Path, record: Record) -> ChunkLog {
+    pub fn new(place: &fs::Place, record: Record) -> ChunkLog {
         ChunkLog {
-            dest: dest.to_path_buf(),
+            place: place.clone(),
             inner: Mutex::new(Inner { record, pending: BTreeSet::new(), finished: false }),
         }
     }
@@ -129,7 +122,7 @@ impl ChunkLog {
             }
             Err(_) => return Ok(()),
         };
-        save(&self.dest, &rec)
+        save(&self.place, &rec)
     }
 
     /// The file is complete (or discarded): nothing more to persist on drop.
@@ -143,7 +136,7 @@ impl ChunkLog {
     pub fn persist_unless_finished(&self, file: &File) {
         let finished = self.inner.lock().map(|g| g.finished).unwrap_or(true);
         if !finished && let Err(e) = self.persist(file) {
-            crate::log::log(1, format!("{}: cannot save the resume record: {e}", self.dest.display()));
+            crate::log::log(1, format!("{}: cannot save the resume record: {e}", self.place.dest_path().display()));
         }
     }
 }
@@ -156,18 +149,19 @@ mod tests {
     fn records_round_trip_and_persist_only_after_sync() {
         let t = tempfile::tempdir().unwrap();
         let dest = t.path().join("big.bin");
+        let place = fs::Dir::open_root(t.path()).unwrap().place(&dest).unwrap();
         let url = url::Url::parse("https://a.blob.core.windows.net/c/big.bin?sig=secret").unwrap();
         let rec = Record::new(&url, 100, "\"e\"".into(), None, Some(10));
         assert!(rec.matches(&url::Url::parse("https://a.blob.core.windows.net/c/big.bin?sig=other").unwrap()));
         assert!(!rec.matches(&url::Url::parse("https://a.blob.core.windows.net/c/other.bin").unwrap()));
         let part = File::create(t.path().join("part")).unwrap();
-        let log = ChunkLog::new(&dest, rec);
+        let log = ChunkLog::new(&place, rec);
         assert!(!log.complete(3));
         log.complete(1);
         log.complete(0);
         assert!(log.complete(7));
         log.persist(&part).unwrap();
-        let back = load(&dest).unwrap();
+        let back = load(&place).unwrap();
         assert_eq!(back.done, vec![0, 1, 3, 7]);
         assert!(!std::fs::read_to_string(fs::state_path(&dest)).unwrap().contains("secret"));
         // Only the record remains: the temp sibling was renamed.
@@ -175,11 +169,27 @@ mod tests {
         assert_eq!(names.len(), 2, "{names:?}");
     }
 
+    fn load_path(p: &std::path::Path) -> Record {
+        serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()
+    }
+
     #[test]
     fn garbage_records_are_ignored() {
         let t = tempfile::tempdir().unwrap();
         let dest = t.path().join("x");
+        let place = fs::Dir::open_root(t.path()).unwrap().place(&dest).unwrap();
         std::fs::write(fs::state_path(&dest), b"{not json").unwrap();
-        assert!(load(&dest).is_none());
+        assert!(load(&place).is_none());
+        // A record planted as a link is not followed.
+        let elsewhere = t.path().join("elsewhere.json");
+        let url = url::Url::parse("https://a.example.invalid/c/x").unwrap();
+        std::fs::write(&elsewhere, serde_json::to_vec(&Record::new(&url, 9, "e".into(), None, None)).unwrap()).unwrap();
+        std::fs::remove_file(fs::state_path(&dest)).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, fs::state_path(&dest)).unwrap();
+        assert!(load(&place).is_none());
+        // Saving replaces the link, never writes through it.
+        save(&place, &Record::new(&url, 1, "f".into(), None, None)).unwrap();
+        assert_eq!(load(&place).unwrap().size, 1);
+        assert_eq!(load_path(&elsewhere).size, 9);
     }
 }

@@ -22,29 +22,34 @@ struct Resumed {
     hashers: (Option<Md5>, Option<CheckHasher>),
 }
 
-/// Open `part`; when the record beside `dest` describes this object and the part holds a prefix
-/// of it, hash that prefix again and resume after it, else empty the part. Blocking.
+/// Open the part file of `place`; when its record describes this object and the part holds a
+/// prefix of it, hash that prefix again and resume after it, else empty the part and make sure
+/// the file can fit. Blocking.
 fn prepare(
-    part: &std::path::Path,
-    dest: &std::path::Path,
+    place: &fs::Place,
     url: &url::Url,
     size: Option<u64>,
     new_hashers: impl Fn() -> (Option<Md5>, Option<CheckHasher>),
-) -> Result<(std::fs::File, Option<Resumed>), String> {
-    let file = fs::open_part(part).map_err(|e| format!("cannot create {}: {e}", part.display()))?;
+) -> Result<(std::fs::File, Option<Resumed>), Stop> {
+    let file = open_part(place)?;
     // Streams of RESUME_MIN bytes or less never get a record.
     if let Some(size) = size.filter(|&s| s > RESUME_MIN)
-        && let Some(rec) = load(dest)
+        && let Some(rec) = load(place)
     {
         let have = file.metadata().map(|m| m.len()).unwrap_or(0);
         if rec.matches(url) && rec.chunk.is_none() && rec.size == size && have > 0 && have <= size {
             let (mut h, mut c) = new_hashers();
-            if feed_from_file(&file, 0, have, h.as_mut(), c.as_mut()).is_ok() {
+            let mut buf = vec![0u8; 1 << 20];
+            if feed_from_file(&file, 0, have, &mut buf, h.as_mut(), c.as_mut()).is_ok() {
+                room_for(place, size - have)?;
                 return Ok((file, Some(Resumed { have, rec, hashers: (h, c) })));
             }
         }
     }
-    file.set_len(0).map_err(|e| format!("cannot truncate {}: {e}", part.display()))?;
+    file.set_len(0).map_err(|e| Stop::Fail(format!("cannot truncate {}: {e}", place.part_path().display())))?;
+    if let Some(size) = size {
+        room_for(place, size)?;
+    }
     Ok((file, None))
 }
 
@@ -52,7 +57,7 @@ fn prepare(
 pub(super) async fn fetch_stream(
     ctx: &Ctx,
     src: &Source<'_>,
-    part: &std::path::Path,
+    place: &fs::Place,
     counted: &mut u64,
 ) -> Result<Fetched, Stop> {
     let task = src.task;
@@ -66,10 +71,9 @@ pub(super) async fn fetch_stream(
     // here: a hop to the blocking pool per file cost W2 (2,000 × 64 KiB) 5–10% in 5 alternating
     // runs. Bigger files read their record and may hash a long prefix: that goes off the async
     // workers.
-    let (part_path, dest, url, size) = (part.to_path_buf(), task.dest.clone(), task.url.clone(), task.size);
-    let prepare = move || prepare(&part_path, &dest, &url, size, new_hashers);
-    let prepared = if size.is_some_and(|s| s <= RESUME_MIN) { prepare() } else { off_worker(prepare).await? };
-    let (file, resumed) = prepared.map_err(Stop::Fail)?;
+    let (p, url, size) = (place.clone(), task.url.clone(), task.size);
+    let prepare = move || prepare(&p, &url, size, new_hashers);
+    let (file, resumed) = if size.is_some_and(|s| s <= RESUME_MIN) { prepare() } else { off_worker(prepare).await? }?;
     let file = Arc::new(file);
     let mut offset = 0u64;
     let mut etag: Option<String> = None;
@@ -114,6 +118,11 @@ pub(super) async fn fetch_stream(
                     (Some(t), Some(l)) if t != l => {
                         return Err(Stop::Fail(format!("size mismatch: listing says {t} bytes, server sends {l}")));
                     }
+                    (None, Some(l)) => {
+                        believable(l, "the server announces")?;
+                        room_for(place, l)?;
+                        Some(l)
+                    }
                     (t, l) => l.or(t),
                 };
                 server_md5 = server_md5.or(self::server_md5(task, &h, false));
@@ -126,6 +135,10 @@ pub(super) async fn fetch_stream(
                     return Err(Stop::Restart(format!(
                         "Content-Range {a}-/{t} does not match the request ({offset}-)"
                     )));
+                }
+                if total.is_none() {
+                    believable(t, "the server claims")?;
+                    room_for(place, t - offset)?;
                 }
                 total = Some(t);
                 server_md5 = server_md5.or(self::server_md5(task, &h, true));
@@ -149,8 +162,8 @@ pub(super) async fn fetch_stream(
                 && t > RESUME_MIN
             {
                 let md5 = server_md5.map(|m| base64::engine::general_purpose::STANDARD.encode(m));
-                let (dest, rec) = (task.dest.clone(), Record::new(&task.url, t, e.clone(), md5, None));
-                let _ = off_worker(move || save(&dest, &rec)).await;
+                let (p, rec) = (place.clone(), Record::new(&task.url, t, e.clone(), md5, None));
+                let _ = off_worker(move || save(&p, &rec)).await;
             }
         }
         // Stream the body.

@@ -36,6 +36,9 @@ pub enum RangeMode {
     Honour,
     /// Advertise `Accept-Ranges: bytes` but answer every ranged request with 200 and the whole body.
     Ignore200,
+    /// Answer a ranged request with 206 and the bytes asked for, but a `Content-Range` claiming
+    /// the object holds this many bytes (a hostile server inflating an unknown size).
+    ClaimTotal(u64),
     /// Answer a ranged request with 206 but the whole body and a `Content-Range` naming all of it.
     Whole206,
 }
@@ -293,6 +296,16 @@ fn serve_bytes(bytes: &[u8], headers: &HeaderMap, mode: RangeMode) -> (u16, Vec<
             }
             h.push(("content-range".into(), format!("bytes {start}-{end}/{total}")));
             (206, h, bytes[start as usize..=end as usize].to_vec())
+        }
+        (Some(r), RangeMode::ClaimTotal(claim)) if !bytes.is_empty() => {
+            // Consistent with its claim: the range asked for (at most 8 MiB), the file's bytes
+            // repeated.
+            let (a, b) = r.split_once('-').unwrap_or((r, ""));
+            let start: u64 = a.parse::<u64>().unwrap_or(0);
+            let end: u64 = b.parse::<u64>().unwrap_or(u64::MAX).min(claim - 1).min(start + (8 << 20) - 1);
+            h.push(("content-range".into(), format!("bytes {start}-{end}/{claim}")));
+            let body = (start..=end).map(|i| bytes[(i % bytes.len() as u64) as usize]).collect();
+            (206, h, body)
         }
         (Some(_), RangeMode::Whole206) if !bytes.is_empty() => {
             h.push(("content-range".into(), format!("bytes 0-{}/{}", bytes.len() - 1, bytes.len())));
