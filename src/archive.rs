@@ -554,7 +554,7 @@ fn entry_into<R: Read>(
         }
         Some(&i) => {
             let first = format!("{}/{}", target.display, w.pending[i].rel);
-            w.refuse(shown(&rel), format!("collides with {first} (names differ only in case)"));
+            w.refuse(shown(&rel), format!("collides with {first} ({})", crate::safepath::COLLISION));
             return Ok(());
         }
         None => None,

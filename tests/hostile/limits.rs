@@ -40,3 +40,41 @@ fn loopback_targets_bypass_every_proxy_whatever_no_proxy_says() {
     cp.expect_code(0);
     harness::assert_bytes(&env.work().join("cp-localhost/a.txt"), b"a\n");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Issue 18 item 8: names that would be one file on macOS and Windows.
+
+#[test]
+fn names_equal_under_case_folding_or_normalization_are_one_file_and_the_second_fails() {
+    let nfc = "outputs/caf\u{e9}.txt";
+    let nfd = "outputs/cafe\u{301}.txt";
+    let env = TestEnv::new(world(vec![
+        ("outputs/\u{3c3}.txt", text("small sigma\n")),
+        ("outputs/\u{3c2}.txt", text("final sigma\n")),
+        (nfc, text("precomposed\n")),
+        (nfd, text("decomposed\n")),
+        ("outputs/stra\u{df}e.txt", text("sharp s\n")),
+        ("outputs/STRASSE.txt", text("capitals\n")),
+        ("logs/ok.txt", text("ok\n")),
+    ]));
+    let run = env.run(&["download", JOB, "--json", "-vvv"]);
+    assert_clean_output(&run);
+    run.expect_code(6);
+    let dest = env.dest(JOB);
+    let landed = files_under(&dest.join("artifacts/outputs"));
+    assert_eq!(landed.len(), 3, "one file per colliding pair: {landed:?}\n{run}");
+    assert_blob_file(&dest.join("artifacts/logs/ok.txt"), env.artifact(JOB, "logs/ok.txt"));
+    let files = run.doc()["files"].as_array().expect("files");
+    let failed: Vec<&serde_json::Value> = files.iter().filter(|f| f["result"] == "failed").collect();
+    assert_eq!(failed.len(), 3, "{run}");
+    for f in &failed {
+        let why = f["error"].as_str().unwrap_or("");
+        assert!(why.contains("collides with") && why.contains("Unicode normalization"), "{f}");
+    }
+    // What landed holds the bytes of the name it was listed under (nothing was overwritten).
+    for rel in &landed {
+        let path = format!("outputs/{rel}");
+        assert_blob_file(&dest.join("artifacts").join(&path), env.artifact(JOB, &path));
+    }
+    assert_eq!(run.doc()["totals"]["downloaded"], 4, "{run}");
+}
