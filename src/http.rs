@@ -9,6 +9,11 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
 use thiserror::Error;
 
+/// Longest wait for a TCP (and TLS) connection.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Longest time one metadata request may take, body included (metadata responses are small).
+const META_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// Most bytes of an error body ever read.
 const MAX_ERROR_BODY: usize = 64 * 1024;
 /// Most bytes of a JSON metadata response accepted (guards against hostile servers).
@@ -34,7 +39,7 @@ pub fn build_client(idle: Duration) -> Result<reqwest::Client, Error> {
         .redirect(reqwest::redirect::Policy::none())
         .no_gzip()
         .no_deflate()
-        .connect_timeout(Duration::from_secs(30))
+        .connect_timeout(CONNECT_TIMEOUT)
         .read_timeout(idle)
         .pool_max_idle_per_host(64)
         .tls_certs_merge(roots)
@@ -211,8 +216,10 @@ impl CallError {
 
 /// Describe a reqwest error without leaking secrets (URLs inside are redacted).
 pub fn describe_transport(e: &reqwest::Error) -> String {
-    let mut msg = if e.is_timeout() {
-        "timed out (no data received within the idle timeout)".to_string()
+    let mut msg = if e.is_timeout() && e.is_connect() {
+        format!("timed out connecting (no connection within {}s, the connect timeout)", CONNECT_TIMEOUT.as_secs())
+    } else if e.is_timeout() {
+        "timed out (no data received within the idle timeout, --idle-timeout / idle_timeout)".to_string()
     } else if e.is_connect() {
         "connection failed".to_string()
     } else if e.is_body() || e.is_decode() {
@@ -241,6 +248,20 @@ pub fn describe_transport(e: &reqwest::Error) -> String {
         );
     }
     redact(&msg)
+}
+
+/// [`describe_transport`] for a metadata request, which also has a whole-request limit: a timeout
+/// says which limit ended it (connect, the whole request, or the idle timeout between reads).
+fn describe_meta_transport(e: &reqwest::Error, elapsed: Duration, whole: Duration) -> String {
+    let msg = describe_transport(e);
+    if e.is_timeout() && !e.is_connect() && elapsed + Duration::from_millis(50) >= whole {
+        let rest = msg.split_once(": ").map(|(_, r)| format!(": {r}")).unwrap_or_default();
+        return format!(
+            "timed out (no whole response within {}s, the limit of one metadata request){rest}",
+            whole.as_secs_f64()
+        );
+    }
+    msg
 }
 
 /// `Retry-After` from response headers.
@@ -273,7 +294,7 @@ pub struct MetaClient {
 impl MetaClient {
     /// Wrap the run's client with the metadata retry policy.
     pub fn new(client: reqwest::Client, retry: RetryConfig) -> Self {
-        MetaClient { client, retry, attempt_timeout: Duration::from_secs(60) }
+        MetaClient { client, retry, attempt_timeout: META_ATTEMPT_TIMEOUT }
     }
 
     /// The underlying client.
@@ -365,15 +386,17 @@ impl MetaClient {
                 }
             }
         }
-        let resp = rb
-            .send()
-            .await
-            .map_err(|e| (CallError::Transport { message: describe_transport(&e), attempts: attempt }, None))?;
+        let started = Instant::now();
+        let transport = |e: reqwest::Error| {
+            let message = describe_meta_transport(&e, started.elapsed(), self.attempt_timeout);
+            (CallError::Transport { message, attempts: attempt }, None)
+        };
+        let resp = rb.send().await.map_err(transport)?;
         let status = resp.status().as_u16();
         let ra = retry_after(resp.headers());
         let body = read_limited(resp, if (200..300).contains(&status) { MAX_JSON_BODY } else { MAX_ERROR_BODY })
             .await
-            .map_err(|e| (CallError::Transport { message: describe_transport(&e), attempts: attempt }, None))?;
+            .map_err(transport)?;
         if (200..300).contains(&status) {
             if body.len() >= MAX_JSON_BODY {
                 return Err((
@@ -536,6 +559,38 @@ mod tests {
         }
         let accepted = tokio::time::timeout(Duration::from_millis(200), proxy.accept()).await;
         assert!(accepted.is_err(), "a loopback request went through the proxy");
+    }
+
+    /// A listener that accepts and then says nothing.
+    async fn silent_server() -> (tokio::task::JoinHandle<()>, String) {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/x", l.local_addr().unwrap());
+        let h = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((c, _)) = l.accept().await {
+                held.push(c);
+            }
+        });
+        (h, url)
+    }
+
+    #[tokio::test]
+    async fn timeouts_say_which_limit_was_hit() {
+        let (server, url) = silent_server().await;
+        // The idle timeout between reads (the run's client).
+        let idle = reqwest::Client::builder().no_proxy().read_timeout(Duration::from_millis(100)).build().unwrap();
+        let e = idle.get(&url).send().await.unwrap_err();
+        assert!(e.is_timeout(), "{e:?}");
+        let msg = describe_meta_transport(&e, Duration::from_millis(100), Duration::from_secs(60));
+        assert!(msg.contains("idle timeout") && msg.contains("--idle-timeout"), "{msg}");
+        // The whole-request limit of a metadata call.
+        let plain = reqwest::Client::builder().no_proxy().build().unwrap();
+        let whole = Duration::from_millis(150);
+        let started = Instant::now();
+        let e = plain.get(&url).timeout(whole).send().await.unwrap_err();
+        let msg = describe_meta_transport(&e, started.elapsed(), whole);
+        assert!(msg.contains("no whole response within 0.15s") && msg.contains("metadata request"), "{msg}");
+        server.abort();
     }
 
     #[test]
