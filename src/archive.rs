@@ -1024,6 +1024,7 @@ impl Fetcher {
             let item = match next {
                 Ok(Some(b)) => Ok(b),
                 Ok(None) => break,
+                Err(e @ crate::transfer::rate::BodyError::TooSlow { .. }) => Err(e.to_string()),
                 Err(e) => Err(format!("connection broken while reading the body: {e}")),
             };
             let last = item.is_err();
