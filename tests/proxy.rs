@@ -1,6 +1,7 @@
 //! Proxies and custom CA bundles: `HTTPS_PROXY` / `ALL_PROXY` route requests to a host that is
 //! not loopback through a local proxy (`CONNECT` tunnels to a TLS front named
-//! `front.jobdl.invalid`, which only the test proxy resolves), loopback targets never go through
+//! `front.jobdl.invalid`, which only the test proxy resolves; plain `http` to such a name with
+//! `--allow-http` as absolute-form requests through `HTTP_PROXY`), loopback targets never go through
 //! it (tests/hostile.rs checks that with every variable set), `NO_PROXY` bypasses it,
 //! proxy credentials are used but never printed, and `SSL_CERT_FILE` / `SSL_CERT_DIR` make a
 //! throw-away CA trusted for an `https://127.0.0.1` server (the emulator behind a TLS front).
@@ -309,4 +310,56 @@ fn an_unreadable_ca_bundle_is_a_usage_error_naming_it() {
     run.expect_code(2);
     assert!(run.stderr.contains("/nonexistent-jobdl-certs"), "{run}");
     assert!(env.requests().is_empty());
+}
+
+#[path = "support/kfp_api.rs"]
+mod kfp_api;
+
+#[test]
+fn http_proxy_relays_plain_http_to_a_remote_endpoint_in_absolute_form() {
+    use serde_json::json;
+    // A Kubeflow API on plain http under a name that is not loopback (`--allow-http`), reached
+    // only through the proxy (which alone resolves `*.invalid`): a v1 run and one `:read` archive.
+    let env = TestEnv::new(standard_world());
+    let kfp = kfp_api::FakeKfp::start(Some(TOKEN));
+    let run = json!({"run_id": "run-p", "display_name": "p", "storage_state": "AVAILABLE",
+        "pipeline_spec": {"apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow"},
+        "runtime_config": {"parameters": {}, "pipeline_root": ""}, "experiment_id": "",
+        "state": "SUCCEEDED", "error": null, "run_details": null, "state_history": []});
+    kfp.run("run-p", &["SUCCEEDED"], run);
+    let node = json!({"id": "p-1", "type": "Pod", "displayName": "train", "phase": "Succeeded",
+        "outputs": {"artifacts": [{"name": "model", "s3": {"key": "artifacts/p-1/model.tgz"}}]}});
+    kfp.v1_run("run-p", &json!({"metadata": {"name": "p"}, "status": {"phase": "Succeeded", "nodes": {"p-1": node}}}));
+    let tgz = {
+        use std::io::Write;
+        let mut tar = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_size(6);
+        h.set_mode(0o644);
+        h.set_cksum();
+        tar.append_data(&mut h, "w.bin", &b"weight"[..]).unwrap();
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&tar.into_inner().unwrap()).unwrap();
+        gz.finish().unwrap()
+    };
+    let body = format!("{{\"data\":\"{}\"}}", base64::engine::general_purpose::STANDARD.encode(&tgz));
+    let read = kfp_api::ReadBody { body: body.into_bytes(), cut_at: None, cut_times: 0 };
+    kfp.read("run-p", "p-1", "model", read);
+    let port = kfp.base_url().rsplit(':').next().unwrap().to_string();
+    let endpoint = format!("http://kfp.jobdl.invalid:{port}");
+    let proxy = Proxy::start();
+    let mut cmd = command(&env, &["download", "run-p", "--all-outputs", "--json", "--allow-http"], &[]);
+    cmd.env_remove("AZURE_AI_PROJECT_ENDPOINT")
+        .env("HTTP_PROXY", proxy.url())
+        .env("NO_PROXY", "example.invalid")
+        .args(["--kfp-endpoint", &endpoint]);
+    let run = env.run_cmd(cmd);
+    run.expect_code(0);
+    assert_eq!(std::fs::read(env.dest("run-p").join("named-outputs/train/model/w.bin")).unwrap(), b"weight");
+    let seen = proxy.requests();
+    assert!(!seen.is_empty(), "HTTP_PROXY was not used\n{run}");
+    for r in &seen {
+        assert!(r.relayed && r.method == "GET" && r.target.starts_with(&format!("{endpoint}/")), "{r:?}");
+    }
+    assert!(seen.iter().any(|r| r.target.ends_with("/artifacts/model:read")), "{seen:#?}");
 }
