@@ -925,6 +925,23 @@ mod tests {
         let c = Common::resolve(&a.transfer, &a.target.cloud, false).unwrap();
         assert_eq!(c.poll_interval, Duration::from_secs(3));
         assert_eq!(c.transfer.retry.retry_after_cap, Duration::from_secs(7));
+        // The limits: defaults, then a file's values.
+        assert_eq!(c.transfer.min_rate, crate::transfer::rate::MinRate::default());
+        assert_eq!(c.archive_limits, crate::archive::Limits { max_ratio: 200, max_bytes: 1 << 40 });
+        let mut cli = crate::cli::Cli::try_parse_from(["jobdl", "download", "j"]).unwrap();
+        let limits = [
+            ("min_speed", one("2KiB"), 1),
+            ("min_speed_time", one("30s"), 2),
+            ("archive_max_ratio", one("0"), 3),
+            ("archive_max_bytes", one("1GiB"), 4),
+        ];
+        let files = Files { local: Some(file("/w/jobdl.toml", &limits)), ..Files::default() };
+        resolve(&ArgLayer::new(), files, &|_| None).apply(&mut cli.command);
+        let crate::cli::Command::Download(a) = &cli.command else { panic!() };
+        let c = Common::resolve(&a.transfer, &a.target.cloud, false).unwrap();
+        assert_eq!(c.transfer.min_rate.bytes_per_sec, 2048);
+        assert_eq!(c.transfer.min_rate.window, Duration::from_secs(30));
+        assert_eq!(c.archive_limits, crate::archive::Limits { max_ratio: 0, max_bytes: 1 << 30 });
     }
 
     #[test]
