@@ -718,6 +718,9 @@ fn entry_into<R: Read>(
             return Ok(());
         }
     };
+    // A ceiling or a full disk fails the archive before its bytes are written.
+    meter.entry(&rel, entry.size())?;
+    check_room(&target.dir, &rel, entry.size())?;
     let key = collision_key(&rel);
     let slot = match w.seen.get(&key) {
         Some(&i) if w.pending[i].rel == rel => {
@@ -731,9 +734,6 @@ fn entry_into<R: Read>(
         }
         None => None,
     };
-    // A ceiling or a full disk fails the archive before its bytes are written.
-    meter.entry(&rel, entry.size())?;
-    check_room(&target.dir, &rel, entry.size())?;
     let dest = target.dir.join(&rel);
     if let Some(parent) = dest.parent()
         && let Err(e) = crate::fs::create_dir_inside_recording(&target.dir, parent, &mut w.created)
