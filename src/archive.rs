@@ -47,9 +47,159 @@ pub enum UnpackError {
     /// The local disk refused (cannot create or write a file): fetching again will not help.
     #[error("{0}")]
     Disk(String),
+    /// A ceiling on decoded bytes was reached (a decompression bomb, or a limit set too low):
+    /// fetching again will not help.
+    #[error("{0}")]
+    Limit(String),
     /// Cancelled (Ctrl+C).
     #[error("interrupted")]
     Cancelled,
+}
+
+/// Ceilings on the bytes one archive may decode to (its gzip stream's output: tar headers and
+/// entries), checked as the bytes are decoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Most decoded bytes per compressed byte read so far, once [`RATIO_AFTER`] bytes are decoded
+    /// (`archive_max_ratio`; 0: no ratio limit).
+    pub max_ratio: u64,
+    /// Most decoded bytes in all (`archive_max_bytes`; 0: no cap).
+    pub max_bytes: u64,
+}
+
+impl Default for Limits {
+    /// 200× and 1 TiB. Real ML archives (logs, checkpoints, metrics, already-compressed weights)
+    /// gzip 1×–20×, text logs up to ~50×; DEFLATE itself cannot exceed ~1032×, and a bomb is
+    /// built near that (the 4 GiB one of issue 18 is 770×). 1 TiB is more than any KFP v1
+    /// artifact (a base64 JSON body through the KFP API server).
+    fn default() -> Self {
+        Limits { max_ratio: 200, max_bytes: 1 << 40 }
+    }
+}
+
+/// The ratio limit applies only once this many bytes are decoded: a small archive of zeros or
+/// repeated lines may compress far better than 200×, and cannot hurt.
+pub const RATIO_AFTER: u64 = 64 << 20;
+
+/// Counts the compressed bytes read (below gzip) and the decoded ones (above it) of one
+/// archive, and stops the stream at a [`Limits`] ceiling.
+#[derive(Debug)]
+struct Meter {
+    limits: Limits,
+    compressed: std::cell::Cell<u64>,
+    decoded: std::cell::Cell<u64>,
+    /// The ceiling that was hit (the error gzip and tar wrap is not ours to parse).
+    hit: RefCell<Option<String>>,
+}
+
+impl Meter {
+    fn new(limits: Limits) -> Rc<Meter> {
+        Rc::new(Meter {
+            limits,
+            compressed: std::cell::Cell::new(0),
+            decoded: std::cell::Cell::new(0),
+            hit: RefCell::new(None),
+        })
+    }
+
+    /// `n` more decoded bytes; an error once past a ceiling.
+    fn decoded(&self, n: usize) -> io::Result<()> {
+        let decoded = self.decoded.get().saturating_add(n as u64);
+        self.decoded.set(decoded);
+        let compressed = self.compressed.get().max(1);
+        let Limits { max_ratio, max_bytes } = self.limits;
+        let msg = if max_bytes > 0 && decoded > max_bytes {
+            format!(
+                "the archive decodes to more than {} (limit archive_max_bytes / JOBDL_ARCHIVE_MAX_BYTES = {max_bytes} \
+                 bytes); stopped after {decoded} bytes decoded from {compressed} compressed; nothing of it was kept",
+                size(max_bytes)
+            )
+        } else if max_ratio > 0 && decoded > RATIO_AFTER && decoded / compressed >= max_ratio {
+            format!(
+                "the archive decodes to more than {max_ratio}× its compressed size, a decompression bomb (limit \
+                 archive_max_ratio / JOBDL_ARCHIVE_MAX_RATIO = {max_ratio}, applied past {} decoded); stopped at \
+                 {decoded} bytes decoded from {compressed} compressed ({}×); nothing of it was kept",
+                size(RATIO_AFTER),
+                decoded / compressed
+            )
+        } else {
+            return Ok(());
+        };
+        self.hit.borrow_mut().get_or_insert_with(|| msg.clone());
+        Err(io::Error::new(io::ErrorKind::InvalidData, msg))
+    }
+
+    /// An entry about to be written: refused at once when it alone passes the byte cap.
+    fn entry(&self, rel: &str, len: u64) -> Result<(), UnpackError> {
+        let max = self.limits.max_bytes;
+        if max > 0 && len > max {
+            return Err(UnpackError::Limit(format!(
+                "entry {rel} claims {len} bytes, more than an archive may decode to (limit archive_max_bytes / \
+                 JOBDL_ARCHIVE_MAX_BYTES = {}); nothing of the archive was kept",
+                size(max)
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// `n` bytes for a message (`64 MiB`).
+fn size(n: u64) -> String {
+    const UNITS: [&str; 5] = ["bytes", "KiB", "MiB", "GiB", "TiB"];
+    let mut i = 0;
+    let mut v = n;
+    while i + 1 < UNITS.len() && v >= 1024 && v.is_multiple_of(1024) {
+        v /= 1024;
+        i += 1;
+    }
+    format!("{v} {}", UNITS[i])
+}
+
+/// The compressed stream (below gzip), counted.
+struct Compressed<R> {
+    inner: R,
+    meter: Rc<Meter>,
+}
+
+impl<R: Read> Read for Compressed<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.meter.compressed.set(self.meter.compressed.get().saturating_add(n as u64));
+        Ok(n)
+    }
+}
+
+/// The decoded stream (above gzip), counted against the ceilings.
+struct Decoded<R> {
+    inner: R,
+    meter: Rc<Meter>,
+}
+
+impl<R: Read> Read for Decoded<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.meter.decoded(n)?;
+        Ok(n)
+    }
+}
+
+/// Free bytes for an unprivileged writer on the file system of `dir`, when it tells.
+fn free_space(dir: &Path) -> Option<u64> {
+    let st = rustix::fs::statvfs(dir).ok()?;
+    let unit = if st.f_frsize > 0 { st.f_frsize } else { st.f_bsize };
+    (unit > 0).then(|| st.f_bavail.saturating_mul(unit))
+}
+
+/// Refuse an entry of `len` bytes that the file system of `dir` says it has no room for.
+fn check_room(dir: &Path, rel: &str, len: u64) -> Result<(), UnpackError> {
+    match free_space(dir) {
+        Some(free) if len > free => Err(UnpackError::Disk(format!(
+            "not enough free space for {rel}: it holds {len} bytes and the file system of {} has {free} bytes free; \
+             nothing of the archive was kept",
+            dir.display()
+        ))),
+        _ => Ok(()),
+    }
 }
 
 /// Where one archive's entries land.
@@ -425,13 +575,31 @@ pub fn unpack<R: Read>(
     on_bytes: &dyn Fn(u64),
     cancel: &CancellationToken,
 ) -> Result<Vec<FileOutcome>, UnpackError> {
+    unpack_limited(body, target, Limits::default(), on_bytes, cancel)
+}
+
+/// [`unpack`] with these ceilings on the decoded bytes: past one, the archive fails as a whole
+/// ([`UnpackError::Limit`]) and every part file it wrote is removed.
+pub fn unpack_limited<R: Read>(
+    body: R,
+    target: &Target,
+    limits: Limits,
+    on_bytes: &dyn Fn(u64),
+    cancel: &CancellationToken,
+) -> Result<Vec<FileOutcome>, UnpackError> {
     let mut w = Written::default();
-    let result = decode_into(body, target, &mut w, on_bytes, cancel);
+    let meter = Meter::new(limits);
+    let result = decode_into(body, target, &mut w, &meter, on_bytes, cancel);
     match result {
         Ok(()) => Ok(publish(target, w)),
         Err(e) => {
             w.undo(&target.root);
-            Err(e)
+            let hit = meter.hit.borrow_mut().take();
+            Err(match (e, hit) {
+                (UnpackError::Cancelled, _) => UnpackError::Cancelled,
+                (_, Some(msg)) => UnpackError::Limit(msg),
+                (e, None) => e,
+            })
         }
     }
 }
@@ -440,6 +608,7 @@ fn decode_into<R: Read>(
     body: R,
     target: &Target,
     w: &mut Written,
+    meter: &Rc<Meter>,
     on_bytes: &dyn Fn(u64),
     cancel: &CancellationToken,
 ) -> Result<(), UnpackError> {
@@ -449,7 +618,8 @@ fn decode_into<R: Read>(
         .map_err(|e| UnpackError::Disk(format!("cannot create {}: {e}", target.dir.display())))?;
     let cause: Cause = Rc::new(RefCell::new(None));
     let envelope = Envelope::new(body, cause.clone());
-    let gz = flate2::read::MultiGzDecoder::new(envelope);
+    let gz = flate2::read::MultiGzDecoder::new(Compressed { inner: envelope, meter: meter.clone() });
+    let gz = Decoded { inner: gz, meter: meter.clone() };
     let mut archive = tar::Archive::new(TarFeed { inner: gz, eof: false });
     let mut buf = vec![0u8; COPY_BUF];
     {
@@ -459,7 +629,7 @@ fn decode_into<R: Read>(
             if cancel.is_cancelled() {
                 return Err(UnpackError::Cancelled);
             }
-            entry_into(&mut entry, target, w, &mut buf, on_bytes, &cause, cancel)?;
+            entry_into(&mut entry, target, w, meter, &mut buf, on_bytes, &cause, cancel)?;
         }
     }
     let feed = archive.into_inner();
@@ -485,10 +655,12 @@ fn decode_into<R: Read>(
 
 /// One tar entry: a regular file goes to its part file, a directory is created, the rest is
 /// refused (a failed entry).
+#[allow(clippy::too_many_arguments)]
 fn entry_into<R: Read>(
     entry: &mut tar::Entry<'_, R>,
     target: &Target,
     w: &mut Written,
+    meter: &Meter,
     buf: &mut [u8],
     on_bytes: &dyn Fn(u64),
     cause: &Cause,
@@ -547,6 +719,9 @@ fn entry_into<R: Read>(
             return Ok(());
         }
     };
+    // A ceiling or a full disk fails the archive before its bytes are written.
+    meter.entry(&rel, entry.size())?;
+    check_room(&target.dir, &rel, entry.size())?;
     let key = collision_key(&rel);
     let slot = match w.seen.get(&key) {
         Some(&i) if w.pending[i].rel == rel => {
@@ -555,7 +730,7 @@ fn entry_into<R: Read>(
         }
         Some(&i) => {
             let first = format!("{}/{}", target.display, w.pending[i].rel);
-            w.refuse(shown(&rel), format!("collides with {first} (names differ only in case)"));
+            w.refuse(shown(&rel), format!("collides with {first} ({})", crate::safepath::COLLISION));
             return Ok(());
         }
         None => None,
@@ -692,12 +867,24 @@ pub struct Fetcher {
     pub reporter: Arc<dyn Reporter>,
     /// Ctrl+C.
     pub cancel: CancellationToken,
+    /// Ceilings on the decoded bytes of one archive.
+    pub limits: Limits,
+    /// The minimum rate of a body.
+    pub min_rate: crate::transfer::rate::MinRate,
 }
 
 impl Fetcher {
-    /// A fetcher that reports no progress.
+    /// A fetcher that reports no progress, with the default limits.
     pub fn new(client: reqwest::Client, retry: RetryConfig, root: &fs::Dir, cancel: CancellationToken) -> Fetcher {
-        Fetcher { client, retry, root: root.clone(), reporter: Arc::new(Silent), cancel }
+        Fetcher {
+            client,
+            retry,
+            root: root.clone(),
+            reporter: Arc::new(Silent),
+            cancel,
+            limits: Limits::default(),
+            min_rate: Default::default(),
+        }
     }
 
     /// Fetch and unpack every archive, `parallel` at a time.
@@ -819,25 +1006,26 @@ impl Fetcher {
         let target = Target::of(&self.root, task);
         let (reporter, display, count, cancel) =
             (self.reporter.clone(), task.display.clone(), counted.clone(), self.cancel.clone());
+        let limits = self.limits;
         let worker = tokio::task::spawn_blocking(move || {
             let feed = Feed { rx, cur: Bytes::new(), cancel: cancel.clone() };
             let on_bytes = |n: u64| {
                 count.fetch_add(n, Ordering::Relaxed);
                 reporter.bytes(&display, n);
             };
-            unpack(feed, &target, &on_bytes, &cancel)
+            unpack_limited(feed, &target, limits, &on_bytes, &cancel)
         });
+        let mut rate = self.min_rate.guard();
         loop {
             let next = tokio::select! {
-                c = resp.chunk() => c,
+                c = rate.next(resp.chunk()) => c,
                 _ = self.cancel.cancelled() => break,
             };
             let item = match next {
                 Ok(Some(b)) => Ok(b),
                 Ok(None) => break,
-                Err(e) => {
-                    Err(format!("connection broken while reading the body: {}", crate::http::describe_transport(&e)))
-                }
+                Err(e @ crate::transfer::rate::BodyError::TooSlow { .. }) => Err(e.to_string()),
+                Err(e) => Err(format!("connection broken while reading the body: {e}")),
             };
             let last = item.is_err();
             let sent = tokio::select! {
@@ -855,7 +1043,7 @@ impl Fetcher {
             Ok(Err(UnpackError::Cancelled)) => Err(Stop::Cancelled),
             Ok(Err(_)) if self.cancel.is_cancelled() => Err(Stop::Cancelled),
             Ok(Err(UnpackError::Broken(msg))) => Err(Stop::Retry(msg, None)),
-            Ok(Err(UnpackError::Disk(msg))) => Err(Stop::Fail(msg)),
+            Ok(Err(UnpackError::Disk(msg) | UnpackError::Limit(msg))) => Err(Stop::Fail(msg)),
             Err(e) => Err(Stop::Fail(format!("internal error: {e}"))),
         }
     }
@@ -1243,6 +1431,74 @@ mod tests {
         let e = unpack(split(&body, &[]), &d.target, &first_bytes, &cancel).unwrap_err();
         assert_eq!(e, UnpackError::Cancelled);
         assert_nothing_left(&d);
+    }
+
+    fn unpack_with(d: &Dest, body: impl Read, limits: Limits) -> Result<Vec<FileOutcome>, UnpackError> {
+        unpack_limited(body, &d.target, limits, &|_| {}, &CancellationToken::new())
+    }
+
+    #[test]
+    fn the_decoded_bytes_cap_fails_the_archive_and_keeps_nothing() {
+        let zeros = vec![0u8; 600 << 10];
+        let tgz = gz(&tar_of(&[E::File("small.txt", b"fine"), E::File("a.bin", &zeros), E::File("b.bin", &zeros)]));
+        let d = dest();
+        let cap = Limits { max_ratio: 0, max_bytes: 1 << 20 };
+        let e = unpack_with(&d, split(&envelope(&tgz), &[]), cap).unwrap_err();
+        let UnpackError::Limit(msg) = &e else { panic!("{e:?}") };
+        assert!(msg.contains("archive_max_bytes") && msg.contains("JOBDL_ARCHIVE_MAX_BYTES"), "{msg}");
+        assert!(msg.contains("1 MiB"), "{msg}");
+        assert_nothing_left(&d);
+        // The same archive under the defaults (a small archive of zeros is not a bomb).
+        let d = dest();
+        assert_eq!(unpack_with(&d, split(&envelope(&tgz), &[]), Limits::default()).unwrap().len(), 3);
+        // One entry larger than the cap is refused before it is written.
+        let d = dest();
+        let big = gz(&tar_of(&[E::File("big.bin", &[0u8; 3 << 20])]));
+        let e = unpack_with(&d, split(&envelope(&big), &[]), cap).unwrap_err();
+        assert!(matches!(&e, UnpackError::Limit(m) if m.contains("big.bin claims") && m.contains("1 MiB")), "{e:?}");
+        assert_nothing_left(&d);
+    }
+
+    #[test]
+    fn the_ratio_applies_past_its_minimum() {
+        // 80 MiB of zeros gzip to ~80 KiB (1000×): refused once 64 MiB are decoded.
+        let zeros = vec![0u8; 80 << 20];
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        e.write_all(&tar_of(&[E::File("bomb.bin", &zeros)])).unwrap();
+        let tgz = e.finish().unwrap();
+        drop(zeros);
+        let d = dest();
+        let e = unpack_with(&d, split(&envelope(&tgz), &[]), Limits::default()).unwrap_err();
+        let UnpackError::Limit(msg) = &e else { panic!("{e:?}") };
+        assert!(msg.contains("decompression bomb") && msg.contains("JOBDL_ARCHIVE_MAX_RATIO = 200"), "{msg}");
+        assert_nothing_left(&d);
+        // Turned off, it lands.
+        let d = dest();
+        let off = Limits { max_ratio: 0, max_bytes: 0 };
+        assert_eq!(unpack_with(&d, split(&envelope(&tgz), &[]), off).unwrap()[0].bytes, 80 << 20);
+    }
+
+    #[test]
+    fn an_entry_larger_than_the_cap_or_the_free_space_is_refused_before_writing() {
+        let mut h = header("huge.bin", EntryType::Regular, 0);
+        h.set_size(1 << 60);
+        h.set_cksum();
+        let mut tar = h.as_bytes().to_vec();
+        tar.extend_from_slice(&[0u8; 4096]);
+        let body = envelope(&gz(&tar));
+        let d = dest();
+        let e = unpack_with(&d, split(&body, &[]), Limits::default()).unwrap_err();
+        assert!(
+            matches!(&e, UnpackError::Limit(m) if m.contains("huge.bin") && m.contains("archive_max_bytes")),
+            "{e:?}"
+        );
+        assert_nothing_left(&d);
+        let off = Limits { max_ratio: 0, max_bytes: 0 };
+        let e = unpack_with(&d, split(&body, &[]), off).unwrap_err();
+        assert!(matches!(&e, UnpackError::Disk(m) if m.contains("not enough free space for huge.bin")), "{e:?}");
+        assert_nothing_left(&d);
+        assert_eq!(size(1 << 40), "1 TiB");
+        assert_eq!(size(1000), "1000 bytes");
     }
 
     #[test]

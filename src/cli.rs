@@ -331,7 +331,8 @@ pub enum ColorWhen {
     Never,
 }
 
-/// Timing settings a configuration file may set; they win over their environment variables.
+/// Settings a configuration file may set that have no flag. The timing knobs win over their
+/// environment variables; the limits (`min_speed*`, `archive_max_*`) rank below theirs.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Knobs {
     /// `poll_interval` (over `JOBDL_POLL_INTERVAL`).
@@ -342,6 +343,14 @@ pub struct Knobs {
     pub retry_max_delay: Option<std::time::Duration>,
     /// `retry_after_cap` (over `JOBDL_RETRY_AFTER_CAP`).
     pub retry_after_cap: Option<std::time::Duration>,
+    /// `min_speed` (below `JOBDL_MIN_SPEED`), bytes per second.
+    pub min_speed: Option<u64>,
+    /// `min_speed_time` (below `JOBDL_MIN_SPEED_TIME`).
+    pub min_speed_time: Option<std::time::Duration>,
+    /// `archive_max_ratio` (below `JOBDL_ARCHIVE_MAX_RATIO`).
+    pub archive_max_ratio: Option<u64>,
+    /// `archive_max_bytes` (below `JOBDL_ARCHIVE_MAX_BYTES`).
+    pub archive_max_bytes: Option<u64>,
 }
 
 /// `jobdl download`.

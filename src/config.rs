@@ -39,6 +39,8 @@ pub enum Kind {
     Choice(&'static [&'static str]),
     /// The destination template (`{job}` is the only placeholder).
     Template,
+    /// A number of bytes: an integer, or a string such as `"64MiB"`, `"1TiB"`, `"500kB"`.
+    Size,
 }
 
 /// Where the value of a key may come from, above the files, and its built-in default.
@@ -124,6 +126,22 @@ pub const KEYS: &[Key] = &[
     knob("retry_base_delay", "JOBDL_RETRY_BASE_DELAY", "500ms"),
     knob("retry_max_delay", "JOBDL_RETRY_MAX_DELAY", "30s"),
     knob("retry_after_cap", "JOBDL_RETRY_AFTER_CAP", "120s"),
+    key("min_speed", Kind::Size, None, Some(crate::settings::ENV_MIN_SPEED), Some("1KiB")),
+    key(
+        "min_speed_time",
+        Kind::Duration { zero_ok: false },
+        None,
+        Some(crate::settings::ENV_MIN_SPEED_TIME),
+        Some("60s"),
+    ),
+    key(
+        "archive_max_ratio",
+        Kind::Int { min: 0, max: 1_000_000 },
+        None,
+        Some(crate::settings::ENV_ARCHIVE_MAX_RATIO),
+        Some("200"),
+    ),
+    key("archive_max_bytes", Kind::Size, None, Some(crate::settings::ENV_ARCHIVE_MAX_BYTES), Some("1TiB")),
 ];
 
 /// A value, in the text form the flag would take (lists keep their items).
@@ -330,6 +348,15 @@ pub fn check(key: &Key, v: &toml::Value) -> Result<Value, String> {
                 None => Err(format!("'{s}' is not one of {}", words.join(", "))),
             }
         }
+        Kind::Size => {
+            let s = match v {
+                toml::Value::Integer(i) if *i >= 0 => i.to_string(),
+                toml::Value::Integer(i) => return Err(format!("{i} is negative")),
+                _ => text("a size such as \"64MiB\", \"1TiB\" or a number of bytes")?,
+            };
+            crate::settings::parse_size(&s, key.name).map_err(|e| e.to_string())?;
+            Ok(Value::One(s))
+        }
         Kind::Template => {
             let s = text("a directory such as \"./downloads/{job}\"")?;
             check_template(&s)?;
@@ -377,7 +404,9 @@ mod tests {
                    cloud = \"azurechinacloud\"\nparallel = 4\nretries = 3\nidle_timeout = \"5m\"\n\
                    lock_timeout = 30\nallow_hosts = [\"127.0.0.1:9000\", \"example.invalid\"]\n\
                    destination = \"./downloads/{job}\"\ncolor = \"never\"\npoll_interval = \"1s\"\n\
-                   retry_base_delay = \"5ms\"\nretry_max_delay = \"1s\"\nretry_after_cap = \"2s\"\n")
+                   retry_base_delay = \"5ms\"\nretry_max_delay = \"1s\"\nretry_after_cap = \"2s\"\n\
+                   min_speed = \"2KiB\"\nmin_speed_time = \"30s\"\narchive_max_ratio = 0\n\
+                   archive_max_bytes = 1048576\n")
         .unwrap();
         let v = |k: &str| f.values[k].clone();
         assert_eq!(v("workspace"), FileValue { value: Value::One("ws-1".into()), line: 2 });
@@ -422,6 +451,10 @@ mod tests {
             ("project_endpoint = \"not a url\"\n", "key 'project_endpoint': invalid URL"),
             ("destination = \"./{name}\"\n", "key 'destination': './{name}': the only placeholder is {job}"),
             ("destination = \".\"\n", "key 'destination': '.' is the working directory itself"),
+            ("min_speed = \"fast\"\n", "key 'min_speed': invalid min_speed 'fast'"),
+            ("archive_max_bytes = -1\n", "key 'archive_max_bytes': -1 is negative"),
+            ("archive_max_ratio = 2000000\n", "key 'archive_max_ratio': 2000000 is out of range"),
+            ("min_speed_time = 0\n", "key 'min_speed_time': must be more than 0"),
         ];
         for (text, want) in cases {
             let e = p(text).unwrap_err();

@@ -9,6 +9,11 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
 use thiserror::Error;
 
+/// Longest wait for a TCP (and TLS) connection.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Longest time one metadata request may take, body included (metadata responses are small).
+const META_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// Most bytes of an error body ever read.
 const MAX_ERROR_BODY: usize = 64 * 1024;
 /// Most bytes of a JSON metadata response accepted (guards against hostile servers).
@@ -16,26 +21,25 @@ const MAX_JSON_BODY: usize = 64 * 1024 * 1024;
 
 /// Build the run's client. `idle` bounds the time between two reads (never the whole transfer).
 ///
-/// Proxies: reqwest reads `HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY` and `NO_PROXY` (and their
-/// lower-case forms) itself. Trust: the platform verifier (the OS store; on Linux the system
+/// Proxies: `HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY` and `NO_PROXY` (and their lower-case forms),
+/// read as reqwest and curl read them ([`proxies`]), except that loopback targets always go direct.
+/// Trust: the platform verifier (the OS store; on Linux the system
 /// bundle, which `SSL_CERT_FILE`/`SSL_CERT_DIR` replace as in OpenSSL), plus the certificates of
 /// `SSL_CERT_FILE` and `SSL_CERT_DIR` added here, so they are trusted on every platform. An
 /// unreadable or empty bundle is a configuration error (exit 2) naming the file.
 pub fn build_client(idle: Duration) -> Result<reqwest::Client, Error> {
     let roots = extra_roots(std::env::var_os("SSL_CERT_FILE"), std::env::var_os("SSL_CERT_DIR"))?;
-    let mut builder = reqwest::Client::builder();
-    if no_proxy_everywhere(std::env::var("NO_PROXY").or_else(|_| std::env::var("no_proxy")).ok().as_deref()) {
-        // reqwest matches a `NO_PROXY=*` against host names only, not IP addresses (so
-        // https://127.0.0.2 would still go through the proxy); `*` means "no proxy for anything",
-        // as in curl.
-        builder = builder.no_proxy();
+    // Only the proxies of `proxies` (this also turns off reqwest's own reading of the variables).
+    let mut builder = reqwest::Client::builder().no_proxy();
+    for proxy in proxies(&|name| std::env::var(name).ok())? {
+        builder = builder.proxy(proxy);
     }
     builder
         .user_agent(concat!("jobdl/", env!("CARGO_PKG_VERSION")))
         .redirect(reqwest::redirect::Policy::none())
         .no_gzip()
         .no_deflate()
-        .connect_timeout(Duration::from_secs(30))
+        .connect_timeout(CONNECT_TIMEOUT)
         .read_timeout(idle)
         .pool_max_idle_per_host(64)
         .tls_certs_merge(roots)
@@ -46,6 +50,52 @@ pub fn build_client(idle: Duration) -> Result<reqwest::Client, Error> {
 /// Whether a `NO_PROXY` value turns every proxy off (an entry that is just `*`).
 fn no_proxy_everywhere(value: Option<&str>) -> bool {
     value.is_some_and(|v| v.split(',').any(|p| p.trim() == "*"))
+}
+
+/// Targets that never go through a proxy, whatever `NO_PROXY` says (as in Go's net/http): the
+/// loopback networks (IPv4, IPv6 and IPv4-mapped IPv6) and `localhost` with its sub-domains
+/// (`*.localhost`, RFC 6761). A proxy on another machine cannot reach this machine's loopback
+/// anyway, and requests to loopback endpoints (a local MLflow, an emulator, a port-forward)
+/// carry tokens and SAS signatures that a proxy must never see.
+const ALWAYS_DIRECT: &str = "127.0.0.0/8,::1/128,::ffff:127.0.0.0/104,localhost";
+
+/// The first non-empty value of these variables.
+fn first_var(var: &dyn Fn(&str) -> Option<String>, names: &[&str]) -> Option<(String, String)> {
+    names.iter().find_map(|n| var(n).filter(|v| !v.trim().is_empty()).map(|v| (n.to_string(), v.trim().to_string())))
+}
+
+/// The proxies of the environment, read as reqwest (and curl) read them: `HTTP_PROXY` for `http`
+/// URLs, `HTTPS_PROXY` for `https` ones, `ALL_PROXY` for either when the specific one is unset
+/// (lower-case forms too); `HTTP_PROXY` is ignored when `REQUEST_METHOD` is set (a CGI
+/// environment, where it may come from a request header); `NO_PROXY` lists hosts, domains and IP
+/// ranges that go direct, and `*` turns every proxy off (IP addresses included, as in curl).
+/// Loopback targets ([`ALWAYS_DIRECT`]) always go direct. A proxy URL that does not parse is a
+/// configuration error (exit 2) naming the variable, never printing the URL (it may hold a
+/// password).
+fn proxies(var: &dyn Fn(&str) -> Option<String>) -> Result<Vec<reqwest::Proxy>, Error> {
+    let no = first_var(var, &["NO_PROXY", "no_proxy"]).map(|(_, v)| v);
+    if no_proxy_everywhere(no.as_deref()) {
+        return Ok(Vec::new());
+    }
+    let all = first_var(var, &["ALL_PROXY", "all_proxy"]);
+    let cgi = var("REQUEST_METHOD").is_some();
+    let http = if cgi { None } else { first_var(var, &["HTTP_PROXY", "http_proxy"]).or_else(|| all.clone()) };
+    let https = first_var(var, &["HTTPS_PROXY", "https_proxy"]).or(all);
+    let direct = match no.as_deref() {
+        Some(list) => format!("{list},{ALWAYS_DIRECT}"),
+        None => ALWAYS_DIRECT.to_string(),
+    };
+    let mut out = Vec::new();
+    for (scheme, found) in [("http", http), ("https", https)] {
+        let Some((name, value)) = found else { continue };
+        let proxy =
+            if scheme == "http" { reqwest::Proxy::http(value.as_str()) } else { reqwest::Proxy::https(value.as_str()) };
+        let proxy = proxy.map_err(|_| {
+            Error::usage(format!("{name}: not a usable proxy URL (expected http://[USER:PASSWORD@]HOST:PORT)"))
+        })?;
+        out.push(proxy.no_proxy(reqwest::NoProxy::from_string(&direct)));
+    }
+    Ok(out)
 }
 
 /// The certificates of the `SSL_CERT_FILE` bundle and of the PEM files in the `SSL_CERT_DIR`
@@ -166,8 +216,10 @@ impl CallError {
 
 /// Describe a reqwest error without leaking secrets (URLs inside are redacted).
 pub fn describe_transport(e: &reqwest::Error) -> String {
-    let mut msg = if e.is_timeout() {
-        "timed out (no data received within the idle timeout)".to_string()
+    let mut msg = if e.is_timeout() && e.is_connect() {
+        format!("timed out connecting (no connection within {}s, the connect timeout)", CONNECT_TIMEOUT.as_secs())
+    } else if e.is_timeout() {
+        "timed out (no data received within the idle timeout, --idle-timeout / idle_timeout)".to_string()
     } else if e.is_connect() {
         "connection failed".to_string()
     } else if e.is_body() || e.is_decode() {
@@ -185,6 +237,10 @@ pub fn describe_transport(e: &reqwest::Error) -> String {
         depth += 1;
         src = s.source();
     }
+    if msg.contains("proxy authorization required") {
+        // A `CONNECT` refused with 407 (an `https` target through the proxy).
+        msg.push_str(PROXY_AUTH_HINT);
+    }
     if msg.contains("certificate") {
         msg.push_str(
             " (the server's TLS certificate could not be verified; if a TLS-inspecting proxy or a private CA \
@@ -192,6 +248,20 @@ pub fn describe_transport(e: &reqwest::Error) -> String {
         );
     }
     redact(&msg)
+}
+
+/// [`describe_transport`] for a metadata request, which also has a whole-request limit: a timeout
+/// says which limit ended it (connect, the whole request, or the idle timeout between reads).
+fn describe_meta_transport(e: &reqwest::Error, elapsed: Duration, whole: Duration) -> String {
+    let msg = describe_transport(e);
+    if e.is_timeout() && !e.is_connect() && elapsed + Duration::from_millis(50) >= whole {
+        let rest = msg.split_once(": ").map(|(_, r)| format!(": {r}")).unwrap_or_default();
+        return format!(
+            "timed out (no whole response within {}s, the limit of one metadata request){rest}",
+            whole.as_secs_f64()
+        );
+    }
+    msg
 }
 
 /// `Retry-After` from response headers.
@@ -224,7 +294,7 @@ pub struct MetaClient {
 impl MetaClient {
     /// Wrap the run's client with the metadata retry policy.
     pub fn new(client: reqwest::Client, retry: RetryConfig) -> Self {
-        MetaClient { client, retry, attempt_timeout: Duration::from_secs(60) }
+        MetaClient { client, retry, attempt_timeout: META_ATTEMPT_TIMEOUT }
     }
 
     /// The underlying client.
@@ -316,15 +386,17 @@ impl MetaClient {
                 }
             }
         }
-        let resp = rb
-            .send()
-            .await
-            .map_err(|e| (CallError::Transport { message: describe_transport(&e), attempts: attempt }, None))?;
+        let started = Instant::now();
+        let transport = |e: reqwest::Error| {
+            let message = describe_meta_transport(&e, started.elapsed(), self.attempt_timeout);
+            (CallError::Transport { message, attempts: attempt }, None)
+        };
+        let resp = rb.send().await.map_err(transport)?;
         let status = resp.status().as_u16();
         let ra = retry_after(resp.headers());
         let body = read_limited(resp, if (200..300).contains(&status) { MAX_JSON_BODY } else { MAX_ERROR_BODY })
             .await
-            .map_err(|e| (CallError::Transport { message: describe_transport(&e), attempts: attempt }, None))?;
+            .map_err(transport)?;
         if (200..300).contains(&status) {
             if body.len() >= MAX_JSON_BODY {
                 return Err((
@@ -435,6 +507,90 @@ mod tests {
         assert!(!no_proxy_everywhere(Some("127.0.0.1")));
         assert!(!no_proxy_everywhere(Some("")));
         assert!(!no_proxy_everywhere(None));
+    }
+
+    #[test]
+    fn proxies_come_from_the_environment_and_a_bad_one_is_named() {
+        let vars = |pairs: &'static [(&'static str, &'static str)]| {
+            move |k: &str| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())
+        };
+        assert_eq!(proxies(&vars(&[])).unwrap().len(), 0);
+        assert_eq!(proxies(&vars(&[("HTTP_PROXY", "http://p.invalid:3128")])).unwrap().len(), 1);
+        assert_eq!(proxies(&vars(&[("all_proxy", "p.invalid:3128")])).unwrap().len(), 2);
+        assert_eq!(proxies(&vars(&[("ALL_PROXY", "http://p.invalid:1"), ("NO_PROXY", "x, *")])).unwrap().len(), 0);
+        // A CGI environment: HTTP_PROXY may come from a request header (httpoxy).
+        const CGI: &[(&str, &str)] = &[("HTTP_PROXY", "http://p.invalid:1"), ("REQUEST_METHOD", "GET")];
+        assert_eq!(proxies(&vars(CGI)).unwrap().len(), 0);
+        let e = proxies(&vars(&[("HTTPS_PROXY", "http://u:s3cret@[::1")])).unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        assert!(e.to_string().contains("HTTPS_PROXY") && !e.to_string().contains("s3cret"), "{e}");
+    }
+
+    /// A client with `HTTP_PROXY` pointing at a listener that counts connections: requests to
+    /// loopback targets never reach it, whatever `NO_PROXY` says.
+    #[tokio::test]
+    async fn loopback_targets_never_go_through_the_proxy() {
+        let proxy = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let proxy_url = format!("http://{}", proxy.local_addr().unwrap());
+        let server = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = server.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            while let Ok((mut c, _)) = server.accept().await {
+                let mut buf = [0u8; 1024];
+                let _ = c.read(&mut buf).await;
+                let _ = c.write_all(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n").await;
+            }
+        });
+        let vars = move |k: &str| match k {
+            "HTTP_PROXY" | "HTTPS_PROXY" => Some(proxy_url.clone()),
+            "NO_PROXY" => Some("example.invalid".to_string()),
+            _ => None,
+        };
+        let mut builder = reqwest::Client::builder().no_proxy();
+        for p in proxies(&vars).unwrap() {
+            builder = builder.proxy(p);
+        }
+        let client = builder.build().unwrap();
+        for host in ["127.0.0.1", "localhost", "127.0.0.1."] {
+            let url = format!("http://{host}:{port}/x?sig=secret");
+            let Ok(url) = url::Url::parse(&url) else { continue };
+            let _ = client.get(url).timeout(Duration::from_secs(5)).send().await;
+        }
+        let accepted = tokio::time::timeout(Duration::from_millis(200), proxy.accept()).await;
+        assert!(accepted.is_err(), "a loopback request went through the proxy");
+    }
+
+    /// A listener that accepts and then says nothing.
+    async fn silent_server() -> (tokio::task::JoinHandle<()>, String) {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/x", l.local_addr().unwrap());
+        let h = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((c, _)) = l.accept().await {
+                held.push(c);
+            }
+        });
+        (h, url)
+    }
+
+    #[tokio::test]
+    async fn timeouts_say_which_limit_was_hit() {
+        let (server, url) = silent_server().await;
+        // The idle timeout between reads (the run's client).
+        let idle = reqwest::Client::builder().no_proxy().read_timeout(Duration::from_millis(100)).build().unwrap();
+        let e = idle.get(&url).send().await.unwrap_err();
+        assert!(e.is_timeout(), "{e:?}");
+        let msg = describe_meta_transport(&e, Duration::from_millis(100), Duration::from_secs(60));
+        assert!(msg.contains("idle timeout") && msg.contains("--idle-timeout"), "{msg}");
+        // The whole-request limit of a metadata call.
+        let plain = reqwest::Client::builder().no_proxy().build().unwrap();
+        let whole = Duration::from_millis(150);
+        let started = Instant::now();
+        let e = plain.get(&url).timeout(whole).send().await.unwrap_err();
+        let msg = describe_meta_transport(&e, started.elapsed(), whole);
+        assert!(msg.contains("no whole response within 0.15s") && msg.contains("metadata request"), "{msg}");
+        server.abort();
     }
 
     #[test]

@@ -153,7 +153,7 @@ impl Plan {
                 } else {
                     self.failures.push(PlanFailure {
                         display: display.clone(),
-                        error: format!("collides with {first} (names differ only in case)"),
+                        error: format!("collides with {first} ({})", crate::safepath::COLLISION),
                     });
                 }
                 continue;

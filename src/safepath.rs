@@ -138,13 +138,24 @@ pub fn safe_component(name: &str) -> Result<(), PathError> {
     Ok(())
 }
 
-/// Case-fold key used to detect names that collide on case-insensitive file systems.
-///
-/// Two accepted relative paths with equal keys map to the same file on NTFS/APFS defaults.
-/// (Unicode normalisation differences, e.g. NFC vs NFD, are not folded.)
+/// Key used to detect names that would be one file on a case-insensitive or
+/// normalisation-insensitive file system (APFS and HFS+ on macOS, NTFS on Windows): canonical
+/// decomposition, full Unicode case folding (`Σ`, `σ` and `ς` are one letter; `ß` is `ss`), then
+/// NFC, so that `café` written precomposed (NFC) and decomposed (NFD) share a key. Two accepted
+/// relative paths with equal keys are refused as a collision (the second one fails).
 pub fn collision_key(rel: &str) -> String {
-    rel.replace('\\', "/").to_lowercase()
+    use unicode_normalization::UnicodeNormalization;
+    let rel = rel.replace('\\', "/");
+    if rel.is_ascii() {
+        return rel.to_ascii_lowercase();
+    }
+    let decomposed: String = rel.nfd().collect();
+    unicase::UniCase::unicode(decomposed.as_str()).to_folded_case().nfc().collect()
 }
+
+/// Why two paths with one [`collision_key`] collide, for the failure message.
+pub const COLLISION: &str =
+    "names differ only in case or Unicode normalization, so they would be one file on macOS and Windows";
 
 /// Check one component of `full` (used for the error message).
 fn check_component(c: &str, full: &str) -> Result<(), PathError> {
@@ -354,6 +365,17 @@ mod tests {
         assert_eq!(collision_key("ÜBER/x"), collision_key("über/x"));
         assert_ne!(collision_key("a/b"), collision_key("a/c"));
         assert_eq!(collision_key("a\\B"), "a/b");
+        // Full case folding: final sigma, sharp s, Kelvin sign.
+        assert_eq!(collision_key("σ.txt"), collision_key("ς.txt"));
+        assert_eq!(collision_key("Σ.txt"), collision_key("ς.txt"));
+        assert_eq!(collision_key("straße"), collision_key("STRASSE"));
+        assert_eq!(collision_key("\u{212a}elvin"), collision_key("kelvin"));
+        // NFC and NFD spellings of one name, in any case.
+        assert_eq!(collision_key("caf\u{e9}.txt"), collision_key("cafe\u{301}.txt"));
+        assert_eq!(collision_key("CAF\u{c9}/x"), collision_key("cafe\u{301}/x"));
+        assert_eq!(collision_key("\u{212b}"), collision_key("\u{e5}"));
+        assert_ne!(collision_key("cafe.txt"), collision_key("caf\u{e9}.txt"));
+        assert_ne!(collision_key("σ.txt"), collision_key("s.txt"));
     }
 
     proptest! {

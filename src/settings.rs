@@ -29,6 +29,15 @@ pub const ENV_RETRY_MAX_DELAY: &str = "JOBDL_RETRY_MAX_DELAY";
 /// Longest `Retry-After` honoured.
 pub const ENV_RETRY_AFTER_CAP: &str = "JOBDL_RETRY_AFTER_CAP";
 
+/// Minimum body rate in bytes per second (`min_speed`; 0 turns the guard off).
+pub const ENV_MIN_SPEED: &str = "JOBDL_MIN_SPEED";
+/// The window the minimum body rate is averaged over (`min_speed_time`).
+pub const ENV_MIN_SPEED_TIME: &str = "JOBDL_MIN_SPEED_TIME";
+/// Most decoded bytes per compressed byte of one archive (`archive_max_ratio`; 0: no ratio limit).
+pub const ENV_ARCHIVE_MAX_RATIO: &str = "JOBDL_ARCHIVE_MAX_RATIO";
+/// Most decoded bytes of one archive (`archive_max_bytes`; 0: no cap).
+pub const ENV_ARCHIVE_MAX_BYTES: &str = "JOBDL_ARCHIVE_MAX_BYTES";
+
 /// Interval of the plain progress lines when stderr is not a terminal.
 pub const ENV_PROGRESS_INTERVAL: &str = "JOBDL_PROGRESS_INTERVAL";
 
@@ -71,6 +80,46 @@ pub fn parse_duration(s: &str, field: &str) -> Result<Duration, Error> {
         .map_err(|e| Error::usage(format!("invalid {field} '{s}': {e} (examples: 90s, 15m, 2h, 1h30m, 300)")))
 }
 
+/// Parse a size: a whole number of bytes, or a number with a unit, `B`, `KiB`, `MiB`, `GiB`,
+/// `TiB` (powers of 1024) or `kB`, `MB`, `GB`, `TB` (powers of 1000), case-insensitive, e.g.
+/// `64MiB`, `1 TiB`, `1.5GiB`.
+pub fn parse_size(s: &str, field: &str) -> Result<u64, Error> {
+    let t = s.trim();
+    let bad = || Error::usage(format!("invalid {field} '{s}': expected a size such as 1KiB, 64MiB, 1TiB or 4096"));
+    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+    let (num, unit) = (&t[..split], t[split..].trim());
+    let mult: u64 = match unit.to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kib" | "k" => 1 << 10,
+        "mib" | "m" => 1 << 20,
+        "gib" | "g" => 1 << 30,
+        "tib" | "t" => 1 << 40,
+        "kb" => 1_000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        "tb" => 1_000_000_000_000,
+        _ => return Err(bad()),
+    };
+    if let Ok(n) = num.parse::<u64>() {
+        return n.checked_mul(mult).ok_or_else(bad);
+    }
+    let f: f64 = num.parse().map_err(|_| bad())?;
+    let bytes = f * mult as f64;
+    if !bytes.is_finite() || bytes < 0.0 || bytes >= u64::MAX as f64 {
+        return Err(bad());
+    }
+    Ok(bytes as u64)
+}
+
+/// A limit without a flag: its environment variable, else the configuration file's value
+/// (`file`, already validated), else `default`.
+fn limit<T>(file: Option<T>, name: &str, parse: impl Fn(&str) -> Result<T, Error>, default: T) -> Result<T, Error> {
+    match std::env::var(name) {
+        Ok(v) if !v.trim().is_empty() => parse(&v),
+        _ => Ok(file.unwrap_or(default)),
+    }
+}
+
 fn env_duration(name: &str, default: Duration) -> Result<Duration, Error> {
     match std::env::var(name) {
         Ok(v) if !v.trim().is_empty() => parse_duration(&v, name),
@@ -111,6 +160,8 @@ pub struct Common {
     pub poll_interval: Duration,
     /// Plain progress lines (stderr not a terminal): at most one per this interval.
     pub progress_interval: Duration,
+    /// The decoded-bytes ceilings of one archive (KFP v1 `:read` artifacts).
+    pub archive_limits: crate::archive::Limits,
 }
 
 impl Common {
@@ -149,8 +200,55 @@ impl Common {
             hosts.extend(v.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()));
         }
         let allow = AllowList::new(cloud, &hosts).map_err(Error::Usage)?;
+        let k = &args.knobs;
+        let min_rate = crate::transfer::rate::MinRate {
+            bytes_per_sec: limit(
+                k.min_speed,
+                ENV_MIN_SPEED,
+                |v| parse_size(v, ENV_MIN_SPEED),
+                defaults.min_rate.bytes_per_sec,
+            )?,
+            window: limit(
+                k.min_speed_time,
+                ENV_MIN_SPEED_TIME,
+                |v| parse_duration(v, ENV_MIN_SPEED_TIME),
+                defaults.min_rate.window,
+            )?,
+        };
+        if min_rate.window.is_zero() {
+            return Err(Error::usage(format!("{ENV_MIN_SPEED_TIME} must be more than 0")));
+        }
+        let archive = crate::archive::Limits::default();
+        let archive_limits = crate::archive::Limits {
+            max_ratio: limit(
+                k.archive_max_ratio,
+                ENV_ARCHIVE_MAX_RATIO,
+                |v| {
+                    v.trim().parse::<u64>().ok().filter(|n| *n <= 1_000_000).ok_or_else(|| {
+                        Error::usage(format!(
+                            "invalid {ENV_ARCHIVE_MAX_RATIO} '{v}': expected an integer from 0 to 1000000"
+                        ))
+                    })
+                },
+                archive.max_ratio,
+            )?,
+            max_bytes: limit(
+                k.archive_max_bytes,
+                ENV_ARCHIVE_MAX_BYTES,
+                |v| parse_size(v, ENV_ARCHIVE_MAX_BYTES),
+                archive.max_bytes,
+            )?,
+        };
         Ok(Common {
-            transfer: TransferConfig { parallel, max_parallel, retry: base.clone(), skip_existing, ..defaults },
+            archive_limits,
+            transfer: TransferConfig {
+                parallel,
+                max_parallel,
+                retry: base.clone(),
+                skip_existing,
+                min_rate,
+                ..defaults
+            },
             meta_retry: RetryConfig { attempts: META_ATTEMPTS.min(retries.max(1)).max(1), ..base },
             idle_timeout,
             lock_timeout: match &args.lock_timeout {
@@ -564,6 +662,12 @@ impl Resolved {
             retry_base_delay: duration("retry_base_delay"),
             retry_max_delay: duration("retry_max_delay"),
             retry_after_cap: duration("retry_after_cap"),
+            min_speed: self.file_value("min_speed").and_then(|v| parse_size(&v.text(), "min_speed").ok()),
+            min_speed_time: duration("min_speed_time"),
+            archive_max_ratio: number("archive_max_ratio"),
+            archive_max_bytes: self
+                .file_value("archive_max_bytes")
+                .and_then(|v| parse_size(&v.text(), "archive_max_bytes").ok()),
         };
     }
 }
@@ -700,6 +804,22 @@ mod tests {
     }
 
     #[test]
+    fn sizes() {
+        assert_eq!(parse_size("4096", "x").unwrap(), 4096);
+        assert_eq!(parse_size("1KiB", "x").unwrap(), 1024);
+        assert_eq!(parse_size("64 MiB", "x").unwrap(), 64 << 20);
+        assert_eq!(parse_size("1tib", "x").unwrap(), 1 << 40);
+        assert_eq!(parse_size("1.5GiB", "x").unwrap(), 3 << 29);
+        assert_eq!(parse_size("500kB", "x").unwrap(), 500_000);
+        assert_eq!(parse_size("0", "x").unwrap(), 0);
+        for bad in ["", "fast", "1 PiB", "-1", "99999999999TiB", "1..2MiB"] {
+            let e = parse_size(bad, "JOBDL_MIN_SPEED").unwrap_err();
+            assert_eq!(e.exit_code(), 2);
+            assert!(e.to_string().contains("JOBDL_MIN_SPEED"), "{e}");
+        }
+    }
+
+    #[test]
     fn durations() {
         assert_eq!(parse_duration("90s", "x").unwrap(), Duration::from_secs(90));
         assert_eq!(parse_duration("15m", "x").unwrap(), Duration::from_secs(900));
@@ -805,6 +925,23 @@ mod tests {
         let c = Common::resolve(&a.transfer, &a.target.cloud, false).unwrap();
         assert_eq!(c.poll_interval, Duration::from_secs(3));
         assert_eq!(c.transfer.retry.retry_after_cap, Duration::from_secs(7));
+        // The limits: defaults, then a file's values.
+        assert_eq!(c.transfer.min_rate, crate::transfer::rate::MinRate::default());
+        assert_eq!(c.archive_limits, crate::archive::Limits { max_ratio: 200, max_bytes: 1 << 40 });
+        let mut cli = crate::cli::Cli::try_parse_from(["jobdl", "download", "j"]).unwrap();
+        let limits = [
+            ("min_speed", one("2KiB"), 1),
+            ("min_speed_time", one("30s"), 2),
+            ("archive_max_ratio", one("0"), 3),
+            ("archive_max_bytes", one("1GiB"), 4),
+        ];
+        let files = Files { local: Some(file("/w/jobdl.toml", &limits)), ..Files::default() };
+        resolve(&ArgLayer::new(), files, &|_| None).apply(&mut cli.command);
+        let crate::cli::Command::Download(a) = &cli.command else { panic!() };
+        let c = Common::resolve(&a.transfer, &a.target.cloud, false).unwrap();
+        assert_eq!(c.transfer.min_rate.bytes_per_sec, 2048);
+        assert_eq!(c.transfer.min_rate.window, Duration::from_secs(30));
+        assert_eq!(c.archive_limits, crate::archive::Limits { max_ratio: 0, max_bytes: 1 << 30 });
     }
 
     #[test]

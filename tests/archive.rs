@@ -315,6 +315,22 @@ async fn ctrl_c_mid_body_returns_and_removes_part_files() {
     assert_eq!(files_under(&e.root), Vec::<String>::new(), "part files are removed");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_below_the_minimum_rate_is_abandoned_and_retried() {
+    let body = good_body();
+    let server = KfpRead::start(vec![("main-logs", Artifact { body: body.clone(), mode: Mode::Stall { at: 100 } })]);
+    let e = env();
+    let mut f = fetcher(&e.root, 2, CancellationToken::new());
+    f.min_rate = jobdl::transfer::rate::MinRate { bytes_per_sec: 1024, window: Duration::from_millis(300) };
+    let out = f.fetch(&task(&server, "main-logs", &e.root)).await;
+    assert!(!out.interrupted);
+    assert_eq!(out.files.len(), 1, "{:#?}", out.files);
+    let FileResult::Failed(why) = &out.files[0].result else { panic!("{:#?}", out.files) };
+    assert!(why.contains("too slow") && why.contains("min_speed") && why.contains("after 2 attempts"), "{why}");
+    assert_eq!(server.hits("main-logs"), 2);
+    assert_eq!(files_under(&e.root), Vec::<String>::new(), "part files are removed");
+}
+
 /// A 64 MiB archive unpacks holding a few hundred KiB of heap: nothing scales with its size.
 #[test]
 fn memory_does_not_grow_with_the_archive() {

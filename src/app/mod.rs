@@ -160,6 +160,8 @@ pub(crate) async fn execute(
         root: root_dir.clone(),
         reporter: reporter.clone(),
         cancel: cancel.clone(),
+        limits: common.archive_limits,
+        min_rate: common.transfer.min_rate,
     };
     let archives_at_once = common.transfer.parallel.clamp(1, ARCHIVES_AT_ONCE);
     let (mut outcome, unpacked) = tokio::join!(

@@ -6,7 +6,6 @@ use super::resume::{ChunkLog, Record, load};
 use super::verify::decode_md5;
 use super::writer::FileWriter;
 use crate::fs;
-use crate::http::describe_transport;
 use base64::Engine;
 use futures_util::FutureExt;
 use reqwest::header::{CONTENT_RANGE, ETAG};
@@ -381,12 +380,13 @@ async fn fetch_chunk(
         let mut resp = resp;
         let mut body_err = None;
         let start_pos = pos;
+        let mut rate = ctx.cfg.min_rate.guard();
         loop {
             // Wait for the disk before taking the next piece (so a waiting connection holds no
             // buffer of its own), but only keep the place while the piece is already here: a
             // connection whose server is slow or stalled must not sit on a place the others need.
             let slot = writer.slot().await?;
-            let (next, slot) = match resp.chunk().now_or_never() {
+            let (next, slot) = match rate.next(resp.chunk()).now_or_never() {
                 Some(next) => {
                     ctx.budget.ready.fetch_add(1, Ordering::Relaxed);
                     (next, Some(slot))
@@ -394,7 +394,7 @@ async fn fetch_chunk(
                 None => {
                     ctx.budget.waited.fetch_add(1, Ordering::Relaxed);
                     drop(slot);
-                    (resp.chunk().await, None)
+                    (rate.next(resp.chunk()).await, None)
                 }
             };
             match next {
@@ -417,7 +417,7 @@ async fn fetch_chunk(
                 }
                 Ok(None) => break,
                 Err(e) => {
-                    body_err = Some(describe_transport(&e));
+                    body_err = Some(e.to_string());
                     break;
                 }
             }

@@ -7,6 +7,7 @@ mod chunked;
 mod fetch;
 mod hasher;
 mod publish;
+pub mod rate;
 mod resume;
 mod stream;
 mod verify;
@@ -131,6 +132,8 @@ pub struct TransferConfig {
     pub chunk_size: u64,
     /// Keep existing files whose size (and MD5 when known) match.
     pub skip_existing: bool,
+    /// The minimum rate of a body before an attempt is abandoned and retried.
+    pub min_rate: rate::MinRate,
 }
 
 impl Default for TransferConfig {
@@ -144,6 +147,7 @@ impl Default for TransferConfig {
             chunk_threshold: 32 << 20,
             chunk_size: 8 << 20,
             skip_existing: false,
+            min_rate: rate::MinRate::default(),
         }
     }
 }

@@ -8,7 +8,6 @@ use super::check::{CheckHasher, feed_from_file};
 use super::resume::{Record, load, save};
 use super::verify::decode_md5;
 use crate::fs;
-use crate::http::describe_transport;
 use base64::Engine;
 use md5::{Digest, Md5};
 use reqwest::header::{CONTENT_LENGTH, CONTENT_RANGE, ETAG};
@@ -170,8 +169,9 @@ pub(super) async fn fetch_stream(
         let mut resp = resp;
         let mut writer = PieceWriter::new(file.clone(), offset, hasher.take(), check.take());
         let mut body_err = None;
+        let mut rate = ctx.cfg.min_rate.guard();
         loop {
-            match resp.chunk().await {
+            match rate.next(resp.chunk()).await {
                 Ok(Some(bytes)) => {
                     if total.is_some_and(|t| writer.position() + bytes.len() as u64 > t) {
                         return Err(Stop::Fail("server sent more bytes than announced".into()));
@@ -184,7 +184,7 @@ pub(super) async fn fetch_stream(
                 }
                 Ok(None) => break,
                 Err(e) => {
-                    body_err = Some(describe_transport(&e));
+                    body_err = Some(e.to_string());
                     break;
                 }
             }

@@ -1,5 +1,5 @@
 //! A tiny HTTP proxy on 127.0.0.1 for tests: relays absolute-form requests (`GET http://h:p/x`)
-//! and `CONNECT h:p` tunnels to loopback targets only, optionally demands Basic proxy
+//! and `CONNECT h:p` tunnels to loopback targets only (`*.invalid` names mean 127.0.0.1), optionally demands Basic proxy
 //! credentials, and records every request it saw (method, target, headers) for assertions.
 //!
 //! One thread accepts; each connection gets its own thread. Relayed requests are sent upstream
@@ -143,8 +143,15 @@ fn respond(mut conn: &TcpStream, status: &str, extra: &str) -> std::io::Result<(
     conn.flush()
 }
 
-/// Only loopback targets are relayed (tests never reach another host).
+/// Only loopback targets are relayed (tests never reach another host). Names under `.invalid`
+/// stand for 127.0.0.1 (the proxy is their resolver): jobdl never sends a loopback target
+/// through a proxy, so proxy tests name their servers this way.
 fn loopback_target(host_port: &str) -> Option<SocketAddr> {
+    if let Some((host, port)) = host_port.rsplit_once(':')
+        && host.to_ascii_lowercase().ends_with(".invalid")
+    {
+        return Some(SocketAddr::from(([127, 0, 0, 1], port.parse().ok()?)));
+    }
     let addr: SocketAddr = host_port.parse().ok()?;
     addr.ip().is_loopback().then_some(addr)
 }

@@ -18,6 +18,11 @@ use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls::ServerConfig;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
+/// A host name that is not loopback, for tests of proxies (which loopback targets bypass): the
+/// test proxy (`proxy.rs`) connects `*.invalid` names to 127.0.0.1, and the front's certificate
+/// names it.
+pub const FRONT_NAME: &str = "front.jobdl.invalid";
+
 /// A CA whose certificate no system trusts.
 pub struct TestCa {
     cert_pem: String,
@@ -46,10 +51,10 @@ impl TestCa {
         std::fs::write(path, &self.cert_pem).expect("write CA PEM");
     }
 
-    /// A server certificate for `127.0.0.1` and `localhost` (DER chain, PKCS#8 key).
+    /// A server certificate for `127.0.0.1`, `localhost` and [`FRONT_NAME`] (DER chain, PKCS#8 key).
     pub fn server_cert(&self) -> (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>) {
-        let mut params =
-            CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()]).expect("leaf params");
+        let names = vec!["127.0.0.1".to_string(), "localhost".to_string(), FRONT_NAME.to_string()];
+        let mut params = CertificateParams::new(names).expect("leaf params");
         params.distinguished_name.push(DnType::CommonName, "127.0.0.1");
         params.use_authority_key_identifier_extension = true;
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
@@ -103,6 +108,16 @@ impl TlsFront {
     /// `https://127.0.0.1:PORT`
     pub fn base_url(&self) -> String {
         format!("https://{}", self.addr)
+    }
+
+    /// `FRONT_NAME:PORT`: the front under a name that is not loopback (reached through the test proxy).
+    pub fn named_host_port(&self) -> String {
+        format!("{FRONT_NAME}:{}", self.addr.port())
+    }
+
+    /// `https://FRONT_NAME:PORT`
+    pub fn named_base_url(&self) -> String {
+        format!("https://{}", self.named_host_port())
     }
 
     /// TLS handshakes that completed.
