@@ -1583,6 +1583,10 @@ async fn ml_api(shared: &Shared, incoming: &Incoming, rest: &str, api: MlApi, bo
     };
     match (api, tail.as_slice()) {
         (MlApi::RunData, ["rundata"]) => {
+            // The real client (azure-ai-ml 1.32.0, recorded) always sends `api-version=v1.0`.
+            if !incoming.query.split('&').any(|kv| kv == "api-version=v1.0") {
+                return history_error(StatusCode::BAD_REQUEST, "BadRequest", "api-version v1.0 is required");
+            }
             let run = body.get("runId").and_then(Value::as_str).unwrap_or_default();
             let Some(job) = find_job(shared, run) else {
                 return history_error(StatusCode::NOT_FOUND, "NotFound", &format!("run '{run}' not found"));

@@ -28,6 +28,9 @@ pub const JOB_API_VERSION: &str = "2024-01-01-preview";
 pub const FINETUNING_JOB_API_VERSION: &str = "2024-10-01-preview";
 /// `api-version` of the workspace GET (discovery).
 pub const WORKSPACE_API_VERSION: &str = "2024-10-01-preview";
+/// `api-version` of run history's `rundata` POST: azure-ai-ml 1.32.0 sends `v1.0` (recorded
+/// traffic in Azure/azure-sdk-assets, `test_pipeline_job_download`).
+pub const RUNDATA_API_VERSION: &str = "v1.0";
 /// `api-version` of datastore GET, list and `listSecrets`.
 pub const DATASTORE_API_VERSION: &str = "2024-10-01-preview";
 /// The datastore holding run artifacts.

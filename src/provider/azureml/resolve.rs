@@ -2,7 +2,7 @@
 //! host (validated before it sees a token), run history `rundata`, `batchGetResolvedUris` for
 //! data and model assets (batched per kind), and the default datastore used by the probes.
 use super::uri::{self, AssetKind, Location};
-use super::{AzureMl, DATASTORE_API_VERSION, WORKSPACE_API_VERSION};
+use super::{AzureMl, DATASTORE_API_VERSION, RUNDATA_API_VERSION, WORKSPACE_API_VERSION};
 use crate::error::Error;
 use crate::http::{CallError, JsonRequest};
 use crate::provider::foundry::{get_ci, str_ci};
@@ -179,7 +179,12 @@ impl AzureMl {
 
     /// A POST to the regional API host (already validated) with the ARM token.
     async fn api_post(&self, api: &Url, tail: &str, body: Value) -> Result<Value, CallError> {
-        self.bearer_call(reqwest::Method::POST, Self::api_url(api, tail), Some(body), Some(api)).await
+        self.api_post_url(api, Self::api_url(api, tail), body).await
+    }
+
+    /// A POST of `url` (on the regional API host) with the ARM token.
+    async fn api_post_url(&self, api: &Url, url: Url, body: Value) -> Result<Value, CallError> {
+        self.bearer_call(reqwest::Method::POST, url, Some(body), Some(api)).await
     }
 
     /// `rundata`: each output's asset ID and type (§3.5). A run unknown to run history has none.
@@ -188,7 +193,9 @@ impl AzureMl {
         let tail = format!("/history/v1.0{}/rundata", Self::ws_path(&self.inner.workspace));
         let body = serde_json::json!({"runId": job, "selectRunMetadata": true, "selectRunDefinition": true,
             "selectJobSpecification": true});
-        let v = match self.api_post(&api, &tail, body).await {
+        let mut url = Self::api_url(&api, &tail);
+        url.query_pairs_mut().append_pair("api-version", RUNDATA_API_VERSION);
+        let v = match self.api_post_url(&api, url, body).await {
             Ok(v) => v,
             Err(e) if e.status() == Some(404) => return Ok(RunOutputs::new()),
             Err(e) if matches!(e.status(), Some(401 | 403)) => {
