@@ -13,6 +13,9 @@ use thiserror::Error;
 const MAX_ERROR_BODY: usize = 64 * 1024;
 /// Most bytes of a JSON metadata response accepted (guards against hostile servers).
 const MAX_JSON_BODY: usize = 64 * 1024 * 1024;
+/// Deepest element nesting the XML parsers of server data accept (List Blobs, ListObjectsV2 and
+/// error bodies nest 5 deep at most); a deeper document is refused as malformed.
+pub const MAX_XML_DEPTH: usize = 64;
 
 /// Build the run's client. `idle` bounds the time between two reads (never the whole transfer).
 ///
@@ -339,6 +342,15 @@ impl MetaClient {
         let (code, message) = error_fields(&body);
         Err((CallError::Status { status, code, message, attempts: attempt }, ra))
     }
+}
+
+/// Parse a response body on the blocking pool: a big page costs CPU time that must not hold an
+/// async worker, and a caller that stops waiting (Ctrl+C) is not held by it either.
+pub async fn parse_blocking<T: Send + 'static>(
+    body: Vec<u8>,
+    parse: fn(&[u8]) -> Result<T, String>,
+) -> Result<T, String> {
+    tokio::task::spawn_blocking(move || parse(&body)).await.unwrap_or_else(|e| Err(format!("the parser stopped: {e}")))
 }
 
 /// Read at most `limit` bytes of a body (the rest is dropped with the connection).

@@ -1,6 +1,7 @@
 //! Parsing one List Blobs response page (azure-api.md §4.5) into blob items and the next marker.
 //! Pure: bytes in, data out; knows no HTTP, no paths on disk. Treats the XML as hostile: never
 //! panics, never expands custom entities, and refuses pages it cannot fully trust.
+use crate::http::MAX_XML_DEPTH;
 use base64::Engine;
 use percent_encoding::percent_decode_str;
 use quick_xml::events::{BytesStart, Event};
@@ -49,7 +50,9 @@ struct Pending {
 /// ignored and element order does not matter. Folder placeholders (metadata `hdi_isfolder=true`,
 /// or zero-length names ending in `/`) are skipped. Errors (never panics) on malformed XML, a
 /// document that is not `<EnumerationResults>`, a blob without a name or a parseable
-/// `Content-Length`, or a size above 1 PiB.
+/// `Content-Length`, a size above 1 PiB, or elements nested deeper than [`MAX_XML_DEPTH`].
+/// Linear in the input: each event costs O(1) (only the top levels of the element stack are
+/// ever looked at) and the stack never holds more than [`MAX_XML_DEPTH`] names.
 pub fn parse_list_page(xml: &[u8]) -> Result<ListPage, String> {
     let mut reader = Reader::from_reader(xml);
     let cfg = reader.config_mut();
@@ -68,12 +71,14 @@ pub fn parse_list_page(xml: &[u8]) -> Result<ListPage, String> {
         match event {
             Event::Start(e) => {
                 let name = local_name(&e)?;
+                too_deep(&stack)?;
                 open(&name, &e, &stack, &mut pending, &mut saw_root)?;
                 stack.push(name);
                 text.clear();
             }
             Event::Empty(e) => {
                 let name = local_name(&e)?;
+                too_deep(&stack)?;
                 open(&name, &e, &stack, &mut pending, &mut saw_root)?;
                 stack.push(name);
                 text.clear();
@@ -115,6 +120,16 @@ pub fn parse_list_page(xml: &[u8]) -> Result<ListPage, String> {
         return Err("not a List Blobs response (no <EnumerationResults> element)".into());
     }
     Ok(ListPage { blobs, next_marker })
+}
+
+/// An error when one more element would nest deeper than [`MAX_XML_DEPTH`].
+fn too_deep(stack: &[String]) -> Result<(), String> {
+    if stack.len() >= MAX_XML_DEPTH {
+        return Err(format!(
+            "malformed List Blobs XML: elements nested more than {MAX_XML_DEPTH} deep (a real page nests 5); refusing the page"
+        ));
+    }
+    Ok(())
 }
 
 /// The element's local name (any namespace prefix dropped).
@@ -165,6 +180,10 @@ fn close(
     let Some(name) = stack.pop() else {
         return Err("malformed List Blobs XML: unbalanced end tag".into());
     };
+    // Data sits at most four levels below the root: deeper elements are skipped in O(1).
+    if stack.len() > 4 {
+        return Ok(());
+    }
     let parent: Vec<&str> = stack.iter().map(String::as_str).collect();
     let v = value.trim();
     match (parent.as_slice(), name.as_str()) {
@@ -420,6 +439,36 @@ mod tests {
         .unwrap();
         assert!(p.blobs.is_empty());
         assert_eq!(p.next_marker.as_deref(), Some("m2"));
+    }
+
+    #[test]
+    fn nesting_is_bounded_and_linear() {
+        let nested = |depth: usize, closed: bool| {
+            let mut inner = "<u>".repeat(depth);
+            if closed {
+                inner.push_str(&"</u>".repeat(depth));
+            }
+            let blob =
+                format!("<Blob><Name>a</Name><Properties><Content-Length>1</Content-Length></Properties>{inner}");
+            if closed { page(&format!("{blob}</Blob>"), "") } else { format!("<EnumerationResults><Blobs>{blob}") }
+        };
+        // 4 levels down to <Blob>, one more for the nest: 59 levels of unknown elements fit.
+        let ok = parse_list_page(nested(MAX_XML_DEPTH - 5, true).as_bytes()).unwrap();
+        assert_eq!(ok.blobs.len(), 1);
+        for xml in [nested(MAX_XML_DEPTH - 2, true), nested(300_000, true), nested(300_000, false)] {
+            let e = parse_list_page(xml.as_bytes()).unwrap_err();
+            assert!(e.contains("nested more than 64 deep"), "{e}");
+        }
+        // Many sibling nests just inside the limit: about 2 MB, each event O(1).
+        let one = format!("{}{}", "<u>".repeat(MAX_XML_DEPTH - 6), "</u>".repeat(MAX_XML_DEPTH - 6));
+        let wide = page(
+            &format!(
+                "<Blob><Name>a</Name><Properties><Content-Length>1</Content-Length></Properties>{}</Blob>",
+                one.repeat(5_000)
+            ),
+            "",
+        );
+        assert_eq!(parse_list_page(wide.as_bytes()).unwrap().blobs.len(), 1);
     }
 
     #[test]

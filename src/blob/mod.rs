@@ -77,6 +77,7 @@ fn xml_error_code(body: &[u8]) -> Option<String> {
     let mut depth_path: Vec<Vec<u8>> = Vec::new();
     loop {
         match reader.read_event().ok()? {
+            Event::Start(_) if depth_path.len() >= crate::http::MAX_XML_DEPTH => return None,
             Event::Start(e) => depth_path.push(e.local_name().as_ref().to_vec()),
             Event::End(_) => {
                 depth_path.pop();
@@ -149,8 +150,9 @@ impl BlobClient {
             let body =
                 crate::http::with_retry(&self.retry, "GET", &url, |attempt| self.get_page(&url, bearer, attempt))
                     .await?;
-            let page =
-                parse_list_page(&body).map_err(|message| CallError::Decode { url: url_for_display(&url), message })?;
+            let page = crate::http::parse_blocking(body, parse_list_page)
+                .await
+                .map_err(|message| CallError::Decode { url: url_for_display(&url), message })?;
             for b in page.blobs {
                 if b.name.starts_with(prefix) {
                     out.push(b);

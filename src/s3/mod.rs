@@ -450,7 +450,7 @@ impl S3Client {
             if body.len() >= MAX_LIST_BODY {
                 return Err(decode("ListObjectsV2 page too large".into()));
             }
-            return parse_list_page(&body).map(|p| (p, status)).map_err(decode);
+            return crate::http::parse_blocking(body, parse_list_page).await.map(|p| (p, status)).map_err(decode);
         }
         let body = read_limited(resp, MAX_ERROR_BODY).await.unwrap_or_default();
         let code = crate::blob::error_code(&headers, &body);
