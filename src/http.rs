@@ -375,7 +375,7 @@ fn error_fields(body: &[u8]) -> (Option<String>, Option<String>) {
     let err = v.get("error").filter(|e| e.is_object()).unwrap_or(&v);
     // MLflow and Databricks put the code in a top-level `error_code`; gRPC gateways a number.
     let code = err.get("code").or_else(|| err.get("error_code")).and_then(|c| match c {
-        serde_json::Value::String(s) => Some(redact(&truncate(s, 100))),
+        serde_json::Value::String(s) => Some(truncate(&redact(s), 100)),
         serde_json::Value::Number(n) => Some(format!("code {n}")),
         _ => None,
     });
@@ -383,7 +383,7 @@ fn error_fields(body: &[u8]) -> (Option<String>, Option<String>) {
         .get("message")
         .or_else(|| err.get("error_message"))
         .and_then(|c| c.as_str())
-        .map(|s| redact(&truncate(s, 300)));
+        .map(|s| truncate(&redact(s), 300));
     (code, message)
 }
 

@@ -62,6 +62,9 @@ impl ContainerRef {
             None => Url::parse(&format!("https://{account}.blob.{}/", cloud.storage_suffix()))
                 .map_err(|e| format!("cannot build the blob URL for account '{account}': {e}"))?,
         };
+        if let Some(q) = &sas {
+            crate::redact::register_query_secrets(q);
+        }
         Ok(ContainerRef { service, account: account.to_string(), container: container.to_string(), sas })
     }
 
@@ -135,6 +138,7 @@ pub struct ParsedBlobUrl {
 /// the host is an IP literal, a single label such as `localhost`, or `host.docker.internal`;
 /// virtual-host (account = first DNS label) otherwise. Userinfo and fragment are dropped.
 pub fn parse_blob_url(url: &Url) -> Result<ParsedBlobUrl, String> {
+    crate::redact::register_query_secrets(url.query().unwrap_or_default());
     let shown = url_for_display(url);
     if !matches!(url.scheme(), "https" | "http") {
         return Err(format!("{shown}: not an http(s) URL"));

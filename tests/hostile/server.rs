@@ -57,3 +57,48 @@ fn sigint_during_a_slow_listing_exits_130_promptly() {
     run.expect_code(130);
     assert!(!env.work().join("out/ok.txt").exists(), "{run}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Item 9: a secret a server echoes back is never printed, whatever wraps it.
+
+#[test]
+fn server_echoing_the_token_in_its_error_is_redacted() {
+    let env = TestEnv::new(world(vec![("outputs/a.txt", text("a\n"))]));
+    // The token bare (no `Bearer ` before it, no `token=`), as a careless gateway echoes it.
+    let body = format!(
+        "{{\"error\":{{\"code\":\"BadRequest\",\"message\":\"credential [{TOKEN}] is not valid for this job ({TOKEN})\"}}}}"
+    );
+    let fault = Fault::Raw { status: 400, content_type: "application/json".into(), body: body.into_bytes() };
+    env.emu.add_fault(FaultRule::new(&format!("/jobs/{JOB}"), 1000, fault));
+    for json in [false, true] {
+        let mut args = vec!["download", JOB, "-vvv"];
+        if json {
+            args.push("--json");
+        }
+        let run = env.run(&args);
+        assert_clean_output(&run);
+        assert_ne!(run.code, 0, "{run}");
+        assert!(run.all_output().contains("is not valid for this job"), "the server's message is still shown\n{run}");
+    }
+}
+
+#[test]
+fn listing_that_echoes_the_sas_signature_is_redacted() {
+    // A hostile listing names a blob after the container SAS's `sig`: the path is printed (the
+    // failure line, the JSON document) with the signature replaced.
+    let env = TestEnv::new(cp_world());
+    let echoed = format!("p/{CONTAINER_SIG}.txt");
+    lying_listing(&env, &[(echoed.as_str(), 3), ("p/ok.txt", 3)]);
+    let url = env.emu.container_sas_url("c1", "p");
+    for json in [false, true] {
+        let mut args = vec!["cp", &url, "out", "-vvv"];
+        if json {
+            args.push("--json");
+        }
+        let run = env.run(&args);
+        assert_clean_output(&run);
+        run.expect_code(6);
+        assert!(run.all_output().contains("REDACTED"), "{run}");
+        assert_blob_file(&env.work().join("out/ok.txt"), env.blob("c1", "p/ok.txt"));
+    }
+}
