@@ -342,6 +342,8 @@ pub struct Knobs {
     pub retry_max_delay: Option<std::time::Duration>,
     /// `retry_after_cap` (over `JOBDL_RETRY_AFTER_CAP`).
     pub retry_after_cap: Option<std::time::Duration>,
+    /// `max_list_entries` (below `JOBDL_MAX_LIST_ENTRIES`).
+    pub max_list_entries: Option<u64>,
 }
 
 /// `jobdl download`.

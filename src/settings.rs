@@ -29,6 +29,11 @@ pub const ENV_RETRY_MAX_DELAY: &str = "JOBDL_RETRY_MAX_DELAY";
 /// Longest `Retry-After` honoured.
 pub const ENV_RETRY_AFTER_CAP: &str = "JOBDL_RETRY_AFTER_CAP";
 
+/// Most entries one listing may hold (setting `max_list_entries`).
+pub const ENV_MAX_LIST_ENTRIES: &str = "JOBDL_MAX_LIST_ENTRIES";
+/// Default of `max_list_entries`: far above any real job, low enough to bound memory.
+pub const DEFAULT_MAX_LIST_ENTRIES: usize = 1_000_000;
+
 /// Interval of the plain progress lines when stderr is not a terminal.
 pub const ENV_PROGRESS_INTERVAL: &str = "JOBDL_PROGRESS_INTERVAL";
 
@@ -111,6 +116,8 @@ pub struct Common {
     pub poll_interval: Duration,
     /// Plain progress lines (stderr not a terminal): at most one per this interval.
     pub progress_interval: Duration,
+    /// Most entries one listing may hold before it fails (`max_list_entries`).
+    pub max_list_entries: usize,
 }
 
 impl Common {
@@ -164,8 +171,19 @@ impl Common {
             verbose: args.verbose,
             poll_interval: knob(args.knobs.poll_interval, ENV_POLL_INTERVAL, Duration::from_secs(10))?,
             progress_interval: env_duration(ENV_PROGRESS_INTERVAL, Duration::from_secs(10))?,
+            max_list_entries: max_list_entries(args.knobs.max_list_entries)?,
         })
     }
+}
+
+/// `max_list_entries`: `JOBDL_MAX_LIST_ENTRIES`, else the files' value, else the default.
+fn max_list_entries(file: Option<u64>) -> Result<usize, Error> {
+    let bad = |v: &str| Error::usage(format!("invalid {ENV_MAX_LIST_ENTRIES} '{v}': expected a whole number from 1"));
+    let n = match std::env::var(ENV_MAX_LIST_ENTRIES) {
+        Ok(v) if !v.trim().is_empty() => v.trim().parse::<u64>().ok().filter(|n| *n >= 1).ok_or_else(|| bad(&v))?,
+        _ => return Ok(file.and_then(|n| usize::try_from(n).ok()).unwrap_or(DEFAULT_MAX_LIST_ENTRIES)),
+    };
+    Ok(usize::try_from(n).unwrap_or(usize::MAX))
 }
 
 /// Where the job lives.
@@ -564,6 +582,7 @@ impl Resolved {
             retry_base_delay: duration("retry_base_delay"),
             retry_max_delay: duration("retry_max_delay"),
             retry_after_cap: duration("retry_after_cap"),
+            max_list_entries: number("max_list_entries"),
         };
     }
 }
@@ -797,7 +816,14 @@ mod tests {
     fn file_knobs_reach_the_settings() {
         let mut cli = crate::cli::Cli::try_parse_from(["jobdl", "download", "j"]).unwrap();
         let files = Files {
-            user: Some(file("/u/c.toml", &[("poll_interval", one("3s"), 1), ("retry_after_cap", one("7"), 2)])),
+            user: Some(file(
+                "/u/c.toml",
+                &[
+                    ("poll_interval", one("3s"), 1),
+                    ("retry_after_cap", one("7"), 2),
+                    ("max_list_entries", one("42"), 3),
+                ],
+            )),
             ..Files::default()
         };
         resolve(&ArgLayer::new(), files, &|_| None).apply(&mut cli.command);
@@ -805,6 +831,7 @@ mod tests {
         let c = Common::resolve(&a.transfer, &a.target.cloud, false).unwrap();
         assert_eq!(c.poll_interval, Duration::from_secs(3));
         assert_eq!(c.transfer.retry.retry_after_cap, Duration::from_secs(7));
+        assert_eq!(c.max_list_entries, 42);
     }
 
     #[test]

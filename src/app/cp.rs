@@ -1,7 +1,7 @@
 //! `jobdl cp <SAS-URL> <DIR>`: one blob, or every blob under a container/prefix (§4.2); and
 //! `jobdl cp s3://BUCKET/PREFIX <DIR>`, the same for S3-compatible storage (kfp-s3-api.md §6).
 use super::{Session, absolute, execute};
-use crate::blob::{BlobClient, ParsedBlobUrl, parse_blob_url};
+use crate::blob::{BlobClient, ContainerRef, ParsedBlobUrl, parse_blob_url};
 use crate::cli::CpArgs;
 use crate::error::Error;
 use crate::plan::{Filter, Plan};
@@ -26,7 +26,7 @@ pub async fn cp(args: CpArgs, printer: Printer, cancel: CancellationToken) -> Re
     common.allow.check_storage(&url).map_err(|e| Error::usage(format!("URL not allowed: {e}")))?;
     let parsed = parse_blob_url(&url).map_err(Error::Usage)?;
     let client = crate::http::build_client(common.idle_timeout)?;
-    let blob = BlobClient::new(client.clone(), common.meta_retry.clone());
+    let blob = BlobClient::new(client.clone(), common.meta_retry.clone()).with_max_entries(common.max_list_entries);
     // The listing (many pages, each parsed on the blocking pool) ends at once on Ctrl+C.
     let listing = tokio::select! {
         l = blob_listing(&blob, &parsed) => l?,
@@ -50,7 +50,7 @@ async fn blob_listing(blob: &BlobClient, parsed: &ParsedBlobUrl) -> Result<Listi
         refresh: None,
         protocol: Protocol::AzureBlob,
         rel: name.rsplit('/').next().unwrap_or(name).to_string(),
-        url: container.blob_url(name),
+        url: container.blob_url(name).into(),
         size: Some(size),
         md5,
         check: None,
@@ -72,20 +72,21 @@ async fn blob_listing(blob: &BlobClient, parsed: &ParsedBlobUrl) -> Result<Listi
     }
     if !done {
         let prefix = if path.is_empty() || path.ends_with('/') { path.clone() } else { format!("{path}/") };
-        let blobs = blob.list(container, &prefix).await.map_err(call_err)?;
-        if !blobs.is_empty() {
-            listing.files = blobs
-                .into_iter()
-                .map(|b| RemoteFile {
-                    refresh: None,
-                    protocol: Protocol::AzureBlob,
-                    rel: b.name[prefix.len().min(b.name.len())..].to_string(),
-                    url: container.blob_url(&b.name),
-                    size: Some(b.size),
-                    md5: b.md5,
-                    check: None,
-                })
-                .collect();
+        let base = container.blob_base();
+        let files = blob
+            .list_into(container, &prefix, None, |b| RemoteFile {
+                refresh: None,
+                protocol: Protocol::AzureBlob,
+                rel: b.name[prefix.len().min(b.name.len())..].to_string(),
+                url: ContainerRef::blob_source(&base, &b.name),
+                size: Some(b.size),
+                md5: b.md5,
+                check: None,
+            })
+            .await
+            .map_err(call_err)?;
+        if !files.is_empty() {
+            listing.files = files;
         } else if !path.is_empty() && !path.ends_with('/') {
             let bare = blob.list(container, &path).await.map_err(call_err)?;
             match bare.into_iter().find(|b| b.name == path) {
@@ -121,7 +122,8 @@ async fn cp_s3(args: CpArgs, printer: Printer, cancel: CancellationToken, starte
     )?;
     let client = crate::http::build_client(common.idle_timeout)?;
     let s3 = crate::s3::S3Client::new(client.clone(), common.meta_retry.clone(), &config, &loc.bucket)
-        .map_err(Error::Usage)?;
+        .map_err(Error::Usage)?
+        .with_max_entries(common.max_list_entries);
     if config.endpoint.is_none() {
         crate::hosts::check_aws_s3(s3.bucket_url()).map_err(Error::Usage)?;
     }

@@ -10,7 +10,8 @@ use quick_xml::reader::Reader;
 /// Largest blob size believed (1 PiB); anything larger is a hostile or broken server.
 pub const MAX_BLOB_SIZE: u64 = 1 << 50;
 
-/// One listed blob (folder placeholders are never returned).
+/// One listed blob (folder placeholders are never returned). Only what a download uses is kept:
+/// a listing may hold a million of these.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BlobItem {
     /// Full blob name, XML- and (for `Encoded="true"`) percent-decoded.
@@ -21,8 +22,6 @@ pub struct BlobItem {
     pub etag: Option<String>,
     /// `Content-MD5` when it is 16 bytes of valid Base64.
     pub md5: Option<[u8; 16]>,
-    /// `Last-Modified`, verbatim (RFC 1123).
-    pub last_modified: Option<String>,
 }
 
 /// One page of a listing.
@@ -42,7 +41,6 @@ struct Pending {
     size: Option<String>,
     etag: Option<String>,
     md5: Option<String>,
-    last_modified: Option<String>,
     is_folder: bool,
 }
 
@@ -202,7 +200,6 @@ fn close(
                     "Content-Length" => &mut p.size,
                     "Etag" => &mut p.etag,
                     "Content-MD5" => &mut p.md5,
-                    "Last-Modified" => &mut p.last_modified,
                     _ => return Ok(()),
                 };
                 *slot = Some(v.to_string());
@@ -260,13 +257,7 @@ fn finish(p: Pending) -> Result<Option<BlobItem>, String> {
         return Ok(None);
     }
     let md5 = p.md5.as_deref().and_then(decode_md5);
-    Ok(Some(BlobItem {
-        name,
-        size,
-        etag: p.etag.filter(|s| !s.is_empty()),
-        md5,
-        last_modified: p.last_modified.filter(|s| !s.is_empty()),
-    }))
+    Ok(Some(BlobItem { name, size, etag: p.etag.filter(|s| !s.is_empty()), md5 }))
 }
 
 /// 16 bytes of standard Base64, or `None`.
@@ -330,7 +321,6 @@ mod tests {
         assert_eq!(b.name, "ExperimentRun/dcid.job-123/user_logs/std_log.txt");
         assert_eq!(b.size, 1234);
         assert_eq!(b.etag.as_deref(), Some("0x8DE1234567890AB"));
-        assert_eq!(b.last_modified.as_deref(), Some("Thu, 15 Jan 2026 10:05:00 GMT"));
         let md5 = b.md5.unwrap();
         assert_eq!(md5[0], 0xb1);
         assert_eq!(md5[15], 0xe5);

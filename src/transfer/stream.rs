@@ -66,7 +66,7 @@ pub(super) async fn fetch_stream(
     // here: a hop to the blocking pool per file cost W2 (2,000 × 64 KiB) 5–10% in 5 alternating
     // runs. Bigger files read their record and may hash a long prefix: that goes off the async
     // workers.
-    let (part_path, dest, url, size) = (part.to_path_buf(), task.dest.clone(), task.url.clone(), task.size);
+    let (part_path, dest, url, size) = (part.to_path_buf(), task.dest.clone(), task.url.url(), task.size);
     let prepare = move || prepare(&part_path, &dest, &url, size, new_hashers);
     let prepared = if size.is_some_and(|s| s <= RESUME_MIN) { prepare() } else { off_worker(prepare).await? };
     let (file, resumed) = prepared.map_err(Stop::Fail)?;
@@ -149,7 +149,7 @@ pub(super) async fn fetch_stream(
                 && t > RESUME_MIN
             {
                 let md5 = server_md5.map(|m| base64::engine::general_purpose::STANDARD.encode(m));
-                let (dest, rec) = (task.dest.clone(), Record::new(&task.url, t, e.clone(), md5, None));
+                let (dest, rec) = (task.dest.clone(), Record::new(&task.url.url(), t, e.clone(), md5, None));
                 let _ = off_worker(move || save(&dest, &rec)).await;
             }
         }
