@@ -64,10 +64,12 @@ impl TokenSource {
 
     /// A token for `scope`.
     pub async fn token(&self, scope: &str) -> Result<String, Error> {
-        match self {
-            TokenSource::Static(t) => Ok(t.clone()),
-            TokenSource::Chain(c) => c.token(scope).await,
-        }
+        let token = match self {
+            TokenSource::Static(t) => t.clone(),
+            TokenSource::Chain(c) => c.token(scope).await?,
+        };
+        crate::redact::register_secret(&token);
+        Ok(token)
     }
 }
 

@@ -351,6 +351,8 @@ pub struct Knobs {
     pub archive_max_ratio: Option<u64>,
     /// `archive_max_bytes` (below `JOBDL_ARCHIVE_MAX_BYTES`).
     pub archive_max_bytes: Option<u64>,
+    /// `max_list_entries` (below `JOBDL_MAX_LIST_ENTRIES`).
+    pub max_list_entries: Option<u64>,
 }
 
 /// `jobdl download`.

@@ -122,6 +122,13 @@ pub const KEYS: &[Key] = &[
     key("lock_timeout", Kind::Duration { zero_ok: true }, Some(("lock_timeout", "--lock-timeout")), None, Some("0s")),
     key("allow_hosts", Kind::Hosts, Some(("allow_host", "--allow-host")), Some("JOBDL_ALLOW_HOSTS"), None),
     key("color", Kind::Choice(COLORS), Some(("color", "--color")), None, Some("auto")),
+    key(
+        "max_list_entries",
+        Kind::Int { min: 1, max: 1_000_000_000 },
+        None,
+        Some("JOBDL_MAX_LIST_ENTRIES"),
+        Some("1000000"),
+    ),
     knob("poll_interval", "JOBDL_POLL_INTERVAL", "10s"),
     knob("retry_base_delay", "JOBDL_RETRY_BASE_DELAY", "500ms"),
     knob("retry_max_delay", "JOBDL_RETRY_MAX_DELAY", "30s"),
@@ -406,7 +413,8 @@ mod tests {
                    destination = \"./downloads/{job}\"\ncolor = \"never\"\npoll_interval = \"1s\"\n\
                    retry_base_delay = \"5ms\"\nretry_max_delay = \"1s\"\nretry_after_cap = \"2s\"\n\
                    min_speed = \"2KiB\"\nmin_speed_time = \"30s\"\narchive_max_ratio = 0\n\
-                   archive_max_bytes = 1048576\n")
+                   archive_max_bytes = 1048576\n\
+                   max_list_entries = 5000\n")
         .unwrap();
         let v = |k: &str| f.values[k].clone();
         assert_eq!(v("workspace"), FileValue { value: Value::One("ws-1".into()), line: 2 });
@@ -415,6 +423,7 @@ mod tests {
         assert_eq!(v("lock_timeout").value, Value::One("30".into()));
         assert_eq!(v("allow_hosts").value, Value::Many(vec!["127.0.0.1:9000".into(), "example.invalid".into()]));
         assert_eq!(v("retry_after_cap").line, 16);
+        assert_eq!(v("max_list_entries"), FileValue { value: Value::One("5000".into()), line: 21 });
         assert_eq!(f.values.len(), KEYS.len() - 3, "all but project_endpoint, mlflow_uri and kfp_endpoint");
         let f = p("project_endpoint = \"https://a.services.ai.azure.com/api/projects/p\"").unwrap();
         assert_eq!(f.values["project_endpoint"].line, 1);

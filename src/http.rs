@@ -18,6 +18,9 @@ const META_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(60);
 const MAX_ERROR_BODY: usize = 64 * 1024;
 /// Most bytes of a JSON metadata response accepted (guards against hostile servers).
 const MAX_JSON_BODY: usize = 64 * 1024 * 1024;
+/// Deepest element nesting the XML parsers of server data accept (List Blobs, ListObjectsV2 and
+/// error bodies nest 5 deep at most); a deeper document is refused as malformed.
+pub const MAX_XML_DEPTH: usize = 64;
 
 /// Build the run's client. `idle` bounds the time between two reads (never the whole transfer).
 ///
@@ -413,6 +416,15 @@ impl MetaClient {
     }
 }
 
+/// Parse a response body on the blocking pool: a big page costs CPU time that must not hold an
+/// async worker, and a caller that stops waiting (Ctrl+C) is not held by it either.
+pub async fn parse_blocking<T: Send + 'static>(
+    body: Vec<u8>,
+    parse: fn(&[u8]) -> Result<T, String>,
+) -> Result<T, String> {
+    tokio::task::spawn_blocking(move || parse(&body)).await.unwrap_or_else(|e| Err(format!("the parser stopped: {e}")))
+}
+
 /// Read at most `limit` bytes of a body (the rest is dropped with the connection).
 pub async fn read_limited(mut resp: reqwest::Response, limit: usize) -> Result<Vec<u8>, reqwest::Error> {
     let mut out = Vec::new();
@@ -435,7 +447,7 @@ fn error_fields(body: &[u8]) -> (Option<String>, Option<String>) {
     let err = v.get("error").filter(|e| e.is_object()).unwrap_or(&v);
     // MLflow and Databricks put the code in a top-level `error_code`; gRPC gateways a number.
     let code = err.get("code").or_else(|| err.get("error_code")).and_then(|c| match c {
-        serde_json::Value::String(s) => Some(redact(&truncate(s, 100))),
+        serde_json::Value::String(s) => Some(truncate(&redact(s), 100)),
         serde_json::Value::Number(n) => Some(format!("code {n}")),
         _ => None,
     });
@@ -443,7 +455,7 @@ fn error_fields(body: &[u8]) -> (Option<String>, Option<String>) {
         .get("message")
         .or_else(|| err.get("error_message"))
         .and_then(|c| c.as_str())
-        .map(|s| redact(&truncate(s, 300)));
+        .map(|s| truncate(&redact(s), 300));
     (code, message)
 }
 

@@ -195,7 +195,7 @@ mod tests {
         RemoteFile {
             refresh: None,
             rel: rel.into(),
-            url: url::Url::parse("https://a.blob.core.windows.net/c/x").unwrap(),
+            url: url::Url::parse("https://a.blob.core.windows.net/c/x").unwrap().into(),
             size: Some(1),
             md5: None,
             check: None,

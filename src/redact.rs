@@ -29,7 +29,72 @@ const SECRET_PARAMS: &[&str] = &[
     "password",
 ];
 
-/// Replace the values of secret query parameters anywhere in `text` with `REDACTED`.
+/// Shortest value the registry of secrets takes: shorter strings would mangle ordinary output.
+pub const MIN_SECRET_LEN: usize = 8;
+
+/// Every secret value jobdl holds in this process (tokens, S3 secret keys and session tokens,
+/// SAS signatures, passwords), registered when it is obtained. [`redact`] replaces each of them
+/// wherever it appears in a printed string, whatever a server wrapped around it.
+static SECRETS: std::sync::RwLock<Vec<String>> = std::sync::RwLock::new(Vec::new());
+
+/// Remember `value` as a secret (and its percent-decoded and percent-encoded forms, as a server
+/// may echo either). Values shorter than [`MIN_SECRET_LEN`] are ignored.
+pub fn register_secret(value: &str) {
+    let value = value.trim();
+    if value.len() < MIN_SECRET_LEN {
+        return;
+    }
+    let decoded = percent_encoding::percent_decode_str(value).decode_utf8_lossy().into_owned();
+    let encoded = percent_encoding::utf8_percent_encode(value, ENCODED).to_string();
+    let Ok(mut secrets) = SECRETS.write() else { return };
+    for form in [value.to_string(), decoded, encoded] {
+        if form.len() >= MIN_SECRET_LEN && !secrets.contains(&form) {
+            secrets.push(form);
+        }
+    }
+    // Longest first, so a secret that holds another is replaced whole.
+    secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+}
+
+/// How a query value is percent-encoded (everything but the unreserved characters).
+const ENCODED: &percent_encoding::AsciiSet =
+    &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+
+/// Register the values of the secret parameters of a URL query (`sig`, `X-Amz-Signature`, …).
+pub fn register_query_secrets(query: &str) {
+    for pair in query.split('&') {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let name = percent_encoding::percent_decode_str(name).decode_utf8_lossy();
+        if SECRET_PARAMS.iter().any(|p| p.eq_ignore_ascii_case(&name)) && !NOT_SECRET_VALUES.contains(&&*name) {
+            register_secret(value);
+        }
+    }
+}
+
+/// Parameters of [`SECRET_PARAMS`] whose values are dates, not secrets (redacted in URLs, but
+/// not worth replacing everywhere).
+const NOT_SECRET_VALUES: &[&str] = &["se", "st", "skt", "ske", "skv", "sks"];
+
+/// `text` with every registered secret value ([`register_secret`]) replaced: the last step of
+/// every document and line printed (JSON documents, paths a server named).
+pub fn scrub(text: &str) -> String {
+    redact_registered(text.to_string())
+}
+
+/// Replace every registered secret value in `text`.
+fn redact_registered(text: String) -> String {
+    let Ok(secrets) = SECRETS.read() else { return text };
+    let mut out = text;
+    for s in secrets.iter() {
+        if out.contains(s.as_str()) {
+            out = out.replace(s.as_str(), "REDACTED");
+        }
+    }
+    out
+}
+
+/// Replace the values of secret query parameters anywhere in `text` with `REDACTED`, and every
+/// registered secret value ([`register_secret`]).
 ///
 /// Works on whole messages (not only URLs): any `name=value` where `name` is a secret parameter
 /// and is preceded by `?`, `&`, start of text or whitespace, has its value (up to `&`, whitespace,
@@ -60,7 +125,7 @@ pub fn redact(text: &str) -> String {
         out.push_str(&text[i..i + ch_len]);
         i += ch_len;
     }
-    redact_bearer(&out)
+    redact_registered(redact_bearer(&out))
 }
 
 /// If `s` starts with `<secret>=`, the length of `<secret>`.
@@ -101,13 +166,16 @@ pub fn url_for_display(url: &url::Url) -> String {
     let _ = u.set_username("");
     let _ = u.set_password(None);
     u.set_fragment(None);
-    match u.query() {
-        Some(q) if !q.is_empty() => {
-            let q = redact_query(q);
-            u.set_query(None);
-            redact_bearer(&format!("{u}?{q}"))
-        }
-        _ => u.to_string(),
+    // Registered secrets are replaced inside the path and inside each query value, never across
+    // the URL's punctuation: a replacement cannot merge two parameters or move the host.
+    let path = redact_registered(u.path().to_string());
+    let query = u.query().filter(|q| !q.is_empty()).map(|q| redact_query(q));
+    u.set_query(None);
+    u.set_path("");
+    let base = u.as_str().trim_end_matches('/');
+    match query {
+        Some(q) => redact_bearer(&format!("{base}{path}?{q}")),
+        None => format!("{base}{path}"),
     }
 }
 
@@ -119,7 +187,14 @@ fn redact_query(q: &str) -> String {
             let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
             let decoded = percent_encoding::percent_decode_str(name).decode_utf8_lossy();
             let secret = SECRET_PARAMS.iter().any(|p| p.eq_ignore_ascii_case(&decoded));
-            if secret && !value.is_empty() { format!("{name}=REDACTED") } else { pair.to_string() }
+            if secret && !value.is_empty() {
+                format!("{name}=REDACTED")
+            } else {
+                match pair.split_once('=') {
+                    Some((name, value)) => format!("{name}={}", redact_registered(value.to_string())),
+                    None => redact_registered(pair.to_string()),
+                }
+            }
         })
         .collect::<Vec<_>>()
         .join("&")
@@ -128,6 +203,20 @@ fn redact_query(q: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn registered_secrets_are_redacted_wherever_they_appear() {
+        register_secret("tok-Zq81x/abc+def==");
+        register_secret("short");
+        register_query_secrets("sv=2025-11-05&se=2099-01-01&sig=s1gN%2Bxyz%3D&sp=rl");
+        let echoed = "server said: invalid credential tok-Zq81x/abc+def== (decoded s1gN+xyz=, raw s1gN%2Bxyz%3D)";
+        let out = redact(echoed);
+        assert!(!out.contains("tok-Zq81x") && !out.contains("s1gN"), "{out}");
+        assert_eq!(redact("a short note"), "a short note", "short values are not registered");
+        assert!(redact("expires 2099-01-01").contains("2099-01-01"), "dates are not secrets");
+        // Percent-encoded form of a registered value.
+        assert!(!redact("tok-Zq81x%2Fabc%2Bdef%3D%3D").contains("Zq81x"));
+    }
 
     #[test]
     fn sas_signature_and_expiry_are_redacted() {

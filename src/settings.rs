@@ -37,6 +37,10 @@ pub const ENV_MIN_SPEED_TIME: &str = "JOBDL_MIN_SPEED_TIME";
 pub const ENV_ARCHIVE_MAX_RATIO: &str = "JOBDL_ARCHIVE_MAX_RATIO";
 /// Most decoded bytes of one archive (`archive_max_bytes`; 0: no cap).
 pub const ENV_ARCHIVE_MAX_BYTES: &str = "JOBDL_ARCHIVE_MAX_BYTES";
+/// Most entries one listing may hold (setting `max_list_entries`).
+pub const ENV_MAX_LIST_ENTRIES: &str = "JOBDL_MAX_LIST_ENTRIES";
+/// Default of `max_list_entries`: far above any real job, low enough to bound memory.
+pub const DEFAULT_MAX_LIST_ENTRIES: usize = 1_000_000;
 
 /// Interval of the plain progress lines when stderr is not a terminal.
 pub const ENV_PROGRESS_INTERVAL: &str = "JOBDL_PROGRESS_INTERVAL";
@@ -162,6 +166,8 @@ pub struct Common {
     pub progress_interval: Duration,
     /// The decoded-bytes ceilings of one archive (KFP v1 `:read` artifacts).
     pub archive_limits: crate::archive::Limits,
+    /// Most entries one listing may hold before it fails (`max_list_entries`).
+    pub max_list_entries: usize,
 }
 
 impl Common {
@@ -262,8 +268,19 @@ impl Common {
             verbose: args.verbose,
             poll_interval: knob(args.knobs.poll_interval, ENV_POLL_INTERVAL, Duration::from_secs(10))?,
             progress_interval: env_duration(ENV_PROGRESS_INTERVAL, Duration::from_secs(10))?,
+            max_list_entries: max_list_entries(args.knobs.max_list_entries)?,
         })
     }
+}
+
+/// `max_list_entries`: `JOBDL_MAX_LIST_ENTRIES`, else the files' value, else the default.
+fn max_list_entries(file: Option<u64>) -> Result<usize, Error> {
+    let bad = |v: &str| Error::usage(format!("invalid {ENV_MAX_LIST_ENTRIES} '{v}': expected a whole number from 1"));
+    let n = match std::env::var(ENV_MAX_LIST_ENTRIES) {
+        Ok(v) if !v.trim().is_empty() => v.trim().parse::<u64>().ok().filter(|n| *n >= 1).ok_or_else(|| bad(&v))?,
+        _ => return Ok(file.and_then(|n| usize::try_from(n).ok()).unwrap_or(DEFAULT_MAX_LIST_ENTRIES)),
+    };
+    Ok(usize::try_from(n).unwrap_or(usize::MAX))
 }
 
 /// Where the job lives.
@@ -668,6 +685,7 @@ impl Resolved {
             archive_max_bytes: self
                 .file_value("archive_max_bytes")
                 .and_then(|v| parse_size(&v.text(), "archive_max_bytes").ok()),
+            max_list_entries: number("max_list_entries"),
         };
     }
 }
@@ -917,7 +935,14 @@ mod tests {
     fn file_knobs_reach_the_settings() {
         let mut cli = crate::cli::Cli::try_parse_from(["jobdl", "download", "j"]).unwrap();
         let files = Files {
-            user: Some(file("/u/c.toml", &[("poll_interval", one("3s"), 1), ("retry_after_cap", one("7"), 2)])),
+            user: Some(file(
+                "/u/c.toml",
+                &[
+                    ("poll_interval", one("3s"), 1),
+                    ("retry_after_cap", one("7"), 2),
+                    ("max_list_entries", one("42"), 3),
+                ],
+            )),
             ..Files::default()
         };
         resolve(&ArgLayer::new(), files, &|_| None).apply(&mut cli.command);
@@ -925,6 +950,7 @@ mod tests {
         let c = Common::resolve(&a.transfer, &a.target.cloud, false).unwrap();
         assert_eq!(c.poll_interval, Duration::from_secs(3));
         assert_eq!(c.transfer.retry.retry_after_cap, Duration::from_secs(7));
+        assert_eq!(c.max_list_entries, 42);
         // The limits: defaults, then a file's values.
         assert_eq!(c.transfer.min_rate, crate::transfer::rate::MinRate::default());
         assert_eq!(c.archive_limits, crate::archive::Limits { max_ratio: 200, max_bytes: 1 << 40 });

@@ -1,7 +1,7 @@
 //! `jobdl cp <SAS-URL> <DIR>`: one blob, or every blob under a container/prefix (§4.2); and
 //! `jobdl cp s3://BUCKET/PREFIX <DIR>`, the same for S3-compatible storage (kfp-s3-api.md §6).
 use super::{Session, absolute, execute};
-use crate::blob::{BlobClient, parse_blob_url};
+use crate::blob::{BlobClient, ContainerRef, ParsedBlobUrl, parse_blob_url};
 use crate::cli::CpArgs;
 use crate::error::Error;
 use crate::plan::{Filter, Plan};
@@ -26,7 +26,21 @@ pub async fn cp(args: CpArgs, printer: Printer, cancel: CancellationToken) -> Re
     common.allow.check_storage(&url).map_err(|e| Error::usage(format!("URL not allowed: {e}")))?;
     let parsed = parse_blob_url(&url).map_err(Error::Usage)?;
     let client = crate::http::build_client(common.idle_timeout)?;
-    let blob = BlobClient::new(client.clone(), common.meta_retry.clone());
+    let blob = BlobClient::new(client.clone(), common.meta_retry.clone()).with_max_entries(common.max_list_entries);
+    // The listing (many pages, each parsed on the blocking pool) ends at once on Ctrl+C.
+    let listing = tokio::select! {
+        l = blob_listing(&blob, &parsed) => l?,
+        _ = cancel.cancelled() => return Err(Error::Interrupted),
+    };
+    let root = absolute(&args.dir)?;
+    crate::report::set_destination(&root);
+    let mut plan = Plan { filter, ..Plan::default() };
+    plan.add(&root, "", listing, &mut HashMap::new());
+    execute(Session { common: &common, client: &client, printer, started, cancel }, &root, plan, None).await
+}
+
+/// The files of a blob SAS URL: the one blob it names, else every blob under it as a folder.
+async fn blob_listing(blob: &BlobClient, parsed: &ParsedBlobUrl) -> Result<Listing, Error> {
     let container = &parsed.container;
     let path = parsed.path.clone();
     let call_err = |e: crate::http::CallError| crate::provider::fatal(e, "blob service");
@@ -36,7 +50,7 @@ pub async fn cp(args: CpArgs, printer: Printer, cancel: CancellationToken) -> Re
         refresh: None,
         protocol: Protocol::AzureBlob,
         rel: name.rsplit('/').next().unwrap_or(name).to_string(),
-        url: container.blob_url(name),
+        url: container.blob_url(name).into(),
         size: Some(size),
         md5,
         check: None,
@@ -58,20 +72,21 @@ pub async fn cp(args: CpArgs, printer: Printer, cancel: CancellationToken) -> Re
     }
     if !done {
         let prefix = if path.is_empty() || path.ends_with('/') { path.clone() } else { format!("{path}/") };
-        let blobs = blob.list(container, &prefix).await.map_err(call_err)?;
-        if !blobs.is_empty() {
-            listing.files = blobs
-                .into_iter()
-                .map(|b| RemoteFile {
-                    refresh: None,
-                    protocol: Protocol::AzureBlob,
-                    rel: b.name[prefix.len().min(b.name.len())..].to_string(),
-                    url: container.blob_url(&b.name),
-                    size: Some(b.size),
-                    md5: b.md5,
-                    check: None,
-                })
-                .collect();
+        let base = container.blob_base();
+        let files = blob
+            .list_into(container, &prefix, None, |b| RemoteFile {
+                refresh: None,
+                protocol: Protocol::AzureBlob,
+                rel: b.name[prefix.len().min(b.name.len())..].to_string(),
+                url: ContainerRef::blob_source(&base, &b.name),
+                size: Some(b.size),
+                md5: b.md5,
+                check: None,
+            })
+            .await
+            .map_err(call_err)?;
+        if !files.is_empty() {
+            listing.files = files;
         } else if !path.is_empty() && !path.ends_with('/') {
             let bare = blob.list(container, &path).await.map_err(call_err)?;
             match bare.into_iter().find(|b| b.name == path) {
@@ -87,11 +102,7 @@ pub async fn cp(args: CpArgs, printer: Printer, cancel: CancellationToken) -> Re
             return Err(Error::NotFound(format!("nothing under '{path}' in container '{}'", container.container)));
         }
     }
-    let root = absolute(&args.dir)?;
-    crate::report::set_destination(&root);
-    let mut plan = Plan { filter, ..Plan::default() };
-    plan.add(&root, "", listing, &mut HashMap::new());
-    execute(Session { common: &common, client: &client, printer, started, cancel }, &root, plan, None).await
+    Ok(listing)
 }
 
 /// `jobdl cp s3://BUCKET/KEY-OR-PREFIX <DIR>`: HEAD the key (one object); else every object under
@@ -111,11 +122,26 @@ async fn cp_s3(args: CpArgs, printer: Printer, cancel: CancellationToken, starte
     )?;
     let client = crate::http::build_client(common.idle_timeout)?;
     let s3 = crate::s3::S3Client::new(client.clone(), common.meta_retry.clone(), &config, &loc.bucket)
-        .map_err(Error::Usage)?;
+        .map_err(Error::Usage)?
+        .with_max_entries(common.max_list_entries);
     if config.endpoint.is_none() {
         crate::hosts::check_aws_s3(s3.bucket_url()).map_err(Error::Usage)?;
     }
     let hook = SignHook(Arc::new(s3.signer().clone()));
+    // The listing and the per-object checks end at once on Ctrl+C.
+    let listing = tokio::select! {
+        l = s3_listing(&s3, &hook, &loc) => l?,
+        _ = cancel.cancelled() => return Err(Error::Interrupted),
+    };
+    let root = absolute(&args.dir)?;
+    crate::report::set_destination(&root);
+    let mut plan = Plan { filter, ..Plan::default() };
+    plan.add(&root, "", listing, &mut HashMap::new());
+    execute(Session { common: &common, client: &client, printer, started, cancel }, &root, plan, None).await
+}
+
+/// The files of an `s3://` URL: the one object it names, else every object under it.
+async fn s3_listing(s3: &crate::s3::S3Client, hook: &SignHook, loc: &crate::s3::S3Location) -> Result<Listing, Error> {
     let bucket = loc.bucket.as_str();
     let key = loc.key.as_str();
     let mut listing = Listing::default();
@@ -154,12 +180,8 @@ async fn cp_s3(args: CpArgs, printer: Printer, cancel: CancellationToken, starte
             objects.push(S3Listed { rel: rel_of(&o.key), key: o.key, size: o.size, etag: o.etag, encrypted: false });
         }
     }
-    let files = crate::provider::s3_files(objects.into_iter().map(|o| (&s3, &hook, o)).collect()).await;
+    let files = crate::provider::s3_files(objects.into_iter().map(|o| (s3, hook, o)).collect()).await;
     listing.files.extend(files.files);
     listing.failures.extend(files.failures);
-    let root = absolute(&args.dir)?;
-    crate::report::set_destination(&root);
-    let mut plan = Plan { filter, ..Plan::default() };
-    plan.add(&root, "", listing, &mut HashMap::new());
-    execute(Session { common: &common, client: &client, printer, started, cancel }, &root, plan, None).await
+    Ok(listing)
 }

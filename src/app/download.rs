@@ -91,7 +91,7 @@ pub(crate) fn locate(args: &DownloadArgs) -> Result<Located, Error> {
     let client = crate::http::build_client(common.idle_timeout)?;
     let tokens = TokenSource::from_env(common.access_token.clone(), &client, cloud);
     let meta = MetaClient::new(client.clone(), common.meta_retry.clone());
-    let blob = BlobClient::new(client.clone(), common.meta_retry.clone());
+    let blob = BlobClient::new(client.clone(), common.meta_retry.clone()).with_max_entries(common.max_list_entries);
     let provider = match source {
         JobSource::Project(endpoint) => {
             if cloud != Cloud::AzureCloud {
@@ -134,10 +134,12 @@ pub(crate) fn locate(args: &DownloadArgs) -> Result<Located, Error> {
         }
         JobSource::Mlflow(uri) => {
             let target = crate::provider::mlflow::resolve_target(&uri, common.access_token.clone())?;
-            Provider::Mlflow(Box::new(Mlflow::new(meta, target, common.allow.clone())))
+            Provider::Mlflow(Box::new(
+                Mlflow::new(meta, target, common.allow.clone()).with_max_entries(common.max_list_entries),
+            ))
         }
     };
-    let blob = BlobClient::new(client.clone(), common.meta_retry.clone());
+    let blob = BlobClient::new(client.clone(), common.meta_retry.clone()).with_max_entries(common.max_list_entries);
     Ok(Located { common, client, blob, provider })
 }
 

@@ -37,7 +37,7 @@ pub async fn ls(args: LsArgs, printer: Printer, cancel: CancellationToken) -> Re
                 .iter()
                 .find(|(k, _)| k.eq_ignore_ascii_case("authorization"))
                 .and_then(|(_, v)| v.strip_prefix("Bearer "));
-            (i, blob.properties_auth(&t.url, bearer).await)
+            (i, blob.properties_auth(&t.url.url(), bearer).await)
         }))
         .buffer_unordered(PROBES)
         .collect::<Vec<_>>();

@@ -1,6 +1,7 @@
 //! Parsing one List Blobs response page (azure-api.md §4.5) into blob items and the next marker.
 //! Pure: bytes in, data out; knows no HTTP, no paths on disk. Treats the XML as hostile: never
 //! panics, never expands custom entities, and refuses pages it cannot fully trust.
+use crate::http::MAX_XML_DEPTH;
 use base64::Engine;
 use percent_encoding::percent_decode_str;
 use quick_xml::events::{BytesStart, Event};
@@ -9,7 +10,8 @@ use quick_xml::reader::Reader;
 /// Largest blob size believed (1 PiB); anything larger is a hostile or broken server.
 pub const MAX_BLOB_SIZE: u64 = 1 << 50;
 
-/// One listed blob (folder placeholders are never returned).
+/// One listed blob (folder placeholders are never returned). Only what a download uses is kept:
+/// a listing may hold a million of these.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BlobItem {
     /// Full blob name, XML- and (for `Encoded="true"`) percent-decoded.
@@ -20,8 +22,6 @@ pub struct BlobItem {
     pub etag: Option<String>,
     /// `Content-MD5` when it is 16 bytes of valid Base64.
     pub md5: Option<[u8; 16]>,
-    /// `Last-Modified`, verbatim (RFC 1123).
-    pub last_modified: Option<String>,
 }
 
 /// One page of a listing.
@@ -41,7 +41,6 @@ struct Pending {
     size: Option<String>,
     etag: Option<String>,
     md5: Option<String>,
-    last_modified: Option<String>,
     is_folder: bool,
 }
 
@@ -49,7 +48,9 @@ struct Pending {
 /// ignored and element order does not matter. Folder placeholders (metadata `hdi_isfolder=true`,
 /// or zero-length names ending in `/`) are skipped. Errors (never panics) on malformed XML, a
 /// document that is not `<EnumerationResults>`, a blob without a name or a parseable
-/// `Content-Length`, or a size above 1 PiB.
+/// `Content-Length`, a size above 1 PiB, or elements nested deeper than [`MAX_XML_DEPTH`].
+/// Linear in the input: each event costs O(1) (only the top levels of the element stack are
+/// ever looked at) and the stack never holds more than [`MAX_XML_DEPTH`] names.
 pub fn parse_list_page(xml: &[u8]) -> Result<ListPage, String> {
     let mut reader = Reader::from_reader(xml);
     let cfg = reader.config_mut();
@@ -68,12 +69,14 @@ pub fn parse_list_page(xml: &[u8]) -> Result<ListPage, String> {
         match event {
             Event::Start(e) => {
                 let name = local_name(&e)?;
+                too_deep(&stack)?;
                 open(&name, &e, &stack, &mut pending, &mut saw_root)?;
                 stack.push(name);
                 text.clear();
             }
             Event::Empty(e) => {
                 let name = local_name(&e)?;
+                too_deep(&stack)?;
                 open(&name, &e, &stack, &mut pending, &mut saw_root)?;
                 stack.push(name);
                 text.clear();
@@ -115,6 +118,16 @@ pub fn parse_list_page(xml: &[u8]) -> Result<ListPage, String> {
         return Err("not a List Blobs response (no <EnumerationResults> element)".into());
     }
     Ok(ListPage { blobs, next_marker })
+}
+
+/// An error when one more element would nest deeper than [`MAX_XML_DEPTH`].
+fn too_deep(stack: &[String]) -> Result<(), String> {
+    if stack.len() >= MAX_XML_DEPTH {
+        return Err(format!(
+            "malformed List Blobs XML: elements nested more than {MAX_XML_DEPTH} deep (a real page nests 5); refusing the page"
+        ));
+    }
+    Ok(())
 }
 
 /// The element's local name (any namespace prefix dropped).
@@ -165,6 +178,10 @@ fn close(
     let Some(name) = stack.pop() else {
         return Err("malformed List Blobs XML: unbalanced end tag".into());
     };
+    // Data sits at most four levels below the root: deeper elements are skipped in O(1).
+    if stack.len() > 4 {
+        return Ok(());
+    }
     let parent: Vec<&str> = stack.iter().map(String::as_str).collect();
     let v = value.trim();
     match (parent.as_slice(), name.as_str()) {
@@ -183,7 +200,6 @@ fn close(
                     "Content-Length" => &mut p.size,
                     "Etag" => &mut p.etag,
                     "Content-MD5" => &mut p.md5,
-                    "Last-Modified" => &mut p.last_modified,
                     _ => return Ok(()),
                 };
                 *slot = Some(v.to_string());
@@ -241,13 +257,7 @@ fn finish(p: Pending) -> Result<Option<BlobItem>, String> {
         return Ok(None);
     }
     let md5 = p.md5.as_deref().and_then(decode_md5);
-    Ok(Some(BlobItem {
-        name,
-        size,
-        etag: p.etag.filter(|s| !s.is_empty()),
-        md5,
-        last_modified: p.last_modified.filter(|s| !s.is_empty()),
-    }))
+    Ok(Some(BlobItem { name, size, etag: p.etag.filter(|s| !s.is_empty()), md5 }))
 }
 
 /// 16 bytes of standard Base64, or `None`.
@@ -311,7 +321,6 @@ mod tests {
         assert_eq!(b.name, "ExperimentRun/dcid.job-123/user_logs/std_log.txt");
         assert_eq!(b.size, 1234);
         assert_eq!(b.etag.as_deref(), Some("0x8DE1234567890AB"));
-        assert_eq!(b.last_modified.as_deref(), Some("Thu, 15 Jan 2026 10:05:00 GMT"));
         let md5 = b.md5.unwrap();
         assert_eq!(md5[0], 0xb1);
         assert_eq!(md5[15], 0xe5);
@@ -420,6 +429,36 @@ mod tests {
         .unwrap();
         assert!(p.blobs.is_empty());
         assert_eq!(p.next_marker.as_deref(), Some("m2"));
+    }
+
+    #[test]
+    fn nesting_is_bounded_and_linear() {
+        let nested = |depth: usize, closed: bool| {
+            let mut inner = "<u>".repeat(depth);
+            if closed {
+                inner.push_str(&"</u>".repeat(depth));
+            }
+            let blob =
+                format!("<Blob><Name>a</Name><Properties><Content-Length>1</Content-Length></Properties>{inner}");
+            if closed { page(&format!("{blob}</Blob>"), "") } else { format!("<EnumerationResults><Blobs>{blob}") }
+        };
+        // 4 levels down to <Blob>, one more for the nest: 59 levels of unknown elements fit.
+        let ok = parse_list_page(nested(MAX_XML_DEPTH - 5, true).as_bytes()).unwrap();
+        assert_eq!(ok.blobs.len(), 1);
+        for xml in [nested(MAX_XML_DEPTH - 2, true), nested(300_000, true), nested(300_000, false)] {
+            let e = parse_list_page(xml.as_bytes()).unwrap_err();
+            assert!(e.contains("nested more than 64 deep"), "{e}");
+        }
+        // Many sibling nests just inside the limit: about 2 MB, each event O(1).
+        let one = format!("{}{}", "<u>".repeat(MAX_XML_DEPTH - 6), "</u>".repeat(MAX_XML_DEPTH - 6));
+        let wide = page(
+            &format!(
+                "<Blob><Name>a</Name><Properties><Content-Length>1</Content-Length></Properties>{}</Blob>",
+                one.repeat(5_000)
+            ),
+            "",
+        );
+        assert_eq!(parse_list_page(wide.as_bytes()).unwrap().blobs.len(), 1);
     }
 
     #[test]

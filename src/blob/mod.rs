@@ -77,6 +77,7 @@ fn xml_error_code(body: &[u8]) -> Option<String> {
     let mut depth_path: Vec<Vec<u8>> = Vec::new();
     loop {
         match reader.read_event().ok()? {
+            Event::Start(_) if depth_path.len() >= crate::http::MAX_XML_DEPTH => return None,
             Event::Start(e) => depth_path.push(e.local_name().as_ref().to_vec()),
             Event::End(_) => {
                 depth_path.pop();
@@ -87,6 +88,17 @@ fn xml_error_code(body: &[u8]) -> Option<String> {
             Event::Eof => return None,
             _ => {}
         }
+    }
+}
+
+/// The error of a listing with more than `limit` entries.
+pub(crate) fn too_many_entries(url: String, limit: usize) -> CallError {
+    CallError::Decode {
+        url,
+        message: format!(
+            "the listing has more than {limit} entries (the max_list_entries limit: raise it with \
+             JOBDL_MAX_LIST_ENTRIES or max_list_entries in jobdl.toml)"
+        ),
     }
 }
 
@@ -113,6 +125,8 @@ pub struct BlobClient {
     attempt_timeout: Duration,
     /// Page limit of one listing ([`MAX_LIST_PAGES`]; lowered in tests).
     max_pages: usize,
+    /// Most blobs one listing may hold (the `max_list_entries` setting).
+    max_entries: usize,
 }
 
 /// A failed attempt and the server's `Retry-After`, if any.
@@ -121,7 +135,19 @@ use crate::http::AttemptError;
 impl BlobClient {
     /// Wrap the run's client with a retry policy (normally the metadata one).
     pub fn new(client: reqwest::Client, retry: RetryConfig) -> Self {
-        BlobClient { client, retry, attempt_timeout: Duration::from_secs(60), max_pages: MAX_LIST_PAGES }
+        BlobClient {
+            client,
+            retry,
+            attempt_timeout: Duration::from_secs(60),
+            max_pages: MAX_LIST_PAGES,
+            max_entries: crate::settings::DEFAULT_MAX_LIST_ENTRIES,
+        }
+    }
+
+    /// The same client with another entry limit per listing (the `max_list_entries` setting).
+    pub fn with_max_entries(mut self, max_entries: usize) -> Self {
+        self.max_entries = max_entries;
+        self
     }
 
     /// Every blob under `prefix` (folder placeholders skipped; names outside the prefix dropped),
@@ -141,6 +167,18 @@ impl BlobClient {
         prefix: &str,
         bearer: Option<&str>,
     ) -> Result<Vec<BlobItem>, CallError> {
+        self.list_into(c, prefix, bearer, |b| b).await
+    }
+
+    /// [`Self::list_auth`], turning each blob into the caller's entry as its page arrives, so a
+    /// big listing is held once, in its final form. At most `max_list_entries` entries.
+    pub async fn list_into<T>(
+        &self,
+        c: &ContainerRef,
+        prefix: &str,
+        bearer: Option<&str>,
+        mut entry: impl FnMut(BlobItem) -> T,
+    ) -> Result<Vec<T>, CallError> {
         let mut out = Vec::new();
         let mut seen: HashSet<String> = HashSet::new();
         let mut marker: Option<String> = None;
@@ -149,11 +187,15 @@ impl BlobClient {
             let body =
                 crate::http::with_retry(&self.retry, "GET", &url, |attempt| self.get_page(&url, bearer, attempt))
                     .await?;
-            let page =
-                parse_list_page(&body).map_err(|message| CallError::Decode { url: url_for_display(&url), message })?;
+            let page = crate::http::parse_blocking(body, parse_list_page)
+                .await
+                .map_err(|message| CallError::Decode { url: url_for_display(&url), message })?;
             for b in page.blobs {
                 if b.name.starts_with(prefix) {
-                    out.push(b);
+                    if out.len() >= self.max_entries {
+                        return Err(too_many_entries(c.display(), self.max_entries));
+                    }
+                    out.push(entry(b));
                 } else {
                     crate::log::log(
                         1,

@@ -62,6 +62,9 @@ impl ContainerRef {
             None => Url::parse(&format!("https://{account}.blob.{}/", cloud.storage_suffix()))
                 .map_err(|e| format!("cannot build the blob URL for account '{account}': {e}"))?,
         };
+        if let Some(q) = &sas {
+            crate::redact::register_query_secrets(q);
+        }
         Ok(ContainerRef { service, account: account.to_string(), container: container.to_string(), sas })
     }
 
@@ -77,6 +80,21 @@ impl ContainerRef {
         u.set_path(&path);
         u.set_query(self.sas.as_deref());
         u
+    }
+
+    /// The base of [`Self::blob_source`]: the container URL with the SAS, one shared copy for
+    /// every blob of a listing.
+    pub fn blob_base(&self) -> std::sync::Arc<Url> {
+        let mut u = self.container_url();
+        u.set_query(self.sas.as_deref());
+        std::sync::Arc::new(u)
+    }
+
+    /// Blob `name` under `base` (from [`Self::blob_base`]), stored as the base and the encoded
+    /// name: the same URL as [`Self::blob_url`] once built.
+    pub fn blob_source(base: &std::sync::Arc<Url>, name: &str) -> crate::transfer::SourceUrl {
+        let encoded: Vec<String> = name.split('/').map(encode_component).collect();
+        crate::transfer::SourceUrl::joined(base.clone(), format!("/{}", encoded.join("/")))
     }
 
     /// List Blobs URL: `restype=container&comp=list&prefix=..&include=metadata&maxresults=5000[&marker=..]`
@@ -135,6 +153,7 @@ pub struct ParsedBlobUrl {
 /// the host is an IP literal, a single label such as `localhost`, or `host.docker.internal`;
 /// virtual-host (account = first DNS label) otherwise. Userinfo and fragment are dropped.
 pub fn parse_blob_url(url: &Url) -> Result<ParsedBlobUrl, String> {
+    crate::redact::register_query_secrets(url.query().unwrap_or_default());
     let shown = url_for_display(url);
     if !matches!(url.scheme(), "https" | "http") {
         return Err(format!("{shown}: not an http(s) URL"));
@@ -307,6 +326,10 @@ mod tests {
         );
         let marker: Vec<_> = l.query_pairs().filter(|(k, _)| k == "marker").collect();
         assert_eq!(marker[0].1, "2!96!MDAw+/=");
+        let base = c.blob_base();
+        for name in ["dir/a b#?%+é.txt", "x", "a/b/c"] {
+            assert_eq!(ContainerRef::blob_source(&base, name).url(), c.blob_url(name), "{name}");
+        }
         let no_sas = ContainerRef { sas: None, ..c.clone() };
         assert_eq!(
             no_sas.list_url("p", None).query(),

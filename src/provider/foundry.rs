@@ -266,7 +266,7 @@ impl Foundry {
                         })));
                         listing.files.push(RemoteFile {
                             rel: path,
-                            url,
+                            url: url.into(),
                             size: len,
                             md5: None,
                             check: None,
@@ -355,7 +355,7 @@ impl Foundry {
                     return Ok(Listing {
                         files: vec![RemoteFile {
                             rel: base,
-                            url,
+                            url: url.into(),
                             size: Some(p.size),
                             md5: p.md5,
                             check: None,
@@ -381,26 +381,23 @@ impl Foundry {
         }
         let list_prefix =
             if prefix.is_empty() || prefix.ends_with('/') { prefix.clone() } else { format!("{prefix}/") };
-        let blobs = self
+        let base = container.blob_base();
+        let files = self
             .blob
-            .list(&container, &list_prefix)
-            .await
-            .map_err(|e| format!("output '{name}': listing failed: {e}"))?;
-        if blobs.is_empty() {
-            return Err(format!("output '{name}': no files under the output's folder"));
-        }
-        let files = blobs
-            .into_iter()
-            .map(|b| RemoteFile {
+            .list_into(&container, &list_prefix, None, |b| RemoteFile {
                 refresh: None,
                 protocol: super::Protocol::AzureBlob,
                 rel: b.name[list_prefix.len().min(b.name.len())..].to_string(),
-                url: container.blob_url(&b.name),
+                url: crate::blob::ContainerRef::blob_source(&base, &b.name),
                 size: Some(b.size),
                 md5: b.md5,
                 check: None,
             })
-            .collect();
+            .await
+            .map_err(|e| format!("output '{name}': listing failed: {e}"))?;
+        if files.is_empty() {
+            return Err(format!("output '{name}': no files under the output's folder"));
+        }
         Ok(Listing { files, failures: vec![] })
     }
 }

@@ -72,7 +72,7 @@ pub struct RemoteFile {
     /// Path relative to the output root, exactly as the service gave it (hostile until planned).
     pub rel: String,
     /// Where its bytes are (a SAS URL: no Authorization header).
-    pub url: url::Url,
+    pub url: crate::transfer::SourceUrl,
     /// Size from the listing, when known.
     pub size: Option<u64>,
     /// MD5 from the listing, when known.
@@ -186,7 +186,7 @@ impl std::fmt::Debug for ArchiveSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ArchiveSource")
             .field("rel", &self.rel)
-            .field("url", &crate::redact::url_for_display(&self.url))
+            .field("url", &self.url)
             .field("headers", &self.headers.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>())
             .finish()
     }
@@ -213,7 +213,7 @@ pub fn s3_file(
     };
     Ok(RemoteFile {
         rel,
-        url,
+        url: url.into(),
         size: Some(size),
         md5: match etag.map(crate::s3::classify_etag) {
             Some(crate::s3::EtagKind::Md5(m)) => Some(m),

@@ -22,7 +22,7 @@ pub struct LsRow {
 /// Write to stdout, ignoring a closed pipe (`jobdl ls | head`).
 pub(super) fn out(text: &str) {
     let mut o = std::io::stdout().lock();
-    let _ = o.write_all(text.as_bytes());
+    let _ = o.write_all(crate::redact::scrub(text).as_bytes());
     let _ = o.flush();
 }
 
@@ -102,7 +102,7 @@ impl Printer {
             return;
         }
         for f in failures {
-            eprintln!("{}", crate::log::paint(&format!("error: {}: {}", f.display, redact(&f.error))));
+            eprintln!("{}", crate::log::paint(&redact(&format!("error: {}: {}", f.display, f.error))));
         }
         let mut t = vec![vec!["OUTPUT".to_string(), "PATH".into(), "SIZE".into(), "MD5".into()]];
         for r in rows {

@@ -77,7 +77,7 @@ impl Printer {
     /// Print the final summary (human) or the JSON document.
     pub fn summary(&self, s: &Summary<'_>) {
         if self.json {
-            println!("{}", summary_json(s));
+            println!("{}", crate::redact::scrub(&summary_json(s).to_string()));
             return;
         }
         let downloaded = s.files.iter().filter(|f| f.result == FileResult::Downloaded).count();
@@ -85,11 +85,13 @@ impl Printer {
         let bytes: u64 = s.files.iter().filter(|f| f.result == FileResult::Downloaded).map(|f| f.bytes).sum();
         let failed = s.failed();
         for pf in s.plan_failures {
-            eprintln!("{}", crate::log::paint(&format!("error: {}: {}", pf.display, crate::redact::redact(&pf.error))));
+            let line = format!("error: {}: {}", pf.display, pf.error);
+            eprintln!("{}", crate::log::paint(&crate::redact::redact(&line)));
         }
         for f in s.files {
             if let FileResult::Failed(e) = &f.result {
-                eprintln!("{}", crate::log::paint(&format!("error: {}: {}", f.display, e)));
+                let line = format!("error: {}: {}", f.display, e);
+                eprintln!("{}", crate::log::paint(&crate::redact::redact(&line)));
             }
         }
         if self.quiet && failed == 0 {
@@ -124,7 +126,7 @@ impl Printer {
                     elapsed: Duration::ZERO,
                     interrupted: true,
                 };
-                println!("{}", summary_json(&s));
+                println!("{}", crate::redact::scrub(&summary_json(&s).to_string()));
             }
             eprintln!("interrupted");
             return;
@@ -144,18 +146,19 @@ impl Printer {
     pub fn dry_run(&self, root: &Path, plan: &Plan, job: Option<(&str, &str)>) {
         if self.json {
             let doc = dry_run_json(root, plan, job);
-            println!("{doc}");
+            println!("{}", crate::redact::scrub(&doc.to_string()));
             return;
         }
         for t in &plan.tasks {
             let size = t.size.map(human_bytes).unwrap_or_else(|| "?".into());
-            println!("{size:>12}  {}", root.join(&t.display).display());
+            println!("{size:>12}  {}", crate::redact::scrub(&root.join(&t.display).display().to_string()));
         }
         for a in &plan.archives {
             println!("{:>12}  {}/ (archive, unpacked here)", "?", root.join(&a.display).display());
         }
         for f in &plan.failures {
-            eprintln!("{}", crate::log::paint(&format!("error: {}: {}", f.display, f.error)));
+            let line = format!("error: {}: {}", f.display, f.error);
+            eprintln!("{}", crate::log::paint(&crate::redact::redact(&line)));
         }
         let archives = match plan.archives.len() {
             0 => String::new(),

@@ -85,7 +85,7 @@ impl ProgressReporter {
             l.total.load(Ordering::Relaxed),
             now.duration_since(l.started),
         );
-        eprintln!("{line}");
+        eprintln!("{}", crate::redact::scrub(&line));
     }
 
     /// Bars when `show` (stderr is a terminal and not quiet/json); otherwise silent.

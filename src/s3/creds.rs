@@ -21,7 +21,12 @@ impl std::fmt::Debug for Credentials {
 impl Credentials {
     /// Credentials from their parts (empty token = none).
     pub fn new(key: impl Into<String>, secret: impl Into<String>, token: Option<String>) -> Self {
-        Credentials { key: key.into(), secret: secret.into(), token: token.filter(|t| !t.is_empty()) }
+        let c = Credentials { key: key.into(), secret: secret.into(), token: token.filter(|t| !t.is_empty()) };
+        crate::redact::register_secret(&c.secret);
+        if let Some(t) = &c.token {
+            crate::redact::register_secret(t);
+        }
+        c
     }
 
     /// The access key id (not a secret: shown in errors).

@@ -5,6 +5,7 @@
 //! not decode, is not UTF-8, has no valid `Size` — fails alone and the rest of the page is kept.
 //! Path safety (`..`, empty segments, control characters) is not judged here: keys are returned
 //! exactly as stored, for the caller's path checks.
+use crate::http::MAX_XML_DEPTH;
 use quick_xml::events::Event;
 use quick_xml::reader::Reader;
 
@@ -44,7 +45,8 @@ struct Pending {
 /// Parse one ListObjectsV2 page. Element names are matched by local name (the S3 namespace or
 /// none); unknown elements are ignored and order does not matter (`EncodingType` may follow the
 /// `Contents`). Errors on malformed or truncated XML, a document that is not `<ListBucketResult>`,
-/// and a truncated page without a continuation token.
+/// a truncated page without a continuation token, and elements nested deeper than
+/// [`MAX_XML_DEPTH`]. Linear in the input: each event costs O(1).
 pub fn parse_list_page(xml: &[u8]) -> Result<ListPage, String> {
     let mut reader = Reader::from_reader(xml);
     reader.config_mut().check_end_names = true;
@@ -57,8 +59,16 @@ pub fn parse_list_page(xml: &[u8]) -> Result<ListPage, String> {
     let (mut truncated, mut token, mut encoding) = (None::<String>, None::<String>, None::<String>);
     let mut saw_root = false;
 
+    let too_deep = || {
+        format!(
+            "malformed ListObjectsV2 XML: elements nested more than {MAX_XML_DEPTH} deep (a real page nests 3); refusing the page"
+        )
+    };
     loop {
         let event = reader.read_event().map_err(|e| bad_xml(&e))?;
+        if matches!(event, Event::Start(_) | Event::Empty(_)) && stack.len() >= MAX_XML_DEPTH {
+            return Err(too_deep());
+        }
         match event {
             Event::Start(e) => {
                 let name = String::from_utf8(e.local_name().as_ref().to_vec()).map_err(|_| bad_xml(&"element name"))?;
@@ -314,6 +324,17 @@ mod tests {
             "<ListBucketResult><IsTruncated>maybe</IsTruncated></ListBucketResult>",
         ] {
             assert!(parse_list_page(xml.as_bytes()).is_err(), "{xml}");
+        }
+    }
+
+    #[test]
+    fn nesting_is_bounded() {
+        let nest = |depth: usize| format!("{}{}", "<u>".repeat(depth), "</u>".repeat(depth));
+        let ok = doc(&(contents("k", "1", "\"e\"") + &nest(MAX_XML_DEPTH - 1)), "");
+        assert_eq!(parse_list_page(ok.as_bytes()).unwrap().objects.len(), 1);
+        for xml in [doc(&nest(MAX_XML_DEPTH), ""), doc(&nest(300_000), ""), doc(&"<u>".repeat(300_000), "")] {
+            let e = parse_list_page(xml.as_bytes()).unwrap_err();
+            assert!(e.contains("nested more than 64 deep"), "{e}");
         }
     }
 

@@ -162,6 +162,8 @@ pub struct S3Client {
     attempt_timeout: Duration,
     /// Page limit of one listing ([`MAX_LIST_PAGES`]; lowered in tests).
     max_pages: usize,
+    /// Most objects one listing may hold (the `max_list_entries` setting).
+    max_entries: usize,
 }
 
 /// Bytes kept as they are in S3 paths: RFC 3986 unreserved and `/` (§5.3: encoded once).
@@ -207,7 +209,14 @@ impl S3Client {
             signer: Signer::new(config.credentials.clone(), config.region.clone()),
             attempt_timeout: Duration::from_secs(60),
             max_pages: MAX_LIST_PAGES,
+            max_entries: crate::settings::DEFAULT_MAX_LIST_ENTRIES,
         })
+    }
+
+    /// The same client with another entry limit per listing (the `max_list_entries` setting).
+    pub fn with_max_entries(mut self, max_entries: usize) -> Self {
+        self.max_entries = max_entries;
+        self
     }
 
     /// The bucket's base URL (`…/<bucket>/` or `https://<bucket>.s3…/`).
@@ -403,6 +412,12 @@ impl S3Client {
                 crate::http::with_retry(&self.retry, "GET", &url, |attempt| self.get_page(&url, attempt)).await?;
             for o in page.objects {
                 if o.key.starts_with(prefix) {
+                    if objects.len() >= self.max_entries {
+                        return Err(crate::blob::too_many_entries(
+                            url_for_display(self.bucket_url()),
+                            self.max_entries,
+                        ));
+                    }
                     objects.push(o);
                 } else {
                     crate::log::log(
@@ -450,7 +465,7 @@ impl S3Client {
             if body.len() >= MAX_LIST_BODY {
                 return Err(decode("ListObjectsV2 page too large".into()));
             }
-            return parse_list_page(&body).map(|p| (p, status)).map_err(decode);
+            return crate::http::parse_blocking(body, parse_list_page).await.map(|p| (p, status)).map_err(decode);
         }
         let body = read_limited(resp, MAX_ERROR_BODY).await.unwrap_or_default();
         let code = crate::blob::error_code(&headers, &body);

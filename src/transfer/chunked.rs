@@ -28,7 +28,7 @@ pub(super) async fn fetch_chunked(
     // Open the part file and read its record off the async workers; a record that does not
     // describe this object and this chunk size is removed and the part emptied.
     let (file, resumable) = {
-        let (place, url, size) = (place.clone(), task.url.clone(), task.size);
+        let (place, url, size) = (place.clone(), task.url.url(), task.size);
         off_worker(move || -> Result<(File, Option<Record>), Stop> {
             let file = open_part(&place)?;
             let part_len = file.metadata().map(|m| m.len()).unwrap_or(0);
@@ -115,7 +115,7 @@ pub(super) async fn fetch_chunked(
             // Without an ETag a later run could not tell whether the object changed: no record.
             let log = etag.clone().map(|e| {
                 let md5 = server_md5.map(|m| base64::engine::general_purpose::STANDARD.encode(m));
-                Arc::new(ChunkLog::new(place, Record::new(&task.url, total, e, md5, Some(chunk))))
+                Arc::new(ChunkLog::new(place, Record::new(&task.url.url(), total, e, md5, Some(chunk))))
             });
             // Chunk 0 lands like any other, whether its body already ended or is still coming.
             let body: FirstChunk<'_> = if finished { Box::pin(std::future::ready(Ok(seen))) } else { body };

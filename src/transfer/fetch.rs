@@ -72,7 +72,7 @@ pub(super) struct Source<'a> {
 
 impl<'a> Source<'a> {
     pub(super) fn new(task: &'a FileTask) -> Self {
-        Source { task, url: std::sync::Mutex::new((task.url.clone(), 0)), gate: tokio::sync::Mutex::new(()) }
+        Source { task, url: std::sync::Mutex::new((task.url.url(), 0)), gate: tokio::sync::Mutex::new(()) }
     }
 
     pub(super) fn current(&self) -> (url::Url, u32) {
@@ -348,8 +348,8 @@ struct HeadInfo {
 /// Size, whole-object MD5 and ETag from a HEAD request (`None` when the server does not say).
 async fn head_info(ctx: &Ctx, task: &FileTask) -> Option<HeadInfo> {
     let _permit = ctx.budget.acquire().await?;
-    let signed = task.sign.as_ref().map(|s| s.0.headers("HEAD", &task.url)).unwrap_or_default();
-    let mut rb = ctx.client.head(task.url.clone());
+    let signed = task.sign.as_ref().map(|s| s.0.headers("HEAD", &task.url.url())).unwrap_or_default();
+    let mut rb = ctx.client.head(task.url.url());
     for (k, v) in task.headers.iter().chain(&signed) {
         rb = rb.header(k.as_str(), v.as_str());
     }
@@ -360,7 +360,7 @@ async fn head_info(ctx: &Ctx, task: &FileTask) -> Option<HeadInfo> {
             Ok(resp) => resp.status().as_u16().to_string(),
             Err(e) => crate::http::describe_transport(e),
         };
-        let u = crate::redact::url_for_display(&task.url);
+        let u = crate::redact::url_for_display(&task.url.url());
         crate::log::log(1, format!("HEAD {u} -> {outcome} ({} ms)", started.elapsed().as_millis()));
     }
     let resp = sent.ok()?;

@@ -22,6 +22,45 @@ use tokio_util::sync::CancellationToken;
 pub use check::{CheckKind, Expected};
 pub use verify::Md5Status;
 
+/// Where a file's bytes are, kept compactly: a base URL shared by every file of a listing (one
+/// copy of a long signed query for a million files) and this file's own path tail, already
+/// percent-encoded, appended to the base's path when the file is fetched.
+#[derive(Clone)]
+pub struct SourceUrl {
+    base: Arc<url::Url>,
+    tail: Box<str>,
+}
+
+impl SourceUrl {
+    /// A file under `base`: `tail` (percent-encoded, starting with `/`) is appended to its path;
+    /// the query is the base's.
+    pub fn joined(base: Arc<url::Url>, tail: impl Into<Box<str>>) -> Self {
+        SourceUrl { base, tail: tail.into() }
+    }
+
+    /// The full URL.
+    pub fn url(&self) -> url::Url {
+        let mut u = (*self.base).clone();
+        if !self.tail.is_empty() {
+            let path = format!("{}{}", u.path(), self.tail);
+            u.set_path(&path);
+        }
+        u
+    }
+}
+
+impl From<url::Url> for SourceUrl {
+    fn from(url: url::Url) -> Self {
+        SourceUrl { base: Arc::new(url), tail: Box::from("") }
+    }
+}
+
+impl std::fmt::Debug for SourceUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&crate::redact::url_for_display(&self.url()))
+    }
+}
+
 /// One file to fetch.
 #[derive(Debug, Clone)]
 pub struct FileTask {
@@ -29,8 +68,8 @@ pub struct FileTask {
     pub display: String,
     /// Final absolute path (already proven inside the destination).
     pub dest: PathBuf,
-    /// Source URL (a SAS URL carries its own authorisation).
-    pub url: url::Url,
+    /// Source URL (a SAS URL carries its own authorisation), built when the file is fetched.
+    pub url: SourceUrl,
     /// Opaque extra request headers (never printed).
     pub headers: Vec<(String, String)>,
     /// Expected size from the listing, when known.

@@ -70,7 +70,7 @@ pub(super) async fn fetch_stream(
     // here: a hop to the blocking pool per file cost W2 (2,000 × 64 KiB) 5–10% in 5 alternating
     // runs. Bigger files read their record and may hash a long prefix: that goes off the async
     // workers.
-    let (p, url, size) = (place.clone(), task.url.clone(), task.size);
+    let (p, url, size) = (place.clone(), task.url.url(), task.size);
     let prepare = move || prepare(&p, &url, size, new_hashers);
     let (file, resumed) = if size.is_some_and(|s| s <= RESUME_MIN) { prepare() } else { off_worker(prepare).await? }?;
     let file = Arc::new(file);
@@ -161,7 +161,7 @@ pub(super) async fn fetch_stream(
                 && t > RESUME_MIN
             {
                 let md5 = server_md5.map(|m| base64::engine::general_purpose::STANDARD.encode(m));
-                let (p, rec) = (place.clone(), Record::new(&task.url, t, e.clone(), md5, None));
+                let (p, rec) = (place.clone(), Record::new(&task.url.url(), t, e.clone(), md5, None));
                 let _ = off_worker(move || save(&p, &rec)).await;
             }
         }

@@ -36,6 +36,7 @@ impl std::fmt::Debug for AccountKey {
 impl AccountKey {
     /// Decode a Base64 account key.
     pub fn from_base64(key: &str) -> Result<Self, String> {
+        crate::redact::register_secret(key);
         B64.decode(key.trim())
             .ok()
             .filter(|k| !k.is_empty())
@@ -83,6 +84,7 @@ pub fn mint_container_sas(
         q.push_str("&spr=https");
     }
     q.push_str(&format!("&sig={}", e(&sig)));
+    crate::redact::register_query_secrets(&q);
     q
 }
 

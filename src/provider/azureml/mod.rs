@@ -337,7 +337,7 @@ impl AzureMl {
                     let file = RemoteFile {
                         rel,
                         refresh: self.mint_refresher(&store, &path),
-                        url,
+                        url: url.into(),
                         size: Some(p.size),
                         md5: p.md5,
                         check: None,
@@ -455,12 +455,13 @@ impl AzureMl {
 
     /// Listed blobs as remote files relative to `prefix`.
     fn files(&self, store: &Store, blobs: Vec<BlobItem>, prefix: &str, headers: Vec<(String, String)>) -> Resolved {
+        let base = store.container.blob_base();
         let files = blobs
             .into_iter()
             .map(|b| RemoteFile {
                 refresh: self.mint_refresher(store, &b.name),
                 rel: b.name[prefix.len().min(b.name.len())..].to_string(),
-                url: store.container.blob_url(&b.name),
+                url: ContainerRef::blob_source(&base, &b.name),
                 size: Some(b.size),
                 md5: b.md5,
                 check: None,

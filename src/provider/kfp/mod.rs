@@ -120,6 +120,9 @@ impl Kfp {
         retry: crate::retry::RetryConfig,
     ) -> Self {
         let client = meta.client().clone();
+        if let Some(t) = &token {
+            crate::redact::register_secret(t);
+        }
         Kfp { meta, base, token, s3, pipeline_root, client, retry, runs: Arc::default(), fetched: Arc::default() }
     }
 

@@ -52,8 +52,6 @@ const CREDENTIALS_FOR_READ: &str = "api/2.0/mlflow/artifacts/credentials-for-rea
 const MAX_PAGES: usize = 10_000;
 /// Deepest directory nesting followed.
 const MAX_DEPTH: usize = 64;
-/// Most entries (files and directories) accepted in one listing.
-const MAX_ENTRIES: usize = 1_000_000;
 /// Directories listed at once.
 const FANOUT: usize = 8;
 /// Paths per `credentials-for-read` request.
@@ -68,6 +66,16 @@ pub struct Mlflow {
     meta: MetaClient,
     target: Target,
     allow: AllowList,
+    /// Most entries (files and directories) accepted in one listing (`max_list_entries`).
+    max_entries: usize,
+}
+
+/// Why a listing over `limit` entries stops, naming the setting that raises it.
+fn too_many(limit: usize) -> String {
+    format!(
+        "more than {limit} entries; stopping (the max_list_entries limit: raise it with JOBDL_MAX_LIST_ENTRIES \
+         or max_list_entries in jobdl.toml)"
+    )
 }
 
 /// One entry of a listing.
@@ -129,7 +137,13 @@ pub fn parse_run(run_id: &str, v: &Value) -> Result<Job, Error> {
 impl Mlflow {
     /// A client for `target` (validated by [`resolve_target`]).
     pub fn new(meta: MetaClient, target: Target, allow: AllowList) -> Self {
-        Mlflow { meta, target, allow }
+        Mlflow { meta, target, allow, max_entries: crate::settings::DEFAULT_MAX_LIST_ENTRIES }
+    }
+
+    /// The same provider with another entry limit per listing (the `max_list_entries` setting).
+    pub fn with_max_entries(mut self, max_entries: usize) -> Self {
+        self.max_entries = max_entries;
+        self
     }
 
     fn endpoint(&self, path: &str, query: &[(&str, &str)]) -> Url {
@@ -248,8 +262,8 @@ impl Mlflow {
                 }
                 Some(_) => return Err(Error::Protocol(format!("{what}: malformed page (files is not a list)"))),
             }
-            if out.len() > MAX_ENTRIES {
-                return Err(Error::Protocol(format!("{what}: more than {MAX_ENTRIES} entries; stopping")));
+            if out.len() > self.max_entries {
+                return Err(Error::Protocol(format!("{what}: {}", too_many(self.max_entries))));
             }
             match page.get("next_page_token").and_then(Value::as_str).filter(|t| !t.is_empty()) {
                 Some(t) => {
@@ -301,9 +315,10 @@ impl Mlflow {
             for (dir, r) in results {
                 let listed = r?;
                 entries += listed.len();
-                if entries > MAX_ENTRIES {
+                if entries > self.max_entries {
                     return Err(Error::Protocol(format!(
-                        "artifact listing of run '{run_id}': more than {MAX_ENTRIES} entries; stopping"
+                        "artifact listing of run '{run_id}': {}",
+                        too_many(self.max_entries)
                     )));
                 }
                 for e in listed {
@@ -473,7 +488,7 @@ impl Mlflow {
             };
             resolved.listing.files.push(RemoteFile {
                 rel,
-                url,
+                url: url.into(),
                 size: e.size,
                 md5: None,
                 check: None,

@@ -46,6 +46,18 @@ impl std::fmt::Debug for Credential {
     }
 }
 
+impl Credential {
+    /// Register the secret values with [`crate::redact::register_secret`].
+    fn register(&self) {
+        match self {
+            Credential::None => {}
+            Credential::Basic { password, .. } => crate::redact::register_secret(password),
+            Credential::Bearer(t) => crate::redact::register_secret(t),
+            Credential::OAuth(o) => crate::redact::register_secret(&o.client_secret),
+        }
+    }
+}
+
 /// Databricks OAuth M2M: `POST <host>/oidc/v1/token` with the client id and secret.
 pub struct OAuthClient {
     token_url: Url,
@@ -149,6 +161,7 @@ pub fn resolve_target_with(
             None => Credential::None,
         },
     };
+    credential.register();
     Ok(Target { base, credential, databricks: false })
 }
 
@@ -228,6 +241,7 @@ fn databricks_target(
              {ENV_DATABRICKS_CLIENT_SECRET} (or `token`, or `client_id` and `client_secret`, in the profile)"
         )));
     };
+    credential.register();
     Ok(Target { base, credential, databricks: true })
 }
 
@@ -296,6 +310,7 @@ impl OAuthClient {
                         .filter(|t| !t.is_empty())
                         .ok_or_else(|| Error::Protocol(format!("OAuth token from {shown}: no access_token")))?;
                     let secs = v.get("expires_in").and_then(Value::as_u64).unwrap_or(3600).clamp(60, 86_400);
+                    crate::redact::register_secret(tok);
                     *cached = Some((tok.to_string(), Instant::now() + Duration::from_secs(secs)));
                     return Ok(tok.to_string());
                 }
