@@ -169,7 +169,7 @@ pub fn url_for_display(url: &url::Url) -> String {
     // Registered secrets are replaced inside the path and inside each query value, never across
     // the URL's punctuation: a replacement cannot merge two parameters or move the host.
     let path = redact_registered(u.path().to_string());
-    let query = u.query().filter(|q| !q.is_empty()).map(|q| redact_query(q));
+    let query = u.query().filter(|q| !q.is_empty()).map(redact_query);
     u.set_query(None);
     u.set_path("");
     let base = u.as_str().trim_end_matches('/');
