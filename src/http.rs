@@ -44,7 +44,7 @@ pub fn build_client(idle: Duration) -> Result<reqwest::Client, Error> {
         .no_deflate()
         .connect_timeout(CONNECT_TIMEOUT)
         .read_timeout(idle)
-        .pool_max_idle_per_host(64)
+        .pool_max_idle_per_host(crate::transfer::MAX_CONNECTIONS)
         .tls_certs_merge(roots)
         .build()
         .map_err(|e| Error::Io(format!("cannot build the HTTP client: {}", describe_chain(&e))))

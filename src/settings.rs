@@ -179,7 +179,7 @@ impl Common {
         // (transfer::adapt explains the numbers).
         let (parallel, max_parallel) = match args.parallel {
             Some(n) => (n, n),
-            None => (defaults.parallel, defaults.max_parallel),
+            None => (defaults.parallel, connection_ceiling(defaults.max_parallel).max(defaults.parallel)),
         };
         if parallel == 0 || parallel > 256 {
             return Err(Error::usage("--parallel must be between 1 and 256"));
@@ -733,6 +733,25 @@ pub fn s3_config(
         Err(e) => return Err(Error::Auth { message: format!("unusable S3 credentials: {e}"), hint: hint.into() }),
     };
     Ok(crate::s3::S3Config { endpoint, region, credentials })
+}
+
+/// The most connections the budget may climb to: `most`, or fewer when the open-file limit is
+/// low. Each connection is a socket and may hold a part file, and as many files wait ready to send:
+/// a quarter of the limit leaves room for the rest. The soft limit is raised towards the hard one
+/// (at most 8192) first, as the hard limit allows any process to.
+fn connection_ceiling(most: usize) -> usize {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    const WANT: u64 = 8192;
+    let lim = getrlimit(Resource::Nofile);
+    let mut soft = lim.current.unwrap_or(WANT);
+    if soft < WANT {
+        let target = lim.maximum.map_or(WANT, |hard| hard.min(WANT));
+        if target > soft && setrlimit(Resource::Nofile, Rlimit { current: Some(target), maximum: lim.maximum }).is_ok()
+        {
+            soft = target;
+        }
+    }
+    usize::try_from(soft / 4).unwrap_or(most).min(most)
 }
 
 #[cfg(test)]

@@ -10,7 +10,8 @@
 //! at `start` and climbs: every [`TICK`] it compares throughput with the rate measured before
 //! the last step; a step that bought at least [`GAIN`] more is kept and a twice bigger one is
 //! tried (8 → 12 → 20 → 32), or, when a second step again grew throughput in proportion to the
-//! connections added (a per-connection cap), the ceiling at once; a step that did not pay is
+//! connections added (a per-connection cap, or long round trips), 32 at once and then doubling
+//! steps (64, 128, 256) while each still pays in proportion; a step that did not pay is
 //! given back and the budget stays where it was. It only climbs while requests are waiting for a
 //! connection and the connections wait for data rather than for this machine ([`local_bound`]);
 //! otherwise more connections cannot help. Because that gate keeps a full link from probing at
@@ -29,6 +30,8 @@ pub const TICK: Duration = Duration::from_millis(250);
 pub const GAIN: f64 = 1.15;
 /// A step whose throughput gain is at least this share of its connection gain goes to the ceiling.
 const PROPORTIONAL: f64 = 0.8;
+/// Where the second proportional step jumps to at once; doubling steps climb beyond it.
+const JUMP_TO: usize = 32;
 /// Ticks before the first probe.
 const WARMUP_TICKS: u32 = 2;
 /// Ticks after a change before its effect is judged (new connections must open and ramp up).
@@ -111,7 +114,13 @@ impl Climber {
             // Only after a first step that paid, so one noisy sample cannot open 32 connections.
             let before_level = (self.level - step) as f64;
             let proportional = rate >= before * (1.0 + PROPORTIONAL * step as f64 / before_level);
-            self.next_step = if proportional && self.kept >= 1 { self.ceiling - self.level } else { step * 2 };
+            self.next_step = if proportional && self.kept >= 1 {
+                // Up to JUMP_TO at once (a capped link), then doubling: far from the data, small
+                // files need a connection per round trip in flight, and each doubling is judged.
+                if self.level < JUMP_TO { JUMP_TO - self.level } else { self.level }
+            } else {
+                step * 2
+            };
             self.kept += 1;
         }
         if !waiting || self.level >= self.ceiling || rate <= 0.0 {
@@ -262,6 +271,32 @@ mod tests {
         }
         assert_eq!(grown, [4, 8, 12]);
         assert_eq!(c.level(), 32);
+    }
+
+    #[test]
+    fn far_from_the_data_proportional_steps_double_past_32_up_to_the_ceiling() {
+        // 100 ms round trips and small files: every connection added brings its share.
+        let mut c = Climber::new(8, 256);
+        let mut grown = Vec::new();
+        for _ in 0..60 {
+            let rate = 10.0 * c.level() as f64;
+            if let Step::Grow(n) = c.sample(rate, true) {
+                grown.push(n);
+            }
+        }
+        assert_eq!(grown, [4, 8, 12, 32, 64, 128]);
+        assert_eq!(c.level(), 256);
+        // Past what pays (here 64 connections), the step is given back and the climb ends.
+        let mut c = Climber::new(8, 256);
+        let mut last = Step::Hold;
+        for _ in 0..60 {
+            let rate = 10.0 * c.level().min(64) as f64;
+            let s = c.sample(rate, true);
+            if s != Step::Hold {
+                last = s;
+            }
+        }
+        assert_eq!((last, c.level()), (Step::Shrink(64), 64));
     }
 
     #[test]

@@ -155,6 +155,11 @@ pub struct FileOutcome {
     pub checked: Option<CheckKind>,
 }
 
+/// The most connections a run may open (also the largest `--parallel`): far from the data, small
+/// files need about throughput × round trip ÷ file size requests in flight (2,000 × 64 KiB at
+/// 100 ms: ~100), and each connection costs a socket and a little memory.
+pub const MAX_CONNECTIONS: usize = 256;
+
 /// Engine settings.
 #[derive(Debug, Clone)]
 pub struct TransferConfig {
@@ -181,7 +186,7 @@ impl Default for TransferConfig {
         // benchmark kit's speed-limit downloader reaches this machine's disk limit with 8 × 8 MiB.
         TransferConfig {
             parallel: 8,
-            max_parallel: 32,
+            max_parallel: MAX_CONNECTIONS,
             retry: RetryConfig::default(),
             chunk_threshold: 32 << 20,
             chunk_size: 8 << 20,
