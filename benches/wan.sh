@@ -12,7 +12,8 @@
 #   WORKLOADS  kit workloads                                  default "w1 w2 w3"
 #   RUNS       alternating rounds per (workload, delay)       default 3
 #   RATE       per-connection cap of the relay (64M, 1G…)     default none
-#   TOOLS      rows                                           default "jobdl rclone64 rclone aria2c azcopy limit"
+#   TOOLS      rows           default "jobdl rclone64 rclone64_sync rclone aria2c azcopy limit"
+#              (rclone64_sync: rclone64 followed by a sync of every file and directory it wrote)
 #   JOBDL_ARGS extra jobdl flags; sizes as the kit's data.sh (defaults here: W1_SIZE=1G, W3_BIG_SIZE=512M)
 #
 # Every output is checked (file count and bytes) against the workload. Prints one table per
@@ -26,7 +27,7 @@ DELAYS="${DELAYS:-10 50 100}"
 WORKLOADS="${WORKLOADS:-w1 w2 w3}"
 RUNS="${RUNS:-3}"
 RATE="${RATE:-}"
-TOOLS="${TOOLS:-jobdl rclone64 rclone aria2c azcopy limit}"
+TOOLS="${TOOLS:-jobdl rclone64 rclone64_sync rclone aria2c azcopy limit}"
 RELAY_PORT="${RELAY_PORT:-28080}"
 export W1_SIZE="${W1_SIZE:-1G}" W3_BIG_SIZE="${W3_BIG_SIZE:-512M}"
 
@@ -71,6 +72,9 @@ cmd_for() { # TOOL DEST -> CMD
     rclone64) CMD=(env RCLONE_CONFIG="$TMP/rclone.conf" rclone copy :http: "$dest" --http-url "$BASE/$W/"
       --transfers 64 --checkers 64 --multi-thread-streams 16 -q) ;;
     rclone) CMD=(env RCLONE_CONFIG="$TMP/rclone.conf" rclone copy :http: "$dest" --http-url "$BASE/$W/" -q) ;;
+    rclone64_sync) # the fastest peer made as durable as jobdl's files: rclone64, then a sync of all it wrote
+      cmd_for rclone64 "$dest"
+      CMD=(bash -c '"${@:2}" && find "$1" \( -type f -o -type d \) -exec sync {} +' _ "$dest" "${CMD[@]}") ;;
     aria2c)
       if [[ $W == w1 ]]; then
         CMD=(aria2c -q -x16 -s16 --file-allocation=none --allow-overwrite=true --auto-file-renaming=false -d "$dest" -o blob.bin "$url")

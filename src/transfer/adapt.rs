@@ -37,6 +37,14 @@ const WARMUP_TICKS: u32 = 2;
 /// Ticks after a change before its effect is judged (new connections must open and ramp up).
 const SETTLE_TICKS: u32 = 1;
 
+/// Ticks to wait before judging a step when a request takes `latency` to its response headers:
+/// a new connection needs about three of those (handshake, request, first bytes) to carry data.
+/// On a local link that is under one tick, as before; at 100 ms round trips it is 2–3 ticks.
+pub fn settle_ticks(latency: Duration) -> u32 {
+    let ticks = (3.0 * latency.as_secs_f64() / TICK.as_secs_f64()).ceil();
+    (ticks as u32).clamp(SETTLE_TICKS, 20)
+}
+
 /// What the climber decided after one sample.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Step {
@@ -59,6 +67,9 @@ pub struct Climber {
     /// TCP's slow start.
     next_step: usize,
     since_change: u32,
+    /// Ticks a step needs before its effect shows: longer far from the data, where a new
+    /// connection takes round trips to open and to bring its first byte ([`settle_ticks`]).
+    settle: u32,
     frozen: bool,
     /// The previous sample (the rate before a step is the mean of the last two).
     prev: f64,
@@ -78,11 +89,17 @@ impl Climber {
             pending: None,
             next_step,
             since_change: 0,
+            settle: SETTLE_TICKS,
             frozen: false,
             prev: 0.0,
             probes: 0,
             kept: 0,
         }
+    }
+
+    /// Judge each step after `ticks` ticks (at least [`SETTLE_TICKS`]).
+    pub fn set_settle(&mut self, ticks: u32) {
+        self.settle = ticks.max(SETTLE_TICKS);
     }
 
     /// The current budget.
@@ -97,7 +114,7 @@ impl Climber {
         self.prev = rate;
         // The first probe waits for the transfer to settle (connections opening, the first
         // chunk), so that a slow start is not mistaken for a low rate that any step would beat.
-        let settle = if self.probes == 0 { WARMUP_TICKS } else { SETTLE_TICKS };
+        let settle = if self.probes == 0 { WARMUP_TICKS.max(self.settle + 1) } else { self.settle };
         if self.frozen || self.since_change <= settle {
             return Step::Hold;
         }
@@ -165,6 +182,8 @@ pub(crate) struct Budget {
     /// be waited for (see [`local_bound`]).
     pub ready: AtomicU64,
     pub waited: AtomicU64,
+    /// Time from a request to its response headers, microseconds, smoothed (0: none yet).
+    latency_us: AtomicU64,
     ceiling: usize,
 }
 
@@ -179,6 +198,7 @@ impl Budget {
             bytes: AtomicU64::new(0),
             ready: AtomicU64::new(0),
             waited: AtomicU64::new(0),
+            latency_us: AtomicU64::new(0),
             ceiling: ceiling.max(start),
         }
     }
@@ -191,6 +211,15 @@ impl Budget {
     /// How many connections the budget allows now.
     pub fn level(&self) -> usize {
         self.level.load(Ordering::Relaxed)
+    }
+
+    /// One request's time to its response headers (a moving average of the last ~8; a race
+    /// between two requests loses one sample, which does not matter).
+    pub fn note_latency(&self, d: Duration) {
+        let x = u64::try_from(d.as_micros()).unwrap_or(u64::MAX).max(1);
+        let old = self.latency_us.load(Ordering::Relaxed);
+        let new = if old == 0 { x } else { (old.saturating_mul(7).saturating_add(x)) / 8 };
+        self.latency_us.store(new, Ordering::Relaxed);
     }
 
     /// Take a connection (waits while all are in use). `None` once the run is closing.
@@ -217,6 +246,7 @@ impl Budget {
                 _ = clock.tick() => {}
                 _ = cancel.cancelled() => return,
             }
+            climber.set_settle(settle_ticks(Duration::from_micros(self.latency_us.load(Ordering::Relaxed))));
             let now = self.bytes.load(Ordering::Relaxed);
             let rate = (now - last) as f64 / TICK.as_secs_f64();
             last = now;
@@ -297,6 +327,38 @@ mod tests {
             }
         }
         assert_eq!((last, c.level()), (Step::Shrink(64), 64));
+    }
+
+    #[test]
+    fn far_from_the_data_a_step_is_judged_once_its_connections_can_carry_data() {
+        assert_eq!(settle_ticks(Duration::from_micros(200)), SETTLE_TICKS, "a local link: as before");
+        assert_eq!(settle_ticks(Duration::from_millis(100)), 2);
+        assert_eq!(settle_ticks(Duration::from_millis(200)), 3);
+        // A step whose connections bring data only 3 ticks later: judged too early it looks
+        // like a step that did not pay; judged after the settle time it is kept.
+        let rates = |c: &mut Climber| {
+            let mut out = Vec::new();
+            let mut grown_at = None;
+            for t in 0..12 {
+                let level = match grown_at {
+                    Some(g) if t >= g + 3 => c.level(),
+                    _ => 8,
+                };
+                let s = c.sample(10.0 * level as f64, true);
+                if matches!(s, Step::Grow(_)) && grown_at.is_none() {
+                    grown_at = Some(t);
+                }
+                out.push(s);
+            }
+            out
+        };
+        let mut hasty = Climber::new(8, 256);
+        assert!(rates(&mut hasty).contains(&Step::Shrink(4)));
+        let mut patient = Climber::new(8, 256);
+        patient.set_settle(settle_ticks(Duration::from_millis(200)));
+        let steps = rates(&mut patient);
+        assert!(!steps.iter().any(|s| matches!(s, Step::Shrink(_))), "{steps:?}");
+        assert!(patient.level() > 12, "{steps:?}");
     }
 
     #[test]

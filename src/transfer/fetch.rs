@@ -523,7 +523,11 @@ pub(super) async fn send_attempt<'a>(
         let r = range.map(|(a, b)| format!(" bytes={a}-{}", b.map(|b| b.to_string()).unwrap_or_default()));
         (crate::redact::url_for_display(&url), r.unwrap_or_default(), std::time::Instant::now())
     });
+    let asked = std::time::Instant::now();
     let sent = request(ctx, src.task, url, range, etag).send().await;
+    if sent.is_ok() {
+        ctx.budget.note_latency(asked.elapsed());
+    }
     if let Some((u, r, t)) = &shown {
         let outcome = match &sent {
             Ok(resp) => resp.status().as_u16().to_string(),
