@@ -13,12 +13,12 @@ const EXAMPLES: &str = "Examples:
   jobdl config show                           # settings from flags, env, jobdl.toml, defaults
 
 Exit codes: 0 ok, 1 internal/service unavailable, 2 usage, 3 auth, 4 not found,
-5 job not terminal, 6 some files failed, 130 interrupted.";
+5 job not terminal, 6 some files failed, 7 destination locked, 130 interrupted.";
 
 /// Download the outputs and logged artifacts of ML training jobs, fast and safely.
 ///
 /// Exit codes: 0 ok, 1 internal/service unavailable, 2 usage, 3 auth, 4 not found,
-/// 5 job not terminal, 6 some files failed, 130 interrupted.
+/// 5 job not terminal, 6 some files failed, 7 destination locked, 130 interrupted.
 #[derive(Debug, Parser)]
 #[command(name = "jobdl", version, about, long_about = None, max_term_width = 100, after_help = EXAMPLES)]
 pub struct Cli {

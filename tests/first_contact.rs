@@ -82,3 +82,65 @@ fn a_refused_cp_sas_asks_for_a_valid_sas_and_never_mentions_jobs() {
     assert!(!run.all_output().contains("job"), "{run}");
     assert!(!run.all_output().contains("FAKESIGwrong"), "{run}");
 }
+
+// ---- item 9: exit codes and the schema ----
+
+fn schema_validator(kind: &str) -> jsonschema::Validator {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/schemas/jobdl-v1.schema.json");
+    let mut schema: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).expect("schema file")).expect("schema JSON");
+    schema["oneOf"] = serde_json::json!([{ "$ref": format!("#/$defs/{kind}") }]);
+    jsonschema::draft202012::new(&schema).expect("valid schema")
+}
+
+#[track_caller]
+fn assert_valid(kind: &str, doc: &serde_json::Value) {
+    let v = schema_validator(kind);
+    let errors: Vec<String> = v.iter_errors(doc).map(|e| format!("{e} at {}", e.instance_path())).collect();
+    assert!(errors.is_empty(), "{doc} is not a valid '{kind}' document: {errors:?}");
+}
+
+#[test]
+fn a_held_destination_lock_exits_7_locked() {
+    let env = TestEnv::new(standard_world());
+    let lock_dir = env.dest("job-123").join(".jobdl");
+    std::fs::create_dir_all(&lock_dir).expect("lock dir");
+    let held = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(lock_dir.join("lock"))
+        .expect("lock file");
+    held.lock().expect("hold the lock");
+    let run = env.run(&["download", "job-123", "--json"]);
+    run.expect_code(7);
+    let doc = run.doc();
+    assert_eq!(doc["error"]["code"], "locked", "{run}");
+    assert_eq!(doc["error"]["exit_code"], 7, "{run}");
+    assert!(run.stderr.contains("--lock-timeout"), "{run}");
+    assert_valid("error", doc);
+    // Nothing but the lock was written.
+    assert_eq!(harness::files_under(&env.dest("job-123")), harness::payload([".jobdl/lock"]));
+    drop(held);
+    env.run(&["download", "job-123", "--include", "*.txt"]).expect_code(0);
+}
+
+#[test]
+fn config_show_json_matches_the_schema() {
+    let env = TestEnv::new(standard_world());
+    std::fs::write(env.work().join("jobdl.toml"), "parallel = 4\nallow_hosts = [\"a.example:8443\"]\n").unwrap();
+    let mut cmd = env.command(["config", "show", "--json", "--retries", "3"]);
+    cmd.env("AZURE_CLOUD", "AzureCloud");
+    let run = env.run_cmd(cmd);
+    run.expect_code(0);
+    let doc = run.doc();
+    assert_valid("config", doc);
+    // Every kind of source appears.
+    let kinds: std::collections::BTreeSet<&str> =
+        doc["settings"].as_object().unwrap().values().filter_map(|s| s["source"]["kind"].as_str()).collect();
+    assert_eq!(kinds, ["default", "env", "file", "flag"].into_iter().collect(), "{run}");
+    // And the whole schema (oneOf) takes it as exactly one kind of document.
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/schemas/jobdl-v1.schema.json");
+    let schema: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    assert!(jsonschema::draft202012::new(&schema).unwrap().is_valid(doc), "{run}");
+}

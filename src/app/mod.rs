@@ -51,7 +51,7 @@ async fn lock(
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                 let hint = if timeout.is_zero() { " (use --lock-timeout to wait for it)" } else { "" };
-                return Err(Error::Io(format!("{e}{hint}")));
+                return Err(Error::Locked(format!("{e}{hint}")));
             }
             Err(e) => return Err(Error::Io(format!("cannot lock {}: {e}", root.path().display()))),
         }
