@@ -302,7 +302,8 @@ pub struct TransferArgs {
     /// Extra host[:port] that URLs from the service may point to (repeatable; loopback may be http).
     #[arg(long = "allow-host", value_name = "HOST[:PORT]")]
     pub allow_host: Vec<String>,
-    /// Print exactly one JSON document on stdout and nothing else.
+    /// Print exactly one JSON document on stdout (progress, notes and the summary stay on stderr;
+    /// -q silences them).
     #[arg(long)]
     pub json: bool,
     /// Print only errors.

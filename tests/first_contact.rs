@@ -144,3 +144,39 @@ fn config_show_json_matches_the_schema() {
     let schema: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     assert!(jsonschema::draft202012::new(&schema).unwrap().is_valid(doc), "{run}");
 }
+
+// ---- item 4: --json keeps the human lines on stderr; --wait heartbeat ----
+
+#[test]
+fn json_keeps_the_summary_and_notes_on_stderr() {
+    let env = TestEnv::new(standard_world());
+    let run = env.run(&["download", "job-123", "--include", "*.txt", "--json"]);
+    run.expect_code(0);
+    // stdout is exactly one document (the harness parses it), stderr has the human summary.
+    assert_eq!(run.doc()["version"], 1);
+    assert!(run.stderr.contains("downloaded ") && run.stderr.contains(" skipped, 0 failed → "), "{run}");
+    assert!(!run.stdout.contains("downloaded "), "{run}");
+    // -q still silences it.
+    let run = env.run(&["download", "job-123", "--include", "*.txt", "--json", "-q", "-p", "q"]);
+    run.expect_code(0);
+    assert!(run.stderr.is_empty(), "{run}");
+}
+
+#[test]
+fn wait_prints_a_heartbeat_on_every_poll_at_v() {
+    let env = TestEnv::new(standard_world());
+    let statuses = ["Running", "Running", "Running", "Running", "Completed"];
+    env.emu.set_statuses("job-123", statuses.iter().map(|s| s.to_string()).collect());
+    let run = env.run(&["download", "job-123", "--include", "*.txt", "--wait", "-v", "--json"]);
+    run.expect_code(0);
+    assert!(run.stderr.contains("job 'job-123' is Running; waiting…"), "{run}");
+    let beats: Vec<&str> = run.stderr.lines().filter(|l| l.contains("job 'job-123' still Running after ")).collect();
+    assert!(beats.len() >= 2, "{run}");
+    assert!(beats.iter().all(|l| l.contains("; next check in ")), "{run}");
+    // Without -v the first minutes stay quiet (one line per status change).
+    env.emu.set_statuses("job-123", statuses.iter().map(|s| s.to_string()).collect());
+    let run = env.run(&["download", "job-123", "--include", "*.txt", "--wait", "-p", "quiet"]);
+    run.expect_code(0);
+    assert!(!run.stderr.contains("still Running"), "{run}");
+    assert!(run.stderr.contains("is Running; waiting…"), "{run}");
+}

@@ -396,6 +396,7 @@ async fn gate(
     let started = Instant::now();
     let mut interval = first_poll;
     let mut last_status = String::new();
+    let mut last_line = Instant::now();
     loop {
         let job = tokio::select! {
             j = provider.get_job(name) => match j {
@@ -424,10 +425,6 @@ async fn gate(
                 extra: "; use --wait to wait for it".into(),
             });
         }
-        if job.status != last_status {
-            printer.note(&format!("job '{name}' is {}; waiting…", job.status));
-            last_status = job.status.clone();
-        }
         let mut pause = interval;
         if let Some(t) = timeout {
             let left = t.saturating_sub(started.elapsed());
@@ -444,6 +441,19 @@ async fn gate(
             }
             pause = pause.min(left);
         }
+        if job.status != last_status {
+            printer.note(&format!("job '{name}' is {}; waiting…", job.status));
+            last_status = job.status.clone();
+            last_line = Instant::now();
+        } else if heartbeat_due(crate::log::enabled(1), last_line.elapsed(), pause) {
+            printer.note(&format!(
+                "job '{name}' still {} after {}; next check in {}",
+                job.status,
+                short_duration(started.elapsed()),
+                short_duration(pause)
+            ));
+            last_line = Instant::now();
+        }
         if !sleep_or_cancel(pause, cancel).await {
             return Err(Error::Interrupted);
         }
@@ -451,9 +461,57 @@ async fn gate(
     }
 }
 
+/// The longest `--wait` stays silent on stderr by default (CI systems kill a step that prints
+/// nothing for 10 minutes or so).
+const HEARTBEAT: Duration = Duration::from_secs(300);
+
+/// Whether a "still Running" line is due before a pause of `pause`: on every poll at `-v`, else
+/// when the next chance to print would come more than [`HEARTBEAT`] after the last line.
+fn heartbeat_due(verbose: bool, since_last: Duration, pause: Duration) -> bool {
+    verbose || since_last + pause > HEARTBEAT
+}
+
+/// `20m`, `1h 5m`, `45s`, `50ms`: whole seconds under a minute, whole minutes above.
+fn short_duration(d: Duration) -> String {
+    let d = if d < Duration::from_secs(1) {
+        Duration::from_millis(d.as_millis() as u64)
+    } else if d < Duration::from_secs(60) {
+        Duration::from_secs(d.as_secs())
+    } else {
+        Duration::from_secs(d.as_secs() / 60 * 60)
+    };
+    humantime::format_duration(d).to_string()
+}
+
 async fn sleep_or_cancel(d: Duration, cancel: &CancellationToken) -> bool {
     tokio::select! {
         _ = tokio::time::sleep(d) => true,
         _ = cancel.cancelled() => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wait_heartbeat_every_poll_at_v_and_at_least_every_five_minutes() {
+        let s = Duration::from_secs;
+        assert!(heartbeat_due(true, s(0), s(10)));
+        assert!(!heartbeat_due(false, s(0), s(60)));
+        assert!(!heartbeat_due(false, s(240), s(60)));
+        // The next chance would come after more than 5 minutes of silence: print now.
+        assert!(heartbeat_due(false, s(241), s(60)));
+        assert!(heartbeat_due(false, s(299), s(10)));
+    }
+
+    #[test]
+    fn short_durations() {
+        let s = Duration::from_secs;
+        assert_eq!(short_duration(s(20 * 60 + 13)), "20m");
+        assert_eq!(short_duration(s(3900)), "1h 5m");
+        assert_eq!(short_duration(s(60)), "1m");
+        assert_eq!(short_duration(Duration::from_millis(45_600)), "45s");
+        assert_eq!(short_duration(Duration::from_millis(50)), "50ms");
     }
 }

@@ -138,7 +138,8 @@ pub(crate) async fn execute(
         tasks.push(t);
     }
     let keep: HashSet<PathBuf> = tasks.iter().map(|t| t.dest.clone()).collect();
-    let mode = if printer.json || printer.quiet {
+    // Progress is for humans on stderr: `--json` keeps it (stdout carries only the document).
+    let mode = if printer.quiet {
         ProgressMode::Silent
     } else if std::io::stderr().is_terminal() {
         ProgressMode::Bars
