@@ -132,7 +132,8 @@ pub struct CompletionsArgs {
 /// `--include` / `--exclude`.
 #[derive(Debug, Args, Clone, Default)]
 pub struct FilterArgs {
-    /// Keep only files whose path relative to their output matches GLOB (repeatable).
+    /// Keep only files whose path relative to their output, or as jobdl prints it
+    /// (artifacts/logs/a.txt), matches GLOB (repeatable; one that matches nothing is reported).
     ///
     /// Gitignore-style: `*` stays within one directory, `**` crosses them; a pattern without `/`
     /// matches a name at any depth (`*.txt`); a leading `/` anchors it at the output's root; a

@@ -180,3 +180,36 @@ fn wait_prints_a_heartbeat_on_every_poll_at_v() {
     assert!(!run.stderr.contains("still Running"), "{run}");
     assert!(run.stderr.contains("is Running; waiting…"), "{run}");
 }
+
+// ---- item 5: filters ----
+
+#[test]
+fn include_accepts_paths_as_jobdl_prints_them() {
+    let env = TestEnv::new(standard_world());
+    let run = env.run(&["download", "job-123", "--include", "artifacts/logs/**", "--json"]);
+    run.expect_code(0);
+    assert_eq!(harness::files_under(&env.dest("job-123")), harness::payload(["artifacts/logs/b.txt"]), "{run}");
+    assert!(run.doc().get("notes").is_none(), "{run}");
+    assert!(!run.stderr.contains("matched no file"), "{run}");
+    // The same path works for ls.
+    let run = env.run(&["ls", "job-123", "--include", "artifacts/logs/**", "--json"]);
+    run.expect_code(0);
+    assert_eq!(run.doc()["totals"]["files"], 1, "{run}");
+}
+
+#[test]
+fn an_include_that_matches_nothing_is_reported() {
+    let env = TestEnv::new(standard_world());
+    let run = env.run(&["download", "job-123", "--include", "*.nope", "--include", "user_logs/**", "--json"]);
+    run.expect_code(0);
+    let warning = "--include '*.nope' matched no file";
+    assert!(run.stderr.contains(warning), "{run}");
+    assert!(!run.stderr.contains("'user_logs/**' matched no file"), "{run}");
+    let notes = run.doc()["notes"].as_array().unwrap_or_else(|| panic!("no notes\n{run}"));
+    assert!(notes.iter().any(|n| n.as_str().is_some_and(|n| n.contains(warning))), "{run}");
+    // cp too.
+    let url = env.emu.container_sas_url("data-0001", "job-123-metrics/1");
+    let run = env.run(&["cp", &url, "out", "--include", "*.nope"]);
+    run.expect_code(0);
+    assert!(run.stderr.contains(warning), "{run}");
+}

@@ -36,6 +36,7 @@ pub async fn cp(args: CpArgs, printer: Printer, cancel: CancellationToken) -> Re
     crate::report::set_destination(&root);
     let mut plan = Plan { filter, ..Plan::default() };
     plan.add(&root, "", listing, &mut HashMap::new());
+    super::warn_unmatched_includes(&plan);
     execute(Session { common: &common, client: &client, printer, started, cancel }, &root, plan, None).await
 }
 
@@ -142,6 +143,7 @@ async fn cp_s3(args: CpArgs, printer: Printer, cancel: CancellationToken, starte
     crate::report::set_destination(&root);
     let mut plan = Plan { filter, ..Plan::default() };
     plan.add(&root, "", listing, &mut HashMap::new());
+    super::warn_unmatched_includes(&plan);
     execute(Session { common: &common, client: &client, printer, started, cancel }, &root, plan, None).await
 }
 

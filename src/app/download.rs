@@ -295,6 +295,7 @@ pub(crate) async fn resolve(
         add(&mut plan, &root, SWEEP_PARENT_DIR, resolved, &mut seen);
     }
     let probe_sizes = !matches!(provider, Provider::Mlflow(_));
+    super::warn_unmatched_includes(&plan);
     Ok(Resolution { common, client, blob, job, root, plan, probe_sizes })
 }
 

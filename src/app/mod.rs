@@ -58,6 +58,16 @@ async fn lock(
     }
 }
 
+/// Warn (stderr and the `--json` notes) about each `--include` that matched no file of the plan.
+pub(crate) fn warn_unmatched_includes(plan: &Plan) {
+    for g in plan.filter.unmatched_includes() {
+        crate::report::notice(&format!(
+            "warning: --include '{g}' matched no file (a glob matches a path relative to its output, \
+             e.g. 'logs/**', or as jobdl prints it, e.g. 'artifacts/logs/**'; `jobdl ls` lists them)"
+        ));
+    }
+}
+
 /// Archives unpacked at once (each holds a connection and a decoding thread).
 const ARCHIVES_AT_ONCE: usize = 4;
 
