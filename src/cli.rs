@@ -223,7 +223,7 @@ pub struct LsArgs {
     #[arg(long = "output", value_name = "NAME")]
     pub outputs: Vec<String>,
     /// List every named output and the default artifacts.
-    #[arg(long, conflicts_with = "outputs")]
+    #[arg(long, alias = "all", conflicts_with = "outputs")]
     pub all_outputs: bool,
     /// Poll until the job is in a terminal state, then list.
     #[arg(long)]
@@ -367,10 +367,10 @@ pub struct DownloadArgs {
     #[arg(long = "output", value_name = "NAME")]
     pub outputs: Vec<String>,
     /// Download every named output and the default artifacts.
-    #[arg(long, conflicts_with = "outputs")]
+    #[arg(long, alias = "all", conflicts_with = "outputs")]
     pub all_outputs: bool,
     /// Destination directory (default ./<JOB>).
-    #[arg(short = 'p', long = "path", value_name = "DIR")]
+    #[arg(short = 'p', long = "path", alias = "download-path", value_name = "DIR")]
     pub path: Option<PathBuf>,
     /// Poll until the job is in a terminal state, then download.
     #[arg(long)]
@@ -409,6 +409,12 @@ pub struct CpArgs {
     /// Keep local files whose size (and MD5 when known) match.
     #[arg(long)]
     pub skip_existing: bool,
+    /// List what would be downloaded (sizes and local paths); write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Accepted for azcopy users and ignored: cp always takes everything below a prefix.
+    #[arg(long, hide = true)]
+    pub recursive: bool,
     /// File filters (paths relative to the listed prefix).
     #[command(flatten)]
     pub filter: FilterArgs,

@@ -213,3 +213,79 @@ fn an_include_that_matches_nothing_is_reported() {
     run.expect_code(0);
     assert!(run.stderr.contains(warning), "{run}");
 }
+
+// ---- item 8: flags from other tools ----
+
+#[test]
+fn az_ml_flags_are_hidden_aliases() {
+    let env = TestEnv::new(standard_world());
+    let all = env.run(&["ls", "job-123", "--all", "--json"]);
+    let all_outputs = env.run(&["ls", "job-123", "--all-outputs", "--json"]);
+    assert_eq!(all.code, all_outputs.code, "{all}");
+    assert_eq!(all.doc()["files"], all_outputs.doc()["files"], "{all}");
+    let run = env.run(&["download", "job-123", "--include", "logs/**", "--download-path", "dl"]);
+    run.expect_code(0);
+    assert!(env.work().join("dl/artifacts/logs/b.txt").is_file(), "{run}");
+    // Hidden: not in --help.
+    let help = env.run(&["download", "--help"]);
+    assert!(!help.stdout.contains("--download-path") && !help.stdout.contains("--all "), "{help}");
+}
+
+#[test]
+fn flags_from_other_tools_get_targeted_errors() {
+    let env = TestEnv::new(standard_world());
+    let url = env.emu.container_sas_url("data-0001", "job-123-metrics/1");
+    for (args, want) in [
+        (vec!["download", "-n", "job-123"], "jobdl takes the job as its first argument"),
+        (vec!["download", "--name", "job-123"], "jobdl takes the job as its first argument"),
+        (vec!["ls", "job-123", "--recursive"], "drop --recursive"),
+        (vec!["show", "job-123", "--output", "json"], "use --json"),
+        (vec!["cp", &url, "out", "-o", "json"], "use --json"),
+    ] {
+        let run = env.run(&args);
+        run.expect_code(2);
+        assert!(run.stderr.contains(want), "{args:?}: {run}");
+        assert!(!run.stderr.contains("tip:"), "{args:?}: {run}");
+        let mut json = args.clone();
+        json.push("--json");
+        let run = env.run(&json);
+        run.expect_code(2);
+        assert_eq!(run.doc()["error"]["code"], "usage", "{run}");
+        assert!(run.doc()["error"]["message"].as_str().unwrap().contains(want), "{run}");
+    }
+    // `--output json` on download names az's format.
+    let run = env.run(&["download", "job-123", "--output", "json"]);
+    run.expect_code(4);
+    assert!(run.stderr.contains("for a JSON document use --json"), "{run}");
+    // azcopy's --recursive is accepted by cp, where it is what cp does anyway.
+    env.run(&["cp", &url, "rec", "--recursive"]).expect_code(0);
+    assert_eq!(env.run(&["cp", &url, "rec", "--skip-existing"]).code, 0);
+}
+
+#[test]
+fn a_glob_as_destination_is_refused_with_a_hint() {
+    let env = TestEnv::new(standard_world());
+    let run = env.run(&["download", "job-123", "-p", "model*"]);
+    run.expect_code(2);
+    assert!(run.stderr.contains("--include 'model*'"), "{run}");
+    assert!(!env.work().join("model*").exists());
+    assert!(env.requests().is_empty(), "refused before any request");
+}
+
+#[test]
+fn cp_dry_run_lists_and_writes_nothing() {
+    let env = TestEnv::new(standard_world());
+    let url = env.emu.container_sas_url("data-0001", "job-123-metrics/1");
+    let run = env.run(&["cp", &url, "out", "--dry-run"]);
+    run.expect_code(0);
+    assert!(run.stdout.contains("acc.csv"), "{run}");
+    assert!(run.stderr.contains("dry run: nothing written"), "{run}");
+    assert!(!env.work().join("out").exists(), "{run}");
+    let run = env.run(&["cp", &url, "out", "--dry-run", "--json"]);
+    run.expect_code(0);
+    assert_eq!(run.doc()["dry_run"], true, "{run}");
+    assert!(run.doc()["job"].is_null(), "{run}");
+    assert_valid("dry_run", run.doc());
+    assert!(!env.work().join("out").exists(), "{run}");
+    assert!(env.blob_gets("acc.csv").is_empty(), "no byte of a file is fetched");
+}

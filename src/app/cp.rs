@@ -37,6 +37,10 @@ pub async fn cp(args: CpArgs, printer: Printer, cancel: CancellationToken) -> Re
     let mut plan = Plan { filter, ..Plan::default() };
     plan.add(&root, "", listing, &mut HashMap::new());
     super::warn_unmatched_includes(&plan);
+    if args.dry_run {
+        printer.dry_run(&root, &plan, None);
+        return Ok(if plan.failures.is_empty() { 0 } else { crate::error::EXIT_FILES_FAILED });
+    }
     execute(Session { common: &common, client: &client, printer, started, cancel }, &root, plan, None).await
 }
 
@@ -144,6 +148,10 @@ async fn cp_s3(args: CpArgs, printer: Printer, cancel: CancellationToken, starte
     let mut plan = Plan { filter, ..Plan::default() };
     plan.add(&root, "", listing, &mut HashMap::new());
     super::warn_unmatched_includes(&plan);
+    if args.dry_run {
+        printer.dry_run(&root, &plan, None);
+        return Ok(if plan.failures.is_empty() { 0 } else { crate::error::EXIT_FILES_FAILED });
+    }
     execute(Session { common: &common, client: &client, printer, started, cancel }, &root, plan, None).await
 }
 

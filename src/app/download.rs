@@ -36,9 +36,26 @@ enum Want {
     Named(String),
 }
 
+/// The values of az's `--output/-o` (never a job output jobdl could find).
+const AZ_OUTPUT_FORMATS: &[&str] = &["json", "jsonc", "table", "tsv", "yaml", "yamlc", "none"];
+
+/// `-p 'model*'`: a glob given as the destination (it would become a folder named `model*`).
+pub(crate) fn check_destination(path: Option<&std::path::Path>) -> Result<(), Error> {
+    let Some(p) = path else { return Ok(()) };
+    let text = p.to_string_lossy();
+    if text.contains(['*', '?', '[']) {
+        return Err(Error::usage(format!(
+            "-p/--path '{text}' looks like a glob, but it is the destination directory; to pick files use \
+             --include '{text}', to pick a named output --output NAME"
+        )));
+    }
+    Ok(())
+}
+
 /// Run `jobdl download`.
 pub async fn download(args: DownloadArgs, printer: Printer, cancel: CancellationToken) -> Result<u8, Error> {
     let started = Instant::now();
+    check_destination(args.path.as_deref())?;
     let r = resolve(&args, &printer, &cancel).await?;
     let job_ref = Some((r.job.name.as_str(), r.job.status.as_str()));
     if r.plan.filtered > 0 {
@@ -372,8 +389,14 @@ fn requested(args: &DownloadArgs, job: &Job) -> Result<Vec<Want>, Error> {
             } else {
                 declared.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
             };
+            // `--output json` is az's output format, not one of the job's outputs.
+            let format_hint = if AZ_OUTPUT_FORMATS.contains(&n.as_str()) {
+                format!(" (`--output {n}` picks a job output here; for a JSON document use --json)")
+            } else {
+                String::new()
+            };
             return Err(Error::NotFound(format!(
-                "job '{}' has no output named '{n}'; its outputs are: {list}",
+                "job '{}' has no output named '{n}'; its outputs are: {list}{format_hint}",
                 job.name
             )));
         }

@@ -239,6 +239,11 @@ where
 /// `--json` the contract's error document on stdout as for every other usage error.
 fn usage_error(e: clap::Error, json: bool) -> u8 {
     use clap::error::ErrorKind;
+    if let Some(msg) = targeted_usage(&e) {
+        let printer = Printer { json, quiet: false };
+        printer.fatal(&Error::Usage(msg));
+        return 2;
+    }
     if !json || matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
         e.exit();
     }
@@ -249,6 +254,28 @@ fn usage_error(e: clap::Error, json: bool) -> u8 {
     let _ = e.print();
     Printer { json: true, quiet: true }.fatal(&Error::Usage(message));
     2
+}
+
+/// A targeted message for a flag people bring from other tools (az ml, azcopy, az), instead of
+/// clap's generic tip.
+fn targeted_usage(e: &clap::Error) -> Option<String> {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if e.kind() != ErrorKind::UnknownArgument {
+        return None;
+    }
+    let Some(ContextValue::String(arg)) = e.get(ContextKind::InvalidArg) else { return None };
+    let flag = arg.split('=').next().unwrap_or(arg);
+    let why = match flag {
+        "-n" | "--name" => "jobdl takes the job as its first argument, not as -n/--name (az ml): `jobdl download JOB`",
+        "--recursive" | "-r" => {
+            "jobdl always downloads everything below a job's output or a cp prefix; drop --recursive (azcopy)"
+        }
+        "--output-name" => "a named output is chosen with --output NAME (az ml's --output-name)",
+        "-o" | "--output" => "for a JSON document use --json (az's --output json / -o json)",
+        "--output-format" | "--format" => "for a JSON document use --json",
+        _ => return None,
+    };
+    Some(format!("unexpected argument '{arg}': {why}"))
 }
 
 /// The matches of the (innermost) subcommand, which hold its flags.
