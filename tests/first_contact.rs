@@ -289,3 +289,171 @@ fn cp_dry_run_lists_and_writes_nothing() {
     assert!(!env.work().join("out").exists(), "{run}");
     assert!(env.blob_gets("acc.csv").is_empty(), "no byte of a file is fetched");
 }
+
+// ---- item 12: the demo ----
+
+/// The demo example, built once for these tests (`cargo test --test first_contact` does not
+/// build examples).
+fn demo_bin() -> std::path::PathBuf {
+    static BUILT: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let exe = std::env::current_exe().expect("test exe");
+            // target/<profile>/deps/first_contact-… → target/<profile>/examples/demo
+            let profile_dir = exe.parent().and_then(|d| d.parent()).expect("profile dir").to_path_buf();
+            let mut cmd = std::process::Command::new(env!("CARGO"));
+            cmd.args(["build", "--locked", "--quiet", "--example", "demo"]).current_dir(env!("CARGO_MANIFEST_DIR"));
+            if profile_dir.file_name().is_some_and(|n| n == "release") {
+                cmd.arg("--release");
+            }
+            let status = cmd.status().expect("run cargo build --example demo");
+            assert!(status.success(), "cargo build --example demo failed");
+            let bin = profile_dir.join("examples").join(format!("demo{}", std::env::consts::EXE_SUFFIX));
+            assert!(bin.is_file(), "{} missing", bin.display());
+            bin
+        })
+        .clone()
+}
+
+/// A running `demo --serve`, killed on drop.
+struct Demo {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Demo {
+    fn serve(stdin: std::process::Stdio) -> Demo {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(demo_bin())
+            .args(["--serve", "--model-mib", "1"])
+            .stdin(stdin)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .expect("spawn demo --serve");
+        let out = child.stdout.take().expect("stdout");
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for l in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                if tx.send(l).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut d = Demo { child, lines, seen: Vec::new() };
+        d.until("stops the demo");
+        d
+    }
+
+    /// Read stdout up to a line containing `text` (bounded by the harness's child limit).
+    #[track_caller]
+    fn until(&mut self, text: &str) -> String {
+        loop {
+            match self.lines.recv_timeout(harness::CHILD_LIMIT) {
+                Ok(l) => {
+                    self.seen.push(l.clone());
+                    if l.contains(text) {
+                        return l;
+                    }
+                }
+                Err(e) => panic!("no line with {text:?} ({e}); so far:\n{}", self.seen.join("\n")),
+            }
+        }
+    }
+
+    fn export(&self, var: &str) -> String {
+        let prefix = format!("export {var}='");
+        let line = self.seen.iter().find(|l| l.starts_with(&prefix)).expect("export line");
+        line[prefix.len()..].split('\'').next().unwrap_or_default().to_string()
+    }
+
+    /// `jobdl show job-demo-001` against it.
+    fn show(&self) -> std::process::Output {
+        std::process::Command::new(env!("CARGO_BIN_EXE_jobdl"))
+            .args(["show", "job-demo-001"])
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("AZURE_AI_PROJECT_ENDPOINT", self.export("AZURE_AI_PROJECT_ENDPOINT"))
+            .env("JOBDL_ALLOW_HOSTS", self.export("JOBDL_ALLOW_HOSTS"))
+            .env("JOBDL_ACCESS_TOKEN", support::TOKEN)
+            .env("NO_PROXY", "*")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("run jobdl show")
+    }
+
+    #[track_caller]
+    fn wait(&mut self) -> std::process::ExitStatus {
+        let started = std::time::Instant::now();
+        loop {
+            if let Some(s) = self.child.try_wait().expect("try_wait") {
+                return s;
+            }
+            assert!(started.elapsed() < harness::CHILD_LIMIT, "the demo did not stop");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn demo_help_prints_help_and_exits() {
+    let out = std::process::Command::new(demo_bin()).arg("--help").output().expect("demo --help");
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("Usage:") && text.contains("--serve"), "{text}");
+    assert!(!text.contains("demo: a Foundry project emulator is serving"), "--help ran the demo:\n{text}");
+    let bad = std::process::Command::new(demo_bin()).arg("--bogus").output().expect("demo --bogus");
+    assert_eq!(bad.status.code(), Some(2), "{bad:?}");
+}
+
+#[cfg(unix)]
+#[test]
+fn demo_serve_keeps_serving_with_stdin_on_dev_null_until_sigterm() {
+    let mut demo = Demo::serve(std::process::Stdio::null());
+    assert!(demo.seen.iter().any(|l| l.contains("outputs model, metrics, eval_report")), "{:?}", demo.seen);
+    // stdin is at its end already, and the demo still serves.
+    let out = demo.show();
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Completed"), "{out:?}");
+    assert!(demo.child.try_wait().expect("try_wait").is_none(), "the demo exited");
+    // SAFETY: kill(2) on the PID of a child we spawned and have not reaped.
+    assert_eq!(unsafe { libc::kill(demo.child.id() as i32, libc::SIGTERM) }, 0);
+    let status = demo.wait();
+    assert_eq!(status.code(), Some(0), "{status:?}");
+    demo.until("demo stopped (SIGTERM)");
+}
+
+#[test]
+fn demo_serve_stops_when_its_stdin_pipe_closes() {
+    let mut demo = Demo::serve(std::process::Stdio::piped());
+    assert!(demo.show().status.success());
+    drop(demo.child.stdin.take());
+    let status = demo.wait();
+    assert_eq!(status.code(), Some(0), "{status:?}");
+    demo.until("demo stopped (stdin closed)");
+}
+
+#[test]
+fn demo_run_removes_its_temporary_folder() {
+    let tmp = tempfile::Builder::new().prefix("jobdl-demo-tmp-").tempdir().expect("tmp");
+    let out = std::process::Command::new(demo_bin())
+        .args(["--model-mib", "1"])
+        .env("TMPDIR", tmp.path())
+        .env("NO_PROXY", "*")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run the demo");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("demo: removed "), "{text}");
+    let left: Vec<_> = std::fs::read_dir(tmp.path()).expect("read tmp").flatten().map(|e| e.file_name()).collect();
+    assert!(left.is_empty(), "the demo left {left:?} in TMPDIR");
+}
