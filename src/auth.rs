@@ -94,18 +94,38 @@ impl Cred {
     }
 }
 
+/// One source of the chain, in the documented order.
+enum Step {
+    /// A credential that may give a token.
+    Cred(&'static str, Cred),
+    /// A source that is not configured here, or could not be built: its name and why.
+    Skipped(&'static str, String),
+}
+
 /// The credential chain with a per-scope cache.
 pub struct Chain {
-    creds: Vec<(&'static str, Cred)>,
-    /// Credentials that could not even be constructed, with why (for the error message).
-    unavailable: Vec<String>,
+    steps: Vec<Step>,
     cache: Mutex<HashMap<String, (String, time::OffsetDateTime)>>,
+}
+
+/// `not configured (...)` naming the variables of a source that are missing.
+fn not_configured(missing: &[&str], all: &[&str]) -> String {
+    if missing.len() == all.len() && all.len() > 1 {
+        format!("not configured ({} are not set)", all.join(", "))
+    } else {
+        format!("not configured ({} not set)", missing.join(", "))
+    }
 }
 
 impl Chain {
     /// Build every credential the environment allows, in the documented order, signing in
-    /// against `cloud`'s Entra authority.
+    /// against `cloud`'s Entra authority; the sources the environment does not configure are
+    /// kept with why, for the error message.
     pub fn new(client: &reqwest::Client, cloud: Cloud) -> Chain {
+        Self::with_env(client, cloud, &|k| std::env::var(k).ok())
+    }
+
+    fn with_env(client: &reqwest::Client, cloud: Cloud, env: &dyn Fn(&str) -> Option<String>) -> Chain {
         let cloud_config = Arc::new(match cloud {
             Cloud::AzureCloud => CloudConfiguration::AzurePublic,
             Cloud::AzureUSGovernment => CloudConfiguration::AzureGovernment,
@@ -116,35 +136,49 @@ impl Chain {
             cloud: Some(cloud_config.clone()),
             ..Default::default()
         };
-        let mut creds: Vec<(&'static str, Cred)> = Vec::new();
-        let mut unavailable = Vec::new();
-        let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        let mut steps: Vec<Step> = Vec::new();
+        let env = |k: &str| env(k).filter(|v| !v.is_empty());
+        let missing = |vars: &[&'static str]| -> Vec<&'static str> {
+            vars.iter().copied().filter(|v| env(v).is_none()).collect()
+        };
+        const SP: &str = "environment service principal";
+        const SP_VARS: [&str; 3] = ["AZURE_TENANT_ID", "AZURE_CLIENT_ID", "AZURE_CLIENT_SECRET"];
         if let (Some(tenant), Some(client_id), Some(secret)) =
             (env("AZURE_TENANT_ID"), env("AZURE_CLIENT_ID"), env("AZURE_CLIENT_SECRET"))
         {
             let o = azure_identity::ClientSecretCredentialOptions { client_options: options() };
             match azure_identity::ClientSecretCredential::new(&tenant, client_id, secret.into(), Some(o)) {
-                Ok(c) => creds.push(("environment service principal", Cred::Sdk(c))),
-                Err(e) => unavailable.push(format!("environment service principal: {e}")),
+                Ok(c) => steps.push(Step::Cred(SP, Cred::Sdk(c))),
+                Err(e) => steps.push(Step::Skipped(SP, format!("cannot be used: {}", first_line(&e.to_string())))),
             }
+        } else {
+            steps.push(Step::Skipped(SP, not_configured(&missing(&SP_VARS), &SP_VARS)));
         }
+        const WI: &str = "workload identity";
         if env("AZURE_FEDERATED_TOKEN_FILE").is_some() {
             let o = azure_identity::WorkloadIdentityCredentialOptions {
                 credential_options: azure_identity::ClientAssertionCredentialOptions { client_options: options() },
                 ..Default::default()
             };
             match azure_identity::WorkloadIdentityCredential::new(Some(o)) {
-                Ok(c) => creds.push(("workload identity", Cred::Sdk(c))),
-                Err(e) => unavailable.push(format!("workload identity: {e}")),
+                Ok(c) => steps.push(Step::Cred(WI, Cred::Sdk(c))),
+                Err(e) => steps.push(Step::Skipped(WI, format!("cannot be used: {}", first_line(&e.to_string())))),
             }
+        } else {
+            steps.push(Step::Skipped(
+                WI,
+                not_configured(&["AZURE_FEDERATED_TOKEN_FILE"], &["AZURE_FEDERATED_TOKEN_FILE"]),
+            ));
         }
+        const AML: &str = "Azure ML compute managed identity";
+        const MI: &str = "managed identity";
         if env("IDENTITY_ENDPOINT").is_none()
             && let (Some(endpoint), Some(secret)) = (env("MSI_ENDPOINT"), env("MSI_SECRET"))
         {
             // Azure ML compute (as Python azure-identity's AzureMLCredential).
             match AzureMlCredential::new(client, &endpoint, secret, env("DEFAULT_IDENTITY_CLIENT_ID")) {
-                Ok(c) => creds.push(("Azure ML compute managed identity", Cred::AzureMl(c))),
-                Err(e) => unavailable.push(format!("Azure ML compute managed identity: {e}")),
+                Ok(c) => steps.push(Step::Cred(AML, Cred::AzureMl(c))),
+                Err(e) => steps.push(Step::Skipped(AML, format!("cannot be used: {e}"))),
             }
         } else if env("IDENTITY_ENDPOINT").is_some() || env("JOBDL_TRY_IMDS").is_some() {
             // IMDS is probed only when asked for (or on App Service style hosts): probing the
@@ -152,19 +186,28 @@ impl Chain {
             let o =
                 azure_identity::ManagedIdentityCredentialOptions { client_options: options(), ..Default::default() };
             match azure_identity::ManagedIdentityCredential::new(Some(o)) {
-                Ok(c) => creds.push(("managed identity", Cred::Sdk(c))),
-                Err(e) => unavailable.push(format!("managed identity: {e}")),
+                Ok(c) => steps.push(Step::Cred(MI, Cred::Sdk(c))),
+                Err(e) => steps.push(Step::Skipped(MI, format!("cannot be used: {}", first_line(&e.to_string())))),
             }
+        } else {
+            steps.push(Step::Skipped(
+                MI,
+                "not configured (no MSI_ENDPOINT + MSI_SECRET or IDENTITY_ENDPOINT; the instance metadata \
+                 service is tried only with JOBDL_TRY_IMDS=1)"
+                    .into(),
+            ));
         }
+        const CLI: &str = "Azure CLI";
         match azure_identity::AzureCliCredential::new(None) {
-            Ok(c) => creds.push(("Azure CLI", Cred::Sdk(c))),
-            Err(e) => unavailable.push(format!("Azure CLI: {e}")),
+            Ok(c) => steps.push(Step::Cred(CLI, Cred::Sdk(c))),
+            Err(e) => steps.push(Step::Skipped(CLI, format!("cannot be used: {}", first_line(&e.to_string())))),
         }
+        const AZD: &str = "Azure Developer CLI";
         match azure_identity::AzureDeveloperCliCredential::new(None) {
-            Ok(c) => creds.push(("Azure Developer CLI", Cred::Sdk(c))),
-            Err(e) => unavailable.push(format!("Azure Developer CLI: {e}")),
+            Ok(c) => steps.push(Step::Cred(AZD, Cred::Sdk(c))),
+            Err(e) => steps.push(Step::Skipped(AZD, format!("cannot be used: {}", first_line(&e.to_string())))),
         }
-        Chain { creds, unavailable, cache: Mutex::new(HashMap::new()) }
+        Chain { steps, cache: Mutex::new(HashMap::new()) }
     }
 
     async fn token(&self, scope: &str) -> Result<String, Error> {
@@ -175,20 +218,33 @@ impl Chain {
         {
             return Ok(tok.clone());
         }
-        let mut tried = self.unavailable.clone();
-        for (name, cred) in &self.creds {
+        let mut tried = vec![format!("JOBDL_ACCESS_TOKEN: not set")];
+        for step in &self.steps {
+            let (name, cred) = match step {
+                Step::Skipped(name, why) => {
+                    tried.push(format!("{name}: {why}"));
+                    continue;
+                }
+                Step::Cred(name, cred) => (name, cred),
+            };
             match tokio::time::timeout(CREDENTIAL_TIMEOUT, cred.get(scope)).await {
                 Ok(Ok((tok, expires_on))) => {
                     crate::log::log(1, format!("got a token for {scope} from {name}"));
                     cache.insert(scope.to_string(), (tok.clone(), expires_on));
                     return Ok(tok);
                 }
-                Ok(Err(e)) => tried.push(format!("{name}: {}", first_line(&e))),
-                Err(_) => tried.push(format!("{name}: timed out after {}s", CREDENTIAL_TIMEOUT.as_secs())),
+                Ok(Err(e)) if e.contains("not found on PATH") => {
+                    tried.push(format!("{name}: not installed ({})", first_line(&e)))
+                }
+                Ok(Err(e)) => tried.push(format!("{name}: failed: {}", first_line(&e))),
+                Err(_) => tried.push(format!("{name}: failed: timed out after {}s", CREDENTIAL_TIMEOUT.as_secs())),
             }
         }
         Err(Error::Auth {
-            message: format!("no Azure credential could get a token for {scope}:\n  {}", tried.join("\n  ")),
+            message: format!(
+                "no credential could get a token for {scope}; tried, in order:\n  {}",
+                tried.join("\n  ")
+            ),
             hint: "sign in with `az login` (or `azd auth login`), set AZURE_TENANT_ID/AZURE_CLIENT_ID/AZURE_CLIENT_SECRET, \
                    or pass a token in JOBDL_ACCESS_TOKEN"
                 .into(),

@@ -13,12 +13,12 @@ const EXAMPLES: &str = "Examples:
   jobdl config show                           # settings from flags, env, jobdl.toml, defaults
 
 Exit codes: 0 ok, 1 internal/service unavailable, 2 usage, 3 auth, 4 not found,
-5 job not terminal, 6 some files failed, 130 interrupted.";
+5 job not terminal, 6 some files failed, 7 destination locked, 130 interrupted.";
 
 /// Download the outputs and logged artifacts of ML training jobs, fast and safely.
 ///
 /// Exit codes: 0 ok, 1 internal/service unavailable, 2 usage, 3 auth, 4 not found,
-/// 5 job not terminal, 6 some files failed, 130 interrupted.
+/// 5 job not terminal, 6 some files failed, 7 destination locked, 130 interrupted.
 #[derive(Debug, Parser)]
 #[command(name = "jobdl", version, about, long_about = None, max_term_width = 100, after_help = EXAMPLES)]
 pub struct Cli {
@@ -132,7 +132,8 @@ pub struct CompletionsArgs {
 /// `--include` / `--exclude`.
 #[derive(Debug, Args, Clone, Default)]
 pub struct FilterArgs {
-    /// Keep only files whose path relative to their output matches GLOB (repeatable).
+    /// Keep only files whose path relative to their output, or as jobdl prints it
+    /// (artifacts/logs/a.txt), matches GLOB (repeatable; one that matches nothing is reported).
     ///
     /// Gitignore-style: `*` stays within one directory, `**` crosses them; a pattern without `/`
     /// matches a name at any depth (`*.txt`); a leading `/` anchors it at the output's root; a
@@ -222,7 +223,7 @@ pub struct LsArgs {
     #[arg(long = "output", value_name = "NAME")]
     pub outputs: Vec<String>,
     /// List every named output and the default artifacts.
-    #[arg(long, conflicts_with = "outputs")]
+    #[arg(long, alias = "all", conflicts_with = "outputs")]
     pub all_outputs: bool,
     /// Poll until the job is in a terminal state, then list.
     #[arg(long)]
@@ -302,7 +303,8 @@ pub struct TransferArgs {
     /// Extra host[:port] that URLs from the service may point to (repeatable; loopback may be http).
     #[arg(long = "allow-host", value_name = "HOST[:PORT]")]
     pub allow_host: Vec<String>,
-    /// Print exactly one JSON document on stdout and nothing else.
+    /// Print exactly one JSON document on stdout (progress, notes and the summary stay on stderr;
+    /// -q silences them).
     #[arg(long)]
     pub json: bool,
     /// Print only errors.
@@ -365,10 +367,10 @@ pub struct DownloadArgs {
     #[arg(long = "output", value_name = "NAME")]
     pub outputs: Vec<String>,
     /// Download every named output and the default artifacts.
-    #[arg(long, conflicts_with = "outputs")]
+    #[arg(long, alias = "all", conflicts_with = "outputs")]
     pub all_outputs: bool,
     /// Destination directory (default ./<JOB>).
-    #[arg(short = 'p', long = "path", value_name = "DIR")]
+    #[arg(short = 'p', long = "path", alias = "download-path", value_name = "DIR")]
     pub path: Option<PathBuf>,
     /// Poll until the job is in a terminal state, then download.
     #[arg(long)]
@@ -407,6 +409,12 @@ pub struct CpArgs {
     /// Keep local files whose size (and MD5 when known) match.
     #[arg(long)]
     pub skip_existing: bool,
+    /// List what would be downloaded (sizes and local paths); write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Accepted for azcopy users and ignored: cp always takes everything below a prefix.
+    #[arg(long, hide = true)]
+    pub recursive: bool,
     /// File filters (paths relative to the listed prefix).
     #[command(flatten)]
     pub filter: FilterArgs,

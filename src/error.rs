@@ -1,5 +1,18 @@
 //! Error categories, the exit-code table of the CLI contract, and "error / hint" rendering.
 //! Every failure class maps to exactly one exit code here, in one `match`.
+//!
+//! | exit | `--json` `error.code` | when |
+//! |---|---|---|
+//! | 0 | — (the result document) | everything requested is on disk and verified |
+//! | 1 | `internal` | a malformed answer, a local I/O failure that ends the run |
+//! | 1 | `service_unavailable` | a call everything depends on still failing after its retries |
+//! | 2 | `usage` | bad flag, configuration, URL or glob |
+//! | 3 | `auth` | 401/403, or no credential gave a token |
+//! | 4 | `not_found` | job, output or blob not found |
+//! | 5 | `job_not_terminal` | the job is not finished (or `--wait` timed out) |
+//! | 6 | — (the result document, failed entries) | some files failed |
+//! | 7 | `locked` | another jobdl holds the destination's lock (past `--lock-timeout`) |
+//! | 130 | — (the result document, `totals.interrupted`) | Ctrl+C / SIGTERM |
 use thiserror::Error;
 
 /// Terminal job states (Azure), as listed in the contract.
@@ -45,6 +58,9 @@ pub enum Error {
     /// Local I/O failure that ends the run (destination not writable, lock held...).
     #[error("{0}")]
     Io(String),
+    /// Another jobdl process holds the destination's lock (and `--lock-timeout` passed).
+    #[error("{0}")]
+    Locked(String),
     /// Ctrl+C / SIGTERM.
     #[error("interrupted")]
     Interrupted,
@@ -52,6 +68,20 @@ pub enum Error {
 
 /// Exit code when some files failed (the run itself finished).
 pub const EXIT_FILES_FAILED: u8 = 6;
+
+/// Exit code when another jobdl holds the destination's lock.
+pub const EXIT_LOCKED: u8 = 7;
+
+/// Every `(exit code, error.code)` pair a `--json` error document can carry.
+pub const JSON_ERROR_CODES: &[(u8, &str)] = &[
+    (1, "internal"),
+    (1, "service_unavailable"),
+    (2, "usage"),
+    (3, "auth"),
+    (4, "not_found"),
+    (5, "job_not_terminal"),
+    (EXIT_LOCKED, "locked"),
+];
 
 impl Error {
     /// The documented exit code of this error.
@@ -62,6 +92,7 @@ impl Error {
             Error::NotFound(_) => 4,
             Error::NotTerminal { .. } => 5,
             Error::ServiceUnavailable(_) | Error::Protocol(_) | Error::Io(_) => 1,
+            Error::Locked(_) => EXIT_LOCKED,
             Error::Interrupted => 130,
         }
     }
@@ -75,6 +106,8 @@ impl Error {
             Error::NotTerminal { .. } => "job_not_terminal",
             Error::ServiceUnavailable(_) => "service_unavailable",
             Error::Protocol(_) | Error::Io(_) => "internal",
+            Error::Locked(_) => "locked",
+            // Never in an error document: an interruption prints the result document.
             Error::Interrupted => "interrupted",
         }
     }
@@ -123,5 +156,46 @@ mod tests {
         assert!(nt.to_string().contains("(FINISHED, FAILED, KILLED)"), "{nt}");
         assert_eq!(Error::ServiceUnavailable("x".into()).exit_code(), 1);
         assert_eq!(Error::Interrupted.exit_code(), 130);
+        assert_eq!(Error::Locked("l".into()).exit_code(), 7);
+        assert_eq!(Error::Locked("l".into()).json_code(), "locked");
+    }
+
+    /// One error of every variant, whose (exit code, JSON code) must be in [`JSON_ERROR_CODES`].
+    fn every_variant() -> Vec<Error> {
+        vec![
+            Error::usage("u"),
+            Error::Auth { message: "a".into(), hint: "h".into() },
+            Error::NotFound("n".into()),
+            Error::NotTerminal {
+                job: "j".into(),
+                terminal: AZURE_TERMINAL,
+                status: "Running".into(),
+                extra: "".into(),
+            },
+            Error::ServiceUnavailable("s".into()),
+            Error::Protocol("p".into()),
+            Error::Io("i".into()),
+            Error::Locked("l".into()),
+        ]
+    }
+
+    #[test]
+    fn every_json_code_is_in_the_table_the_readme_and_the_schema() {
+        for e in every_variant() {
+            assert!(JSON_ERROR_CODES.contains(&(e.exit_code(), e.json_code())), "{e:?} is not in JSON_ERROR_CODES");
+        }
+        let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+        let exit_table = &readme[readme.find("## Exit codes").unwrap()..];
+        let exit_table = &exit_table[..exit_table[3..].find("\n## ").unwrap()];
+        let schema =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/schemas/jobdl-v1.schema.json")).unwrap();
+        let schema: serde_json::Value = serde_json::from_str(&schema).unwrap();
+        let codes = &schema["$defs"]["error"]["properties"]["error"]["properties"]["code"]["enum"];
+        let exits = &schema["$defs"]["error"]["properties"]["error"]["properties"]["exit_code"]["enum"];
+        for (exit, code) in JSON_ERROR_CODES {
+            assert!(exit_table.contains(&format!("| {exit} | `{code}`")), "README Exit codes lacks {exit} {code}");
+            assert!(codes.as_array().unwrap().iter().any(|c| c == code), "schema lacks code {code}");
+            assert!(exits.as_array().unwrap().iter().any(|c| c == exit), "schema lacks exit code {exit}");
+        }
     }
 }

@@ -180,6 +180,12 @@ pub enum CallError {
         /// Attempts made.
         attempts: u32,
     },
+    /// No credential could produce a token, so no request was sent.
+    #[error("{message}")]
+    Credential {
+        /// Every credential source tried and why each gave nothing.
+        message: String,
+    },
     /// The body was not the JSON expected.
     #[error("malformed response from {url}: {message}")]
     Decode {
@@ -203,7 +209,7 @@ impl CallError {
     pub fn attempts(&self) -> u32 {
         match self {
             CallError::Status { attempts, .. } | CallError::Transport { attempts, .. } => *attempts,
-            CallError::Decode { .. } => 1,
+            CallError::Decode { .. } | CallError::Credential { .. } => 1,
         }
     }
 
@@ -212,7 +218,7 @@ impl CallError {
         match self {
             CallError::Status { status, .. } => status_is_retryable(*status),
             CallError::Transport { .. } => true,
-            CallError::Decode { .. } => false,
+            CallError::Decode { .. } | CallError::Credential { .. } => false,
         }
     }
 }

@@ -45,8 +45,10 @@ pub struct ArchiveTask {
 }
 
 /// `--include` / `--exclude` globs, gitignore-style, matched against a file's path relative to its
-/// output (`logs/a/b.txt` for `artifacts/logs/a/b.txt`). A file is kept when it matches an include
-/// (or none was given) and no exclude.
+/// output (`logs/a/b.txt` for `artifacts/logs/a/b.txt`) and against its path in the destination as
+/// jobdl prints it (`artifacts/logs/a/b.txt`). A file is kept when it matches an include (or none
+/// was given) and no exclude. Which includes matched some file is recorded, so that one that
+/// matched nothing can be reported.
 ///
 /// Pattern rules: `*` and `?` never cross `/`, `**` does; a pattern without `/` matches the name at
 /// any depth (`*.txt`); a leading `/` anchors at the output root; a pattern also matches everything
@@ -55,12 +57,21 @@ pub struct ArchiveTask {
 pub struct Filter {
     include: Option<globset::GlobSet>,
     exclude: Option<globset::GlobSet>,
+    /// The `--include` globs as given.
+    include_text: Vec<String>,
+    /// Per `--include` glob: whether it matched some file.
+    matched: Vec<bool>,
 }
 
 impl Filter {
     /// Compile the globs; an invalid one is a usage error (exit 2) naming it.
     pub fn new(include: &[String], exclude: &[String]) -> Result<Filter, Error> {
-        Ok(Filter { include: compile(include, "--include")?, exclude: compile(exclude, "--exclude")? })
+        Ok(Filter {
+            include: compile(include, "--include")?,
+            exclude: compile(exclude, "--exclude")?,
+            include_text: include.to_vec(),
+            matched: vec![false; include.len()],
+        })
     }
 
     /// Whether no glob was given.
@@ -69,9 +80,37 @@ impl Filter {
     }
 
     /// Whether the file at `rel` (relative to its output, `/`-separated) is kept.
-    pub fn keeps(&self, rel: &str) -> bool {
+    pub fn keeps(&mut self, rel: &str) -> bool {
+        self.keeps_in("", rel)
+    }
+
+    /// Whether the file at `rel` of the output placed under `subdir` (`artifacts`,
+    /// `named-outputs/x`, or `""`) is kept: a glob may name it either way.
+    pub fn keeps_in(&mut self, subdir: &str, rel: &str) -> bool {
         let rel = rel.trim_start_matches('/');
-        self.include.as_ref().is_none_or(|s| s.is_match(rel)) && !self.exclude.as_ref().is_some_and(|s| s.is_match(rel))
+        let shown = if subdir.is_empty() { None } else { Some(format!("{subdir}/{rel}")) };
+        let excluded =
+            self.exclude.as_ref().is_some_and(|s| s.is_match(rel) || shown.as_deref().is_some_and(|p| s.is_match(p)));
+        let Some(include) = &self.include else { return !excluded };
+        let mut hits = include.matches(rel);
+        if let Some(p) = &shown {
+            hits.extend(include.matches(p));
+        }
+        if hits.is_empty() {
+            return false;
+        }
+        // Each include compiled to two globs (itself and everything below it).
+        for i in hits {
+            if let Some(m) = self.matched.get_mut(i / 2) {
+                *m = true;
+            }
+        }
+        !excluded
+    }
+
+    /// The `--include` globs that matched no file so far.
+    pub fn unmatched_includes(&self) -> Vec<&str> {
+        self.include_text.iter().zip(&self.matched).filter(|(_, m)| !**m).map(|(g, _)| g.as_str()).collect()
     }
 }
 
@@ -127,7 +166,7 @@ impl Plan {
     pub fn add(&mut self, root: &Path, subdir: &str, listing: Listing, seen: &mut HashMap<String, String>) {
         let join = |rel: &str| if subdir.is_empty() { rel.to_string() } else { format!("{subdir}/{rel}") };
         for (path, error) in listing.failures {
-            if !self.filter.keeps(&path) {
+            if !self.filter.keeps_in(subdir, &path) {
                 self.filtered += 1;
                 continue;
             }
@@ -141,7 +180,7 @@ impl Plan {
                     continue;
                 }
             };
-            if !self.filter.keeps(&rel) {
+            if !self.filter.keeps_in(subdir, &rel) {
                 self.filtered += 1;
                 continue;
             }
@@ -243,7 +282,7 @@ mod tests {
 
     fn kept(include: &[&str], exclude: &[&str], paths: &[&str]) -> Vec<String> {
         let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
-        let f = Filter::new(&s(include), &s(exclude)).unwrap();
+        let mut f = Filter::new(&s(include), &s(exclude)).unwrap();
         paths.iter().filter(|p| f.keeps(p)).map(|p| p.to_string()).collect()
     }
 
@@ -285,5 +324,19 @@ mod tests {
     #[test]
     fn printable_escapes_control_characters() {
         assert_eq!(printable("a\nb\u{7}"), "a\\nb\\u{7}");
+    }
+
+    #[test]
+    fn globs_also_match_destination_paths_and_unmatched_includes_are_known() {
+        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        let mut f = Filter::new(&s(&["artifacts/logs/**", "*.nope", "/config.json"]), &s(&[])).unwrap();
+        assert!(f.keeps_in("artifacts", "logs/azureml/rank_0/metrics.json"));
+        assert!(!f.keeps_in("named-outputs/model", "logs/x.txt"));
+        assert!(f.keeps_in("named-outputs/model", "config.json"));
+        assert_eq!(f.unmatched_includes(), vec!["*.nope"]);
+        let mut f = Filter::new(&s(&["logs/**"]), &s(&["artifacts/logs/b.txt"])).unwrap();
+        assert!(f.keeps_in("artifacts", "logs/a.txt"));
+        assert!(!f.keeps_in("artifacts", "logs/b.txt"), "an exclude names a destination path too");
+        assert!(f.unmatched_includes().is_empty());
     }
 }

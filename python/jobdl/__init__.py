@@ -52,6 +52,7 @@ _CODE_BY_EXIT = {
     4: "not_found",
     5: "job_not_terminal",
     6: "files_failed",
+    7: "locked",
     130: "interrupted",
 }
 

@@ -36,14 +36,24 @@ pub async fn cp(args: CpArgs, printer: Printer, cancel: CancellationToken) -> Re
     crate::report::set_destination(&root);
     let mut plan = Plan { filter, ..Plan::default() };
     plan.add(&root, "", listing, &mut HashMap::new());
+    super::warn_unmatched_includes(&plan);
+    if args.dry_run {
+        printer.dry_run(&root, &plan, None);
+        return Ok(if plan.failures.is_empty() { 0 } else { crate::error::EXIT_FILES_FAILED });
+    }
     execute(Session { common: &common, client: &client, printer, started, cancel }, &root, plan, None).await
 }
+
+/// The hint of a refused `cp` URL: no job or sign-in is involved, only the SAS in the URL.
+const SAS_HINT: &str = "the URL needs a valid SAS: one that grants read and list (`sp=rl`; read alone for a \
+                        single blob), has not expired (`se=`) and was copied whole, with every `&...` part and \
+                        the URL in single quotes";
 
 /// The files of a blob SAS URL: the one blob it names, else every blob under it as a folder.
 async fn blob_listing(blob: &BlobClient, parsed: &ParsedBlobUrl) -> Result<Listing, Error> {
     let container = &parsed.container;
     let path = parsed.path.clone();
-    let call_err = |e: crate::http::CallError| crate::provider::fatal(e, "blob service");
+    let call_err = |e: crate::http::CallError| crate::provider::fatal_with_hint(e, "blob service", SAS_HINT);
 
     let mut listing = Listing::default();
     let single = |name: &str, size: u64, md5| RemoteFile {
@@ -137,6 +147,11 @@ async fn cp_s3(args: CpArgs, printer: Printer, cancel: CancellationToken, starte
     crate::report::set_destination(&root);
     let mut plan = Plan { filter, ..Plan::default() };
     plan.add(&root, "", listing, &mut HashMap::new());
+    super::warn_unmatched_includes(&plan);
+    if args.dry_run {
+        printer.dry_run(&root, &plan, None);
+        return Ok(if plan.failures.is_empty() { 0 } else { crate::error::EXIT_FILES_FAILED });
+    }
     execute(Session { common: &common, client: &client, printer, started, cancel }, &root, plan, None).await
 }
 

@@ -36,9 +36,26 @@ enum Want {
     Named(String),
 }
 
+/// The values of az's `--output/-o` (never a job output jobdl could find).
+const AZ_OUTPUT_FORMATS: &[&str] = &["json", "jsonc", "table", "tsv", "yaml", "yamlc", "none"];
+
+/// `-p 'model*'`: a glob given as the destination (it would become a folder named `model*`).
+pub(crate) fn check_destination(path: Option<&std::path::Path>) -> Result<(), Error> {
+    let Some(p) = path else { return Ok(()) };
+    let text = p.to_string_lossy();
+    if text.contains(['*', '?', '[']) {
+        return Err(Error::usage(format!(
+            "-p/--path '{text}' looks like a glob, but it is the destination directory; to pick files use \
+             --include '{text}', to pick a named output --output NAME"
+        )));
+    }
+    Ok(())
+}
+
 /// Run `jobdl download`.
 pub async fn download(args: DownloadArgs, printer: Printer, cancel: CancellationToken) -> Result<u8, Error> {
     let started = Instant::now();
+    check_destination(args.path.as_deref())?;
     let r = resolve(&args, &printer, &cancel).await?;
     let job_ref = Some((r.job.name.as_str(), r.job.status.as_str()));
     if r.plan.filtered > 0 {
@@ -295,6 +312,7 @@ pub(crate) async fn resolve(
         add(&mut plan, &root, SWEEP_PARENT_DIR, resolved, &mut seen);
     }
     let probe_sizes = !matches!(provider, Provider::Mlflow(_));
+    super::warn_unmatched_includes(&plan);
     Ok(Resolution { common, client, blob, job, root, plan, probe_sizes })
 }
 
@@ -371,8 +389,14 @@ fn requested(args: &DownloadArgs, job: &Job) -> Result<Vec<Want>, Error> {
             } else {
                 declared.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
             };
+            // `--output json` is az's output format, not one of the job's outputs.
+            let format_hint = if AZ_OUTPUT_FORMATS.contains(&n.as_str()) {
+                format!(" (`--output {n}` picks a job output here; for a JSON document use --json)")
+            } else {
+                String::new()
+            };
             return Err(Error::NotFound(format!(
-                "job '{}' has no output named '{n}'; its outputs are: {list}",
+                "job '{}' has no output named '{n}'; its outputs are: {list}{format_hint}",
                 job.name
             )));
         }
@@ -396,6 +420,7 @@ async fn gate(
     let started = Instant::now();
     let mut interval = first_poll;
     let mut last_status = String::new();
+    let mut last_line = Instant::now();
     loop {
         let job = tokio::select! {
             j = provider.get_job(name) => match j {
@@ -424,10 +449,6 @@ async fn gate(
                 extra: "; use --wait to wait for it".into(),
             });
         }
-        if job.status != last_status {
-            printer.note(&format!("job '{name}' is {}; waiting…", job.status));
-            last_status = job.status.clone();
-        }
         let mut pause = interval;
         if let Some(t) = timeout {
             let left = t.saturating_sub(started.elapsed());
@@ -444,6 +465,19 @@ async fn gate(
             }
             pause = pause.min(left);
         }
+        if job.status != last_status {
+            printer.note(&format!("job '{name}' is {}; waiting…", job.status));
+            last_status = job.status.clone();
+            last_line = Instant::now();
+        } else if heartbeat_due(crate::log::enabled(1), last_line.elapsed(), pause) {
+            printer.note(&format!(
+                "job '{name}' still {} after {}; next check in {}",
+                job.status,
+                short_duration(started.elapsed()),
+                short_duration(pause)
+            ));
+            last_line = Instant::now();
+        }
         if !sleep_or_cancel(pause, cancel).await {
             return Err(Error::Interrupted);
         }
@@ -451,9 +485,57 @@ async fn gate(
     }
 }
 
+/// The longest `--wait` stays silent on stderr by default (CI systems kill a step that prints
+/// nothing for 10 minutes or so).
+const HEARTBEAT: Duration = Duration::from_secs(300);
+
+/// Whether a "still Running" line is due before a pause of `pause`: on every poll at `-v`, else
+/// when the next chance to print would come more than [`HEARTBEAT`] after the last line.
+fn heartbeat_due(verbose: bool, since_last: Duration, pause: Duration) -> bool {
+    verbose || since_last + pause > HEARTBEAT
+}
+
+/// `20m`, `1h 5m`, `45s`, `50ms`: whole seconds under a minute, whole minutes above.
+fn short_duration(d: Duration) -> String {
+    let d = if d < Duration::from_secs(1) {
+        Duration::from_millis(d.as_millis() as u64)
+    } else if d < Duration::from_secs(60) {
+        Duration::from_secs(d.as_secs())
+    } else {
+        Duration::from_secs(d.as_secs() / 60 * 60)
+    };
+    humantime::format_duration(d).to_string()
+}
+
 async fn sleep_or_cancel(d: Duration, cancel: &CancellationToken) -> bool {
     tokio::select! {
         _ = tokio::time::sleep(d) => true,
         _ = cancel.cancelled() => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wait_heartbeat_every_poll_at_v_and_at_least_every_five_minutes() {
+        let s = Duration::from_secs;
+        assert!(heartbeat_due(true, s(0), s(10)));
+        assert!(!heartbeat_due(false, s(0), s(60)));
+        assert!(!heartbeat_due(false, s(240), s(60)));
+        // The next chance would come after more than 5 minutes of silence: print now.
+        assert!(heartbeat_due(false, s(241), s(60)));
+        assert!(heartbeat_due(false, s(299), s(10)));
+    }
+
+    #[test]
+    fn short_durations() {
+        let s = Duration::from_secs;
+        assert_eq!(short_duration(s(20 * 60 + 13)), "20m");
+        assert_eq!(short_duration(s(3900)), "1h 5m");
+        assert_eq!(short_duration(s(60)), "1m");
+        assert_eq!(short_duration(Duration::from_millis(45_600)), "45s");
+        assert_eq!(short_duration(Duration::from_millis(50)), "50ms");
     }
 }

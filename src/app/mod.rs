@@ -51,10 +51,20 @@ async fn lock(
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                 let hint = if timeout.is_zero() { " (use --lock-timeout to wait for it)" } else { "" };
-                return Err(Error::Io(format!("{e}{hint}")));
+                return Err(Error::Locked(format!("{e}{hint}")));
             }
             Err(e) => return Err(Error::Io(format!("cannot lock {}: {e}", root.path().display()))),
         }
+    }
+}
+
+/// Warn (stderr and the `--json` notes) about each `--include` that matched no file of the plan.
+pub(crate) fn warn_unmatched_includes(plan: &Plan) {
+    for g in plan.filter.unmatched_includes() {
+        crate::report::notice(&format!(
+            "warning: --include '{g}' matched no file (a glob matches a path relative to its output, \
+             e.g. 'logs/**', or as jobdl prints it, e.g. 'artifacts/logs/**'; `jobdl ls` lists them)"
+        ));
     }
 }
 
@@ -138,7 +148,8 @@ pub(crate) async fn execute(
         tasks.push(t);
     }
     let keep: HashSet<PathBuf> = tasks.iter().map(|t| t.dest.clone()).collect();
-    let mode = if printer.json || printer.quiet {
+    // Progress is for humans on stderr: `--json` keeps it (stdout carries only the document).
+    let mode = if printer.quiet {
         ProgressMode::Silent
     } else if std::io::stderr().is_terminal() {
         ProgressMode::Bars
@@ -228,6 +239,11 @@ where
 /// `--json` the contract's error document on stdout as for every other usage error.
 fn usage_error(e: clap::Error, json: bool) -> u8 {
     use clap::error::ErrorKind;
+    if let Some(msg) = targeted_usage(&e) {
+        let printer = Printer { json, quiet: false };
+        printer.fatal(&Error::Usage(msg));
+        return 2;
+    }
     if !json || matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
         e.exit();
     }
@@ -238,6 +254,28 @@ fn usage_error(e: clap::Error, json: bool) -> u8 {
     let _ = e.print();
     Printer { json: true, quiet: true }.fatal(&Error::Usage(message));
     2
+}
+
+/// A targeted message for a flag people bring from other tools (az ml, azcopy, az), instead of
+/// clap's generic tip.
+fn targeted_usage(e: &clap::Error) -> Option<String> {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if e.kind() != ErrorKind::UnknownArgument {
+        return None;
+    }
+    let Some(ContextValue::String(arg)) = e.get(ContextKind::InvalidArg) else { return None };
+    let flag = arg.split('=').next().unwrap_or(arg);
+    let why = match flag {
+        "-n" | "--name" => "jobdl takes the job as its first argument, not as -n/--name (az ml): `jobdl download JOB`",
+        "--recursive" | "-r" => {
+            "jobdl always downloads everything below a job's output or a cp prefix; drop --recursive (azcopy)"
+        }
+        "--output-name" => "a named output is chosen with --output NAME (az ml's --output-name)",
+        "-o" | "--output" => "for a JSON document use --json (az's --output json / -o json)",
+        "--output-format" | "--format" => "for a JSON document use --json",
+        _ => return None,
+    };
+    Some(format!("unexpected argument '{arg}': {why}"))
 }
 
 /// The matches of the (innermost) subcommand, which hold its flags.

@@ -1,7 +1,7 @@
 //! Path A: an Azure AI Foundry project endpoint. Job GET, run history, the paged artifact
 //! listing with per-root `prefix/contentinfo` fan-out and gap fill, and named outputs through
 //! the models/datasets credentials APIs. The bearer token goes only to the project host.
-use super::{Job, Listing, OutputSpec, RemoteFile, fatal};
+use super::{Job, Listing, OutputSpec, RemoteFile};
 use crate::auth::{FOUNDRY_SCOPE, TokenSource};
 use crate::blob::{BlobClient, parse_blob_url};
 use crate::error::Error;
@@ -114,12 +114,13 @@ impl Foundry {
                 message: "refusing to send the token to another host".into(),
             });
         }
-        let token = self
-            .tokens
-            .token(FOUNDRY_SCOPE)
-            .await
-            .map_err(|e| CallError::Transport { message: e.to_string(), attempts: 1 })?;
+        let token = self.tokens.token(FOUNDRY_SCOPE).await.map_err(super::token_error)?;
         self.meta.json(&JsonRequest { method, url, bearer: Some(token), body }).await
+    }
+
+    /// A failed call that ends the run (a refused `JOBDL_ACCESS_TOKEN` is named).
+    fn fatal(&self, e: CallError, what: &str) -> Error {
+        super::fatal_for_tokens(e, what, super::PROJECT_HINT, &self.tokens)
     }
 
     async fn get(&self, url: Url) -> Result<Value, CallError> {
@@ -131,7 +132,7 @@ impl Foundry {
         let url = self.url(&format!("jobs/{}", enc(name)), API_VERSION, &[]);
         let v = self.get(url).await.map_err(|e| match e.status() {
             Some(404) => Error::NotFound(format!("job '{name}' not found in project {}", self.base)),
-            _ => fatal(e, &format!("get job '{name}'")),
+            _ => self.fatal(e, &format!("get job '{name}'")),
         })?;
         parse_job(name, &v)
     }
@@ -142,7 +143,7 @@ impl Foundry {
         let mut url = first.clone();
         let mut seen = HashSet::new();
         for _ in 0..MAX_PAGES {
-            let page = self.get(url.clone()).await.map_err(|e| fatal(e, what))?;
+            let page = self.get(url.clone()).await.map_err(|e| self.fatal(e, what))?;
             let step = parse_page(&page, &first, &url).map_err(|e| Error::Protocol(format!("{what}: {e}")))?;
             items.extend(step.items);
             match step.next {
@@ -173,7 +174,7 @@ impl Foundry {
         let run_url = self.url(&format!("jobs/{j}/history/runs/{j}", j = enc(job)), API_VERSION, &[]);
         let run = self.get(run_url).await.map_err(|e| match e.status() {
             Some(404) => Error::NotFound(format!("run metadata of job '{job}' not found")),
-            _ => fatal(e, &format!("run history of job '{job}'")),
+            _ => self.fatal(e, &format!("run history of job '{job}'")),
         })?;
         let exp = str_ci(&run, "experimentId")
             .ok_or_else(|| Error::Protocol(format!("the run metadata of job '{job}' has no experiment ID")))?
@@ -249,7 +250,7 @@ impl Foundry {
                     }
                     None => listing.failures.push((raw_of[p].clone(), "no download URL returned".into())),
                 },
-                Err(e) if matches!(e.status(), Some(401 | 403)) => return Err(fatal(e, "artifact content info")),
+                Err(e) if matches!(e.status(), Some(401 | 403)) => return Err(self.fatal(e, "artifact content info")),
                 Err(_) => listing.failures.push((raw_of[p].clone(), "no download URL returned".into())),
             }
         }

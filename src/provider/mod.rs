@@ -390,15 +390,18 @@ pub fn is_terminal(status: &str) -> bool {
 
 /// Map a failed metadata call on something everything depends on to a run-ending error.
 pub fn fatal(e: CallError, what: &str) -> Error {
-    fatal_with_hint(
-        e,
-        what,
-        "sign in with `az login` (or set JOBDL_ACCESS_TOKEN) with an identity that can read the project's jobs",
-    )
+    fatal_with_hint(e, what, PROJECT_HINT)
 }
 
-/// [`fatal`] with the hint shown on 401/403.
+/// The hint of a refused (or missing) credential on a Foundry project.
+pub const PROJECT_HINT: &str =
+    "sign in with `az login` (or set JOBDL_ACCESS_TOKEN) with an identity that can read the project's jobs";
+
+/// [`fatal`] with the hint shown on 401/403 (and when no credential gave a token: the same hint).
 pub fn fatal_with_hint(e: CallError, what: &str, hint: &str) -> Error {
+    if let CallError::Credential { message } = e {
+        return Error::Auth { message: format!("{what}: {message}"), hint: hint.into() };
+    }
     match e.status() {
         Some(401 | 403) => Error::Auth { message: format!("{what}: access denied ({e})"), hint: hint.into() },
         Some(404) => Error::NotFound(format!("{what}: not found ({e})")),
@@ -407,6 +410,32 @@ pub fn fatal_with_hint(e: CallError, what: &str, hint: &str) -> Error {
         }
         None if e.is_retryable() => Error::ServiceUnavailable(format!("{what}: {e} (after {} attempts)", e.attempts())),
         _ => Error::Protocol(format!("{what}: {e}")),
+    }
+}
+
+/// The hint of a 401/403 when the token came from `JOBDL_ACCESS_TOKEN` (the credential chain
+/// was not used, so "sign in with az login" would not help).
+pub const STATIC_TOKEN_HINT: &str = "JOBDL_ACCESS_TOKEN is set, so it is sent instead of signing in: replace it with a \
+     valid, unexpired token for this service's audience, or unset JOBDL_ACCESS_TOKEN to sign in through the \
+     credential chain (`az login`, a service principal, a managed identity)";
+
+/// [`fatal_with_hint`] for a call that carried the token `tokens` gave: a refused
+/// `JOBDL_ACCESS_TOKEN` is named as such.
+pub fn fatal_for_tokens(e: CallError, what: &str, hint: &str, tokens: &crate::auth::TokenSource) -> Error {
+    if tokens.is_static() && matches!(e.status(), Some(401 | 403)) {
+        return Error::Auth {
+            message: format!("{what}: access denied ({e}): the service refused the token in JOBDL_ACCESS_TOKEN"),
+            hint: STATIC_TOKEN_HINT.into(),
+        };
+    }
+    fatal_with_hint(e, what, hint)
+}
+
+/// A token that could not be obtained, as the error of the call that needed it.
+pub fn token_error(e: Error) -> CallError {
+    match e {
+        Error::Auth { message, .. } => CallError::Credential { message },
+        other => CallError::Transport { message: other.to_string(), attempts: 1 },
     }
 }
 

@@ -77,8 +77,8 @@ impl Printer {
     /// Print the final summary (human) or the JSON document.
     pub fn summary(&self, s: &Summary<'_>) {
         if self.json {
+            // The document on stdout; the same human lines as without --json stay on stderr.
             println!("{}", crate::redact::scrub(&summary_json(s).to_string()));
-            return;
         }
         let downloaded = s.files.iter().filter(|f| f.result == FileResult::Downloaded).count();
         let skipped = s.files.iter().filter(|f| f.result == FileResult::Skipped).count();
@@ -147,14 +147,14 @@ impl Printer {
         if self.json {
             let doc = dry_run_json(root, plan, job);
             println!("{}", crate::redact::scrub(&doc.to_string()));
-            return;
-        }
-        for t in &plan.tasks {
-            let size = t.size.map(human_bytes).unwrap_or_else(|| "?".into());
-            println!("{size:>12}  {}", crate::redact::scrub(&root.join(&t.display).display().to_string()));
-        }
-        for a in &plan.archives {
-            println!("{:>12}  {}/ (archive, unpacked here)", "?", root.join(&a.display).display());
+        } else {
+            for t in &plan.tasks {
+                let size = t.size.map(human_bytes).unwrap_or_else(|| "?".into());
+                println!("{size:>12}  {}", crate::redact::scrub(&root.join(&t.display).display().to_string()));
+            }
+            for a in &plan.archives {
+                println!("{:>12}  {}/ (archive, unpacked here)", "?", root.join(&a.display).display());
+            }
         }
         for f in &plan.failures {
             let line = format!("error: {}: {}", f.display, f.error);
@@ -168,9 +168,9 @@ impl Printer {
         eprintln!("{} files{archives}, {} (dry run: nothing written)", plan.tasks.len(), human_bytes(plan.bytes()));
     }
 
-    /// A notice on stderr (not in quiet or JSON mode).
+    /// A notice on stderr (not in quiet mode; with `--json` too, as stdout holds the document).
     pub fn note(&self, msg: &str) {
-        if !self.quiet && !self.json {
+        if !self.quiet {
             eprintln!("{}", crate::log::paint(&crate::redact::redact(msg)));
         }
     }

@@ -44,14 +44,15 @@ fn progress_is_plain_lines_when_stderr_is_not_a_terminal() {
     assert!(!run.stderr.contains(ESC) && !run.stderr.contains('\r'), "control characters\n{run:?}");
     assert!(!run.stdout.contains("files "), "progress on stdout\n{run}");
 
-    // -q and --json: no progress at all.
+    // -q: no progress at all; --json: progress stays on stderr (issue 21), stdout is the document.
     for flag in ["-q", "--json"] {
         let env = TestEnv::new(standard_world());
         let mut cmd = env.command(["download", "job-123", flag]);
         cmd.env("JOBDL_PROGRESS_INTERVAL", "0s");
         let run = env.run_cmd(cmd);
         run.expect_code(0);
-        assert!(progress_lines(&run).is_empty(), "{flag}: progress printed\n{run}");
+        assert_eq!(progress_lines(&run).is_empty(), flag == "-q", "{flag}\n{run}");
+        assert!(!run.stdout.contains("files "), "{flag}: progress on stdout\n{run}");
     }
 }
 

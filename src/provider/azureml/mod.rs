@@ -7,7 +7,7 @@ pub mod datastore;
 pub mod resolve;
 pub mod uri;
 
-use super::{Job, OutputError, RemoteFile, Resolved, fatal_with_hint};
+use super::{Job, OutputError, RemoteFile, Resolved};
 use crate::auth::{STORAGE_SCOPE, TokenSource};
 use crate::blob::{BlobClient, BlobItem, ContainerRef, parse_blob_url};
 use crate::error::Error;
@@ -185,12 +185,7 @@ impl AzureMl {
                 message: "refusing to send the token to this host".into(),
             });
         }
-        let token = self
-            .inner
-            .tokens
-            .token(&self.inner.arm_scope)
-            .await
-            .map_err(|e| CallError::Transport { message: e.to_string(), attempts: 1 })?;
+        let token = self.inner.tokens.token(&self.inner.arm_scope).await.map_err(super::token_error)?;
         self.inner.meta.json(&JsonRequest { method, url, bearer: Some(token), body }).await
     }
 
@@ -201,7 +196,7 @@ impl AzureMl {
 
     /// A failed ARM call that ends the run.
     fn arm_fatal(&self, e: CallError, what: &str) -> Error {
-        fatal_with_hint(e, what, ARM_HINT)
+        super::fatal_for_tokens(e, what, ARM_HINT, &self.inner.tokens)
     }
 
     fn ws_display(&self) -> String {
