@@ -171,6 +171,7 @@ impl Plan {
                 size: f.size,
                 md5: f.md5,
                 check: f.check,
+                etag: f.etag,
             });
         }
     }
@@ -199,6 +200,7 @@ mod tests {
             size: Some(1),
             md5: None,
             check: None,
+            etag: None,
             protocol: crate::provider::Protocol::AzureBlob,
         }
     }

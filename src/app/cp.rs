@@ -20,7 +20,7 @@ pub async fn cp(args: CpArgs, printer: Printer, cancel: CancellationToken) -> Re
     if args.url.trim().get(..5).is_some_and(|s| s.eq_ignore_ascii_case("s3://")) {
         return cp_s3(args, printer, cancel, started).await;
     }
-    let common = Common::resolve(&args.transfer, &args.cloud, args.skip_existing)?;
+    let common = Common::resolve(&args.transfer, &args.cloud, args.overwrite)?;
     let filter = Filter::new(&args.filter.include, &args.filter.exclude)?;
     let url = url::Url::parse(args.url.trim()).map_err(|e| Error::usage(format!("invalid URL: {e}")))?;
     common.allow.check_storage(&url).map_err(|e| Error::usage(format!("URL not allowed: {e}")))?;
@@ -36,7 +36,10 @@ pub async fn cp(args: CpArgs, printer: Printer, cancel: CancellationToken) -> Re
     crate::report::set_destination(&root);
     let mut plan = Plan { filter, ..Plan::default() };
     plan.add(&root, "", listing, &mut HashMap::new());
-    execute(Session { common: &common, client: &client, printer, started, cancel }, &root, plan, None).await
+    let mut shown = url.clone();
+    shown.set_query(None);
+    let source = crate::redact::url_for_display(&shown);
+    execute(Session { common: &common, client: &client, printer, started, cancel, source }, &root, plan, None).await
 }
 
 /// The files of a blob SAS URL: the one blob it names, else every blob under it as a folder.
@@ -54,6 +57,7 @@ async fn blob_listing(blob: &BlobClient, parsed: &ParsedBlobUrl) -> Result<Listi
         size: Some(size),
         md5,
         check: None,
+        etag: None,
     };
     let mut done = false;
     if !path.is_empty() && !path.ends_with('/') {
@@ -82,6 +86,7 @@ async fn blob_listing(blob: &BlobClient, parsed: &ParsedBlobUrl) -> Result<Listi
                 size: Some(b.size),
                 md5: b.md5,
                 check: None,
+                etag: b.etag.clone(),
             })
             .await
             .map_err(call_err)?;
@@ -109,7 +114,7 @@ async fn blob_listing(blob: &BlobClient, parsed: &ParsedBlobUrl) -> Result<Listi
 /// `KEY/` (or the whole bucket). Keys are never requested when a URL parser would rewrite them
 /// (`.`/`..` segments) or when the plan's path checks refuse them: those fail alone.
 async fn cp_s3(args: CpArgs, printer: Printer, cancel: CancellationToken, started: Instant) -> Result<u8, Error> {
-    let common = Common::resolve(&args.transfer, &args.cloud, args.skip_existing)?;
+    let common = Common::resolve(&args.transfer, &args.cloud, args.overwrite)?;
     let filter = Filter::new(&args.filter.include, &args.filter.exclude)?;
     let loc = crate::s3::parse_s3_url(args.url.trim()).map_err(Error::Usage)?;
     let home = std::env::var_os("HOME").or_else(|| std::env::var_os("USERPROFILE")).map(std::path::PathBuf::from);
@@ -137,7 +142,8 @@ async fn cp_s3(args: CpArgs, printer: Printer, cancel: CancellationToken, starte
     crate::report::set_destination(&root);
     let mut plan = Plan { filter, ..Plan::default() };
     plan.add(&root, "", listing, &mut HashMap::new());
-    execute(Session { common: &common, client: &client, printer, started, cancel }, &root, plan, None).await
+    let source = crate::redact::redact(args.url.trim());
+    execute(Session { common: &common, client: &client, printer, started, cancel, source }, &root, plan, None).await
 }
 
 /// The files of an `s3://` URL: the one object it names, else every object under it.

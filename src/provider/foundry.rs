@@ -270,6 +270,7 @@ impl Foundry {
                             size: len,
                             md5: None,
                             check: None,
+                            etag: None,
                             refresh,
                             protocol: super::Protocol::AzureBlob,
                         })
@@ -359,6 +360,7 @@ impl Foundry {
                             size: Some(p.size),
                             md5: p.md5,
                             check: None,
+                            etag: p.etag.clone(),
                             refresh: None,
                             protocol: super::Protocol::AzureBlob,
                         }],
@@ -392,6 +394,7 @@ impl Foundry {
                 size: Some(b.size),
                 md5: b.md5,
                 check: None,
+                etag: b.etag.clone(),
             })
             .await
             .map_err(|e| format!("output '{name}': listing failed: {e}"))?;
