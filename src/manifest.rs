@@ -476,3 +476,114 @@ pub fn check_file(root: &Dir, entry: &Entry) -> Check {
         Some(Err(e)) => Check::Changed(format!("cannot read it: {e}")),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn task(root: &Path, rel: &str, size: Option<u64>, md5: Option<[u8; 16]>, etag: Option<&str>) -> FileTask {
+        FileTask {
+            display: rel.into(),
+            dest: root.join(rel),
+            url: url::Url::parse("https://a.blob.core.windows.net/c/x").unwrap().into(),
+            headers: vec![],
+            size,
+            md5,
+            check: None,
+            etag: etag.map(str::to_string),
+            hints: Default::default(),
+            refresh: None,
+            sign: None,
+        }
+    }
+
+    fn md5(b: &[u8]) -> [u8; 16] {
+        use md5::Digest;
+        md5::Md5::digest(b).into()
+    }
+
+    fn entry(rel: &str, bytes: &[u8], etag: Option<&str>, mtime: Option<u64>) -> Entry {
+        Entry {
+            path: rel.into(),
+            size: bytes.len() as u64,
+            hash: Some(Hash::md5(&md5(bytes))),
+            verified_by: "md5".into(),
+            etag: etag.map(str::to_string),
+            mtime_ns: mtime,
+            time: now(),
+        }
+    }
+
+    #[test]
+    fn hashes_round_trip_through_their_text_form() {
+        let checks = [
+            Expected::Crc32(0xcbf4_3926),
+            Expected::Crc32c(7),
+            Expected::Crc64Nvme(0xae8b_1486_0a79_9888),
+            Expected::Sha256([9; 32]),
+            Expected::Md5Multipart { digest: [3; 16], parts: 4, part_size: 8 << 20 },
+        ];
+        for c in checks {
+            let h = Hash::check(&c);
+            assert_eq!(h.as_check(), Some(c), "{h:?}");
+            let back: Hash = serde_json::from_str(&serde_json::to_string(&h).unwrap()).unwrap();
+            assert_eq!(back, h);
+        }
+        let m = md5(b"x");
+        assert_eq!(Hash::md5(&m).as_md5(), Some(m));
+        assert_eq!(Hash::md5(&m).as_check(), None);
+    }
+
+    #[test]
+    fn the_listing_must_agree_on_everything_both_sides_know() {
+        let root = Path::new("/d");
+        let rec = entry("f", b"hello", Some("\"0x8D1\""), None);
+        assert!(service_matches(&task(root, "f", Some(5), Some(md5(b"hello")), Some("0x8D1")), &rec));
+        assert!(!service_matches(&task(root, "f", Some(5), Some(md5(b"world")), None), &rec));
+        assert!(!service_matches(&task(root, "f", Some(6), None, None), &rec));
+        assert!(!service_matches(&task(root, "f", Some(5), None, Some("0x8D2")), &rec));
+        // Size only (MLflow): trusted on the size; nothing known at all: fetched.
+        assert!(service_matches(&task(root, "f", Some(5), None, None), &rec));
+        assert!(!service_matches(&task(root, "f", None, None, None), &rec));
+    }
+
+    #[test]
+    fn decisions_follow_the_rule() {
+        let t = tempfile::tempdir().unwrap();
+        let root = Dir::open_root(t.path()).unwrap();
+        let time = now();
+        let kind = |d: &Decision| match d {
+            Decision::Fetch => "fetch",
+            Decision::Keep { .. } => "keep",
+            Decision::Refuse(_) => "refuse",
+        };
+        let tk = task(t.path(), "f", Some(5), Some(md5(b"hello")), None);
+        // Nothing there.
+        assert_eq!(kind(&decide(&root, &tk, None, false, &time)), "fetch");
+        std::fs::write(t.path().join("f"), b"hello").unwrap();
+        let mtime = crate::fs::modified_ns(&std::fs::metadata(t.path().join("f")).unwrap());
+        let rec = entry("f", b"hello", None, mtime);
+        // Recorded and unchanged, listing agrees: kept; object changed on the service: fetched.
+        assert_eq!(kind(&decide(&root, &tk, Some(&rec), false, &time)), "keep");
+        let changed = task(t.path(), "f", Some(5), Some(md5(b"world")), None);
+        assert_eq!(kind(&decide(&root, &changed, Some(&rec), false, &time)), "fetch");
+        // Unrecorded but identical to the service: kept.
+        assert_eq!(kind(&decide(&root, &tk, None, false, &time)), "keep");
+        // Changed locally: refused, unless overwrite.
+        std::fs::write(t.path().join("f"), b"HELLO").unwrap();
+        assert_eq!(kind(&decide(&root, &tk, Some(&rec), false, &time)), "refuse");
+        assert_eq!(kind(&decide(&root, &tk, Some(&rec), true, &time)), "fetch");
+        assert_eq!(kind(&decide(&root, &tk, None, false, &time)), "refuse");
+        // Touched only (same bytes, another mtime): still jobdl's file.
+        std::fs::write(t.path().join("f"), b"hello").unwrap();
+        let stale = entry("f", b"hello", None, Some(1));
+        match decide(&root, &tk, Some(&stale), false, &time) {
+            Decision::Keep { entry, .. } => assert_ne!(entry.mtime_ns, Some(1), "the new mtime is recorded"),
+            d => panic!("{d:?}"),
+        }
+        // No record and nothing to compare with: refused.
+        let blind = task(t.path(), "f", Some(5), None, None);
+        assert_eq!(kind(&decide(&root, &blind, None, false, &time)), "refuse");
+    }
+}
