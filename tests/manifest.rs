@@ -190,3 +190,37 @@ fn verify_without_a_manifest_exits_4() {
     run.expect_code(4);
     assert!(run.stderr.contains("no manifest"), "{run}");
 }
+
+/// After Ctrl+C, the files verified before the interruption are recorded: the rerun fetches only
+/// the file that was still in flight.
+#[test]
+fn after_ctrl_c_the_rerun_fetches_only_unverified_files() {
+    use support::{Fault, FaultRule};
+    let mut world = one_job("job-i", vec![("a.txt", text("alpha\n")), ("b.txt", text("bravo\n"))]);
+    world.add_artifact("job-i", "big.bin", support::BlobFixture::generated(1 << 20, 5));
+    let env = TestEnv::new(world);
+    // The big file's first data request stalls: it is in flight when Ctrl+C comes.
+    env.emu.add_fault(FaultRule::new("big.bin", 1, Fault::Stall(std::time::Duration::from_secs(120))).method("GET"));
+    let dest = env.dest("job-i");
+    let running = env.spawn(env.command(["download", "job-i", "--json"]));
+    harness::wait_until(harness::CHILD_LIMIT, "the small files", || {
+        dest.join("artifacts/a.txt").is_file() && dest.join("artifacts/b.txt").is_file()
+    });
+    running.signal(libc::SIGINT);
+    let run = running.wait(harness::CHILD_LIMIT);
+    run.expect_code(130);
+    let m = manifest(&dest);
+    let paths: Vec<&str> = m["files"].as_array().unwrap().iter().map(|f| f["path"].as_str().unwrap()).collect();
+    assert_eq!(paths, ["artifacts/a.txt", "artifacts/b.txt"], "{m}");
+
+    env.emu.clear_requests();
+    let run = env.run(&["download", "job-i", "--json"]);
+    run.expect_code(0);
+    assert_eq!(run.entry("artifacts/a.txt")["result"], "skipped", "{run}");
+    assert_eq!(run.entry("artifacts/b.txt")["result"], "skipped", "{run}");
+    assert_eq!(run.entry("artifacts/big.bin")["result"], "downloaded", "{run}");
+    let gets: Vec<String> =
+        env.requests().iter().filter(|r| r.method == "GET" && is_blob_data(r)).map(|r| r.path.clone()).collect();
+    assert!(!gets.is_empty() && gets.iter().all(|p| p.ends_with("big.bin")), "{gets:?}");
+    env.run(&["verify", "job-i"]).expect_code(0);
+}
