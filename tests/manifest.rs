@@ -2,6 +2,8 @@
 //! and `jobdl verify` (issues 21 items 2–3, 24 item 4), against the emulator.
 #![allow(dead_code)]
 
+#[path = "support/check.rs"]
+mod check;
 #[path = "cli/harness.rs"]
 mod harness;
 mod support;
@@ -68,6 +70,7 @@ fn a_download_writes_a_manifest_and_a_rerun_costs_one_listing() {
     // verify: everything as recorded.
     let run = env.run(&["verify", "job-m", "--json"]);
     run.expect_code(0);
+    check::validate(run.doc());
     assert_eq!(run.doc()["totals"]["ok"], 2, "{run}");
     assert_eq!(run.doc()["job"], "job-m", "{run}");
 }
@@ -132,6 +135,7 @@ fn a_file_edited_after_the_download_is_refused_unless_overwrite() {
     std::fs::remove_file(dest.join("artifacts/a.txt")).unwrap();
     let run = env.run(&["verify", "job-m", "--json"]);
     run.expect_code(6);
+    check::validate(run.doc());
     let missing: Vec<&Value> =
         run.doc()["files"].as_array().unwrap().iter().filter(|f| f["status"] == "missing").collect();
     assert_eq!(missing.len(), 1, "{run}");
