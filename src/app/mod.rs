@@ -261,12 +261,14 @@ async fn existing(
                         task.etag = task.etag.take().or(h.etag);
                     }
                 }
+                // A decision that could not be made (a panic) leaves the file to the engine.
+                let fallback = task.clone();
                 tokio::task::spawn_blocking(move || {
                     let d = crate::manifest::decide(&root, &task, rec.as_ref(), overwrite, &time);
                     (task, d)
                 })
                 .await
-                .ok()
+                .unwrap_or((fallback, Decision::Fetch))
             }
         })
         .buffered(EXAMINED_AT_ONCE)
@@ -277,7 +279,7 @@ async fn existing(
         return None;
     }
     let (mut fetch, mut settled, mut kept) = (Vec::new(), Vec::new(), Vec::new());
-    for (task, decision) in decisions.into_iter().flatten() {
+    for (task, decision) in decisions {
         match decision {
             Decision::Fetch => fetch.push(task),
             Decision::Keep { entry, outcome } => {
