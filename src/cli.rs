@@ -69,6 +69,16 @@ pub enum Command {
     ///   jobdl cp 'https://acct.blob.core.windows.net/c/run1?sv=...&sig=...' ./out --include '*.json'
     Cp(CpArgs),
     #[command(verbatim_doc_comment)]
+    /// Re-hash the files of a destination against its manifest (DEST/.jobdl/manifest.json).
+    ///
+    /// Every download writes the manifest. Exit 6 when a recorded file changed or is missing
+    /// (each is named); exit 4 when DEST has no manifest.
+    ///
+    /// Examples:
+    ///   jobdl verify ./job-123
+    ///   jobdl verify ./job-123 --json | jq '.totals'
+    Verify(VerifyArgs),
+    #[command(verbatim_doc_comment)]
     /// Print a shell completion script to stdout.
     ///
     /// Examples:
@@ -261,6 +271,7 @@ impl LsArgs {
             wait: self.wait,
             timeout: self.timeout.clone(),
             skip_existing: false,
+            overwrite: false,
             dry_run: true,
             filter: self.filter.clone(),
             transfer: self.transfer.clone(),
@@ -378,9 +389,13 @@ pub struct DownloadArgs {
     /// With --wait: give up after this long (90s, 15m, 2h, 1h30m or seconds); exit 5.
     #[arg(long, value_name = "DURATION", requires = "wait")]
     pub timeout: Option<String>,
-    /// Keep local files whose size (and MD5 when known) match.
+    /// Kept for scripts: keeping local files that still match the service is the default now.
     #[arg(long)]
     pub skip_existing: bool,
+    /// Replace local files that differ from what jobdl recorded (or, without a record, from the
+    /// service); by default such a file is refused (exit 6) and left as it is.
+    #[arg(long)]
+    pub overwrite: bool,
     /// Resolve everything and print the plan; write nothing.
     #[arg(long)]
     pub dry_run: bool,
@@ -390,6 +405,25 @@ pub struct DownloadArgs {
     /// Transfer options.
     #[command(flatten)]
     pub transfer: TransferArgs,
+}
+
+/// `jobdl verify`.
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The destination a download wrote (holds .jobdl/manifest.json).
+    pub dest: PathBuf,
+    /// Print exactly one JSON document on stdout and nothing else.
+    #[arg(long)]
+    pub json: bool,
+    /// Print only errors.
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// More detail on stderr (-v names every file checked).
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Colour the `error:`/`warning:` prefixes on stderr: auto, always or never.
+    #[arg(long, value_name = "WHEN", value_enum)]
+    pub color: Option<ColorWhen>,
 }
 
 /// `jobdl cp`.
@@ -406,7 +440,7 @@ pub struct CpArgs {
     /// S3-compatible storage (s3:// URLs).
     #[command(flatten)]
     pub s3: S3Args,
-    /// Keep local files whose size (and MD5 when known) match.
+    /// Kept for scripts: keeping local files that still match the service is the default now.
     #[arg(long)]
     pub skip_existing: bool,
     /// List what would be downloaded (sizes and local paths); write nothing.
@@ -415,6 +449,10 @@ pub struct CpArgs {
     /// Accepted for azcopy users and ignored: cp always takes everything below a prefix.
     #[arg(long, hide = true)]
     pub recursive: bool,
+    /// Replace local files that differ from what jobdl recorded (or, without a record, from the
+    /// service); by default such a file is refused (exit 6) and left as it is.
+    #[arg(long)]
+    pub overwrite: bool,
     /// File filters (paths relative to the listed prefix).
     #[command(flatten)]
     pub filter: FilterArgs,

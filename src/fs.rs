@@ -247,6 +247,34 @@ impl Dir {
         f.dir.rename(&f.name, &t.name)
     }
 
+    /// Read the regular file `name` (at most `limit` bytes; a link is not followed): `None` when
+    /// it is absent or not a regular file, an error when it is longer than `limit`.
+    pub fn read_regular(&self, name: &OsStr, limit: u64) -> io::Result<Option<Vec<u8>>> {
+        let Some(f) = self.open_regular(name)? else { return Ok(None) };
+        let mut out = Vec::new();
+        io::Read::read_to_end(&mut io::Read::take(f, limit.saturating_add(1)), &mut out)
+            .map_err(|e| with_path(e, &at(&self.path, name)))?;
+        if out.len() as u64 > limit {
+            return Err(io::Error::other(format!("{} is larger than {limit} bytes", at(&self.path, name).display())));
+        }
+        Ok(Some(out))
+    }
+
+    /// Replace the file `name` atomically with `bytes`: a fresh `.<name>.tmp` sibling (whatever
+    /// stood at that name is unlinked, never followed) is written, made durable and renamed over
+    /// `name`, then the directory is synced. A crash leaves the old file or the new one.
+    pub fn replace_file(&self, name: &OsStr, bytes: &[u8]) -> io::Result<()> {
+        let tmp = working_name(name, ".tmp");
+        let f = self.create_fresh(&tmp)?;
+        let written = io::Write::write_all(&mut &f, bytes).and_then(|()| f.sync_data());
+        if let Err(e) = written {
+            let _ = self.remove_file(&tmp);
+            return Err(with_path(e, &at(&self.path, &tmp)));
+        }
+        self.rename(&tmp, name)?;
+        self.sync()
+    }
+
     /// Create the file at `abs` afresh (see [`Dir::create_fresh`]); its directory must exist.
     pub fn create_fresh_at(&self, abs: &Path) -> io::Result<File> {
         let p = self.place(abs)?;
@@ -459,6 +487,13 @@ fn mtime_ns(meta: &std::fs::Metadata) -> u128 {
     meta.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map_or(0, |d| d.as_nanos())
 }
 
+/// Modification time in nanoseconds since the epoch, when the file system says (what a
+/// manifest records to tell a file jobdl wrote from one changed since).
+pub fn modified_ns(meta: &std::fs::Metadata) -> Option<u64> {
+    let d = meta.modified().ok()?.duration_since(std::time::UNIX_EPOCH).ok()?;
+    u64::try_from(d.as_nanos()).ok()
+}
+
 /// Record `etag` on `file`, with the file's modification time so that a later local edit shows
 /// (best effort: a file system without user xattrs keeps none). Call after the last write.
 pub fn record_source_etag(file: &File, etag: &str) -> io::Result<()> {
@@ -613,6 +648,12 @@ impl DestLock {
         Err(io::Error::other(format!("cannot take the lock {}", root.path.join(META_DIR).join("lock").display())))
     }
 
+    /// The destination's `.jobdl/` directory (held open; never reached through a link), where
+    /// the manifest lives.
+    pub fn meta_dir(&self) -> &Dir {
+        &self.meta
+    }
+
     /// Remove the lock file (and `.jobdl/` when empty) while still holding the lock, then
     /// release it: after a run the destination holds only the payload.
     pub fn release(self) {
@@ -623,6 +664,16 @@ impl DestLock {
             let _ = root.remove_dir(OsStr::new(META_DIR));
         }
         drop(self.file);
+    }
+}
+
+/// The destination's existing `.jobdl/` directory, for reading (`None` when there is none; a
+/// link there is refused).
+pub fn meta_dir(root: &Dir) -> io::Result<Option<Dir>> {
+    match root.child(OsStr::new(META_DIR)) {
+        Ok(d) => Ok(Some(d)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
     }
 }
 

@@ -25,6 +25,7 @@ pub mod fs;
 pub mod hosts;
 pub mod http;
 pub mod log;
+pub mod manifest;
 pub mod plan;
 pub mod provider;
 pub mod redact;

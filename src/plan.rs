@@ -210,6 +210,7 @@ impl Plan {
                 size: f.size,
                 md5: f.md5,
                 check: f.check,
+                etag: f.etag,
             });
         }
     }
@@ -238,6 +239,7 @@ mod tests {
             size: Some(1),
             md5: None,
             check: None,
+            etag: None,
             protocol: crate::provider::Protocol::AzureBlob,
         }
     }

@@ -168,11 +168,13 @@ pub struct Common {
     pub archive_limits: crate::archive::Limits,
     /// Most entries one listing may hold before it fails (`max_list_entries`).
     pub max_list_entries: usize,
+    /// `--overwrite`: replace local files that differ from jobdl's record or from the service.
+    pub overwrite: bool,
 }
 
 impl Common {
     /// Resolve the shared settings.
-    pub fn resolve(args: &TransferArgs, cloud: &str, skip_existing: bool) -> Result<Common, Error> {
+    pub fn resolve(args: &TransferArgs, cloud: &str, overwrite: bool) -> Result<Common, Error> {
         let cloud: Cloud = cloud.parse().map_err(|e: String| Error::usage(format!("invalid --cloud: {e}")))?;
         let defaults = TransferConfig::default();
         // A fixed --parallel is kept as given; by default the budget starts at 8 and may climb
@@ -247,14 +249,7 @@ impl Common {
         };
         Ok(Common {
             archive_limits,
-            transfer: TransferConfig {
-                parallel,
-                max_parallel,
-                retry: base.clone(),
-                skip_existing,
-                min_rate,
-                ..defaults
-            },
+            transfer: TransferConfig { parallel, max_parallel, retry: base.clone(), min_rate, ..defaults },
             meta_retry: RetryConfig { attempts: META_ATTEMPTS.min(retries.max(1)).max(1), ..base },
             idle_timeout,
             lock_timeout: match &args.lock_timeout {
@@ -269,6 +264,7 @@ impl Common {
             poll_interval: knob(args.knobs.poll_interval, ENV_POLL_INTERVAL, Duration::from_secs(10))?,
             progress_interval: env_duration(ENV_PROGRESS_INTERVAL, Duration::from_secs(10))?,
             max_list_entries: max_list_entries(args.knobs.max_list_entries)?,
+            overwrite,
         })
     }
 }
@@ -632,7 +628,7 @@ impl Resolved {
                 }
                 self.apply_transfer(&mut a.transfer);
             }
-            Command::Config(_) | Command::Completions(_) | Command::Man => {}
+            Command::Config(_) | Command::Completions(_) | Command::Man | Command::Verify(_) => {}
         }
     }
 

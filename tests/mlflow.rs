@@ -109,7 +109,7 @@ impl Sandbox {
     }
 }
 
-/// Every file below `root`, as relative paths.
+/// Every file below `root`, as relative paths (jobdl's manifests left out).
 fn files_under(root: &Path) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
     let mut stack = vec![root.to_path_buf()];
@@ -119,7 +119,7 @@ fn files_under(root: &Path) -> BTreeSet<String> {
             let p = e.path();
             if e.file_type().unwrap().is_dir() {
                 stack.push(p);
-            } else {
+            } else if !p.ends_with(".jobdl/manifest.json") {
                 out.insert(p.strip_prefix(root).unwrap().to_string_lossy().replace('\\', "/"));
             }
         }

@@ -398,13 +398,20 @@ fn multipart_etags_and_stored_checksums_verify_objects_without_an_md5() {
         assert_eq!(by_path[name]["md5"], md5, "{name}");
     }
 
-    // --skip-existing re-checks each local file against its check: a file changed in place
-    // (same size) is fetched again, the others are kept and say which check passed.
+    // A rerun re-checks each local file against its record: a file changed in place (same size)
+    // is refused (exit 6, never silently replaced), the others are kept and say which check
+    // passed; with --overwrite the changed file is fetched again.
     let mut bad = six.clone();
     bad[7 * MIB] ^= 0x40;
     std::fs::write(dest.join("six.bin"), &bad).unwrap();
+    let out = jobdl(&home, &aws, &args);
+    assert_eq!(out.status.code(), Some(6), "{}", text(&out));
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    validate(&doc);
+    assert_eq!(files_by_path(&doc)["six.bin"]["result"], "failed", "{doc:#}");
+    assert!(std::fs::read(dest.join("six.bin")).unwrap() == bad, "the user's bytes stay");
     let mut again = args.to_vec();
-    again.push("--skip-existing");
+    again.push("--overwrite");
     let out = jobdl(&home, &aws, &again);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let doc: Value = serde_json::from_slice(&out.stdout).unwrap();

@@ -20,7 +20,7 @@ pub async fn cp(args: CpArgs, printer: Printer, cancel: CancellationToken) -> Re
     if args.url.trim().get(..5).is_some_and(|s| s.eq_ignore_ascii_case("s3://")) {
         return cp_s3(args, printer, cancel, started).await;
     }
-    let common = Common::resolve(&args.transfer, &args.cloud, args.skip_existing)?;
+    let common = Common::resolve(&args.transfer, &args.cloud, args.overwrite)?;
     let filter = Filter::new(&args.filter.include, &args.filter.exclude)?;
     let url = url::Url::parse(args.url.trim()).map_err(|e| Error::usage(format!("invalid URL: {e}")))?;
     common.allow.check_storage(&url).map_err(|e| Error::usage(format!("URL not allowed: {e}")))?;
@@ -36,12 +36,15 @@ pub async fn cp(args: CpArgs, printer: Printer, cancel: CancellationToken) -> Re
     crate::report::set_destination(&root);
     let mut plan = Plan { filter, ..Plan::default() };
     plan.add(&root, "", listing, &mut HashMap::new());
+    let mut shown = url.clone();
+    shown.set_query(None);
+    let source = crate::redact::url_for_display(&shown);
     super::warn_unmatched_includes(&plan);
     if args.dry_run {
         printer.dry_run(&root, &plan, None);
         return Ok(if plan.failures.is_empty() { 0 } else { crate::error::EXIT_FILES_FAILED });
     }
-    execute(Session { common: &common, client: &client, printer, started, cancel }, &root, plan, None).await
+    execute(Session { common: &common, client: &client, printer, started, cancel, source }, &root, plan, None).await
 }
 
 /// The hint of a refused `cp` URL: no job or sign-in is involved, only the SAS in the URL.
@@ -64,6 +67,7 @@ async fn blob_listing(blob: &BlobClient, parsed: &ParsedBlobUrl) -> Result<Listi
         size: Some(size),
         md5,
         check: None,
+        etag: None,
     };
     let mut done = false;
     if !path.is_empty() && !path.ends_with('/') {
@@ -92,6 +96,7 @@ async fn blob_listing(blob: &BlobClient, parsed: &ParsedBlobUrl) -> Result<Listi
                 size: Some(b.size),
                 md5: b.md5,
                 check: None,
+                etag: b.etag.clone(),
             })
             .await
             .map_err(call_err)?;
@@ -119,7 +124,7 @@ async fn blob_listing(blob: &BlobClient, parsed: &ParsedBlobUrl) -> Result<Listi
 /// `KEY/` (or the whole bucket). Keys are never requested when a URL parser would rewrite them
 /// (`.`/`..` segments) or when the plan's path checks refuse them: those fail alone.
 async fn cp_s3(args: CpArgs, printer: Printer, cancel: CancellationToken, started: Instant) -> Result<u8, Error> {
-    let common = Common::resolve(&args.transfer, &args.cloud, args.skip_existing)?;
+    let common = Common::resolve(&args.transfer, &args.cloud, args.overwrite)?;
     let filter = Filter::new(&args.filter.include, &args.filter.exclude)?;
     let loc = crate::s3::parse_s3_url(args.url.trim()).map_err(Error::Usage)?;
     let home = std::env::var_os("HOME").or_else(|| std::env::var_os("USERPROFILE")).map(std::path::PathBuf::from);
@@ -147,12 +152,13 @@ async fn cp_s3(args: CpArgs, printer: Printer, cancel: CancellationToken, starte
     crate::report::set_destination(&root);
     let mut plan = Plan { filter, ..Plan::default() };
     plan.add(&root, "", listing, &mut HashMap::new());
+    let source = crate::redact::redact(args.url.trim());
     super::warn_unmatched_includes(&plan);
     if args.dry_run {
         printer.dry_run(&root, &plan, None);
         return Ok(if plan.failures.is_empty() { 0 } else { crate::error::EXIT_FILES_FAILED });
     }
-    execute(Session { common: &common, client: &client, printer, started, cancel }, &root, plan, None).await
+    execute(Session { common: &common, client: &client, printer, started, cancel, source }, &root, plan, None).await
 }
 
 /// The files of an `s3://` URL: the one object it names, else every object under it.

@@ -65,7 +65,7 @@ pub async fn download(args: DownloadArgs, printer: Printer, cancel: Cancellation
         printer.dry_run(&r.root, &r.plan, job_ref);
         return Ok(if r.plan.failures.is_empty() { 0 } else { crate::error::EXIT_FILES_FAILED });
     }
-    let session = Session { common: &r.common, client: &r.client, printer, started, cancel };
+    let session = Session { common: &r.common, client: &r.client, printer, started, cancel, source: r.source };
     execute(session, &r.root, r.plan, job_ref).await
 }
 
@@ -85,6 +85,8 @@ pub(crate) struct Resolution {
     pub plan: Plan,
     /// Whether sizes the listing did not give may be probed with a blob HEAD (Azure sources).
     pub probe_sizes: bool,
+    /// Where the job lives, as the manifest records it.
+    pub source: String,
 }
 
 /// Settings, HTTP client and provider for a job-addressing command.
@@ -97,13 +99,24 @@ pub(crate) struct Located {
     pub blob: BlobClient,
     /// Where the job lives.
     pub provider: Provider,
+    /// Where the job lives, as the manifest records it (no secret).
+    pub source: String,
 }
 
 /// Resolve settings and where the job lives (no network call yet).
 pub(crate) fn locate(args: &DownloadArgs) -> Result<Located, Error> {
-    let common = Common::resolve(&args.transfer, &args.target.cloud, args.skip_existing)?;
+    let common = Common::resolve(&args.transfer, &args.target.cloud, args.overwrite)?;
     let cloud: Cloud = args.target.cloud.parse().map_err(Error::Usage)?;
     let source = job_source(&args.target, &AzureCliDefaults::load())?;
+    let described = crate::redact::redact(&match &source {
+        JobSource::Project(e) => format!("foundry {e}"),
+        JobSource::Workspace(w) => format!(
+            "azureml /subscriptions/{}/resourceGroups/{}/workspaces/{}",
+            w.subscription, w.resource_group, w.workspace
+        ),
+        JobSource::Kfp(e) => format!("kfp {e}"),
+        JobSource::Mlflow(u) => format!("mlflow {u}"),
+    });
     crate::safepath::safe_component(&args.target.job).map_err(|e| Error::usage(format!("invalid job name: {e}")))?;
     let client = crate::http::build_client(common.idle_timeout)?;
     let tokens = TokenSource::from_env(common.access_token.clone(), &client, cloud);
@@ -157,7 +170,7 @@ pub(crate) fn locate(args: &DownloadArgs) -> Result<Located, Error> {
         }
     };
     let blob = BlobClient::new(client.clone(), common.meta_retry.clone()).with_max_entries(common.max_list_entries);
-    Ok(Located { common, client, blob, provider })
+    Ok(Located { common, client, blob, provider, source: described })
 }
 
 /// The KFP bearer token from `--kfp-token-file` (trimmed; exit 2 when unreadable or empty).
@@ -179,7 +192,7 @@ pub(crate) async fn resolve(
 ) -> Result<Resolution, Error> {
     let filter = Filter::new(&args.filter.include, &args.filter.exclude)?;
     let timeout = args.timeout.as_deref().map(|t| parse_duration(t, "--timeout")).transpose()?;
-    let Located { common, client, blob, provider } = locate(args)?;
+    let Located { common, client, blob, provider, source } = locate(args)?;
     if !args.dry_run {
         // Known before the gate, so an interruption while waiting still names it.
         let dest = args.path.clone().unwrap_or_else(|| args.target.job.clone().into());
@@ -313,7 +326,7 @@ pub(crate) async fn resolve(
     }
     let probe_sizes = !matches!(provider, Provider::Mlflow(_));
     super::warn_unmatched_includes(&plan);
-    Ok(Resolution { common, client, blob, job, root, plan, probe_sizes })
+    Ok(Resolution { common, client, blob, job, root, plan, probe_sizes, source })
 }
 
 /// Plan one output's files and archives under `subdir`, adding the output's request headers (a

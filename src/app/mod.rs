@@ -4,6 +4,7 @@ mod cp;
 mod download;
 mod ls;
 mod show;
+mod verify;
 
 pub use cp::cp;
 pub use download::download;
@@ -110,6 +111,8 @@ pub(crate) struct Session<'a> {
     pub started: Instant,
     /// Ctrl+C.
     pub cancel: CancellationToken,
+    /// Where the files come from, as the manifest records it (never a secret).
+    pub source: String,
 }
 
 /// Create the destination, take its lock, create each file's directory, run the engine (and
@@ -120,7 +123,7 @@ pub(crate) async fn execute(
     plan: Plan,
     job: Option<(&str, &str)>,
 ) -> Result<u8, Error> {
-    let Session { common, client, printer, started, cancel } = session;
+    let Session { common, client, printer, started, cancel, source } = session;
     match std::fs::symlink_metadata(root) {
         Ok(_) if !root.is_dir() => {
             return Err(Error::usage(format!("destination {} exists and is not a directory", root.display())));
@@ -148,6 +151,16 @@ pub(crate) async fn execute(
         tasks.push(t);
     }
     let keep: HashSet<PathBuf> = tasks.iter().map(|t| t.dest.clone()).collect();
+    // What the manifest recorded decides which planned files are kept, fetched or refused.
+    let previous = crate::manifest::load(Some(lock.meta_dir())).by_path();
+    let (tasks, mut settled, kept) =
+        match existing(client, &root_dir, tasks, &previous, common.overwrite, &cancel).await {
+            Some(v) => v,
+            None => {
+                lock.release();
+                return Err(Error::Interrupted);
+            }
+        };
     // Progress is for humans on stderr: `--json` keeps it (stdout carries only the document).
     let mode = if printer.quiet {
         ProgressMode::Silent
@@ -180,6 +193,17 @@ pub(crate) async fn execute(
         fetcher.run(archives, archives_at_once)
     );
     reporter.finish();
+    let manifest = crate::manifest::updated(previous, job.map(|j| j.0), &source, kept, &outcome.verified);
+    if let Err(e) = crate::manifest::save(lock.meta_dir(), &manifest) {
+        crate::report::notice(&format!(
+            "warning: cannot write the manifest {}: {e}; a rerun compares existing files with the service instead",
+            lock.meta_dir().path().join(crate::manifest::FILE_NAME).display()
+        ));
+    }
+    if !settled.is_empty() {
+        outcome.files.append(&mut settled);
+        outcome.files.sort_by(|a, b| a.display.cmp(&b.display));
+    }
     if !unpacked.files.is_empty() || unpacked.interrupted {
         outcome.files.extend(unpacked.files);
         outcome.files.sort_by(|a, b| a.display.cmp(&b.display));
@@ -210,6 +234,73 @@ pub(crate) async fn execute(
     } else {
         0
     })
+}
+
+/// Files at once whose local copy is examined before the run (most are one `stat`).
+const EXAMINED_AT_ONCE: usize = 8;
+
+/// Split the planned tasks by what is already at their final paths (see
+/// [`crate::manifest::decide`]): tasks to fetch, the outcomes of the files kept or refused, and
+/// the records of the kept ones. `None` when interrupted.
+async fn existing(
+    client: &reqwest::Client,
+    root: &crate::fs::Dir,
+    tasks: Vec<FileTask>,
+    previous: &std::collections::BTreeMap<String, crate::manifest::Entry>,
+    overwrite: bool,
+    cancel: &CancellationToken,
+) -> Option<(Vec<FileTask>, Vec<transfer::FileOutcome>, Vec<crate::manifest::Entry>)> {
+    use crate::manifest::Decision;
+    use futures_util::StreamExt;
+    let time = crate::manifest::now();
+    let decisions = futures_util::stream::iter(tasks)
+        .map(|mut task| {
+            let (root, rec, time) = (root.clone(), previous.get(&task.display).cloned(), time.clone());
+            async move {
+                // The listing gave no size (content URIs): one HEAD tells size, MD5 and ETag of an
+                // object whose file is already there.
+                if task.size.is_none() {
+                    let (r, dest) = (root.clone(), task.dest.clone());
+                    let present = tokio::task::spawn_blocking(move || {
+                        r.place(&dest).ok().and_then(|p| p.open_final().ok().flatten()).is_some()
+                    })
+                    .await
+                    .unwrap_or(false);
+                    if present && let Some(h) = transfer::head(client, &task).await {
+                        task.size = Some(h.size);
+                        task.md5 = task.md5.or(h.md5);
+                        task.etag = task.etag.take().or(h.etag);
+                    }
+                }
+                // A decision that could not be made (a panic) leaves the file to the engine.
+                let fallback = task.clone();
+                tokio::task::spawn_blocking(move || {
+                    let d = crate::manifest::decide(&root, &task, rec.as_ref(), overwrite, &time);
+                    (task, d)
+                })
+                .await
+                .unwrap_or((fallback, Decision::Fetch))
+            }
+        })
+        .buffered(EXAMINED_AT_ONCE)
+        .take_until(cancel.cancelled())
+        .collect::<Vec<_>>()
+        .await;
+    if cancel.is_cancelled() {
+        return None;
+    }
+    let (mut fetch, mut settled, mut kept) = (Vec::new(), Vec::new(), Vec::new());
+    for (task, decision) in decisions {
+        match decision {
+            Decision::Fetch => fetch.push(task),
+            Decision::Keep { entry, outcome } => {
+                kept.push(entry);
+                settled.push(outcome);
+            }
+            Decision::Refuse(outcome) => settled.push(outcome),
+        }
+    }
+    Some((fetch, settled, kept))
 }
 
 /// Parse the process's arguments, run the command and return the exit code.
@@ -298,6 +389,15 @@ pub fn run_cli(mut cli: crate::cli::Cli, matches: &clap::ArgMatches) -> u8 {
         Command::Config(ConfigCommand::Show(a)) => &a.transfer,
         Command::Completions(a) => return completions(a.shell),
         Command::Man => return man(),
+        Command::Verify(a) => {
+            crate::log::set_verbosity(a.verbose);
+            set_color(a.color);
+            let printer = Printer { json: a.json, quiet: a.quiet };
+            return verify::verify(a, printer).unwrap_or_else(|e| {
+                printer.fatal(&e);
+                e.exit_code()
+            });
+        }
     };
     crate::log::set_verbosity(transfer.verbose);
     let printer = Printer { json: transfer.json, quiet: transfer.quiet };
@@ -324,7 +424,7 @@ pub fn run_cli(mut cli: crate::cli::Cli, matches: &clap::ArgMatches) -> u8 {
         Command::Ls(a) => a.transfer.color,
         Command::Show(a) => a.transfer.color,
         Command::Config(ConfigCommand::Show(a)) => a.transfer.color,
-        Command::Completions(_) | Command::Man => None,
+        Command::Completions(_) | Command::Man | Command::Verify(_) => None,
     };
     set_color(color);
     if let Command::Config(ConfigCommand::Show(_)) = &cli.command {
@@ -346,7 +446,7 @@ pub fn run_cli(mut cli: crate::cli::Cli, matches: &clap::ArgMatches) -> u8 {
             Command::Cp(a) => cp(a, printer, cancel).await,
             Command::Ls(a) => ls(a, printer, cancel).await,
             Command::Show(a) => show(a, printer, cancel).await,
-            Command::Config(_) | Command::Completions(_) | Command::Man => Ok(0),
+            Command::Config(_) | Command::Completions(_) | Command::Man | Command::Verify(_) => Ok(0),
         };
         match result {
             Ok(code) => code,
@@ -450,13 +550,14 @@ mod tests {
             printer: Printer { json: true, quiet: true },
             started: Instant::now(),
             cancel: CancellationToken::new(),
+            source: "test".into(),
         };
         let logs = "named-outputs/train/main-logs";
         let plan = Plan { archives: vec![archive("main-logs", logs)], ..Plan::default() };
         assert_eq!(execute(session(), &root, plan, Some(("r", "SUCCEEDED"))).await.unwrap(), 0);
         assert_eq!(std::fs::read(root.join(logs).join("main.log")).unwrap(), b"log line\n");
         assert_eq!(std::fs::read(root.join(logs).join("sub/metrics.json")).unwrap(), b"{}");
-        assert!(!root.join(".jobdl").exists(), "the lock is released");
+        assert!(!root.join(".jobdl/lock").exists(), "the lock is released");
         // A second archive the server does not have (404): it fails alone, the run exits 6.
         let plan = Plan {
             archives: vec![archive("main-logs", logs), archive("gone", "named-outputs/eval/gone")],

@@ -271,6 +271,7 @@ impl Foundry {
                             size: len,
                             md5: None,
                             check: None,
+                            etag: None,
                             refresh,
                             protocol: super::Protocol::AzureBlob,
                         })
@@ -360,6 +361,7 @@ impl Foundry {
                             size: Some(p.size),
                             md5: p.md5,
                             check: None,
+                            etag: p.etag.clone(),
                             refresh: None,
                             protocol: super::Protocol::AzureBlob,
                         }],
@@ -393,6 +395,7 @@ impl Foundry {
                 size: Some(b.size),
                 md5: b.md5,
                 check: None,
+                etag: b.etag.clone(),
             })
             .await
             .map_err(|e| format!("output '{name}': listing failed: {e}"))?;

@@ -79,6 +79,9 @@ pub struct RemoteFile {
     pub md5: Option<[u8; 16]>,
     /// Another whole-object check (S3: a multipart ETag, a stored CRC or SHA-256), when known.
     pub check: Option<crate::transfer::Expected>,
+    /// The object's ETag as listed, when known (compared with the one recorded in the manifest to
+    /// tell an unchanged object on a rerun).
+    pub etag: Option<String>,
     /// How to get a fresh URL after a 403 (Path A content URIs, presigned S3 URLs).
     pub refresh: Option<crate::transfer::Refresher>,
     /// Which storage protocol `url` speaks: decides the data-request headers and hints.
@@ -220,6 +223,7 @@ pub fn s3_file(
             _ => None,
         },
         check: None,
+        etag: etag.map(str::to_string),
         refresh: None,
         protocol: Protocol::S3(hook.clone()),
     })
@@ -273,6 +277,7 @@ pub async fn s3_file_checked(
 ) -> Result<RemoteFile, (String, String)> {
     let etag = o.etag.as_deref().filter(|_| !o.encrypted);
     let mut file = s3_file(s3, hook, &o.key, o.rel, o.size, etag)?;
+    file.etag = o.etag.clone();
     if file.md5.is_none() {
         file.check = s3.object_check(&o.key, o.size, o.etag.as_deref(), o.encrypted).await;
     }

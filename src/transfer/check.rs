@@ -186,7 +186,7 @@ pub(super) fn feed_from_file(
 }
 
 /// The value of `want`'s check over a whole file (blocking).
-pub(super) fn check_of_file(file: &std::fs::File, len: u64, want: &Expected) -> std::io::Result<Expected> {
+pub fn check_of_file(file: &std::fs::File, len: u64, want: &Expected) -> std::io::Result<Expected> {
     let mut h = CheckHasher::new(want);
     feed_from_file(file, 0, len, &mut vec![0u8; 1 << 20], None, Some(&mut h))?;
     Ok(h.finish())

@@ -15,6 +15,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use tokio_util::sync::CancellationToken;
 
+/// Largest file hashed (MD5) while it lands when the service stores no checksum for it: MD5 is
+/// sequential, and above this size it could bound a fast download.
+const LOCAL_MD5_MAX: u64 = 256 << 20;
+
 /// Parallel ranged chunks written in place into a pre-sized part file; resumes the chunks a
 /// matching record says are durable.
 pub(super) async fn fetch_chunked(
@@ -123,7 +127,9 @@ pub(super) async fn fetch_chunked(
             (etag, server_md5, total, log, Todo::new(1, total.div_ceil(chunk), BTreeSet::new()), BTreeSet::new())
         }
     };
-    let want_md5 = task.md5.or(server_md5).is_some();
+    // Without a stored checksum, a file up to LOCAL_MD5_MAX is hashed anyway: the manifest
+    // records it, so `jobdl verify` can re-check the bytes later.
+    let want_md5 = task.md5.or(server_md5).is_some() || (task.check.is_none() && total <= LOCAL_MD5_MAX);
     let hasher = (want_md5 || task.check.is_some())
         .then(|| PrefixHasher::start(file.clone(), total, want_md5, task.check.as_ref()));
     if let Some(h) = &hasher {

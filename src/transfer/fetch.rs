@@ -6,14 +6,14 @@ use super::chunked::fetch_chunked;
 use super::publish::BATCH_MAX;
 use super::stream::fetch_stream;
 use super::verify::{Md5Status, decode_md5, md5_of_file};
-use super::{CheckKind, FileOutcome, FileResult};
+use super::{CheckKind, FileOutcome, FileResult, Verified};
 pub(super) use super::{Ctx, FileTask};
 use crate::fs;
 use crate::http::retry_after;
 use crate::retry::status_is_retryable;
 use bytes::Bytes;
 use md5::Md5;
-use reqwest::header::{CONTENT_LENGTH, ETAG, HeaderMap};
+use reqwest::header::HeaderMap;
 use std::fs::File;
 use std::sync::Arc;
 use std::time::Duration;
@@ -143,7 +143,14 @@ pub(super) struct Fetched {
 }
 
 /// Download, verify and publish one file. Never panics on hostile input; failures are outcomes.
-pub(super) async fn download_file(ctx: &Ctx, task: &FileTask) -> FileOutcome {
+/// A published file comes with what was verified about it (for the manifest).
+pub(super) async fn download_file(ctx: &Ctx, task: &FileTask) -> (FileOutcome, Option<Verified>) {
+    let mut verified = None;
+    let outcome = download_file_inner(ctx, task, &mut verified).await;
+    (outcome, verified)
+}
+
+async fn download_file_inner(ctx: &Ctx, task: &FileTask, verified: &mut Option<Verified>) -> FileOutcome {
     ctx.reporter.file_started(&task.display, task.size);
     let fail = |msg: String, md5: Md5Status| FileOutcome {
         display: task.display.clone(),
@@ -161,11 +168,6 @@ pub(super) async fn download_file(ctx: &Ctx, task: &FileTask) -> FileOutcome {
         && let Err(Stop::Fail(e) | Stop::Restart(e) | Stop::Busy(e)) = believable(size, "the listing claims")
     {
         return fail(e, Md5Status::Absent);
-    }
-    if ctx.cfg.skip_existing
-        && let Some(outcome) = existing_matches(ctx, task, &place).await
-    {
-        return outcome;
     }
     let src = Source::new(task);
     let mut counted = 0u64;
@@ -210,7 +212,8 @@ pub(super) async fn download_file(ctx: &Ctx, task: &FileTask) -> FileOutcome {
             }
         };
         match verify_and_publish(ctx, task, &place, fetched).await {
-            Ok((bytes, md5, checked)) => {
+            Ok((bytes, md5, checked, record)) => {
+                *verified = Some(record);
                 return FileOutcome {
                     display: task.display.clone(),
                     bytes,
@@ -250,106 +253,23 @@ fn discard(ctx: &Ctx, place: &fs::Place, counted: &mut u64) {
     *counted = 0;
 }
 
-/// `--skip-existing`: keep the local file when its size and MD5 match (or, without an MD5, its
-/// size and the task's other check: multipart ETag, stored CRC or SHA-256); without either, when its size matches and the ETag recorded on it when jobdl wrote it is the
-/// object's current ETag (a rewritten object of the same size is fetched again). A file system
-/// without extended attributes can record nothing: there the size alone decides (said at -v).
-/// When the listing gave no size, a HEAD asks the server for size, MD5 and ETag.
-async fn existing_matches(ctx: &Ctx, task: &FileTask, place: &fs::Place) -> Option<FileOutcome> {
-    // The final name is read only when it is a regular file (a link there is never followed).
-    let file = Arc::new(place.open_final().ok()??);
-    let meta = file.metadata().ok()?;
-    let mut head = None;
-    let (size, md5) = match task.size {
-        Some(s) => (s, task.md5),
-        None => {
-            let h = head_info(ctx, task).await?;
-            let (s, m) = (h.size, h.md5);
-            head = Some(h);
-            (s, m)
-        }
-    };
-    if meta.len() != size {
-        return None;
-    }
-    if md5.is_none()
-        && let Some(want) = task.check
-    {
-        // Re-hash the local file: kept only when it matches the object's check.
-        let (f, len) = (file.clone(), meta.len());
-        let got = tokio::task::spawn_blocking(move || check_of_file(&f, len, &want)).await.ok()?.ok()?;
-        if got != want {
-            crate::log::log(1, format!("{}: {}; fetching it", task.display, want.mismatch()));
-            return None;
-        }
-        return Some(FileOutcome {
-            display: task.display.clone(),
-            bytes: meta.len(),
-            result: FileResult::Skipped,
-            md5: Md5Status::Absent,
-            checked: Some(want.kind()),
-        });
-    }
-    if md5.is_none() {
-        match fs::source_etag(&file) {
-            fs::SourceTag::Etag(recorded) => {
-                let current = match head {
-                    Some(h) => h.etag,
-                    None => head_info(ctx, task).await?.etag,
-                };
-                if current.as_deref() != Some(recorded.as_str()) {
-                    crate::log::log(1, format!("{}: the object changed since it was downloaded", task.display));
-                    return None;
-                }
-            }
-            fs::SourceTag::None => {
-                crate::log::log(1, format!("{}: no MD5 and no recorded ETag to compare; fetching it", task.display));
-                return None;
-            }
-            fs::SourceTag::Modified => {
-                crate::log::log(1, format!("{}: modified since jobdl wrote it; fetching it", task.display));
-                return None;
-            }
-            fs::SourceTag::Unsupported => {
-                crate::log::log(
-                    1,
-                    format!("{}: kept on its size alone (no MD5; no extended attributes here)", task.display),
-                );
-            }
-        }
-    }
-    let md5 = match md5 {
-        Some(want) => {
-            let (f, len) = (file.clone(), meta.len());
-            let got = tokio::task::spawn_blocking(move || md5_of_file(&f, len)).await.ok()?.ok()?;
-            if got != want {
-                return None;
-            }
-            Md5Status::Verified
-        }
-        None => Md5Status::Absent,
-    };
-    Some(FileOutcome {
-        display: task.display.clone(),
-        bytes: meta.len(),
-        result: FileResult::Skipped,
-        md5,
-        checked: None,
-    })
-}
-
 /// What a HEAD request says about an object.
-struct HeadInfo {
-    size: u64,
-    md5: Option<[u8; 16]>,
-    etag: Option<String>,
+#[derive(Debug, Clone)]
+pub struct HeadInfo {
+    /// `Content-Length`.
+    pub size: u64,
+    /// `Content-MD5`, when stored.
+    pub md5: Option<[u8; 16]>,
+    /// `ETag`.
+    pub etag: Option<String>,
 }
 
-/// Size, whole-object MD5 and ETag from a HEAD request (`None` when the server does not say).
-async fn head_info(ctx: &Ctx, task: &FileTask) -> Option<HeadInfo> {
-    let _permit = ctx.budget.acquire().await?;
+/// Size, whole-object MD5 and ETag of a task's object from one HEAD request (`None` when the
+/// server does not say). Used when planning a rerun of files the listing gave no size for.
+pub async fn head(client: &reqwest::Client, task: &FileTask) -> Option<HeadInfo> {
+    use reqwest::header::{CONTENT_LENGTH, ETAG};
     let signed = task.sign.as_ref().map(|s| s.0.headers("HEAD", &task.url.url())).unwrap_or_default();
-    let mut rb = ctx.client.head(task.url.url());
+    let mut rb = client.head(task.url.url());
     for (k, v) in task.headers.iter().chain(&signed) {
         rb = rb.header(k.as_str(), v.as_str());
     }
@@ -382,7 +302,7 @@ async fn verify_and_publish(
     task: &FileTask,
     place: &fs::Place,
     f: Fetched,
-) -> Result<(u64, Md5Status, Option<CheckKind>), (Stop, Md5Status)> {
+) -> Result<(u64, Md5Status, Option<CheckKind>, Verified), (Stop, Md5Status)> {
     if let Some(want) = task.size
         && want != f.total
     {
@@ -398,7 +318,7 @@ async fn verify_and_publish(
     let display = task.display.clone();
     let etag = f.etag;
     let file = f.file;
-    type Checked = (Md5Status, Option<CheckKind>, File);
+    type Checked = (Md5Status, Option<CheckKind>, File, Verified);
     let res = tokio::task::spawn_blocking(move || -> Result<Checked, (Stop, Md5Status)> {
         let len = file
             .metadata()
@@ -407,6 +327,7 @@ async fn verify_and_publish(
         if len != total {
             return Err((Stop::Restart(format!("part file holds {len} bytes, expected {total}")), Md5Status::Absent));
         }
+        let mut md5_value = streamed;
         let status = match expected {
             None => Md5Status::Absent,
             Some(want) => {
@@ -418,6 +339,7 @@ async fn verify_and_publish(
                 if got != want {
                     return Err((Stop::Restart("MD5 mismatch".into()), Md5Status::Mismatch));
                 }
+                md5_value = Some(got);
                 Md5Status::Verified
             }
         };
@@ -442,11 +364,20 @@ async fn verify_and_publish(
         {
             crate::log::log(2, format!("cannot record the ETag on the file: {err}"));
         }
-        Ok((status, checked, file))
+        let record = Verified {
+            display: display.clone(),
+            size: total,
+            md5: md5_value,
+            md5_verified: status == Md5Status::Verified,
+            check: want_check.filter(|_| checked.is_some()),
+            etag: etag.clone(),
+            mtime_ns: file.metadata().ok().as_ref().and_then(fs::modified_ns),
+        };
+        Ok((status, checked, file, record))
     })
     .await
     .map_err(|e| (Stop::Fail(format!("internal error: {e}")), Md5Status::Absent))?;
-    let (status, checked, file) = res?;
+    let (status, checked, file, record) = res?;
     let published = if total <= BATCH_MAX {
         ctx.publisher.publish(place.clone(), file).await
     } else {
@@ -455,7 +386,7 @@ async fn verify_and_publish(
     };
     published.map_err(|e| (Stop::Fail(format!("cannot write {}: {e}", place.dest_path().display())), status))?;
     let _ = place.remove_state();
-    Ok((total, status, checked))
+    Ok((total, status, checked, record))
 }
 
 /// Parse `Content-Range: bytes a-b/total`.

@@ -19,8 +19,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
-pub use check::{CheckKind, Expected};
-pub use verify::Md5Status;
+pub use check::{CheckKind, Expected, check_of_file};
+pub use fetch::{HeadInfo, head};
+pub use verify::{Md5Status, md5_of_file};
 
 /// Where a file's bytes are, kept compactly: a base URL shared by every file of a listing (one
 /// copy of a long signed query for a million files) and this file's own path tail, already
@@ -79,6 +80,9 @@ pub struct FileTask {
     /// Another whole-object check from the listing (multipart ETag, stored CRC or SHA-256),
     /// computed while the bytes land; a mismatch fails the file like an MD5 mismatch.
     pub check: Option<Expected>,
+    /// The object's ETag as listed, when known. Used when planning reruns (the manifest); the
+    /// engine pins the ETag of the response it gets instead.
+    pub etag: Option<String>,
     /// Which response headers carry the server's checksum and error code.
     pub hints: ServerHints,
     /// How to get a fresh URL once when the signed URL is refused (403, e.g. an expired SAS).
@@ -160,6 +164,26 @@ pub struct FileOutcome {
 /// 100 ms: ~100), and each connection costs a socket and a little memory.
 pub const MAX_CONNECTIONS: usize = 256;
 
+/// What the engine verified about a file it published (what a manifest records).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    /// Relative display path.
+    pub display: String,
+    /// Bytes of the published file.
+    pub size: u64,
+    /// MD5 of the bytes on disk: the listing's or server's when it matched, else the one computed
+    /// while a single stream landed (none for a chunked file without a stored MD5).
+    pub md5: Option<[u8; 16]>,
+    /// Whether `md5` was checked against an MD5 the service stored.
+    pub md5_verified: bool,
+    /// The task's other check, when it ran and matched.
+    pub check: Option<Expected>,
+    /// The object's ETag as the server sent it.
+    pub etag: Option<String>,
+    /// Modification time of the published file (nanoseconds since the epoch), when known.
+    pub mtime_ns: Option<u64>,
+}
+
 /// Engine settings.
 #[derive(Debug, Clone)]
 pub struct TransferConfig {
@@ -174,8 +198,6 @@ pub struct TransferConfig {
     pub chunk_threshold: u64,
     /// Size of one ranged chunk.
     pub chunk_size: u64,
-    /// Keep existing files whose size (and MD5 when known) match.
-    pub skip_existing: bool,
     /// The minimum rate of a body before an attempt is abandoned and retried.
     pub min_rate: rate::MinRate,
 }
@@ -190,7 +212,6 @@ impl Default for TransferConfig {
             retry: RetryConfig::default(),
             chunk_threshold: 32 << 20,
             chunk_size: 8 << 20,
-            skip_existing: false,
             min_rate: rate::MinRate::default(),
         }
     }
@@ -219,6 +240,8 @@ pub struct RunOutcome {
     pub files: Vec<FileOutcome>,
     /// Whether the run was cancelled before every task finished.
     pub interrupted: bool,
+    /// What was verified about each published file (sorted by display path).
+    pub verified: Vec<Verified>,
 }
 
 /// Shared state of one run.
@@ -270,19 +293,19 @@ pub async fn run(
     let dirs: BTreeSet<PathBuf> = tasks.iter().filter_map(|t| t.dest.parent().map(PathBuf::from)).collect();
     // File tasks do not hold a connection themselves; each request takes one from `conns`.
     // Twice as many files as connections are open so the next file's setup overlaps.
-    let results: Vec<Option<FileOutcome>> = futures_util::stream::iter(tasks)
+    let results: Vec<Option<(FileOutcome, Option<Verified>)>> = futures_util::stream::iter(tasks)
         .map(|task| {
             let ctx = ctx.clone();
             async move {
                 if ctx.cancel.is_cancelled() {
                     return None;
                 }
-                let outcome = tokio::select! {
+                let (outcome, verified) = tokio::select! {
                     o = fetch::download_file(&ctx, &task) => o,
                     _ = ctx.cancel.cancelled() => return None,
                 };
                 ctx.reporter.file_done(&outcome);
-                Some(outcome)
+                Some((outcome, verified))
             }
         })
         .buffer_unordered(budget.ceiling() * 2)
@@ -296,9 +319,11 @@ pub async fn run(
             crate::log::log(2, format!("fsync {}: {e}", d.display()));
         }
     }
-    let mut files: Vec<FileOutcome> = results.into_iter().flatten().collect();
+    let (mut files, mut verified): (Vec<FileOutcome>, Vec<Option<Verified>>) = results.into_iter().flatten().unzip();
     files.sort_by(|a, b| a.display.cmp(&b.display));
-    RunOutcome { files, interrupted }
+    let mut verified: Vec<Verified> = verified.drain(..).flatten().collect();
+    verified.sort_by(|a, b| a.display.cmp(&b.display));
+    RunOutcome { files, interrupted, verified }
 }
 
 #[cfg(test)]

@@ -24,7 +24,7 @@ fn default_artifacts_of_job_123_are_byte_exact() {
     // Exactly the payload (the lock is removed at the end): no part/state files, no overlap duplicates.
     let expected = payload(job.artifacts.iter().map(|a| format!("artifacts/{}", a.path)));
     assert_eq!(files_under(&dest), expected);
-    assert!(!dest.join(".jobdl").exists(), "the lock and .jobdl/ are removed after the run");
+    assert!(!dest.join(".jobdl/lock").exists(), "the lock is removed after the run");
     // The traps by name.
     assert_bytes(&dest.join("artifacts/log/a.txt"), b"a from log\n");
     assert_bytes(&dest.join("artifacts/logs/b.txt"), b"b from logs\n");

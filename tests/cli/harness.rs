@@ -276,7 +276,8 @@ pub fn artifact_path(job: &str, path: &str) -> String {
     format!("/{ACCOUNT}/{ARTIFACT_CONTAINER}/{}", artifact_blob_name(job, path))
 }
 
-/// Every file (and symlink) below `root`, as `/`-separated relative paths.
+/// Every file (and symlink) below `root`, as `/`-separated relative paths, except the manifests
+/// jobdl keeps (`.jobdl/manifest.json`, checked by tests/manifest.rs).
 pub fn files_under(root: &Path) -> BTreeSet<String> {
     fn walk(root: &Path, dir: &Path, out: &mut BTreeSet<String>) {
         let Ok(entries) = std::fs::read_dir(dir) else { return };
@@ -286,6 +287,8 @@ pub fn files_under(root: &Path) -> BTreeSet<String> {
             let ft = entry.file_type().expect("file type");
             if ft.is_dir() {
                 walk(root, &path, out);
+            } else if path.ends_with(".jobdl/manifest.json") {
+                continue;
             } else {
                 let rel = path.strip_prefix(root).expect("below root");
                 let parts: Vec<String> =

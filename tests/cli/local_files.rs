@@ -1,5 +1,6 @@
 //! What is already in the destination: unrelated files, stale part files, planned files with
-//! wrong content, and `--skip-existing`.
+//! wrong content (refused unless `--overwrite`), and reruns that keep verified files
+//! (`--skip-existing` is the default now; tests/manifest.rs has the rule).
 
 use std::os::unix::fs::MetadataExt;
 
@@ -27,7 +28,13 @@ fn existing_files_are_replaced_atomically_and_foreign_ones_kept() {
     let link = env.sandbox().join("old-f.txt");
     std::fs::hard_link(&old, &link).unwrap();
 
+    // A different file jobdl has no record of is refused (named, untouched); the others land.
     let run = env.run(&["download", "job-x"]);
+    run.expect_code(6);
+    assert!(run.stderr.contains("artifacts/sub/f.txt") && run.stderr.contains("--overwrite"), "{run}");
+    assert_bytes(&old, b"old content, longer than the new one\n");
+    assert_bytes(&arts.join("x"), b"x\n");
+    let run = env.run(&["download", "job-x", "--overwrite"]);
     run.expect_code(0);
     assert_bytes(&arts.join("x"), b"x\n");
     assert_bytes(&arts.join("x.tmp"), b"x.tmp is an artifact\n");
@@ -63,11 +70,16 @@ fn skip_existing_round_trip(env: &TestEnv, args: &[&str], job: &str, files: &[(&
         env.requests().iter().filter(|r| r.method == "GET" && is_blob_data(r)).map(|r| r.path.clone()).collect();
     assert!(gets.is_empty(), "--skip-existing fetched blob bytes: {gets:?}");
 
-    // Same size, different bytes: the MD5 catches it.
+    // Same size, different bytes: refused (named) without --overwrite, replaced with it.
     let (_, original) = files.iter().find(|(p, _)| *p == edit).unwrap();
     let mut changed = original.to_vec();
     changed[0] ^= 0x20;
     std::fs::write(dest.join(edit), &changed).unwrap();
+    let run = env.run(&again);
+    run.expect_code(6);
+    assert_eq!(run.entry(edit)["result"], "failed", "{run}");
+    assert_bytes(&dest.join(edit), &changed);
+    again.push("--overwrite");
     let run = env.run(&again);
     run.expect_code(0);
     assert_eq!(run.entry(edit)["result"], "downloaded", "{run}");
@@ -137,21 +149,30 @@ fn skip_existing_without_md5_trusts_only_the_recorded_etag() {
     assert_eq!(run.entry("artifacts/b.txt")["result"], "skipped", "{run}");
     assert!(run.stderr.contains("changed since it was downloaded"), "{run}");
 
-    // Edited locally with the same size: the record no longer vouches for it.
+    // Edited locally with the same size: the record no longer vouches for it; refused unless
+    // --overwrite.
     std::thread::sleep(std::time::Duration::from_millis(20));
     std::fs::write(dest.join("artifacts/b.txt"), b"BRAVO\n").unwrap();
-    let run = env.run(&args);
+    env.run(&args).expect_code(6);
+    assert_bytes(&dest.join("artifacts/b.txt"), b"BRAVO\n");
+    let overwrite = ["download", "job-e", "--overwrite", "--json", "-v"];
+    let run = env.run(&overwrite);
     run.expect_code(0);
     assert_eq!(run.entry("artifacts/b.txt")["result"], "downloaded", "{run}");
     assert_bytes(&dest.join("artifacts/b.txt"), b"bravo\n");
 
-    // A same-size file jobdl did not write (a new inode, no record): fetched.
+    // A same-size file jobdl did not write (a new inode): it differs from the record, refused.
     std::fs::remove_file(dest.join("artifacts/a.txt")).unwrap();
     std::fs::write(dest.join("artifacts/a.txt"), b"ALPHA\n").unwrap();
     let run = env.run(&args);
+    run.expect_code(6);
+    assert!(
+        run.entry("artifacts/a.txt")["error"].as_str().unwrap().contains("changed since jobdl downloaded it"),
+        "{run}"
+    );
+    let run = env.run(&overwrite);
     run.expect_code(0);
     assert_eq!(run.entry("artifacts/a.txt")["result"], "downloaded", "{run}");
-    assert!(run.stderr.contains("no recorded ETag"), "{run}");
     assert_bytes(&dest.join("artifacts/a.txt"), b"alpha\n");
     assert_eq!(run.entry("artifacts/b.txt")["result"], "skipped", "{run}");
 }

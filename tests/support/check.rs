@@ -17,7 +17,8 @@ pub fn text(out: &Output) -> String {
     )
 }
 
-/// Every file under `root`, relative (`/`-separated), with its bytes.
+/// Every file under `root`, relative (`/`-separated), with its bytes; jobdl's manifests
+/// (`.jobdl/manifest.json`, checked by tests/manifest.rs) are left out.
 pub fn tree(root: &Path) -> BTreeMap<String, Vec<u8>> {
     let mut out = BTreeMap::new();
     let mut stack = vec![root.to_path_buf()];
@@ -26,7 +27,7 @@ pub fn tree(root: &Path) -> BTreeMap<String, Vec<u8>> {
             let p = e.unwrap().path();
             if p.is_dir() {
                 stack.push(p);
-            } else {
+            } else if !p.ends_with(".jobdl/manifest.json") {
                 let rel = p.strip_prefix(root).unwrap().to_string_lossy().replace('\\', "/");
                 out.insert(rel, std::fs::read(&p).unwrap());
             }

@@ -336,6 +336,7 @@ impl AzureMl {
                         size: Some(p.size),
                         md5: p.md5,
                         check: None,
+                        etag: p.etag.clone(),
                         protocol: crate::provider::Protocol::AzureBlob,
                     };
                     let listing = crate::provider::Listing { files: vec![file], failures: vec![] };
@@ -460,6 +461,7 @@ impl AzureMl {
                 size: Some(b.size),
                 md5: b.md5,
                 check: None,
+                etag: b.etag.clone(),
                 protocol: crate::provider::Protocol::AzureBlob,
             })
             .collect();

@@ -492,6 +492,7 @@ impl Mlflow {
                 size: e.size,
                 md5: None,
                 check: None,
+                etag: None,
                 refresh,
                 protocol: Protocol::Plain(headers),
             });
