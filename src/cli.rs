@@ -299,12 +299,15 @@ impl ShowArgs {
 #[derive(Debug, Args, Clone)]
 pub struct TransferArgs {
     /// Connections (files and ranged chunks) in flight at once. Default: start at 8 and add
-    /// more, up to 32, while they bring more throughput (servers that cap each connection).
+    /// more, up to 256, while they bring more throughput (capped servers, long round trips).
     #[arg(long, value_name = "N", env = "JOBDL_PARALLEL")]
     pub parallel: Option<usize>,
     /// Attempts per data request before a file fails (metadata calls: 5).
     #[arg(long, value_name = "N")]
     pub retries: Option<u32>,
+    /// Cap the total download rate of all connections, e.g. 200M (MiB/s) or 50MB (MB/s). Default: no cap.
+    #[arg(long, value_name = "RATE", env = "JOBDL_MAX_RATE")]
+    pub max_rate: Option<String>,
     /// Abort an attempt that received no byte for this long (e.g. 120s, 5m). Never a total limit.
     #[arg(long, value_name = "DURATION")]
     pub idle_timeout: Option<String>,

@@ -112,6 +112,7 @@ pub const KEYS: &[Key] = &[
         Some("8"),
     ),
     key("retries", Kind::Int { min: 1, max: 1000 }, Some(("retries", "--retries")), None, Some("10")),
+    key("max_rate", Kind::Size, Some(("max_rate", "--max-rate")), Some("JOBDL_MAX_RATE"), None),
     key(
         "idle_timeout",
         Kind::Duration { zero_ok: false },
@@ -414,7 +415,7 @@ mod tests {
                    retry_base_delay = \"5ms\"\nretry_max_delay = \"1s\"\nretry_after_cap = \"2s\"\n\
                    min_speed = \"2KiB\"\nmin_speed_time = \"30s\"\narchive_max_ratio = 0\n\
                    archive_max_bytes = 1048576\n\
-                   max_list_entries = 5000\n")
+                   max_list_entries = 5000\nmax_rate = \"200M\"\n")
         .unwrap();
         let v = |k: &str| f.values[k].clone();
         assert_eq!(v("workspace"), FileValue { value: Value::One("ws-1".into()), line: 2 });

@@ -226,6 +226,10 @@ impl Common {
         if min_rate.window.is_zero() {
             return Err(Error::usage(format!("{ENV_MIN_SPEED_TIME} must be more than 0")));
         }
+        let max_rate = match args.max_rate.as_deref().map(|v| parse_size(v, "--max-rate")).transpose()? {
+            Some(0) => return Err(Error::usage("--max-rate must be more than 0 (leave it out for no cap)")),
+            r => r,
+        };
         let archive = crate::archive::Limits::default();
         let archive_limits = crate::archive::Limits {
             max_ratio: limit(
@@ -249,7 +253,7 @@ impl Common {
         };
         Ok(Common {
             archive_limits,
-            transfer: TransferConfig { parallel, max_parallel, retry: base.clone(), min_rate, ..defaults },
+            transfer: TransferConfig { parallel, max_parallel, retry: base.clone(), min_rate, max_rate, ..defaults },
             meta_retry: RetryConfig { attempts: META_ATTEMPTS.min(retries.max(1)).max(1), ..base },
             idle_timeout,
             lock_timeout: match &args.lock_timeout {
@@ -659,6 +663,9 @@ impl Resolved {
         }
         if let Some(v) = self.file_value("idle_timeout") {
             t.idle_timeout = Some(v.text());
+        }
+        if let Some(v) = self.file_value("max_rate") {
+            t.max_rate = Some(v.text());
         }
         if let Some(v) = self.file_value("lock_timeout") {
             t.lock_timeout = Some(v.text());

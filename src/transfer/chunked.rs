@@ -419,6 +419,9 @@ async fn fetch_chunk(
                     pos += n;
                     ctx.reporter.bytes(&task.display, n);
                     ctx.budget.bytes.fetch_add(n, Ordering::Relaxed);
+                    if let Some(p) = &ctx.pace {
+                        p.take(n).await;
+                    }
                     progress.fetch_add(n, Ordering::Relaxed);
                 }
                 Ok(None) => break,

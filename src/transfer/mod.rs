@@ -6,6 +6,7 @@ mod check;
 mod chunked;
 mod fetch;
 mod hasher;
+mod pace;
 mod publish;
 pub mod rate;
 mod resume;
@@ -200,6 +201,8 @@ pub struct TransferConfig {
     pub chunk_size: u64,
     /// The minimum rate of a body before an attempt is abandoned and retried.
     pub min_rate: rate::MinRate,
+    /// The most bytes per second of all bodies together (`--max-rate`; `None`: no cap).
+    pub max_rate: Option<u64>,
 }
 
 impl Default for TransferConfig {
@@ -213,6 +216,7 @@ impl Default for TransferConfig {
             chunk_threshold: 32 << 20,
             chunk_size: 8 << 20,
             min_rate: rate::MinRate::default(),
+            max_rate: None,
         }
     }
 }
@@ -254,6 +258,8 @@ pub(crate) struct Ctx {
     pub publisher: publish::Publisher,
     /// The destination, held open: every file is reached from it without following links.
     pub root: crate::fs::Dir,
+    /// The bandwidth cap shared by every connection, when set.
+    pub pace: Option<pace::Pace>,
 }
 
 /// The order files start in: biggest first (unknown sizes count as biggest), ties in the given
@@ -287,6 +293,7 @@ pub async fn run(
         cancel: cancel.clone(),
         publisher: publish::Publisher::start(),
         root: root.clone(),
+        pace: cfg.max_rate.map(pace::Pace::new),
     });
     reporter.plan(tasks.len(), tasks.iter().filter_map(|t| t.size).sum());
     biggest_first(&mut tasks, |t| t.size);

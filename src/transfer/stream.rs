@@ -180,6 +180,9 @@ pub(super) async fn fetch_stream(
                     writer.push(bytes).await?;
                     ctx.reporter.bytes(&task.display, n);
                     ctx.budget.bytes.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+                    if let Some(p) = &ctx.pace {
+                        p.take(n).await;
+                    }
                     *counted += n;
                 }
                 Ok(None) => break,

@@ -228,3 +228,29 @@ fn endpoint_and_workspace_from_different_layers_conflict() {
     assert!(run.stderr.contains(&format!("project_endpoint (file {}:2)", local.display())), "{run}");
     assert!(run.stderr.contains(&format!("workspace (file {}:1)", local.display())), "{run}");
 }
+
+#[test]
+fn max_rate_comes_from_the_flag_env_or_files_and_a_capped_download_completes() {
+    let env = TestEnv::new(standard_world());
+    let user = UserConfig::new();
+    let local = write_local(&env, "max_rate = \"200M\"\n");
+    let run = env.run_cmd(user.command(&env, &["config", "show", "--json"]));
+    run.expect_code(0);
+    assert_eq!(setting(&run, "max_rate")["value"], "200M", "{run}");
+    assert_eq!(setting(&run, "max_rate")["source"], file_source(&local, 1));
+    let mut cmd = user.command(&env, &["config", "show", "--json"]);
+    cmd.env("JOBDL_MAX_RATE", "50MB");
+    let run = env.run_cmd(cmd);
+    assert_eq!(setting(&run, "max_rate")["source"], json!({"kind": "env", "var": "JOBDL_MAX_RATE"}), "{run}");
+
+    for bad in ["0", "fast"] {
+        let run = env.run(&["download", "job-123", "--max-rate", bad]);
+        run.expect_code(2);
+        assert!(run.stderr.contains("--max-rate"), "{run}");
+    }
+    // Under a cap far above the data, every file still arrives whole.
+    let run = env.run(&["download", "job-123", "--max-rate", "1G", "--json"]);
+    run.expect_code(0);
+    assert_eq!(run.doc()["totals"]["failed"], 0, "{run}");
+    assert!(files_under(&env.dest("job-123")).len() > 1, "{run}");
+}
