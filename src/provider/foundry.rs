@@ -15,10 +15,25 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use url::Url;
 
-/// `api-version` of jobs, history and models calls.
+/// `api-version` of jobs and history calls (azure-ai-projects' jobs operations), and of the
+/// fallback (azd) model credentials shape.
 pub const API_VERSION: &str = "2026-01-15-preview";
 /// `api-version` of datasets credentials calls.
 pub const DATASET_API_VERSION: &str = "v1";
+/// `api-version` of model version and model credentials calls (azure-ai-projects' shared `v1`
+/// config; the REST reference's documented body).
+pub const MODELS_API_VERSION: &str = "v1";
+/// `Foundry-Features` value sent on every jobs/history request (azure-ai-projects `_patch_jobs.py`).
+pub const JOBS_FEATURE: &str = "Jobs=V1Preview";
+/// `Foundry-Features` value the REST reference requires on model version GET and credentials POST.
+pub const MODELS_FEATURE: &str = "Models=V1Preview";
+
+/// Which model-credentials request shape the service accepted in this run.
+const SHAPE_UNKNOWN: u8 = 0;
+/// The documented `{"blobUri": …}` at [`MODELS_API_VERSION`].
+const SHAPE_DOCUMENTED: u8 = 1;
+/// azd's `{"BlobUri": …, "GenerateBlobLevelReadSas": true}` at [`API_VERSION`].
+const SHAPE_AZD: u8 = 2;
 /// Most pages followed in one listing.
 const MAX_PAGES: usize = 10_000;
 /// Roots whose content info is fetched at once.
@@ -62,6 +77,8 @@ pub struct Foundry {
     base: Url,
     tokens: TokenSource,
     allow: AllowList,
+    /// The model-credentials shape that worked (shared by clones: remembered for the run).
+    model_shape: Arc<std::sync::atomic::AtomicU8>,
 }
 
 /// Case-insensitive object lookup (the services disagree on key casing).
@@ -89,7 +106,7 @@ fn normalise(p: &str) -> String {
 impl Foundry {
     /// A client for the project at `base` (validated by [`parse_endpoint`]).
     pub fn new(meta: MetaClient, blob: BlobClient, base: Url, tokens: TokenSource, allow: AllowList) -> Self {
-        Foundry { meta, blob, base, tokens, allow }
+        Foundry { meta, blob, base, tokens, allow, model_shape: Arc::default() }
     }
 
     fn url(&self, path: &str, api_version: &str, query: &[(&str, &str)]) -> Url {
@@ -119,7 +136,53 @@ impl Foundry {
             .token(FOUNDRY_SCOPE)
             .await
             .map_err(|e| CallError::Transport { message: e.to_string(), attempts: 1 })?;
-        self.meta.json(&JsonRequest { method, url, bearer: Some(token), body }).await
+        let features = self.features_for(&url);
+        self.meta.json(&JsonRequest { method, url, bearer: Some(token), body, features }).await
+    }
+
+    /// The `Foundry-Features` opt-in a project route needs: jobs (and their history) and models.
+    fn features_for(&self, url: &Url) -> Option<&'static str> {
+        let rest = url.path().strip_prefix(self.base.path())?.trim_start_matches('/');
+        match rest.split('/').next() {
+            Some("jobs") => Some(JOBS_FEATURE),
+            Some("models") => Some(MODELS_FEATURE),
+            _ => None,
+        }
+    }
+
+    /// POST model credentials: the documented shape first, azd's on a 400 (once), then the
+    /// shape that worked for the rest of the run.
+    async fn model_credentials(&self, asset: &str, version: &str, blob_uri: &str) -> Result<Value, CallError> {
+        use std::sync::atomic::Ordering;
+        let path = format!("models/{}/versions/{}/credentials", enc(asset), enc(version));
+        let attempt = |shape: u8| {
+            let (api, body) = if shape == SHAPE_AZD {
+                (API_VERSION, serde_json::json!({"BlobUri": blob_uri, "GenerateBlobLevelReadSas": true}))
+            } else {
+                (MODELS_API_VERSION, serde_json::json!({"blobUri": blob_uri}))
+            };
+            self.call(reqwest::Method::POST, self.url(&path, api, &[]), Some(body))
+        };
+        let known = self.model_shape.load(Ordering::Relaxed);
+        if known != SHAPE_UNKNOWN {
+            return attempt(known).await;
+        }
+        match attempt(SHAPE_DOCUMENTED).await {
+            Ok(v) => {
+                self.model_shape.store(SHAPE_DOCUMENTED, Ordering::Relaxed);
+                Ok(v)
+            }
+            Err(e) if e.status() == Some(400) => {
+                crate::log::log(
+                    1,
+                    "model credentials: the documented {\"blobUri\"} body got HTTP 400; trying azd's BlobUri shape",
+                );
+                let v = attempt(SHAPE_AZD).await?;
+                self.model_shape.store(SHAPE_AZD, Ordering::Relaxed);
+                Ok(v)
+            }
+            Err(e) => Err(e),
+        }
     }
 
     async fn get(&self, url: Url) -> Result<Value, CallError> {
@@ -296,15 +359,12 @@ impl Foundry {
             return Err(format!("output '{name}' has no registered asset (assetName/assetVersion missing)"));
         };
         let cred = if spec.kind == "safetensors_model" {
-            let v_url = self.url(&format!("models/{}/versions/{}", enc(asset), enc(version)), API_VERSION, &[]);
+            let v_url = self.url(&format!("models/{}/versions/{}", enc(asset), enc(version)), MODELS_API_VERSION, &[]);
             let mv = self.get(v_url).await.map_err(|e| format!("output '{name}': model {asset}:{version}: {e}"))?;
             let blob_uri = str_ci(&mv, "blobUri")
                 .ok_or_else(|| format!("output '{name}': model version has no blobUri"))?
                 .to_string();
-            let c_url =
-                self.url(&format!("models/{}/versions/{}/credentials", enc(asset), enc(version)), API_VERSION, &[]);
-            let body = serde_json::json!({"BlobUri": blob_uri, "GenerateBlobLevelReadSas": true});
-            self.call(reqwest::Method::POST, c_url, Some(body))
+            self.model_credentials(asset, version, &blob_uri)
                 .await
                 .map_err(|e| format!("output '{name}': model credentials: {e}"))?
         } else {

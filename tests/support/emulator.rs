@@ -34,8 +34,8 @@ use tokio::sync::oneshot;
 
 use super::world::{
     ACCOUNT, ARTIFACT_CONTAINER, ArtifactFixture, AssetFixture, BlobFixture, Content, ContentUri, CredKey,
-    DEV_ACCOUNT_KEY, DsCred, JobFixture, Md5Mode, PROJECT, Paging, RESOURCE_GROUP, SUBSCRIPTION, TOKEN, WORKSPACE,
-    WORKSPACE_GUID, World, artifact_blob_name,
+    DEV_ACCOUNT_KEY, DsCred, JobFixture, Md5Mode, ModelBody, PROJECT, Paging, RESOURCE_GROUP, SUBSCRIPTION, TOKEN,
+    WORKSPACE, WORKSPACE_GUID, World, artifact_blob_name,
 };
 
 /// SAS signature of [`Emulator::container_sas_url`] and credentials responses.
@@ -727,6 +727,23 @@ async fn foundry(shared: &Shared, incoming: &Incoming, rest: &str, body: Body) -
         return foundry_error(StatusCode::NOT_FOUND, "NotFound", "no such project");
     }
     let tail: Vec<&str> = tail.iter().map(String::as_str).collect();
+    if shared.world.foundry_strict {
+        let needed = match tail.first() {
+            Some(&"jobs") => Some("Jobs=V1Preview"),
+            Some(&"models") => Some("Models=V1Preview"),
+            _ => None,
+        };
+        let sent = incoming.header("foundry-features").unwrap_or_default();
+        if let Some(needed) = needed
+            && !sent.split(',').any(|f| f.trim().eq_ignore_ascii_case(needed))
+        {
+            return foundry_error(
+                StatusCode::BAD_REQUEST,
+                "BadRequest",
+                &format!("This operation requires the 'Foundry-Features: {needed}' header."),
+            );
+        }
+    }
     match (incoming.method.as_str(), tail.as_slice()) {
         ("GET", ["jobs", job]) => get_job(shared, job),
         ("GET", ["jobs", job, "history", "runs", run]) => run_history(shared, job, run),
@@ -745,7 +762,16 @@ async fn foundry(shared: &Shared, incoming: &Incoming, rest: &str, body: Body) -
                     return foundry_error(StatusCode::BAD_REQUEST, "BadRequest", "body must be JSON with BlobUri");
                 }
             };
-            let blob_uri = ["BlobUri", "blobUri"].iter().find_map(|k| body.get(*k).and_then(Value::as_str));
+            let blob_uri = match shared.world.model_body {
+                ModelBody::Any => ["BlobUri", "blobUri"].iter().find_map(|k| body.get(*k).and_then(Value::as_str)),
+                ModelBody::Documented => {
+                    body.as_object().filter(|o| o.len() == 1).and_then(|o| o.get("blobUri")).and_then(Value::as_str)
+                }
+                ModelBody::Azd => body
+                    .get("BlobUri")
+                    .and_then(Value::as_str)
+                    .filter(|_| incoming.param("api-version").as_deref() == Some("2026-01-15-preview")),
+            };
             if blob_uri.is_none() {
                 return foundry_error(StatusCode::BAD_REQUEST, "BadRequest", "BlobUri is required");
             }

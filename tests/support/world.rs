@@ -54,6 +54,24 @@ pub struct World {
     pub sas_key: Option<String>,
     /// Discovery: the `api` value to return instead of the emulator's own base URL.
     pub discovery_api: Option<String>,
+    /// Foundry strict mode: jobs/history routes answer 400 without `Foundry-Features:
+    /// Jobs=V1Preview`, models routes without `Models=V1Preview` (the REST reference marks the
+    /// header required; azure-ai-projects always sends it).
+    pub foundry_strict: bool,
+    /// Which model-credentials request body the emulator accepts.
+    pub model_body: ModelBody,
+}
+
+/// The model-credentials POST bodies the emulator accepts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ModelBody {
+    /// Either casing, any api-version (the emulator's original leniency).
+    #[default]
+    Any,
+    /// Only the REST reference's `{"blobUri": …}` (camelCase, nothing else); 400 otherwise.
+    Documented,
+    /// Only azd's `{"BlobUri": …, "GenerateBlobLevelReadSas": …}` at `2026-01-15-preview`.
+    Azd,
 }
 
 /// How a Path B datastore hands out access.

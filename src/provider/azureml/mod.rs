@@ -191,7 +191,7 @@ impl AzureMl {
             .token(&self.inner.arm_scope)
             .await
             .map_err(|e| CallError::Transport { message: e.to_string(), attempts: 1 })?;
-        self.inner.meta.json(&JsonRequest { method, url, bearer: Some(token), body }).await
+        self.inner.meta.json(&JsonRequest { method, url, bearer: Some(token), body, features: None }).await
     }
 
     /// An ARM call.

@@ -182,7 +182,7 @@ impl Mlflow {
         body: Option<Value>,
         auth: Option<&str>,
     ) -> Result<Value, CallError> {
-        self.meta.json_authorized(&JsonRequest { method, url, bearer: None, body }, auth).await
+        self.meta.json_authorized(&JsonRequest { method, url, bearer: None, body, features: None }, auth).await
     }
 
     fn auth_hint(&self) -> String {
