@@ -74,3 +74,57 @@ fn model_credentials_fall_back_to_the_azd_shape_once_and_remember_it() {
     }
     assert!(run.all_output().contains("trying azd's BlobUri shape"), "{}", run.all_output());
 }
+
+// ------------------------------------------------------------------ item 4: `Unknown` status
+
+#[test]
+fn foundry_unknown_is_terminal_and_downloads() {
+    // azure-ai-projects' _TERMINAL_JOB_STATUSES has "unknown": its download goes ahead.
+    let mut w = standard_world();
+    w.job_mut("job-running").statuses = vec!["Unknown".into()];
+    let env = TestEnv::new(w);
+    let run = env.run(&["download", "job-running", "--json"]);
+    run.expect_code(0);
+    assert_eq!(run.doc()["job"]["status"], "Unknown", "{run:?}");
+    assert!(files_under(&env.dest("job-running")).contains("artifacts/user_logs/std_log.txt"));
+}
+
+#[test]
+fn azure_ml_unknown_is_not_terminal() {
+    // azure-ai-ml's terminal list has no Unknown (its download refuses such jobs).
+    let mut w = support::workspace_world();
+    w.job_mut("running-1").statuses = vec!["Unknown".into()];
+    let env = TestEnv::new(w);
+    let mut cmd = env.command(["download", "running-1"]);
+    cmd.env_remove("AZURE_AI_PROJECT_ENDPOINT")
+        .env("JOBDL_ARM_ENDPOINT", env.emu.arm_endpoint())
+        .env("JOBDL_STORAGE_ENDPOINT", env.emu.base_url())
+        .env("AZURE_SUBSCRIPTION_ID", support::SUBSCRIPTION)
+        .env("AZURE_RESOURCE_GROUP", support::RESOURCE_GROUP)
+        .env("AZUREML_WORKSPACE_NAME", support::WORKSPACE);
+    let run = env.run_cmd(cmd);
+    run.expect_code(5);
+    assert!(run.stderr.contains("Unknown"), "{run:?}");
+}
+
+#[test]
+fn wait_timeout_ends_on_time_when_the_job_get_hangs_and_names_the_last_status() {
+    let env = TestEnv::new(standard_world());
+    let running = env.spawn(env.command(["download", "job-running", "--wait", "--timeout", "2s"]));
+    harness::wait_until(std::time::Duration::from_secs(30), "the first job GET", || {
+        env.requests().iter().any(|r| r.path.ends_with("/jobs/job-running"))
+    });
+    // From now on the job GET answers its headers, then nothing for far longer than the
+    // metadata attempt timeout: only the --timeout can end the wait.
+    env.emu.add_fault(support::FaultRule::new(
+        "/jobs/job-running",
+        1000,
+        support::Fault::Stall(std::time::Duration::from_secs(600)),
+    ));
+    // The harness kills and fails a child still running after CHILD_LIMIT (60 s).
+    let run = running.wait(harness::CHILD_LIMIT);
+    run.expect_code(5);
+    assert!(run.stderr.contains("Running"), "the last status seen is not named\n{run:?}");
+    assert!(run.stderr.contains("gave up after waiting 2s"), "{run:?}");
+    assert!(!env.dest("job-running").exists());
+}

@@ -341,7 +341,8 @@ impl Provider {
     /// The states in which this source's jobs are finished (exact, case-sensitive).
     pub fn terminal_states(&self) -> &'static [&'static str] {
         match self {
-            Provider::Foundry(_) | Provider::AzureMl(_) => crate::error::AZURE_TERMINAL,
+            Provider::Foundry(_) => crate::error::FOUNDRY_TERMINAL,
+            Provider::AzureMl(_) => crate::error::AZURE_TERMINAL,
             Provider::Mlflow(_) => crate::error::MLFLOW_TERMINAL,
             Provider::Kfp(_) => kfp::TERMINAL,
         }
