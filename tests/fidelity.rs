@@ -9,6 +9,9 @@ mod support;
 #[path = "cli/harness.rs"]
 mod harness;
 
+#[path = "support/mlflow_fake.rs"]
+mod mlflow_fake;
+
 use harness::{TestEnv, files_under};
 use support::{ModelBody, World, asset_output, standard_world};
 
@@ -127,4 +130,81 @@ fn wait_timeout_ends_on_time_when_the_job_get_hangs_and_names_the_last_status() 
     assert!(run.stderr.contains("Running"), "the last status seen is not named\n{run:?}");
     assert!(run.stderr.contains("gave up after waiting 2s"), "{run:?}");
     assert!(!env.dest("job-running").exists());
+}
+
+// ------------------------------------------------------------------ item 7: Databricks file path
+
+/// Runs jobdl against an MLflow/Databricks fake (no Azure variables), in `work`.
+fn run_mlflow(work: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> harness::Run {
+    let home = work.join("home");
+    std::fs::create_dir_all(&home).expect("home");
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_jobdl"));
+    cmd.args(args)
+        .current_dir(work)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", &home)
+        .env("NO_PROXY", "*")
+        .env("JOBDL_ACCESS_TOKEN", "test-token")
+        .env("JOBDL_RETRY_BASE_DELAY", "5ms")
+        .env("JOBDL_RETRY_MAX_DELAY", "50ms")
+        .stdin(std::process::Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let stdout = work.join("stdout");
+    let stderr = work.join("stderr");
+    cmd.stdout(std::fs::File::create(&stdout).expect("stdout")).stderr(std::fs::File::create(&stderr).expect("stderr"));
+    let started = std::time::Instant::now();
+    let mut child = cmd.spawn().expect("spawn jobdl");
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("try_wait") {
+            break s;
+        }
+        if started.elapsed() > harness::CHILD_LIMIT {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("jobdl did not finish within {:?}", harness::CHILD_LIMIT);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
+    harness::Run {
+        code: status.code().unwrap_or(-1),
+        stdout: std::fs::read_to_string(&stdout).unwrap_or_default(),
+        stderr: std::fs::read_to_string(&stderr).unwrap_or_default(),
+        json: None,
+        elapsed: started.elapsed(),
+    }
+}
+
+#[test]
+fn databricks_output_naming_a_file_downloads_that_file() {
+    let body = mlflow_fake::pattern(70_000, 4);
+    let run = mlflow_fake::FakeRun::new("dbr1", "FINISHED")
+        .file("model/w.bin", body.clone())
+        .file("model/config.json", b"{}".to_vec());
+    let mut cfg = mlflow_fake::FakeConfig::default();
+    cfg.runs.insert("dbr1".into(), run);
+    cfg.auth = mlflow_fake::AuthMode::Bearer("dapi-SECRET".into());
+    cfg.list_file_as_itself = true;
+    let tracking = mlflow_fake::FakeMlflow::start(cfg);
+    let dir = tempfile::Builder::new().prefix("jobdl-fid-").tempdir().expect("tempdir");
+    let host = tracking.base_url();
+    let env = [("DATABRICKS_HOST", host.as_str()), ("DATABRICKS_TOKEN", "dapi-SECRET")];
+    let run =
+        run_mlflow(dir.path(), &["download", "dbr1", "--mlflow-uri", "databricks", "--output", "model/w.bin"], &env);
+    run.expect_code(0);
+    let dest = dir.path().join("dbr1");
+    // Like a uri_file output: the output's directory holds the file under its own name.
+    assert_eq!(files_under(&dest), ["named-outputs/model/w.bin/w.bin".to_string()].into_iter().collect());
+    assert_eq!(std::fs::read(dest.join("named-outputs/model/w.bin/w.bin")).expect("file"), body);
+    assert!(!run.stderr.contains("outside"), "{run:?}");
+    // A directory output is unchanged.
+    let run = run_mlflow(
+        dir.path(),
+        &["download", "dbr1", "--mlflow-uri", "databricks", "--output", "model", "-p", "d2"],
+        &env,
+    );
+    run.expect_code(0);
+    assert_eq!(files_under(&dir.path().join("d2")).len(), 2);
 }
