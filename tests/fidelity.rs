@@ -208,3 +208,50 @@ fn databricks_output_naming_a_file_downloads_that_file() {
     run.expect_code(0);
     assert_eq!(files_under(&dir.path().join("d2")).len(), 2);
 }
+
+// ------------------------------------------------------------------ item 8: per-path contentinfo
+
+fn gap_world() -> World {
+    let mut w = harness::one_job(
+        "job-g",
+        vec![("outputs/a.txt", harness::text("a\n")), ("outputs/b.txt", harness::text("b\n"))],
+    );
+    w.no_path_contentinfo = true;
+    w
+}
+
+#[test]
+fn gap_fill_falls_back_to_the_prefix_route_when_per_path_contentinfo_is_absent() {
+    let env = TestEnv::new(gap_world());
+    // The root's fan-out fails once (400, not retried): every file goes to the gap fill.
+    env.emu.add_fault(support::FaultRule::new(
+        "/prefix/contentinfo",
+        1,
+        support::Fault::Status { code: 400, retry_after: None },
+    ));
+    let run = env.run(&["download", "job-g", "-v"]);
+    run.expect_code(0);
+    let dest = env.dest("job-g");
+    assert_eq!(files_under(&dest), harness::payload(["artifacts/outputs/a.txt", "artifacts/outputs/b.txt"]));
+    let reqs = env.requests();
+    let per_path = reqs.iter().filter(|r| r.path.ends_with("/artifacts/contentinfo")).count();
+    let prefix = reqs.iter().filter(|r| r.path.ends_with("/artifacts/prefix/contentinfo")).count();
+    assert_eq!(per_path, 2, "one per-path try per file");
+    assert_eq!(prefix, 3, "the failed fan-out, then one prefix re-listing per file");
+    assert!(run.stderr.contains("listing the prefix"), "{run:?}");
+}
+
+#[test]
+fn refresh_after_403_falls_back_to_the_prefix_route() {
+    let env = TestEnv::new(gap_world());
+    let blob = support::artifact_blob_name("job-g", "outputs/a.txt");
+    env.emu.add_fault(
+        support::FaultRule::new(&blob, 1, support::Fault::Status { code: 403, retry_after: None }).method("GET"),
+    );
+    let run = env.run(&["download", "job-g"]);
+    run.expect_code(0);
+    harness::assert_bytes(&env.dest("job-g").join("artifacts/outputs/a.txt"), b"a\n");
+    let reqs = env.requests();
+    assert!(reqs.iter().any(|r| r.path.ends_with("/artifacts/contentinfo") && r.status == 404));
+    assert_eq!(reqs.iter().filter(|r| r.path.ends_with("/artifacts/prefix/contentinfo")).count(), 2);
+}

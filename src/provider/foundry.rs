@@ -304,14 +304,11 @@ impl Foundry {
             if uris.contains_key(p) {
                 continue;
             }
-            let url = self.history(job, &exp, "artifacts/contentinfo", &[("path", p)]);
-            match self.get(url).await {
-                Ok(v) => match str_ci(&v, "contentUri") {
-                    Some(u) => {
-                        uris.insert(p.clone(), (u.to_string(), get_ci(&v, "contentLength").and_then(Value::as_u64)));
-                    }
-                    None => listing.failures.push((raw_of[p].clone(), "no download URL returned".into())),
-                },
+            match self.path_content(job, &exp, p).await {
+                Ok(Some(found)) => {
+                    uris.insert(p.clone(), found);
+                }
+                Ok(None) => listing.failures.push((raw_of[p].clone(), "no download URL returned".into())),
                 Err(e) if matches!(e.status(), Some(401 | 403)) => return Err(fatal(e, "artifact content info")),
                 Err(_) => listing.failures.push((raw_of[p].clone(), "no download URL returned".into())),
             }
@@ -343,6 +340,42 @@ impl Foundry {
             }
         }
         Ok(listing)
+    }
+
+    /// The content URI (and length) of one artifact path: the per-path `artifacts/contentinfo`
+    /// route, which no current client calls; on its 404/400, the prefix route (which real
+    /// clients use) listing that path. `Ok(None)`: no URI for it.
+    async fn path_content(&self, job: &str, exp: &str, path: &str) -> Result<Option<(String, Option<u64>)>, CallError> {
+        let found = |v: &Value| {
+            str_ci(v, "contentUri").map(|u| (u.to_string(), get_ci(v, "contentLength").and_then(Value::as_u64)))
+        };
+        let url = self.history(job, exp, "artifacts/contentinfo", &[("path", path)]);
+        match self.get(url).await {
+            Ok(v) => Ok(found(&v)),
+            Err(e) if matches!(e.status(), Some(400 | 404)) => {
+                crate::log::log(
+                    1,
+                    format!(
+                        "per-path content info answered HTTP {}; listing the prefix '{}' instead",
+                        e.status().unwrap_or_default(),
+                        crate::plan::printable(path)
+                    ),
+                );
+                let want = normalise(path);
+                let url = self.history(job, exp, "artifacts/prefix/contentinfo", &[("path", path)]);
+                match self.paged(url, &format!("content info of '{}'", crate::plan::printable(path))).await {
+                    Ok(items) => Ok(items
+                        .iter()
+                        .find(|i| str_ci(i, "path").is_some_and(|p| normalise(p) == want))
+                        .and_then(found)),
+                    Err(e) => {
+                        crate::log::log(1, format!("re-listing the prefix failed: {e}"));
+                        Ok(None)
+                    }
+                }
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// One named output (§2.9). `Err` fails this output only.
@@ -474,9 +507,8 @@ impl UrlRefresher for ContentRefresher {
     fn refresh(&self) -> futures_util::future::BoxFuture<'_, Option<Url>> {
         Box::pin(async move {
             let f = &self.foundry;
-            let url = f.history(&self.job, &self.exp, "artifacts/contentinfo", &[("path", &self.path)]);
-            let v = f.get(url).await.ok()?;
-            let fresh = Url::parse(str_ci(&v, "contentUri")?).ok()?;
+            let (uri, _) = f.path_content(&self.job, &self.exp, &self.path).await.ok()??;
+            let fresh = Url::parse(&uri).ok()?;
             f.allow.check_storage(&fresh).ok()?;
             Some(fresh)
         })

@@ -915,6 +915,9 @@ fn artifacts(shared: &Shared, incoming: &Incoming, job: &str, exp: &str, run: &s
     match rest {
         [] => list_artifacts(shared, incoming, fixture),
         ["prefix", "contentinfo"] => prefix_contentinfo(shared, incoming, fixture),
+        ["contentinfo"] if shared.world.no_path_contentinfo => {
+            history_error(StatusCode::NOT_FOUND, "NotFound", "no such route")
+        }
         ["contentinfo"] => path_contentinfo(shared, incoming, fixture),
         _ => history_error(StatusCode::NOT_FOUND, "NotFound", "no such route"),
     }

@@ -60,6 +60,9 @@ pub struct World {
     pub foundry_strict: bool,
     /// Which model-credentials request body the emulator accepts.
     pub model_body: ModelBody,
+    /// The per-path `artifacts/contentinfo` route is absent (404 "no such route"), as a route
+    /// no current client calls may be; `prefix/contentinfo` still answers.
+    pub no_path_contentinfo: bool,
 }
 
 /// The model-credentials POST bodies the emulator accepts.
