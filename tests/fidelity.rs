@@ -13,6 +13,7 @@ mod harness;
 mod mlflow_fake;
 
 use harness::{TestEnv, files_under};
+use serde_json::json;
 use support::{ModelBody, World, asset_output, standard_world};
 
 const MODEL_CONTAINER: &str = "models-0001";
@@ -254,4 +255,59 @@ fn refresh_after_403_falls_back_to_the_prefix_route() {
     let reqs = env.requests();
     assert!(reqs.iter().any(|r| r.path.ends_with("/artifacts/contentinfo") && r.status == 404));
     assert_eq!(reqs.iter().filter(|r| r.path.ends_with("/artifacts/prefix/contentinfo")).count(), 2);
+}
+
+// ------------------------------------------------------------------ item 5: uri_file at the root
+
+#[test]
+fn uri_file_whose_credentials_name_the_container_root_downloads_that_file_only() {
+    let mut w = World::new();
+    let mut job = support::JobFixture::new("job-f", "Completed");
+    job.outputs = json!({"report": asset_output("uri_file", "ds-file", "1")});
+    w.add_job(job);
+    // As in the recording: the file at the container's top level, next to other uploads.
+    w.add_file_asset(
+        false,
+        "ds-file",
+        "1",
+        ("ds-root", "data_file1.txt"),
+        support::CredKey::Type,
+        harness::text("file 1\n"),
+    );
+    w.add_blob("ds-root", "data_file2.txt", harness::text("another upload\n"));
+    w.dataset_blob_uri_root = true;
+    let env = TestEnv::new(w);
+    let run = env.run(&["download", "job-f", "--output", "report"]);
+    run.expect_code(0);
+    let dest = env.dest("job-f");
+    assert_eq!(files_under(&dest), harness::payload(["named-outputs/report/data_file1.txt"]));
+    harness::assert_bytes(&dest.join("named-outputs/report/data_file1.txt"), b"file 1\n");
+    let container_root = format!("/{}/ds-root", support::ACCOUNT);
+    for r in env.requests() {
+        let p = r.path.trim_end_matches('/');
+        assert!(
+            p != container_root || r.query.contains("comp=list"),
+            "the container URL was asked for as the file: {} {}",
+            r.method,
+            r.path
+        );
+    }
+    assert!(!env.requests().iter().any(|r| r.path.ends_with("data_file2.txt")));
+}
+
+#[test]
+fn uri_file_at_the_container_root_without_a_usable_data_uri_fails_that_output() {
+    let mut w = World::new();
+    let mut job = support::JobFixture::new("job-f", "Completed");
+    job.outputs = json!({"report": asset_output("uri_file", "ds-file", "1")});
+    w.add_job(job);
+    // The asset's path is the container itself: no file can be named; nothing is listed.
+    w.add_file_asset(false, "ds-file", "1", ("ds-root", ""), support::CredKey::Type, harness::text("x"));
+    w.add_blob("ds-root", "data_file2.txt", harness::text("another upload\n"));
+    w.dataset_blob_uri_root = true;
+    let env = TestEnv::new(w);
+    let run = env.run(&["download", "job-f", "--output", "report"]);
+    run.expect_code(6);
+    assert!(run.stderr.contains("is not a file in that container"), "{run:?}");
+    assert!(!env.requests().iter().any(|r| r.is_blob()), "no blob request");
 }

@@ -378,6 +378,37 @@ impl Foundry {
         }
     }
 
+    /// The blob name of a `uri_file` dataset inside `container`, from the dataset version's
+    /// `dataUri` (`GET datasets/{name}/versions/{version}`).
+    async fn dataset_file_name(
+        &self,
+        output: &str,
+        asset: &str,
+        version: &str,
+        container: &crate::blob::ContainerRef,
+    ) -> Result<String, String> {
+        let url = self.url(&format!("datasets/{}/versions/{}", enc(asset), enc(version)), DATASET_API_VERSION, &[]);
+        let v = self.get(url).await.map_err(|e| format!("output '{output}': dataset {asset}:{version}: {e}"))?;
+        let data_uri = str_ci(&v, "dataUri").ok_or_else(|| {
+            format!("output '{output}': the credentials name a container and the dataset has no dataUri")
+        })?;
+        let parsed = Url::parse(data_uri).ok().and_then(|u| parse_blob_url(&u).ok());
+        match parsed {
+            Some(p)
+                if p.container.account == container.account
+                    && p.container.container == container.container
+                    && !p.path.is_empty()
+                    && !p.path.ends_with('/') =>
+            {
+                Ok(p.path)
+            }
+            _ => Err(format!(
+                "output '{output}': the credentials name the container root and the dataset's dataUri ({}) is not a file in that container",
+                crate::redact::redact(data_uri)
+            )),
+        }
+    }
+
     /// One named output (§2.9). `Err` fails this output only.
     pub async fn named_output(&self, job: &Job, name: &str) -> Result<Listing, String> {
         let spec = job.outputs.get(name).ok_or_else(|| format!("output '{name}' is not declared on the job"))?;
@@ -432,6 +463,12 @@ impl Foundry {
         }
         let container = parsed.container;
         let folder = spec.kind != "uri_file";
+        if !folder && prefix.is_empty() {
+            // The credentials' blobUri names the container root (the real service does so for
+            // uploaded files): the file's blob name is in the asset's dataUri. The container
+            // URL itself is never asked for as the file.
+            prefix = self.dataset_file_name(name, asset, version, &container).await?;
+        }
         if !folder {
             let url = container.blob_url(&prefix);
             match self.blob.properties(&url).await {

@@ -33,7 +33,7 @@ use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
 use super::world::{
-    ACCOUNT, ARTIFACT_CONTAINER, ArtifactFixture, AssetFixture, BlobFixture, Content, ContentUri, CredKey,
+    ACCOUNT, ARTIFACT_CONTAINER, ArtifactFixture, AssetFixture, AssetKind, BlobFixture, Content, ContentUri, CredKey,
     DEV_ACCOUNT_KEY, DsCred, JobFixture, Md5Mode, ModelBody, PROJECT, Paging, RESOURCE_GROUP, SUBSCRIPTION, TOKEN,
     WORKSPACE, WORKSPACE_GUID, World, artifact_blob_name,
 };
@@ -785,7 +785,31 @@ async fn foundry(shared: &Shared, incoming: &Incoming, rest: &str, body: Body) -
             if read_json_body(body).await.is_err() {
                 return foundry_error(StatusCode::BAD_REQUEST, "BadRequest", "body is not JSON");
             }
+            if shared.world.dataset_blob_uri_root {
+                return credentials_at(shared, asset, blob_url(&shared.base, &asset.container, ""));
+            }
             credentials(shared, asset)
+        }
+        ("GET", ["datasets", name, "versions", version]) => {
+            // The dataset version as the real service returns it (recording
+            // `test_datasets_upload_file`): `dataUri` names the file or folder.
+            let key = (name.to_string(), version.to_string());
+            let Some(asset) = shared.world.datasets.get(&key) else {
+                return foundry_error(StatusCode::NOT_FOUND, "NotFound", "dataset version not found");
+            };
+            let file = asset.kind == AssetKind::File;
+            Reply::json(
+                StatusCode::OK,
+                &json!({
+                    "id": format!("azureai://accounts/acct/projects/{PROJECT}/data/{name}/versions/{version}"),
+                    "name": name,
+                    "version": version,
+                    "type": if file { "uri_file" } else { "uri_folder" },
+                    "isReference": false,
+                    "dataUri": blob_url(&shared.base, &asset.container, &asset.prefix),
+                    "isSingleFile": file,
+                }),
+            )
         }
         _ if is_known_shape(&tail) => {
             foundry_error(StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed", "method not allowed")
@@ -802,6 +826,7 @@ fn is_known_shape(tail: &[&str]) -> bool {
             | ["models", _, "versions", _]
             | ["models", _, "versions", _, "credentials"]
             | ["datasets", _, "versions", _, "credentials"]
+            | ["datasets", _, "versions", _]
     )
 }
 
@@ -1096,6 +1121,11 @@ fn model_version(shared: &Shared, name: &str, version: &str) -> Reply {
 }
 
 fn credentials(shared: &Shared, asset: &AssetFixture) -> Reply {
+    credentials_at(shared, asset, blob_url(&shared.base, &asset.container, &asset.prefix))
+}
+
+/// The credentials envelope with `blobUri` set to `blob_uri`.
+fn credentials_at(shared: &Shared, asset: &AssetFixture, blob_uri: String) -> Reply {
     let key = match asset.credential_key {
         CredKey::Type => "type",
         CredKey::CredentialType => "credentialType",
@@ -1104,7 +1134,7 @@ fn credentials(shared: &Shared, asset: &AssetFixture) -> Reply {
     credential[key] = json!("SAS");
     let body = json!({
         "blobReference": {
-            "blobUri": blob_url(&shared.base, &asset.container, &asset.prefix),
+            "blobUri": blob_uri,
             "storageAccountArmId": format!("{ARM_PREFIX}/providers/Microsoft.Storage/storageAccounts/{ACCOUNT}"),
             "credential": credential,
         }

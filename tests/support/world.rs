@@ -63,6 +63,10 @@ pub struct World {
     /// The per-path `artifacts/contentinfo` route is absent (404 "no such route"), as a route
     /// no current client calls may be; `prefix/contentinfo` still answers.
     pub no_path_contentinfo: bool,
+    /// Dataset credentials name the container root in `blobUri` (as the real service does for
+    /// a `uri_file` asset: recording `test_datasets_upload_file`); the file is in the asset's
+    /// `dataUri` (dataset version GET).
+    pub dataset_blob_uri_root: bool,
 }
 
 /// The model-credentials POST bodies the emulator accepts.
