@@ -311,3 +311,52 @@ fn uri_file_at_the_container_root_without_a_usable_data_uri_fails_that_output() 
     assert!(run.stderr.contains("is not a file in that container"), "{run:?}");
     assert!(!env.requests().iter().any(|r| r.is_blob()), "no blob request");
 }
+
+// ------------------------------------------------------------------ item 1: shared-key access disabled
+
+#[test]
+fn key_based_auth_refused_switches_each_datastore_to_the_storage_token_once() {
+    let mut w = support::workspace_world();
+    w.key_auth_disabled = vec![support::ARTIFACT_CONTAINER.to_string(), support::BLOBSTORE_CONTAINER.to_string()];
+    let env = TestEnv::new(w);
+    let mut cmd = env.command(["download", "train-1", "--output", "default", "--output", "data_out", "-v"]);
+    cmd.env_remove("AZURE_AI_PROJECT_ENDPOINT")
+        .env("JOBDL_ARM_ENDPOINT", env.emu.arm_endpoint())
+        .env("JOBDL_STORAGE_ENDPOINT", env.emu.base_url())
+        .env("AZURE_SUBSCRIPTION_ID", support::SUBSCRIPTION)
+        .env("AZURE_RESOURCE_GROUP", support::RESOURCE_GROUP)
+        .env("AZUREML_WORKSPACE_NAME", support::WORKSPACE);
+    let run = env.run_cmd(cmd);
+    run.expect_code(0);
+    let dest = env.dest("train-1");
+    let files = files_under(&dest);
+    assert!(files.contains("artifacts/user_logs/std_log.txt"), "{files:?}");
+    assert!(files.iter().any(|f| f.starts_with("named-outputs/data_out/")), "{files:?}");
+    for (container, ds) in
+        [(support::ARTIFACT_CONTAINER, "workspaceartifactstore"), (support::BLOBSTORE_CONTAINER, "workspaceblobstore")]
+    {
+        let reqs: Vec<_> = env
+            .requests()
+            .into_iter()
+            .filter(|r| {
+                let root = format!("/{}/{container}", support::ACCOUNT);
+                r.path == root || r.path.starts_with(&format!("{root}/"))
+            })
+            .collect();
+        let refused = reqs.iter().filter(|r| r.status == 403).count();
+        assert_eq!(
+            refused,
+            1,
+            "{container}: switched once per datastore, not per file: {:?}",
+            reqs.iter().map(|r| (&r.method, &r.path, &r.query, r.status)).collect::<Vec<_>>()
+        );
+        let bearer = format!("Bearer {}", support::TOKEN);
+        let after: Vec<_> = reqs.iter().skip_while(|r| r.status != 403).skip(1).collect();
+        assert!(!after.is_empty());
+        assert!(
+            after.iter().all(|r| r.authorization.as_deref() == Some(bearer.as_str()) && !r.query.contains("sig=")),
+            "{container}: after the switch only the storage token"
+        );
+        assert!(run.stderr.contains(&format!("switching datastore '{ds}' to your storage token")), "{run:?}");
+    }
+}

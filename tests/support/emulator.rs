@@ -1160,6 +1160,9 @@ fn blob_role(shared: &Shared, incoming: &Incoming, rest: &str, fault: Option<&Fa
     // (a client that decoded and re-encoded the SAS), or a client-minted one that does not verify
     // against the world's account key.
     match incoming.raw_param("sig").filter(|s| !s.is_empty()) {
+        Some(_) if shared.world.key_auth_disabled.contains(&container) => {
+            return blob_error(StatusCode::FORBIDDEN, "KeyBasedAuthenticationNotPermitted");
+        }
         Some(sig) => {
             let sig = form_decode(sig);
             if sig.starts_with("FAKESIG") {

@@ -67,6 +67,10 @@ pub struct World {
     /// a `uri_file` asset: recording `test_datasets_upload_file`); the file is in the asset's
     /// `dataUri` (dataset version GET).
     pub dataset_blob_uri_root: bool,
+    /// Blob role: containers whose account has shared-key access disabled: any SAS (issued or
+    /// minted) is refused with 403 `KeyBasedAuthenticationNotPermitted` (recording
+    /// `test_pipeline_job_download`); bearer requests work as usual.
+    pub key_auth_disabled: Vec<String>,
 }
 
 /// The model-credentials POST bodies the emulator accepts.

@@ -244,13 +244,13 @@ impl AzureMl {
             }
         };
         let prefix = folder_prefix(&path);
-        let store = self.store(&ws, &ds).await.map_err(|e| match e {
+        let mut store = self.store(&ws, &ds).await.map_err(|e| match e {
             OutputError::Fatal(e) => e,
             OutputError::Denied { message, hint } => Error::Auth { message, hint },
             OutputError::Failed(m) => Error::Protocol(format!("default artifacts of job '{}': {m}", job.name)),
         })?;
         let what = format!("listing the default artifacts of job '{}'", job.name);
-        let (blobs, headers) = match self.list(&store, &prefix).await {
+        let (blobs, headers) = match self.list(&mut store, &prefix).await {
             Ok(r) => r,
             Err(OutputError::Denied { message, hint }) => return Err(Error::Auth { message, hint }),
             Err(OutputError::Fatal(e)) => return Err(e),
@@ -318,7 +318,7 @@ impl AzureMl {
     /// The files at `loc`: one blob for a file (falling back to a folder when it is one), or
     /// everything under the folder. `None` when nothing is there.
     async fn fetch(&self, loc: &Location, file: bool, output: &str) -> Result<Option<Resolved>, OutputError> {
-        let (store, path) = match loc {
+        let (mut store, path) = match loc {
             Location::Datastore { workspace, datastore, path } => {
                 let ws = workspace.clone().unwrap_or_else(|| self.inner.workspace.clone());
                 (self.store(&ws, datastore).await?, path.clone())
@@ -329,9 +329,17 @@ impl AzureMl {
             }
         };
         if file && !path.is_empty() && !path.ends_with('/') {
-            let url = store.container.blob_url(&path);
-            let bearer = self.bearer_for(&store).await?;
-            match self.inner.blob.properties_auth(&url, bearer.as_deref()).await {
+            let mut url = store.container.blob_url(&path);
+            let mut bearer = self.bearer_for(&store).await?;
+            let mut head = self.inner.blob.properties_auth(&url, bearer.as_deref()).await;
+            if let Err(e) = &head
+                && self.key_auth_refused(&mut store, e).await
+            {
+                url = store.container.blob_url(&path);
+                bearer = self.bearer_for(&store).await?;
+                head = self.inner.blob.properties_auth(&url, bearer.as_deref()).await;
+            }
+            match head {
                 Ok(p) if !p.is_folder => {
                     let rel = path.rsplit('/').next().unwrap_or(&path).to_string();
                     let file = RemoteFile {
@@ -356,7 +364,7 @@ impl AzureMl {
             }
         }
         let prefix = folder_prefix(&path);
-        let (blobs, headers) = self.list(&store, &prefix).await?;
+        let (blobs, headers) = self.list(&mut store, &prefix).await?;
         if blobs.is_empty() {
             return Ok(None);
         }
@@ -401,13 +409,55 @@ impl AzureMl {
         }
     }
 
-    /// Every blob under `prefix`, and the headers data requests need.
-    async fn list(&self, store: &Store, prefix: &str) -> Result<(Vec<BlobItem>, Vec<(String, String)>), OutputError> {
+    /// Every blob under `prefix`, and the headers data requests need. `store` switches to the
+    /// user's storage token when its account refuses key-based access.
+    async fn list(
+        &self,
+        store: &mut Store,
+        prefix: &str,
+    ) -> Result<(Vec<BlobItem>, Vec<(String, String)>), OutputError> {
         let bearer = self.bearer_for(store).await?;
         match self.inner.blob.list_auth(&store.container, prefix, bearer.as_deref()).await {
             Ok(b) => Ok((b, auth_headers(bearer))),
+            Err(e) if self.key_auth_refused(store, &e).await => {
+                let bearer = self.bearer_for(store).await?;
+                match self.inner.blob.list_auth(&store.container, prefix, bearer.as_deref()).await {
+                    Ok(b) => Ok((b, auth_headers(bearer))),
+                    Err(e) => Err(self.storage_error(store, e)),
+                }
+            }
             Err(e) => Err(self.storage_error(store, e)),
         }
+    }
+
+    /// Whether `e` is a storage account refusing a SAS or key (`403
+    /// KeyBasedAuthenticationNotPermitted`, shared-key access disabled) for a store that used
+    /// one; if so, `store` (and the run's cache, so once per datastore) switches to the user's
+    /// storage bearer token, sent only to that account's host.
+    async fn key_auth_refused(&self, store: &mut Store, e: &CallError) -> bool {
+        let refused = matches!(e, CallError::Status { status: 403, code: Some(c), .. }
+            if c.eq_ignore_ascii_case("KeyBasedAuthenticationNotPermitted"));
+        if !refused || matches!(store.auth, StoreAuth::Bearer) {
+            return false;
+        }
+        crate::log::log(
+            1,
+            format!(
+                "storage account '{}' does not permit key-based access (KeyBasedAuthenticationNotPermitted); \
+                 switching datastore '{}' to your storage token",
+                store.container.account, store.name
+            ),
+        );
+        store.container.sas = None;
+        store.auth = StoreAuth::Bearer;
+        store.fallback = true;
+        let mut cache = self.inner.stores.lock().await;
+        for s in cache.values_mut() {
+            if s.container.account == store.container.account && s.container.container == store.container.container {
+                *s = store.clone();
+            }
+        }
+        true
     }
 
     /// A storage failure: refusals become `Denied` (or a clear failure for unsupported credentials).
@@ -432,7 +482,11 @@ impl AzureMl {
                          read storage (unset it to use the Azure credential chain)",
                     );
                 }
-                let why = if store.fallback { " (listSecrets was refused, so your own identity was used)" } else { "" };
+                let why = if store.fallback {
+                    " (its key or SAS could not be used, so your own identity was used)"
+                } else {
+                    ""
+                };
                 OutputError::Denied {
                     message: format!(
                         "storage account '{account}' refused access to datastore '{}'{why} ({e})",
