@@ -306,6 +306,9 @@ fn add(plan: &mut Plan, root: &Path, subdir: &str, resolved: Resolved, seen: &mu
     plan.add_archives(root, subdir, resolved.archives);
     for t in &mut plan.tasks[before..] {
         t.headers.extend(resolved.headers.iter().cloned());
+        if t.sign.is_none() {
+            t.sign = resolved.sign.clone();
+        }
     }
 }
 
