@@ -17,6 +17,9 @@ use thiserror::Error;
 
 /// Terminal job states (Azure), as listed in the contract.
 pub const AZURE_TERMINAL: &[&str] = &["Completed", "Failed", "Canceled", "NotResponding", "Paused"];
+/// Terminal job states (Foundry): azure-ai-projects' `_TERMINAL_JOB_STATUSES` also has `Unknown`
+/// (azure-ai-ml's list, followed for Azure ML, does not).
+pub const FOUNDRY_TERMINAL: &[&str] = &["Completed", "Failed", "Canceled", "NotResponding", "Paused", "Unknown"];
 /// Terminal run states (MLflow), as listed in the contract.
 pub const MLFLOW_TERMINAL: &[&str] = &["FINISHED", "FAILED", "KILLED"];
 

@@ -289,6 +289,8 @@ pub struct JsonRequest {
     pub bearer: Option<String>,
     /// JSON body for POST; `None` sends `Content-Length: 0` on POST.
     pub body: Option<serde_json::Value>,
+    /// `Foundry-Features` opt-in header value (e.g. `Jobs=V1Preview`), if the route needs one.
+    pub features: Option<&'static str>,
 }
 
 /// Issues metadata calls with retries and per-attempt timeouts.
@@ -377,6 +379,9 @@ impl MetaClient {
             .header(reqwest::header::ACCEPT, HeaderValue::from_static("application/json"));
         if let Some(t) = &req.bearer {
             rb = rb.bearer_auth(t);
+        }
+        if let Some(f) = req.features {
+            rb = rb.header("Foundry-Features", f);
         }
         if let Some(a) = authorization {
             let mut v = HeaderValue::from_str(a).map_err(|_| {

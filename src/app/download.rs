@@ -337,6 +337,9 @@ fn add(plan: &mut Plan, root: &Path, subdir: &str, resolved: Resolved, seen: &mu
     plan.add_archives(root, subdir, resolved.archives);
     for t in &mut plan.tasks[before..] {
         t.headers.extend(resolved.headers.iter().cloned());
+        if t.sign.is_none() {
+            t.sign = resolved.sign.clone();
+        }
     }
 }
 
@@ -434,20 +437,43 @@ async fn gate(
     let mut interval = first_poll;
     let mut last_status = String::new();
     let mut last_line = Instant::now();
+    // `--wait --timeout` ends on time whatever the service does, naming the last status seen.
+    let gave_up = |last: &str| {
+        let t = timeout.unwrap_or_default();
+        Error::NotTerminal {
+            job: name.to_string(),
+            status: if last.is_empty() { "not known yet (no answer)".to_string() } else { last.to_string() },
+            terminal: provider.terminal_states(),
+            extra: format!("; gave up after waiting {}", humantime::format_duration(Duration::from_secs(t.as_secs()))),
+        }
+    };
     loop {
+        let left = timeout.filter(|_| wait).map(|t| t.saturating_sub(started.elapsed()));
+        let poll = async {
+            match left {
+                Some(left) => tokio::time::timeout(left, provider.get_job(name)).await.ok(),
+                None => Some(provider.get_job(name).await),
+            }
+        };
         let job = tokio::select! {
-            j = provider.get_job(name) => match j {
-                Ok(j) => j,
+            j = poll => match j {
+                None => return Err(gave_up(&last_status)),
+                Some(Ok(j)) => j,
                 // Transient failures while waiting do not end the wait.
-                Err(Error::ServiceUnavailable(m)) if wait => {
+                Some(Err(Error::ServiceUnavailable(m))) if wait => {
                     if timeout.is_some_and(|t| started.elapsed() >= t) {
-                        return Err(Error::ServiceUnavailable(format!("{m}; gave up waiting")));
+                        let seen = if last_status.is_empty() { String::new() } else { format!(" (last status seen: {last_status})") };
+                        return Err(Error::ServiceUnavailable(format!("{m}; gave up waiting{seen}")));
                     }
                     crate::log::log(0, format!("warning: {m}; still waiting"));
-                    if !sleep_or_cancel(interval, cancel).await { return Err(Error::Interrupted); }
+                    let pause = match timeout {
+                        Some(t) => interval.min(t.saturating_sub(started.elapsed())),
+                        None => interval,
+                    };
+                    if !sleep_or_cancel(pause, cancel).await { return Err(Error::Interrupted); }
                     continue;
                 }
-                Err(e) => return Err(e),
+                Some(Err(e)) => return Err(e),
             },
             _ = cancel.cancelled() => return Err(Error::Interrupted),
         };
@@ -466,15 +492,7 @@ async fn gate(
         if let Some(t) = timeout {
             let left = t.saturating_sub(started.elapsed());
             if left.is_zero() {
-                return Err(Error::NotTerminal {
-                    job: name.to_string(),
-                    status: job.status,
-                    terminal: provider.terminal_states(),
-                    extra: format!(
-                        "; gave up after waiting {}",
-                        humantime::format_duration(Duration::from_secs(t.as_secs()))
-                    ),
-                });
+                return Err(gave_up(&last_status));
             }
             pause = pause.min(left);
         }

@@ -32,12 +32,15 @@ pub async fn ls(args: LsArgs, printer: Printer, cancel: CancellationToken) -> Re
         let tasks = &r.plan.tasks;
         let probes = futures_util::stream::iter(unknown.into_iter().map(|i| async move {
             let t = &tasks[i];
+            let url = t.url.url();
+            let signed = t.sign.as_ref().map(|s| s.0.headers("HEAD", &url)).unwrap_or_default();
             let bearer = t
                 .headers
                 .iter()
+                .chain(&signed)
                 .find(|(k, _)| k.eq_ignore_ascii_case("authorization"))
                 .and_then(|(_, v)| v.strip_prefix("Bearer "));
-            (i, blob.properties_auth(&t.url.url(), bearer).await)
+            (i, blob.properties_auth(&url, bearer).await)
         }))
         .buffer_unordered(PROBES)
         .collect::<Vec<_>>();

@@ -15,10 +15,25 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use url::Url;
 
-/// `api-version` of jobs, history and models calls.
+/// `api-version` of jobs and history calls (azure-ai-projects' jobs operations), and of the
+/// fallback (azd) model credentials shape.
 pub const API_VERSION: &str = "2026-01-15-preview";
 /// `api-version` of datasets credentials calls.
 pub const DATASET_API_VERSION: &str = "v1";
+/// `api-version` of model version and model credentials calls (azure-ai-projects' shared `v1`
+/// config; the REST reference's documented body).
+pub const MODELS_API_VERSION: &str = "v1";
+/// `Foundry-Features` value sent on every jobs/history request (azure-ai-projects `_patch_jobs.py`).
+pub const JOBS_FEATURE: &str = "Jobs=V1Preview";
+/// `Foundry-Features` value the REST reference requires on model version GET and credentials POST.
+pub const MODELS_FEATURE: &str = "Models=V1Preview";
+
+/// Which model-credentials request shape the service accepted in this run.
+const SHAPE_UNKNOWN: u8 = 0;
+/// The documented `{"blobUri": …}` at [`MODELS_API_VERSION`].
+const SHAPE_DOCUMENTED: u8 = 1;
+/// azd's `{"BlobUri": …, "GenerateBlobLevelReadSas": true}` at [`API_VERSION`].
+const SHAPE_AZD: u8 = 2;
 /// Most pages followed in one listing.
 const MAX_PAGES: usize = 10_000;
 /// Roots whose content info is fetched at once.
@@ -62,6 +77,8 @@ pub struct Foundry {
     base: Url,
     tokens: TokenSource,
     allow: AllowList,
+    /// The model-credentials shape that worked (shared by clones: remembered for the run).
+    model_shape: Arc<std::sync::atomic::AtomicU8>,
 }
 
 /// Case-insensitive object lookup (the services disagree on key casing).
@@ -89,7 +106,7 @@ fn normalise(p: &str) -> String {
 impl Foundry {
     /// A client for the project at `base` (validated by [`parse_endpoint`]).
     pub fn new(meta: MetaClient, blob: BlobClient, base: Url, tokens: TokenSource, allow: AllowList) -> Self {
-        Foundry { meta, blob, base, tokens, allow }
+        Foundry { meta, blob, base, tokens, allow, model_shape: Arc::default() }
     }
 
     fn url(&self, path: &str, api_version: &str, query: &[(&str, &str)]) -> Url {
@@ -115,7 +132,53 @@ impl Foundry {
             });
         }
         let token = self.tokens.token(FOUNDRY_SCOPE).await.map_err(super::token_error)?;
-        self.meta.json(&JsonRequest { method, url, bearer: Some(token), body }).await
+        let features = self.features_for(&url);
+        self.meta.json(&JsonRequest { method, url, bearer: Some(token), body, features }).await
+    }
+
+    /// The `Foundry-Features` opt-in a project route needs: jobs (and their history) and models.
+    fn features_for(&self, url: &Url) -> Option<&'static str> {
+        let rest = url.path().strip_prefix(self.base.path())?.trim_start_matches('/');
+        match rest.split('/').next() {
+            Some("jobs") => Some(JOBS_FEATURE),
+            Some("models") => Some(MODELS_FEATURE),
+            _ => None,
+        }
+    }
+
+    /// POST model credentials: the documented shape first, azd's on a 400 (once), then the
+    /// shape that worked for the rest of the run.
+    async fn model_credentials(&self, asset: &str, version: &str, blob_uri: &str) -> Result<Value, CallError> {
+        use std::sync::atomic::Ordering;
+        let path = format!("models/{}/versions/{}/credentials", enc(asset), enc(version));
+        let attempt = |shape: u8| {
+            let (api, body) = if shape == SHAPE_AZD {
+                (API_VERSION, serde_json::json!({"BlobUri": blob_uri, "GenerateBlobLevelReadSas": true}))
+            } else {
+                (MODELS_API_VERSION, serde_json::json!({"blobUri": blob_uri}))
+            };
+            self.call(reqwest::Method::POST, self.url(&path, api, &[]), Some(body))
+        };
+        let known = self.model_shape.load(Ordering::Relaxed);
+        if known != SHAPE_UNKNOWN {
+            return attempt(known).await;
+        }
+        match attempt(SHAPE_DOCUMENTED).await {
+            Ok(v) => {
+                self.model_shape.store(SHAPE_DOCUMENTED, Ordering::Relaxed);
+                Ok(v)
+            }
+            Err(e) if e.status() == Some(400) => {
+                crate::log::log(
+                    1,
+                    "model credentials: the documented {\"blobUri\"} body got HTTP 400; trying azd's BlobUri shape",
+                );
+                let v = attempt(SHAPE_AZD).await?;
+                self.model_shape.store(SHAPE_AZD, Ordering::Relaxed);
+                Ok(v)
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// A failed call that ends the run (a refused `JOBDL_ACCESS_TOKEN` is named).
@@ -242,14 +305,11 @@ impl Foundry {
             if uris.contains_key(p) {
                 continue;
             }
-            let url = self.history(job, &exp, "artifacts/contentinfo", &[("path", p)]);
-            match self.get(url).await {
-                Ok(v) => match str_ci(&v, "contentUri") {
-                    Some(u) => {
-                        uris.insert(p.clone(), (u.to_string(), get_ci(&v, "contentLength").and_then(Value::as_u64)));
-                    }
-                    None => listing.failures.push((raw_of[p].clone(), "no download URL returned".into())),
-                },
+            match self.path_content(job, &exp, p).await {
+                Ok(Some(found)) => {
+                    uris.insert(p.clone(), found);
+                }
+                Ok(None) => listing.failures.push((raw_of[p].clone(), "no download URL returned".into())),
                 Err(e) if matches!(e.status(), Some(401 | 403)) => return Err(self.fatal(e, "artifact content info")),
                 Err(_) => listing.failures.push((raw_of[p].clone(), "no download URL returned".into())),
             }
@@ -284,6 +344,73 @@ impl Foundry {
         Ok(listing)
     }
 
+    /// The content URI (and length) of one artifact path: the per-path `artifacts/contentinfo`
+    /// route, which no current client calls; on its 404/400, the prefix route (which real
+    /// clients use) listing that path. `Ok(None)`: no URI for it.
+    async fn path_content(&self, job: &str, exp: &str, path: &str) -> Result<Option<(String, Option<u64>)>, CallError> {
+        let found = |v: &Value| {
+            str_ci(v, "contentUri").map(|u| (u.to_string(), get_ci(v, "contentLength").and_then(Value::as_u64)))
+        };
+        let url = self.history(job, exp, "artifacts/contentinfo", &[("path", path)]);
+        match self.get(url).await {
+            Ok(v) => Ok(found(&v)),
+            Err(e) if matches!(e.status(), Some(400 | 404)) => {
+                crate::log::log(
+                    1,
+                    format!(
+                        "per-path content info answered HTTP {}; listing the prefix '{}' instead",
+                        e.status().unwrap_or_default(),
+                        crate::plan::printable(path)
+                    ),
+                );
+                let want = normalise(path);
+                let url = self.history(job, exp, "artifacts/prefix/contentinfo", &[("path", path)]);
+                match self.paged(url, &format!("content info of '{}'", crate::plan::printable(path))).await {
+                    Ok(items) => Ok(items
+                        .iter()
+                        .find(|i| str_ci(i, "path").is_some_and(|p| normalise(p) == want))
+                        .and_then(found)),
+                    Err(e) => {
+                        crate::log::log(1, format!("re-listing the prefix failed: {e}"));
+                        Ok(None)
+                    }
+                }
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The blob name of a `uri_file` dataset inside `container`, from the dataset version's
+    /// `dataUri` (`GET datasets/{name}/versions/{version}`).
+    async fn dataset_file_name(
+        &self,
+        output: &str,
+        asset: &str,
+        version: &str,
+        container: &crate::blob::ContainerRef,
+    ) -> Result<String, String> {
+        let url = self.url(&format!("datasets/{}/versions/{}", enc(asset), enc(version)), DATASET_API_VERSION, &[]);
+        let v = self.get(url).await.map_err(|e| format!("output '{output}': dataset {asset}:{version}: {e}"))?;
+        let data_uri = str_ci(&v, "dataUri").ok_or_else(|| {
+            format!("output '{output}': the credentials name a container and the dataset has no dataUri")
+        })?;
+        let parsed = Url::parse(data_uri).ok().and_then(|u| parse_blob_url(&u).ok());
+        match parsed {
+            Some(p)
+                if p.container.account == container.account
+                    && p.container.container == container.container
+                    && !p.path.is_empty()
+                    && !p.path.ends_with('/') =>
+            {
+                Ok(p.path)
+            }
+            _ => Err(format!(
+                "output '{output}': the credentials name the container root and the dataset's dataUri ({}) is not a file in that container",
+                crate::redact::redact(data_uri)
+            )),
+        }
+    }
+
     /// One named output (§2.9). `Err` fails this output only.
     pub async fn named_output(&self, job: &Job, name: &str) -> Result<Listing, String> {
         let spec = job.outputs.get(name).ok_or_else(|| format!("output '{name}' is not declared on the job"))?;
@@ -298,15 +425,12 @@ impl Foundry {
             return Err(format!("output '{name}' has no registered asset (assetName/assetVersion missing)"));
         };
         let cred = if spec.kind == "safetensors_model" {
-            let v_url = self.url(&format!("models/{}/versions/{}", enc(asset), enc(version)), API_VERSION, &[]);
+            let v_url = self.url(&format!("models/{}/versions/{}", enc(asset), enc(version)), MODELS_API_VERSION, &[]);
             let mv = self.get(v_url).await.map_err(|e| format!("output '{name}': model {asset}:{version}: {e}"))?;
             let blob_uri = str_ci(&mv, "blobUri")
                 .ok_or_else(|| format!("output '{name}': model version has no blobUri"))?
                 .to_string();
-            let c_url =
-                self.url(&format!("models/{}/versions/{}/credentials", enc(asset), enc(version)), API_VERSION, &[]);
-            let body = serde_json::json!({"BlobUri": blob_uri, "GenerateBlobLevelReadSas": true});
-            self.call(reqwest::Method::POST, c_url, Some(body))
+            self.model_credentials(asset, version, &blob_uri)
                 .await
                 .map_err(|e| format!("output '{name}': model credentials: {e}"))?
         } else {
@@ -341,6 +465,12 @@ impl Foundry {
         }
         let container = parsed.container;
         let folder = spec.kind != "uri_file";
+        if !folder && prefix.is_empty() {
+            // The credentials' blobUri names the container root (the real service does so for
+            // uploaded files): the file's blob name is in the asset's dataUri. The container
+            // URL itself is never asked for as the file.
+            prefix = self.dataset_file_name(name, asset, version, &container).await?;
+        }
         if !folder {
             let url = container.blob_url(&prefix);
             match self.blob.properties(&url).await {
@@ -418,9 +548,8 @@ impl UrlRefresher for ContentRefresher {
     fn refresh(&self) -> futures_util::future::BoxFuture<'_, Option<Url>> {
         Box::pin(async move {
             let f = &self.foundry;
-            let url = f.history(&self.job, &self.exp, "artifacts/contentinfo", &[("path", &self.path)]);
-            let v = f.get(url).await.ok()?;
-            let fresh = Url::parse(str_ci(&v, "contentUri")?).ok()?;
+            let (uri, _) = f.path_content(&self.job, &self.exp, &self.path).await.ok()??;
+            let fresh = Url::parse(&uri).ok()?;
             f.allow.check_storage(&fresh).ok()?;
             Some(fresh)
         })

@@ -170,6 +170,9 @@ pub struct Resolved {
     /// Where this output's files go below `named-outputs/`, when not under the output's name
     /// (a Kubeflow output `TASK/OUTPUT` lands in `named-outputs/TASK/[<execution>/]OUTPUT`).
     pub subdir: Option<String>,
+    /// Per-request headers for every file of this output, computed when each request is sent (a
+    /// storage bearer token renewed before it expires). Secret: never printed.
+    pub sign: Option<crate::transfer::SignHook>,
 }
 
 /// A remote archive whose entries become files (KFP v1 `:read`): no length, no ranges, no ETag;
@@ -346,7 +349,8 @@ impl Provider {
     /// The states in which this source's jobs are finished (exact, case-sensitive).
     pub fn terminal_states(&self) -> &'static [&'static str] {
         match self {
-            Provider::Foundry(_) | Provider::AzureMl(_) => crate::error::AZURE_TERMINAL,
+            Provider::Foundry(_) => crate::error::FOUNDRY_TERMINAL,
+            Provider::AzureMl(_) => crate::error::AZURE_TERMINAL,
             Provider::Mlflow(_) => crate::error::MLFLOW_TERMINAL,
             Provider::Kfp(_) => kfp::TERMINAL,
         }

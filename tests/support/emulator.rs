@@ -33,9 +33,9 @@ use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
 use super::world::{
-    ACCOUNT, ARTIFACT_CONTAINER, ArtifactFixture, AssetFixture, BlobFixture, Content, ContentUri, CredKey,
-    DEV_ACCOUNT_KEY, DsCred, JobFixture, Md5Mode, PROJECT, Paging, RESOURCE_GROUP, SUBSCRIPTION, TOKEN, WORKSPACE,
-    WORKSPACE_GUID, World, artifact_blob_name,
+    ACCOUNT, ARTIFACT_CONTAINER, ArtifactFixture, AssetFixture, AssetKind, BlobFixture, Content, ContentUri, CredKey,
+    DEV_ACCOUNT_KEY, DsCred, JobFixture, Md5Mode, ModelBody, PROJECT, Paging, RESOURCE_GROUP, SUBSCRIPTION, TOKEN,
+    WORKSPACE, WORKSPACE_GUID, World, artifact_blob_name,
 };
 
 /// SAS signature of [`Emulator::container_sas_url`] and credentials responses.
@@ -727,6 +727,23 @@ async fn foundry(shared: &Shared, incoming: &Incoming, rest: &str, body: Body) -
         return foundry_error(StatusCode::NOT_FOUND, "NotFound", "no such project");
     }
     let tail: Vec<&str> = tail.iter().map(String::as_str).collect();
+    if shared.world.foundry_strict {
+        let needed = match tail.first() {
+            Some(&"jobs") => Some("Jobs=V1Preview"),
+            Some(&"models") => Some("Models=V1Preview"),
+            _ => None,
+        };
+        let sent = incoming.header("foundry-features").unwrap_or_default();
+        if let Some(needed) = needed
+            && !sent.split(',').any(|f| f.trim().eq_ignore_ascii_case(needed))
+        {
+            return foundry_error(
+                StatusCode::BAD_REQUEST,
+                "BadRequest",
+                &format!("This operation requires the 'Foundry-Features: {needed}' header."),
+            );
+        }
+    }
     match (incoming.method.as_str(), tail.as_slice()) {
         ("GET", ["jobs", job]) => get_job(shared, job),
         ("GET", ["jobs", job, "history", "runs", run]) => run_history(shared, job, run),
@@ -745,7 +762,16 @@ async fn foundry(shared: &Shared, incoming: &Incoming, rest: &str, body: Body) -
                     return foundry_error(StatusCode::BAD_REQUEST, "BadRequest", "body must be JSON with BlobUri");
                 }
             };
-            let blob_uri = ["BlobUri", "blobUri"].iter().find_map(|k| body.get(*k).and_then(Value::as_str));
+            let blob_uri = match shared.world.model_body {
+                ModelBody::Any => ["BlobUri", "blobUri"].iter().find_map(|k| body.get(*k).and_then(Value::as_str)),
+                ModelBody::Documented => {
+                    body.as_object().filter(|o| o.len() == 1).and_then(|o| o.get("blobUri")).and_then(Value::as_str)
+                }
+                ModelBody::Azd => body
+                    .get("BlobUri")
+                    .and_then(Value::as_str)
+                    .filter(|_| incoming.param("api-version").as_deref() == Some("2026-01-15-preview")),
+            };
             if blob_uri.is_none() {
                 return foundry_error(StatusCode::BAD_REQUEST, "BadRequest", "BlobUri is required");
             }
@@ -759,7 +785,31 @@ async fn foundry(shared: &Shared, incoming: &Incoming, rest: &str, body: Body) -
             if read_json_body(body).await.is_err() {
                 return foundry_error(StatusCode::BAD_REQUEST, "BadRequest", "body is not JSON");
             }
+            if shared.world.dataset_blob_uri_root {
+                return credentials_at(shared, asset, blob_url(&shared.base, &asset.container, ""));
+            }
             credentials(shared, asset)
+        }
+        ("GET", ["datasets", name, "versions", version]) => {
+            // The dataset version as the real service returns it (recording
+            // `test_datasets_upload_file`): `dataUri` names the file or folder.
+            let key = (name.to_string(), version.to_string());
+            let Some(asset) = shared.world.datasets.get(&key) else {
+                return foundry_error(StatusCode::NOT_FOUND, "NotFound", "dataset version not found");
+            };
+            let file = asset.kind == AssetKind::File;
+            Reply::json(
+                StatusCode::OK,
+                &json!({
+                    "id": format!("azureai://accounts/acct/projects/{PROJECT}/data/{name}/versions/{version}"),
+                    "name": name,
+                    "version": version,
+                    "type": if file { "uri_file" } else { "uri_folder" },
+                    "isReference": false,
+                    "dataUri": blob_url(&shared.base, &asset.container, &asset.prefix),
+                    "isSingleFile": file,
+                }),
+            )
         }
         _ if is_known_shape(&tail) => {
             foundry_error(StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed", "method not allowed")
@@ -776,6 +826,7 @@ fn is_known_shape(tail: &[&str]) -> bool {
             | ["models", _, "versions", _]
             | ["models", _, "versions", _, "credentials"]
             | ["datasets", _, "versions", _, "credentials"]
+            | ["datasets", _, "versions", _]
     )
 }
 
@@ -889,6 +940,9 @@ fn artifacts(shared: &Shared, incoming: &Incoming, job: &str, exp: &str, run: &s
     match rest {
         [] => list_artifacts(shared, incoming, fixture),
         ["prefix", "contentinfo"] => prefix_contentinfo(shared, incoming, fixture),
+        ["contentinfo"] if shared.world.no_path_contentinfo => {
+            history_error(StatusCode::NOT_FOUND, "NotFound", "no such route")
+        }
         ["contentinfo"] => path_contentinfo(shared, incoming, fixture),
         _ => history_error(StatusCode::NOT_FOUND, "NotFound", "no such route"),
     }
@@ -1067,6 +1121,11 @@ fn model_version(shared: &Shared, name: &str, version: &str) -> Reply {
 }
 
 fn credentials(shared: &Shared, asset: &AssetFixture) -> Reply {
+    credentials_at(shared, asset, blob_url(&shared.base, &asset.container, &asset.prefix))
+}
+
+/// The credentials envelope with `blobUri` set to `blob_uri`.
+fn credentials_at(shared: &Shared, asset: &AssetFixture, blob_uri: String) -> Reply {
     let key = match asset.credential_key {
         CredKey::Type => "type",
         CredKey::CredentialType => "credentialType",
@@ -1075,7 +1134,7 @@ fn credentials(shared: &Shared, asset: &AssetFixture) -> Reply {
     credential[key] = json!("SAS");
     let body = json!({
         "blobReference": {
-            "blobUri": blob_url(&shared.base, &asset.container, &asset.prefix),
+            "blobUri": blob_uri,
             "storageAccountArmId": format!("{ARM_PREFIX}/providers/Microsoft.Storage/storageAccounts/{ACCOUNT}"),
             "credential": credential,
         }
@@ -1101,6 +1160,9 @@ fn blob_role(shared: &Shared, incoming: &Incoming, rest: &str, fault: Option<&Fa
     // (a client that decoded and re-encoded the SAS), or a client-minted one that does not verify
     // against the world's account key.
     match incoming.raw_param("sig").filter(|s| !s.is_empty()) {
+        Some(_) if shared.world.key_auth_disabled.contains(&container) => {
+            return blob_error(StatusCode::FORBIDDEN, "KeyBasedAuthenticationNotPermitted");
+        }
         Some(sig) => {
             let sig = form_decode(sig);
             if sig.starts_with("FAKESIG") {

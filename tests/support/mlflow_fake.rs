@@ -106,6 +106,9 @@ pub struct FakeConfig {
     pub creds_page_size: Option<usize>,
     /// Registered model versions: (name, version) → (run_id, source).
     pub model_versions: HashMap<(String, String), (String, String)>,
+    /// Databricks: `artifacts/list` on a file's path answers one element, the file itself (the
+    /// shape mlflow's `databricks_artifact_repo.py` documents and filters out).
+    pub list_file_as_itself: bool,
 }
 
 impl Default for FakeConfig {
@@ -123,6 +126,7 @@ impl Default for FakeConfig {
             oauth: None,
             creds_page_size: None,
             model_versions: HashMap::new(),
+            list_file_as_itself: false,
         }
     }
 }
@@ -245,6 +249,15 @@ fn query_map(q: &str) -> HashMap<String, String> {
 
 /// Immediate children of `dir` (files and directories), sorted, as listing entries.
 fn children(cfg: &FakeConfig, run: &FakeRun, dir: &str) -> Vec<Value> {
+    if cfg.list_file_as_itself
+        && let Some(bytes) = run.files.get(dir)
+    {
+        let mut e = json!({"path": dir, "is_dir": false});
+        if !cfg.omit_sizes && !bytes.is_empty() {
+            e["file_size"] = json!(bytes.len());
+        }
+        return vec![e];
+    }
     let prefix = if dir.is_empty() { String::new() } else { format!("{dir}/") };
     let mut dirs = std::collections::BTreeSet::new();
     let mut out = Vec::new();

@@ -54,6 +54,35 @@ pub struct World {
     pub sas_key: Option<String>,
     /// Discovery: the `api` value to return instead of the emulator's own base URL.
     pub discovery_api: Option<String>,
+    /// Foundry strict mode: jobs/history routes answer 400 without `Foundry-Features:
+    /// Jobs=V1Preview`, models routes without `Models=V1Preview` (the REST reference marks the
+    /// header required; azure-ai-projects always sends it).
+    pub foundry_strict: bool,
+    /// Which model-credentials request body the emulator accepts.
+    pub model_body: ModelBody,
+    /// The per-path `artifacts/contentinfo` route is absent (404 "no such route"), as a route
+    /// no current client calls may be; `prefix/contentinfo` still answers.
+    pub no_path_contentinfo: bool,
+    /// Dataset credentials name the container root in `blobUri` (as the real service does for
+    /// a `uri_file` asset: recording `test_datasets_upload_file`); the file is in the asset's
+    /// `dataUri` (dataset version GET).
+    pub dataset_blob_uri_root: bool,
+    /// Blob role: containers whose account has shared-key access disabled: any SAS (issued or
+    /// minted) is refused with 403 `KeyBasedAuthenticationNotPermitted` (recording
+    /// `test_pipeline_job_download`); bearer requests work as usual.
+    pub key_auth_disabled: Vec<String>,
+}
+
+/// The model-credentials POST bodies the emulator accepts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ModelBody {
+    /// Either casing, any api-version (the emulator's original leniency).
+    #[default]
+    Any,
+    /// Only the REST reference's `{"blobUri": …}` (camelCase, nothing else); 400 otherwise.
+    Documented,
+    /// Only azd's `{"BlobUri": …, "GenerateBlobLevelReadSas": …}` at `2026-01-15-preview`.
+    Azd,
 }
 
 /// How a Path B datastore hands out access.

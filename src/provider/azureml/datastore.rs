@@ -115,7 +115,8 @@ pub struct Store {
     pub auth: StoreAuth,
     /// `credentials.credentialsType` verbatim (`AccountKey`, `Sas`, `None`, ...).
     pub cred_type: String,
-    /// Whether bearer mode is a fallback after listSecrets was refused.
+    /// Whether bearer mode is a fallback (listSecrets refused, or the account refused key-based
+    /// access).
     pub fallback: bool,
 }
 

@@ -13,6 +13,7 @@ use crate::blob::{BlobClient, BlobItem, ContainerRef, parse_blob_url};
 use crate::error::Error;
 use crate::hosts::{AllowList, Cloud};
 use crate::http::{CallError, JsonRequest, MetaClient};
+use crate::transfer::{RequestSigner, SignHook};
 use datastore::{Store, StoreAuth};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde_json::Value;
@@ -186,7 +187,7 @@ impl AzureMl {
             });
         }
         let token = self.inner.tokens.token(&self.inner.arm_scope).await.map_err(super::token_error)?;
-        self.inner.meta.json(&JsonRequest { method, url, bearer: Some(token), body }).await
+        self.inner.meta.json(&JsonRequest { method, url, bearer: Some(token), body, features: None }).await
     }
 
     /// An ARM call.
@@ -239,13 +240,13 @@ impl AzureMl {
             }
         };
         let prefix = folder_prefix(&path);
-        let store = self.store(&ws, &ds).await.map_err(|e| match e {
+        let mut store = self.store(&ws, &ds).await.map_err(|e| match e {
             OutputError::Fatal(e) => e,
             OutputError::Denied { message, hint } => Error::Auth { message, hint },
             OutputError::Failed(m) => Error::Protocol(format!("default artifacts of job '{}': {m}", job.name)),
         })?;
         let what = format!("listing the default artifacts of job '{}'", job.name);
-        let (blobs, headers) = match self.list(&store, &prefix).await {
+        let (blobs, headers) = match self.list(&mut store, &prefix).await {
             Ok(r) => r,
             Err(OutputError::Denied { message, hint }) => return Err(Error::Auth { message, hint }),
             Err(OutputError::Fatal(e)) => return Err(e),
@@ -313,7 +314,7 @@ impl AzureMl {
     /// The files at `loc`: one blob for a file (falling back to a folder when it is one), or
     /// everything under the folder. `None` when nothing is there.
     async fn fetch(&self, loc: &Location, file: bool, output: &str) -> Result<Option<Resolved>, OutputError> {
-        let (store, path) = match loc {
+        let (mut store, path) = match loc {
             Location::Datastore { workspace, datastore, path } => {
                 let ws = workspace.clone().unwrap_or_else(|| self.inner.workspace.clone());
                 (self.store(&ws, datastore).await?, path.clone())
@@ -324,9 +325,17 @@ impl AzureMl {
             }
         };
         if file && !path.is_empty() && !path.ends_with('/') {
-            let url = store.container.blob_url(&path);
-            let bearer = self.bearer_for(&store).await?;
-            match self.inner.blob.properties_auth(&url, bearer.as_deref()).await {
+            let mut url = store.container.blob_url(&path);
+            let mut bearer = self.bearer_for(&store).await?;
+            let mut head = self.inner.blob.properties_auth(&url, bearer.as_deref()).await;
+            if let Err(e) = &head
+                && self.key_auth_refused(&mut store, e).await
+            {
+                url = store.container.blob_url(&path);
+                bearer = self.bearer_for(&store).await?;
+                head = self.inner.blob.properties_auth(&url, bearer.as_deref()).await;
+            }
+            match head {
                 Ok(p) if !p.is_folder => {
                     let rel = path.rsplit('/').next().unwrap_or(&path).to_string();
                     let file = RemoteFile {
@@ -340,7 +349,8 @@ impl AzureMl {
                         protocol: crate::provider::Protocol::AzureBlob,
                     };
                     let listing = crate::provider::Listing { files: vec![file], failures: vec![] };
-                    return Ok(Some(Resolved { listing, headers: auth_headers(bearer), ..Resolved::default() }));
+                    let sign = self.bearer_hook(&store, bearer);
+                    return Ok(Some(Resolved { listing, sign, ..Resolved::default() }));
                 }
                 Ok(_) | Err(CallError::Status { status: 404, .. }) => crate::log::log(
                     0,
@@ -352,7 +362,7 @@ impl AzureMl {
             }
         }
         let prefix = folder_prefix(&path);
-        let (blobs, headers) = self.list(&store, &prefix).await?;
+        let (blobs, headers) = self.list(&mut store, &prefix).await?;
         if blobs.is_empty() {
             return Ok(None);
         }
@@ -397,13 +407,57 @@ impl AzureMl {
         }
     }
 
-    /// Every blob under `prefix`, and the headers data requests need.
-    async fn list(&self, store: &Store, prefix: &str) -> Result<(Vec<BlobItem>, Vec<(String, String)>), OutputError> {
+    /// The renewing bearer signer for `store`'s account, when a token is in use.
+    fn bearer_hook(&self, store: &Store, bearer: Option<String>) -> Option<SignHook> {
+        let token = bearer?;
+        Some(storage_bearer(self.inner.tokens.clone(), store.container.container_url(), token).1)
+    }
+
+    /// Every blob under `prefix`, and what authorises its data requests (a storage token). `store` switches to the
+    /// user's storage token when its account refuses key-based access.
+    async fn list(&self, store: &mut Store, prefix: &str) -> Result<(Vec<BlobItem>, Option<SignHook>), OutputError> {
         let bearer = self.bearer_for(store).await?;
         match self.inner.blob.list_auth(&store.container, prefix, bearer.as_deref()).await {
-            Ok(b) => Ok((b, auth_headers(bearer))),
+            Ok(b) => Ok((b, self.bearer_hook(store, bearer))),
+            Err(e) if self.key_auth_refused(store, &e).await => {
+                let bearer = self.bearer_for(store).await?;
+                match self.inner.blob.list_auth(&store.container, prefix, bearer.as_deref()).await {
+                    Ok(b) => Ok((b, self.bearer_hook(store, bearer))),
+                    Err(e) => Err(self.storage_error(store, e)),
+                }
+            }
             Err(e) => Err(self.storage_error(store, e)),
         }
+    }
+
+    /// Whether `e` is a storage account refusing a SAS or key (`403
+    /// KeyBasedAuthenticationNotPermitted`, shared-key access disabled) for a store that used
+    /// one; if so, `store` (and the run's cache, so once per datastore) switches to the user's
+    /// storage bearer token, sent only to that account's host.
+    async fn key_auth_refused(&self, store: &mut Store, e: &CallError) -> bool {
+        let refused = matches!(e, CallError::Status { status: 403, code: Some(c), .. }
+            if c.eq_ignore_ascii_case("KeyBasedAuthenticationNotPermitted"));
+        if !refused || matches!(store.auth, StoreAuth::Bearer) {
+            return false;
+        }
+        crate::log::log(
+            1,
+            format!(
+                "storage account '{}' does not permit key-based access (KeyBasedAuthenticationNotPermitted); \
+                 switching datastore '{}' to your storage token",
+                store.container.account, store.name
+            ),
+        );
+        store.container.sas = None;
+        store.auth = StoreAuth::Bearer;
+        store.fallback = true;
+        let mut cache = self.inner.stores.lock().await;
+        for s in cache.values_mut() {
+            if s.container.account == store.container.account && s.container.container == store.container.container {
+                *s = store.clone();
+            }
+        }
+        true
     }
 
     /// A storage failure: refusals become `Denied` (or a clear failure for unsupported credentials).
@@ -428,7 +482,11 @@ impl AzureMl {
                          read storage (unset it to use the Azure credential chain)",
                     );
                 }
-                let why = if store.fallback { " (listSecrets was refused, so your own identity was used)" } else { "" };
+                let why = if store.fallback {
+                    " (its key or SAS could not be used, so your own identity was used)"
+                } else {
+                    ""
+                };
                 OutputError::Denied {
                     message: format!(
                         "storage account '{account}' refused access to datastore '{}'{why} ({e})",
@@ -450,7 +508,7 @@ impl AzureMl {
     }
 
     /// Listed blobs as remote files relative to `prefix`.
-    fn files(&self, store: &Store, blobs: Vec<BlobItem>, prefix: &str, headers: Vec<(String, String)>) -> Resolved {
+    fn files(&self, store: &Store, blobs: Vec<BlobItem>, prefix: &str, sign: Option<SignHook>) -> Resolved {
         let base = store.container.blob_base();
         let files = blobs
             .into_iter()
@@ -465,16 +523,94 @@ impl AzureMl {
                 protocol: crate::provider::Protocol::AzureBlob,
             })
             .collect();
-        Resolved { listing: crate::provider::Listing { files, failures: vec![] }, headers, ..Resolved::default() }
+        Resolved { listing: crate::provider::Listing { files, failures: vec![] }, sign, ..Resolved::default() }
     }
 }
 
 /// Hint when no storage token can be had.
 const STORAGE_HINT: &str = "sign in with `az login` with an identity that has Storage Blob Data Reader on the account";
 
-/// `Authorization: Bearer <token>` as data-request headers.
-fn auth_headers(bearer: Option<String>) -> Vec<(String, String)> {
-    bearer.map(|t| vec![("authorization".to_string(), format!("Bearer {t}"))]).unwrap_or_default()
+/// How often a storage bearer token is checked for renewal; the token source renews one that has
+/// less than five minutes left, so a token is replaced 4–5 minutes before it expires.
+const BEARER_RENEW_CHECK: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// `Authorization: Bearer <token>` for data requests to one storage account, renewed in the
+/// background before the token expires (a download may outlive a ~1 h token). Sent only to URLs
+/// on the account's scheme, host and port.
+pub(crate) struct StorageBearer {
+    origin: Url,
+    current: std::sync::RwLock<String>,
+}
+
+impl StorageBearer {
+    fn same_origin(&self, url: &Url) -> bool {
+        url.scheme() == self.origin.scheme()
+            && url.host_str() == self.origin.host_str()
+            && url.port_or_known_default() == self.origin.port_or_known_default()
+    }
+
+    /// Replace the token (the renewal loop; tests).
+    pub(crate) fn set(&self, token: String) {
+        if let Ok(mut t) = self.current.write() {
+            *t = token;
+        }
+    }
+}
+
+impl RequestSigner for StorageBearer {
+    fn headers(&self, _method: &str, url: &Url) -> Vec<(String, String)> {
+        if !self.same_origin(url) {
+            return Vec::new();
+        }
+        let token = self.current.read().map(|t| t.clone()).unwrap_or_default();
+        vec![("authorization".to_string(), format!("Bearer {token}"))]
+    }
+}
+
+/// A [`StorageBearer`] for `origin` starting with `token`; unless the token is static, it is
+/// renewed as [`renewing_bearer`] describes.
+pub(crate) fn storage_bearer(tokens: TokenSource, origin: Url, token: String) -> (Arc<StorageBearer>, SignHook) {
+    if tokens.is_static() {
+        let bearer = Arc::new(StorageBearer { origin, current: std::sync::RwLock::new(token) });
+        return (bearer.clone(), SignHook(bearer));
+    }
+    renewing_bearer(origin, token, BEARER_RENEW_CHECK, move || {
+        let tokens = tokens.clone();
+        Box::pin(async move { tokens.token(STORAGE_SCOPE).await.map_err(|e| e.to_string()) })
+    })
+}
+
+/// A token source for [`renewing_bearer`].
+type TokenFetch = dyn Fn() -> futures_util::future::BoxFuture<'static, Result<String, String>> + Send + Sync;
+
+/// A [`StorageBearer`] whose token a background task asks `fetch` for again every `every` (the
+/// credential chain hands back its cached token until five minutes before expiry, then a new
+/// one). The task ends once the signer is dropped.
+pub(crate) fn renewing_bearer(
+    origin: Url,
+    token: String,
+    every: std::time::Duration,
+    fetch: impl Fn() -> futures_util::future::BoxFuture<'static, Result<String, String>> + Send + Sync + 'static,
+) -> (Arc<StorageBearer>, SignHook) {
+    let bearer = Arc::new(StorageBearer { origin, current: std::sync::RwLock::new(token) });
+    let weak = Arc::downgrade(&bearer);
+    let fetch: Box<TokenFetch> = Box::new(fetch);
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(every).await;
+            if weak.strong_count() == 0 {
+                return;
+            }
+            let fresh = fetch().await;
+            let Some(b) = weak.upgrade() else { return };
+            match fresh {
+                Ok(t) => b.set(t),
+                Err(e) => crate::log::log(1, format!("renewing the storage token failed: {e}")),
+            }
+        }
+    });
+    let hook = SignHook(bearer.clone());
+    (bearer, hook)
 }
 
 /// A location for messages (never carries a SAS).
@@ -531,6 +667,48 @@ pub fn parse_job(name: &str, v: &Value) -> Result<Job, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn storage_bearer_is_renewed_and_only_sent_to_its_account() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let origin = Url::parse("https://acct.blob.core.windows.net/c").unwrap();
+        let calls = Arc::new(AtomicUsize::new(0));
+        let c = calls.clone();
+        let (bearer, hook) = renewing_bearer(origin, "tok-0".into(), std::time::Duration::from_millis(5), move || {
+            let n = c.fetch_add(1, Ordering::SeqCst) + 1;
+            Box::pin(async move { Ok(format!("tok-{n}")) })
+        });
+        let blob = Url::parse("https://acct.blob.core.windows.net/c/a.bin").unwrap();
+        assert_eq!(hook.0.headers("GET", &blob), vec![("authorization".to_string(), "Bearer tok-0".to_string())]);
+        for other in ["https://other.blob.core.windows.net/c/a.bin", "http://acct.blob.core.windows.net/c/a.bin"] {
+            assert!(hook.0.headers("GET", &Url::parse(other).unwrap()).is_empty(), "{other}");
+        }
+        // The background task replaces the token (bounded wait: no timing is asserted).
+        let mut renewed = false;
+        for _ in 0..2000 {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            if hook.0.headers("GET", &blob)[0].1 != "Bearer tok-0" {
+                renewed = true;
+                break;
+            }
+        }
+        assert!(renewed, "the storage token was never renewed");
+        // Once the signer is gone, the task stops asking.
+        drop(hook);
+        drop(bearer);
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        let settled = calls.load(Ordering::SeqCst);
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        assert_eq!(calls.load(Ordering::SeqCst), settled, "the renewal task outlived its signer");
+    }
+
+    #[tokio::test]
+    async fn a_static_storage_token_is_not_renewed() {
+        let origin = Url::parse("https://acct.blob.core.windows.net/c").unwrap();
+        let (_b, hook) = storage_bearer(TokenSource::Static("tok".into()), origin, "tok".into());
+        let blob = Url::parse("https://acct.blob.core.windows.net/c/x").unwrap();
+        assert_eq!(hook.0.headers("HEAD", &blob)[0].1, "Bearer tok");
+    }
 
     fn ws() -> WorkspaceRef {
         WorkspaceRef { subscription: "sub 1".into(), resource_group: "rg".into(), workspace: "ws/x".into() }

@@ -154,7 +154,8 @@ impl AzureMl {
         let allow = &self.inner.allow;
         allow.check_ml_api(&discovery).map_err(|e| OutputError::Failed(format!("discovery URL not allowed: {e}")))?;
         // No token: discovery is anonymous, and its host is not yet trusted with one.
-        let req = JsonRequest { method: reqwest::Method::GET, url: discovery, bearer: None, body: None };
+        let req =
+            JsonRequest { method: reqwest::Method::GET, url: discovery, bearer: None, body: None, features: None };
         let doc = self.inner.meta.json(&req).await.map_err(|e| {
             let status = e.status().map(|s| format!("HTTP {s}")).unwrap_or_else(|| e.to_string());
             OutputError::Failed(format!("workspace discovery failed ({status})"))

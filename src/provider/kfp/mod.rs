@@ -139,7 +139,8 @@ impl Kfp {
     }
 
     async fn get(&self, url: Url) -> Result<Value, CallError> {
-        let req = JsonRequest { method: reqwest::Method::GET, url, bearer: self.token.clone(), body: None };
+        let req =
+            JsonRequest { method: reqwest::Method::GET, url, bearer: self.token.clone(), body: None, features: None };
         self.meta.json(&req).await
     }
 

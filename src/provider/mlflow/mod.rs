@@ -182,7 +182,7 @@ impl Mlflow {
         body: Option<Value>,
         auth: Option<&str>,
     ) -> Result<Value, CallError> {
-        self.meta.json_authorized(&JsonRequest { method, url, bearer: None, body }, auth).await
+        self.meta.json_authorized(&JsonRequest { method, url, bearer: None, body, features: None }, auth).await
     }
 
     fn auth_hint(&self) -> String {
@@ -314,6 +314,17 @@ impl Mlflow {
             let mut next = Vec::new();
             for (dir, r) in results {
                 let listed = r?;
+                // `artifacts/list` on a file's path answers one element with that same path: the
+                // file itself (Databricks; mlflow's databricks_artifact_repo.py checks for it).
+                if depth == 0
+                    && !dir.is_empty()
+                    && let [only] = listed.as_slice()
+                    && only.path == dir
+                    && !only.is_dir
+                {
+                    files.extend(listed);
+                    continue;
+                }
                 entries += listed.len();
                 if entries > self.max_entries {
                     return Err(Error::Protocol(format!(
@@ -459,8 +470,16 @@ impl Mlflow {
         } else {
             HashMap::new()
         };
-        let strip =
-            |p: &str| -> String { if prefix.is_empty() { p.to_string() } else { p[prefix.len() + 1..].to_string() } };
+        // Paths relative to the prefix; the prefix itself (a single file) keeps its own name.
+        let strip = |p: &str| -> String {
+            if prefix.is_empty() {
+                p.to_string()
+            } else if p == prefix {
+                p.rsplit('/').next().unwrap_or(p).to_string()
+            } else {
+                p[prefix.len() + 1..].to_string()
+            }
+        };
         let mut resolved = Resolved::default();
         resolved.listing.failures = failures;
         for e in entries {
