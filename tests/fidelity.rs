@@ -35,6 +35,18 @@ fn is_foundry(r: &support::LoggedRequest, first: &str) -> bool {
 
 // ------------------------------------------------------------------ item 3: feature headers
 
+/// A jobdl command pointed at the emulated Azure ML workspace (ARM, storage) instead of Foundry.
+fn azureml_command(env: &TestEnv, args: &[&str]) -> std::process::Command {
+    let mut cmd = env.command(args);
+    cmd.env_remove("AZURE_AI_PROJECT_ENDPOINT")
+        .env("JOBDL_ARM_ENDPOINT", env.emu.arm_endpoint())
+        .env("JOBDL_STORAGE_ENDPOINT", env.emu.base_url())
+        .env("AZURE_SUBSCRIPTION_ID", support::SUBSCRIPTION)
+        .env("AZURE_RESOURCE_GROUP", support::RESOURCE_GROUP)
+        .env("AZUREML_WORKSPACE_NAME", support::WORKSPACE);
+    cmd
+}
+
 #[test]
 fn strict_foundry_gets_the_feature_headers_on_jobs_history_and_models() {
     let env = TestEnv::new(model_world(true, ModelBody::Documented));
@@ -99,13 +111,7 @@ fn azure_ml_unknown_is_not_terminal() {
     let mut w = support::workspace_world();
     w.job_mut("running-1").statuses = vec!["Unknown".into()];
     let env = TestEnv::new(w);
-    let mut cmd = env.command(["download", "running-1"]);
-    cmd.env_remove("AZURE_AI_PROJECT_ENDPOINT")
-        .env("JOBDL_ARM_ENDPOINT", env.emu.arm_endpoint())
-        .env("JOBDL_STORAGE_ENDPOINT", env.emu.base_url())
-        .env("AZURE_SUBSCRIPTION_ID", support::SUBSCRIPTION)
-        .env("AZURE_RESOURCE_GROUP", support::RESOURCE_GROUP)
-        .env("AZUREML_WORKSPACE_NAME", support::WORKSPACE);
+    let cmd = azureml_command(&env, &["download", "running-1"]);
     let run = env.run_cmd(cmd);
     run.expect_code(5);
     assert!(run.stderr.contains("Unknown"), "{run:?}");
@@ -319,13 +325,7 @@ fn key_based_auth_refused_switches_each_datastore_to_the_storage_token_once() {
     let mut w = support::workspace_world();
     w.key_auth_disabled = vec![support::ARTIFACT_CONTAINER.to_string(), support::BLOBSTORE_CONTAINER.to_string()];
     let env = TestEnv::new(w);
-    let mut cmd = env.command(["download", "train-1", "--output", "default", "--output", "data_out", "-v"]);
-    cmd.env_remove("AZURE_AI_PROJECT_ENDPOINT")
-        .env("JOBDL_ARM_ENDPOINT", env.emu.arm_endpoint())
-        .env("JOBDL_STORAGE_ENDPOINT", env.emu.base_url())
-        .env("AZURE_SUBSCRIPTION_ID", support::SUBSCRIPTION)
-        .env("AZURE_RESOURCE_GROUP", support::RESOURCE_GROUP)
-        .env("AZUREML_WORKSPACE_NAME", support::WORKSPACE);
+    let cmd = azureml_command(&env, &["download", "train-1", "--output", "default", "--output", "data_out", "-v"]);
     let run = env.run_cmd(cmd);
     run.expect_code(0);
     let dest = env.dest("train-1");
