@@ -202,7 +202,7 @@ pub struct S3Args {
 /// The job and where it lives (every command that takes a job).
 #[derive(Debug, Args, Clone)]
 pub struct JobArgs {
-    /// The job name (also its run id).
+    /// The job name (also its run id), or the URL of its page in Azure ML studio, the MLflow UI or the Kubeflow UI.
     pub job: String,
     /// Where the job lives.
     #[command(flatten)]

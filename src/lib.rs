@@ -24,6 +24,7 @@ pub mod error;
 pub mod fs;
 pub mod hosts;
 pub mod http;
+pub mod jobref;
 pub mod log;
 pub mod manifest;
 pub mod plan;

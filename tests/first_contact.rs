@@ -457,3 +457,36 @@ fn demo_run_removes_its_temporary_folder() {
     let left: Vec<_> = std::fs::read_dir(tmp.path()).expect("read tmp").flatten().map(|e| e.file_name()).collect();
     assert!(left.is_empty(), "the demo left {left:?} in TMPDIR");
 }
+
+/// Item 6: a run page pasted from Azure ML studio names the run and its workspace; the URL's source
+/// replaces the configured one (here a Foundry project endpoint in the environment).
+#[test]
+fn a_studio_run_url_downloads_that_run_from_its_workspace() {
+    let env = TestEnv::new(support::workspace_world());
+    let url = format!(
+        "https://ml.azure.com/runs/train-1?wsid=/subscriptions/{}/resourcegroups/{}/workspaces/{}&tid=t",
+        support::SUBSCRIPTION,
+        support::RESOURCE_GROUP,
+        support::WORKSPACE
+    );
+    let mut cmd = env.command(["download", url.as_str(), "--output", "default", "--json"]);
+    cmd.env("JOBDL_ARM_ENDPOINT", env.emu.arm_endpoint()).env("JOBDL_STORAGE_ENDPOINT", env.emu.base_url());
+    let run = env.run_cmd(cmd);
+    run.expect_code(0);
+    assert_eq!(run.doc()["job"]["name"], "train-1", "{run}");
+    assert!(env.dest("train-1").is_dir(), "the destination is named after the run, not the URL\n{run}");
+    assert!(harness::files_under(&env.dest("train-1")).len() > 1, "{run}");
+}
+
+/// Item 6: a storage URL given where a job goes says to use `jobdl cp`, without its signature.
+#[test]
+fn a_sas_url_given_as_a_job_points_to_cp() {
+    let env = TestEnv::new(standard_world());
+    for cmd in ["download", "ls", "show"] {
+        let run = env.run(&[cmd, "https://acct.blob.core.windows.net/c/model?sv=2025-11-05&sig=S3cretSig%3D"]);
+        run.expect_code(2);
+        assert!(run.stderr.contains("jobdl cp"), "{run}");
+        assert!(!run.all_output().contains("S3cretSig"), "{run}");
+        assert!(env.requests().is_empty(), "nothing is sent for a refused argument\n{run}");
+    }
+}

@@ -413,11 +413,32 @@ pub fn run_cli(mut cli: crate::cli::Cli, matches: &clap::ArgMatches) -> u8 {
         }
     };
     let locates_a_job = !matches!(cli.command, Command::Cp(_));
-    if locates_a_job && let Err(e) = resolved.check_conflicts() {
+    // A pasted run page (studio, MLflow, Kubeflow) names the run and its source itself.
+    let job_url = match job_args(&mut cli.command).and_then(|j| crate::jobref::parse(&j.job)) {
+        Some(Ok(r)) => Some(r),
+        Some(Err(m)) => {
+            let e = Error::usage(m);
+            printer.fatal(&e);
+            return e.exit_code();
+        }
+        None => None,
+    };
+    if locates_a_job
+        && job_url.is_none()
+        && let Err(e) = resolved.check_conflicts()
+    {
         printer.fatal(&e);
         return e.exit_code();
     }
+    // The run id stands for the URL before the files apply (a `{job}` destination names the run).
+    if let (Some(r), Some(j)) = (&job_url, job_args(&mut cli.command)) {
+        j.job = r.run().to_string();
+    }
     resolved.apply(&mut cli.command);
+    if let (Some(r), Some(j)) = (job_url, job_args(&mut cli.command)) {
+        crate::log::log(1, format!("{r:?}"));
+        r.apply(j);
+    }
     let color = match &cli.command {
         Command::Download(a) => a.transfer.color,
         Command::Cp(a) => a.transfer.color,
@@ -492,6 +513,16 @@ fn man() -> u8 {
             eprintln!("error: cannot render the man page: {e}");
             1
         }
+    }
+}
+
+/// The job a command names, for the commands that name one.
+fn job_args(command: &mut crate::cli::Command) -> Option<&mut crate::cli::JobArgs> {
+    match command {
+        crate::cli::Command::Download(a) => Some(&mut a.target),
+        crate::cli::Command::Ls(a) => Some(&mut a.job),
+        crate::cli::Command::Show(a) => Some(&mut a.job),
+        _ => None,
     }
 }
 
