@@ -15,9 +15,8 @@
 //! given back and the budget stays where it was. It only climbs while requests are waiting for a
 //! connection and the connections wait for data rather than for this machine ([`local_bound`]);
 //! otherwise more connections cannot help. Because that gate keeps a full link from probing at
-//! all, the first step can be large (+start/2) and early (after two ticks): on the capped kit
-//! server this reached 32 connections ~0.5 s sooner than +2 after three ticks did, W1t 0.91 →
-//! 0.97 of the limit at 32 connections (3 alternating runs each).
+//! all, the first step can be large (+start/2) and early (after two ticks), which reaches 32
+//! connections sooner on a capped server (figures: benches/README.md).
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
@@ -97,7 +96,7 @@ impl Climber {
         }
     }
 
-    /// Judge each step after `ticks` ticks (at least [`SETTLE_TICKS`]).
+    /// Judge each step after `ticks` ticks (at least `SETTLE_TICKS`).
     pub fn set_settle(&mut self, ticks: u32) {
         self.settle = ticks.max(SETTLE_TICKS);
     }

@@ -73,10 +73,8 @@ struct Inner {
 }
 
 /// Save after this many newly completed chunks (with 8 MiB chunks: every 16 MiB, as the Foundry
-/// Local downloader does). Measured: a SIGKILL at half of a 256 MiB object re-fetched 6.6–6.9% on
-/// the rerun instead of 13.1% with every 4 chunks, and W1 (4 GiB from nginx, 4 alternating runs
-/// each) took a median 3.01 s against 3.10 s: the extra fdatasync is lost in the noise, since
-/// written ranges are already flushed in the background.
+/// Local downloader does): a kill loses little, and the extra fdatasync costs little because
+/// written ranges are already flushed in the background (figures: benches/README.md).
 const SAVE_EVERY: usize = 2;
 
 impl ChunkLog {
