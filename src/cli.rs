@@ -305,7 +305,7 @@ pub struct TransferArgs {
     /// Attempts per data request before a file fails (metadata calls: 5).
     #[arg(long, value_name = "N")]
     pub retries: Option<u32>,
-    /// Cap the total download rate of all connections, e.g. 200M (MiB/s) or 50MB (MB/s). Default: no cap.
+    /// Cap the total download rate of all connections: a size per second such as 200M or 50MB. Default: no cap.
     #[arg(long, value_name = "RATE", env = "JOBDL_MAX_RATE")]
     pub max_rate: Option<String>,
     /// Abort an attempt that received no byte for this long (e.g. 120s, 5m). Never a total limit.
