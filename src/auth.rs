@@ -64,12 +64,20 @@ impl TokenSource {
 
     /// A token for `scope`.
     pub async fn token(&self, scope: &str) -> Result<String, Error> {
-        let token = match self {
-            TokenSource::Static(t) => t.clone(),
-            TokenSource::Chain(c) => c.token(scope).await?,
+        Ok(self.token_expiring(scope).await?.0)
+    }
+
+    /// A token for `scope` and when it expires (`None` for the static token, whose life is unknown).
+    pub async fn token_expiring(&self, scope: &str) -> Result<(String, Option<OffsetDateTime>), Error> {
+        let (token, expires) = match self {
+            TokenSource::Static(t) => (t.clone(), None),
+            TokenSource::Chain(c) => {
+                let (t, e) = c.token(scope).await?;
+                (t, Some(e))
+            }
         };
         crate::redact::register_secret(&token);
-        Ok(token)
+        Ok((token, expires))
     }
 }
 
@@ -210,13 +218,15 @@ impl Chain {
         Chain { steps, cache: Mutex::new(HashMap::new()) }
     }
 
-    async fn token(&self, scope: &str) -> Result<String, Error> {
+    /// A token for `scope` and its expiry: the cached one while it has more than five minutes
+    /// left, else a new one from the first credential that gives one.
+    async fn token(&self, scope: &str) -> Result<(String, OffsetDateTime), Error> {
         let mut cache = self.cache.lock().await;
         let now = time::OffsetDateTime::now_utc();
         if let Some((tok, exp)) = cache.get(scope)
             && *exp - now > time::Duration::minutes(5)
         {
-            return Ok(tok.clone());
+            return Ok((tok.clone(), *exp));
         }
         let mut tried = vec![format!("JOBDL_ACCESS_TOKEN: not set")];
         for step in &self.steps {
@@ -231,7 +241,7 @@ impl Chain {
                 Ok(Ok((tok, expires_on))) => {
                     crate::log::log(1, format!("got a token for {scope} from {name}"));
                     cache.insert(scope.to_string(), (tok.clone(), expires_on));
-                    return Ok(tok);
+                    return Ok((tok, expires_on));
                 }
                 Ok(Err(e)) if e.contains("not found on PATH") => {
                     tried.push(format!("{name}: not installed ({})", first_line(&e)))

@@ -301,6 +301,46 @@ fn uri_file_whose_credentials_name_the_container_root_downloads_that_file_only()
     assert!(!env.requests().iter().any(|r| r.path.ends_with("data_file2.txt")));
 }
 
+/// The file named by the asset's path answers its HEAD with something other than 404 (here the
+/// SAS lacks read permission): that output fails naming the status, nothing else is tried in its
+/// place (no listing of the container, no request for the container URL) and no signature is shown.
+#[test]
+fn uri_file_whose_head_is_refused_fails_that_output_without_guessing() {
+    let mut w = World::new();
+    let mut job = support::JobFixture::new("job-f", "Completed");
+    job.outputs = json!({"report": asset_output("uri_file", "ds-file", "1")});
+    w.add_job(job);
+    w.add_file_asset(
+        false,
+        "ds-file",
+        "1",
+        ("ds-root", "data_file1.txt"),
+        support::CredKey::Type,
+        harness::text("file 1\n"),
+    );
+    w.dataset_blob_uri_root = true;
+    let env = TestEnv::new(w);
+    env.emu.add_fault(
+        support::FaultRule::new("/ds-root/data_file1.txt", 1, support::Fault::Status { code: 403, retry_after: None })
+            .method("HEAD"),
+    );
+    let run = env.run(&["download", "job-f", "--output", "report", "--json"]);
+    run.expect_code(6);
+    assert!(run.stderr.contains("output 'report'") && run.stderr.contains("403"), "{run:?}");
+    for out in [&run.stderr, &run.stdout] {
+        for (i, _) in out.match_indices("sig=") {
+            assert!(out[i + 4..].starts_with("REDACTED"), "a signature was shown: {run:?}");
+        }
+    }
+    let blob_reqs: Vec<_> = env.requests().into_iter().filter(|r| r.is_blob()).collect();
+    assert_eq!(
+        blob_reqs.iter().map(|r| (r.method.as_str(), r.path.as_str())).collect::<Vec<_>>(),
+        [("HEAD", format!("/{}/ds-root/data_file1.txt", support::ACCOUNT).as_str())],
+        "only the file's HEAD"
+    );
+    assert!(!env.dest("job-f").join("named-outputs/report").exists());
+}
+
 #[test]
 fn uri_file_at_the_container_root_without_a_usable_data_uri_fails_that_output() {
     let mut w = World::new();
@@ -359,4 +399,89 @@ fn key_based_auth_refused_switches_each_datastore_to_the_storage_token_once() {
         );
         assert!(run.stderr.contains(&format!("switching datastore '{ds}' to your storage token")), "{run:?}");
     }
+}
+
+// ------------------------------------------------------------------ item 6: recorded api-versions
+
+/// Every Azure ML metadata call carries the api-version azure-ai-ml 1.32.0 sends in the recorded
+/// `test_pipeline_job_download` traffic.
+#[test]
+fn azure_ml_calls_carry_the_recorded_api_versions() {
+    let env = TestEnv::new(support::workspace_world());
+    let cmd = azureml_command(&env, &["download", "train-1", "--output", "default", "--output", "data_out"]);
+    env.run_cmd(cmd).expect_code(0);
+    let reqs = env.requests();
+    let version_of = |r: &support::LoggedRequest| r.param("api-version").unwrap_or_default();
+    let mut seen = std::collections::BTreeSet::new();
+    for r in reqs.iter().filter(|r| r.is_arm()) {
+        let route = if r.path.contains("/datastores") {
+            if r.path.ends_with("/listSecrets") { "listSecrets" } else { "datastore" }
+        } else if r.path.contains("/jobs/") {
+            "job"
+        } else if r.path.ends_with(&format!("/workspaces/{}", support::WORKSPACE)) {
+            "workspace"
+        } else {
+            continue;
+        };
+        let expected = match route {
+            "job" => "2024-01-01-preview",
+            "workspace" => "2024-10-01-preview",
+            _ => "2024-07-01-preview",
+        };
+        assert_eq!(version_of(r), expected, "{} {}?{}", r.method, r.path, r.query);
+        seen.insert(route);
+    }
+    assert_eq!(seen.into_iter().collect::<Vec<_>>(), ["datastore", "job", "listSecrets", "workspace"]);
+    let rundata: Vec<_> = reqs.iter().filter(|r| r.path.ends_with("/rundata")).collect();
+    assert!(!rundata.is_empty() && rundata.iter().all(|r| version_of(r) == "v1.0"));
+}
+
+// ------------------------------------------------------------------ item 2: storage tokens expire
+
+/// An identity-based datastore read with managed-identity tokens that expire during the download
+/// (the emulator's tokens live 2 s; storage answers 401 to a stale one): every data request carries
+/// a live token, renewed from the identity endpoint, and the download completes.
+#[test]
+fn storage_tokens_are_renewed_when_they_expire_during_a_download() {
+    let mut w = support::workspace_world();
+    w.token_life = Some(std::time::Duration::from_secs(2));
+    let files = ["a.bin", "b.bin", "c.bin"];
+    w.add_datastore_files(
+        "identitystore",
+        "ident/train-1",
+        files.iter().enumerate().map(|(i, f)| (*f, support::BlobFixture::generated(3000, i as u64))).collect(),
+    );
+    let env = TestEnv::new(w);
+    // The first file's body arrives only after the token that listed it has expired.
+    env.emu.add_fault(
+        support::FaultRule::new(
+            &format!("/{}/ident/", support::IDENTITY_CONTAINER),
+            1,
+            support::Fault::Stall(std::time::Duration::from_millis(2500)),
+        )
+        .method("GET"),
+    );
+    let mut cmd = azureml_command(&env, &["download", "train-1", "--output", "ident_out", "--parallel", "1"]);
+    cmd.env("JOBDL_ACCESS_TOKEN", "")
+        .env("MSI_ENDPOINT", format!("{}/msi/token", env.emu.base_url()))
+        .env("MSI_SECRET", support::MSI_SECRET);
+    let run = env.run_cmd(cmd);
+    run.expect_code(0);
+    let dest = env.dest("train-1");
+    for f in files.iter().chain(["weights.bin"].iter()) {
+        assert!(dest.join("named-outputs/ident_out").join(f).is_file(), "{f} missing: {run:?}");
+    }
+    let reqs = env.requests();
+    let storage: Vec<_> = reqs
+        .iter()
+        .filter(|r| r.path.starts_with(&format!("/{}/{}", support::ACCOUNT, support::IDENTITY_CONTAINER)))
+        .collect();
+    assert!(
+        storage.iter().all(|r| r.status != 401),
+        "a stale token reached storage: {:?}",
+        storage.iter().map(|r| (&r.method, &r.path, r.status)).collect::<Vec<_>>()
+    );
+    let tokens: std::collections::BTreeSet<_> = storage.iter().filter_map(|r| r.authorization.clone()).collect();
+    assert!(tokens.len() >= 2, "the storage token was renewed: {tokens:?}");
+    assert!(!run.stderr.contains("msi-"), "tokens never printed: {run:?}");
 }

@@ -34,8 +34,8 @@ use tokio::sync::oneshot;
 
 use super::world::{
     ACCOUNT, ARTIFACT_CONTAINER, ArtifactFixture, AssetFixture, AssetKind, BlobFixture, Content, ContentUri, CredKey,
-    DEV_ACCOUNT_KEY, DsCred, JobFixture, Md5Mode, ModelBody, PROJECT, Paging, RESOURCE_GROUP, SUBSCRIPTION, TOKEN,
-    WORKSPACE, WORKSPACE_GUID, World, artifact_blob_name,
+    DEV_ACCOUNT_KEY, DsCred, JobFixture, MSI_SECRET, Md5Mode, ModelBody, PROJECT, Paging, RESOURCE_GROUP, SUBSCRIPTION,
+    TOKEN, WORKSPACE, WORKSPACE_GUID, World, artifact_blob_name,
 };
 
 /// SAS signature of [`Emulator::container_sas_url`] and credentials responses.
@@ -323,6 +323,33 @@ struct Shared {
     faults: Mutex<Vec<FaultRule>>,
     log: Mutex<Vec<LoggedRequest>>,
     md5_cache: Mutex<HashMap<(String, String), [u8; 16]>>,
+    /// Managed-identity tokens issued, with when.
+    issued: Mutex<Vec<(String, std::time::Instant)>>,
+}
+
+/// What a request's `Authorization` header is worth.
+#[derive(PartialEq, Eq)]
+enum Bearer {
+    Valid,
+    Expired,
+    Invalid,
+}
+
+impl Shared {
+    /// `Bearer test-token`, or a managed-identity token still within its life.
+    fn bearer(&self, incoming: &Incoming) -> Bearer {
+        let header = incoming.header("authorization").unwrap_or_default();
+        let Some(token) = header.strip_prefix("Bearer ") else { return Bearer::Invalid };
+        if token == TOKEN {
+            return Bearer::Valid;
+        }
+        let Some(life) = self.world.token_life else { return Bearer::Invalid };
+        match lock(&self.issued).iter().find(|(t, _)| t == token) {
+            Some((_, at)) if at.elapsed() < life => Bearer::Valid,
+            Some(_) => Bearer::Expired,
+            None => Bearer::Invalid,
+        }
+    }
 }
 
 impl Shared {
@@ -335,6 +362,7 @@ impl Shared {
             faults: Mutex::new(Vec::new()),
             log: Mutex::new(Vec::new()),
             md5_cache: Mutex::new(HashMap::new()),
+            issued: Mutex::new(Vec::new()),
         }
     }
 
@@ -682,6 +710,9 @@ async fn route(shared: &Shared, incoming: &Incoming, body: Body, fault: Option<&
     if incoming.path == "/discovery" {
         return discovery(shared, incoming);
     }
+    if incoming.path == "/msi/token" {
+        return msi_token(shared, incoming);
+    }
     for (prefix, api) in
         [("/history/v1.0", MlApi::RunData), ("/data/v1.0", MlApi::Data), ("/modelregistry/v1.0", MlApi::Model)]
     {
@@ -707,9 +738,26 @@ fn decode(segment: &str) -> String {
 
 // ---------------------------------------------------------------- Foundry (A1–A8)
 
+/// The Azure ML compute managed-identity endpoint (`MSI_ENDPOINT`, api-version 2017-09-01):
+/// a fresh `msi-<n>` token per call, living `World::token_life`.
+fn msi_token(shared: &Shared, incoming: &Incoming) -> Reply {
+    let Some(life) = shared.world.token_life else {
+        return Reply::bytes(StatusCode::NOT_FOUND, "text/plain", b"no such route\n".to_vec());
+    };
+    if incoming.header("secret").as_deref() != Some(MSI_SECRET) || incoming.param("resource").is_none() {
+        return Reply::json(StatusCode::BAD_REQUEST, &json!({"error": "invalid_request"}));
+    }
+    let mut issued = lock(&shared.issued);
+    let token = format!("msi-{}", issued.len() + 1);
+    issued.push((token.clone(), std::time::Instant::now()));
+    Reply::json(
+        StatusCode::OK,
+        &json!({"access_token": token, "expires_in": life.as_secs().to_string(), "token_type": "Bearer"}),
+    )
+}
+
 async fn foundry(shared: &Shared, incoming: &Incoming, rest: &str, body: Body) -> Reply {
-    let expected = format!("Bearer {TOKEN}");
-    if incoming.header("authorization").as_deref() != Some(expected.as_str()) {
+    if shared.bearer(incoming) != Bearer::Valid {
         return foundry_error(StatusCode::UNAUTHORIZED, "Unauthorized", "missing or invalid bearer token");
     }
     if incoming.param("api-version").is_none_or(|v| v.is_empty()) {
@@ -1176,9 +1224,11 @@ fn blob_role(shared: &Shared, incoming: &Incoming, rest: &str, fault: Option<&Fa
             }
         }
         None => {
-            let bearer = format!("Bearer {TOKEN}");
-            if !shared.world.blob_bearer || incoming.header("authorization").as_deref() != Some(bearer.as_str()) {
-                return blob_error(StatusCode::FORBIDDEN, "AuthenticationFailed");
+            match shared.bearer(incoming) {
+                _ if !shared.world.blob_bearer => return blob_error(StatusCode::FORBIDDEN, "AuthenticationFailed"),
+                Bearer::Valid => {}
+                Bearer::Expired => return blob_error(StatusCode::UNAUTHORIZED, "InvalidAuthenticationInfo"),
+                Bearer::Invalid => return blob_error(StatusCode::FORBIDDEN, "AuthenticationFailed"),
             }
             if incoming.header("x-ms-version").is_none() {
                 return blob_error(StatusCode::BAD_REQUEST, "MissingRequiredHeader");
@@ -1495,8 +1545,7 @@ fn arm_job_id(job: &str) -> String {
 }
 
 async fn arm(shared: &Shared, incoming: &Incoming, rest: &str, body: Body) -> Reply {
-    let expected = format!("Bearer {TOKEN}");
-    if incoming.header("authorization").as_deref() != Some(expected.as_str()) {
+    if shared.bearer(incoming) != Bearer::Valid {
         return arm_error(StatusCode::UNAUTHORIZED, "AuthenticationFailed", "missing or invalid bearer token");
     }
     if incoming.param("api-version").is_none_or(|v| v.is_empty()) {
@@ -1629,8 +1678,7 @@ enum MlApi {
 }
 
 async fn ml_api(shared: &Shared, incoming: &Incoming, rest: &str, api: MlApi, body: Body) -> Reply {
-    let expected = format!("Bearer {TOKEN}");
-    if incoming.header("authorization").as_deref() != Some(expected.as_str()) {
+    if shared.bearer(incoming) != Bearer::Valid {
         return history_error(StatusCode::UNAUTHORIZED, "Unauthorized", "missing or invalid bearer token");
     }
     let Some(tail) = workspace_tail(rest) else {

@@ -8,6 +8,8 @@ use serde_json::{Value, json};
 
 /// The bearer token every Foundry route expects.
 pub const TOKEN: &str = "test-token";
+/// The `secret` header the emulated managed-identity endpoint expects.
+pub const MSI_SECRET: &str = "msi-secret-for-tests";
 /// The storage account of the blob role (path-style URLs).
 pub const ACCOUNT: &str = "devstoreaccount1";
 /// The Foundry project name in the project endpoint.
@@ -47,6 +49,10 @@ pub struct World {
     pub arm_models: BTreeMap<String, ResolvedAsset>,
     /// Blob role: accept `Authorization: Bearer <TOKEN>` (and `x-ms-version`) instead of a SAS.
     pub blob_bearer: bool,
+    /// Managed identity: `GET /msi/token` (header `secret: MSI_SECRET`, the Azure ML compute
+    /// protocol) issues `msi-<n>` tokens living this long, which every route accepts until they
+    /// expire (storage then answers 401 `InvalidAuthenticationInfo`, as for a stale token).
+    pub token_life: Option<std::time::Duration>,
     /// Blob role: containers whose bearer requests are refused (403 AuthorizationPermissionMismatch).
     pub bearer_denied: Vec<String>,
     /// Blob role: verify SAS signatures the emulator did not issue against this account key

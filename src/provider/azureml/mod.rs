@@ -23,17 +23,18 @@ use tokio::sync::Mutex;
 use uri::{Location, WorkspaceRef, folder_prefix};
 use url::Url;
 
-/// `api-version` of the job GET (§3.1).
+/// `api-version` of the job GET (§3.1), as azure-ai-ml 1.32.0 sends it (recorded traffic in
+/// Azure/azure-sdk-assets, `test_pipeline_job_download`).
 pub const JOB_API_VERSION: &str = "2024-01-01-preview";
 /// `api-version` of the second GET of a `FineTuning` job.
 pub const FINETUNING_JOB_API_VERSION: &str = "2024-10-01-preview";
-/// `api-version` of the workspace GET (discovery).
+/// `api-version` of the workspace GET (discovery), as recorded.
 pub const WORKSPACE_API_VERSION: &str = "2024-10-01-preview";
 /// `api-version` of run history's `rundata` POST: azure-ai-ml 1.32.0 sends `v1.0` (recorded
 /// traffic in Azure/azure-sdk-assets, `test_pipeline_job_download`).
 pub const RUNDATA_API_VERSION: &str = "v1.0";
-/// `api-version` of datastore GET, list and `listSecrets`.
-pub const DATASTORE_API_VERSION: &str = "2024-10-01-preview";
+/// `api-version` of datastore GET, list and `listSecrets`, as azure-ai-ml 1.32.0 sends it (recorded).
+pub const DATASTORE_API_VERSION: &str = "2024-07-01-preview";
 /// The datastore holding run artifacts.
 pub const ARTIFACT_STORE: &str = "workspaceartifactstore";
 
@@ -530,9 +531,24 @@ impl AzureMl {
 /// Hint when no storage token can be had.
 const STORAGE_HINT: &str = "sign in with `az login` with an identity that has Storage Blob Data Reader on the account";
 
-/// How often a storage bearer token is checked for renewal; the token source renews one that has
-/// less than five minutes left, so a token is replaced 4–5 minutes before it expires.
+/// How often, at most, a storage bearer token is checked for renewal; the token source renews one
+/// that has less than five minutes left, so a token of an hour is replaced 4–5 minutes before it
+/// expires. A shorter-lived token is checked again at half its remaining life.
 const BEARER_RENEW_CHECK: std::time::Duration = std::time::Duration::from_secs(60);
+/// The shortest wait between two renewal checks (a token that is already expired or about to).
+const BEARER_RENEW_FLOOR: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// When to check a token again: `every`, or half of what is left of its life when that is sooner
+/// (never sooner than [`BEARER_RENEW_FLOOR`]); `every` when its expiry is unknown.
+fn next_renewal(
+    every: std::time::Duration,
+    now: time::OffsetDateTime,
+    expires: Option<time::OffsetDateTime>,
+) -> std::time::Duration {
+    let Some(expires) = expires else { return every };
+    let half_left = std::time::Duration::try_from((expires - now) / 2).unwrap_or_default();
+    half_left.clamp(BEARER_RENEW_FLOOR, every.max(BEARER_RENEW_FLOOR))
+}
 
 /// `Authorization: Bearer <token>` for data requests to one storage account, renewed in the
 /// background before the token expires (a download may outlive a ~1 h token). Sent only to URLs
@@ -576,37 +592,47 @@ pub(crate) fn storage_bearer(tokens: TokenSource, origin: Url, token: String) ->
     }
     renewing_bearer(origin, token, BEARER_RENEW_CHECK, move || {
         let tokens = tokens.clone();
-        Box::pin(async move { tokens.token(STORAGE_SCOPE).await.map_err(|e| e.to_string()) })
+        Box::pin(async move { tokens.token_expiring(STORAGE_SCOPE).await.map_err(|e| e.to_string()) })
     })
 }
 
+/// A token and its expiry, or why none could be had.
+type Fetched = Result<(String, Option<time::OffsetDateTime>), String>;
 /// A token source for [`renewing_bearer`].
-type TokenFetch = dyn Fn() -> futures_util::future::BoxFuture<'static, Result<String, String>> + Send + Sync;
+type TokenFetch = dyn Fn() -> futures_util::future::BoxFuture<'static, Fetched> + Send + Sync;
 
-/// A [`StorageBearer`] whose token a background task asks `fetch` for again every `every` (the
-/// credential chain hands back its cached token until five minutes before expiry, then a new
-/// one). The task ends once the signer is dropped.
+/// A [`StorageBearer`] whose token a background task asks `fetch` for at once (learning the
+/// starting token's expiry: the credential chain hands back its cached token until five minutes
+/// before expiry, then a new one) and again as [`next_renewal`] schedules. The task ends once
+/// the signer is dropped.
 pub(crate) fn renewing_bearer(
     origin: Url,
     token: String,
     every: std::time::Duration,
-    fetch: impl Fn() -> futures_util::future::BoxFuture<'static, Result<String, String>> + Send + Sync + 'static,
+    fetch: impl Fn() -> futures_util::future::BoxFuture<'static, Fetched> + Send + Sync + 'static,
 ) -> (Arc<StorageBearer>, SignHook) {
     let bearer = Arc::new(StorageBearer { origin, current: std::sync::RwLock::new(token) });
     let weak = Arc::downgrade(&bearer);
     let fetch: Box<TokenFetch> = Box::new(fetch);
     tokio::spawn(async move {
         loop {
-            tokio::time::sleep(every).await;
             if weak.strong_count() == 0 {
                 return;
             }
             let fresh = fetch().await;
             let Some(b) = weak.upgrade() else { return };
-            match fresh {
-                Ok(t) => b.set(t),
-                Err(e) => crate::log::log(1, format!("renewing the storage token failed: {e}")),
-            }
+            let wait = match fresh {
+                Ok((t, expires)) => {
+                    b.set(t);
+                    next_renewal(every, time::OffsetDateTime::now_utc(), expires)
+                }
+                Err(e) => {
+                    crate::log::log(1, format!("renewing the storage token failed: {e}"));
+                    every
+                }
+            };
+            drop(b);
+            tokio::time::sleep(wait).await;
         }
     });
     let hook = SignHook(bearer.clone());
@@ -676,7 +702,7 @@ mod tests {
         let c = calls.clone();
         let (bearer, hook) = renewing_bearer(origin, "tok-0".into(), std::time::Duration::from_millis(5), move || {
             let n = c.fetch_add(1, Ordering::SeqCst) + 1;
-            Box::pin(async move { Ok(format!("tok-{n}")) })
+            Box::pin(async move { Ok((format!("tok-{n}"), None)) })
         });
         let blob = Url::parse("https://acct.blob.core.windows.net/c/a.bin").unwrap();
         assert_eq!(hook.0.headers("GET", &blob), vec![("authorization".to_string(), "Bearer tok-0".to_string())]);
@@ -700,6 +726,21 @@ mod tests {
         let settled = calls.load(Ordering::SeqCst);
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
         assert_eq!(calls.load(Ordering::SeqCst), settled, "the renewal task outlived its signer");
+    }
+
+    #[test]
+    fn renewal_is_checked_every_minute_or_at_half_the_remaining_life() {
+        let every = std::time::Duration::from_secs(60);
+        let now = time::OffsetDateTime::UNIX_EPOCH + time::Duration::hours(500_000);
+        let at = |secs: i64| Some(now + time::Duration::seconds(secs));
+        let s = std::time::Duration::from_secs;
+        assert_eq!(next_renewal(every, now, None), every);
+        assert_eq!(next_renewal(every, now, at(3600)), every);
+        assert_eq!(next_renewal(every, now, at(120)), every);
+        assert_eq!(next_renewal(every, now, at(100)), s(50));
+        assert_eq!(next_renewal(every, now, at(2)), s(1));
+        assert_eq!(next_renewal(every, now, at(0)), BEARER_RENEW_FLOOR);
+        assert_eq!(next_renewal(every, now, at(-30)), BEARER_RENEW_FLOOR);
     }
 
     #[tokio::test]

@@ -247,7 +247,13 @@ impl AzureMl {
             return Ok(d);
         }
         let ws = self.inner.workspace.clone();
-        let url = self.arm_url(&ws, "datastores", DATASTORE_API_VERSION, &[("isDefault", "true")]);
+        // The query azure-ai-ml sends (recorded): the default datastore is the first of one page.
+        let url = self.arm_url(
+            &ws,
+            "datastores",
+            DATASTORE_API_VERSION,
+            &[("count", "30"), ("isDefault", "true"), ("orderByAsc", "false")],
+        );
         let v = self.arm(reqwest::Method::GET, url, None).await.map_err(|e| match e.status() {
             Some(401 | 403) => OutputError::Fatal(self.arm_fatal(e, "list datastores")),
             _ => OutputError::Failed(format!("default datastore: {e}")),
