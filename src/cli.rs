@@ -369,6 +369,8 @@ pub struct Knobs {
     pub archive_max_bytes: Option<u64>,
     /// `max_list_entries` (below `JOBDL_MAX_LIST_ENTRIES`).
     pub max_list_entries: Option<u64>,
+    /// `chunk_size` (below `JOBDL_CHUNK_SIZE`), bytes.
+    pub chunk_size: Option<u64>,
 }
 
 /// `jobdl download`.

@@ -150,6 +150,7 @@ pub const KEYS: &[Key] = &[
         Some("200"),
     ),
     key("archive_max_bytes", Kind::Size, None, Some(crate::settings::ENV_ARCHIVE_MAX_BYTES), Some("1TiB")),
+    key("chunk_size", Kind::Size, None, Some(crate::settings::ENV_CHUNK_SIZE), Some("8MiB")),
 ];
 
 /// A value, in the text form the flag would take (lists keep their items).
@@ -414,7 +415,7 @@ mod tests {
                    destination = \"./downloads/{job}\"\ncolor = \"never\"\npoll_interval = \"1s\"\n\
                    retry_base_delay = \"5ms\"\nretry_max_delay = \"1s\"\nretry_after_cap = \"2s\"\n\
                    min_speed = \"2KiB\"\nmin_speed_time = \"30s\"\narchive_max_ratio = 0\n\
-                   archive_max_bytes = 1048576\n\
+                   archive_max_bytes = 1048576\nchunk_size = \"16MiB\"\n\
                    max_list_entries = 5000\nmax_rate = \"200M\"\n")
         .unwrap();
         let v = |k: &str| f.values[k].clone();
@@ -424,7 +425,7 @@ mod tests {
         assert_eq!(v("lock_timeout").value, Value::One("30".into()));
         assert_eq!(v("allow_hosts").value, Value::Many(vec!["127.0.0.1:9000".into(), "example.invalid".into()]));
         assert_eq!(v("retry_after_cap").line, 16);
-        assert_eq!(v("max_list_entries"), FileValue { value: Value::One("5000".into()), line: 21 });
+        assert_eq!(v("max_list_entries"), FileValue { value: Value::One("5000".into()), line: 22 });
         assert_eq!(f.values.len(), KEYS.len() - 3, "all but project_endpoint, mlflow_uri and kfp_endpoint");
         let f = p("project_endpoint = \"https://a.services.ai.azure.com/api/projects/p\"").unwrap();
         assert_eq!(f.values["project_endpoint"].line, 1);

@@ -37,8 +37,13 @@ pub const ENV_MIN_SPEED_TIME: &str = "JOBDL_MIN_SPEED_TIME";
 pub const ENV_ARCHIVE_MAX_RATIO: &str = "JOBDL_ARCHIVE_MAX_RATIO";
 /// Most decoded bytes of one archive (`archive_max_bytes`; 0: no cap).
 pub const ENV_ARCHIVE_MAX_BYTES: &str = "JOBDL_ARCHIVE_MAX_BYTES";
+/// Size of one ranged chunk of a large file (`chunk_size`): the unit of resume records.
+pub const ENV_CHUNK_SIZE: &str = "JOBDL_CHUNK_SIZE";
 /// Most entries one listing may hold (setting `max_list_entries`).
 pub const ENV_MAX_LIST_ENTRIES: &str = "JOBDL_MAX_LIST_ENTRIES";
+/// Bounds of `chunk_size`.
+const MIN_CHUNK_SIZE: u64 = 64 << 10;
+const MAX_CHUNK_SIZE: u64 = 256 << 20;
 /// Default of `max_list_entries`: far above any real job, low enough to bound memory.
 pub const DEFAULT_MAX_LIST_ENTRIES: usize = 1_000_000;
 
@@ -230,6 +235,10 @@ impl Common {
             Some(0) => return Err(Error::usage("--max-rate must be more than 0 (leave it out for no cap)")),
             r => r,
         };
+        let chunk_size = limit(k.chunk_size, ENV_CHUNK_SIZE, |v| parse_size(v, ENV_CHUNK_SIZE), defaults.chunk_size)?;
+        if !(MIN_CHUNK_SIZE..=MAX_CHUNK_SIZE).contains(&chunk_size) {
+            return Err(Error::usage(format!("{ENV_CHUNK_SIZE} must be between 64KiB and 256MiB")));
+        }
         let archive = crate::archive::Limits::default();
         let archive_limits = crate::archive::Limits {
             max_ratio: limit(
@@ -253,7 +262,17 @@ impl Common {
         };
         Ok(Common {
             archive_limits,
-            transfer: TransferConfig { parallel, max_parallel, retry: base.clone(), min_rate, max_rate, ..defaults },
+            transfer: TransferConfig {
+                parallel,
+                max_parallel,
+                retry: base.clone(),
+                min_rate,
+                max_rate,
+                // Files of more than four chunks are fetched in chunks.
+                chunk_threshold: chunk_size.saturating_mul(4),
+                chunk_size,
+                ..defaults
+            },
             meta_retry: RetryConfig { attempts: META_ATTEMPTS.min(retries.max(1)).max(1), ..base },
             idle_timeout,
             lock_timeout: match &args.lock_timeout {
@@ -689,6 +708,7 @@ impl Resolved {
                 .file_value("archive_max_bytes")
                 .and_then(|v| parse_size(&v.text(), "archive_max_bytes").ok()),
             max_list_entries: number("max_list_entries"),
+            chunk_size: self.file_value("chunk_size").and_then(|v| parse_size(&v.text(), "chunk_size").ok()),
         };
     }
 }

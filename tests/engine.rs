@@ -16,8 +16,14 @@ fn world() -> World {
 }
 
 fn run(emu: &Emulator, dir: &std::path::Path, args: &[&str]) -> Output {
+    run_with(emu, dir, args, &[])
+}
+
+/// [`run`] with extra environment variables.
+fn run_with(emu: &Emulator, dir: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_jobdl"))
         .args(args)
+        .envs(env.iter().copied())
         .current_dir(dir)
         .env_remove("HTTP_PROXY")
         .env_remove("HTTPS_PROXY")
@@ -208,4 +214,52 @@ fn the_other_chunks_start_on_the_first_chunks_headers_not_its_body() {
         let after = r.at.duration_since(first.at);
         assert!(after < stall, "{:?} was requested {after:?} after chunk 0, not during its stalled body", r.range);
     }
+}
+
+/// A large file (here 96 chunks of 64 KiB) asks for several consecutive chunks per request: the
+/// first chunk alone (it confirms size and ETag), then runs of three, covering the file exactly once.
+#[test]
+fn a_large_file_asks_for_several_chunks_per_request() {
+    const CHUNK: u64 = 64 << 10;
+    let total = 96 * CHUNK + 123;
+    let mut w = World::new();
+    w.add_job(JobFixture::new("job-e", "Completed"));
+    w.add_artifact("job-e", "outputs/big.bin", BlobFixture::generated(total, 9));
+    let emu = Emulator::start(w);
+    let t = tempfile::tempdir().expect("tempdir");
+    let out = run_with(&emu, t.path(), &["download", "job-e"], &[("JOBDL_CHUNK_SIZE", "64KiB")]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_exact(&emu, &t.path().join("job-e"), "outputs/big.bin");
+    let mut ranges: Vec<(u64, u64)> = emu
+        .requests()
+        .iter()
+        .filter(|r| r.is_blob() && r.path.ends_with("big.bin") && r.status == 206)
+        .filter_map(|r| {
+            let (a, b) = r.range.as_deref()?.strip_prefix("bytes=")?.split_once('-')?;
+            Some((a.parse().ok()?, b.parse().ok()?))
+        })
+        .collect();
+    ranges.sort();
+    assert_eq!(ranges.first(), Some(&(0, CHUNK - 1)), "{ranges:?}");
+    // 96 chunks / 32 = 3 chunks per request after the first.
+    assert!(ranges[1..].iter().all(|(a, b)| a % CHUNK == 0 && b - a < 3 * CHUNK), "{ranges:?}");
+    assert!(ranges[1..ranges.len() - 1].iter().all(|(a, b)| b - a + 1 == 3 * CHUNK), "{ranges:?}");
+    let mut next = 0;
+    for (a, b) in &ranges {
+        assert_eq!(*a, next, "ranges are disjoint and leave no gap: {ranges:?}");
+        next = b + 1;
+    }
+    assert_eq!(next, total);
+}
+
+#[test]
+fn a_chunk_size_out_of_bounds_is_refused_before_any_request() {
+    let emu = Emulator::start(world());
+    let t = tempfile::tempdir().expect("tempdir");
+    for bad in ["1KiB", "1GiB", "lots"] {
+        let out = run_with(&emu, t.path(), &["download", "job-e"], &[("JOBDL_CHUNK_SIZE", bad)]);
+        assert_eq!(out.status.code(), Some(2), "{bad}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(String::from_utf8_lossy(&out.stderr).contains("JOBDL_CHUNK_SIZE"), "{bad}");
+    }
+    assert!(emu.requests().is_empty());
 }

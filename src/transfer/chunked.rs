@@ -148,7 +148,8 @@ pub(super) async fn fetch_chunked(
     // hashed prefix than the connections allowed now plus LEAD_SPARE chunks: every connection
     // stays busy, and requests still queue for the budget, so it can climb when the network is the
     // bottleneck.
-    let lead = |budget: usize| chunk * (budget as u64 + LEAD_SPARE);
+    let span = request_units(total, chunk);
+    let lead = |budget: usize| chunk * span * (budget as u64 + LEAD_SPARE);
     // Chunk `i` is written: hash it, record it (the record only ever names flushed chunks).
     let landed = |i: u64| {
         let (hasher, log, file) = (&hasher, &log, &file);
@@ -167,12 +168,14 @@ pub(super) async fn fetch_chunked(
     };
     let sink = Sink { writer: &writer, progress: &progress };
     let worker = || async {
-        loop {
-            let Some(i) = todo.take() else { return Ok(()) };
+        // One request covers a run of consecutive chunks still to fetch; each chunk of it is
+        // recorded once the request has landed.
+        while let Some(run) = todo.take(span) {
             if peers.is_cancelled() {
                 return Ok(());
             }
-            let job = ChunkJob { start: i * chunk, end: i * chunk + chunk_len(i, chunk, total) - 1 };
+            let last = run.end - 1;
+            let job = ChunkJob { start: run.start * chunk, end: last * chunk + chunk_len(last, chunk, total) - 1 };
             if let Some(h) = &hasher {
                 tokio::select! {
                     _ = h.reached(job.start.saturating_sub(lead(ctx.budget.level()))) => {}
@@ -188,8 +191,11 @@ pub(super) async fn fetch_chunked(
                 peers.cancel();
                 return Err(e);
             }
-            landed(i).await;
+            for i in run {
+                landed(i).await;
+            }
         }
+        Ok(())
     };
     // A fresh download's first chunk (its body, when the others started on its headers): a peer
     // like the rest.
@@ -231,39 +237,57 @@ pub(super) async fn fetch_chunked(
     Ok(Fetched { file, total, server_md5, streamed_md5, streamed_check, etag })
 }
 
-/// The chunks still to fetch, handed out in order: a counter over `start..end` skipping the ones
-/// already on disk, so that its size never depends on the file's (a server claiming 1 PiB costs
-/// nothing here).
+/// The chunks still to fetch, handed out in order as runs of consecutive chunks: a counter over
+/// `start..end` skipping the ones already on disk, so that its size never depends on the file's
+/// (a server claiming 1 PiB costs nothing here).
 struct Todo {
-    next: AtomicU64,
+    next: std::sync::Mutex<u64>,
     end: u64,
     done: BTreeSet<u64>,
 }
 
 impl Todo {
     fn new(start: u64, end: u64, done: BTreeSet<u64>) -> Todo {
-        Todo { next: AtomicU64::new(start), end, done }
+        Todo { next: std::sync::Mutex::new(start), end, done }
+    }
+
+    fn next(&self) -> std::sync::MutexGuard<'_, u64> {
+        self.next.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Chunks left to hand out.
     fn len(&self) -> u64 {
-        let start = self.next.load(Ordering::Relaxed);
+        let start = *self.next();
         let done_ahead = self.done.range(start..self.end).count() as u64;
         self.end.saturating_sub(start).saturating_sub(done_ahead)
     }
 
-    /// The next chunk to fetch, if any.
-    fn take(&self) -> Option<u64> {
-        loop {
-            let i = self.next.fetch_add(1, Ordering::Relaxed);
-            if i >= self.end {
-                return None;
-            }
-            if !self.done.contains(&i) {
-                return Some(i);
-            }
+    /// The next run of at most `max` consecutive chunks to fetch, if any: it starts at the first
+    /// chunk not on disk and stops before the next one that is.
+    fn take(&self, max: u64) -> Option<std::ops::Range<u64>> {
+        let mut next = self.next();
+        while *next < self.end && self.done.contains(&*next) {
+            *next += 1;
         }
+        if *next >= self.end {
+            return None;
+        }
+        let start = *next;
+        let limit = self.end.min(start.saturating_add(max.max(1)));
+        let stop = self.done.range(start..limit).next().copied().unwrap_or(limit);
+        *next = stop;
+        Some(start..stop)
     }
+}
+
+/// Most chunks one request covers: one up to 256 MiB, then as many as keep a file in about 32
+/// requests, at most 8 (64 MiB with 8 MiB chunks). A large object costs fewer round trips, each
+/// request's time is less of it waiting for the first byte, and resume still records every chunk.
+const MAX_REQUEST_UNITS: u64 = 8;
+
+/// Chunks per request for an object of `total` bytes cut in `chunk`-byte chunks.
+fn request_units(total: u64, chunk: u64) -> u64 {
+    (total / 32 / chunk.max(1)).clamp(1, MAX_REQUEST_UNITS)
 }
 
 /// Chunks a download may start past the hashed prefix beyond one per allowed connection.
@@ -443,4 +467,49 @@ async fn fetch_chunk(
         backoff(ctx, task, &mut attempt, reason, None).await?;
     }
     Ok((etag, md5, total.unwrap_or(job.end + 1)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIB: u64 = 1 << 20;
+
+    #[test]
+    fn requests_cover_more_chunks_as_the_file_grows() {
+        let chunk = 8 * MIB;
+        assert_eq!(request_units(0, chunk), 1);
+        assert_eq!(request_units(100 * MIB, chunk), 1);
+        assert_eq!(request_units(511 * MIB, chunk), 1);
+        assert_eq!(request_units(512 * MIB, chunk), 2);
+        assert_eq!(request_units(1024 * MIB, chunk), 4);
+        assert_eq!(request_units(2048 * MIB, chunk), 8);
+        assert_eq!(request_units(u64::MAX, chunk), MAX_REQUEST_UNITS);
+        assert_eq!(request_units(1024 * MIB, 0), MAX_REQUEST_UNITS);
+    }
+
+    #[test]
+    fn runs_are_consecutive_chunks_not_on_disk() {
+        let todo = Todo::new(1, 12, BTreeSet::new());
+        assert_eq!(todo.len(), 11);
+        assert_eq!(todo.take(4), Some(1..5));
+        assert_eq!(todo.take(4), Some(5..9));
+        assert_eq!(todo.take(4), Some(9..12));
+        assert_eq!(todo.take(4), None);
+
+        // A resumed file: runs stop before a chunk already on disk and skip past it.
+        let todo = Todo::new(0, 10, BTreeSet::from([2, 3, 7]));
+        assert_eq!(todo.len(), 7);
+        let mut runs = Vec::new();
+        while let Some(r) = todo.take(3) {
+            runs.push(r);
+        }
+        assert_eq!(runs, [0..2, 4..7, 8..10]);
+        assert_eq!(todo.len(), 0);
+
+        // A run of zero is still one chunk; the last chunks may all be on disk.
+        let todo = Todo::new(0, 3, BTreeSet::from([1, 2]));
+        assert_eq!(todo.take(0), Some(0..1));
+        assert_eq!(todo.take(5), None);
+    }
 }
