@@ -271,7 +271,6 @@ impl Common {
                 // Files of more than four chunks are fetched in chunks.
                 chunk_threshold: chunk_size.saturating_mul(4),
                 chunk_size,
-                ..defaults
             },
             meta_retry: RetryConfig { attempts: META_ATTEMPTS.min(retries.max(1)).max(1), ..base },
             idle_timeout,
