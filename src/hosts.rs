@@ -1,4 +1,4 @@
-//! Clouds and the host allow-list (azure-api.md §5.1, §5.2): which URLs may be fetched at all.
+//! Clouds and the host allow-list (docs/azure-api.md §5.1, §5.2): which URLs may be fetched at all.
 //! Pure checks on parsed URLs; knows no HTTP client, no credentials and no provider logic.
 //!
 //! Matching is by exact label structure (no regular expressions): a host is split on `.` and each

@@ -1,7 +1,7 @@
 //! Server-supplied names (artifact paths, blob names, output names) → safe, portable relative paths.
 //! Pure string logic: knows nothing about the disk, HTTP or any provider.
 //!
-//! The rules (azure-api.md §4.9) are applied on every platform, so a download made on Linux can be
+//! The rules (docs/azure-api.md §4.9) are applied on every platform, so a download made on Linux can be
 //! copied to Windows or macOS unchanged. Callers percent-decode a service path exactly once *before*
 //! calling here; this module never decodes, so `%2e%2e` is an ordinary (legal) file name.
 

@@ -1,5 +1,5 @@
 //! `jobdl cp <SAS-URL> <DIR>`: one blob, or every blob under a container/prefix (§4.2); and
-//! `jobdl cp s3://BUCKET/PREFIX <DIR>`, the same for S3-compatible storage (kfp-s3-api.md §6).
+//! `jobdl cp s3://BUCKET/PREFIX <DIR>`, the same for S3-compatible storage (docs/kfp-s3-api.md §6).
 use super::{Session, absolute, execute};
 use crate::blob::{BlobClient, ContainerRef, ParsedBlobUrl, parse_blob_url};
 use crate::cli::CpArgs;

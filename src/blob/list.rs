@@ -1,4 +1,4 @@
-//! Parsing one List Blobs response page (azure-api.md §4.5) into blob items and the next marker.
+//! Parsing one List Blobs response page (docs/azure-api.md §4.5) into blob items and the next marker.
 //! Pure: bytes in, data out; knows no HTTP, no paths on disk. Treats the XML as hostile: never
 //! panics, never expands custom entities, and refuses pages it cannot fully trust.
 use crate::http::MAX_XML_DEPTH;

@@ -1,4 +1,4 @@
-//! Azure Blob REST (azure-api.md §4): URL forms, List Blobs with paging, Get Blob Properties, the
+//! Azure Blob REST (docs/azure-api.md §4): URL forms, List Blobs with paging, Get Blob Properties, the
 //! `x-ms-*` request headers and blob error codes. SAS mode sends no Authorization header; a bearer
 //! token is sent only when the caller passes one. Knows nothing about files on disk or providers;
 //! callers check URLs against `crate::hosts::AllowList` before handing them here.

@@ -1,4 +1,4 @@
-//! Blob URL forms (azure-api.md §4.1, §4.2, §3.9): splitting a blob/container URL into service,
+//! Blob URL forms (docs/azure-api.md §4.1, §4.2, §3.9): splitting a blob/container URL into service,
 //! account, container, path and SAS, and building blob and List Blobs URLs back.
 //! Pure string logic: knows no HTTP client, no allow-list and nothing about files on disk.
 //!

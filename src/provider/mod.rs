@@ -251,7 +251,7 @@ pub struct S3Listed {
 const CHECK_HEADS: usize = 16;
 
 /// Listed S3 objects as [`RemoteFile`]s, each with the best check the store allows
-/// (kfp-s3-api.md §6.3–6.4): a single-part ETag is the MD5 (no request); for the others a few
+/// (docs/kfp-s3-api.md §6.3–6.4): a single-part ETag is the MD5 (no request); for the others a few
 /// HEADs, 16 at once over all objects, find a multipart layout or a stored whole-object checksum.
 /// Each object comes with the client and signer of its bucket. Unsafe keys become failures
 /// (never requested). Files keep the order of `objects`.
@@ -449,7 +449,7 @@ pub fn token_error(e: Error) -> CallError {
 }
 
 /// Map a failed S3 listing or HEAD of `what` (`S3 bucket 'b'`, a run prefix) to a run-ending
-/// error (kfp-s3-api.md §6.5).
+/// error (docs/kfp-s3-api.md §6.5).
 pub fn s3_fatal(e: crate::http::CallError, what: &str) -> Error {
     let code = match &e {
         crate::http::CallError::Status { code, .. } => code.clone().unwrap_or_default(),

@@ -1,4 +1,4 @@
-//! How a listed object's bytes can be verified (kfp-s3-api.md §6.3, §6.4): a single-part ETag
+//! How a listed object's bytes can be verified (docs/kfp-s3-api.md §6.3, §6.4): a single-part ETag
 //! is the MD5; a multipart ETag `<hex>-N` is the MD5 of the parts' MD5s once the part size is
 //! known; else the checksum the store keeps (`x-amz-checksum-mode: ENABLED` on a HEAD).
 use crate::transfer::Expected;

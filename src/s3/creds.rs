@@ -1,4 +1,4 @@
-//! S3 credentials (kfp-s3-api.md §5.2): `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` /
+//! S3 credentials (docs/kfp-s3-api.md §5.2): `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` /
 //! `AWS_SESSION_TOKEN`, else the `[AWS_PROFILE or default]` section of the shared credentials
 //! file (`AWS_SHARED_CREDENTIALS_FILE`, else `~/.aws/credentials`). The secret and the token are
 //! never printed: `Debug` shows the access key id only.

@@ -1,4 +1,4 @@
-//! Parsing one ListObjectsV2 response page (kfp-s3-api.md §6.1). Pure: bytes in, data out.
+//! Parsing one ListObjectsV2 response page (docs/kfp-s3-api.md §6.1). Pure: bytes in, data out.
 //!
 //! The XML is hostile input: never panics, never expands custom entities. A page that is not
 //! well-formed fails as a whole (the listing cannot be trusted); one odd object — a key that does

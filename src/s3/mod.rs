@@ -1,4 +1,4 @@
-//! S3-compatible object storage (kfp-s3-api.md §5–§6): `s3://` locations, credentials, SigV4
+//! S3-compatible object storage (docs/kfp-s3-api.md §5–§6): `s3://` locations, credentials, SigV4
 //! signing (AWS's `aws-sigv4` crate, never by hand), ListObjectsV2 with continuation tokens and
 //! `encoding-type=url`, HEAD, and ETag classification.
 //!

@@ -1,4 +1,4 @@
-//! SigV4 request signing (kfp-s3-api.md §5.3) through AWS's own `aws-sigv4` crate: never a
+//! SigV4 request signing (docs/kfp-s3-api.md §5.3) through AWS's own `aws-sigv4` crate: never a
 //! hand-written signer. Every request is signed in headers (`Authorization`, `x-amz-date`,
 //! `x-amz-content-sha256` = `UNSIGNED-PAYLOAD`, `x-amz-security-token`) at the moment it is sent,
 //! over `host` and those `x-amz-*` headers only: `Range` and `If-Match` stay unsigned, so the

@@ -1,4 +1,4 @@
-//! Datastores (azure-api.md §3.8, §3.9, §4.3): the datastore GET, `listSecrets`, and how each
+//! Datastores (docs/azure-api.md §3.8, §3.9, §4.3): the datastore GET, `listSecrets`, and how each
 //! credential type reaches the blob service — a service-issued SAS, a read/list container SAS
 //! minted here from an account key (never printed, kept only in memory), or a storage bearer
 //! token for identity-based datastores. Results are cached per datastore for the run.

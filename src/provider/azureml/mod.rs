@@ -1,4 +1,4 @@
-//! Path B: an Azure Machine Learning workspace addressed through ARM (azure-api.md §3). The job
+//! Path B: an Azure Machine Learning workspace addressed through ARM (docs/azure-api.md §3). The job
 //! GET, default artifacts from the `workspaceartifactstore` datastore, and named outputs through
 //! run history, `batchGetResolvedUris` and the datastores. Bearer tokens go only to the ARM host
 //! (and validated regional API hosts); blobs are read with a SAS, or with a storage token sent

@@ -1,4 +1,4 @@
-//! Where named outputs live (azure-api.md §3.4–§3.7): workspace discovery of the regional API
+//! Where named outputs live (docs/azure-api.md §3.4–§3.7): workspace discovery of the regional API
 //! host (validated before it sees a token), run history `rundata`, `batchGetResolvedUris` for
 //! data and model assets (batched per kind), and the default datastore used by the probes.
 use super::uri::{self, AssetKind, Location};

@@ -1,4 +1,4 @@
-//! The URI forms an Azure ML job or run history hands out (azure-api.md §3.3): datastore paths
+//! The URI forms an Azure ML job or run history hands out (docs/azure-api.md §3.3): datastore paths
 //! (short and long form), artifact-store paths, run-history asset IDs, direct blob URLs and
 //! `wasbs://`/`abfss://`. Pure string logic: no HTTP, no allow-list.
 use url::Url;

@@ -1,4 +1,4 @@
-//! Pure Kubeflow Pipelines layout rules (kfp-s3-api.md §1, §2): pipeline roots, go-cloud key
+//! Pure Kubeflow Pipelines layout rules (docs/kfp-s3-api.md §1, §2): pipeline roots, go-cloud key
 //! escapes, and how the keys under one run prefix group into tasks, executions and outputs.
 //! No I/O: everything here is unit-tested and fuzzable.
 use crate::s3::S3Object;

@@ -1,4 +1,4 @@
-//! Kubeflow Pipelines runs (kfp-s3-api.md): the run from the KFP REST API (`/apis/v2beta1`), its
+//! Kubeflow Pipelines runs (docs/kfp-s3-api.md): the run from the KFP REST API (`/apis/v2beta1`), its
 //! outputs from S3-compatible storage under one run prefix, `<root>/<pipeline>/<run>/`.
 //!
 //! Order of calls (§0.1): the run (`view=FULL`), its pipeline version when the spec is not inline,
