@@ -458,6 +458,10 @@ pub struct CpArgs {
     /// service); by default such a file is refused (exit 6) and left as it is.
     #[arg(long)]
     pub overwrite: bool,
+    /// Also write DIR/.jobdl/manifest.json (what `jobdl verify` checks). Without it DIR holds
+    /// exactly the copied files.
+    #[arg(long)]
+    pub manifest: bool,
     /// File filters (paths relative to the listed prefix).
     #[command(flatten)]
     pub filter: FilterArgs,

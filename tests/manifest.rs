@@ -228,3 +228,47 @@ fn after_ctrl_c_the_rerun_fetches_only_unverified_files() {
     assert!(!gets.is_empty() && gets.iter().all(|p| p.ends_with("big.bin")), "{gets:?}");
     env.run(&["verify", "job-i"]).expect_code(0);
 }
+
+/// Every file under `dir`, hidden ones included, relative and sorted.
+fn every_file(dir: &std::path::Path) -> Vec<String> {
+    fn walk(base: &std::path::Path, dir: &std::path::Path, out: &mut Vec<String>) {
+        for e in std::fs::read_dir(dir).expect("read_dir").flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                walk(base, &p, out);
+            } else {
+                out.push(p.strip_prefix(base).expect("below base").to_string_lossy().into_owned());
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, dir, &mut out);
+    out.sort();
+    out
+}
+
+/// `cp` leaves exactly the copied files (a destination compared file for file with its source
+/// stays equal); `--manifest` opts in to the record `verify` checks. Either way a rerun skips
+/// the files that still match.
+#[test]
+fn cp_leaves_only_the_copied_files_unless_asked_for_a_manifest() {
+    let env = TestEnv::new(support::standard_world());
+    let url = env.emu.container_sas_url("data-0001", "job-123-metrics/1");
+    env.run(&["cp", &url, "plain"]).expect_code(0);
+    let plain = env.work().join("plain");
+    assert_eq!(every_file(&plain), ["acc.csv", "loss.csv", "sub/summary.json"]);
+    let gets = blob_gets(&env);
+    let run = env.run(&["cp", &url, "plain", "--json"]);
+    run.expect_code(0);
+    assert_eq!(blob_gets(&env), gets, "a rerun fetches nothing: {run:?}");
+    assert_eq!(every_file(&plain), ["acc.csv", "loss.csv", "sub/summary.json"]);
+
+    env.run(&["cp", &url, "recorded", "--manifest"]).expect_code(0);
+    let recorded = env.work().join("recorded");
+    assert_eq!(every_file(&recorded), [".jobdl/manifest.json", "acc.csv", "loss.csv", "sub/summary.json"]);
+    env.run(&["verify", "recorded"]).expect_code(0);
+    // A manifest already there is kept up to date by a later cp without the flag.
+    std::fs::write(recorded.join("acc.csv"), "edited\n").expect("edit");
+    env.run(&["cp", &url, "recorded", "--overwrite"]).expect_code(0);
+    env.run(&["verify", "recorded"]).expect_code(0);
+}

@@ -44,7 +44,9 @@ pub async fn cp(args: CpArgs, printer: Printer, cancel: CancellationToken) -> Re
         printer.dry_run(&root, &plan, None);
         return Ok(if plan.failures.is_empty() { 0 } else { crate::error::EXIT_FILES_FAILED });
     }
-    execute(Session { common: &common, client: &client, printer, started, cancel, source }, &root, plan, None).await
+    let manifest = args.manifest;
+    execute(Session { common: &common, client: &client, printer, started, cancel, source, manifest }, &root, plan, None)
+        .await
 }
 
 /// The hint of a refused `cp` URL: no job or sign-in is involved, only the SAS in the URL.
@@ -158,7 +160,9 @@ async fn cp_s3(args: CpArgs, printer: Printer, cancel: CancellationToken, starte
         printer.dry_run(&root, &plan, None);
         return Ok(if plan.failures.is_empty() { 0 } else { crate::error::EXIT_FILES_FAILED });
     }
-    execute(Session { common: &common, client: &client, printer, started, cancel, source }, &root, plan, None).await
+    let manifest = args.manifest;
+    execute(Session { common: &common, client: &client, printer, started, cancel, source, manifest }, &root, plan, None)
+        .await
 }
 
 /// The files of an `s3://` URL: the one object it names, else every object under it.

@@ -65,7 +65,8 @@ pub async fn download(args: DownloadArgs, printer: Printer, cancel: Cancellation
         printer.dry_run(&r.root, &r.plan, job_ref);
         return Ok(if r.plan.failures.is_empty() { 0 } else { crate::error::EXIT_FILES_FAILED });
     }
-    let session = Session { common: &r.common, client: &r.client, printer, started, cancel, source: r.source };
+    let session =
+        Session { common: &r.common, client: &r.client, printer, started, cancel, source: r.source, manifest: true };
     execute(session, &r.root, r.plan, job_ref).await
 }
 

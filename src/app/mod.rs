@@ -113,6 +113,8 @@ pub(crate) struct Session<'a> {
     pub cancel: CancellationToken,
     /// Where the files come from, as the manifest records it (never a secret).
     pub source: String,
+    /// Whether to write `DEST/.jobdl/manifest.json` (a manifest already there is read either way).
+    pub manifest: bool,
 }
 
 /// Create the destination, take its lock, create each file's directory, run the engine (and
@@ -123,7 +125,7 @@ pub(crate) async fn execute(
     plan: Plan,
     job: Option<(&str, &str)>,
 ) -> Result<u8, Error> {
-    let Session { common, client, printer, started, cancel, source } = session;
+    let Session { common, client, printer, started, cancel, source, manifest: record } = session;
     match std::fs::symlink_metadata(root) {
         Ok(_) if !root.is_dir() => {
             return Err(Error::usage(format!("destination {} exists and is not a directory", root.display())));
@@ -194,7 +196,9 @@ pub(crate) async fn execute(
     );
     reporter.finish();
     let manifest = crate::manifest::updated(previous, job.map(|j| j.0), &source, kept, &outcome.verified);
-    if let Err(e) = crate::manifest::save(lock.meta_dir(), &manifest) {
+    // A manifest found there is kept up to date even when this command would not start one.
+    let record = record || lock.meta_dir().path().join(crate::manifest::FILE_NAME).exists();
+    if record && let Err(e) = crate::manifest::save(lock.meta_dir(), &manifest) {
         crate::report::notice(&format!(
             "warning: cannot write the manifest {}: {e}; a rerun compares existing files with the service instead",
             lock.meta_dir().path().join(crate::manifest::FILE_NAME).display()
