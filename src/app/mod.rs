@@ -586,6 +586,7 @@ mod tests {
             started: Instant::now(),
             cancel: CancellationToken::new(),
             source: "test".into(),
+            manifest: true,
         };
         let logs = "named-outputs/train/main-logs";
         let plan = Plan { archives: vec![archive("main-logs", logs)], ..Plan::default() };
