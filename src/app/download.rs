@@ -105,6 +105,16 @@ pub(crate) struct Located {
 
 /// Resolve settings and where the job lives (no network call yet).
 pub(crate) fn locate(args: &DownloadArgs) -> Result<Located, Error> {
+    locate_in(args, true)
+}
+
+/// Resolve settings and where the jobs live (`jobdl jobs`: no job named).
+pub(crate) fn locate_source(args: &DownloadArgs) -> Result<Located, Error> {
+    locate_in(args, false)
+}
+
+/// [`locate`], checking the job name when `named`.
+fn locate_in(args: &DownloadArgs, named: bool) -> Result<Located, Error> {
     let common = Common::resolve(&args.transfer, &args.target.cloud, args.overwrite)?;
     let cloud: Cloud = args.target.cloud.parse().map_err(Error::Usage)?;
     let source = job_source(&args.target, &AzureCliDefaults::load())?;
@@ -117,7 +127,10 @@ pub(crate) fn locate(args: &DownloadArgs) -> Result<Located, Error> {
         JobSource::Kfp(e) => format!("kfp {e}"),
         JobSource::Mlflow(u) => format!("mlflow {u}"),
     });
-    crate::safepath::safe_component(&args.target.job).map_err(|e| Error::usage(format!("invalid job name: {e}")))?;
+    if named {
+        crate::safepath::safe_component(&args.target.job)
+            .map_err(|e| Error::usage(format!("invalid job name: {e}")))?;
+    }
     let client = crate::http::build_client(common.idle_timeout)?;
     let tokens = TokenSource::from_env(common.access_token.clone(), &client, cloud);
     let meta = MetaClient::new(client.clone(), common.meta_retry.clone());

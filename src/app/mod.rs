@@ -2,12 +2,14 @@
 //! process exit code; run-ending failures are `Error`s, per-file failures are outcomes.
 mod cp;
 mod download;
+mod jobs;
 mod ls;
 mod show;
 mod verify;
 
 pub use cp::cp;
 pub use download::download;
+pub use jobs::jobs;
 pub use ls::ls;
 pub use show::show;
 
@@ -386,6 +388,7 @@ pub fn run_cli(mut cli: crate::cli::Cli, matches: &clap::ArgMatches) -> u8 {
         Command::Cp(a) => &a.transfer,
         Command::Ls(a) => &a.transfer,
         Command::Show(a) => &a.transfer,
+        Command::Jobs(a) => &a.transfer,
         Command::Config(ConfigCommand::Show(a)) => &a.transfer,
         Command::Completions(a) => return completions(a.shell),
         Command::Man => return man(),
@@ -444,6 +447,7 @@ pub fn run_cli(mut cli: crate::cli::Cli, matches: &clap::ArgMatches) -> u8 {
         Command::Cp(a) => a.transfer.color,
         Command::Ls(a) => a.transfer.color,
         Command::Show(a) => a.transfer.color,
+        Command::Jobs(a) => a.transfer.color,
         Command::Config(ConfigCommand::Show(a)) => a.transfer.color,
         Command::Completions(_) | Command::Man | Command::Verify(_) => None,
     };
@@ -467,6 +471,7 @@ pub fn run_cli(mut cli: crate::cli::Cli, matches: &clap::ArgMatches) -> u8 {
             Command::Cp(a) => cp(a, printer, cancel).await,
             Command::Ls(a) => ls(a, printer, cancel).await,
             Command::Show(a) => show(a, printer, cancel).await,
+            Command::Jobs(a) => jobs(a, printer, cancel).await,
             Command::Config(_) | Command::Completions(_) | Command::Man | Command::Verify(_) => Ok(0),
         };
         match result {

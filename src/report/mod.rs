@@ -5,7 +5,7 @@ mod listing;
 mod progress;
 
 pub use config::config_json;
-pub use listing::{LsRow, ls_json, raw, show_json};
+pub use listing::{LsRow, jobs_json, ls_json, raw, show_json};
 pub use progress::{ProgressMode, ProgressReporter, progress_line};
 
 use crate::error::Error;
