@@ -284,3 +284,69 @@ fn jobs_without_a_source_is_a_usage_error() {
     assert_eq!(run.doc()["error"]["code"], "usage", "{run}");
     assert!(run.stderr.contains("no job source"), "{run}");
 }
+
+// ---- item 10: `download --dry-run` shows the plan view: sizes, local paths, what a run would do ----
+
+/// The plan table's rows (after the header) as (size, md5, action, local path).
+fn plan_rows(run: &Run) -> Vec<(String, String, String, String)> {
+    let mut lines = run.stdout.lines();
+    let header: Vec<&str> = lines.next().unwrap_or_default().split_whitespace().collect();
+    assert_eq!(header, ["SIZE", "MD5", "ACTION", "LOCAL", "PATH"], "{run}");
+    lines
+        .map(|l| {
+            // SIZE is two words here ("6 B"); the local path is the rest.
+            let w: Vec<&str> = l.split_whitespace().collect();
+            assert!(w.len() >= 5, "{l:?}\n{run}");
+            (format!("{} {}", w[0], w[1]), w[2].to_string(), w[3].to_string(), w[4..].join(" "))
+        })
+        .collect()
+}
+
+#[test]
+fn dry_run_shows_sizes_local_paths_and_what_a_rerun_keeps() {
+    use harness::{one_job, text};
+    let env = TestEnv::new(one_job(
+        "job-plan",
+        vec![("logs/a.txt", text("alpha\n")), ("outputs/model/w.bin", support::BlobFixture::generated(5000, 3))],
+    ));
+    // Nothing local yet: every file is fetched; the sizes are known (probed where the listing
+    // has none), the paths are where the files would land.
+    let run = env.run(&["download", "job-plan", "--dry-run"]);
+    run.expect_code(0);
+    let rows = plan_rows(&run);
+    assert_eq!(rows.len(), 2, "{run}");
+    assert!(rows.iter().all(|r| r.2 == "fetch"), "{run}");
+    assert!(rows.iter().any(|r| r.0 == "6 B" && r.3 == "job-plan/artifacts/logs/a.txt"), "{run}");
+    assert!(rows.iter().any(|r| r.0 == "4.9 KiB" && r.3 == "job-plan/artifacts/outputs/model/w.bin"), "{run}");
+    assert!(!run.stdout.contains('?'), "a size the service knows is shown\n{run}");
+    assert!(run.stderr.contains("2 to fetch") && run.stderr.contains("dry run: nothing written"), "{run}");
+    assert!(!env.dest("job-plan").exists());
+
+    // After a download, a rerun would keep both: the plan says so.
+    env.run(&["download", "job-plan"]).expect_code(0);
+    let run = env.run(&["download", "job-plan", "--dry-run"]);
+    run.expect_code(0);
+    assert!(plan_rows(&run).iter().all(|r| r.2 == "skip"), "{run}");
+    assert!(run.stderr.contains("0 to fetch (0 B), 2 kept, 0 refused"), "{run}");
+
+    // A local edit: the plan shows the file a run would refuse, and --overwrite fetches it.
+    std::fs::write(env.dest("job-plan").join("artifacts/logs/a.txt"), "edited\n").unwrap();
+    let run = env.run(&["download", "job-plan", "--dry-run", "--json"]);
+    run.expect_code(0);
+    let doc = run.doc();
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/schemas/jobdl-v1.schema.json");
+    let schema: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let errors: Vec<String> =
+        jsonschema::draft202012::new(&schema).unwrap().iter_errors(doc).map(|e| e.to_string()).collect();
+    assert!(errors.is_empty(), "{errors:?}\n{doc:#}");
+    let by_path = |p: &str| doc["files"].as_array().unwrap().iter().find(|f| f["path"] == p).cloned().unwrap();
+    assert_eq!(by_path("artifacts/logs/a.txt")["result"], "refused", "{run}");
+    assert!(by_path("artifacts/logs/a.txt")["error"].as_str().unwrap().contains("changed"), "{run}");
+    assert_eq!(by_path("artifacts/outputs/model/w.bin")["result"], "skipped", "{run}");
+    assert_eq!((doc["totals"]["skipped"].as_u64(), doc["totals"]["refused"].as_u64()), (Some(1), Some(1)));
+    assert!(run.stderr.contains("a run would refuse it"), "{run}");
+    let run = env.run(&["download", "job-plan", "--dry-run", "--overwrite"]);
+    let rows = plan_rows(&run);
+    assert!(rows.iter().any(|r| r.3.ends_with("logs/a.txt") && r.2 == "fetch"), "{run}");
+    assert_eq!(std::fs::read_to_string(env.dest("job-plan").join("artifacts/logs/a.txt")).unwrap(), "edited\n");
+}

@@ -56,13 +56,18 @@ pub(crate) fn check_destination(path: Option<&std::path::Path>) -> Result<(), Er
 pub async fn download(args: DownloadArgs, printer: Printer, cancel: CancellationToken) -> Result<u8, Error> {
     let started = Instant::now();
     check_destination(args.path.as_deref())?;
-    let r = resolve(&args, &printer, &cancel).await?;
+    let mut r = resolve(&args, &printer, &cancel).await?;
+    if args.dry_run {
+        // The plan view of `ls`: sizes the listing does not give are probed.
+        super::ls::probe_sizes(&mut r, &printer, &cancel).await?;
+    }
     let job_ref = Some((r.job.name.as_str(), r.job.status.as_str()));
     if r.plan.filtered > 0 {
         crate::log::log(1, format!("{} files left out by --include/--exclude", r.plan.filtered));
     }
     if args.dry_run {
-        printer.dry_run(&r.root, &r.plan, job_ref);
+        let actions = super::plan_actions(&r.root, &r.plan.tasks, r.common.overwrite).await;
+        printer.dry_run(&r.root, &r.plan, &actions, job_ref);
         return Ok(if r.plan.failures.is_empty() { 0 } else { crate::error::EXIT_FILES_FAILED });
     }
     let session = Session { common: &r.common, client: &r.client, printer, started, cancel, source: r.source };

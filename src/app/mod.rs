@@ -71,6 +71,34 @@ pub(crate) fn warn_unmatched_includes(plan: &Plan) {
     }
 }
 
+/// What a run would do with each planned file (`--dry-run`), decided as [`execute`] decides it
+/// from the destination's manifest and the files already there; reads only, writes nothing.
+pub(crate) async fn plan_actions(root: &Path, tasks: &[FileTask], overwrite: bool) -> Vec<crate::report::PlanAction> {
+    use crate::manifest::Decision;
+    use crate::report::PlanAction;
+    let (root, tasks) = (root.to_path_buf(), tasks.to_vec());
+    let n = tasks.len();
+    tokio::task::spawn_blocking(move || {
+        let Ok(dir) = crate::fs::Dir::open_root(&root) else { return vec![PlanAction::Fetch; tasks.len()] };
+        let meta = crate::fs::meta_dir(&dir).ok().flatten();
+        let previous = crate::manifest::load(meta.as_ref()).by_path();
+        let time = crate::manifest::now();
+        tasks
+            .iter()
+            .map(|t| match crate::manifest::decide(&dir, t, previous.get(&t.display), overwrite, &time) {
+                Decision::Fetch => PlanAction::Fetch,
+                Decision::Keep { .. } => PlanAction::Keep,
+                Decision::Refuse(o) => PlanAction::Refuse(match o.result {
+                    transfer::FileResult::Failed(why) => why,
+                    _ => "a different local file is there".to_string(),
+                }),
+            })
+            .collect()
+    })
+    .await
+    .unwrap_or_else(|_| vec![PlanAction::Fetch; n])
+}
+
 /// Archives unpacked at once (each holds a connection and a decoding thread).
 const ARCHIVES_AT_ONCE: usize = 4;
 
