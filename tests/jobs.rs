@@ -350,3 +350,21 @@ fn dry_run_shows_sizes_local_paths_and_what_a_rerun_keeps() {
     assert!(rows.iter().any(|r| r.3.ends_with("logs/a.txt") && r.2 == "fetch"), "{run}");
     assert_eq!(std::fs::read_to_string(env.dest("job-plan").join("artifacts/logs/a.txt")).unwrap(), "edited\n");
 }
+
+#[test]
+fn jobs_takes_its_source_from_jobdl_toml_and_refuses_conflicts() {
+    let env = TestEnv::new(five_jobs());
+    std::fs::write(env.work().join("jobdl.toml"), format!("project_endpoint = \"{}\"\n", env.emu.project_endpoint()))
+        .unwrap();
+    let mut cmd = env.command(["jobs", "--limit", "2", "--json"]);
+    cmd.env_remove("AZURE_AI_PROJECT_ENDPOINT");
+    let run = env.run_cmd(cmd);
+    run.expect_code(0);
+    assert_eq!(names(run.doc()), ["job-e", "job-d"], "{run}");
+    // A workspace in the environment as well: one source only.
+    let mut cmd = env.command(["jobs"]);
+    cmd.env_remove("AZURE_AI_PROJECT_ENDPOINT").env("AZUREML_WORKSPACE_NAME", "ws");
+    let run = env.run_cmd(cmd);
+    run.expect_code(2);
+    assert!(run.stderr.contains("conflicting settings"), "{run}");
+}
