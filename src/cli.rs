@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 /// Examples shown after the top-level help.
 const EXAMPLES: &str = "Examples:
+  jobdl jobs --status completed               # find a job: recent jobs, newest first
   jobdl show job-123                          # status, type, outputs
   jobdl ls job-123 --all-outputs              # what would be downloaded, with sizes
   jobdl download job-123 --output model       # one named output -> ./job-123/named-outputs/model/
@@ -52,6 +53,18 @@ pub enum Command {
     ///   jobdl ls job-123 --all-outputs --include '*.safetensors'
     ///   jobdl ls job-123 --output model --json | jq '.totals.bytes'
     Ls(LsArgs),
+    #[command(verbatim_doc_comment)]
+    /// List the recent jobs of the configured source (name, status, created, type), newest first.
+    ///
+    /// The NAME column is what `show`, `ls` and `download` take as JOB. Works for every source:
+    /// a Foundry project, an Azure ML workspace, an MLflow tracking server (runs of its active
+    /// experiments) and a Kubeflow Pipelines API.
+    ///
+    /// Examples:
+    ///   jobdl jobs
+    ///   jobdl jobs --status running,queued --limit 50
+    ///   jobdl jobs --status failed --json | jq -r '.jobs[].name'
+    Jobs(JobsArgs),
     #[command(verbatim_doc_comment)]
     /// Print a job's status, type and outputs (types, assets, locations; never a SAS).
     ///
@@ -258,6 +271,48 @@ pub struct ShowArgs {
     /// Transfer options (--json prints the job as JSON).
     #[command(flatten)]
     pub transfer: TransferArgs,
+}
+
+/// `jobdl jobs`.
+#[derive(Debug, Args)]
+pub struct JobsArgs {
+    /// Where the jobs live.
+    #[command(flatten)]
+    pub source: SourceArgs,
+    /// Azure cloud: AzureCloud, AzureUSGovernment or AzureChinaCloud.
+    #[arg(long, env = "AZURE_CLOUD", value_name = "NAME", default_value = "AzureCloud")]
+    pub cloud: String,
+    /// Kubeflow: read the API bearer token from PATH instead of JOBDL_ACCESS_TOKEN.
+    #[arg(long, value_name = "PATH")]
+    pub kfp_token_file: Option<PathBuf>,
+    /// Kubeflow: allow a plain http --kfp-endpoint that is not a loopback address.
+    #[arg(long)]
+    pub allow_http: bool,
+    /// Only jobs in this status (repeatable or a comma list; case-insensitive). Each source's
+    /// own words work (Completed, FINISHED, SUCCEEDED…), and `completed`, `failed`, `canceled`
+    /// and `queued` also match the other sources' words for that state.
+    #[arg(long, value_name = "STATUS", value_delimiter = ',')]
+    pub status: Vec<String>,
+    /// Show at most N jobs.
+    #[arg(long, value_name = "N", default_value_t = 20)]
+    pub limit: usize,
+    /// Output options (--json prints the list as JSON).
+    #[command(flatten)]
+    pub transfer: TransferArgs,
+}
+
+impl JobsArgs {
+    /// The equivalent job arguments without a job (used only to locate the source).
+    pub fn to_job_args(&self) -> JobArgs {
+        JobArgs {
+            job: String::new(),
+            source: self.source.clone(),
+            cloud: self.cloud.clone(),
+            kfp_token_file: self.kfp_token_file.clone(),
+            pipeline_root: None,
+            s3: S3Args { allow_http: self.allow_http, ..S3Args::default() },
+        }
+    }
 }
 
 impl LsArgs {

@@ -644,6 +644,12 @@ impl Resolved {
                 self.apply_job(&mut a.job);
                 self.apply_transfer(&mut a.transfer);
             }
+            Command::Jobs(a) => {
+                let mut job = a.to_job_args();
+                self.apply_job(&mut job);
+                (a.source, a.cloud) = (job.source, job.cloud);
+                self.apply_transfer(&mut a.transfer);
+            }
             Command::Cp(a) => {
                 if let Some(c) = self.file_value("cloud") {
                     a.cloud = c.text();

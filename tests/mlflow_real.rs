@@ -247,6 +247,13 @@ fn a_real_mlflow_run_downloads_byte_exact() {
     let doc: Value = serde_json::from_str(&out.stdout).unwrap();
     assert_eq!(doc["job"]["status"], "FINISHED", "{out}");
     assert!(doc["outputs"][0]["uri"].as_str().unwrap().starts_with("mlflow-artifacts:/"), "{out}");
+    // `jobs` finds it through experiments/search and runs/search.
+    let out = run(&work, &["jobs", "--mlflow-uri", &uri, "--status", "completed", "--json"]);
+    assert_eq!(out.code, 0, "{out}");
+    let doc: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(doc["jobs"][0]["name"], run_id.as_str(), "{out}");
+    assert_eq!(doc["jobs"][0]["status"], "FINISHED", "{out}");
+    assert!(doc["jobs"][0]["created"].is_string(), "{out}");
     let out = run(&work, &["ls", &run_id, "--mlflow-uri", &uri, "--json"]);
     assert_eq!(out.code, 0, "{out}");
     assert!(out.stdout.contains("model/weights.bin") && out.stdout.contains("données/ünïcode ✓.txt"), "{out}");

@@ -63,7 +63,7 @@ fn the_schema_is_a_valid_draft_2020_12_schema() {
     let s = schema();
     assert_eq!(s["$schema"], "https://json-schema.org/draft/2020-12/schema");
     jsonschema::meta::validate(&s).expect("the schema is valid against its meta-schema");
-    for kind in ["result", "dry_run", "error", "ls", "show"] {
+    for kind in ["result", "dry_run", "error", "ls", "show", "jobs"] {
         validator(Some(kind));
     }
 }
@@ -156,6 +156,10 @@ fn ls_and_show_documents_match_the_schema() {
     assert_kind(&run_doc(&run, 0), "show", &run);
     let run = env.run(&["show", "job-running", "--json"]);
     assert_kind(&run_doc(&run, 0), "show", &run);
+    let run = env.run(&["jobs", "--json"]);
+    let jobs = run_doc(&run, 0);
+    assert_kind(&jobs, "jobs", &run);
+    assert!(!jobs["jobs"].as_array().unwrap().is_empty(), "{run}");
 
     // A workspace job: outputs with a declared URI.
     let env = TestEnv::new(workspace_world());

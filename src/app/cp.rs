@@ -41,7 +41,8 @@ pub async fn cp(args: CpArgs, printer: Printer, cancel: CancellationToken) -> Re
     let source = crate::redact::url_for_display(&shown);
     super::warn_unmatched_includes(&plan);
     if args.dry_run {
-        printer.dry_run(&root, &plan, None);
+        let actions = super::plan_actions(&root, &plan.tasks, common.overwrite).await;
+        printer.dry_run(&root, &plan, &actions, None);
         return Ok(if plan.failures.is_empty() { 0 } else { crate::error::EXIT_FILES_FAILED });
     }
     let manifest = args.manifest;
@@ -157,7 +158,8 @@ async fn cp_s3(args: CpArgs, printer: Printer, cancel: CancellationToken, starte
     let source = crate::redact::redact(args.url.trim());
     super::warn_unmatched_includes(&plan);
     if args.dry_run {
-        printer.dry_run(&root, &plan, None);
+        let actions = super::plan_actions(&root, &plan.tasks, common.overwrite).await;
+        printer.dry_run(&root, &plan, &actions, None);
         return Ok(if plan.failures.is_empty() { 0 } else { crate::error::EXIT_FILES_FAILED });
     }
     let manifest = args.manifest;

@@ -56,13 +56,18 @@ pub(crate) fn check_destination(path: Option<&std::path::Path>) -> Result<(), Er
 pub async fn download(args: DownloadArgs, printer: Printer, cancel: CancellationToken) -> Result<u8, Error> {
     let started = Instant::now();
     check_destination(args.path.as_deref())?;
-    let r = resolve(&args, &printer, &cancel).await?;
+    let mut r = resolve(&args, &printer, &cancel).await?;
+    if args.dry_run {
+        // The plan view of `ls`: sizes the listing does not give are probed.
+        super::ls::probe_sizes(&mut r, &printer, &cancel).await?;
+    }
     let job_ref = Some((r.job.name.as_str(), r.job.status.as_str()));
     if r.plan.filtered > 0 {
         crate::log::log(1, format!("{} files left out by --include/--exclude", r.plan.filtered));
     }
     if args.dry_run {
-        printer.dry_run(&r.root, &r.plan, job_ref);
+        let actions = super::plan_actions(&r.root, &r.plan.tasks, r.common.overwrite).await;
+        printer.dry_run(&r.root, &r.plan, &actions, job_ref);
         return Ok(if r.plan.failures.is_empty() { 0 } else { crate::error::EXIT_FILES_FAILED });
     }
     let session =
@@ -106,6 +111,16 @@ pub(crate) struct Located {
 
 /// Resolve settings and where the job lives (no network call yet).
 pub(crate) fn locate(args: &DownloadArgs) -> Result<Located, Error> {
+    locate_in(args, true)
+}
+
+/// Resolve settings and where the jobs live (`jobdl jobs`: no job named).
+pub(crate) fn locate_source(args: &DownloadArgs) -> Result<Located, Error> {
+    locate_in(args, false)
+}
+
+/// [`locate`], checking the job name when `named`.
+fn locate_in(args: &DownloadArgs, named: bool) -> Result<Located, Error> {
     let common = Common::resolve(&args.transfer, &args.target.cloud, args.overwrite)?;
     let cloud: Cloud = args.target.cloud.parse().map_err(Error::Usage)?;
     let source = job_source(&args.target, &AzureCliDefaults::load())?;
@@ -118,7 +133,10 @@ pub(crate) fn locate(args: &DownloadArgs) -> Result<Located, Error> {
         JobSource::Kfp(e) => format!("kfp {e}"),
         JobSource::Mlflow(u) => format!("mlflow {u}"),
     });
-    crate::safepath::safe_component(&args.target.job).map_err(|e| Error::usage(format!("invalid job name: {e}")))?;
+    if named {
+        crate::safepath::safe_component(&args.target.job)
+            .map_err(|e| Error::usage(format!("invalid job name: {e}")))?;
+    }
     let client = crate::http::build_client(common.idle_timeout)?;
     let tokens = TokenSource::from_env(common.access_token.clone(), &client, cloud);
     let meta = MetaClient::new(client.clone(), common.meta_retry.clone());

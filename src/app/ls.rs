@@ -1,6 +1,6 @@
 //! `jobdl ls <JOB>`: the plan `download` would run (output, path, size, MD5 known?), without
 //! downloading. Sizes the listing does not give are probed with one HEAD per file, 8 at a time.
-use super::download::resolve;
+use super::download::{Resolution, resolve};
 use crate::cli::LsArgs;
 use crate::error::{EXIT_FILES_FAILED, Error};
 use crate::report::{LsRow, Printer};
@@ -13,7 +13,8 @@ const PROBES: usize = 8;
 /// Run `jobdl ls`.
 pub async fn ls(args: LsArgs, printer: Printer, cancel: CancellationToken) -> Result<u8, Error> {
     let dl = args.to_download();
-    let r = resolve(&dl, &printer, &cancel).await?;
+    let mut r = resolve(&dl, &printer, &cancel).await?;
+    probe_sizes(&mut r, &printer, &cancel).await?;
     let mut rows: Vec<LsRow> = r
         .plan
         .tasks
@@ -24,40 +25,6 @@ pub async fn ls(args: LsArgs, printer: Printer, cancel: CancellationToken) -> Re
             LsRow { output, path, bytes: t.size, md5_known: t.md5.is_some() }
         })
         .collect();
-    // MLflow listings omit the size of empty files (and some stores of others): shown as unknown.
-    let unknown: Vec<usize> =
-        if r.probe_sizes { (0..rows.len()).filter(|&i| rows[i].bytes.is_none()).collect() } else { Vec::new() };
-    if !unknown.is_empty() {
-        let blob = &r.blob;
-        let tasks = &r.plan.tasks;
-        let probes = futures_util::stream::iter(unknown.into_iter().map(|i| async move {
-            let t = &tasks[i];
-            let url = t.url.url();
-            let signed = t.sign.as_ref().map(|s| s.0.headers("HEAD", &url)).unwrap_or_default();
-            let bearer = t
-                .headers
-                .iter()
-                .chain(&signed)
-                .find(|(k, _)| k.eq_ignore_ascii_case("authorization"))
-                .and_then(|(_, v)| v.strip_prefix("Bearer "));
-            (i, blob.properties_auth(&url, bearer).await)
-        }))
-        .buffer_unordered(PROBES)
-        .collect::<Vec<_>>();
-        let results = tokio::select! {
-            r = probes => r,
-            _ = cancel.cancelled() => return Err(Error::Interrupted),
-        };
-        for (i, res) in results {
-            match res {
-                Ok(p) => {
-                    rows[i].bytes = Some(p.size);
-                    rows[i].md5_known = rows[i].md5_known || p.md5.is_some();
-                }
-                Err(e) => printer.note(&format!("warning: size of {}: {e}", r.plan.tasks[i].display)),
-            }
-        }
-    }
     // An archive's entries are known only once it is unpacked: one row, size unknown.
     for a in &r.plan.archives {
         let (output, path) = split_named(&a.display, &dl.outputs);
@@ -68,6 +35,55 @@ pub async fn ls(args: LsArgs, printer: Printer, cancel: CancellationToken) -> Re
     }
     printer.ls((&r.job.name, &r.job.status), &rows, &r.plan.failures);
     Ok(if r.plan.failures.is_empty() { 0 } else { EXIT_FILES_FAILED })
+}
+
+/// Fill in the sizes (and MD5s) the listing did not give with one HEAD per file, [`PROBES`] at a
+/// time (Azure sources; MLflow listings omit the size of empty files and some stores of others,
+/// which stay unknown). A failed probe leaves the size unknown, with a warning.
+pub(crate) async fn probe_sizes(
+    r: &mut Resolution,
+    printer: &Printer,
+    cancel: &CancellationToken,
+) -> Result<(), Error> {
+    let unknown: Vec<usize> = if r.probe_sizes {
+        (0..r.plan.tasks.len()).filter(|&i| r.plan.tasks[i].size.is_none()).collect()
+    } else {
+        Vec::new()
+    };
+    if unknown.is_empty() {
+        return Ok(());
+    }
+    let blob = &r.blob;
+    let tasks = &r.plan.tasks;
+    let probes = futures_util::stream::iter(unknown.into_iter().map(|i| async move {
+        let t = &tasks[i];
+        let url = t.url.url();
+        let signed = t.sign.as_ref().map(|s| s.0.headers("HEAD", &url)).unwrap_or_default();
+        let bearer = t
+            .headers
+            .iter()
+            .chain(&signed)
+            .find(|(k, _)| k.eq_ignore_ascii_case("authorization"))
+            .and_then(|(_, v)| v.strip_prefix("Bearer "));
+        (i, blob.properties_auth(&url, bearer).await)
+    }))
+    .buffer_unordered(PROBES)
+    .collect::<Vec<_>>();
+    let results = tokio::select! {
+        r = probes => r,
+        _ = cancel.cancelled() => return Err(Error::Interrupted),
+    };
+    for (i, res) in results {
+        match res {
+            Ok(p) => {
+                let t = &mut r.plan.tasks[i];
+                t.size = Some(p.size);
+                t.md5 = t.md5.or(p.md5);
+            }
+            Err(e) => printer.note(&format!("warning: size of {}: {e}", r.plan.tasks[i].display)),
+        }
+    }
+    Ok(())
 }
 
 /// [`split`], where an output name may hold `/` (an MLflow artifact path such as `a/b`): the

@@ -2,12 +2,14 @@
 //! process exit code; run-ending failures are `Error`s, per-file failures are outcomes.
 mod cp;
 mod download;
+mod jobs;
 mod ls;
 mod show;
 mod verify;
 
 pub use cp::cp;
 pub use download::download;
+pub use jobs::jobs;
 pub use ls::ls;
 pub use show::show;
 
@@ -67,6 +69,34 @@ pub(crate) fn warn_unmatched_includes(plan: &Plan) {
              e.g. 'logs/**', or as jobdl prints it, e.g. 'artifacts/logs/**'; `jobdl ls` lists them)"
         ));
     }
+}
+
+/// What a run would do with each planned file (`--dry-run`), decided as [`execute`] decides it
+/// from the destination's manifest and the files already there; reads only, writes nothing.
+pub(crate) async fn plan_actions(root: &Path, tasks: &[FileTask], overwrite: bool) -> Vec<crate::report::PlanAction> {
+    use crate::manifest::Decision;
+    use crate::report::PlanAction;
+    let (root, tasks) = (root.to_path_buf(), tasks.to_vec());
+    let n = tasks.len();
+    tokio::task::spawn_blocking(move || {
+        let Ok(dir) = crate::fs::Dir::open_root(&root) else { return vec![PlanAction::Fetch; tasks.len()] };
+        let meta = crate::fs::meta_dir(&dir).ok().flatten();
+        let previous = crate::manifest::load(meta.as_ref()).by_path();
+        let time = crate::manifest::now();
+        tasks
+            .iter()
+            .map(|t| match crate::manifest::decide(&dir, t, previous.get(&t.display), overwrite, &time) {
+                Decision::Fetch => PlanAction::Fetch,
+                Decision::Keep { .. } => PlanAction::Keep,
+                Decision::Refuse(o) => PlanAction::Refuse(match o.result {
+                    transfer::FileResult::Failed(why) => why,
+                    _ => "a different local file is there".to_string(),
+                }),
+            })
+            .collect()
+    })
+    .await
+    .unwrap_or_else(|_| vec![PlanAction::Fetch; n])
 }
 
 /// Archives unpacked at once (each holds a connection and a decoding thread).
@@ -390,6 +420,7 @@ pub fn run_cli(mut cli: crate::cli::Cli, matches: &clap::ArgMatches) -> u8 {
         Command::Cp(a) => &a.transfer,
         Command::Ls(a) => &a.transfer,
         Command::Show(a) => &a.transfer,
+        Command::Jobs(a) => &a.transfer,
         Command::Config(ConfigCommand::Show(a)) => &a.transfer,
         Command::Completions(a) => return completions(a.shell),
         Command::Man => return man(),
@@ -448,6 +479,7 @@ pub fn run_cli(mut cli: crate::cli::Cli, matches: &clap::ArgMatches) -> u8 {
         Command::Cp(a) => a.transfer.color,
         Command::Ls(a) => a.transfer.color,
         Command::Show(a) => a.transfer.color,
+        Command::Jobs(a) => a.transfer.color,
         Command::Config(ConfigCommand::Show(a)) => a.transfer.color,
         Command::Completions(_) | Command::Man | Command::Verify(_) => None,
     };
@@ -471,6 +503,7 @@ pub fn run_cli(mut cli: crate::cli::Cli, matches: &clap::ArgMatches) -> u8 {
             Command::Cp(a) => cp(a, printer, cancel).await,
             Command::Ls(a) => ls(a, printer, cancel).await,
             Command::Show(a) => show(a, printer, cancel).await,
+            Command::Jobs(a) => jobs(a, printer, cancel).await,
             Command::Config(_) | Command::Completions(_) | Command::Man | Command::Verify(_) => Ok(0),
         };
         match result {

@@ -200,6 +200,14 @@ impl Foundry {
         parse_job(name, &v)
     }
 
+    /// The project's recent jobs (`GET jobs`, paged by `nextLink`), newest first.
+    pub async fn list_jobs(&self, q: &super::jobs::JobQuery) -> Result<super::jobs::JobList, Error> {
+        let what = format!("job listing of project {}", self.base);
+        let first = self.url("jobs", API_VERSION, &[]);
+        super::jobs::azure_pages(first, &what, q, |url| async { self.get(url).await.map_err(|e| self.fatal(e, &what)) })
+            .await
+    }
+
     /// Follow a paged listing (§2.5): `continuationToken`, else a same-host `nextLink`.
     async fn paged(&self, first: Url, what: &str) -> Result<Vec<Value>, Error> {
         let mut items = Vec::new();

@@ -8,6 +8,7 @@
 //! S3-compatible storage ([`kfp`]).
 pub mod azureml;
 pub mod foundry;
+pub mod jobs;
 pub mod kfp;
 pub mod mlflow;
 
@@ -334,6 +335,16 @@ impl Provider {
             Provider::AzureMl(a) => a.get_job(name).await,
             Provider::Mlflow(m) => m.get_job(name).await,
             Provider::Kfp(k) => k.get_job(name).await,
+        }
+    }
+
+    /// The source's recent jobs, newest first (`jobdl jobs`).
+    pub async fn list_jobs(&self, q: &jobs::JobQuery) -> Result<jobs::JobList, Error> {
+        match self {
+            Provider::Foundry(f) => f.list_jobs(q).await,
+            Provider::AzureMl(a) => a.list_jobs(q).await,
+            Provider::Mlflow(m) => m.list_jobs(q).await,
+            Provider::Kfp(k) => k.list_jobs(q).await,
         }
     }
 

@@ -2,6 +2,7 @@
 use super::{Printer, human_bytes};
 use crate::plan::PlanFailure;
 use crate::provider::Job;
+use crate::provider::jobs::JobSummary;
 use crate::redact::redact;
 use serde_json::json;
 use std::io::Write;
@@ -34,7 +35,7 @@ pub fn raw(bytes: &[u8]) {
 }
 
 /// Columns padded to their widest cell (the last one unpadded), two spaces apart.
-pub(super) fn table(rows: &[Vec<String>]) -> String {
+pub(crate) fn table(rows: &[Vec<String>]) -> String {
     let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
     let widths: Vec<usize> =
         (0..cols).map(|c| rows.iter().filter_map(|r| r.get(c)).map(|s| s.chars().count()).max().unwrap_or(0)).collect();
@@ -94,7 +95,60 @@ pub fn show_json(job: &Job) -> serde_json::Value {
     })
 }
 
+/// The `jobs --json` document (version 1).
+pub fn jobs_json(jobs: &[JobSummary]) -> serde_json::Value {
+    let rows: Vec<_> = jobs
+        .iter()
+        .map(|j| {
+            json!({"name": j.name, "status": j.status, "created": j.created, "type": j.job_type,
+                   "display_name": j.display_name, "experiment": j.experiment})
+        })
+        .collect();
+    json!({"version": 1, "jobs": rows, "totals": {"jobs": jobs.len()}})
+}
+
+/// The `jobs` table: NAME, STATUS, CREATED, TYPE, then DISPLAY NAME and EXPERIMENT when any job
+/// has one (`-` for a missing cell).
+pub fn jobs_table(jobs: &[JobSummary]) -> String {
+    let dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+    let with_display = jobs.iter().any(|j| j.display_name.is_some());
+    let with_experiment = jobs.iter().any(|j| j.experiment.is_some());
+    let mut header = vec!["NAME".to_string(), "STATUS".into(), "CREATED".into(), "TYPE".into()];
+    if with_display {
+        header.push("DISPLAY NAME".into());
+    }
+    if with_experiment {
+        header.push("EXPERIMENT".into());
+    }
+    let mut t = vec![header];
+    for j in jobs {
+        let status = if j.status.is_empty() { "-".to_string() } else { j.status.clone() };
+        let mut row = vec![j.name.clone(), status, dash(&j.created), dash(&j.job_type)];
+        if with_display {
+            row.push(dash(&j.display_name));
+        }
+        if with_experiment {
+            row.push(dash(&j.experiment));
+        }
+        t.push(row);
+    }
+    table(&t)
+}
+
 impl Printer {
+    /// Print the `jobs` table (or JSON document) on stdout; "no jobs" on stderr.
+    pub fn jobs(&self, jobs: &[JobSummary]) {
+        if self.json {
+            out(&format!("{}\n", jobs_json(jobs)));
+            return;
+        }
+        if jobs.is_empty() {
+            self.note("no jobs found");
+            return;
+        }
+        out(&jobs_table(jobs));
+    }
+
     /// Print the `ls` table (or JSON document) on stdout; plan failures on stderr.
     pub fn ls(&self, job: (&str, &str), rows: &[LsRow], failures: &[PlanFailure]) {
         if self.json {
@@ -182,6 +236,31 @@ mod tests {
         assert!(v.get("failures").is_none());
         let t = table(&[vec!["A".into(), "BB".into()], vec!["CCC".into(), "D".into()]]);
         assert_eq!(t, "A    BB\nCCC  D\n");
+    }
+
+    #[test]
+    fn jobs_table_and_document() {
+        let jobs = vec![
+            JobSummary {
+                name: "job-2".into(),
+                status: "Running".into(),
+                created: Some("2026-01-15T10:01:00Z".into()),
+                job_type: Some("Command".into()),
+                display_name: None,
+                experiment: Some("exp".into()),
+            },
+            JobSummary { name: "job-1".into(), ..JobSummary::default() },
+        ];
+        assert_eq!(
+            jobs_table(&jobs),
+            "NAME   STATUS   CREATED               TYPE     EXPERIMENT\n\
+             job-2  Running  2026-01-15T10:01:00Z  Command  exp\n\
+             job-1  -        -                     -        -\n"
+        );
+        let v = jobs_json(&jobs);
+        assert_eq!(v["totals"]["jobs"], 2);
+        assert_eq!(v["jobs"][1]["created"], serde_json::Value::Null);
+        assert_eq!(v["jobs"][0]["type"], "Command");
     }
 
     #[test]

@@ -3,9 +3,10 @@
 mod config;
 mod listing;
 mod progress;
+pub mod term;
 
 pub use config::config_json;
-pub use listing::{LsRow, ls_json, raw, show_json};
+pub use listing::{LsRow, jobs_json, ls_json, raw, show_json};
 pub use progress::{ProgressMode, ProgressReporter, progress_line};
 
 use crate::error::Error;
@@ -142,30 +143,57 @@ impl Printer {
         }
     }
 
-    /// Print the plan of a `--dry-run` (stdout: one line per file, or the JSON document).
-    pub fn dry_run(&self, root: &Path, plan: &Plan, job: Option<(&str, &str)>) {
+    /// Print the plan of a `--dry-run`: on stdout a table (size, MD5 known?, what a run would do,
+    /// local path) or the JSON document; plan failures and a summary line on stderr. `actions`
+    /// holds one entry per planned file (`plan.tasks`); missing ones count as fetches.
+    pub fn dry_run(&self, root: &Path, plan: &Plan, actions: &[PlanAction], job: Option<(&str, &str)>) {
+        let action = |i: usize| actions.get(i).unwrap_or(&PlanAction::Fetch);
         if self.json {
-            let doc = dry_run_json(root, plan, job);
+            let doc = dry_run_json(root, plan, actions, job);
             println!("{}", crate::redact::scrub(&doc.to_string()));
         } else {
-            for t in &plan.tasks {
-                let size = t.size.map(human_bytes).unwrap_or_else(|| "?".into());
-                println!("{size:>12}  {}", crate::redact::scrub(&root.join(&t.display).display().to_string()));
+            let mut t = vec![vec!["SIZE".to_string(), "MD5".into(), "ACTION".into(), "LOCAL PATH".into()]];
+            for (i, task) in plan.tasks.iter().enumerate() {
+                let size = task.size.map(human_bytes).unwrap_or_else(|| "?".into());
+                let md5 = if task.md5.is_some() { "yes" } else { "no" };
+                t.push(vec![size, md5.into(), action(i).word().into(), shown_path(&root.join(&task.display))]);
             }
             for a in &plan.archives {
-                println!("{:>12}  {}/ (archive, unpacked here)", "?", root.join(&a.display).display());
+                let dir = format!("{}/ (archive, unpacked here)", shown_path(&root.join(&a.display)));
+                t.push(vec!["?".into(), "no".into(), PlanAction::Fetch.word().into(), dir]);
             }
+            listing::out(&listing::table(&t));
         }
         for f in &plan.failures {
             let line = format!("error: {}: {}", f.display, f.error);
             eprintln!("{}", crate::log::paint(&crate::redact::redact(&line)));
+        }
+        for (i, task) in plan.tasks.iter().enumerate() {
+            if let PlanAction::Refuse(why) = action(i) {
+                let line = format!("warning: {}: a run would refuse it: {why}", task.display);
+                eprintln!("{}", crate::log::paint(&crate::redact::redact(&line)));
+            }
         }
         let archives = match plan.archives.len() {
             0 => String::new(),
             1 => " and 1 archive".to_string(),
             n => format!(" and {n} archives"),
         };
-        eprintln!("{} files{archives}, {} (dry run: nothing written)", plan.tasks.len(), human_bytes(plan.bytes()));
+        let count = |f: fn(&PlanAction) -> bool| (0..plan.tasks.len()).filter(|&i| f(action(i))).count();
+        let fetch_bytes: u64 = (0..plan.tasks.len())
+            .filter(|&i| matches!(action(i), PlanAction::Fetch))
+            .filter_map(|i| plan.tasks[i].size)
+            .sum();
+        let (kept, refused) = (count(|a| matches!(a, PlanAction::Keep)), count(|a| matches!(a, PlanAction::Refuse(_))));
+        let unknown = plan.tasks.iter().filter(|t| t.size.is_none()).count() + plan.archives.len();
+        eprintln!(
+            "{} files{archives}, {}{}: {} to fetch ({}), {kept} kept, {refused} refused (dry run: nothing written)",
+            plan.tasks.len(),
+            human_bytes(plan.bytes()),
+            if unknown > 0 { format!(" ({unknown} of unknown size)") } else { String::new() },
+            plan.tasks.len() - kept - refused,
+            human_bytes(fetch_bytes),
+        );
     }
 
     /// A notice on stderr (not in quiet mode; with `--json` too, as stdout holds the document).
@@ -176,12 +204,50 @@ impl Printer {
     }
 }
 
+/// What a run would do with one planned file, judged from what is already at its local path
+/// and the destination's manifest (as a real run decides).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PlanAction {
+    /// Download it.
+    Fetch,
+    /// Keep the local copy: already there and verified (a rerun skips it).
+    Keep,
+    /// A different local file is there: a run refuses it (exit 6) unless `--overwrite`.
+    Refuse(String),
+}
+
+impl PlanAction {
+    /// The table's word.
+    pub fn word(&self) -> &'static str {
+        match self {
+            PlanAction::Fetch => "fetch",
+            PlanAction::Keep => "skip",
+            PlanAction::Refuse(_) => "refuse",
+        }
+    }
+}
+
+/// A local path as the user can type it: relative to the working directory when below it.
+fn shown_path(p: &Path) -> String {
+    let cwd = std::env::current_dir().ok();
+    let rel = cwd.as_deref().and_then(|c| p.strip_prefix(c).ok()).filter(|r| !r.as_os_str().is_empty());
+    crate::redact::scrub(&crate::plan::printable(&rel.unwrap_or(p).display().to_string()))
+}
+
 /// The `download --dry-run --json` document (version 1).
-pub fn dry_run_json(root: &Path, plan: &Plan, job: Option<(&str, &str)>) -> Value {
+pub fn dry_run_json(root: &Path, plan: &Plan, actions: &[PlanAction], job: Option<(&str, &str)>) -> Value {
+    let action = |i: usize| actions.get(i).unwrap_or(&PlanAction::Fetch);
     let files: Vec<_> = plan
         .tasks
         .iter()
-        .map(|t| json!({"path": t.display, "bytes": t.size, "result": "planned"}))
+        .enumerate()
+        .map(|(i, t)| match action(i) {
+            PlanAction::Fetch => json!({"path": t.display, "bytes": t.size, "result": "planned"}),
+            PlanAction::Keep => json!({"path": t.display, "bytes": t.size, "result": "skipped"}),
+            PlanAction::Refuse(why) => {
+                json!({"path": t.display, "bytes": t.size, "result": "refused", "error": crate::redact::redact(why)})
+            }
+        })
         // An archive's entries are known only once it is unpacked: one entry, size unknown.
         .chain(
             plan.archives
@@ -194,7 +260,9 @@ pub fn dry_run_json(root: &Path, plan: &Plan, job: Option<(&str, &str)>) -> Valu
         .collect();
     json!({"version":1,"dry_run":true,"job":job.map(|(n,s)| json!({"name":n,"status":s})),
         "destination": root.display().to_string(), "files": files,
-        "totals": {"files": plan.tasks.len() + plan.archives.len(), "bytes": plan.bytes(), "failed": plan.failures.len()}})
+        "totals": {"files": plan.tasks.len() + plan.archives.len(), "bytes": plan.bytes(), "failed": plan.failures.len(),
+            "skipped": (0..plan.tasks.len()).filter(|&i| matches!(action(i), PlanAction::Keep)).count(),
+            "refused": (0..plan.tasks.len()).filter(|&i| matches!(action(i), PlanAction::Refuse(_))).count()}})
 }
 
 /// The `--json` document (version 1).
@@ -326,12 +394,12 @@ mod tests {
             }],
             ..Plan::default()
         };
-        let v = dry_run_json(Path::new("/d"), &plan, Some(("r", "SUCCEEDED")));
+        let v = dry_run_json(Path::new("/d"), &plan, &[], Some(("r", "SUCCEEDED")));
         assert_eq!(
             v["files"][0],
             json!({"path": "named-outputs/train/main-logs/", "bytes": null, "result": "planned"})
         );
-        assert_eq!(v["totals"], json!({"files": 1, "bytes": 0, "failed": 0}));
+        assert_eq!(v["totals"], json!({"files": 1, "bytes": 0, "failed": 0, "skipped": 0, "refused": 0}));
         assert!(!v.to_string().contains("secret-token"));
         // Valid against the published schema's dry-run branch.
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/schemas/jobdl-v1.schema.json");

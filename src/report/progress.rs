@@ -1,13 +1,13 @@
-//! Progress display: one overall bar (bytes, files done/total, rate, ETA) plus a bar per big
-//! file when stderr is a terminal; otherwise (CI logs) a plain line at most once per interval,
+//! Progress display: one overall bar (bytes, rate, ETA, files done/total) plus a bar per big
+//! file when stderr is a terminal, each line fitted to the terminal's width ([`super::term`]); otherwise (CI logs) a plain line at most once per interval,
 //! `files 12/40, 1.2 GiB/3.4 GiB, 110.0 MiB/s`, with no control characters. Implements the
 //! engine's `Reporter`.
-use super::human_bytes;
+use super::{human_bytes, term};
 use crate::transfer::{FileOutcome, Reporter};
-use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 use std::collections::HashMap;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// How progress is shown.
@@ -44,8 +44,8 @@ const BIG_FILE: u64 = 64 << 20;
 pub struct ProgressReporter {
     multi: Option<MultiProgress>,
     total: ProgressBar,
-    files_total: AtomicUsize,
-    files_done: AtomicUsize,
+    files_total: Arc<AtomicUsize>,
+    files_done: Arc<AtomicUsize>,
     per_file: Mutex<HashMap<String, ProgressBar>>,
     lines: Option<Lines>,
 }
@@ -88,38 +88,37 @@ impl ProgressReporter {
         eprintln!("{}", crate::redact::scrub(&line));
     }
 
-    /// Bars when `show` (stderr is a terminal and not quiet/json); otherwise silent.
+    /// Bars when `show` (stderr is a terminal and not quiet/json); otherwise silent. Each bar's
+    /// line is drawn by [`super::term`] to fit the terminal's current width.
     pub fn new(show: bool) -> Self {
+        let files_total = Arc::new(AtomicUsize::new(0));
+        let files_done = Arc::new(AtomicUsize::new(0));
         let (multi, total) = if show {
             let m = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
             let bar = m.add(ProgressBar::new(0));
+            let (done, all) = (files_done.clone(), files_total.clone());
+            let line = move |state: &ProgressState, w: &mut dyn std::fmt::Write| {
+                let files = (done.load(Ordering::Relaxed), all.load(Ordering::Relaxed));
+                let text = term::total_line(
+                    state.pos(),
+                    state.len(),
+                    state.per_sec(),
+                    state.elapsed(),
+                    files,
+                    term::stderr_width(),
+                );
+                let _ = w.write_str(&text);
+            };
             bar.set_style(
-                ProgressStyle::with_template(
-                    "{spinner} {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta} [{wide_bar}] files {msg}",
-                )
-                .unwrap_or_else(|_| ProgressStyle::default_bar())
-                .progress_chars("=> "),
+                ProgressStyle::with_template("{jobdl_total}")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar())
+                    .with_key("jobdl_total", line),
             );
             (Some(m), bar)
         } else {
             (None, ProgressBar::hidden())
         };
-        ProgressReporter {
-            multi,
-            total,
-            files_total: AtomicUsize::new(0),
-            files_done: AtomicUsize::new(0),
-            per_file: Mutex::new(HashMap::new()),
-            lines: None,
-        }
-    }
-
-    fn files_msg(&self) {
-        self.total.set_message(format!(
-            "{}/{}",
-            self.files_done.load(Ordering::Relaxed),
-            self.files_total.load(Ordering::Relaxed)
-        ));
+        ProgressReporter { multi, total, files_total, files_done, per_file: Mutex::new(HashMap::new()), lines: None }
     }
 
     /// Remove the bars from the terminal.
@@ -137,7 +136,6 @@ impl Reporter for ProgressReporter {
     fn plan(&self, files: usize, bytes: u64) {
         self.files_total.store(files, Ordering::Relaxed);
         self.total.set_length(bytes);
-        self.files_msg();
         if let Some(l) = &self.lines {
             l.total.store(bytes, Ordering::Relaxed);
         }
@@ -148,12 +146,16 @@ impl Reporter for ProgressReporter {
             && s >= BIG_FILE
         {
             let bar = m.add(ProgressBar::new(s));
+            let label = crate::plan::printable(display);
+            let line = move |state: &ProgressState, w: &mut dyn std::fmt::Write| {
+                let text = term::file_line(&label, state.pos(), state.len().unwrap_or(0), term::stderr_width());
+                let _ = w.write_str(&text);
+            };
             bar.set_style(
-                ProgressStyle::with_template("  {msg:30!} {bytes}/{total_bytes} [{bar:30}]")
+                ProgressStyle::with_template("{jobdl_file}")
                     .unwrap_or_else(|_| ProgressStyle::default_bar())
-                    .progress_chars("=> "),
+                    .with_key("jobdl_file", line),
             );
-            bar.set_message(display.to_string());
             if let Ok(mut map) = self.per_file.lock() {
                 map.insert(display.to_string(), bar);
             }
@@ -190,7 +192,7 @@ impl Reporter for ProgressReporter {
 
     fn file_done(&self, outcome: &FileOutcome) {
         self.files_done.fetch_add(1, Ordering::Relaxed);
-        self.files_msg();
+        self.total.tick();
         self.maybe_line();
         if let Ok(mut map) = self.per_file.lock()
             && let Some(b) = map.remove(&outcome.display)

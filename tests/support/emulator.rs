@@ -32,6 +32,9 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_perc
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
+#[path = "jobs_list.rs"]
+mod jobs_list;
+
 use super::world::{
     ACCOUNT, ARTIFACT_CONTAINER, ArtifactFixture, AssetFixture, AssetKind, BlobFixture, Content, ContentUri, CredKey,
     DEV_ACCOUNT_KEY, DsCred, JobFixture, MSI_SECRET, Md5Mode, ModelBody, PROJECT, Paging, RESOURCE_GROUP, SUBSCRIPTION,
@@ -793,6 +796,7 @@ async fn foundry(shared: &Shared, incoming: &Incoming, rest: &str, body: Body) -
         }
     }
     match (incoming.method.as_str(), tail.as_slice()) {
+        ("GET", ["jobs"]) => jobs_list::list(shared, incoming, false),
         ("GET", ["jobs", job]) => get_job(shared, job),
         ("GET", ["jobs", job, "history", "runs", run]) => run_history(shared, job, run),
         ("GET", ["jobs", job, "history", "experimentids", exp, "runs", run, "artifacts", rest @ ..]) => {
@@ -1569,6 +1573,7 @@ async fn arm(shared: &Shared, incoming: &Incoming, rest: &str, body: Body) -> Re
                 "properties": {"discoveryUrl": format!("{}/discovery", shared.base), "workspaceId": WORKSPACE_GUID},
             }),
         ),
+        ("GET", ["jobs"]) => jobs_list::list(shared, incoming, true),
         ("GET", ["jobs", job]) => arm_job(shared, job),
         ("GET", ["datastores"]) => {
             let only_default = incoming.param("isDefault").is_some_and(|v| v.eq_ignore_ascii_case("true"));

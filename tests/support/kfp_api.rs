@@ -11,6 +11,8 @@
 //! `Authorization` header; every route requires `Bearer <token>` when a token is set.
 #![allow(dead_code)]
 
+#[path = "kfp_list.rs"]
+mod kfp_list;
 #[path = "serve.rs"]
 mod serve;
 
@@ -188,6 +190,7 @@ async fn handle(State(shared): State<Arc<Mutex<Shared>>>, req: Request) -> Respo
     }
     let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     match segs.as_slice() {
+        ["apis", version @ ("v2beta1" | "v1beta1"), "runs"] => kfp_list::runs(&s, version, &query),
         ["apis", "v2beta1", "runs", id] => {
             let id = id.to_string();
             let Some((states, run)) = s.runs.get(&id).cloned() else {

@@ -9,6 +9,8 @@
 //! instance playing the cloud store under `/presigned/`), and `POST /oidc/v1/token`.
 #![allow(dead_code)]
 
+#[path = "mlflow_search.rs"]
+mod mlflow_search;
 #[path = "serve.rs"]
 mod serve;
 
@@ -412,6 +414,9 @@ fn route(
     let run_of = |id: &str| cfg.runs.get(id).cloned();
     let not_found = |id: &str| error(404, "RESOURCE_DOES_NOT_EXIST", &format!("Run with id={id} not found"));
     match path {
+        "/api/2.0/mlflow/experiments/search" | "/api/2.0/mlflow/runs/search" => {
+            mlflow_search::route(shared, path, body)
+        }
         "/api/2.0/mlflow/runs/get" => {
             if let Some(code) = take_fault(shared, "runs") {
                 return fault_reply(code);

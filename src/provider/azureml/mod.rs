@@ -228,6 +228,16 @@ impl AzureMl {
         Ok(job)
     }
 
+    /// The workspace's recent jobs (`GET …/jobs`, paged by `nextLink`), newest first.
+    pub async fn list_jobs(&self, q: &super::jobs::JobQuery) -> Result<super::jobs::JobList, Error> {
+        let what = format!("job listing of {}", self.ws_display());
+        let first = self.arm_url(&self.inner.workspace, "jobs", JOB_API_VERSION, &[]);
+        super::jobs::azure_pages(first, &what, q, |url| async {
+            self.arm(reqwest::Method::GET, url, None).await.map_err(|e| self.arm_fatal(e, &what))
+        })
+        .await
+    }
+
     /// The default artifacts (§3.2): the `default` output's datastore path (normally
     /// `workspaceartifactstore` / `ExperimentRun/dcid.<job>`), always listed with a trailing `/`.
     pub async fn default_artifacts(&self, job: &Job) -> Result<Resolved, Error> {

@@ -184,6 +184,77 @@ impl Kfp {
         })
     }
 
+    /// The API's recent runs (`jobdl jobs`), newest first: `GET runs?sort_by=created_at desc`,
+    /// from the v2beta1 API, or the v1beta1 one when the server has no v2 API (404).
+    pub async fn list_jobs(&self, q: &super::jobs::JobQuery) -> Result<super::jobs::JobList, Error> {
+        use super::jobs::{JobList, JobSummary, text};
+        let mut list = JobList::default();
+        if q.limit == 0 {
+            return Ok(list);
+        }
+        let what = "Kubeflow run listing";
+        let size = if q.statuses == super::jobs::StatusFilter::default() { q.limit.min(100) } else { 100 };
+        let size = size.to_string();
+        let mut version = "v2beta1";
+        let mut token: Option<String> = None;
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..super::jobs::MAX_PAGES {
+            let mut query = vec![("page_size", size.as_str()), ("sort_by", "created_at desc")];
+            if let Some(t) = &token {
+                query.push(("page_token", t.as_str()));
+            }
+            let page = match self.get(self.api(version, &["runs"], &query)).await {
+                Ok(p) => p,
+                Err(e) if version == "v2beta1" && token.is_none() && e.status() == Some(404) => {
+                    version = "v1beta1";
+                    continue;
+                }
+                Err(e) => return Err(self.fatal(e, what)),
+            };
+            if !page.is_object() {
+                return Err(Error::Protocol(format!("{what}: malformed page (not an object)")));
+            }
+            for run in page.get("runs").and_then(Value::as_array).into_iter().flatten() {
+                let v1 = version == "v1beta1";
+                let id = if v1 { text(run.get("id")) } else { text(run.get("run_id")) };
+                let Some(name) = id else { continue };
+                let experiment = if v1 {
+                    run.get("resource_references").and_then(Value::as_array).into_iter().flatten().find_map(|r| {
+                        let key = r.get("key")?;
+                        (key.get("type").and_then(Value::as_str) == Some("EXPERIMENT"))
+                            .then(|| text(r.get("name")).or_else(|| text(key.get("id"))))
+                            .flatten()
+                    })
+                } else {
+                    text(run.get("experiment_id"))
+                };
+                let job = JobSummary {
+                    name,
+                    status: text(run.get(if v1 { "status" } else { "state" })).unwrap_or_default(),
+                    created: super::timestamp(run.get("created_at").and_then(Value::as_str)),
+                    job_type: None,
+                    display_name: text(run.get(if v1 { "name" } else { "display_name" })),
+                    experiment,
+                };
+                if list.take(job, q) {
+                    return Ok(list.finish());
+                }
+            }
+            match page.get("next_page_token").and_then(Value::as_str).filter(|t| !t.is_empty()) {
+                None => return Ok(list.finish()),
+                Some(t) => {
+                    if !seen.insert(t.to_string()) {
+                        return Err(Error::Protocol(format!(
+                            "{what}: the server repeated a next_page_token; stopping"
+                        )));
+                    }
+                    token = Some(t.to_string());
+                }
+            }
+        }
+        Err(Error::Protocol(format!("{what}: more than {} pages; stopping", super::jobs::MAX_PAGES)))
+    }
+
     /// A finished run with its outputs (for `show`, `ls`, `--output` and `--all-outputs`): where
     /// they are is resolved once, after the gate, so a failing store ends the run instead of
     /// being waited on.

@@ -42,6 +42,12 @@ const ARTIFACTS_LIST: &str = "api/2.0/mlflow/artifacts/list";
 const PROXY: &str = "api/2.0/mlflow-artifacts/artifacts";
 /// The tracking server's own artifact download route (any artifact store).
 const GET_ARTIFACT: &str = "get-artifact";
+/// `POST` a search of the server's experiments (`jobdl jobs`).
+const EXPERIMENTS_SEARCH: &str = "api/2.0/mlflow/experiments/search";
+/// `POST` a search of runs in some experiments (`jobdl jobs`).
+const RUNS_SEARCH: &str = "api/2.0/mlflow/runs/search";
+/// Most rows asked for per search page (the servers' own page limit is larger).
+const SEARCH_PAGE: usize = 1000;
 /// `GET` a registered model version.
 const MODEL_VERSION_GET: &str = "api/2.0/mlflow/model-versions/get";
 /// `--output models:/NAME/VERSION`: a registered model version whose files are this run's.
@@ -101,6 +107,17 @@ fn enc_segment(s: &str) -> String {
         "." => "%2E".into(),
         ".." => "%2E%2E".into(),
         _ => utf8_percent_encode(s, SEGMENT).to_string(),
+    }
+}
+
+/// A search page's `next_page_token` (`None` at the end); a repeated one is an error.
+fn next_token(page: &Value, seen: &mut HashSet<String>, what: &str) -> Result<Option<String>, Error> {
+    match page.get("next_page_token").and_then(Value::as_str).filter(|t| !t.is_empty()) {
+        None => Ok(None),
+        Some(t) if !seen.insert(t.to_string()) => {
+            Err(Error::Protocol(format!("{what}: the server repeated a next_page_token; stopping")))
+        }
+        Some(t) => Ok(Some(t.to_string())),
     }
 }
 
@@ -220,6 +237,98 @@ impl Mlflow {
             .await
             .map_err(|e| self.fatal(e, &format!("MLflow run '{run_id}'")))?;
         parse_run(run_id, &v)
+    }
+
+    /// The server's recent runs (`jobdl jobs`): the active experiments from `experiments/search`,
+    /// then `runs/search` over them, newest `start_time` first, page by page until `q` is met.
+    pub async fn list_jobs(&self, q: &super::jobs::JobQuery) -> Result<super::jobs::JobList, Error> {
+        use super::jobs::{JobList, JobSummary, from_millis, text};
+        let mut list = JobList::default();
+        if q.limit == 0 {
+            return Ok(list);
+        }
+        let auth = self.authorization().await?;
+        let what = "MLflow experiment search";
+        let mut experiments: Vec<(String, Option<String>)> = Vec::new();
+        let mut token: Option<String> = None;
+        let mut seen: HashSet<String> = HashSet::new();
+        for page_no in 0.. {
+            if page_no >= MAX_PAGES {
+                return Err(Error::Protocol(format!("{what}: more than {MAX_PAGES} pages; stopping")));
+            }
+            let mut body = serde_json::json!({"max_results": SEARCH_PAGE, "view_type": "ACTIVE_ONLY"});
+            if let Some(t) = &token {
+                body["page_token"] = Value::String(t.clone());
+            }
+            let url = self.endpoint(EXPERIMENTS_SEARCH, &[]);
+            let page = self
+                .call(reqwest::Method::POST, url, Some(body), auth.as_deref())
+                .await
+                .map_err(|e| self.fatal(e, what))?;
+            for e in page.get("experiments").and_then(Value::as_array).into_iter().flatten() {
+                if let Some(id) = e.get("experiment_id").and_then(Value::as_str).filter(|s| !s.is_empty()) {
+                    experiments.push((id.to_string(), text(e.get("name"))));
+                }
+            }
+            if experiments.len() > self.max_entries {
+                return Err(Error::Protocol(format!("{what}: {}", too_many(self.max_entries))));
+            }
+            match next_token(&page, &mut seen, what)? {
+                Some(t) => token = Some(t),
+                None => break,
+            }
+        }
+        if experiments.is_empty() {
+            return Ok(list);
+        }
+        let names: HashMap<String, Option<String>> = experiments.iter().cloned().collect();
+        let ids: Vec<&str> = experiments.iter().map(|(id, _)| id.as_str()).collect();
+        let what = "MLflow run search";
+        let mut token: Option<String> = None;
+        let mut seen: HashSet<String> = HashSet::new();
+        for _ in 0..MAX_PAGES {
+            let mut body = serde_json::json!({
+                "experiment_ids": ids, "max_results": SEARCH_PAGE.min(q.limit.max(1)),
+                "order_by": ["attributes.start_time DESC"], "run_view_type": "ACTIVE_ONLY",
+            });
+            if q.statuses != super::jobs::StatusFilter::default() {
+                // Filtered here, not by the server: ask for full pages.
+                body["max_results"] = serde_json::json!(SEARCH_PAGE);
+            }
+            if let Some(t) = &token {
+                body["page_token"] = Value::String(t.clone());
+            }
+            let url = self.endpoint(RUNS_SEARCH, &[]);
+            let page = self
+                .call(reqwest::Method::POST, url, Some(body), auth.as_deref())
+                .await
+                .map_err(|e| self.fatal(e, what))?;
+            if !page.is_object() {
+                return Err(Error::Protocol(format!("{what}: malformed page (not an object)")));
+            }
+            for run in page.get("runs").and_then(Value::as_array).into_iter().flatten() {
+                let Some(info) = run.get("info") else { continue };
+                let Some(name) = text(info.get("run_id")).or_else(|| text(info.get("run_uuid"))) else { continue };
+                let exp = text(info.get("experiment_id"));
+                let experiment = exp.as_ref().map(|id| names.get(id).cloned().flatten().unwrap_or_else(|| id.clone()));
+                let job = JobSummary {
+                    name,
+                    status: text(info.get("status")).unwrap_or_default(),
+                    created: from_millis(info.get("start_time")),
+                    job_type: None,
+                    display_name: text(info.get("run_name")),
+                    experiment,
+                };
+                if list.take(job, q) {
+                    return Ok(list.finish());
+                }
+            }
+            match next_token(&page, &mut seen, what)? {
+                Some(t) => token = Some(t),
+                None => return Ok(list.finish()),
+            }
+        }
+        Err(Error::Protocol(format!("{what}: more than {MAX_PAGES} pages; stopping")))
     }
 
     /// Every page of one directory's listing.

@@ -1,0 +1,46 @@
+//! `jobdl jobs`: the recent jobs of the configured source, newest first, optionally filtered by
+//! status. One listing call per page, stopping as soon as `--limit` jobs are found.
+use super::download::{Located, locate_source};
+use crate::cli::{DownloadArgs, FilterArgs, JobsArgs};
+use crate::error::Error;
+use crate::provider::jobs::{JobQuery, StatusFilter};
+use crate::report::Printer;
+use tokio_util::sync::CancellationToken;
+
+/// Run `jobdl jobs`.
+pub async fn jobs(args: JobsArgs, printer: Printer, cancel: CancellationToken) -> Result<u8, Error> {
+    let dl = DownloadArgs {
+        target: args.to_job_args(),
+        outputs: Vec::new(),
+        all_outputs: false,
+        path: None,
+        wait: false,
+        timeout: None,
+        skip_existing: false,
+        overwrite: false,
+        dry_run: true,
+        filter: FilterArgs::default(),
+        transfer: args.transfer.clone(),
+    };
+    let Located { common, provider, .. } = locate_source(&dl)?;
+    let (statuses, unknown) = StatusFilter::new(&args.status);
+    for w in unknown {
+        printer.note(&format!(
+            "warning: --status '{}' is not a status jobdl knows for any source; matched as written",
+            crate::plan::printable(&w)
+        ));
+    }
+    let query = JobQuery { limit: args.limit, statuses, max_entries: common.max_list_entries.max(1) };
+    let list = tokio::select! {
+        l = provider.list_jobs(&query) => l?,
+        _ = cancel.cancelled() => return Err(Error::Interrupted),
+    };
+    if let Some(n) = list.capped {
+        printer.note(&format!(
+            "note: stopped after examining {n} jobs (the max_list_entries limit: raise it with \
+             JOBDL_MAX_LIST_ENTRIES or max_list_entries in jobdl.toml)"
+        ));
+    }
+    printer.jobs(&list.jobs);
+    Ok(0)
+}
