@@ -38,7 +38,7 @@ const SETTLE_TICKS: u32 = 1;
 
 /// Ticks to wait before judging a step when a request takes `latency` to its response headers:
 /// a new connection needs about three of those (handshake, request, first bytes) to carry data.
-/// On a local link that is under one tick, as before; at 100 ms round trips it is 2–3 ticks.
+/// On a local link that is under one tick; at 100 ms round trips it is 2–3 ticks.
 pub fn settle_ticks(latency: Duration) -> u32 {
     let ticks = (3.0 * latency.as_secs_f64() / TICK.as_secs_f64()).ceil();
     (ticks as u32).clamp(SETTLE_TICKS, 20)

@@ -1,14 +1,17 @@
 //! Parallel ranged chunks written in place into a pre-sized part file, with a ranged probe for
 //! unknown sizes, linked cancellation of peers, and a resume record of durable chunks.
-use super::fetch::*;
+use super::Ctx;
+use super::attempt::{backoff, header_str, parse_content_range, pin_etag, retry_or_stop, send_attempt, server_md5};
+use super::fetch::{FALLBACK, Fetched, PROGRESS_RESET, Stop, believable, off_worker, open_part, room_for};
 use super::hasher::PrefixHasher;
 use super::resume::{ChunkLog, Record, load};
+use super::source::Source;
 use super::verify::decode_md5;
 use super::writer::FileWriter;
 use crate::fs;
 use base64::Engine;
 use futures_util::FutureExt;
-use reqwest::header::{CONTENT_RANGE, ETAG};
+use reqwest::header::CONTENT_RANGE;
 use std::collections::BTreeSet;
 use std::fs::File;
 use std::sync::Arc;
@@ -79,9 +82,9 @@ pub(super) async fn fetch_chunked(
             // The first chunk pins the ETag, tells whether ranges are honoured and how big the
             // file really is: a listed size is not believed (nor allocated) until the server
             // confirms it, so a listing claiming 1 PiB costs one small request, not a huge file.
-            // The other chunks wait for its response headers, not for its body: W3's 1 GiB
-            // model waited 200-340 ms for the first 8 MiB (one connection among the 20 shards'),
-            // and its hash, which bounds the run, with it.
+            // The other chunks wait for its response headers, not for its body: waiting for the
+            // body would hold the whole file (and its hash, which may bound the run) behind one
+            // connection's first chunk.
             let first_end = task.size.map_or(chunk - 1, |t| chunk.min(t) - 1);
             let (confirm, confirmed) = tokio::sync::oneshot::channel();
             let job = ChunkJob { start: 0, end: first_end };
@@ -142,9 +145,8 @@ pub(super) async fn fetch_chunked(
     let peers = CancellationToken::new();
     // As many workers as the budget may ever allow; each request still takes a connection.
     let workers = usize::try_from(todo.len()).unwrap_or(usize::MAX).min(ctx.budget.ceiling()).max(1);
-    // MD5 is sequential and can be slower than the network (here one core hashes ~500 MiB/s, the
-    // loopback brings ~1 GiB/s): a download far ahead of the hash only takes CPU from it (W1-MD5
-    // went from 0.81 to 0.88 of md5sum's speed with this gate alone). A chunk starts no further past the
+    // MD5 is sequential and can be slower than the network (one core hashes ~500 MiB/s, a local
+    // link brings more): a download far ahead of the hash only takes CPU from it. A chunk starts no further past the
     // hashed prefix than the connections allowed now plus LEAD_SPARE chunks: every connection
     // stays busy, and requests still queue for the budget, so it can climb when the network is the
     // bottleneck.
@@ -395,14 +397,7 @@ async fn fetch_chunk(
                 continue;
             }
         }
-        let got_etag = header_str(&h, ETAG.as_str()).map(str::to_string);
-        match (&etag, &got_etag) {
-            (Some(a), Some(b)) if a != b => {
-                return Err(Stop::Restart("the blob changed during the download (ETag mismatch)".into()));
-            }
-            (None, _) => etag = got_etag,
-            _ => {}
-        }
+        pin_etag(&mut etag, &h)?;
         md5 = md5.or(server_md5(task, &h, true));
         if let (Some(c), Some(t)) = (confirm.take(), total) {
             let _ = c.send((etag.clone(), md5, t));

@@ -2,6 +2,7 @@
 //! with retries, ranged chunks, part files, verification and atomic publication.
 //! Provider-blind: it knows HTTP ranges and files, never Azure, never the terminal UI.
 pub mod adapt;
+mod attempt;
 mod check;
 mod chunked;
 mod fetch;
@@ -10,6 +11,7 @@ mod pace;
 mod publish;
 pub mod rate;
 mod resume;
+mod source;
 mod stream;
 mod verify;
 mod writer;

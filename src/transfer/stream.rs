@@ -1,6 +1,10 @@
 //! Single-stream fetch: one connection from the first missing byte to the end, hashing in order;
 //! a broken body resumes from its offset with `Range` + `If-Match`; resumable across runs.
-use super::fetch::*;
+use super::Ctx;
+use super::attempt::{backoff, header_str, parse_content_range, pin_etag, retry_or_stop, send_attempt, server_md5};
+use super::fetch::{Fetched, PROGRESS_RESET, Stop, believable, off_worker, open_part, room_for};
+use super::source::Source;
+use super::writer::PieceWriter;
 
 /// Streamed files smaller than this are fetched again rather than resumed (no record is kept).
 const RESUME_MIN: u64 = 8 << 20;
@@ -10,7 +14,7 @@ use super::verify::decode_md5;
 use crate::fs;
 use base64::Engine;
 use md5::{Digest, Md5};
-use reqwest::header::{CONTENT_LENGTH, CONTENT_RANGE, ETAG};
+use reqwest::header::{CONTENT_LENGTH, CONTENT_RANGE};
 use std::sync::Arc;
 
 /// A part file taken up where an earlier run left it.
@@ -67,9 +71,8 @@ pub(super) async fn fetch_stream(
     let new_hashers = move || (want_md5.then(Md5::new), check_kind.as_ref().map(CheckHasher::new));
     // Open the part file and resume it when its record matches the listing (its prefix hashed
     // again), else empty it. A file too small to have a record takes two cheap syscalls, done
-    // here: a hop to the blocking pool per file cost W2 (2,000 × 64 KiB) 5–10% in 5 alternating
-    // runs. Bigger files read their record and may hash a long prefix: that goes off the async
-    // workers.
+    // here: a hop to the blocking pool per small file costs more than the syscalls. Bigger files
+    // read their record and may hash a long prefix: that goes off the async workers.
     let (p, url, size) = (place.clone(), task.url.url(), task.size);
     let prepare = move || prepare(&p, &url, size, new_hashers);
     let (file, resumed) = if size.is_some_and(|s| s <= RESUME_MIN) { prepare() } else { off_worker(prepare).await? }?;
@@ -150,12 +153,7 @@ pub(super) async fn fetch_stream(
                 continue;
             }
         }
-        let new_etag = header_str(&h, ETAG.as_str()).map(str::to_string);
-        if etag.is_some() && new_etag.is_some() && etag != new_etag {
-            return Err(Stop::Restart("the blob changed during the download (ETag mismatch)".into()));
-        }
-        if etag.is_none() {
-            etag = new_etag;
+        if pin_etag(&mut etag, &h)? {
             // A record costs an fsync: worth it only for files that take a while to fetch.
             if let (Some(e), Some(t)) = (&etag, total)
                 && t > RESUME_MIN

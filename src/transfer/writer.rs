@@ -1,22 +1,22 @@
-//! One writer thread per chunked file: every connection of the file hands its pieces (offset +
-//! the bytes exactly as the HTTP stack delivered them) to the thread through a short bounded
-//! queue, and the thread writes them in place, so the async workers never wait on the disk.
+//! The two ways a body reaches its part file, both off the async workers:
 //!
-//! Why not a blocking-pool task per 128 KiB batch copied out of the network's buffers (as
-//! before): measured on a 4 GiB blob from local nginx, that pattern spent ~0.8 s more user time
-//! (the copy, a task per batch) and ~1.5 s more system time (a thread wake-up and a completion
-//! wake-up per batch, and a connection that stopped reading while its previous batch was written).
-//! With this queue W1 went from ~1.0 to ~1.2–1.3 GiB/s.
+//! - [`FileWriter`], for chunked files: one writer thread per file; every connection of the file
+//!   hands its pieces (offset + the bytes exactly as the HTTP stack delivered them) to the thread
+//!   through a short bounded queue, and the thread writes them in place. A connection takes its
+//!   place in the queue *before* it takes the next piece ([`FileWriter::slot`]): while it waits
+//!   for the disk it holds no piece, so memory stays near hyper's read buffers (up to ~400 KiB
+//!   each) per connection whatever the file's size.
+//! - [`PieceWriter`], for single streams: batches written at increasing offsets on the blocking
+//!   pool, one batch written while the next is received, with the in-order MD5 (and other check)
+//!   fed from the bytes read back from the file.
 //!
-//! Memory is dominated by hyper's read buffers (up to ~400 KiB each; a piece keeps its buffer
-//! alive until written). A connection therefore takes its place in the queue *before* it takes
-//! the next piece ([`FileWriter::slot`]): while it waits for the disk it holds no piece, hyper
-//! keeps at most one ready, and the read buffer is reused in place once that piece is written.
-//! Measured on W1 (4 GiB, local nginx, 8 connections): peak RSS 29–30 MB instead of 33–38, and
-//! 49–56 MB instead of 67–79 at 32 connections, at the same speed.
-use super::fetch::Stop;
+//! They stay two because their orders differ: chunks land out of order and are hashed by a cursor
+//! over the finished prefix (`hasher.rs`), a stream lands in order and is hashed as it goes.
+use super::check::{CheckHasher, feed_from_file};
+use super::fetch::{Stop, WRITE_BUF};
 use crate::fs;
 use bytes::Bytes;
+use md5::Md5;
 use std::fs::File;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -128,6 +128,104 @@ impl Drop for FileWriter {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+    }
+}
+
+/// A write running on the blocking pool; gives back the hashers.
+type PendingWrite = tokio::task::JoinHandle<std::io::Result<(Option<Md5>, Option<CheckHasher>, Vec<u8>)>>;
+
+/// Writes a body's bytes at increasing offsets on the blocking pool. One batch is being written
+/// while the next is received (the network does not wait for the disk), and an optional MD5 and
+/// other check see the bytes in order, read back from the file once written: "verified" speaks of
+/// the bytes on disk, not of what the network delivered (a 128 KiB copy out of the page cache per
+/// batch, small beside the hash itself).
+///
+/// The pieces the HTTP stack hands over are written as they are, never copied: a batch holds
+/// them until it reaches [`WRITE_BUF`], then one blocking task writes the lot. Memory: two
+/// batches, each pinning at most its bytes plus one of hyper's read buffers (≤ ~400 KiB).
+/// Copying into our own buffers, as this did before, cost a 4 GiB download ~0.5 s of CPU and
+/// held two more 128 KiB buffers per connection.
+pub(super) struct PieceWriter {
+    file: Arc<File>,
+    pending: Option<PendingWrite>,
+    hasher: Option<Md5>,
+    check: Option<CheckHasher>,
+    batch: Vec<Bytes>,
+    batched: usize,
+    /// File offset of the first byte of `batch`.
+    offset: u64,
+    /// Where written bytes are read back to be hashed (allocated when a hash is wanted).
+    readback: Vec<u8>,
+}
+
+impl PieceWriter {
+    /// Start writing at `offset`, feeding `hasher` and `check` if given.
+    pub fn new(file: Arc<File>, offset: u64, hasher: Option<Md5>, check: Option<CheckHasher>) -> Self {
+        let readback = if hasher.is_some() || check.is_some() { vec![0; WRITE_BUF] } else { Vec::new() };
+        PieceWriter { file, pending: None, hasher, check, batch: Vec::new(), batched: 0, offset, readback }
+    }
+
+    /// The offset after every byte accepted so far.
+    pub fn position(&self) -> u64 {
+        self.offset + self.batched as u64
+    }
+
+    /// Accept a piece (written once the batch is full).
+    pub async fn push(&mut self, bytes: Bytes) -> Result<(), Stop> {
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        self.batched += bytes.len();
+        self.batch.push(bytes);
+        if self.batched >= WRITE_BUF {
+            self.submit().await?;
+        }
+        Ok(())
+    }
+
+    /// Hand the batch to the blocking pool after the previous write finished.
+    async fn submit(&mut self) -> Result<(), Stop> {
+        self.wait().await?;
+        let batch = std::mem::take(&mut self.batch);
+        let len = std::mem::take(&mut self.batched) as u64;
+        let (file, offset, mut hasher, mut check, mut readback) =
+            (self.file.clone(), self.offset, self.hasher.take(), self.check.take(), std::mem::take(&mut self.readback));
+        self.offset += len;
+        self.pending = Some(tokio::task::spawn_blocking(move || {
+            let mut at = offset;
+            for piece in &batch {
+                fs::write_all_at(&file, piece, at)?;
+                at += piece.len() as u64;
+            }
+            if hasher.is_some() || check.is_some() {
+                feed_from_file(&file, offset, at, &mut readback, hasher.as_mut(), check.as_mut())?;
+            }
+            fs::start_writeback(&file, offset, len);
+            Ok((hasher, check, readback))
+        }));
+        Ok(())
+    }
+
+    async fn wait(&mut self) -> Result<(), Stop> {
+        if let Some(p) = self.pending.take() {
+            let (hasher, check, readback) = p
+                .await
+                .map_err(|e| Stop::Fail(format!("internal error: {e}")))?
+                .map_err(|e| Stop::Fail(format!("cannot write: {e}")))?;
+            self.hasher = hasher;
+            self.check = check;
+            self.readback = readback;
+        }
+        Ok(())
+    }
+
+    /// Write what is batched and wait for every write. Returns the end offset and the hashers.
+    pub async fn finish(mut self) -> Result<(u64, Option<Md5>, Option<CheckHasher>), Stop> {
+        if !self.batch.is_empty() {
+            self.submit().await?;
+        }
+        self.wait().await?;
+        Ok((self.offset, self.hasher, self.check))
     }
 }
 
