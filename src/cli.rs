@@ -37,6 +37,8 @@ pub enum Command {
     /// Examples:
     ///   jobdl download job-123 --project-endpoint https://acct.services.ai.azure.com/api/projects/p
     ///   jobdl download job-123 -s <subscription-id> -g my-rg -w my-workspace
+    ///   jobdl download <run-id> --mlflow-uri databricks               # MLflow / Databricks run
+    ///   jobdl download <run-id> --kfp-endpoint http://127.0.0.1:8888 --s3-endpoint http://127.0.0.1:9000
     ///   jobdl download job-123 --output model --json
     ///   jobdl download job-123 --all-outputs --wait --timeout 2h -p ./results
     ///   jobdl download job-123 --include 'logs/**/*.txt' --exclude '*.bak'
@@ -75,11 +77,12 @@ pub enum Command {
     ///   jobdl show job-123 -s <subscription-id> -g my-rg -w my-workspace --json
     Show(ShowArgs),
     #[command(verbatim_doc_comment)]
-    /// Download one blob, or every blob under a container/prefix SAS URL, into DIR.
+    /// Download one object, or everything under a prefix, of an Azure Blob SAS URL or s3:// URL into DIR.
     ///
     /// Examples:
     ///   jobdl cp 'https://acct.blob.core.windows.net/c/prefix?sv=...&sig=...' ./out
     ///   jobdl cp 'https://acct.blob.core.windows.net/c/run1?sv=...&sig=...' ./out --include '*.json'
+    ///   jobdl cp s3://bucket/runs/run-1/ ./out --s3-endpoint http://127.0.0.1:9000
     Cp(CpArgs),
     #[command(verbatim_doc_comment)]
     /// Re-hash the files of a destination against its manifest (DEST/.jobdl/manifest.json).
@@ -103,12 +106,21 @@ pub enum Command {
     /// Inspect the configuration: resolved settings and where each came from.
     #[command(subcommand)]
     Config(ConfigCommand),
-    /// Print the man page (roff) to stdout.
+    /// Print a man page (roff) to stdout: jobdl(1), or one command's, jobdl-download(1) ...
     ///
-    /// Example:
+    /// Examples:
     ///   jobdl man > ~/.local/share/man/man1/jobdl.1
+    ///   for c in download ls jobs show cp verify config; do jobdl man $c > ~/.local/share/man/man1/jobdl-$c.1; done
     #[command(hide = true, verbatim_doc_comment)]
-    Man,
+    Man(ManArgs),
+}
+
+/// `jobdl man`.
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// The command whose page to print (download, ls, jobs, show, cp, verify, config, completions).
+    #[arg(value_name = "COMMAND")]
+    pub command: Option<String>,
 }
 
 /// `jobdl config ...`.

@@ -656,7 +656,7 @@ impl Resolved {
                 }
                 self.apply_transfer(&mut a.transfer);
             }
-            Command::Config(_) | Command::Completions(_) | Command::Man | Command::Verify(_) => {}
+            Command::Config(_) | Command::Completions(_) | Command::Man(_) | Command::Verify(_) => {}
         }
     }
 

@@ -490,3 +490,30 @@ fn a_sas_url_given_as_a_job_points_to_cp() {
         assert!(env.requests().is_empty(), "nothing is sent for a refused argument\n{run}");
     }
 }
+
+// ---- item 11: help and man pages ----
+
+/// One man page per command, titled as `man` expects (`jobdl-download(1)`); the top page names
+/// every source; an unknown command is a usage error naming the ones there are.
+#[test]
+fn every_command_has_its_own_man_page() {
+    let env = TestEnv::new(standard_world());
+    let top = env.run(&["man"]);
+    top.expect_code(0);
+    assert!(top.stdout.contains(".TH jobdl 1"), "{top:?}");
+    for source in ["Azure AI Foundry", "Azure ML", "MLflow", "Kubeflow"] {
+        assert!(top.stdout.contains(source), "the description names {source}");
+    }
+    for command in ["download", "ls", "jobs", "show", "cp", "verify", "config", "completions"] {
+        let page = env.run(&["man", command]);
+        page.expect_code(0);
+        assert!(page.stdout.contains(&format!(".TH jobdl-{command} 1")), "{command}: {page:?}");
+        assert!(page.stdout.contains(&format!("jobdl {command}")), "{command}: synopsis");
+    }
+    let cp = env.run(&["cp", "--help"]);
+    assert!(cp.stdout.contains("s3://"), "cp's help names S3 too: {cp:?}");
+    let run = env.run(&["man", "nope"]);
+    run.expect_code(2);
+    assert!(run.stderr.contains("no command 'nope'") && run.stderr.contains("download"), "{run:?}");
+    assert!(env.requests().is_empty());
+}

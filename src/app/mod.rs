@@ -423,7 +423,7 @@ pub fn run_cli(mut cli: crate::cli::Cli, matches: &clap::ArgMatches) -> u8 {
         Command::Jobs(a) => &a.transfer,
         Command::Config(ConfigCommand::Show(a)) => &a.transfer,
         Command::Completions(a) => return completions(a.shell),
-        Command::Man => return man(),
+        Command::Man(a) => return man(a.command.as_deref()),
         Command::Verify(a) => {
             crate::log::set_verbosity(a.verbose);
             set_color(a.color);
@@ -481,7 +481,7 @@ pub fn run_cli(mut cli: crate::cli::Cli, matches: &clap::ArgMatches) -> u8 {
         Command::Show(a) => a.transfer.color,
         Command::Jobs(a) => a.transfer.color,
         Command::Config(ConfigCommand::Show(a)) => a.transfer.color,
-        Command::Completions(_) | Command::Man | Command::Verify(_) => None,
+        Command::Completions(_) | Command::Man(_) | Command::Verify(_) => None,
     };
     set_color(color);
     if let Command::Config(ConfigCommand::Show(_)) = &cli.command {
@@ -504,7 +504,7 @@ pub fn run_cli(mut cli: crate::cli::Cli, matches: &clap::ArgMatches) -> u8 {
             Command::Ls(a) => ls(a, printer, cancel).await,
             Command::Show(a) => show(a, printer, cancel).await,
             Command::Jobs(a) => jobs(a, printer, cancel).await,
-            Command::Config(_) | Command::Completions(_) | Command::Man | Command::Verify(_) => Ok(0),
+            Command::Config(_) | Command::Completions(_) | Command::Man(_) | Command::Verify(_) => Ok(0),
         };
         match result {
             Ok(code) => code,
@@ -537,11 +537,34 @@ fn completions(shell: clap_complete::Shell) -> u8 {
     0
 }
 
-/// `jobdl man`: the man page (roff) on stdout.
-fn man() -> u8 {
+/// `jobdl man [COMMAND]`: jobdl(1), or one command's page (`jobdl-download(1)`), roff on stdout.
+fn man(command: Option<&str>) -> u8 {
     use clap::CommandFactory;
+    let top = crate::cli::Cli::command();
+    let page = match command {
+        None => top,
+        Some(name) => {
+            let visible = top.get_subcommands().filter(|c| !c.is_hide_set() && c.get_name() != "help");
+            let names: Vec<String> = visible.map(|c| c.get_name().to_string()).collect();
+            match top.find_subcommand(name).filter(|c| names.iter().any(|n| n == c.get_name())) {
+                Some(sub) => {
+                    let title = format!("jobdl-{}", sub.get_name());
+                    sub.clone()
+                        .name(title.clone())
+                        .bin_name(format!("jobdl {}", sub.get_name()))
+                        .display_name(title)
+                        .version(env!("CARGO_PKG_VERSION"))
+                        .disable_version_flag(true)
+                }
+                None => {
+                    eprintln!("error: no command '{name}' (commands: {})", names.join(", "));
+                    return 2;
+                }
+            }
+        }
+    };
     let mut buf = Vec::new();
-    match clap_mangen::Man::new(crate::cli::Cli::command()).render(&mut buf) {
+    match clap_mangen::Man::new(page).render(&mut buf) {
         Ok(()) => {
             crate::report::raw(&buf);
             0
