@@ -38,6 +38,10 @@ pub struct Summary<'a> {
     pub elapsed: Duration,
     /// Whether the run was interrupted.
     pub interrupted: bool,
+    /// The job was not finished (`--allow-running`): the files may be incomplete.
+    pub partial: bool,
+    /// `--shard K/N`: the run fetched only this share.
+    pub shard: Option<crate::shard::Shard>,
 }
 
 impl Summary<'_> {
@@ -125,6 +129,8 @@ impl Printer {
                     plan_failures: &[],
                     elapsed: Duration::ZERO,
                     interrupted: true,
+                    partial: false,
+                    shard: None,
                 };
                 println!("{}", crate::redact::scrub(&summary_json(&s).to_string()));
             }
@@ -240,6 +246,12 @@ pub fn summary_json(s: &Summary<'_>) -> Value {
         "files": files,
         "totals": totals,
     });
+    if s.partial {
+        doc["partial"] = json!(true);
+    }
+    if let Some(sh) = s.shard {
+        doc["shard"] = json!({"index": sh.index, "count": sh.count});
+    }
     let notes = notes();
     if !notes.is_empty() {
         doc["notes"] = json!(notes);
@@ -296,6 +308,8 @@ mod tests {
             plan_failures: &pf,
             elapsed: Duration::from_millis(1500),
             interrupted: false,
+            partial: false,
+            shard: None,
         };
         let v = summary_json(&s);
         assert_eq!(v["version"], 1);
