@@ -82,6 +82,10 @@ fn allow_running_downloads_what_exists_of_a_running_foundry_job_marked_partial()
     let run = env.run(&["ls", "job-running", "--allow-running"]);
     run.expect_code(0);
     assert!(run.stdout.contains("std_log.txt"), "{run}");
+    let run = env.run(&["ls", "job-running", "--allow-running", "--json"]);
+    run.expect_code(0);
+    check::validate(run.doc());
+    assert_eq!(run.doc()["partial"], true, "{run}");
     env.run(&["download", "job-running", "--allow-running", "--wait"]).expect_code(2);
 }
 
@@ -180,6 +184,12 @@ fn three_shards_into_one_destination_fetch_every_file_exactly_once() {
     let run = env.run(&["verify", "shared", "--shard", "1/3", "--json"]);
     run.expect_code(0);
     assert_eq!(paths_of(run.doc()), paths_of(runs[1].doc()), "{run}");
+
+    // verify --remote lists each shard's share again: nothing changed on the service.
+    let run = env.run(&["verify", "shared", "--remote", "--json"]);
+    run.expect_code(0);
+    check::validate(run.doc());
+    assert_eq!(run.doc()["remote"], serde_json::json!({"new": [], "changed": [], "deleted": []}), "{run}");
 
     // --shard auto reads torchrun's pair, and gives the same share as the flag.
     let mut cmd = env.command(["download", "job-s", "-p", "auto1", "--shard", "auto", "--json"]);
