@@ -6,12 +6,16 @@ use crate::cli::VerifyArgs;
 use crate::error::{EXIT_FILES_FAILED, Error};
 use crate::manifest::{Check, Entry, Manifest};
 use crate::report::Printer;
+use futures_util::StreamExt;
 use serde_json::json;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Files hashed at once.
 const HASHED_AT_ONCE: usize = 4;
+
+/// `verify --remote`: HEAD requests in flight at once (as `ls`).
+const HEADS_AT_ONCE: usize = 8;
 
 /// The manifests of a destination: `manifest.json` and every shard's
 /// `manifest-shard-K-of-N.json` (only the one of `--shard` when given), each with its file name.
@@ -213,22 +217,39 @@ pub(crate) async fn remote(
         let r = super::download::resolve(&dl, printer, cancel).await?;
         let recorded = m.by_path();
         let mut listed = std::collections::BTreeSet::new();
-        for mut task in r.plan.tasks {
+        let mut known = Vec::new();
+        for task in r.plan.tasks {
             listed.insert(task.display.clone());
-            let Some(rec) = recorded.get(&task.display) else {
+            if recorded.contains_key(&task.display) {
+                known.push(task);
+            } else {
                 out.push(Remote::New(task.display));
-                continue;
-            };
-            // A listing without sizes (content URIs): one HEAD tells size, MD5 and ETag.
+            }
+        }
+        // A listing without sizes (content URIs): one HEAD per recorded file tells size, MD5 and
+        // ETag, a few at once.
+        let (client, probe) = (&r.client, r.probe_sizes);
+        let probed = futures_util::stream::iter(known.into_iter().map(|mut task| async move {
             if task.size.is_none()
-                && r.probe_sizes
-                && let Some(h) = crate::transfer::head(&r.client, &task).await
+                && probe
+                && let Some(h) = crate::transfer::head(client, &task).await
             {
                 task.size = Some(h.size);
                 task.md5 = task.md5.or(h.md5);
                 task.etag = task.etag.take().or(h.etag);
             }
-            if let Some(why) = crate::manifest::remote_difference(&task, rec) {
+            task
+        }))
+        .buffered(HEADS_AT_ONCE)
+        .collect::<Vec<_>>();
+        let probed = tokio::select! {
+            p = probed => p,
+            _ = cancel.cancelled() => return Err(Error::Interrupted),
+        };
+        for task in probed {
+            if let Some(rec) = recorded.get(&task.display)
+                && let Some(why) = crate::manifest::remote_difference(&task, rec)
+            {
                 out.push(Remote::Changed(task.display, why));
             }
         }
