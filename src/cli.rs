@@ -43,6 +43,8 @@ pub enum Command {
     ///   jobdl download job-123 --all-outputs --wait --timeout 2h -p ./results
     ///   jobdl download job-123 --include 'logs/**/*.txt' --exclude '*.bak'
     ///   jobdl download job-123 --output model --dry-run
+    ///   jobdl download job-123 --allow-running --include 'user_logs/**'   # a running job's logs
+    ///   jobdl download job-123 -p /shared/job-123 --shard 0/4          # node 0 of 4
     Download(DownloadArgs),
     #[command(verbatim_doc_comment)]
     /// Print the plan (output, path, size, MD5 known?) without downloading anything.
@@ -88,11 +90,13 @@ pub enum Command {
     /// Re-hash the files of a destination against its manifest (DEST/.jobdl/manifest.json).
     ///
     /// Every download writes the manifest. Exit 6 when a recorded file changed or is missing
-    /// (each is named); exit 4 when DEST has no manifest.
+    /// (each is named), or with --remote when the service lists a file new, changed or deleted;
+    /// exit 4 when DEST has no manifest.
     ///
     /// Examples:
     ///   jobdl verify ./job-123
     ///   jobdl verify ./job-123 --json | jq '.totals'
+    ///   jobdl verify ./job-123 --remote      # also: what changed on the service since
     Verify(VerifyArgs),
     #[command(verbatim_doc_comment)]
     /// Print a shell completion script to stdout.
@@ -266,6 +270,10 @@ pub struct LsArgs {
     /// With --wait: give up after this long (90s, 15m, 2h, 1h30m or seconds); exit 5.
     #[arg(long, value_name = "DURATION", requires = "wait")]
     pub timeout: Option<String>,
+    /// List what exists now of a job that is not finished (instead of exit 5); the files may
+    /// still change.
+    #[arg(long, conflicts_with = "wait")]
+    pub allow_running: bool,
     /// File filters.
     #[command(flatten)]
     pub filter: FilterArgs,
@@ -337,6 +345,8 @@ impl LsArgs {
             path: None,
             wait: self.wait,
             timeout: self.timeout.clone(),
+            allow_running: self.allow_running,
+            shard: None,
             skip_existing: false,
             overwrite: false,
             dry_run: true,
@@ -355,6 +365,7 @@ impl ShowArgs {
             all_outputs: false,
             wait: false,
             timeout: None,
+            allow_running: false,
             filter: FilterArgs::default(),
             transfer: self.transfer.clone(),
         };
@@ -461,6 +472,16 @@ pub struct DownloadArgs {
     /// With --wait: give up after this long (90s, 15m, 2h, 1h30m or seconds); exit 5.
     #[arg(long, value_name = "DURATION", requires = "wait")]
     pub timeout: Option<String>,
+    /// Download what exists now of a job that is not finished (instead of exit 5): the files may
+    /// be incomplete; `--json` says `"partial": true` and the manifest records it.
+    #[arg(long, conflicts_with = "wait")]
+    pub allow_running: bool,
+    /// Fetch only this machine's share of the files: K/N (K counts from 0, as RANK,
+    /// JOB_COMPLETION_INDEX and SLURM_PROCID do: 0/3, 1/3, 2/3), balanced by bytes; the N shares
+    /// are disjoint and together hold every file. `auto` reads the scheduler's variables
+    /// (JOB_COMPLETION_INDEX + JOBDL_SHARD_COUNT, RANK + WORLD_SIZE, SLURM_PROCID + SLURM_NTASKS).
+    #[arg(long, value_name = "K/N|auto")]
+    pub shard: Option<String>,
     /// Kept for scripts: keeping local files that still match the service is the default now.
     #[arg(long)]
     pub skip_existing: bool,
@@ -484,6 +505,32 @@ pub struct DownloadArgs {
 pub struct VerifyArgs {
     /// The destination a download wrote (holds .jobdl/manifest.json).
     pub dest: PathBuf,
+    /// Also list the job again on the service (the configured source and credentials, as for
+    /// `download`) and name the files that are new there, changed (size, MD5 or ETag) or deleted.
+    #[arg(long)]
+    pub remote: bool,
+    /// Check only the manifest of this shard (K/N, as given to `download --shard`); by default
+    /// every manifest in DEST/.jobdl/ is checked.
+    #[arg(long, value_name = "K/N")]
+    pub shard: Option<String>,
+    /// With --remote: where the job lives (as for `download`).
+    #[command(flatten)]
+    pub source: SourceArgs,
+    /// With --remote: Azure cloud.
+    #[arg(long, env = "AZURE_CLOUD", value_name = "NAME", default_value = "AzureCloud")]
+    pub cloud: String,
+    /// With --remote: Kubeflow API bearer token file (as for `download`).
+    #[arg(long, value_name = "PATH")]
+    pub kfp_token_file: Option<PathBuf>,
+    /// With --remote: where a Kubeflow run's outputs live (as for `download`).
+    #[arg(long, value_name = "URI")]
+    pub pipeline_root: Option<String>,
+    /// With --remote: S3-compatible storage.
+    #[command(flatten)]
+    pub s3: S3Args,
+    /// With --remote: extra host[:port] that URLs from the service may point to (repeatable).
+    #[arg(long = "allow-host", value_name = "HOST[:PORT]")]
+    pub allow_host: Vec<String>,
     /// Print exactly one JSON document on stdout and nothing else.
     #[arg(long)]
     pub json: bool,
@@ -518,6 +565,12 @@ pub struct CpArgs {
     /// List what would be downloaded (sizes and local paths); write nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Fetch only this machine's share of the files: K/N (K counts from 0, as RANK,
+    /// JOB_COMPLETION_INDEX and SLURM_PROCID do: 0/3, 1/3, 2/3), balanced by bytes; the N shares
+    /// are disjoint and together hold every file. `auto` reads the scheduler's variables
+    /// (JOB_COMPLETION_INDEX + JOBDL_SHARD_COUNT, RANK + WORLD_SIZE, SLURM_PROCID + SLURM_NTASKS).
+    #[arg(long, value_name = "K/N|auto")]
+    pub shard: Option<String>,
     /// Accepted for azcopy users and ignored: cp always takes everything below a prefix.
     #[arg(long, hide = true)]
     pub recursive: bool,

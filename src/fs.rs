@@ -596,6 +596,7 @@ mod xattr {
 pub struct DestLock {
     file: File,
     meta: Dir,
+    name: std::ffi::OsString,
 }
 
 impl DestLock {
@@ -606,8 +607,14 @@ impl DestLock {
     /// that locked the old, unlinked file then sees that the name no longer holds what it locked
     /// and tries again, so two processes never both hold "the" lock.
     pub fn acquire(root: &Dir) -> io::Result<DestLock> {
+        DestLock::acquire_named(root, "lock")
+    }
+
+    /// [`DestLock::acquire`] on `<root>/.jobdl/<name>`: each `--shard` of a shared destination
+    /// holds its own lock (`lock-shard-K-of-N`), so the N nodes write side by side.
+    pub fn acquire_named(root: &Dir, name: &str) -> io::Result<DestLock> {
         let meta_name = OsStr::new(META_DIR);
-        let lock_name = OsStr::new("lock");
+        let lock_name = OsStr::new(name);
         for _ in 0..16 {
             let meta = match root.create_dir_all(&root.path.join(META_DIR)) {
                 Ok(d) => d,
@@ -624,11 +631,11 @@ impl DestLock {
                     meta.remove_file(lock_name)?;
                     continue;
                 }
-                Err(e) => return Err(with_path(e.into(), &meta.path.join("lock"))),
+                Err(e) => return Err(with_path(e.into(), &meta.path.join(name))),
             };
             let held = file.metadata()?;
             if !held.is_file() {
-                return Err(io::Error::other(format!("{} is not a regular file", meta.path.join("lock").display())));
+                return Err(io::Error::other(format!("{} is not a regular file", meta.path.join(name).display())));
             }
             match file.try_lock() {
                 Ok(()) => {}
@@ -641,11 +648,13 @@ impl DestLock {
                 Err(std::fs::TryLockError::Error(e)) => return Err(e),
             }
             match rfs::statat(&*meta.fd, lock_name, AtFlags::SYMLINK_NOFOLLOW) {
-                Ok(now) if now.st_ino == held.ino() && now.st_dev == held.dev() => return Ok(DestLock { file, meta }),
+                Ok(now) if now.st_ino == held.ino() && now.st_dev == held.dev() => {
+                    return Ok(DestLock { file, meta, name: lock_name.to_os_string() });
+                }
                 _ => continue, // the holder removed it as we opened it: take the new one
             }
         }
-        Err(io::Error::other(format!("cannot take the lock {}", root.path.join(META_DIR).join("lock").display())))
+        Err(io::Error::other(format!("cannot take the lock {}", root.path.join(META_DIR).join(name).display())))
     }
 
     /// The destination's `.jobdl/` directory (held open; never reached through a link), where
@@ -657,7 +666,7 @@ impl DestLock {
     /// Remove the lock file (and `.jobdl/` when empty) while still holding the lock, then
     /// release it: after a run the destination holds only the payload.
     pub fn release(self) {
-        let _ = self.meta.remove_file(OsStr::new("lock"));
+        let _ = self.meta.remove_file(&self.name);
         if let Some(parent) = self.meta.path.parent()
             && let Ok(root) = Dir::open_root(parent)
         {

@@ -12,7 +12,7 @@
 //! - [`provider`]: what exists and where — Foundry, Azure ML, MLflow/Databricks, Kubeflow — as
 //!   listings of remote files; never prints, reads the environment or touches the disk
 //! - [`jobref`]: run-page URLs pasted where a job name goes
-//! - [`plan`]: pure planning: path safety, dedupe, filters
+//! - [`plan`], [`shard`]: pure planning: path safety, dedupe, filters; `--shard K/N` splits
 //! - [`transfer`]: provider-blind engine moving bytes from URLs to files
 //! - [`archive`]: KFP v1 `:read` archives (JSON-wrapped base64 `.tgz`) unpacked as a stream
 //! - [`manifest`]: `DEST/.jobdl/manifest.json`, what reruns and `jobdl verify` compare with
@@ -40,5 +40,6 @@ pub mod retry;
 pub mod s3;
 pub mod safepath;
 pub mod settings;
+pub mod shard;
 pub mod signal;
 pub mod transfer;

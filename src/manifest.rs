@@ -34,9 +34,55 @@ pub struct Manifest {
     /// When the manifest was last written (RFC 3339, UTC).
     #[serde(default)]
     pub updated: Option<String>,
+    /// The last run took a job that was not finished (`--allow-running`): files may be
+    /// incomplete. Absent when false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub partial: bool,
+    /// `--shard K/N`: the share of the files this manifest records (K counts from 0). Absent
+    /// for a whole run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<ShardRecord>,
+    /// What the last run asked for (outputs and filters), so that `verify --remote` lists the
+    /// same files again. Absent for `cp`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request: Option<Request>,
     /// One entry per file, sorted by path.
     #[serde(default)]
     pub files: Vec<Entry>,
+}
+
+/// The shard a manifest records.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ShardRecord {
+    /// This node's share, `0..count`.
+    pub index: usize,
+    /// How many nodes shared the files.
+    pub count: usize,
+}
+
+/// What a download asked for (`--output`, `--all-outputs`, `--include`, `--exclude`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Request {
+    /// `--output` values as given.
+    #[serde(default)]
+    pub outputs: Vec<String>,
+    /// `--all-outputs`.
+    #[serde(default)]
+    pub all_outputs: bool,
+    /// `--include` globs.
+    #[serde(default)]
+    pub include: Vec<String>,
+    /// `--exclude` globs.
+    #[serde(default)]
+    pub exclude: Vec<String>,
+}
+
+/// The manifest file of a run: `manifest.json`, or `manifest-shard-K-of-N.json` for a shard.
+pub fn file_name(shard: Option<crate::shard::Shard>) -> String {
+    match shard {
+        Some(s) => format!("manifest-{}.json", s.tag()),
+        None => FILE_NAME.to_string(),
+    }
 }
 
 /// What jobdl recorded about one file.
@@ -206,6 +252,34 @@ pub fn service_matches(task: &FileTask, rec: &Entry) -> bool {
     compared
 }
 
+/// How the service's listing of a file differs from its record (`verify --remote`): the first of
+/// size, MD5, other check and ETag that both sides know and that differ, said as a reason; `None`
+/// when everything both know agrees (or nothing can be compared).
+pub fn remote_difference(task: &FileTask, rec: &Entry) -> Option<String> {
+    if let Some(s) = task.size
+        && s != rec.size
+    {
+        return Some(format!("{s} bytes on the service, {} recorded", rec.size));
+    }
+    if let (Some(want), Some(have)) = (task.md5, rec.md5())
+        && want != have
+    {
+        return Some("its MD5 on the service differs from the record".into());
+    }
+    if let (Some(want), Some(have)) = (task.check, rec.check())
+        && want.kind() == have.kind()
+        && want != have
+    {
+        return Some(format!("its {} on the service differs from the record", want.kind().as_str()));
+    }
+    if let (Some(want), Some(have)) = (&task.etag, &rec.etag)
+        && !same_etag(want, have)
+    {
+        return Some(format!("its ETag on the service is {want}, {have} recorded"));
+    }
+    None
+}
+
 /// What to do with one planned file, given what is at its final path.
 #[derive(Debug)]
 pub enum Decision {
@@ -367,18 +441,23 @@ pub fn decide(root: &Dir, task: &FileTask, rec: Option<&Entry>, overwrite: bool,
 /// then every existing file is treated as unrecorded (compared with the service, never silently
 /// replaced).
 pub fn load(meta: Option<&Dir>) -> Manifest {
+    load_named(meta, FILE_NAME)
+}
+
+/// [`load`] of the manifest file `name` (a shard's, see [`file_name`]).
+pub fn load_named(meta: Option<&Dir>, name: &str) -> Manifest {
     let Some(meta) = meta else { return Manifest::default() };
-    match meta.read_regular(OsStr::new(FILE_NAME), MAX_BYTES) {
+    match meta.read_regular(OsStr::new(name), MAX_BYTES) {
         Ok(Some(bytes)) => match serde_json::from_slice::<Manifest>(&bytes) {
             Ok(m) if m.version <= VERSION => m,
             Ok(m) => {
-                crate::log::log(0, format!("warning: {} is version {}; ignoring it", FILE_NAME, m.version));
+                crate::log::log(0, format!("warning: {name} is version {}; ignoring it", m.version));
                 Manifest::default()
             }
             Err(e) => {
                 crate::log::log(
                     0,
-                    format!("warning: cannot parse {}: {e}; ignoring it", meta.path().join(FILE_NAME).display()),
+                    format!("warning: cannot parse {}: {e}; ignoring it", meta.path().join(name).display()),
                 );
                 Manifest::default()
             }
@@ -393,9 +472,14 @@ pub fn load(meta: Option<&Dir>) -> Manifest {
 
 /// Write the manifest atomically into `.jobdl/`.
 pub fn save(meta: &Dir, m: &Manifest) -> io::Result<()> {
+    save_named(meta, FILE_NAME, m)
+}
+
+/// [`save`] as the manifest file `name` (a shard's, see [`file_name`]).
+pub fn save_named(meta: &Dir, name: &str, m: &Manifest) -> io::Result<()> {
     let mut bytes = serde_json::to_vec_pretty(m).map_err(io::Error::other)?;
     bytes.push(b'\n');
-    meta.replace_file(OsStr::new(FILE_NAME), &bytes)
+    meta.replace_file(OsStr::new(name), &bytes)
 }
 
 impl Manifest {
@@ -426,6 +510,9 @@ pub fn updated(
         job: job.map(str::to_string),
         source: Some(source.to_string()),
         updated: Some(time),
+        partial: false,
+        shard: None,
+        request: None,
         files: entries.into_values().collect(),
     }
 }
@@ -513,6 +600,31 @@ mod tests {
             mtime_ns: mtime,
             time: now(),
         }
+    }
+
+    #[test]
+    fn remote_difference_names_what_changed_on_the_service() {
+        let root = Path::new("/d");
+        let rec = entry("a", b"alpha\n", Some("\"0x1\""), None);
+        let same = task(root, "a", Some(6), Some(md5(b"alpha\n")), Some("0x1"));
+        assert_eq!(remote_difference(&same, &rec), None, "quotes around an ETag do not matter");
+        assert_eq!(remote_difference(&task(root, "a", None, None, None), &rec), None, "nothing to compare");
+        let grown = task(root, "a", Some(8), None, None);
+        assert_eq!(remote_difference(&grown, &rec).unwrap(), "8 bytes on the service, 6 recorded");
+        let rewritten = task(root, "a", Some(6), Some(md5(b"ALPHA\n")), None);
+        assert!(remote_difference(&rewritten, &rec).unwrap().contains("MD5"));
+        let retagged = task(root, "a", Some(6), None, Some("0x2"));
+        assert!(remote_difference(&retagged, &rec).unwrap().contains("ETag"));
+    }
+
+    #[test]
+    fn a_shard_has_its_own_manifest_file_and_old_manifests_still_load() {
+        assert_eq!(file_name(None), "manifest.json");
+        assert_eq!(file_name(Some(crate::shard::Shard { index: 1, count: 3 })), "manifest-shard-1-of-3.json");
+        let m: Manifest = serde_json::from_str(r#"{"version":1,"files":[]}"#).unwrap();
+        assert!(!m.partial && m.shard.is_none() && m.request.is_none());
+        let text = serde_json::to_string(&m).unwrap();
+        assert!(!text.contains("partial") && !text.contains("shard"), "{text}");
     }
 
     #[test]

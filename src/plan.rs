@@ -220,6 +220,26 @@ impl Plan {
         self.failures.push(PlanFailure { display: format!("{subdir}/"), error });
     }
 
+    /// Keep only `shard`'s share of the planned files, archives and failures (see
+    /// [`crate::shard::assign`]; each is keyed by its path in the destination, so the split is
+    /// the same on every node whatever the listing order).
+    pub fn keep_shard(&mut self, shard: crate::shard::Shard) {
+        let archive_keys: Vec<String> = self.archives.iter().map(|a| format!("{}/", a.display)).collect();
+        let mut items: Vec<(&str, Option<u64>)> = Vec::new();
+        items.extend(self.tasks.iter().map(|t| (t.display.as_str(), t.size)));
+        items.extend(archive_keys.iter().map(|k| (k.as_str(), None)));
+        items.extend(self.failures.iter().map(|f| (f.display.as_str(), None)));
+        let mine: Vec<bool> = crate::shard::assign(&items, shard.count).into_iter().map(|k| k == shard.index).collect();
+        let (tasks, rest) = mine.split_at(self.tasks.len().min(mine.len()));
+        let (archives, failures) = rest.split_at(self.archives.len().min(rest.len()));
+        let mut it = tasks.iter();
+        self.tasks.retain(|_| it.next().copied().unwrap_or(false));
+        let mut it = archives.iter();
+        self.archives.retain(|_| it.next().copied().unwrap_or(false));
+        let mut it = failures.iter();
+        self.failures.retain(|_| it.next().copied().unwrap_or(false));
+    }
+
     /// Total planned bytes (known sizes only).
     pub fn bytes(&self) -> u64 {
         self.tasks.iter().filter_map(|t| t.size).sum()
@@ -321,6 +341,26 @@ mod tests {
         let shown: Vec<_> = plan.tasks.iter().map(|t| t.display.as_str()).collect();
         assert_eq!(shown, ["named-outputs/m/a.csv", "named-outputs/m/sub/b.csv"]);
         assert_eq!(plan.filtered, 1);
+    }
+
+    #[test]
+    fn shards_of_a_plan_are_disjoint_and_cover_files_archives_and_failures() {
+        let listing = || Listing {
+            files: (0..10).map(|i| file(&format!("f{i}"))).collect(),
+            failures: vec![("gone".into(), "no URL".into())],
+        };
+        let mut seen = Vec::new();
+        for k in 0..3 {
+            let mut plan = Plan::default();
+            plan.add(Path::new("/d"), "artifacts", listing(), &mut HashMap::new());
+            plan.keep_shard(crate::shard::Shard { index: k, count: 3 });
+            seen.extend(plan.tasks.iter().map(|t| t.display.clone()));
+            seen.extend(plan.failures.iter().map(|f| f.display.clone()));
+        }
+        seen.sort();
+        let before = seen.len();
+        seen.dedup();
+        assert_eq!((before, seen.len()), (11, 11), "{seen:?}");
     }
 
     #[test]

@@ -466,6 +466,39 @@ pub fn env_url(name: &str) -> Result<Option<url::Url>, Error> {
     }
 }
 
+/// Kubernetes indexed Job: this pod's index (set by Kubernetes).
+pub const ENV_JOB_COMPLETION_INDEX: &str = "JOB_COMPLETION_INDEX";
+/// The shard count that goes with `JOB_COMPLETION_INDEX` (Kubernetes sets none: pass
+/// `.spec.completions` through it).
+pub const ENV_SHARD_COUNT: &str = "JOBDL_SHARD_COUNT";
+
+/// The scheduler variable pairs `--shard auto` reads, in order: (index, count).
+pub const SHARD_ENV_PAIRS: [(&str, &str); 3] =
+    [(ENV_JOB_COMPLETION_INDEX, ENV_SHARD_COUNT), ("RANK", "WORLD_SIZE"), ("SLURM_PROCID", "SLURM_NTASKS")];
+
+/// Resolve `--shard`: `K/N` as given, or `auto`: the first pair of [`SHARD_ENV_PAIRS`] whose two
+/// variables are both set (Kubernetes indexed Job, torchrun, Slurm). The environment is read only
+/// for `auto`, so a `RANK` set for a training script never splits a plain download. Exit 2 on a
+/// malformed value, or on `auto` when no pair is set.
+pub fn shard(flag: Option<&str>, env: &dyn Fn(&str) -> Option<String>) -> Result<Option<crate::shard::Shard>, Error> {
+    let Some(flag) = flag.map(str::trim) else { return Ok(None) };
+    if !flag.eq_ignore_ascii_case("auto") {
+        return crate::shard::Shard::parse(flag).map(Some);
+    }
+    let get = |n: &str| env(n).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+    for (index, count) in SHARD_ENV_PAIRS {
+        if let (Some(k), Some(n)) = (get(index), get(count)) {
+            return crate::shard::Shard::new(&k, &n, &format!("from {index}/{count}")).map(Some);
+        }
+    }
+    let pairs: Vec<String> = SHARD_ENV_PAIRS.iter().map(|(k, n)| format!("{k} + {n}")).collect();
+    Err(Error::usage(format!(
+        "--shard auto found no scheduler variables (it reads {}, each pair only when both are set); give \
+         --shard K/N instead",
+        pairs.join(", ")
+    )))
+}
+
 /// Where a resolved setting came from.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Source {
@@ -656,24 +689,34 @@ impl Resolved {
                 }
                 self.apply_transfer(&mut a.transfer);
             }
-            Command::Config(_) | Command::Completions(_) | Command::Man(_) | Command::Verify(_) => {}
+            Command::Verify(a) => {
+                self.apply_source(&mut a.source, &mut a.cloud);
+                if let Some(Value::Many(hosts)) = self.file_value("allow_hosts") {
+                    a.allow_host = hosts.clone();
+                }
+            }
+            Command::Config(_) | Command::Completions(_) | Command::Man(_) => {}
         }
     }
 
     fn apply_job(&self, job: &mut JobArgs) {
+        self.apply_source(&mut job.source, &mut job.cloud);
+    }
+
+    fn apply_source(&self, source: &mut crate::cli::SourceArgs, cloud: &mut String) {
         let fill = |slot: &mut Option<String>, name: &str| {
             if let Some(v) = self.file_value(name) {
                 *slot = Some(v.text());
             }
         };
-        fill(&mut job.source.project_endpoint, "project_endpoint");
-        fill(&mut job.source.subscription, "subscription");
-        fill(&mut job.source.resource_group, "resource_group");
-        fill(&mut job.source.workspace, "workspace");
-        fill(&mut job.source.mlflow_uri, "mlflow_uri");
-        fill(&mut job.source.kfp_endpoint, "kfp_endpoint");
+        fill(&mut source.project_endpoint, "project_endpoint");
+        fill(&mut source.subscription, "subscription");
+        fill(&mut source.resource_group, "resource_group");
+        fill(&mut source.workspace, "workspace");
+        fill(&mut source.mlflow_uri, "mlflow_uri");
+        fill(&mut source.kfp_endpoint, "kfp_endpoint");
         if let Some(c) = self.file_value("cloud") {
-            job.cloud = c.text();
+            *cloud = c.text();
         }
     }
 
@@ -794,6 +837,39 @@ mod tests {
             crate::cli::Command::Download(a) => a.target,
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn shard_auto_reads_the_first_complete_scheduler_pair_only() {
+        use crate::shard::Shard;
+        let env_of = |vars: &'static [(&'static str, &'static str)]| {
+            move |n: &str| vars.iter().find(|(k, _)| *k == n).map(|(_, v)| v.to_string())
+        };
+        let all: &[(&str, &str)] = &[
+            ("JOB_COMPLETION_INDEX", "2"),
+            ("JOBDL_SHARD_COUNT", "4"),
+            ("RANK", "1"),
+            ("WORLD_SIZE", "8"),
+            ("SLURM_PROCID", "0"),
+            ("SLURM_NTASKS", "2"),
+        ];
+        let s = |flag: Option<&str>, vars: &'static [(&'static str, &'static str)]| shard(flag, &env_of(vars));
+        // No flag: the environment is never read, RANK or not.
+        assert_eq!(s(None, all).unwrap(), None);
+        assert_eq!(s(Some("1/3"), all).unwrap(), Some(Shard { index: 1, count: 3 }));
+        assert_eq!(s(Some("auto"), all).unwrap(), Some(Shard { index: 2, count: 4 }));
+        // JOB_COMPLETION_INDEX without a count is skipped: torchrun's pair is next.
+        let torch: &[(&str, &str)] =
+            &[("JOB_COMPLETION_INDEX", "2"), ("RANK", "1"), ("WORLD_SIZE", "8"), ("SLURM_PROCID", "0")];
+        assert_eq!(s(Some("auto"), torch).unwrap(), Some(Shard { index: 1, count: 8 }));
+        let slurm: &[(&str, &str)] = &[("RANK", "1"), ("SLURM_PROCID", "1"), ("SLURM_NTASKS", "2")];
+        assert_eq!(s(Some("AUTO"), slurm).unwrap(), Some(Shard { index: 1, count: 2 }));
+        let e = s(Some("auto"), &[("RANK", "1")]).unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        assert!(e.to_string().contains("WORLD_SIZE"), "{e}");
+        let e = s(Some("auto"), &[("RANK", "8"), ("WORLD_SIZE", "8")]).unwrap_err();
+        assert!(e.to_string().contains("RANK/WORLD_SIZE"), "{e}");
+        assert_eq!(s(Some("x"), all).unwrap_err().exit_code(), 2);
     }
 
     #[test]

@@ -354,6 +354,12 @@ fn states_wait_and_failures_map_to_exit_codes() {
     let out = w.jobdl(&["download", "run-b", "--all-outputs", "-p", "bf"]);
     assert_eq!(out.status.code(), Some(0), "a FAILED run downloads what it wrote: {}", text(&out));
     assert!(w.dest("bf/named-outputs/train/model").is_file());
+    // --allow-running takes what a running run has written so far, marked partial.
+    w.kfp.run("run-b", &["RUNNING"], run_json("run-b", Some(spec(PIPE)), None, ""));
+    let out = w.jobdl(&["download", "run-b", "--all-outputs", "-p", "br", "--allow-running", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(serde_json::from_slice::<Value>(&out.stdout).unwrap()["partial"], true, "{}", text(&out));
+    assert!(w.dest("br/named-outputs/train/model").is_file(), "{}", text(&out));
 
     // 400 from the API → exit 2.
     let out = w.jobdl(&["download", "bad-request"]);

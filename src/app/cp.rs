@@ -22,6 +22,7 @@ pub async fn cp(args: CpArgs, printer: Printer, cancel: CancellationToken) -> Re
     }
     let common = Common::resolve(&args.transfer, &args.cloud, args.overwrite)?;
     let filter = Filter::new(&args.filter.include, &args.filter.exclude)?;
+    let shard = crate::settings::shard(args.shard.as_deref(), &|n| std::env::var(n).ok())?;
     let url = url::Url::parse(args.url.trim()).map_err(|e| Error::usage(format!("invalid URL: {e}")))?;
     common.allow.check_storage(&url).map_err(|e| Error::usage(format!("URL not allowed: {e}")))?;
     let parsed = parse_blob_url(&url).map_err(Error::Usage)?;
@@ -36,6 +37,9 @@ pub async fn cp(args: CpArgs, printer: Printer, cancel: CancellationToken) -> Re
     crate::report::set_destination(&root);
     let mut plan = Plan { filter, ..Plan::default() };
     plan.add(&root, "", listing, &mut HashMap::new());
+    if let Some(s) = shard {
+        plan.keep_shard(s);
+    }
     let mut shown = url.clone();
     shown.set_query(None);
     let source = crate::redact::url_for_display(&shown);
@@ -45,9 +49,19 @@ pub async fn cp(args: CpArgs, printer: Printer, cancel: CancellationToken) -> Re
         printer.dry_run(&root, &plan, &actions, None);
         return Ok(if plan.failures.is_empty() { 0 } else { crate::error::EXIT_FILES_FAILED });
     }
-    let manifest = args.manifest;
-    execute(Session { common: &common, client: &client, printer, started, cancel, source, manifest }, &root, plan, None)
-        .await
+    let session = Session {
+        common: &common,
+        client: &client,
+        printer,
+        started,
+        cancel,
+        source,
+        partial: false,
+        shard,
+        request: None,
+        manifest: args.manifest,
+    };
+    execute(session, &root, plan, None).await
 }
 
 /// The hint of a refused `cp` URL: no job or sign-in is involved, only the SAS in the URL.
@@ -129,6 +143,7 @@ async fn blob_listing(blob: &BlobClient, parsed: &ParsedBlobUrl) -> Result<Listi
 async fn cp_s3(args: CpArgs, printer: Printer, cancel: CancellationToken, started: Instant) -> Result<u8, Error> {
     let common = Common::resolve(&args.transfer, &args.cloud, args.overwrite)?;
     let filter = Filter::new(&args.filter.include, &args.filter.exclude)?;
+    let shard = crate::settings::shard(args.shard.as_deref(), &|n| std::env::var(n).ok())?;
     let loc = crate::s3::parse_s3_url(args.url.trim()).map_err(Error::Usage)?;
     let home = std::env::var_os("HOME").or_else(|| std::env::var_os("USERPROFILE")).map(std::path::PathBuf::from);
     let config = crate::settings::s3_config(
@@ -155,6 +170,9 @@ async fn cp_s3(args: CpArgs, printer: Printer, cancel: CancellationToken, starte
     crate::report::set_destination(&root);
     let mut plan = Plan { filter, ..Plan::default() };
     plan.add(&root, "", listing, &mut HashMap::new());
+    if let Some(s) = shard {
+        plan.keep_shard(s);
+    }
     let source = crate::redact::redact(args.url.trim());
     super::warn_unmatched_includes(&plan);
     if args.dry_run {
@@ -162,9 +180,19 @@ async fn cp_s3(args: CpArgs, printer: Printer, cancel: CancellationToken, starte
         printer.dry_run(&root, &plan, &actions, None);
         return Ok(if plan.failures.is_empty() { 0 } else { crate::error::EXIT_FILES_FAILED });
     }
-    let manifest = args.manifest;
-    execute(Session { common: &common, client: &client, printer, started, cancel, source, manifest }, &root, plan, None)
-        .await
+    let session = Session {
+        common: &common,
+        client: &client,
+        printer,
+        started,
+        cancel,
+        source,
+        partial: false,
+        shard,
+        request: None,
+        manifest: args.manifest,
+    };
+    execute(session, &root, plan, None).await
 }
 
 /// The files of an `s3://` URL: the one object it names, else every object under it.

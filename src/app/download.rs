@@ -70,8 +70,24 @@ pub async fn download(args: DownloadArgs, printer: Printer, cancel: Cancellation
         printer.dry_run(&r.root, &r.plan, &actions, job_ref);
         return Ok(if r.plan.failures.is_empty() { 0 } else { crate::error::EXIT_FILES_FAILED });
     }
-    let session =
-        Session { common: &r.common, client: &r.client, printer, started, cancel, source: r.source, manifest: true };
+    let request = crate::manifest::Request {
+        outputs: args.outputs.clone(),
+        all_outputs: args.all_outputs,
+        include: args.filter.include.clone(),
+        exclude: args.filter.exclude.clone(),
+    };
+    let session = Session {
+        common: &r.common,
+        client: &r.client,
+        printer,
+        started,
+        cancel,
+        source: r.source,
+        partial: r.partial,
+        shard: r.shard,
+        request: Some(request),
+        manifest: true,
+    };
     execute(session, &r.root, r.plan, job_ref).await
 }
 
@@ -93,6 +109,10 @@ pub(crate) struct Resolution {
     pub probe_sizes: bool,
     /// Where the job lives, as the manifest records it.
     pub source: String,
+    /// The job was not finished (`--allow-running`): its files may be incomplete.
+    pub partial: bool,
+    /// `--shard`: the plan holds only this share.
+    pub shard: Option<crate::shard::Shard>,
 }
 
 /// Settings, HTTP client and provider for a job-addressing command.
@@ -211,6 +231,7 @@ pub(crate) async fn resolve(
 ) -> Result<Resolution, Error> {
     let filter = Filter::new(&args.filter.include, &args.filter.exclude)?;
     let timeout = args.timeout.as_deref().map(|t| parse_duration(t, "--timeout")).transpose()?;
+    let shard = crate::settings::shard(args.shard.as_deref(), &|n| std::env::var(n).ok())?;
     let Located { common, client, blob, provider, source } = locate(args)?;
     if !args.dry_run {
         // Known before the gate, so an interruption while waiting still names it.
@@ -220,7 +241,25 @@ pub(crate) async fn resolve(
     let (printer, cancel) = (*printer, cancel.clone());
 
     // The gate runs before anything is written.
-    let job = gate(&provider, &args.target.job, args.wait, timeout, common.poll_interval, &printer, &cancel).await?;
+    let job = gate(
+        &provider,
+        &args.target.job,
+        args.wait,
+        args.allow_running,
+        timeout,
+        common.poll_interval,
+        &printer,
+        &cancel,
+    )
+    .await?;
+    let partial = !provider.is_terminal(&job.status);
+    if partial {
+        crate::report::notice(&format!(
+            "warning: job '{}' was still {} (not finished): taking the files that exist now, which may be \
+             incomplete",
+            job.name, job.status
+        ));
+    }
     let job = tokio::select! {
         j = provider.describe(job) => j?,
         _ = cancel.cancelled() => return Err(Error::Interrupted),
@@ -345,7 +384,14 @@ pub(crate) async fn resolve(
     }
     let probe_sizes = !matches!(provider, Provider::Mlflow(_));
     super::warn_unmatched_includes(&plan);
-    Ok(Resolution { common, client, blob, job, root, plan, probe_sizes, source })
+    if let Some(s) = shard {
+        plan.keep_shard(s);
+        crate::log::log(
+            1,
+            format!("shard {s}: {} files, {} bytes of this job are this node's", plan.tasks.len(), plan.bytes()),
+        );
+    }
+    Ok(Resolution { common, client, blob, job, root, plan, probe_sizes, source, partial, shard })
 }
 
 /// Plan one output's files and archives under `subdir`, adding the output's request headers (a
@@ -442,11 +488,14 @@ fn requested(args: &DownloadArgs, job: &Job) -> Result<Vec<Want>, Error> {
     Ok(v)
 }
 
-/// Get the job and wait (with `--wait`) until its status is terminal.
+/// Get the job and wait (with `--wait`) until its status is terminal; with `allow_running` a job
+/// that is not finished is returned as it is.
+#[allow(clippy::too_many_arguments)]
 async fn gate(
     provider: &Provider,
     name: &str,
     wait: bool,
+    allow_running: bool,
     timeout: Option<Duration>,
     first_poll: Duration,
     printer: &Printer,
@@ -496,7 +545,7 @@ async fn gate(
             },
             _ = cancel.cancelled() => return Err(Error::Interrupted),
         };
-        if provider.is_terminal(&job.status) {
+        if provider.is_terminal(&job.status) || allow_running {
             return Ok(job);
         }
         if !wait {

@@ -21,6 +21,8 @@ pub async fn jobs(args: JobsArgs, printer: Printer, cancel: CancellationToken) -
         dry_run: true,
         filter: FilterArgs::default(),
         transfer: args.transfer.clone(),
+        allow_running: false,
+        shard: None,
     };
     let Located { common, provider, .. } = locate_source(&dl)?;
     let (statuses, unknown) = StatusFilter::new(&args.status);

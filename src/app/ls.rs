@@ -33,7 +33,7 @@ pub async fn ls(args: LsArgs, printer: Printer, cancel: CancellationToken) -> Re
     if r.plan.filtered > 0 {
         crate::log::log(1, format!("{} files left out by --include/--exclude", r.plan.filtered));
     }
-    printer.ls((&r.job.name, &r.job.status), &rows, &r.plan.failures);
+    printer.ls((&r.job.name, &r.job.status), &rows, &r.plan.failures, r.partial);
     Ok(if r.plan.failures.is_empty() { 0 } else { EXIT_FILES_FAILED })
 }
 

@@ -33,6 +33,7 @@ pub(crate) fn absolute(p: &Path) -> Result<PathBuf, Error> {
 /// Take the destination lock, waiting up to `timeout` for another jobdl to finish.
 async fn lock(
     root: &crate::fs::Dir,
+    name: &str,
     timeout: std::time::Duration,
     printer: &Printer,
     cancel: &CancellationToken,
@@ -40,7 +41,7 @@ async fn lock(
     let started = Instant::now();
     let mut told = false;
     loop {
-        match crate::fs::DestLock::acquire(root) {
+        match crate::fs::DestLock::acquire_named(root, name) {
             Ok(l) => return Ok(l),
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock && started.elapsed() < timeout => {
                 if !told {
@@ -145,6 +146,12 @@ pub(crate) struct Session<'a> {
     pub source: String,
     /// Whether to write `DEST/.jobdl/manifest.json` (a manifest already there is read either way).
     pub manifest: bool,
+    /// The job was not finished (`--allow-running`): recorded in the manifest and `--json`.
+    pub partial: bool,
+    /// `--shard K/N`: the plan holds only this share; its lock and manifest are the shard's own.
+    pub shard: Option<crate::shard::Shard>,
+    /// What a download asked for (recorded for `verify --remote`); `None` for `cp`.
+    pub request: Option<crate::manifest::Request>,
 }
 
 /// Create the destination, take its lock, create each file's directory, run the engine (and
@@ -155,7 +162,7 @@ pub(crate) async fn execute(
     plan: Plan,
     job: Option<(&str, &str)>,
 ) -> Result<u8, Error> {
-    let Session { common, client, printer, started, cancel, source, manifest: record } = session;
+    let Session { common, client, printer, started, cancel, source, manifest: record, partial, shard, request } = session;
     match std::fs::symlink_metadata(root) {
         Ok(_) if !root.is_dir() => {
             return Err(Error::usage(format!("destination {} exists and is not a directory", root.display())));
@@ -167,7 +174,9 @@ pub(crate) async fn execute(
     // From here on every write goes through this descriptor, never through the path again.
     let root_dir = crate::fs::Dir::open_root(root)
         .map_err(|e| Error::Io(format!("cannot open destination {}: {e}", root.display())))?;
-    let lock = lock(&root_dir, common.lock_timeout, &printer, &cancel).await?;
+    let lock_name = shard.map_or_else(|| "lock".to_string(), |s| format!("lock-{}", s.tag()));
+    let manifest_name = crate::manifest::file_name(shard);
+    let lock = lock(&root_dir, &lock_name, common.lock_timeout, &printer, &cancel).await?;
     let mut failures: Vec<PlanFailure> = plan.failures;
     let mut tasks: Vec<FileTask> = Vec::with_capacity(plan.tasks.len());
     let mut made: HashSet<PathBuf> = HashSet::new();
@@ -184,7 +193,7 @@ pub(crate) async fn execute(
     }
     let keep: HashSet<PathBuf> = tasks.iter().map(|t| t.dest.clone()).collect();
     // What the manifest recorded decides which planned files are kept, fetched or refused.
-    let previous = crate::manifest::load(Some(lock.meta_dir())).by_path();
+    let previous = crate::manifest::load_named(Some(lock.meta_dir()), &manifest_name).by_path();
     let (tasks, mut settled, kept) =
         match existing(client, &root_dir, tasks, &previous, common.overwrite, &cancel).await {
             Some(v) => v,
@@ -225,13 +234,16 @@ pub(crate) async fn execute(
         fetcher.run(archives, archives_at_once)
     );
     reporter.finish();
-    let manifest = crate::manifest::updated(previous, job.map(|j| j.0), &source, kept, &outcome.verified);
+    let mut manifest = crate::manifest::updated(previous, job.map(|j| j.0), &source, kept, &outcome.verified);
+    manifest.partial = partial;
+    manifest.shard = shard.map(|s| crate::manifest::ShardRecord { index: s.index, count: s.count });
+    manifest.request = request;
     // A manifest found there is kept up to date even when this command would not start one.
-    let record = record || lock.meta_dir().path().join(crate::manifest::FILE_NAME).exists();
-    if record && let Err(e) = crate::manifest::save(lock.meta_dir(), &manifest) {
+    let record = record || lock.meta_dir().path().join(&manifest_name).exists();
+    if record && let Err(e) = crate::manifest::save_named(lock.meta_dir(), &manifest_name, &manifest) {
         crate::report::notice(&format!(
             "warning: cannot write the manifest {}: {e}; a rerun compares existing files with the service instead",
-            lock.meta_dir().path().join(crate::manifest::FILE_NAME).display()
+            lock.meta_dir().path().join(&manifest_name).display()
         ));
     }
     if !settled.is_empty() {
@@ -250,9 +262,12 @@ pub(crate) async fn execute(
         plan_failures: &failures,
         elapsed: started.elapsed(),
         interrupted: outcome.interrupted,
+        partial,
+        shard,
     };
     let failed = summary.failed();
-    if !outcome.interrupted && failed == 0 {
+    // Other shards may be writing part files into the same destination: a shard sweeps nothing.
+    if !outcome.interrupted && failed == 0 && shard.is_none() {
         // Part files of files no longer in the plan go once a run fully succeeds.
         if let Err(e) = crate::fs::sweep_orphans(&root_dir, &keep) {
             crate::log::log(1, format!("sweep of {}: {e}", root.display()));
@@ -428,7 +443,10 @@ pub fn run_cli(mut cli: crate::cli::Cli, matches: &clap::ArgMatches) -> u8 {
             crate::log::set_verbosity(a.verbose);
             set_color(a.color);
             let printer = Printer { json: a.json, quiet: a.quiet };
-            return verify::verify(a, printer).unwrap_or_else(|e| {
+            if a.remote {
+                return verify_remote(cli, matches, printer);
+            }
+            return verify::verify(a, printer, None).unwrap_or_else(|e| {
                 printer.fatal(&e);
                 e.exit_code()
             });
@@ -514,6 +532,39 @@ pub fn run_cli(mut cli: crate::cli::Cli, matches: &clap::ArgMatches) -> u8 {
             }
         }
     })
+}
+
+/// `jobdl verify --remote`: the job's source is resolved as for `download` (flags, environment,
+/// configuration files), the job listed again, then the destination verified.
+fn verify_remote(mut cli: crate::cli::Cli, matches: &clap::ArgMatches, printer: Printer) -> u8 {
+    let fail = |e: Error| {
+        printer.fatal(&e);
+        e.exit_code()
+    };
+    let resolved = match crate::config::Files::load() {
+        Ok(files) => {
+            let env = |n: &str| std::env::var(n).ok();
+            crate::settings::resolve(&crate::settings::arg_layer(leaf(matches)), files, &env)
+        }
+        Err(e) => return fail(e),
+    };
+    if let Err(e) = resolved.check_conflicts() {
+        return fail(e);
+    }
+    resolved.apply(&mut cli.command);
+    let crate::cli::Command::Verify(args) = cli.command else { return 1 };
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => return fail(Error::Io(format!("cannot start the async runtime: {e}"))),
+    };
+    let diffs = rt.block_on(async {
+        let cancel = crate::signal::install();
+        verify::remote(&args, &printer, &cancel).await
+    });
+    match diffs.and_then(|d| verify::verify(&args, printer, Some(&d))) {
+        Ok(code) => code,
+        Err(e) => fail(e),
+    }
 }
 
 /// Decide once whether the stderr prefixes are coloured.
@@ -643,6 +694,9 @@ mod tests {
             cancel: CancellationToken::new(),
             source: "test".into(),
             manifest: true,
+            partial: false,
+            shard: None,
+            request: None,
         };
         let logs = "named-outputs/train/main-logs";
         let plan = Plan { archives: vec![archive("main-logs", logs)], ..Plan::default() };

@@ -57,7 +57,7 @@ pub(crate) fn table(rows: &[Vec<String>]) -> String {
 }
 
 /// The `ls --json` document (version 1).
-pub fn ls_json(job: (&str, &str), rows: &[LsRow], failures: &[PlanFailure]) -> serde_json::Value {
+pub fn ls_json(job: (&str, &str), rows: &[LsRow], failures: &[PlanFailure], partial: bool) -> serde_json::Value {
     let files: Vec<_> = rows
         .iter()
         .map(|r| json!({"output": r.output, "path": r.path, "bytes": r.bytes, "md5_known": r.md5_known}))
@@ -68,6 +68,9 @@ pub fn ls_json(job: (&str, &str), rows: &[LsRow], failures: &[PlanFailure]) -> s
         "files": files,
         "totals": {"files": rows.len(), "bytes": rows.iter().filter_map(|r| r.bytes).sum::<u64>()},
     });
+    if partial {
+        doc["partial"] = json!(true);
+    }
     if !failures.is_empty() {
         doc["failures"] =
             failures.iter().map(|f| json!({"path": f.display, "error": redact(&f.error)})).collect::<Vec<_>>().into();
@@ -150,9 +153,10 @@ impl Printer {
     }
 
     /// Print the `ls` table (or JSON document) on stdout; plan failures on stderr.
-    pub fn ls(&self, job: (&str, &str), rows: &[LsRow], failures: &[PlanFailure]) {
+    /// `partial`: the job was not finished (`--allow-running`).
+    pub fn ls(&self, job: (&str, &str), rows: &[LsRow], failures: &[PlanFailure], partial: bool) {
         if self.json {
-            out(&format!("{}\n", ls_json(job, rows, failures)));
+            out(&format!("{}\n", ls_json(job, rows, failures, partial)));
             return;
         }
         for f in failures {
@@ -228,7 +232,7 @@ mod tests {
             LsRow { output: "default".into(), path: "logs/a.txt".into(), bytes: Some(10), md5_known: true },
             LsRow { output: "model".into(), path: "w.bin".into(), bytes: None, md5_known: false },
         ];
-        let v = ls_json(("j", "Completed"), &rows, &[]);
+        let v = ls_json(("j", "Completed"), &rows, &[], false);
         assert_eq!(v["version"], 1);
         assert_eq!(v["totals"]["files"], 2);
         assert_eq!(v["totals"]["bytes"], 10);

@@ -39,6 +39,10 @@ pub struct Summary<'a> {
     pub elapsed: Duration,
     /// Whether the run was interrupted.
     pub interrupted: bool,
+    /// The job was not finished (`--allow-running`): the files may be incomplete.
+    pub partial: bool,
+    /// `--shard K/N`: the run fetched only this share.
+    pub shard: Option<crate::shard::Shard>,
 }
 
 impl Summary<'_> {
@@ -126,6 +130,8 @@ impl Printer {
                     plan_failures: &[],
                     elapsed: Duration::ZERO,
                     interrupted: true,
+                    partial: false,
+                    shard: None,
                 };
                 println!("{}", crate::redact::scrub(&summary_json(&s).to_string()));
             }
@@ -308,6 +314,12 @@ pub fn summary_json(s: &Summary<'_>) -> Value {
         "files": files,
         "totals": totals,
     });
+    if s.partial {
+        doc["partial"] = json!(true);
+    }
+    if let Some(sh) = s.shard {
+        doc["shard"] = json!({"index": sh.index, "count": sh.count});
+    }
     let notes = notes();
     if !notes.is_empty() {
         doc["notes"] = json!(notes);
@@ -364,6 +376,8 @@ mod tests {
             plan_failures: &pf,
             elapsed: Duration::from_millis(1500),
             interrupted: false,
+            partial: false,
+            shard: None,
         };
         let v = summary_json(&s);
         assert_eq!(v["version"], 1);

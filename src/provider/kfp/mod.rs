@@ -255,13 +255,11 @@ impl Kfp {
         Err(Error::Protocol(format!("{what}: more than {} pages; stopping", super::jobs::MAX_PAGES)))
     }
 
-    /// A finished run with its outputs (for `show`, `ls`, `--output` and `--all-outputs`): where
-    /// they are is resolved once, after the gate, so a failing store ends the run instead of
-    /// being waited on.
+    /// A run with its outputs (for `show`, `ls`, `--output` and `--all-outputs`): where they are
+    /// is resolved once, after the gate, so a failing store ends the run instead of being waited
+    /// on. The gate lets through a finished run, or (`--allow-running`) one that is not: then the
+    /// outputs are those its tasks have written so far.
     pub async fn describe(&self, mut job: Job) -> Result<Job, Error> {
-        if !TERMINAL.contains(&job.status.as_str()) {
-            return Ok(job);
-        }
         let run_id = job.name.clone();
         let run = self
             .fetched
