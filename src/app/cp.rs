@@ -43,25 +43,20 @@ pub async fn cp(args: CpArgs, printer: Printer, cancel: CancellationToken) -> Re
     let mut shown = url.clone();
     shown.set_query(None);
     let source = crate::redact::url_for_display(&shown);
+    let session =
+        Session { shard, manifest: args.manifest, ..Session::new(&common, &client, printer, started, cancel, source) };
+    plan_or_run(session, &root, plan, args.dry_run).await
+}
+
+/// Print the plan (`--dry-run`), or execute it.
+async fn plan_or_run(session: Session<'_>, root: &std::path::Path, plan: Plan, dry_run: bool) -> Result<u8, Error> {
     super::warn_unmatched_includes(&plan);
-    if args.dry_run {
-        let actions = super::plan_actions(&root, &plan.tasks, common.overwrite).await;
-        printer.dry_run(&root, &plan, &actions, None);
+    if dry_run {
+        let actions = super::plan_actions(root, &plan.tasks, session.common.overwrite).await;
+        session.printer.dry_run(root, &plan, &actions, None);
         return Ok(if plan.failures.is_empty() { 0 } else { crate::error::EXIT_FILES_FAILED });
     }
-    let session = Session {
-        common: &common,
-        client: &client,
-        printer,
-        started,
-        cancel,
-        source,
-        partial: false,
-        shard,
-        request: None,
-        manifest: args.manifest,
-    };
-    execute(session, &root, plan, None).await
+    execute(session, root, plan, None).await
 }
 
 /// The hint of a refused `cp` URL: no job or sign-in is involved, only the SAS in the URL.
@@ -174,25 +169,9 @@ async fn cp_s3(args: CpArgs, printer: Printer, cancel: CancellationToken, starte
         plan.keep_shard(s);
     }
     let source = crate::redact::redact(args.url.trim());
-    super::warn_unmatched_includes(&plan);
-    if args.dry_run {
-        let actions = super::plan_actions(&root, &plan.tasks, common.overwrite).await;
-        printer.dry_run(&root, &plan, &actions, None);
-        return Ok(if plan.failures.is_empty() { 0 } else { crate::error::EXIT_FILES_FAILED });
-    }
-    let session = Session {
-        common: &common,
-        client: &client,
-        printer,
-        started,
-        cancel,
-        source,
-        partial: false,
-        shard,
-        request: None,
-        manifest: args.manifest,
-    };
-    execute(session, &root, plan, None).await
+    let session =
+        Session { shard, manifest: args.manifest, ..Session::new(&common, &client, printer, started, cancel, source) };
+    plan_or_run(session, &root, plan, args.dry_run).await
 }
 
 /// The files of an `s3://` URL: the one object it names, else every object under it.

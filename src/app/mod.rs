@@ -154,6 +154,31 @@ pub(crate) struct Session<'a> {
     pub request: Option<crate::manifest::Request>,
 }
 
+impl<'a> Session<'a> {
+    /// A session that records a manifest, for an unsharded run of a finished job.
+    pub(crate) fn new(
+        common: &'a Common,
+        client: &'a reqwest::Client,
+        printer: Printer,
+        started: Instant,
+        cancel: CancellationToken,
+        source: String,
+    ) -> Self {
+        Session {
+            common,
+            client,
+            printer,
+            started,
+            cancel,
+            source,
+            partial: false,
+            shard: None,
+            request: None,
+            manifest: true,
+        }
+    }
+}
+
 /// Create the destination, take its lock, create each file's directory, run the engine (and
 /// unpack the plan's archives beside it), sweep, print the summary and compute the exit code.
 pub(crate) async fn execute(
@@ -162,7 +187,8 @@ pub(crate) async fn execute(
     plan: Plan,
     job: Option<(&str, &str)>,
 ) -> Result<u8, Error> {
-    let Session { common, client, printer, started, cancel, source, manifest: record, partial, shard, request } = session;
+    let Session { common, client, printer, started, cancel, source, manifest: record, partial, shard, request } =
+        session;
     match std::fs::symlink_metadata(root) {
         Ok(_) if !root.is_dir() => {
             return Err(Error::usage(format!("destination {} exists and is not a directory", root.display())));

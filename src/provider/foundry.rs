@@ -35,7 +35,7 @@ const SHAPE_DOCUMENTED: u8 = 1;
 /// azd's `{"BlobUri": …, "GenerateBlobLevelReadSas": true}` at [`API_VERSION`].
 const SHAPE_AZD: u8 = 2;
 /// Most pages followed in one listing.
-const MAX_PAGES: usize = 10_000;
+pub const MAX_PAGES: usize = 10_000;
 /// Roots whose content info is fetched at once.
 const FANOUT: usize = 8;
 /// Output types Path A can download.
@@ -211,25 +211,17 @@ impl Foundry {
     /// Follow a paged listing (§2.5): `continuationToken`, else a same-host `nextLink`.
     async fn paged(&self, first: Url, what: &str) -> Result<Vec<Value>, Error> {
         let mut items = Vec::new();
-        let mut url = first.clone();
-        let mut seen = HashSet::new();
-        for _ in 0..MAX_PAGES {
-            let page = self.get(url.clone()).await.map_err(|e| self.fatal(e, what))?;
-            let step = parse_page(&page, &first, &url).map_err(|e| Error::Protocol(format!("{what}: {e}")))?;
-            items.extend(step.items);
-            match step.next {
-                None => return Ok(items),
-                Some(next) => {
-                    if !seen.insert(next.to_string()) {
-                        return Err(Error::Protocol(format!(
-                            "{what}: the service repeated a continuation token or next link; stopping"
-                        )));
-                    }
-                    url = next;
-                }
-            }
-        }
-        Err(Error::Protocol(format!("{what}: more than {MAX_PAGES} pages; stopping")))
+        follow_pages(
+            first,
+            what,
+            |url| async { self.get(url).await.map_err(|e| self.fatal(e, what)) },
+            |page| {
+                items.extend(page);
+                false
+            },
+        )
+        .await?;
+        Ok(items)
     }
 
     fn history(&self, job: &str, exp: &str, tail: &str, query: &[(&str, &str)]) -> Url {
@@ -572,6 +564,43 @@ pub struct PageStep {
     /// Where the next page is: `first` with the page's `continuationToken`, or a `nextLink` on
     /// the same scheme, host and port as `current`.
     pub next: Option<Url>,
+}
+
+/// Follow an Azure-style paged listing (`value` + `continuationToken` / `nextLink`, read by
+/// [`parse_page`]: never off the first page's origin) from `first`: `fetch` GETs one page with the
+/// source's credentials and error mapping; `each` takes a page's items and returns `true` to stop.
+/// A repeated token or link, or more than [`MAX_PAGES`] pages, is a protocol error.
+pub async fn follow_pages<F, Fut>(
+    first: Url,
+    what: &str,
+    mut fetch: F,
+    mut each: impl FnMut(Vec<Value>) -> bool,
+) -> Result<(), Error>
+where
+    F: FnMut(Url) -> Fut,
+    Fut: std::future::Future<Output = Result<Value, Error>>,
+{
+    let mut url = first.clone();
+    let mut seen = HashSet::new();
+    for _ in 0..MAX_PAGES {
+        let page = fetch(url.clone()).await?;
+        let step = parse_page(&page, &first, &url).map_err(|e| Error::Protocol(format!("{what}: {e}")))?;
+        if each(step.items) {
+            return Ok(());
+        }
+        match step.next {
+            None => return Ok(()),
+            Some(next) => {
+                if !seen.insert(next.to_string()) {
+                    return Err(Error::Protocol(format!(
+                        "{what}: the service repeated a continuation token or next link; stopping"
+                    )));
+                }
+                url = next;
+            }
+        }
+    }
+    Err(Error::Protocol(format!("{what}: more than {MAX_PAGES} pages; stopping")))
 }
 
 /// Read one page of a paged listing (§2.5). Pure, so the hostile-input tests can fuzz it: a

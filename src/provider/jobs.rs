@@ -147,13 +147,13 @@ impl JobList {
     }
 }
 
-/// Most pages followed in one job listing.
-pub const MAX_PAGES: usize = 10_000;
+/// Most pages followed in one listing.
+pub use super::foundry::MAX_PAGES;
 
 /// Follow an Azure-style paged listing (`value` + `nextLink` / `continuationToken`, read by
 /// [`crate::provider::foundry::parse_page`]: never off the first page's origin) until `q` is
 /// satisfied; `fetch` GETs one page with the source's credentials and error mapping.
-pub async fn azure_pages<F, Fut>(first: Url, what: &str, q: &JobQuery, mut fetch: F) -> Result<JobList, Error>
+pub async fn azure_pages<F, Fut>(first: Url, what: &str, q: &JobQuery, fetch: F) -> Result<JobList, Error>
 where
     F: FnMut(Url) -> Fut,
     Fut: Future<Output = Result<Value, Error>>,
@@ -162,32 +162,11 @@ where
     if q.limit == 0 {
         return Ok(list);
     }
-    let mut url = first.clone();
-    let mut seen = HashSet::new();
-    for _ in 0..MAX_PAGES {
-        let page = fetch(url.clone()).await?;
-        let step = crate::provider::foundry::parse_page(&page, &first, &url)
-            .map_err(|e| Error::Protocol(format!("{what}: {e}")))?;
-        for item in &step.items {
-            if let Some(job) = azure_job(item)
-                && list.take(job, q)
-            {
-                return Ok(list.finish());
-            }
-        }
-        match step.next {
-            None => return Ok(list.finish()),
-            Some(next) => {
-                if !seen.insert(next.to_string()) {
-                    return Err(Error::Protocol(format!(
-                        "{what}: the service repeated a continuation token or next link; stopping"
-                    )));
-                }
-                url = next;
-            }
-        }
-    }
-    Err(Error::Protocol(format!("{what}: more than {MAX_PAGES} pages; stopping")))
+    crate::provider::foundry::follow_pages(first, what, fetch, |items| {
+        items.iter().filter_map(azure_job).any(|job| list.take(job, q))
+    })
+    .await?;
+    Ok(list.finish())
 }
 
 /// A non-empty string field in printable form.
