@@ -11,8 +11,7 @@
 //! `Authorization` header; every route requires `Bearer <token>` when a token is set.
 #![allow(dead_code)]
 
-#[path = "serve.rs"]
-mod serve;
+use super::serve;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};

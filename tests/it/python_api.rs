@@ -3,7 +3,7 @@
 //! with `PYTHONPATH=python` and `JOBDL_BIN` pointing at the binary cargo built, against the demo
 //! workspace served by the emulator on 127.0.0.1. `JOBDL_PYTHON` names another interpreter.
 //! Without `python3` the test is skipped, except under `CI=true`, where it fails.
-mod support;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -4,14 +4,13 @@
 //! binary against the emulator. Ports, the sandbox path and timings are filtered out.
 //!
 //! Snapshots live in `tests/snapshots/`. After an intended change, re-bless them with
-//! `INSTA_UPDATE=always cargo test --test snapshots` and review the diff with `git diff
+//! `INSTA_UPDATE=always cargo test --test it snapshots::` and review the diff with `git diff
 //! tests/snapshots`. Under `CI=true` insta never writes snapshots, so a mismatch fails.
-mod support;
+use crate::support;
 
-#[allow(dead_code)]
-#[path = "cli/harness.rs"]
-mod harness;
+use crate::harness;
 
+use std::path::Path;
 use std::process::Command;
 
 use harness::{Run, TestEnv};
@@ -34,6 +33,8 @@ fn literal(s: &str) -> String {
 fn settings(env: &TestEnv) -> insta::Settings {
     let mut s = insta::Settings::clone_current();
     s.set_prepend_module_to_snapshot(false);
+    // Absolute, so the files stay in `tests/snapshots/` whichever directory this module sits in.
+    s.set_snapshot_path(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/snapshots"));
     s.set_omit_expression(true);
     let sandbox = env.sandbox().to_path_buf();
     if let Ok(canonical) = sandbox.canonicalize()

@@ -1,4 +1,4 @@
-//! Hostile-suite cases (issue 18), split by theme; see tests/hostile.rs for the shared helpers.
+//! Hostile-suite cases (issue 18), split by theme; see tests/it/hostile.rs for the shared helpers.
 #[allow(unused_imports)]
 use super::*;
 
@@ -190,7 +190,7 @@ fn many_blobs_server(total: usize) -> u16 {
 
 /// Peak RSS of listing and planning a million blobs (`cp`, with a filter that keeps none, so
 /// nothing is downloaded). Ignored by default (about a minute in a debug build); run it with
-/// `cargo test --release --test hostile -- --ignored million`. `/usr/bin/time -v` measures it
+/// `cargo test --release --test it -- --ignored million`. `/usr/bin/time -v` measures it
 /// when present.
 #[test]
 #[ignore]

@@ -167,7 +167,7 @@ fn tree(root: &Path) -> std::collections::BTreeMap<String, u64> {
             if e.file_type().unwrap().is_dir() {
                 stack.push(p);
             } else if p.ends_with(".jobdl/manifest.json") {
-                // jobdl's record of the run (tests/manifest.rs checks it).
+                // jobdl's record of the run (tests/it/manifest.rs checks it).
             } else {
                 out.insert(p.strip_prefix(root).unwrap().to_string_lossy().into_owned(), e.metadata().unwrap().len());
             }

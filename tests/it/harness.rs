@@ -277,7 +277,7 @@ pub fn artifact_path(job: &str, path: &str) -> String {
 }
 
 /// Every file (and symlink) below `root`, as `/`-separated relative paths, except the manifests
-/// jobdl keeps (`.jobdl/manifest.json`, checked by tests/manifest.rs).
+/// jobdl keeps (`.jobdl/manifest.json`, checked by tests/it/manifest.rs).
 pub fn files_under(root: &Path) -> BTreeSet<String> {
     fn walk(root: &Path, dir: &Path, out: &mut BTreeSet<String>) {
         let Ok(entries) = std::fs::read_dir(dir) else { return };

@@ -1,12 +1,9 @@
 //! Issue 21, "first contact": what a new user trips on. Each test drives the built `jobdl`
-//! binary against the emulator (`tests/support`, through the CLI harness of `tests/cli`).
+//! binary against the emulator (`tests/support`, through the CLI harness `tests/it/harness.rs`).
 
-#[path = "support/mod.rs"]
-mod support;
+use crate::support;
 
-#[path = "cli/harness.rs"]
-#[allow(dead_code)]
-mod harness;
+use crate::harness;
 
 use harness::TestEnv;
 use support::standard_world;
@@ -292,7 +289,7 @@ fn cp_dry_run_lists_and_writes_nothing() {
 
 // ---- item 12: the demo ----
 
-/// The demo example, built once for these tests (`cargo test --test first_contact` does not
+/// The demo example, built once for these tests (`cargo test --test it first_contact::` does not
 /// build examples).
 fn demo_bin() -> std::path::PathBuf {
     static BUILT: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();

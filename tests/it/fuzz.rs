@@ -7,7 +7,7 @@
 //! 1. every seed as it is, checking the target's invariants, and
 //! 2. proptest mutations of the seeds (byte edits, inserts, deletes, splices of two seeds),
 //!    checking the same invariants. `JOBDL_FUZZ_CASES` sets the cases per target (default 5,000:
-//!    the short bounded run in `.ci/run`; e.g. `JOBDL_FUZZ_CASES=200000 cargo test --test fuzz
+//!    the short bounded run in `.ci/run`; e.g. `JOBDL_FUZZ_CASES=200000 cargo test --test it fuzz::
 //!    --release` for a long run).
 //!
 //! The invariants are about safety, not just "no panic": a planned path never escapes; a parsed

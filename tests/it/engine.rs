@@ -1,6 +1,6 @@
 //! Engine behaviour that crosses the provider seam: refreshing a refused content URI (§2.8) and
 //! probing unknown sizes with a ranged first chunk, driven through the built binary.
-mod support;
+use crate::support;
 
 use std::process::{Command, Output};
 use support::{BlobFixture, Emulator, Fault, FaultRule, JobFixture, World};

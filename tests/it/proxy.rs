@@ -2,14 +2,12 @@
 //! not loopback through a local proxy (`CONNECT` tunnels to a TLS front named
 //! `front.jobdl.invalid`, which only the test proxy resolves; plain `http` to such a name with
 //! `--allow-http` as absolute-form requests through `HTTP_PROXY`), loopback targets never go through
-//! it (tests/hostile.rs checks that with every variable set), `NO_PROXY` bypasses it,
+//! it (tests/it/hostile.rs checks that with every variable set), `NO_PROXY` bypasses it,
 //! proxy credentials are used but never printed, and `SSL_CERT_FILE` / `SSL_CERT_DIR` make a
 //! throw-away CA trusted for an `https://127.0.0.1` server (the emulator behind a TLS front).
-mod support;
+use crate::support;
 
-#[allow(dead_code)]
-#[path = "cli/harness.rs"]
-mod harness;
+use crate::harness;
 
 use std::net::TcpListener;
 use std::process::Command;
@@ -312,8 +310,7 @@ fn an_unreadable_ca_bundle_is_a_usage_error_naming_it() {
     assert!(env.requests().is_empty());
 }
 
-#[path = "support/kfp_api.rs"]
-mod kfp_api;
+use crate::support::kfp_api;
 
 #[test]
 fn http_proxy_relays_plain_http_to_a_remote_endpoint_in_absolute_form() {

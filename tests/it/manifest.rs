@@ -2,11 +2,9 @@
 //! and `jobdl verify` (issues 21 items 2–3, 24 item 4), against the emulator.
 #![allow(dead_code)]
 
-#[path = "support/check.rs"]
-mod check;
-#[path = "cli/harness.rs"]
-mod harness;
-mod support;
+use crate::harness;
+use crate::support;
+use crate::support::check;
 
 use harness::{TestEnv, assert_bytes, is_blob_data, one_job, text};
 use serde_json::Value;

@@ -3,12 +3,9 @@
 //! an account key (minted SAS, verified by the emulator) or an identity (storage bearer token),
 //! the default-datastore probes, reused pipeline steps, sweeps, and where credentials may go.
 
-#[path = "support/mod.rs"]
-mod support;
+use crate::support;
 
-#[allow(dead_code)]
-#[path = "cli/harness.rs"]
-mod harness;
+use crate::harness;
 
 use std::process::Command;
 

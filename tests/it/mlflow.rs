@@ -2,8 +2,7 @@
 //! (`tests/support/mlflow_fake.rs`): paging, hostile listings, a proxy that lies about `Range`,
 //! unknown sizes, retries, credentials (present where they belong, absent elsewhere, never
 //! printed), presigned URLs and the allow-list, exit codes and `--wait`.
-#[path = "support/mlflow_fake.rs"]
-mod mlflow_fake;
+use crate::support::mlflow_fake;
 
 use mlflow_fake::{AuthMode, FakeConfig, FakeMlflow, FakeRun, PRESIGN_HEADER, PRESIGN_SIG, RangeMode, Seen, pattern};
 use serde_json::Value;

@@ -1,7 +1,7 @@
 //! Crash-safe resume across runs: after SIGKILL or Ctrl+C in the middle of a chunked download,
 //! a rerun to the same destination fetches only the chunks the resume record does not hold, and
 //! a single stream continues from the bytes already on disk; the result is byte-exact.
-mod support;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

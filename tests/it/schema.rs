@@ -2,11 +2,9 @@
 //! document is produced by the built binary against the emulator and validated, both against the
 //! whole schema (exactly one branch matches) and against the branch of its kind; documents broken
 //! on purpose are rejected, so the schema is not vacuous.
-mod support;
+use crate::support;
 
-#[allow(dead_code)]
-#[path = "cli/harness.rs"]
-mod harness;
+use crate::harness;
 
 use std::path::PathBuf;
 use std::time::Duration;

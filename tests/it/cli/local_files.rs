@@ -1,6 +1,6 @@
 //! What is already in the destination: unrelated files, stale part files, planned files with
 //! wrong content (refused unless `--overwrite`), and reruns that keep verified files
-//! (`--skip-existing` is the default now; tests/manifest.rs has the rule).
+//! (`--skip-existing` is the default now; tests/it/manifest.rs has the rule).
 
 use std::os::unix::fs::MetadataExt;
 

@@ -7,14 +7,10 @@
 //! found by the fallback order.
 #![cfg(target_os = "linux")]
 
-#[path = "support/check.rs"]
-mod check;
-#[path = "support/kfp_api.rs"]
-mod kfp_api;
-#[path = "support/moto.rs"]
-mod moto;
-#[path = "support/relay.rs"]
-mod relay;
+use crate::support::check;
+use crate::support::kfp_api;
+use crate::support::moto;
+use crate::support::relay;
 
 use check::{text, tree, validate};
 use kfp_api::FakeKfp;

@@ -1,4 +1,4 @@
-//! Hostile-suite cases (issue 18), split by theme; see tests/hostile.rs for the shared helpers.
+//! Hostile-suite cases (issue 18), split by theme; see tests/it/hostile.rs for the shared helpers.
 #[allow(unused_imports)]
 use super::*;
 
@@ -114,8 +114,7 @@ fn a_trickling_body_is_abandoned_below_the_minimum_rate_and_retried() {
 // ---------------------------------------------------------------------------------------------
 // Issue 18 item 5: decompression bombs in KFP v1 `:read` archives.
 
-#[path = "../support/kfp_api.rs"]
-mod kfp_api;
+use crate::support::kfp_api;
 
 const KFP_RUN: &str = "run-bomb";
 

@@ -1,6 +1,6 @@
 //! Self-test of the test emulator, over raw HTTP/1.1 so every byte on the wire is visible.
 
-mod support;
+use crate::support;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;

@@ -2,15 +2,11 @@
 //! required by the services' own reference), reproduced by the emulators, and what jobdl does
 //! with them. Each test here failed before the matching change.
 
-#[path = "support/mod.rs"]
-mod support;
+use crate::support;
 
-#[allow(dead_code)]
-#[path = "cli/harness.rs"]
-mod harness;
+use crate::harness;
 
-#[path = "support/mlflow_fake.rs"]
-mod mlflow_fake;
+use crate::support::mlflow_fake;
 
 use harness::{TestEnv, files_under};
 use serde_json::json;

@@ -4,11 +4,6 @@
 //! hermetic environment and fast retry/poll knobs, and checks exit codes, files on disk, the
 //! `--json` document and the emulator's request log.
 
-#[path = "../support/mod.rs"]
-mod support;
-
-mod harness;
-
 mod config;
 mod cp;
 mod default_artifacts;

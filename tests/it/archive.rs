@@ -2,8 +2,7 @@
 //! (`tests/support/kfp_read.rs`) serving `{"data":"<base64 .tgz>"}` chunked: a whole body, one cut
 //! mid-body then whole (fetched again from zero), always short, bad base64, a tar-slip entry, 404,
 //! 503 then whole, 403, a stalled body cancelled; and the memory a 64 MiB archive takes to unpack.
-#[path = "support/kfp_read.rs"]
-mod kfp_read;
+use crate::support::kfp_read;
 
 use base64::Engine;
 use jobdl::archive::{Fetcher, Target, unpack};

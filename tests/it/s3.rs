@@ -5,10 +5,8 @@
 //! by PID when dropped) and seeds it with `tests/s3/seed.py` (boto3, jobdl-independent).
 #![cfg(target_os = "linux")]
 
-#[path = "support/check.rs"]
-mod check;
-#[path = "support/moto.rs"]
-mod moto;
+use crate::support::check;
+use crate::support::moto;
 
 use check::{text, tree, validate};
 use md5::{Digest, Md5};

@@ -4,9 +4,7 @@
 use super::*;
 
 // The MLflow fake and the KFP fake (limits.rs) each carry their own copy of serve.rs.
-#[allow(clippy::duplicate_mod)]
-#[path = "../support/mlflow_fake.rs"]
-mod mlflow_fake;
+use crate::support::mlflow_fake;
 
 /// Every entry below `dir` (links included, not followed), relative.
 fn entries_under(dir: &Path) -> Vec<String> {
