@@ -7,8 +7,6 @@ use crate::support;
 
 use crate::harness;
 
-use std::process::Command;
-
 use harness::{Run, TestEnv, assert_blob_file, assert_bytes, check_summary, decoded, files_under, payload};
 use support::{
     ACCOUNT, ARTIFACT_CONTAINER, BLOBSTORE_CONTAINER, DEV_ACCOUNT_KEY, Fault, FaultRule, IDENTITY_CONTAINER,
@@ -16,21 +14,9 @@ use support::{
     artifact_blob_name, workspace_world,
 };
 
-/// A `jobdl` command addressing the emulated workspace through environment variables.
-fn ws_command(env: &TestEnv, args: &[&str]) -> Command {
-    let mut cmd = env.command(args);
-    cmd.env_remove("AZURE_AI_PROJECT_ENDPOINT")
-        .env("JOBDL_ARM_ENDPOINT", env.emu.arm_endpoint())
-        .env("JOBDL_STORAGE_ENDPOINT", env.emu.base_url())
-        .env("AZURE_SUBSCRIPTION_ID", SUBSCRIPTION)
-        .env("AZURE_RESOURCE_GROUP", RESOURCE_GROUP)
-        .env("AZUREML_WORKSPACE_NAME", WORKSPACE);
-    cmd
-}
-
 #[track_caller]
 fn run_ws(env: &TestEnv, args: &[&str]) -> Run {
-    env.run_cmd(ws_command(env, args))
+    env.run_cmd(env.workspace_command(args))
 }
 
 /// Blob-role requests on `container`.
@@ -445,7 +431,7 @@ fn short_flags_and_missing_workspace_fields() {
     assert!(run.stderr.contains("--project-endpoint") && run.stderr.contains("--workspace/-w"), "{run}");
 
     // Both ways at once.
-    let mut cmd = ws_command(&env, &["download", "train-2"]);
+    let mut cmd = env.workspace_command(["download", "train-2"]);
     cmd.env("AZURE_AI_PROJECT_ENDPOINT", env.emu.project_endpoint());
     let run = env.run_cmd(cmd);
     run.expect_code(2);
@@ -478,12 +464,12 @@ fn azure_cli_defaults_fill_in_the_workspace() {
 #[test]
 fn endpoint_overrides_must_be_allowed_hosts() {
     let env = TestEnv::new(workspace_world());
-    let mut cmd = ws_command(&env, &["download", "train-1"]);
+    let mut cmd = env.workspace_command(["download", "train-1"]);
     cmd.env("JOBDL_ARM_ENDPOINT", "http://127.0.0.3:9");
     let run = env.run_cmd(cmd);
     run.expect_code(2);
     assert!(run.stderr.contains("JOBDL_ARM_ENDPOINT"), "{run}");
-    let mut cmd = ws_command(&env, &["download", "train-1"]);
+    let mut cmd = env.workspace_command(["download", "train-1"]);
     cmd.env("JOBDL_STORAGE_ENDPOINT", "http://127.0.0.3:9");
     let run = env.run_cmd(cmd);
     run.expect_code(2);

@@ -2,7 +2,7 @@
 //! probing unknown sizes with a ranged first chunk, driven through the built binary.
 use crate::support;
 
-use std::process::{Command, Output};
+use std::process::Output;
 use support::{BlobFixture, Emulator, Fault, FaultRule, JobFixture, World};
 
 const MIB: u64 = 1 << 20;
@@ -16,18 +16,8 @@ fn world() -> World {
 }
 
 fn run(emu: &Emulator, dir: &std::path::Path, args: &[&str]) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_jobdl"))
+    let mut child = crate::harness::jobdl_at(emu, dir, dir)
         .args(args)
-        .current_dir(dir)
-        .env_remove("HTTP_PROXY")
-        .env_remove("HTTPS_PROXY")
-        .env_remove("ALL_PROXY")
-        .env("NO_PROXY", "*")
-        .env("JOBDL_ACCESS_TOKEN", support::TOKEN)
-        .env("JOBDL_ALLOW_HOSTS", emu.host_port())
-        .env("AZURE_AI_PROJECT_ENDPOINT", emu.project_endpoint())
-        .env("JOBDL_RETRY_BASE_DELAY", "5ms")
-        .env("JOBDL_RETRY_MAX_DELAY", "20ms")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()

@@ -31,18 +31,6 @@ fn is_foundry(r: &support::LoggedRequest, first: &str) -> bool {
 
 // ------------------------------------------------------------------ item 3: feature headers
 
-/// A jobdl command pointed at the emulated Azure ML workspace (ARM, storage) instead of Foundry.
-fn azureml_command(env: &TestEnv, args: &[&str]) -> std::process::Command {
-    let mut cmd = env.command(args);
-    cmd.env_remove("AZURE_AI_PROJECT_ENDPOINT")
-        .env("JOBDL_ARM_ENDPOINT", env.emu.arm_endpoint())
-        .env("JOBDL_STORAGE_ENDPOINT", env.emu.base_url())
-        .env("AZURE_SUBSCRIPTION_ID", support::SUBSCRIPTION)
-        .env("AZURE_RESOURCE_GROUP", support::RESOURCE_GROUP)
-        .env("AZUREML_WORKSPACE_NAME", support::WORKSPACE);
-    cmd
-}
-
 #[test]
 fn strict_foundry_gets_the_feature_headers_on_jobs_history_and_models() {
     let env = TestEnv::new(model_world(true, ModelBody::Documented));
@@ -107,7 +95,7 @@ fn azure_ml_unknown_is_not_terminal() {
     let mut w = support::workspace_world();
     w.job_mut("running-1").statuses = vec!["Unknown".into()];
     let env = TestEnv::new(w);
-    let cmd = azureml_command(&env, &["download", "running-1"]);
+    let cmd = env.workspace_command(["download", "running-1"]);
     let run = env.run_cmd(cmd);
     run.expect_code(5);
     assert!(run.stderr.contains("Unknown"), "{run:?}");
@@ -141,17 +129,8 @@ fn wait_timeout_ends_on_time_when_the_job_get_hangs_and_names_the_last_status() 
 fn run_mlflow(work: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> harness::Run {
     let home = work.join("home");
     std::fs::create_dir_all(&home).expect("home");
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_jobdl"));
-    cmd.args(args)
-        .current_dir(work)
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", &home)
-        .env("NO_PROXY", "*")
-        .env("JOBDL_ACCESS_TOKEN", "test-token")
-        .env("JOBDL_RETRY_BASE_DELAY", "5ms")
-        .env("JOBDL_RETRY_MAX_DELAY", "50ms")
-        .stdin(std::process::Stdio::null());
+    let mut cmd = harness::jobdl(work, &home);
+    cmd.args(args);
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -321,7 +300,7 @@ fn key_based_auth_refused_switches_each_datastore_to_the_storage_token_once() {
     let mut w = support::workspace_world();
     w.key_auth_disabled = vec![support::ARTIFACT_CONTAINER.to_string(), support::BLOBSTORE_CONTAINER.to_string()];
     let env = TestEnv::new(w);
-    let cmd = azureml_command(&env, &["download", "train-1", "--output", "default", "--output", "data_out", "-v"]);
+    let cmd = env.workspace_command(["download", "train-1", "--output", "default", "--output", "data_out", "-v"]);
     let run = env.run_cmd(cmd);
     run.expect_code(0);
     let dest = env.dest("train-1");

@@ -18,11 +18,39 @@ use serde_json::Value;
 use tempfile::TempDir;
 
 use crate::support::{
-    ACCOUNT, ARTIFACT_CONTAINER, BlobFixture, Emulator, JobFixture, LoggedRequest, TOKEN, World, artifact_blob_name,
+    ACCOUNT, ARTIFACT_CONTAINER, BlobFixture, Emulator, JobFixture, LoggedRequest, RESOURCE_GROUP, SUBSCRIPTION, TOKEN,
+    WORKSPACE, World, artifact_blob_name,
 };
 
 /// Longest any child may run before the test kills it and fails.
 pub const CHILD_LIMIT: Duration = Duration::from_secs(60);
+
+/// The built `jobdl`, run in `dir` with a hermetic environment: only `PATH`, `home` as `HOME`,
+/// the test token, no proxy (`NO_PROXY=*`, the proxy variables unset), fast retry and poll knobs,
+/// stdin closed. The caller adds what points it at a server (an endpoint variable or flag).
+pub fn jobdl(dir: &Path, home: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_jobdl"));
+    cmd.current_dir(dir)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", home)
+        .env("NO_PROXY", "*")
+        .env("no_proxy", "*")
+        .env("JOBDL_ACCESS_TOKEN", TOKEN)
+        .env("JOBDL_RETRY_BASE_DELAY", "5ms")
+        .env("JOBDL_RETRY_MAX_DELAY", "50ms")
+        .env("JOBDL_RETRY_AFTER_CAP", "1s")
+        .env("JOBDL_POLL_INTERVAL", "50ms")
+        .stdin(Stdio::null());
+    cmd
+}
+
+/// [`jobdl`] pointed at the emulated workspace `emu`: its Foundry project endpoint, its host allowed.
+pub fn jobdl_at(emu: &Emulator, dir: &Path, home: &Path) -> Command {
+    let mut cmd = jobdl(dir, home);
+    cmd.env("JOBDL_ALLOW_HOSTS", emu.host_port()).env("AZURE_AI_PROJECT_ENDPOINT", emu.project_endpoint());
+    cmd
+}
 
 /// One emulator, one sandbox, and the environment every child gets.
 pub struct TestEnv {
@@ -185,31 +213,32 @@ impl TestEnv {
         self.work().join(job)
     }
 
-    /// A `jobdl` command with the hermetic test environment.
+    /// A `jobdl` command with the hermetic test environment, pointed at this env's emulator.
     pub fn command<I, S>(&self, args: I) -> Command
     where
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_jobdl"));
-        cmd.args(args)
-            .current_dir(self.work())
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("HOME", self.aux.path().join("home"))
-            .env("NO_PROXY", "*")
-            .env("no_proxy", "*")
-            .env("JOBDL_ACCESS_TOKEN", TOKEN)
-            .env("JOBDL_ALLOW_HOSTS", self.emu.host_port())
-            .env("AZURE_AI_PROJECT_ENDPOINT", self.emu.project_endpoint())
-            .env("JOBDL_RETRY_BASE_DELAY", "5ms")
-            .env("JOBDL_RETRY_MAX_DELAY", "50ms")
-            .env("JOBDL_RETRY_AFTER_CAP", "1s")
-            .env("JOBDL_POLL_INTERVAL", "50ms")
-            .stdin(Stdio::null());
-        for var in ["HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"] {
-            cmd.env_remove(var);
-        }
+        let mut cmd = jobdl_at(&self.emu, &self.work(), &self.aux.path().join("home"));
+        cmd.args(args);
+        cmd
+    }
+
+    /// A `jobdl` command addressing this env's emulated Azure ML workspace instead of its Foundry
+    /// project: the ARM and storage endpoints, subscription, resource group and workspace name come
+    /// from the environment.
+    pub fn workspace_command<I, S>(&self, args: I) -> Command
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let mut cmd = self.command(args);
+        cmd.env_remove("AZURE_AI_PROJECT_ENDPOINT")
+            .env("JOBDL_ARM_ENDPOINT", self.emu.arm_endpoint())
+            .env("JOBDL_STORAGE_ENDPOINT", self.emu.base_url())
+            .env("AZURE_SUBSCRIPTION_ID", SUBSCRIPTION)
+            .env("AZURE_RESOURCE_GROUP", RESOURCE_GROUP)
+            .env("AZUREML_WORKSPACE_NAME", WORKSPACE);
         cmd
     }
 

@@ -8,7 +8,7 @@ use mlflow_fake::{AuthMode, FakeConfig, FakeMlflow, FakeRun, PRESIGN_HEADER, PRE
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 const LIMIT: Duration = Duration::from_secs(90);
@@ -64,21 +64,8 @@ impl Sandbox {
 
     #[track_caller]
     fn run(&self, args: &[&str], env: &[(&str, &str)]) -> Out {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_jobdl"));
-        cmd.args(args)
-            .current_dir(self.work())
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("HOME", self.home())
-            .env("NO_PROXY", "*")
-            .env("JOBDL_ACCESS_TOKEN", "test-token")
-            .env("JOBDL_RETRY_BASE_DELAY", "5ms")
-            .env("JOBDL_RETRY_MAX_DELAY", "50ms")
-            .env("JOBDL_RETRY_AFTER_CAP", "1s")
-            .env("JOBDL_POLL_INTERVAL", "50ms")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+        let mut cmd = crate::harness::jobdl(&self.work(), &self.home());
+        cmd.args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
         for (k, v) in env {
             cmd.env(k, v);
         }

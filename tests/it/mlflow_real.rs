@@ -133,17 +133,8 @@ impl std::fmt::Display for Out {
 }
 
 fn jobdl(cwd: &Path, args: &[&str]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_jobdl"));
-    cmd.args(args)
-        .current_dir(cwd)
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", cwd)
-        .env("NO_PROXY", "*")
-        .env("JOBDL_ACCESS_TOKEN", "test-token")
-        .env("JOBDL_RETRY_BASE_DELAY", "20ms")
-        .env("JOBDL_POLL_INTERVAL", "100ms")
-        .stdin(Stdio::null());
+    let mut cmd = crate::harness::jobdl(cwd, cwd);
+    cmd.args(args);
     cmd
 }
 

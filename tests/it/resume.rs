@@ -4,7 +4,7 @@
 use crate::support;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 use support::{BlobFixture, Emulator, Fault, FaultRule, JobFixture, World};
 
@@ -25,17 +25,8 @@ fn spawn(emu: &Emulator, dir: &Path) -> Child {
 
 /// Start jobdl with `args` in `dir`, talking to the emulator only.
 fn jobdl(emu: &Emulator, dir: &Path, args: &[&str]) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_jobdl"))
+    crate::harness::jobdl_at(emu, dir, dir)
         .args(args)
-        .current_dir(dir)
-        .env_remove("HTTP_PROXY")
-        .env_remove("HTTPS_PROXY")
-        .env_remove("ALL_PROXY")
-        .env("NO_PROXY", "*")
-        .env("JOBDL_ACCESS_TOKEN", support::TOKEN)
-        .env("JOBDL_ALLOW_HOSTS", emu.host_port())
-        .env("AZURE_AI_PROJECT_ENDPOINT", emu.project_endpoint())
-        .env("JOBDL_RETRY_BASE_DELAY", "5ms")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

@@ -157,13 +157,7 @@ fn ls_and_show_documents_match_the_schema() {
 
     // A workspace job: outputs with a declared URI.
     let env = TestEnv::new(workspace_world());
-    let mut cmd = env.command(["show", "train-1", "--json"]);
-    cmd.env_remove("AZURE_AI_PROJECT_ENDPOINT")
-        .env("JOBDL_ARM_ENDPOINT", env.emu.arm_endpoint())
-        .env("JOBDL_STORAGE_ENDPOINT", env.emu.base_url())
-        .env("AZURE_SUBSCRIPTION_ID", support::SUBSCRIPTION)
-        .env("AZURE_RESOURCE_GROUP", support::RESOURCE_GROUP)
-        .env("AZUREML_WORKSPACE_NAME", support::WORKSPACE);
+    let cmd = env.workspace_command(["show", "train-1", "--json"]);
     let run = env.run_cmd(cmd);
     let show = run_doc(&run, 0);
     assert_kind(&show, "show", &run);

@@ -15,7 +15,7 @@ use std::process::Command;
 
 use harness::{Run, TestEnv};
 use serde_json::Value;
-use support::{RESOURCE_GROUP, SUBSCRIPTION, WORKSPACE, standard_world, workspace_world};
+use support::{standard_world, workspace_world};
 
 /// Escapes `s` for use as a literal in a regex (insta filters are regexes).
 fn literal(s: &str) -> String {
@@ -141,13 +141,8 @@ fn ls_and_show_tables() {
 
     let env = TestEnv::new(workspace_world());
     let _guard = settings(&env).bind_to_scope();
-    let mut cmd = command(&env, &["show", "train-1"]);
-    cmd.env_remove("AZURE_AI_PROJECT_ENDPOINT")
-        .env("JOBDL_ARM_ENDPOINT", env.emu.arm_endpoint())
-        .env("JOBDL_STORAGE_ENDPOINT", env.emu.base_url())
-        .env("AZURE_SUBSCRIPTION_ID", SUBSCRIPTION)
-        .env("AZURE_RESOURCE_GROUP", RESOURCE_GROUP)
-        .env("AZUREML_WORKSPACE_NAME", WORKSPACE);
+    let mut cmd = env.workspace_command(["show", "train-1"]);
+    cmd.env("COLUMNS", "100");
     let run = env.run_cmd(cmd);
     insta::assert_snapshot!("show_workspace", transcript(&run));
 }

@@ -1,22 +1,8 @@
 //! `--include` / `--exclude`, `jobdl ls`, `jobdl show`, `jobdl completions`, `jobdl man` and the
 //! `--help` examples.
 
-use std::process::Command;
-
 use crate::harness::{Run, TestEnv, decoded, files_under, is_blob_data, payload};
-use crate::support::{RESOURCE_GROUP, SUBSCRIPTION, TOKEN, WORKSPACE, standard_world, workspace_world};
-
-/// A `jobdl` command addressing the emulated Azure ML workspace.
-fn ws_command(env: &TestEnv, args: &[&str]) -> Command {
-    let mut cmd = env.command(args);
-    cmd.env_remove("AZURE_AI_PROJECT_ENDPOINT")
-        .env("JOBDL_ARM_ENDPOINT", env.emu.arm_endpoint())
-        .env("JOBDL_STORAGE_ENDPOINT", env.emu.base_url())
-        .env("AZURE_SUBSCRIPTION_ID", SUBSCRIPTION)
-        .env("AZURE_RESOURCE_GROUP", RESOURCE_GROUP)
-        .env("AZUREML_WORKSPACE_NAME", WORKSPACE);
-    cmd
-}
+use crate::support::{TOKEN, standard_world, workspace_world};
 
 /// Blob bytes fetched (GET of one blob, not a listing or a HEAD).
 fn blob_data_gets(env: &TestEnv) -> Vec<String> {
@@ -197,7 +183,7 @@ fn show_prints_status_type_and_outputs_for_any_status() {
 #[test]
 fn show_and_ls_in_a_workspace() {
     let env = TestEnv::new(workspace_world());
-    let run = env.run_cmd(ws_command(&env, &["show", "train-1", "--json"]));
+    let run = env.run_cmd(env.workspace_command(["show", "train-1", "--json"]));
     run.expect_code(0);
     let outputs = run.doc()["outputs"].as_array().expect("outputs");
     let data = outputs.iter().find(|o| o["name"] == "data_out").expect("data_out");
@@ -205,7 +191,7 @@ fn show_and_ls_in_a_workspace() {
     assert!(data["uri"].as_str().unwrap_or("").starts_with("azureml://datastores/workspaceblobstore/"), "{run}");
     assert_no_secrets(&run);
 
-    let run = env.run_cmd(ws_command(&env, &["ls", "train-1", "--json"]));
+    let run = env.run_cmd(env.workspace_command(["ls", "train-1", "--json"]));
     run.expect_code(0);
     let files = run.doc()["files"].as_array().expect("files");
     let model = files.iter().find(|f| f["path"] == "outputs/model.pkl").expect("model.pkl");

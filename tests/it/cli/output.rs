@@ -140,13 +140,7 @@ fn show_gives_created_time_and_studio_link() {
     assert!(!run.stdout.contains("studio:"), "{run}");
 
     let env = TestEnv::new(workspace_world());
-    let mut cmd = env.command(["show", "train-1", "--json"]);
-    cmd.env_remove("AZURE_AI_PROJECT_ENDPOINT")
-        .env("JOBDL_ARM_ENDPOINT", env.emu.arm_endpoint())
-        .env("JOBDL_STORAGE_ENDPOINT", env.emu.base_url())
-        .env("AZURE_SUBSCRIPTION_ID", SUBSCRIPTION)
-        .env("AZURE_RESOURCE_GROUP", RESOURCE_GROUP)
-        .env("AZUREML_WORKSPACE_NAME", WORKSPACE);
+    let cmd = env.workspace_command(["show", "train-1", "--json"]);
     let run = env.run_cmd(cmd);
     run.expect_code(0);
     let want = format!(
