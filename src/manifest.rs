@@ -327,9 +327,10 @@ fn refused(task: &FileTask, why: &str) -> Decision {
 /// - a record, and the file still has the recorded size and modification time (or, touched only,
 ///   still the recorded hash): keep it when the listing still matches the record, else fetch the
 ///   new version; a file that differs from its record is refused unless `overwrite`;
-/// - no record: with `overwrite`, fetch. A file jobdl wrote before manifests existed (its ETag
-///   extended attribute) counts as a record. Otherwise the file is kept when it has the listed
-///   size and MD5 (or other check), and refused when it differs or cannot be compared.
+/// - no record: a file jobdl wrote (its ETag extended attribute) is kept while the object's ETag
+///   (or check) still matches, else fetched; any other file is kept when it has the listed size
+///   and MD5 (or other check), and refused when it differs or cannot be compared — fetched instead
+///   with `overwrite`.
 pub fn decide(root: &Dir, task: &FileTask, rec: Option<&Entry>, overwrite: bool, time: &str) -> Decision {
     let Ok(place) = root.place(&task.dest) else { return Decision::Fetch };
     // The final name is read only when it is a regular file (a link there is never followed;
@@ -369,10 +370,18 @@ pub fn decide(root: &Dir, task: &FileTask, rec: Option<&Entry>, overwrite: bool,
         return Decision::Keep { entry, outcome };
     }
 
-    if overwrite {
-        return Decision::Fetch;
+    // Without a record, a file that matches the service is kept whatever `overwrite` says;
+    // `overwrite` turns only a refusal into a fetch.
+    match unrecorded(task, &file, len, mtime, time) {
+        Decision::Refuse(_) if overwrite => Decision::Fetch,
+        d => d,
     }
-    let etag = match crate::fs::source_etag(&file) {
+}
+
+/// The decision for a local file jobdl has no manifest record of (see [`decide`]).
+fn unrecorded(task: &FileTask, file: &std::fs::File, len: u64, mtime: Option<u64>, time: &str) -> Decision {
+    let rehash = |h: &Hash| h.of_file(file, len).and_then(Result::ok);
+    let etag = match crate::fs::source_etag(file) {
         crate::fs::SourceTag::Modified => {
             return refused(task, "the local file was modified since jobdl downloaded it");
         }

@@ -278,7 +278,7 @@ mod tests {
 
     #[test]
     fn url_display_redacts_whole_values() {
-        // Found by tests/fuzz.rs: a text scan stopped at `;` or `'` and showed the rest.
+        // Found by tests/it/fuzz.rs: a text scan stopped at `;` or `'` and showed the rest.
         for (q, want) in [
             ("sig=abc;def&sv=1", "sig=REDACTED&sv=1"),
             ("sv=1&sig=ab'cd", "sv=1&sig=REDACTED"),

@@ -1,4 +1,4 @@
-"""Tests of the Python API (python/jobdl), run by tests/python_api.rs (stdlib unittest only).
+"""Tests of the Python API (python/jobdl), run by tests/it/python_api.rs (stdlib unittest only).
 
 Environment given by that test: PYTHONPATH=python, JOBDL_BIN (the binary cargo built),
 JOBDL_ACCESS_TOKEN, JOBDL_TEST_ENDPOINT / JOBDL_TEST_ALLOW_HOST (the demo workspace on 127.0.0.1),

@@ -1,4 +1,4 @@
-"""Seed a moto S3 server for tests/s3.rs, independently of jobdl (boto3 only).
+"""Seed a moto S3 server for tests/it/s3.rs, independently of jobdl (boto3 only).
 
 Reads a JSON spec on stdin:
   {"endpoint": "http://127.0.0.1:PORT", "region": "us-east-1",

@@ -18,7 +18,7 @@ pub fn text(out: &Output) -> String {
 }
 
 /// Every file under `root`, relative (`/`-separated), with its bytes; jobdl's manifests
-/// (`.jobdl/manifest.json`, checked by tests/manifest.rs) are left out.
+/// (`.jobdl/manifest.json`, checked by tests/it/manifest.rs) are left out.
 pub fn tree(root: &Path) -> BTreeMap<String, Vec<u8>> {
     let mut out = BTreeMap::new();
     let mut stack = vec![root.to_path_buf()];

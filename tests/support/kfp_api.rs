@@ -13,8 +13,7 @@
 
 #[path = "kfp_list.rs"]
 mod kfp_list;
-#[path = "serve.rs"]
-mod serve;
+use super::serve;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};

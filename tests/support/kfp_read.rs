@@ -5,8 +5,7 @@
 //! the body. Each artifact name is scripted (cut, stall, bad status); the bearer token is required.
 #![allow(dead_code)]
 
-#[path = "serve.rs"]
-mod serve;
+use super::serve;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

@@ -1,5 +1,5 @@
 //! A scriptable fake MLflow tracking server (and Databricks extras) on a loopback port, for the
-//! emulator tests in `tests/mlflow.rs`. It speaks the shapes a real `mlflow server` answers with
+//! emulator tests in `tests/it/mlflow.rs`. It speaks the shapes a real `mlflow server` answers with
 //! (checked against mlflow 3.17.2): `runs/get` → `{"run":{"info":{...}}}`, `artifacts/list` →
 //! `{"root_uri", "files":[{"path","is_dir","file_size"}], "next_page_token"}` with paths relative to
 //! the run's artifact root and no `file_size` for empty files, errors as
@@ -11,8 +11,7 @@
 
 #[path = "mlflow_search.rs"]
 mod mlflow_search;
-#[path = "serve.rs"]
-mod serve;
+use super::serve;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
