@@ -22,29 +22,11 @@ pub fn stderr_width() -> usize {
     }
 }
 
-/// Columns a character takes in a terminal: 0 for combining marks and zero-width characters, 2
-/// for East Asian wide characters and most emoji, else 1 (a small table, not the full Unicode
-/// width database: close enough to keep a line from wrapping).
+/// Columns a character takes in a terminal (the Unicode width tables of `unicode-width`): 0 for
+/// combining marks and other zero-width characters, 2 for East Asian wide characters and emoji,
+/// 1 otherwise; a control character (never printed: paths are made printable first) counts 1.
 pub fn char_width(c: char) -> usize {
-    let u = c as u32;
-    match u {
-        0x0300..=0x036F | 0x200B..=0x200F | 0xFE00..=0xFE0F | 0x20D0..=0x20FF => 0,
-        0x1100..=0x115F
-        | 0x2E80..=0x303E
-        | 0x3041..=0x33FF
-        | 0x3400..=0x4DBF
-        | 0x4E00..=0x9FFF
-        | 0xA000..=0xA4CF
-        | 0xAC00..=0xD7A3
-        | 0xF900..=0xFAFF
-        | 0xFE30..=0xFE4F
-        | 0xFF00..=0xFF60
-        | 0xFFE0..=0xFFE6
-        | 0x1F300..=0x1F64F
-        | 0x1F900..=0x1F9FF
-        | 0x20000..=0x3FFFD => 2,
-        _ => 1,
-    }
+    unicode_width::UnicodeWidthChar::width(c).unwrap_or(1)
 }
 
 /// Columns a string takes.
