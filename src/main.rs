@@ -1,5 +1,7 @@
 //! The `jobdl` binary: parse → run with cancellation → exit code. All logic lives in the library.
 fn main() -> std::process::ExitCode {
+    // Ctrl+C / SIGTERM wait until their handlers exist (see `jobdl::signal`).
+    jobdl::signal::hold();
     one_malloc_arena();
     std::process::ExitCode::from(jobdl::app::main())
 }
