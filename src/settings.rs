@@ -761,6 +761,23 @@ impl Resolved {
     }
 }
 
+/// The user's home directory (`HOME`, else `USERPROFILE`).
+pub fn home_dir() -> Option<PathBuf> {
+    std::env::var_os("HOME").or_else(|| std::env::var_os("USERPROFILE")).map(PathBuf::from)
+}
+
+/// The `AWS_*` environment variables, read once for a provider that resolves S3 later.
+pub fn aws_env() -> Vec<(String, String)> {
+    std::env::vars().filter(|(k, _)| k.starts_with("AWS_")).collect()
+}
+
+/// The MLflow target of `--mlflow-uri` / `MLFLOW_TRACKING_URI`, read with the process environment,
+/// the home directory and the Databricks configuration file it names.
+pub fn mlflow_target(raw: &str, access_token: Option<String>) -> Result<crate::provider::mlflow::Target, Error> {
+    let env = |k: &str| std::env::var(k).ok().map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+    crate::provider::mlflow::resolve_target_with(raw, access_token, &env, home_dir(), &|p| std::fs::read_to_string(p))
+}
+
 /// Resolve the S3 settings of `cp s3://` (contract: S3-compatible storage): the endpoint
 /// (`--s3-endpoint` / `AWS_ENDPOINT_URL`, checked by [`crate::hosts::check_s3_endpoint`]), the
 /// region (`--s3-region` / `AWS_REGION` / `AWS_DEFAULT_REGION`, default `us-east-1`) and the

@@ -191,6 +191,8 @@ fn locate_in(args: &DownloadArgs, named: bool) -> Result<Located, Error> {
                 endpoint: args.target.s3.s3_endpoint.clone(),
                 region: args.target.s3.s3_region.clone(),
                 allow_http: args.target.s3.allow_http,
+                aws_env: crate::settings::aws_env(),
+                home: crate::settings::home_dir(),
             };
             Provider::Kfp(Box::new(Kfp::new(
                 meta,
@@ -202,7 +204,7 @@ fn locate_in(args: &DownloadArgs, named: bool) -> Result<Located, Error> {
             )))
         }
         JobSource::Mlflow(uri) => {
-            let target = crate::provider::mlflow::resolve_target(&uri, common.access_token.clone())?;
+            let target = crate::settings::mlflow_target(&uri, common.access_token.clone())?;
             Provider::Mlflow(Box::new(
                 Mlflow::new(meta, target, common.allow.clone()).with_max_entries(common.max_list_entries),
             ))

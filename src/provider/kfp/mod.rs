@@ -32,7 +32,7 @@ const MAX_V1_NODES: usize = 100_000;
 
 /// S3 settings as given (resolved when the outputs are first needed, so `show` of a running run
 /// needs no S3 credentials).
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct S3Settings {
     /// `--s3-endpoint` / `AWS_ENDPOINT_URL`.
     pub endpoint: Option<String>,
@@ -40,6 +40,21 @@ pub struct S3Settings {
     pub region: Option<String>,
     /// `--allow-http`.
     pub allow_http: bool,
+    /// The `AWS_*` environment variables as the run started (the credentials among them).
+    pub aws_env: Vec<(String, String)>,
+    /// The home directory (for `~/.aws/credentials`).
+    pub home: Option<std::path::PathBuf>,
+}
+
+impl std::fmt::Debug for S3Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Settings")
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .field("allow_http", &self.allow_http)
+            .field("aws_env", &self.aws_env.iter().map(|(k, _)| k).collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
 }
 
 /// A Kubeflow Pipelines API (cheap to clone: clients and caches are shared).
@@ -347,8 +362,8 @@ impl Kfp {
             self.s3.endpoint.as_deref(),
             self.s3.region.as_deref(),
             self.s3.allow_http,
-            &|k| std::env::var(k).ok(),
-            home().as_deref(),
+            &|k| self.s3.aws_env.iter().find(|(name, _)| name == k).map(|(_, v)| v.clone()),
+            self.s3.home.as_deref(),
         )
         .map_err(|e| match e {
             Error::Auth { message, hint } => Error::Auth {
@@ -759,11 +774,6 @@ fn v1_from_manifest(wf: &Value) -> Vec<V1Artifact> {
         }
     }
     out
-}
-
-/// The user's home directory (for `~/.aws/credentials`).
-fn home() -> Option<std::path::PathBuf> {
-    std::env::var_os("HOME").or_else(|| std::env::var_os("USERPROFILE")).map(std::path::PathBuf::from)
 }
 
 #[cfg(test)]

@@ -31,7 +31,7 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_perc
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
-pub use target::{Credential, OAuthClient, Target, parse_databrickscfg, resolve_target, resolve_target_with};
+pub use target::{Credential, OAuthClient, ReadFile, Target, parse_databrickscfg, resolve_target_with};
 use url::Url;
 
 /// `GET` a run.
@@ -152,7 +152,7 @@ pub fn parse_run(run_id: &str, v: &Value) -> Result<Job, Error> {
 }
 
 impl Mlflow {
-    /// A client for `target` (validated by [`resolve_target`]).
+    /// A client for `target` (validated by [`resolve_target_with`]).
     pub fn new(meta: MetaClient, target: Target, allow: AllowList) -> Self {
         Mlflow { meta, target, allow, max_entries: crate::settings::DEFAULT_MAX_LIST_ENTRIES }
     }
@@ -767,7 +767,10 @@ mod tests {
 
     #[test]
     fn data_urls() {
-        let t = resolve_target_with("http://127.0.0.1:5000/pre", None, &env_of(&[]), None).unwrap();
+        let t = resolve_target_with("http://127.0.0.1:5000/pre", None, &env_of(&[]), None, &|_| {
+            Err(std::io::ErrorKind::NotFound.into())
+        })
+        .unwrap();
         let client = reqwest::Client::new();
         let m = Mlflow::new(
             MetaClient::new(client, crate::retry::RetryConfig::default()),

@@ -77,12 +77,8 @@ pub struct Target {
     pub databricks: bool,
 }
 
-/// Resolve `--mlflow-uri` / `MLFLOW_TRACKING_URI` with the process environment and `~/.databrickscfg`.
-pub fn resolve_target(raw: &str, access_token: Option<String>) -> Result<Target, Error> {
-    let env = |k: &str| std::env::var(k).ok().map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
-    let home = std::env::var_os("HOME").or_else(|| std::env::var_os("USERPROFILE")).map(PathBuf::from);
-    resolve_target_with(raw, access_token, &env, home)
-}
+/// Reads a configuration file (the Databricks one) for the caller, who owns the disk.
+pub type ReadFile = dyn Fn(&std::path::Path) -> std::io::Result<String>;
 
 fn is_loopback(url: &Url) -> bool {
     match url.host() {
@@ -144,10 +140,11 @@ pub fn resolve_target_with(
     access_token: Option<String>,
     env: &dyn Fn(&str) -> Option<String>,
     home: Option<PathBuf>,
+    read: &ReadFile,
 ) -> Result<Target, Error> {
     let t = raw.trim();
     if t == "databricks" || t.starts_with("databricks://") {
-        return databricks_target(t, access_token, env, home);
+        return databricks_target(t, access_token, env, home, read);
     }
     let base = server_url(t, "MLflow tracking URI")?;
     let credential = match (env(ENV_MLFLOW_USERNAME), env(ENV_MLFLOW_PASSWORD)) {
@@ -170,6 +167,7 @@ fn databricks_target(
     access_token: Option<String>,
     env: &dyn Fn(&str) -> Option<String>,
     home: Option<PathBuf>,
+    read: &ReadFile,
 ) -> Result<Target, Error> {
     let profile_given = t.strip_prefix("databricks://").map(|p| p.trim_end_matches('/').to_string());
     if profile_given.as_deref().is_some_and(str::is_empty) {
@@ -194,7 +192,7 @@ fn databricks_target(
                 Error::usage("no home directory to find ~/.databrickscfg; set DATABRICKS_HOST and DATABRICKS_TOKEN")
             })?,
         };
-        let text = std::fs::read_to_string(&path).map_err(|e| {
+        let text = read(&path).map_err(|e| {
             Error::usage(format!(
                 "cannot read the Databricks configuration {} ({e}); set {ENV_DATABRICKS_HOST} and {ENV_DATABRICKS_TOKEN}, \
                  or create profile '{profile}' with `databricks configure`",
@@ -340,6 +338,10 @@ impl OAuthClient {
 pub(super) mod tests {
     use super::*;
 
+    fn disk(p: &std::path::Path) -> std::io::Result<String> {
+        std::fs::read_to_string(p)
+    }
+
     /// An environment made of `pairs` (shared with the provider's tests).
     pub(in crate::provider::mlflow) fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + use<> {
         let m: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
@@ -349,10 +351,10 @@ pub(super) mod tests {
     #[test]
     fn tracking_uri_validation() {
         let none = env_of(&[]);
-        let t = resolve_target_with("http://127.0.0.1:5000/", None, &none, None).unwrap();
+        let t = resolve_target_with("http://127.0.0.1:5000/", None, &none, None, &disk).unwrap();
         assert_eq!(t.base.as_str(), "http://127.0.0.1:5000/");
         assert!(matches!(t.credential, Credential::None));
-        let t = resolve_target_with("https://mlflow.example.com/prefix/", None, &none, None).unwrap();
+        let t = resolve_target_with("https://mlflow.example.com/prefix/", None, &none, None, &disk).unwrap();
         assert_eq!(t.base.path(), "/prefix");
         for bad in [
             "http://mlflow.example.com",
@@ -363,7 +365,7 @@ pub(super) mod tests {
             "databricks://",
             "not a url",
         ] {
-            let e = resolve_target_with(bad, None, &none, None).unwrap_err();
+            let e = resolve_target_with(bad, None, &none, None, &disk).unwrap_err();
             assert_eq!(e.exit_code(), 2, "{bad}");
             assert!(!e.to_string().contains(":p@"), "{e}");
         }
@@ -373,14 +375,17 @@ pub(super) mod tests {
     fn credentials_precedence() {
         let uri = "http://localhost:5000";
         let basic = env_of(&[(ENV_MLFLOW_USERNAME, "u"), (ENV_MLFLOW_PASSWORD, "p"), (ENV_MLFLOW_TOKEN, "t")]);
-        assert!(matches!(resolve_target_with(uri, None, &basic, None).unwrap().credential, Credential::Basic { .. }));
+        assert!(matches!(
+            resolve_target_with(uri, None, &basic, None, &disk).unwrap().credential,
+            Credential::Basic { .. }
+        ));
         let tok = env_of(&[(ENV_MLFLOW_TOKEN, "t")]);
-        let c = resolve_target_with(uri, Some("j".into()), &tok, None).unwrap().credential;
+        let c = resolve_target_with(uri, Some("j".into()), &tok, None, &disk).unwrap().credential;
         assert!(matches!(c, Credential::Bearer(ref t) if t == "t"));
-        let c = resolve_target_with(uri, Some("j".into()), &env_of(&[]), None).unwrap().credential;
+        let c = resolve_target_with(uri, Some("j".into()), &env_of(&[]), None, &disk).unwrap().credential;
         assert!(matches!(c, Credential::Bearer(ref t) if t == "j"));
         let half = env_of(&[(ENV_MLFLOW_USERNAME, "u")]);
-        assert_eq!(resolve_target_with(uri, None, &half, None).unwrap_err().exit_code(), 2);
+        assert_eq!(resolve_target_with(uri, None, &half, None, &disk).unwrap_err().exit_code(), 2);
         assert_eq!(format!("{:?}", Credential::Bearer("secret".into())), "bearer");
     }
 
@@ -388,7 +393,7 @@ pub(super) mod tests {
     fn databricks_from_env_and_profiles() {
         let env =
             env_of(&[(ENV_DATABRICKS_HOST, "adb-1.2.azuredatabricks.net/?o=1#"), (ENV_DATABRICKS_TOKEN, "dapi1")]);
-        let t = resolve_target_with("databricks", None, &env, None).unwrap();
+        let t = resolve_target_with("databricks", None, &env, None, &disk).unwrap();
         assert!(t.databricks);
         assert_eq!(t.base.as_str(), "https://adb-1.2.azuredatabricks.net/");
         assert!(matches!(t.credential, Credential::Bearer(ref x) if x == "dapi1"));
@@ -402,16 +407,16 @@ pub(super) mod tests {
         .unwrap();
         let home = Some(dir.path().to_path_buf());
         let none = env_of(&[]);
-        let t = resolve_target_with("databricks", None, &none, home.clone()).unwrap();
+        let t = resolve_target_with("databricks", None, &none, home.clone(), &disk).unwrap();
         assert_eq!(t.base.host_str(), Some("default.cloud.databricks.com"));
         // A profile inherits [DEFAULT]; its own token line is empty, so the DEFAULT token is used.
-        let t = resolve_target_with("databricks://staging", None, &none, home.clone()).unwrap();
+        let t = resolve_target_with("databricks://staging", None, &none, home.clone(), &disk).unwrap();
         assert_eq!(t.base.host_str(), Some("staging.cloud.databricks.com"));
         assert!(matches!(t.credential, Credential::Bearer(ref x) if x == "dapiD"));
-        let e = resolve_target_with("databricks://nope", None, &none, home.clone()).unwrap_err();
+        let e = resolve_target_with("databricks://nope", None, &none, home.clone(), &disk).unwrap_err();
         assert_eq!(e.exit_code(), 2);
         assert!(e.to_string().contains("profile 'nope' not found"), "{e}");
-        let e = resolve_target_with("databricks", None, &none, Some(dir.path().join("missing"))).unwrap_err();
+        let e = resolve_target_with("databricks", None, &none, Some(dir.path().join("missing")), &disk).unwrap_err();
         assert!(e.to_string().contains("DATABRICKS_HOST"), "{e}");
         std::fs::write(
             dir.path().join("m2m"),
@@ -419,12 +424,12 @@ pub(super) mod tests {
         )
         .unwrap();
         let env = env_of(&[(ENV_DATABRICKS_CONFIG_FILE, dir.path().join("m2m").to_str().unwrap())]);
-        let t = resolve_target_with("databricks://sp", None, &env, None).unwrap();
+        let t = resolve_target_with("databricks://sp", None, &env, None, &disk).unwrap();
         match t.credential {
             Credential::OAuth(o) => assert_eq!(o.token_url.as_str(), "https://sp.cloud.databricks.com/oidc/v1/token"),
             other => panic!("{other:?}"),
         }
         let plain = env_of(&[(ENV_DATABRICKS_HOST, "http://workspace.example.com"), (ENV_DATABRICKS_TOKEN, "x")]);
-        assert_eq!(resolve_target_with("databricks", None, &plain, None).unwrap_err().exit_code(), 2);
+        assert_eq!(resolve_target_with("databricks", None, &plain, None, &disk).unwrap_err().exit_code(), 2);
     }
 }
