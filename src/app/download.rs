@@ -184,8 +184,8 @@ fn locate_in(args: &DownloadArgs, named: bool) -> Result<Located, Error> {
         JobSource::Kfp(endpoint) => {
             let base = crate::provider::kfp::parse_endpoint(&endpoint, args.target.s3.allow_http)?;
             let token = match &args.target.kfp_token_file {
-                Some(path) => Some(read_token_file(path)?),
-                None => common.access_token.clone(),
+                Some(path) => Some((read_token_file(path)?, format!("--kfp-token-file {}", path.display()))),
+                None => common.access_token.clone().map(|t| (t, "JOBDL_ACCESS_TOKEN".to_string())),
             };
             let s3 = crate::provider::kfp::S3Settings {
                 endpoint: args.target.s3.s3_endpoint.clone(),

@@ -392,6 +392,11 @@ fn states_wait_and_failures_map_to_exit_codes() {
     let out = w.jobdl_env(&["download", A], &[("JOBDL_ACCESS_TOKEN", "wrong")]);
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
     assert!(!String::from_utf8_lossy(&out.stderr).contains("wrong"), "token never printed");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("refused the token from JOBDL_ACCESS_TOKEN"),
+        "{}",
+        text(&out)
+    );
     // --kfp-token-file wins over JOBDL_ACCESS_TOKEN.
     let tf = w.tmp.path().join("token");
     std::fs::write(&tf, format!("{TOKEN}\n")).unwrap();

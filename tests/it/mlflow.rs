@@ -209,7 +209,12 @@ fn refused_credentials_exit_3_missing_runs_and_paths_exit_4() {
     let out = sb.run(&["download", "r3", "--mlflow-uri", &uri, "--json"], &[]);
     out.expect(3);
     assert_eq!(out.json()["error"]["code"], "auth");
-    assert!(out.stderr.contains("MLFLOW_TRACKING_TOKEN") || out.stdout.contains("MLFLOW_TRACKING_TOKEN"), "{out}");
+    // The refused credential is named where it came from (here the sandbox's JOBDL_ACCESS_TOKEN).
+    assert!(out.stderr.contains("refused the credentials from JOBDL_ACCESS_TOKEN"), "{out}");
+    let out = sb.run(&["download", "r3", "--mlflow-uri", &uri], &[("MLFLOW_TRACKING_TOKEN", "stale-token-123")]);
+    out.expect(3);
+    assert!(out.stderr.contains("refused the credentials from MLFLOW_TRACKING_TOKEN"), "{out}");
+    assert!(!out.stderr.contains("stale-token-123"), "{out}");
     fake.set_config(|c| c.auth = AuthMode::Bearer("test-token".into()));
     let out = sb.run(&["download", "no-such-run", "--mlflow-uri", &uri, "--json"], &[]);
     out.expect(4);

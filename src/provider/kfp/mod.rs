@@ -63,8 +63,9 @@ pub struct Kfp {
     meta: MetaClient,
     /// API base without a trailing `/`.
     base: Url,
-    /// Bearer token for the API only. Secret.
-    token: Option<String>,
+    /// Bearer token for the API only, and where it came from (named when the API refuses it).
+    /// Secret.
+    token: Option<(String, String)>,
     s3: S3Settings,
     /// `--pipeline-root`.
     pipeline_root: Option<String>,
@@ -129,13 +130,13 @@ impl Kfp {
     pub fn new(
         meta: MetaClient,
         base: Url,
-        token: Option<String>,
+        token: Option<(String, String)>,
         s3: S3Settings,
         pipeline_root: Option<String>,
         retry: crate::retry::RetryConfig,
     ) -> Self {
         let client = meta.client().clone();
-        if let Some(t) = &token {
+        if let Some((t, _)) = &token {
             crate::redact::register_secret(t);
         }
         Kfp { meta, base, token, s3, pipeline_root, client, retry, runs: Arc::default(), fetched: Arc::default() }
@@ -154,8 +155,13 @@ impl Kfp {
     }
 
     async fn get(&self, url: Url) -> Result<Value, CallError> {
-        let req =
-            JsonRequest { method: reqwest::Method::GET, url, bearer: self.token.clone(), body: None, features: None };
+        let req = JsonRequest {
+            method: reqwest::Method::GET,
+            url,
+            bearer: self.token.as_ref().map(|(t, _)| t.clone()),
+            body: None,
+            features: None,
+        };
         self.meta.json(&req).await
     }
 
@@ -164,12 +170,16 @@ impl Kfp {
         if e.status() == Some(400) {
             return Error::Usage(format!("{what}: the Kubeflow Pipelines API refused the request ({e})"));
         }
-        super::fatal_with_hint(
-            e,
-            what,
-            "give the API's bearer token in JOBDL_ACCESS_TOKEN or --kfp-token-file (behind the multi-user \
-             gateway: a token of an identity that may read the run's namespace)",
-        )
+        let hint = match &self.token {
+            Some((_, from)) => format!(
+                "the API refused the token from {from}: replace it with a valid, unexpired one (behind the \
+                 multi-user gateway: a token of an identity that may read the run's namespace)"
+            ),
+            None => "give the API's bearer token in JOBDL_ACCESS_TOKEN or --kfp-token-file (behind the multi-user \
+                     gateway: a token of an identity that may read the run's namespace)"
+                .to_string(),
+        };
+        super::fatal_with_hint(e, what, &hint)
     }
 
     /// GET the run (the gate polls this; its outputs are resolved by [`Self::describe`]).
@@ -613,7 +623,7 @@ impl Kfp {
     }
 
     fn archive(&self, run_id: &str, a: &V1Artifact, rel: String) -> ArchiveSource {
-        let headers = self.token.iter().map(|t| ("authorization".to_string(), format!("Bearer {t}"))).collect();
+        let headers = self.token.iter().map(|(t, _)| ("authorization".to_string(), format!("Bearer {t}"))).collect();
         ArchiveSource { rel, url: self.read_url(run_id, a), headers }
     }
 

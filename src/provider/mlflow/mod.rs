@@ -203,6 +203,13 @@ impl Mlflow {
     }
 
     fn auth_hint(&self) -> String {
+        if let Some(from) = &self.target.credential_from {
+            let who = if self.target.databricks { "can read the run's experiment" } else { "can read the run" };
+            return format!(
+                "the server refused the credentials from {from}: replace them with valid ones for an account that \
+                 {who}, or unset them"
+            );
+        }
         if self.target.databricks {
             format!(
                 "set {ENV_DATABRICKS_TOKEN} (or {ENV_DATABRICKS_CLIENT_ID} and {ENV_DATABRICKS_CLIENT_SECRET}, or the \

@@ -75,6 +75,9 @@ pub struct Target {
     pub credential: Credential,
     /// A Databricks workspace (presigned reads via `credentials-for-read`).
     pub databricks: bool,
+    /// Where the credential came from (`MLFLOW_TRACKING_TOKEN`, a profile, …), named when the
+    /// server refuses it; `None` without credentials.
+    pub credential_from: Option<String>,
 }
 
 /// Reads a configuration file (the Databricks one) for the caller, who owns the disk.
@@ -147,19 +150,22 @@ pub fn resolve_target_with(
         return databricks_target(t, access_token, env, home, read);
     }
     let base = server_url(t, "MLflow tracking URI")?;
-    let credential = match (env(ENV_MLFLOW_USERNAME), env(ENV_MLFLOW_PASSWORD)) {
+    let (credential, from) = match (env(ENV_MLFLOW_USERNAME), env(ENV_MLFLOW_PASSWORD)) {
         // As MLflow's own client: user name and password win over a token.
-        (Some(user), Some(password)) => Credential::Basic { user, password },
+        (Some(user), Some(password)) => {
+            (Credential::Basic { user, password }, Some(format!("{ENV_MLFLOW_USERNAME} and {ENV_MLFLOW_PASSWORD}")))
+        }
         (Some(_), None) | (None, Some(_)) => {
             return Err(Error::usage(format!("set both {ENV_MLFLOW_USERNAME} and {ENV_MLFLOW_PASSWORD}, or neither")));
         }
-        (None, None) => match env(ENV_MLFLOW_TOKEN).or(access_token) {
-            Some(tok) => Credential::Bearer(tok),
-            None => Credential::None,
+        (None, None) => match (env(ENV_MLFLOW_TOKEN), access_token) {
+            (Some(tok), _) => (Credential::Bearer(tok), Some(ENV_MLFLOW_TOKEN.to_string())),
+            (None, Some(tok)) => (Credential::Bearer(tok), Some("JOBDL_ACCESS_TOKEN".to_string())),
+            (None, None) => (Credential::None, None),
         },
     };
     credential.register();
-    Ok(Target { base, credential, databricks: false })
+    Ok(Target { base, credential, databricks: false, credential_from: from })
 }
 
 fn databricks_target(
@@ -174,7 +180,9 @@ fn databricks_target(
         return Err(Error::usage("invalid MLflow tracking URI 'databricks://': name a profile (databricks://PROFILE)"));
     }
     // A bare `databricks` takes the environment first (as the Databricks SDKs), then the profile.
-    let fields: HashMap<String, String> = if profile_given.is_none() && env(ENV_DATABRICKS_HOST).is_some() {
+    let from_env = profile_given.is_none() && env(ENV_DATABRICKS_HOST).is_some();
+    let mut place = String::new();
+    let fields: HashMap<String, String> = if from_env {
         [
             ("host", ENV_DATABRICKS_HOST),
             ("token", ENV_DATABRICKS_TOKEN),
@@ -199,10 +207,12 @@ fn databricks_target(
                 path.display()
             ))
         })?;
+        place = format!("profile '{profile}' of {}", path.display());
         parse_databrickscfg(&text, &profile).ok_or_else(|| {
             Error::usage(format!("profile '{profile}' not found in the Databricks configuration {}", path.display()))
         })?
     };
+    let named = |var: &str, key: &str| if from_env { var.to_string() } else { format!("`{key}` in the {place}") };
     let host = fields.get("host").ok_or_else(|| {
         Error::usage(format!("no Databricks host: set {ENV_DATABRICKS_HOST} or `host` in the profile"))
     })?;
@@ -221,26 +231,28 @@ fn databricks_target(
     let mut base = server_url(&origin, "Databricks host")?;
     base.set_path("");
     let credential = if let Some(tok) = fields.get("token") {
-        Credential::Bearer(tok.clone())
+        (Credential::Bearer(tok.clone()), named(ENV_DATABRICKS_TOKEN, "token"))
     } else if let (Some(id), Some(secret)) = (fields.get("client_id"), fields.get("client_secret")) {
         let mut token_url = base.clone();
         token_url.set_path("/oidc/v1/token");
-        Credential::OAuth(Arc::new(OAuthClient {
+        let oauth = Credential::OAuth(Arc::new(OAuthClient {
             token_url,
             client_id: id.clone(),
             client_secret: secret.clone(),
             cached: tokio::sync::Mutex::new(None),
-        }))
+        }));
+        (oauth, named(&format!("{ENV_DATABRICKS_CLIENT_ID} and {ENV_DATABRICKS_CLIENT_SECRET}"), "client_id"))
     } else if let Some(tok) = access_token {
-        Credential::Bearer(tok)
+        (Credential::Bearer(tok), "JOBDL_ACCESS_TOKEN".to_string())
     } else {
         return Err(Error::usage(format!(
             "no Databricks credentials: set {ENV_DATABRICKS_TOKEN}, or {ENV_DATABRICKS_CLIENT_ID} and \
              {ENV_DATABRICKS_CLIENT_SECRET} (or `token`, or `client_id` and `client_secret`, in the profile)"
         )));
     };
+    let (credential, from) = credential;
     credential.register();
-    Ok(Target { base, credential, databricks: true })
+    Ok(Target { base, credential, databricks: true, credential_from: Some(from) })
 }
 
 /// One profile of a `~/.databrickscfg` (INI: `[profile]` sections, `key = value`, `#`/`;`
