@@ -240,13 +240,13 @@ fn refresh_after_403_falls_back_to_the_prefix_route() {
 
 // ------------------------------------------------------------------ item 5: uri_file at the root
 
-#[test]
-fn uri_file_whose_credentials_name_the_container_root_downloads_that_file_only() {
+/// A `uri_file` output whose credentials name the container root (as in the recording): the file
+/// `data_file1.txt` at the container's top level, next to another upload.
+fn root_file_world() -> World {
     let mut w = World::new();
     let mut job = support::JobFixture::new("job-f", "Completed");
     job.outputs = json!({"report": asset_output("uri_file", "ds-file", "1")});
     w.add_job(job);
-    // As in the recording: the file at the container's top level, next to other uploads.
     w.add_file_asset(
         false,
         "ds-file",
@@ -257,7 +257,12 @@ fn uri_file_whose_credentials_name_the_container_root_downloads_that_file_only()
     );
     w.add_blob("ds-root", "data_file2.txt", harness::text("another upload\n"));
     w.dataset_blob_uri_root = true;
-    let env = TestEnv::new(w);
+    w
+}
+
+#[test]
+fn uri_file_whose_credentials_name_the_container_root_downloads_that_file_only() {
+    let env = TestEnv::new(root_file_world());
     let run = env.run(&["download", "job-f", "--output", "report"]);
     run.expect_code(0);
     let dest = env.dest("job-f");
@@ -281,20 +286,7 @@ fn uri_file_whose_credentials_name_the_container_root_downloads_that_file_only()
 /// place (no listing of the container, no request for the container URL) and no signature is shown.
 #[test]
 fn uri_file_whose_head_is_refused_fails_that_output_without_guessing() {
-    let mut w = World::new();
-    let mut job = support::JobFixture::new("job-f", "Completed");
-    job.outputs = json!({"report": asset_output("uri_file", "ds-file", "1")});
-    w.add_job(job);
-    w.add_file_asset(
-        false,
-        "ds-file",
-        "1",
-        ("ds-root", "data_file1.txt"),
-        support::CredKey::Type,
-        harness::text("file 1\n"),
-    );
-    w.dataset_blob_uri_root = true;
-    let env = TestEnv::new(w);
+    let env = TestEnv::new(root_file_world());
     env.emu.add_fault(
         support::FaultRule::new("/ds-root/data_file1.txt", 1, support::Fault::Status { code: 403, retry_after: None })
             .method("HEAD"),
