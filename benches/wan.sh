@@ -90,7 +90,7 @@ cmd_for() { # TOOL DEST -> CMD
 }
 
 # Sum of bytes and count of regular files under a directory, jobdl's hidden files excluded.
-tally() { find "$1" -type f ! -name '.*' -printf '%s\n' | awk '{ n++; b += $1 } END { printf "%d %d\n", n, b }'; }
+tally() { find "$1" -type f ! -path '*/.jobdl/*' ! -name '.*' -printf '%s\n' | awk '{ n++; b += $1 } END { printf "%d %d\n", n, b }'; }
 
 for W in $WORKLOADS; do
   SRC="$(workload_dir "$W")"
