@@ -102,7 +102,7 @@ pub fn eta_text(elapsed: Duration, done: u64, total: Option<u64>, rate: f64) -> 
     }
 }
 
-/// The overall line: `1.2 GiB/3.4 GiB  110.0 MiB/s  eta 4m 05s  files 12/40  [=====>   ]`, in
+/// The overall line — bytes done/total, rate, ETA, files done/total, a bar — in
 /// fewer than `width` columns: the bar takes what is left (and goes when less than 8 columns are
 /// left), then the files count, the ETA and the rate go, in that order, when even they do not fit.
 pub fn total_line(

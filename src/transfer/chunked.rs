@@ -145,8 +145,8 @@ pub(super) async fn fetch_chunked(
     let peers = CancellationToken::new();
     // As many workers as the budget may ever allow; each request still takes a connection.
     let workers = usize::try_from(todo.len()).unwrap_or(usize::MAX).min(ctx.budget.ceiling()).max(1);
-    // MD5 is sequential and can be slower than the network (one core hashes ~500 MiB/s, a local
-    // link brings more): a download far ahead of the hash only takes CPU from it. A chunk starts no further past the
+    // MD5 is sequential and can be slower than the network (one core hashes less than a local link
+    // brings): a download far ahead of the hash only takes CPU from it. A chunk starts no further past the
     // hashed prefix than the connections allowed now plus LEAD_SPARE chunks: every connection
     // stays busy, and requests still queue for the budget, so it can climb when the network is the
     // bottleneck.
