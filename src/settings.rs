@@ -331,8 +331,8 @@ impl AzureCliDefaults {
     pub fn load() -> Self {
         let dir = match std::env::var_os(ENV_AZURE_CONFIG_DIR).filter(|v| !v.is_empty()) {
             Some(d) => PathBuf::from(d),
-            None => match std::env::var_os("HOME").or_else(|| std::env::var_os("USERPROFILE")) {
-                Some(h) => PathBuf::from(h).join(".azure"),
+            None => match home_dir() {
+                Some(h) => h.join(".azure"),
                 None => return Self::default(),
             },
         };

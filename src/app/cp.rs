@@ -140,7 +140,7 @@ async fn cp_s3(args: CpArgs, printer: Printer, cancel: CancellationToken, starte
     let filter = Filter::new(&args.filter.include, &args.filter.exclude)?;
     let shard = crate::settings::shard(args.shard.as_deref(), &|n| std::env::var(n).ok())?;
     let loc = crate::s3::parse_s3_url(args.url.trim()).map_err(Error::Usage)?;
-    let home = std::env::var_os("HOME").or_else(|| std::env::var_os("USERPROFILE")).map(std::path::PathBuf::from);
+    let home = crate::settings::home_dir();
     let config = crate::settings::s3_config(
         args.s3.s3_endpoint.as_deref(),
         args.s3.s3_region.as_deref(),

@@ -77,16 +77,10 @@ pub async fn download(args: DownloadArgs, printer: Printer, cancel: Cancellation
         exclude: args.filter.exclude.clone(),
     };
     let session = Session {
-        common: &r.common,
-        client: &r.client,
-        printer,
-        started,
-        cancel,
-        source: r.source,
         partial: r.partial,
         shard: r.shard,
         request: Some(request),
-        manifest: true,
+        ..Session::new(&r.common, &r.client, printer, started, cancel, r.source)
     };
     execute(session, &r.root, r.plan, job_ref).await
 }
