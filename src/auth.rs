@@ -130,7 +130,7 @@ impl Chain {
     /// against `cloud`'s Entra authority; the sources the environment does not configure are
     /// kept with why, for the error message.
     pub fn new(client: &reqwest::Client, cloud: Cloud) -> Chain {
-        Self::with_env(client, cloud, &|k| std::env::var(k).ok())
+        Self::with_env(client, cloud, &crate::env::var)
     }
 
     fn with_env(client: &reqwest::Client, cloud: Cloud, env: &dyn Fn(&str) -> Option<String>) -> Chain {
@@ -150,9 +150,10 @@ impl Chain {
             vars.iter().copied().filter(|v| env(v).is_none()).collect()
         };
         const SP: &str = "environment service principal";
-        const SP_VARS: [&str; 3] = ["AZURE_TENANT_ID", "AZURE_CLIENT_ID", "AZURE_CLIENT_SECRET"];
+        const SP_VARS: [&str; 3] =
+            [crate::env::AZURE_TENANT_ID, crate::env::AZURE_CLIENT_ID, crate::env::AZURE_CLIENT_SECRET];
         if let (Some(tenant), Some(client_id), Some(secret)) =
-            (env("AZURE_TENANT_ID"), env("AZURE_CLIENT_ID"), env("AZURE_CLIENT_SECRET"))
+            (env(crate::env::AZURE_TENANT_ID), env(crate::env::AZURE_CLIENT_ID), env(crate::env::AZURE_CLIENT_SECRET))
         {
             let o = azure_identity::ClientSecretCredentialOptions { client_options: options() };
             match azure_identity::ClientSecretCredential::new(&tenant, client_id, secret.into(), Some(o)) {
@@ -163,7 +164,7 @@ impl Chain {
             steps.push(Step::Skipped(SP, not_configured(&missing(&SP_VARS), &SP_VARS)));
         }
         const WI: &str = "workload identity";
-        if env("AZURE_FEDERATED_TOKEN_FILE").is_some() {
+        if env(crate::env::AZURE_FEDERATED_TOKEN_FILE).is_some() {
             let o = azure_identity::WorkloadIdentityCredentialOptions {
                 credential_options: azure_identity::ClientAssertionCredentialOptions { client_options: options() },
                 ..Default::default()
@@ -175,20 +176,20 @@ impl Chain {
         } else {
             steps.push(Step::Skipped(
                 WI,
-                not_configured(&["AZURE_FEDERATED_TOKEN_FILE"], &["AZURE_FEDERATED_TOKEN_FILE"]),
+                not_configured(&[crate::env::AZURE_FEDERATED_TOKEN_FILE], &[crate::env::AZURE_FEDERATED_TOKEN_FILE]),
             ));
         }
         const AML: &str = "Azure ML compute managed identity";
         const MI: &str = "managed identity";
-        if env("IDENTITY_ENDPOINT").is_none()
-            && let (Some(endpoint), Some(secret)) = (env("MSI_ENDPOINT"), env("MSI_SECRET"))
+        if env(crate::env::IDENTITY_ENDPOINT).is_none()
+            && let (Some(endpoint), Some(secret)) = (env(crate::env::MSI_ENDPOINT), env(crate::env::MSI_SECRET))
         {
             // Azure ML compute (as Python azure-identity's AzureMLCredential).
-            match AzureMlCredential::new(client, &endpoint, secret, env("DEFAULT_IDENTITY_CLIENT_ID")) {
+            match AzureMlCredential::new(client, &endpoint, secret, env(crate::env::DEFAULT_IDENTITY_CLIENT_ID)) {
                 Ok(c) => steps.push(Step::Cred(AML, Cred::AzureMl(c))),
                 Err(e) => steps.push(Step::Skipped(AML, format!("cannot be used: {e}"))),
             }
-        } else if env("IDENTITY_ENDPOINT").is_some() || env("JOBDL_TRY_IMDS").is_some() {
+        } else if env(crate::env::IDENTITY_ENDPOINT).is_some() || env(crate::env::JOBDL_TRY_IMDS).is_some() {
             // IMDS is probed only when asked for (or on App Service style hosts): probing the
             // metadata address on a laptop costs seconds and would surprise users.
             let o =

@@ -150,7 +150,7 @@ pub struct ConfigShowArgs {
     #[command(flatten)]
     pub source: SourceArgs,
     /// Azure cloud.
-    #[arg(long, env = "AZURE_CLOUD", value_name = "NAME")]
+    #[arg(long, env = crate::env::AZURE_CLOUD, value_name = "NAME")]
     pub cloud: Option<String>,
     /// Destination directory.
     #[arg(short = 'p', long = "path", value_name = "DIR")]
@@ -190,25 +190,25 @@ pub struct FilterArgs {
 #[derive(Debug, Args, Clone, Default)]
 pub struct SourceArgs {
     /// Azure AI Foundry project endpoint: https://<account>.services.ai.azure.com/api/projects/<project>.
-    #[arg(long, env = "AZURE_AI_PROJECT_ENDPOINT", value_name = "URL")]
+    #[arg(long, env = crate::env::AZURE_AI_PROJECT_ENDPOINT, value_name = "URL")]
     pub project_endpoint: Option<String>,
     /// Azure ML workspace: subscription ID (default: the Azure CLI's current subscription).
-    #[arg(short = 's', long, env = "AZURE_SUBSCRIPTION_ID", value_name = "ID", hide_env_values = true)]
+    #[arg(short = 's', long, env = crate::env::AZURE_SUBSCRIPTION_ID, value_name = "ID", hide_env_values = true)]
     pub subscription: Option<String>,
     /// Azure ML workspace: resource group (default: `az configure --defaults group=...`).
-    #[arg(short = 'g', long, env = "AZURE_RESOURCE_GROUP", value_name = "NAME")]
+    #[arg(short = 'g', long, env = crate::env::AZURE_RESOURCE_GROUP, value_name = "NAME")]
     pub resource_group: Option<String>,
     /// Azure ML workspace name (default: `az configure --defaults workspace=...`).
-    #[arg(short = 'w', long, env = "AZUREML_WORKSPACE_NAME", value_name = "NAME")]
+    #[arg(short = 'w', long, env = crate::env::AZUREML_WORKSPACE_NAME, value_name = "NAME")]
     pub workspace: Option<String>,
     /// MLflow tracking server (https://host[/prefix]; http only for loopback), or `databricks` /
     /// `databricks://PROFILE`; JOB is then a run id.
-    #[arg(long, env = "MLFLOW_TRACKING_URI", value_name = "URL")]
+    #[arg(long, env = crate::env::MLFLOW_TRACKING_URI, value_name = "URL")]
     pub mlflow_uri: Option<String>,
     /// Kubeflow Pipelines API base (http://127.0.0.1:8888 port-forwarded, or
     /// https://<host>/pipeline); JOB is then a run id, whose outputs are read from S3-compatible
     /// storage (--s3-endpoint).
-    #[arg(long, env = "KF_PIPELINES_ENDPOINT", value_name = "URL")]
+    #[arg(long, env = crate::env::KF_PIPELINES_ENDPOINT, value_name = "URL")]
     pub kfp_endpoint: Option<String>,
 }
 
@@ -217,7 +217,7 @@ pub struct SourceArgs {
 pub struct S3Args {
     /// S3-compatible endpoint (path-style addressing), e.g. http://127.0.0.1:9000 for a
     /// port-forwarded MinIO/SeaweedFS; default AWS S3.
-    #[arg(long, env = "AWS_ENDPOINT_URL", value_name = "URL", hide_env_values = true)]
+    #[arg(long, env = crate::env::AWS_ENDPOINT_URL, value_name = "URL", hide_env_values = true)]
     pub s3_endpoint: Option<String>,
     /// Region S3 requests are signed for [env: AWS_REGION, AWS_DEFAULT_REGION] [default:
     /// us-east-1].
@@ -237,7 +237,7 @@ pub struct JobArgs {
     #[command(flatten)]
     pub source: SourceArgs,
     /// Azure cloud: AzureCloud, AzureUSGovernment or AzureChinaCloud.
-    #[arg(long, env = "AZURE_CLOUD", value_name = "NAME", default_value = "AzureCloud")]
+    #[arg(long, env = crate::env::AZURE_CLOUD, value_name = "NAME", default_value = "AzureCloud")]
     pub cloud: String,
     /// Kubeflow: read the API bearer token from PATH (e.g. the in-cluster service-account token
     /// /var/run/secrets/kubeflow/pipelines/token) instead of JOBDL_ACCESS_TOKEN.
@@ -300,7 +300,7 @@ pub struct JobsArgs {
     #[command(flatten)]
     pub source: SourceArgs,
     /// Azure cloud: AzureCloud, AzureUSGovernment or AzureChinaCloud.
-    #[arg(long, env = "AZURE_CLOUD", value_name = "NAME", default_value = "AzureCloud")]
+    #[arg(long, env = crate::env::AZURE_CLOUD, value_name = "NAME", default_value = "AzureCloud")]
     pub cloud: String,
     /// Kubeflow: read the API bearer token from PATH instead of JOBDL_ACCESS_TOKEN.
     #[arg(long, value_name = "PATH")]
@@ -378,13 +378,13 @@ impl ShowArgs {
 pub struct TransferArgs {
     /// Connections (files and ranged chunks) in flight at once. Default: start at 8 and add
     /// more, up to 256, while they bring more throughput (capped servers, long round trips).
-    #[arg(long, value_name = "N", env = "JOBDL_PARALLEL")]
+    #[arg(long, value_name = "N", env = crate::env::JOBDL_PARALLEL)]
     pub parallel: Option<usize>,
     /// Attempts per data request before a file fails (metadata calls: 5).
     #[arg(long, value_name = "N")]
     pub retries: Option<u32>,
     /// Cap the total download rate of all connections: a size per second such as 200M or 50MB. Default: no cap.
-    #[arg(long, value_name = "RATE", env = "JOBDL_MAX_RATE")]
+    #[arg(long, value_name = "RATE", env = crate::env::JOBDL_MAX_RATE)]
     pub max_rate: Option<String>,
     /// Abort an attempt that received no byte for this long (e.g. 120s, 5m). Never a total limit.
     #[arg(long, value_name = "DURATION")]
@@ -517,7 +517,7 @@ pub struct VerifyArgs {
     #[command(flatten)]
     pub source: SourceArgs,
     /// With --remote: Azure cloud.
-    #[arg(long, env = "AZURE_CLOUD", value_name = "NAME", default_value = "AzureCloud")]
+    #[arg(long, env = crate::env::AZURE_CLOUD, value_name = "NAME", default_value = "AzureCloud")]
     pub cloud: String,
     /// With --remote: Kubeflow API bearer token file (as for `download`).
     #[arg(long, value_name = "PATH")]
@@ -554,7 +554,7 @@ pub struct CpArgs {
     /// Destination directory.
     pub dir: PathBuf,
     /// Azure cloud whose storage hosts are allowed.
-    #[arg(long, env = "AZURE_CLOUD", value_name = "NAME", default_value = "AzureCloud")]
+    #[arg(long, env = crate::env::AZURE_CLOUD, value_name = "NAME", default_value = "AzureCloud")]
     pub cloud: String,
     /// S3-compatible storage (s3:// URLs).
     #[command(flatten)]

@@ -94,25 +94,43 @@ pub const KEYS: &[Key] = &[
         "project_endpoint",
         Kind::Url,
         Some(("project_endpoint", "--project-endpoint")),
-        Some("AZURE_AI_PROJECT_ENDPOINT"),
+        Some(crate::env::AZURE_AI_PROJECT_ENDPOINT),
         None,
     ),
-    key("subscription", Kind::Text, Some(("subscription", "--subscription")), Some("AZURE_SUBSCRIPTION_ID"), None),
-    key("resource_group", Kind::Text, Some(("resource_group", "--resource-group")), Some("AZURE_RESOURCE_GROUP"), None),
-    key("workspace", Kind::Text, Some(("workspace", "--workspace")), Some("AZUREML_WORKSPACE_NAME"), None),
-    key("mlflow_uri", Kind::Text, Some(("mlflow_uri", "--mlflow-uri")), Some("MLFLOW_TRACKING_URI"), None),
-    key("kfp_endpoint", Kind::Url, Some(("kfp_endpoint", "--kfp-endpoint")), Some("KF_PIPELINES_ENDPOINT"), None),
-    key("cloud", Kind::Choice(CLOUDS), Some(("cloud", "--cloud")), Some("AZURE_CLOUD"), Some("AzureCloud")),
+    key(
+        "subscription",
+        Kind::Text,
+        Some(("subscription", "--subscription")),
+        Some(crate::env::AZURE_SUBSCRIPTION_ID),
+        None,
+    ),
+    key(
+        "resource_group",
+        Kind::Text,
+        Some(("resource_group", "--resource-group")),
+        Some(crate::env::AZURE_RESOURCE_GROUP),
+        None,
+    ),
+    key("workspace", Kind::Text, Some(("workspace", "--workspace")), Some(crate::env::AZUREML_WORKSPACE_NAME), None),
+    key("mlflow_uri", Kind::Text, Some(("mlflow_uri", "--mlflow-uri")), Some(crate::env::MLFLOW_TRACKING_URI), None),
+    key(
+        "kfp_endpoint",
+        Kind::Url,
+        Some(("kfp_endpoint", "--kfp-endpoint")),
+        Some(crate::env::KF_PIPELINES_ENDPOINT),
+        None,
+    ),
+    key("cloud", Kind::Choice(CLOUDS), Some(("cloud", "--cloud")), Some(crate::env::AZURE_CLOUD), Some("AzureCloud")),
     key("destination", Kind::Template, Some(("path", "--path")), None, Some("./{job}")),
     key(
         "parallel",
         Kind::Int { min: 1, max: 256 },
         Some(("parallel", "--parallel")),
-        Some("JOBDL_PARALLEL"),
+        Some(crate::env::JOBDL_PARALLEL),
         Some("8"),
     ),
     key("retries", Kind::Int { min: 1, max: 1000 }, Some(("retries", "--retries")), None, Some("10")),
-    key("max_rate", Kind::Size, Some(("max_rate", "--max-rate")), Some("JOBDL_MAX_RATE"), None),
+    key("max_rate", Kind::Size, Some(("max_rate", "--max-rate")), Some(crate::env::JOBDL_MAX_RATE), None),
     key(
         "idle_timeout",
         Kind::Duration { zero_ok: false },
@@ -121,36 +139,30 @@ pub const KEYS: &[Key] = &[
         Some("120s"),
     ),
     key("lock_timeout", Kind::Duration { zero_ok: true }, Some(("lock_timeout", "--lock-timeout")), None, Some("0s")),
-    key("allow_hosts", Kind::Hosts, Some(("allow_host", "--allow-host")), Some("JOBDL_ALLOW_HOSTS"), None),
+    key("allow_hosts", Kind::Hosts, Some(("allow_host", "--allow-host")), Some(crate::env::JOBDL_ALLOW_HOSTS), None),
     key("color", Kind::Choice(COLORS), Some(("color", "--color")), None, Some("auto")),
     key(
         "max_list_entries",
         Kind::Int { min: 1, max: 1_000_000_000 },
         None,
-        Some("JOBDL_MAX_LIST_ENTRIES"),
+        Some(crate::env::JOBDL_MAX_LIST_ENTRIES),
         Some("1000000"),
     ),
-    knob("poll_interval", "JOBDL_POLL_INTERVAL", "10s"),
-    knob("retry_base_delay", "JOBDL_RETRY_BASE_DELAY", "500ms"),
-    knob("retry_max_delay", "JOBDL_RETRY_MAX_DELAY", "30s"),
-    knob("retry_after_cap", "JOBDL_RETRY_AFTER_CAP", "120s"),
-    key("min_speed", Kind::Size, None, Some(crate::settings::ENV_MIN_SPEED), Some("1KiB")),
-    key(
-        "min_speed_time",
-        Kind::Duration { zero_ok: false },
-        None,
-        Some(crate::settings::ENV_MIN_SPEED_TIME),
-        Some("60s"),
-    ),
+    knob("poll_interval", crate::env::JOBDL_POLL_INTERVAL, "10s"),
+    knob("retry_base_delay", crate::env::JOBDL_RETRY_BASE_DELAY, "500ms"),
+    knob("retry_max_delay", crate::env::JOBDL_RETRY_MAX_DELAY, "30s"),
+    knob("retry_after_cap", crate::env::JOBDL_RETRY_AFTER_CAP, "120s"),
+    key("min_speed", Kind::Size, None, Some(crate::env::JOBDL_MIN_SPEED), Some("1KiB")),
+    key("min_speed_time", Kind::Duration { zero_ok: false }, None, Some(crate::env::JOBDL_MIN_SPEED_TIME), Some("60s")),
     key(
         "archive_max_ratio",
         Kind::Int { min: 0, max: 1_000_000 },
         None,
-        Some(crate::settings::ENV_ARCHIVE_MAX_RATIO),
+        Some(crate::env::JOBDL_ARCHIVE_MAX_RATIO),
         Some("200"),
     ),
-    key("archive_max_bytes", Kind::Size, None, Some(crate::settings::ENV_ARCHIVE_MAX_BYTES), Some("1TiB")),
-    key("chunk_size", Kind::Size, None, Some(crate::settings::ENV_CHUNK_SIZE), Some("8MiB")),
+    key("archive_max_bytes", Kind::Size, None, Some(crate::env::JOBDL_ARCHIVE_MAX_BYTES), Some("1TiB")),
+    key("chunk_size", Kind::Size, None, Some(crate::env::JOBDL_CHUNK_SIZE), Some("8MiB")),
 ];
 
 /// A value, in the text form the flag would take (lists keep their items).
@@ -213,10 +225,10 @@ pub fn user_path(xdg: Option<&str>, home: Option<&str>) -> Option<PathBuf> {
 impl Files {
     /// Read `./jobdl.toml` and the user file from the process environment.
     pub fn load() -> Result<Files, Error> {
-        let var = |n: &str| std::env::var(n).ok();
-        let home = var("HOME").or_else(|| var("USERPROFILE"));
+        let var = crate::env::var;
+        let home = var(crate::env::HOME).or_else(|| var(crate::env::USERPROFILE));
         let cwd = std::env::current_dir().unwrap_or_default();
-        Files::load_from(&cwd.join(LOCAL_FILE), user_path(var("XDG_CONFIG_HOME").as_deref(), home.as_deref()))
+        Files::load_from(&cwd.join(LOCAL_FILE), user_path(var(crate::env::XDG_CONFIG_HOME).as_deref(), home.as_deref()))
     }
 
     /// Read the files at these paths (a missing file is no file).

@@ -31,10 +31,11 @@ pub const MAX_XML_DEPTH: usize = 64;
 /// `SSL_CERT_FILE` and `SSL_CERT_DIR` added here, so they are trusted on every platform. An
 /// unreadable or empty bundle is a configuration error (exit 2) naming the file.
 pub fn build_client(idle: Duration) -> Result<reqwest::Client, Error> {
-    let roots = extra_roots(std::env::var_os("SSL_CERT_FILE"), std::env::var_os("SSL_CERT_DIR"))?;
+    let roots =
+        extra_roots(crate::env::var_os(crate::env::SSL_CERT_FILE), crate::env::var_os(crate::env::SSL_CERT_DIR))?;
     // Only the proxies of `proxies` (this also turns off reqwest's own reading of the variables).
     let mut builder = reqwest::Client::builder().no_proxy();
-    for proxy in proxies(&|name| std::env::var(name).ok())? {
+    for proxy in proxies(&crate::env::var)? {
         builder = builder.proxy(proxy);
     }
     builder
@@ -76,14 +77,18 @@ fn first_var(var: &dyn Fn(&str) -> Option<String>, names: &[&str]) -> Option<(St
 /// configuration error (exit 2) naming the variable, never printing the URL (it may hold a
 /// password).
 fn proxies(var: &dyn Fn(&str) -> Option<String>) -> Result<Vec<reqwest::Proxy>, Error> {
-    let no = first_var(var, &["NO_PROXY", "no_proxy"]).map(|(_, v)| v);
+    let no = first_var(var, &[crate::env::NO_PROXY, crate::env::NO_PROXY_LOWER]).map(|(_, v)| v);
     if no_proxy_everywhere(no.as_deref()) {
         return Ok(Vec::new());
     }
-    let all = first_var(var, &["ALL_PROXY", "all_proxy"]);
-    let cgi = var("REQUEST_METHOD").is_some();
-    let http = if cgi { None } else { first_var(var, &["HTTP_PROXY", "http_proxy"]).or_else(|| all.clone()) };
-    let https = first_var(var, &["HTTPS_PROXY", "https_proxy"]).or(all);
+    let all = first_var(var, &[crate::env::ALL_PROXY, crate::env::ALL_PROXY_LOWER]);
+    let cgi = var(crate::env::REQUEST_METHOD).is_some();
+    let http = if cgi {
+        None
+    } else {
+        first_var(var, &[crate::env::HTTP_PROXY, crate::env::HTTP_PROXY_LOWER]).or_else(|| all.clone())
+    };
+    let https = first_var(var, &[crate::env::HTTPS_PROXY, crate::env::HTTPS_PROXY_LOWER]).or(all);
     let direct = match no.as_deref() {
         Some(list) => format!("{list},{ALWAYS_DIRECT}"),
         None => ALWAYS_DIRECT.to_string(),

@@ -25,6 +25,7 @@ pub mod auth;
 pub mod blob;
 pub mod cli;
 pub mod config;
+pub mod env;
 pub mod error;
 pub mod fs;
 pub mod hosts;

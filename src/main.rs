@@ -9,12 +9,11 @@ fn main() -> std::process::ExitCode {
 /// glibc gives each thread that allocates its own arena (up to 8 per core), and memory freed into
 /// one arena serves no other. jobdl's big allocations are the HTTP stack's read buffers, made on
 /// the async workers and freed on the file's writer thread, so the extra arenas only hold freed
-/// buffers. Measured on W1 (4 GiB from local nginx, 8 connections): peak RSS 23.5–24.4 MB with
-/// one arena against 26.7–27.5 MB without, at the same speed. An explicit `MALLOC_ARENA_MAX`
-/// wins.
+/// buffers, and one arena lowers peak RSS at the same speed (benches/README.md). An explicit
+/// `MALLOC_ARENA_MAX` wins.
 fn one_malloc_arena() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+    if jobdl::env::var_os(jobdl::env::MALLOC_ARENA_MAX).is_none() {
         // SAFETY: mallopt only sets an allocator parameter; no other thread exists yet.
         unsafe {
             libc::mallopt(libc::M_ARENA_MAX, 1);

@@ -1,6 +1,5 @@
 //! Flags + environment + configuration files → one typed `Settings`. Bad input stops here with
-//! exit 2 and a message naming the field. Every environment variable jobdl reads is named in this
-//! file or in the key table of [`crate::config`].
+//! exit 2 and a message naming the field. Environment variables are named in [`crate::env`].
 //!
 //! Precedence, per key of [`crate::config::KEYS`]: flag, then environment, then `./jobdl.toml`,
 //! then the user file, then the built-in default; for the timing knobs (`JOBDL_POLL_INTERVAL`, `JOBDL_RETRY_*`), which have no
@@ -8,6 +7,8 @@
 //! `ArgMatches::value_source` (clap's `env =` merges them into one field).
 use crate::cli::{JobArgs, TransferArgs};
 use crate::config::{Files, KEYS, Key, Value};
+use crate::env;
+use crate::env::{JOBDL_ARCHIVE_MAX_RATIO, JOBDL_CHUNK_SIZE, JOBDL_MAX_LIST_ENTRIES, JOBDL_MIN_SPEED_TIME};
 use crate::error::Error;
 use crate::hosts::{AllowList, Cloud};
 use crate::provider::azureml::uri::WorkspaceRef;
@@ -16,65 +17,11 @@ use crate::transfer::TransferConfig;
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// Bearer token for every service call (CI, emulators).
-pub const ENV_ACCESS_TOKEN: &str = "JOBDL_ACCESS_TOKEN";
-/// Extra allowed hosts, comma-separated.
-pub const ENV_ALLOW_HOSTS: &str = "JOBDL_ALLOW_HOSTS";
-/// First `--wait` poll delay.
-pub const ENV_POLL_INTERVAL: &str = "JOBDL_POLL_INTERVAL";
-/// Retry backoff base.
-pub const ENV_RETRY_BASE_DELAY: &str = "JOBDL_RETRY_BASE_DELAY";
-/// Retry backoff cap.
-pub const ENV_RETRY_MAX_DELAY: &str = "JOBDL_RETRY_MAX_DELAY";
-/// Longest `Retry-After` honoured.
-pub const ENV_RETRY_AFTER_CAP: &str = "JOBDL_RETRY_AFTER_CAP";
-
-/// Minimum body rate in bytes per second (`min_speed`; 0 turns the guard off).
-pub const ENV_MIN_SPEED: &str = "JOBDL_MIN_SPEED";
-/// The window the minimum body rate is averaged over (`min_speed_time`).
-pub const ENV_MIN_SPEED_TIME: &str = "JOBDL_MIN_SPEED_TIME";
-/// Most decoded bytes per compressed byte of one archive (`archive_max_ratio`; 0: no ratio limit).
-pub const ENV_ARCHIVE_MAX_RATIO: &str = "JOBDL_ARCHIVE_MAX_RATIO";
-/// Most decoded bytes of one archive (`archive_max_bytes`; 0: no cap).
-pub const ENV_ARCHIVE_MAX_BYTES: &str = "JOBDL_ARCHIVE_MAX_BYTES";
-/// Size of one ranged chunk of a large file (`chunk_size`): the unit of resume records.
-pub const ENV_CHUNK_SIZE: &str = "JOBDL_CHUNK_SIZE";
-/// Most entries one listing may hold (setting `max_list_entries`).
-pub const ENV_MAX_LIST_ENTRIES: &str = "JOBDL_MAX_LIST_ENTRIES";
 /// Bounds of `chunk_size`.
 const MIN_CHUNK_SIZE: u64 = 64 << 10;
 const MAX_CHUNK_SIZE: u64 = 256 << 20;
 /// Default of `max_list_entries`: far above any real job, low enough to bound memory.
 pub const DEFAULT_MAX_LIST_ENTRIES: usize = 1_000_000;
-
-/// Interval of the plain progress lines when stderr is not a terminal.
-pub const ENV_PROGRESS_INTERVAL: &str = "JOBDL_PROGRESS_INTERVAL";
-
-/// ARM base URL override (emulators, private clouds).
-pub const ENV_ARM_ENDPOINT: &str = "JOBDL_ARM_ENDPOINT";
-/// Path-style blob endpoint for workspace datastores (emulators).
-pub const ENV_STORAGE_ENDPOINT: &str = "JOBDL_STORAGE_ENDPOINT";
-/// The Azure CLI's configuration directory (default `~/.azure`).
-pub const ENV_AZURE_CONFIG_DIR: &str = "AZURE_CONFIG_DIR";
-
-/// MLflow: bearer token for the tracking server.
-pub const ENV_MLFLOW_TOKEN: &str = "MLFLOW_TRACKING_TOKEN";
-/// MLflow: basic-auth user name (with [`ENV_MLFLOW_PASSWORD`]).
-pub const ENV_MLFLOW_USERNAME: &str = "MLFLOW_TRACKING_USERNAME";
-/// MLflow: basic-auth password.
-pub const ENV_MLFLOW_PASSWORD: &str = "MLFLOW_TRACKING_PASSWORD";
-/// Databricks workspace URL (`databricks` tracking URI).
-pub const ENV_DATABRICKS_HOST: &str = "DATABRICKS_HOST";
-/// Databricks personal access token.
-pub const ENV_DATABRICKS_TOKEN: &str = "DATABRICKS_TOKEN";
-/// Databricks OAuth M2M client id (service principal).
-pub const ENV_DATABRICKS_CLIENT_ID: &str = "DATABRICKS_CLIENT_ID";
-/// Databricks OAuth M2M client secret.
-pub const ENV_DATABRICKS_CLIENT_SECRET: &str = "DATABRICKS_CLIENT_SECRET";
-/// Databricks configuration file (default `~/.databrickscfg`).
-pub const ENV_DATABRICKS_CONFIG_FILE: &str = "DATABRICKS_CONFIG_FILE";
-/// Databricks profile used by a bare `databricks` tracking URI (default `DEFAULT`).
-pub const ENV_DATABRICKS_CONFIG_PROFILE: &str = "DATABRICKS_CONFIG_PROFILE";
 
 /// Metadata calls get this many attempts.
 pub const META_ATTEMPTS: u32 = 5;
@@ -123,15 +70,15 @@ pub fn parse_size(s: &str, field: &str) -> Result<u64, Error> {
 /// A limit without a flag: its environment variable, else the configuration file's value
 /// (`file`, already validated), else `default`.
 fn limit<T>(file: Option<T>, name: &str, parse: impl Fn(&str) -> Result<T, Error>, default: T) -> Result<T, Error> {
-    match std::env::var(name) {
-        Ok(v) if !v.trim().is_empty() => parse(&v),
+    match env::var(name) {
+        Some(v) if !v.trim().is_empty() => parse(&v),
         _ => Ok(file.unwrap_or(default)),
     }
 }
 
 fn env_duration(name: &str, default: Duration) -> Result<Duration, Error> {
-    match std::env::var(name) {
-        Ok(v) if !v.trim().is_empty() => parse_duration(&v, name),
+    match env::var(name) {
+        Some(v) if !v.trim().is_empty() => parse_duration(&v, name),
         _ => Ok(default),
     }
 }
@@ -204,12 +151,12 @@ impl Common {
         }
         let base = RetryConfig {
             attempts: retries,
-            base_delay: knob(args.knobs.retry_base_delay, ENV_RETRY_BASE_DELAY, Duration::from_millis(500))?,
-            max_delay: knob(args.knobs.retry_max_delay, ENV_RETRY_MAX_DELAY, Duration::from_secs(30))?,
-            retry_after_cap: knob(args.knobs.retry_after_cap, ENV_RETRY_AFTER_CAP, Duration::from_secs(120))?,
+            base_delay: knob(args.knobs.retry_base_delay, env::JOBDL_RETRY_BASE_DELAY, Duration::from_millis(500))?,
+            max_delay: knob(args.knobs.retry_max_delay, env::JOBDL_RETRY_MAX_DELAY, Duration::from_secs(30))?,
+            retry_after_cap: knob(args.knobs.retry_after_cap, env::JOBDL_RETRY_AFTER_CAP, Duration::from_secs(120))?,
         };
         let mut hosts: Vec<String> = args.allow_host.clone();
-        if let Ok(v) = std::env::var(ENV_ALLOW_HOSTS) {
+        if let Some(v) = env::var(env::JOBDL_ALLOW_HOSTS) {
             hosts.extend(v.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()));
         }
         let allow = AllowList::new(cloud, &hosts).map_err(Error::Usage)?;
@@ -217,37 +164,38 @@ impl Common {
         let min_rate = crate::transfer::rate::MinRate {
             bytes_per_sec: limit(
                 k.min_speed,
-                ENV_MIN_SPEED,
-                |v| parse_size(v, ENV_MIN_SPEED),
+                env::JOBDL_MIN_SPEED,
+                |v| parse_size(v, env::JOBDL_MIN_SPEED),
                 defaults.min_rate.bytes_per_sec,
             )?,
             window: limit(
                 k.min_speed_time,
-                ENV_MIN_SPEED_TIME,
-                |v| parse_duration(v, ENV_MIN_SPEED_TIME),
+                env::JOBDL_MIN_SPEED_TIME,
+                |v| parse_duration(v, env::JOBDL_MIN_SPEED_TIME),
                 defaults.min_rate.window,
             )?,
         };
         if min_rate.window.is_zero() {
-            return Err(Error::usage(format!("{ENV_MIN_SPEED_TIME} must be more than 0")));
+            return Err(Error::usage(format!("{JOBDL_MIN_SPEED_TIME} must be more than 0")));
         }
         let max_rate = match args.max_rate.as_deref().map(|v| parse_size(v, "--max-rate")).transpose()? {
             Some(0) => return Err(Error::usage("--max-rate must be more than 0 (leave it out for no cap)")),
             r => r,
         };
-        let chunk_size = limit(k.chunk_size, ENV_CHUNK_SIZE, |v| parse_size(v, ENV_CHUNK_SIZE), defaults.chunk_size)?;
+        let chunk_size =
+            limit(k.chunk_size, env::JOBDL_CHUNK_SIZE, |v| parse_size(v, env::JOBDL_CHUNK_SIZE), defaults.chunk_size)?;
         if !(MIN_CHUNK_SIZE..=MAX_CHUNK_SIZE).contains(&chunk_size) {
-            return Err(Error::usage(format!("{ENV_CHUNK_SIZE} must be between 64KiB and 256MiB")));
+            return Err(Error::usage(format!("{JOBDL_CHUNK_SIZE} must be between 64KiB and 256MiB")));
         }
         let archive = crate::archive::Limits::default();
         let archive_limits = crate::archive::Limits {
             max_ratio: limit(
                 k.archive_max_ratio,
-                ENV_ARCHIVE_MAX_RATIO,
+                env::JOBDL_ARCHIVE_MAX_RATIO,
                 |v| {
                     v.trim().parse::<u64>().ok().filter(|n| *n <= 1_000_000).ok_or_else(|| {
                         Error::usage(format!(
-                            "invalid {ENV_ARCHIVE_MAX_RATIO} '{v}': expected an integer from 0 to 1000000"
+                            "invalid {JOBDL_ARCHIVE_MAX_RATIO} '{v}': expected an integer from 0 to 1000000"
                         ))
                     })
                 },
@@ -255,8 +203,8 @@ impl Common {
             )?,
             max_bytes: limit(
                 k.archive_max_bytes,
-                ENV_ARCHIVE_MAX_BYTES,
-                |v| parse_size(v, ENV_ARCHIVE_MAX_BYTES),
+                env::JOBDL_ARCHIVE_MAX_BYTES,
+                |v| parse_size(v, env::JOBDL_ARCHIVE_MAX_BYTES),
                 archive.max_bytes,
             )?,
         };
@@ -279,12 +227,12 @@ impl Common {
                 None => Duration::ZERO,
             },
             allow,
-            access_token: std::env::var(ENV_ACCESS_TOKEN).ok(),
+            access_token: crate::env::var(env::JOBDL_ACCESS_TOKEN),
             json: args.json,
             quiet: args.quiet,
             verbose: args.verbose,
-            poll_interval: knob(args.knobs.poll_interval, ENV_POLL_INTERVAL, Duration::from_secs(10))?,
-            progress_interval: env_duration(ENV_PROGRESS_INTERVAL, Duration::from_secs(10))?,
+            poll_interval: knob(args.knobs.poll_interval, env::JOBDL_POLL_INTERVAL, Duration::from_secs(10))?,
+            progress_interval: env_duration(env::JOBDL_PROGRESS_INTERVAL, Duration::from_secs(10))?,
             max_list_entries: max_list_entries(args.knobs.max_list_entries)?,
             overwrite,
         })
@@ -293,9 +241,9 @@ impl Common {
 
 /// `max_list_entries`: `JOBDL_MAX_LIST_ENTRIES`, else the files' value, else the default.
 fn max_list_entries(file: Option<u64>) -> Result<usize, Error> {
-    let bad = |v: &str| Error::usage(format!("invalid {ENV_MAX_LIST_ENTRIES} '{v}': expected a whole number from 1"));
-    let n = match std::env::var(ENV_MAX_LIST_ENTRIES) {
-        Ok(v) if !v.trim().is_empty() => v.trim().parse::<u64>().ok().filter(|n| *n >= 1).ok_or_else(|| bad(&v))?,
+    let bad = |v: &str| Error::usage(format!("invalid {JOBDL_MAX_LIST_ENTRIES} '{v}': expected a whole number from 1"));
+    let n = match env::var(env::JOBDL_MAX_LIST_ENTRIES) {
+        Some(v) if !v.trim().is_empty() => v.trim().parse::<u64>().ok().filter(|n| *n >= 1).ok_or_else(|| bad(&v))?,
         _ => return Ok(file.and_then(|n| usize::try_from(n).ok()).unwrap_or(DEFAULT_MAX_LIST_ENTRIES)),
     };
     Ok(usize::try_from(n).unwrap_or(usize::MAX))
@@ -329,7 +277,7 @@ pub struct AzureCliDefaults {
 impl AzureCliDefaults {
     /// Read them from `$AZURE_CONFIG_DIR` (or `~/.azure`); missing or unreadable files give nothing.
     pub fn load() -> Self {
-        let dir = match std::env::var_os(ENV_AZURE_CONFIG_DIR).filter(|v| !v.is_empty()) {
+        let dir = match crate::env::var_os(env::AZURE_CONFIG_DIR).filter(|v| !v.is_empty()) {
             Some(d) => PathBuf::from(d),
             None => match home_dir() {
                 Some(h) => h.join(".azure"),
@@ -458,23 +406,20 @@ pub fn job_source(args: &JobArgs, cli: &AzureCliDefaults) -> Result<JobSource, E
 
 /// An optional URL from the environment (`None` when unset or empty; exit 2 when malformed).
 pub fn env_url(name: &str) -> Result<Option<url::Url>, Error> {
-    match std::env::var(name) {
-        Ok(v) if !v.trim().is_empty() => url::Url::parse(v.trim())
+    match env::var(name) {
+        Some(v) if !v.trim().is_empty() => url::Url::parse(v.trim())
             .map(Some)
             .map_err(|e| Error::usage(format!("invalid {name} '{}': {e}", crate::redact::redact(v.trim())))),
         _ => Ok(None),
     }
 }
 
-/// Kubernetes indexed Job: this pod's index (set by Kubernetes).
-pub const ENV_JOB_COMPLETION_INDEX: &str = "JOB_COMPLETION_INDEX";
-/// The shard count that goes with `JOB_COMPLETION_INDEX` (Kubernetes sets none: pass
-/// `.spec.completions` through it).
-pub const ENV_SHARD_COUNT: &str = "JOBDL_SHARD_COUNT";
-
 /// The scheduler variable pairs `--shard auto` reads, in order: (index, count).
-pub const SHARD_ENV_PAIRS: [(&str, &str); 3] =
-    [(ENV_JOB_COMPLETION_INDEX, ENV_SHARD_COUNT), ("RANK", "WORLD_SIZE"), ("SLURM_PROCID", "SLURM_NTASKS")];
+pub const SHARD_ENV_PAIRS: [(&str, &str); 3] = [
+    (env::JOB_COMPLETION_INDEX, env::JOBDL_SHARD_COUNT),
+    (crate::env::RANK, crate::env::WORLD_SIZE),
+    (crate::env::SLURM_PROCID, crate::env::SLURM_NTASKS),
+];
 
 /// Resolve `--shard`: `K/N` as given, or `auto`: the first pair of [`SHARD_ENV_PAIRS`] whose two
 /// variables are both set (Kubernetes indexed Job, torchrun, Slurm). The environment is read only
@@ -665,7 +610,7 @@ impl Resolved {
                 if a.path.is_none()
                     && let Some(t) = self.file_value("destination")
                 {
-                    let home = std::env::var_os("HOME").map(PathBuf::from);
+                    let home = crate::env::var_os(crate::env::HOME).map(PathBuf::from);
                     a.path = Some(crate::config::expand_destination(&t.text(), &a.target.job, home.as_deref()));
                 }
             }
@@ -763,18 +708,18 @@ impl Resolved {
 
 /// The user's home directory (`HOME`, else `USERPROFILE`).
 pub fn home_dir() -> Option<PathBuf> {
-    std::env::var_os("HOME").or_else(|| std::env::var_os("USERPROFILE")).map(PathBuf::from)
+    crate::env::var_os(crate::env::HOME).or_else(|| crate::env::var_os(crate::env::USERPROFILE)).map(PathBuf::from)
 }
 
 /// The `AWS_*` environment variables, read once for a provider that resolves S3 later.
 pub fn aws_env() -> Vec<(String, String)> {
-    std::env::vars().filter(|(k, _)| k.starts_with("AWS_")).collect()
+    env::vars_with_prefix(env::AWS_PREFIX)
 }
 
 /// The MLflow target of `--mlflow-uri` / `MLFLOW_TRACKING_URI`, read with the process environment,
 /// the home directory and the Databricks configuration file it names.
 pub fn mlflow_target(raw: &str, access_token: Option<String>) -> Result<crate::provider::mlflow::Target, Error> {
-    let env = |k: &str| std::env::var(k).ok().map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+    let env = |k: &str| crate::env::var(k).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
     crate::provider::mlflow::resolve_target_with(raw, access_token, &env, home_dir(), &|p| std::fs::read_to_string(p))
 }
 
@@ -802,8 +747,8 @@ pub fn s3_config(
         None => None,
     };
     let region = given(region.map(str::to_string))
-        .or_else(|| given(env("AWS_REGION")))
-        .or_else(|| given(env("AWS_DEFAULT_REGION")))
+        .or_else(|| given(env(crate::env::AWS_REGION)))
+        .or_else(|| given(env(crate::env::AWS_DEFAULT_REGION)))
         .unwrap_or_else(|| crate::s3::DEFAULT_REGION.to_string());
     if region.len() > 64 || !region.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
         return Err(Error::usage(format!("invalid S3 region '{}'", region.escape_debug())));

@@ -22,7 +22,7 @@ pub async fn cp(args: CpArgs, printer: Printer, cancel: CancellationToken) -> Re
     }
     let common = Common::resolve(&args.transfer, &args.cloud, args.overwrite)?;
     let filter = Filter::new(&args.filter.include, &args.filter.exclude)?;
-    let shard = crate::settings::shard(args.shard.as_deref(), &|n| std::env::var(n).ok())?;
+    let shard = crate::settings::shard(args.shard.as_deref(), &crate::env::var)?;
     let url = url::Url::parse(args.url.trim()).map_err(|e| Error::usage(format!("invalid URL: {e}")))?;
     common.allow.check_storage(&url).map_err(|e| Error::usage(format!("URL not allowed: {e}")))?;
     let parsed = parse_blob_url(&url).map_err(Error::Usage)?;
@@ -138,14 +138,14 @@ async fn blob_listing(blob: &BlobClient, parsed: &ParsedBlobUrl) -> Result<Listi
 async fn cp_s3(args: CpArgs, printer: Printer, cancel: CancellationToken, started: Instant) -> Result<u8, Error> {
     let common = Common::resolve(&args.transfer, &args.cloud, args.overwrite)?;
     let filter = Filter::new(&args.filter.include, &args.filter.exclude)?;
-    let shard = crate::settings::shard(args.shard.as_deref(), &|n| std::env::var(n).ok())?;
+    let shard = crate::settings::shard(args.shard.as_deref(), &crate::env::var)?;
     let loc = crate::s3::parse_s3_url(args.url.trim()).map_err(Error::Usage)?;
     let home = crate::settings::home_dir();
     let config = crate::settings::s3_config(
         args.s3.s3_endpoint.as_deref(),
         args.s3.s3_region.as_deref(),
         args.s3.allow_http,
-        &|k| std::env::var(k).ok(),
+        &crate::env::var,
         home.as_deref(),
     )?;
     let client = crate::http::build_client(common.idle_timeout)?;

@@ -5,6 +5,7 @@ use super::{Session, absolute, execute};
 use crate::auth::TokenSource;
 use crate::blob::BlobClient;
 use crate::cli::DownloadArgs;
+use crate::env;
 use crate::error::Error;
 use crate::hosts::Cloud;
 use crate::http::MetaClient;
@@ -15,9 +16,7 @@ use crate::provider::kfp::Kfp;
 use crate::provider::mlflow::Mlflow;
 use crate::provider::{Job, OutputError, Provider, Resolved};
 use crate::report::Printer;
-use crate::settings::{
-    AzureCliDefaults, Common, ENV_ARM_ENDPOINT, ENV_STORAGE_ENDPOINT, JobSource, env_url, job_source, parse_duration,
-};
+use crate::settings::{AzureCliDefaults, Common, JobSource, env_url, job_source, parse_duration};
 use std::collections::HashMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -170,8 +169,8 @@ fn locate_in(args: &DownloadArgs, named: bool) -> Result<Located, Error> {
             let config = Config {
                 workspace,
                 cloud,
-                arm_endpoint: env_url(ENV_ARM_ENDPOINT)?,
-                storage_endpoint: env_url(ENV_STORAGE_ENDPOINT)?,
+                arm_endpoint: env_url(env::JOBDL_ARM_ENDPOINT)?,
+                storage_endpoint: env_url(env::JOBDL_STORAGE_ENDPOINT)?,
             };
             Provider::AzureMl(AzureMl::new(meta, blob, tokens, common.allow.clone(), config)?)
         }
@@ -179,7 +178,7 @@ fn locate_in(args: &DownloadArgs, named: bool) -> Result<Located, Error> {
             let base = crate::provider::kfp::parse_endpoint(&endpoint, args.target.s3.allow_http)?;
             let token = match &args.target.kfp_token_file {
                 Some(path) => Some((read_token_file(path)?, format!("--kfp-token-file {}", path.display()))),
-                None => common.access_token.clone().map(|t| (t, "JOBDL_ACCESS_TOKEN".to_string())),
+                None => common.access_token.clone().map(|t| (t, crate::env::JOBDL_ACCESS_TOKEN.to_string())),
             };
             let s3 = crate::provider::kfp::S3Settings {
                 endpoint: args.target.s3.s3_endpoint.clone(),
@@ -227,7 +226,7 @@ pub(crate) async fn resolve(
 ) -> Result<Resolution, Error> {
     let filter = Filter::new(&args.filter.include, &args.filter.exclude)?;
     let timeout = args.timeout.as_deref().map(|t| parse_duration(t, "--timeout")).transpose()?;
-    let shard = crate::settings::shard(args.shard.as_deref(), &|n| std::env::var(n).ok())?;
+    let shard = crate::settings::shard(args.shard.as_deref(), &crate::env::var)?;
     let Located { common, client, blob, provider, source } = locate(args)?;
     if !args.dry_run {
         // Known before the gate, so an interruption while waiting still names it.

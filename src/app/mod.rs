@@ -483,7 +483,7 @@ pub fn run_cli(mut cli: crate::cli::Cli, matches: &clap::ArgMatches) -> u8 {
     set_color(transfer.color);
     let resolved = match crate::config::Files::load() {
         Ok(files) => {
-            let env = |n: &str| std::env::var(n).ok();
+            let env = crate::env::var;
             crate::settings::resolve(&crate::settings::arg_layer(leaf(matches)), files, &env)
         }
         Err(e) => {
@@ -529,7 +529,7 @@ pub fn run_cli(mut cli: crate::cli::Cli, matches: &clap::ArgMatches) -> u8 {
     };
     set_color(color);
     if let Command::Config(ConfigCommand::Show(_)) = &cli.command {
-        let token_set = std::env::var_os(crate::settings::ENV_ACCESS_TOKEN).is_some_and(|v| !v.is_empty());
+        let token_set = crate::env::var_os(crate::env::JOBDL_ACCESS_TOKEN).is_some_and(|v| !v.is_empty());
         printer.config(&resolved, token_set);
         return 0;
     }
@@ -569,7 +569,7 @@ fn verify_remote(mut cli: crate::cli::Cli, matches: &clap::ArgMatches, printer: 
     };
     let resolved = match crate::config::Files::load() {
         Ok(files) => {
-            let env = |n: &str| std::env::var(n).ok();
+            let env = crate::env::var;
             crate::settings::resolve(&crate::settings::arg_layer(leaf(matches)), files, &env)
         }
         Err(e) => return fail(e),
@@ -601,7 +601,7 @@ fn set_color(when: Option<crate::cli::ColorWhen>) {
         ColorWhen::Always => "always",
         ColorWhen::Never => "never",
     });
-    let no_color = std::env::var("NO_COLOR").ok();
+    let no_color = crate::env::var(crate::env::NO_COLOR);
     crate::log::set_color(crate::log::decide_color(when, no_color.as_deref(), std::io::stderr().is_terminal()));
 }
 

@@ -3,7 +3,9 @@
 use super::Printer;
 use super::listing::{out, table};
 use crate::config::{Kind, Value};
-use crate::settings::{ENV_ACCESS_TOKEN, Resolved, Source};
+use crate::env;
+use crate::env::JOBDL_ACCESS_TOKEN;
+use crate::settings::{Resolved, Source};
 use serde_json::{Value as Json, json};
 
 fn source_json(s: &Source) -> Json {
@@ -27,7 +29,7 @@ pub fn config_json(r: &Resolved, token_set: bool) -> Json {
         };
         settings.insert(s.key.name.to_string(), json!({"value": value, "source": source_json(&s.source)}));
     }
-    let token_source = if token_set { Source::Env(ENV_ACCESS_TOKEN) } else { Source::Default };
+    let token_source = if token_set { Source::Env(env::JOBDL_ACCESS_TOKEN) } else { Source::Default };
     settings.insert(
         "access_token".into(),
         json!({"value": if token_set { "set" } else { "unset" }, "source": source_json(&token_source)}),
@@ -63,7 +65,7 @@ impl Printer {
             rows.push(vec![s.key.name.to_string(), value, source]);
         }
         let (token, source) =
-            if token_set { ("set", format!("env {ENV_ACCESS_TOKEN}")) } else { ("unset", "unset".to_string()) };
+            if token_set { ("set", format!("env {JOBDL_ACCESS_TOKEN}")) } else { ("unset", "unset".to_string()) };
         rows.push(vec!["access_token".into(), token.into(), source]);
         let mut text = table(&rows);
         text.push_str("\nconfiguration files (the first wins):\n");

@@ -67,17 +67,17 @@ pub fn resolve(
     home: Option<&Path>,
 ) -> Result<Option<(Credentials, Source)>, String> {
     let var = |n: &str| env(n).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
-    match (var("AWS_ACCESS_KEY_ID"), var("AWS_SECRET_ACCESS_KEY")) {
+    match (var(crate::env::AWS_ACCESS_KEY_ID), var(crate::env::AWS_SECRET_ACCESS_KEY)) {
         (Some(k), Some(s)) => {
-            return Ok(Some((Credentials::new(k, s, var("AWS_SESSION_TOKEN")), Source::Environment)));
+            return Ok(Some((Credentials::new(k, s, var(crate::env::AWS_SESSION_TOKEN)), Source::Environment)));
         }
         (Some(_), None) => return Err("AWS_ACCESS_KEY_ID is set but AWS_SECRET_ACCESS_KEY is not".into()),
         (None, Some(_)) => return Err("AWS_SECRET_ACCESS_KEY is set but AWS_ACCESS_KEY_ID is not".into()),
         (None, None) => {}
     }
-    let named = var("AWS_PROFILE");
+    let named = var(crate::env::AWS_PROFILE);
     let profile = named.clone().unwrap_or_else(|| "default".into());
-    let file = match var("AWS_SHARED_CREDENTIALS_FILE") {
+    let file = match var(crate::env::AWS_SHARED_CREDENTIALS_FILE) {
         Some(f) => PathBuf::from(f),
         None => match home {
             Some(h) => h.join(".aws").join("credentials"),

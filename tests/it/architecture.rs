@@ -1,5 +1,6 @@
 //! Keeps the dependency direction honest: the transfer engine knows nothing about providers,
-//! Azure or the terminal UI; only `report` prints to stdout.
+//! Azure or the terminal UI; only `report` prints to stdout; only `fs` writes to the disk; only
+//! `env` reads the environment.
 use std::path::Path;
 
 fn sources(dir: &Path) -> Vec<(String, String)> {
@@ -74,8 +75,71 @@ fn providers_do_not_print_read_the_environment_or_touch_the_disk() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/provider");
     for (path, text) in sources(&root) {
         let code = text.split("#[cfg(test)]").next().unwrap_or_default();
-        for banned in ["std::env", "std::fs", "println!", "eprintln!", "print!(", "eprint!("] {
+        for banned in ["std::env", "env::var", "std::fs", "println!", "eprintln!", "print!(", "eprint!("] {
             assert!(!code.contains(banned), "{path} uses `{banned}`: providers return data, the app does the rest");
         }
+    }
+}
+
+/// The names in `src/env.rs`: every `pub const NAME: &str = "VALUE";` there, as (NAME, VALUE).
+fn environment_variables() -> Vec<(String, String)> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/env.rs");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let vars: Vec<(String, String)> = text
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("pub const "))
+        .filter_map(|l| {
+            let (name, rest) = l.split_once(": &str = \"")?;
+            Some((name.to_string(), rest.strip_suffix("\";")?.to_string()))
+        })
+        .collect();
+    assert!(vars.len() > 40, "src/env.rs names too few variables: {vars:?}");
+    vars
+}
+
+/// Only `src/env.rs` reads the process environment; everything else asks it (or takes a lookup
+/// closure that the app layer fills from it), so one file names every variable jobdl reads.
+#[test]
+fn only_the_env_module_reads_the_environment() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    for (path, text) in sources(&root) {
+        if path.ends_with("src/env.rs") {
+            continue;
+        }
+        let code = text.split("#[cfg(test)]").next().unwrap_or_default();
+        for banned in ["std::env::var", "use std::env", "std::env::{"] {
+            assert!(!code.contains(banned), "{path} reads the environment with `{banned}`: go through crate::env");
+        }
+    }
+}
+
+/// An environment variable's name is written once, in `src/env.rs`: elsewhere, outside unit
+/// tests, a string literal that is exactly a variable's name is a second spelling of it.
+#[test]
+fn environment_variable_names_are_written_once() {
+    let vars = environment_variables();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    for (path, text) in sources(&root) {
+        if path.ends_with("src/env.rs") {
+            continue;
+        }
+        let code = text.split("#[cfg(test)]").next().unwrap_or_default();
+        for (name, value) in &vars {
+            let literal = format!("\"{value}\"");
+            assert!(!code.contains(&literal), "{path} spells {literal}: use crate::env::{name}");
+        }
+    }
+}
+
+/// The README's "Environment" table names every variable jobdl reads.
+#[test]
+fn readme_documents_every_environment_variable() {
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let section = readme.split("\n## Environment\n").nth(1).unwrap().split("\n## ").next().unwrap();
+    for (_, value) in environment_variables() {
+        if value.ends_with('_') {
+            continue; // a prefix (`AWS_`), not a variable
+        }
+        assert!(section.contains(&format!("`{value}`")), "README's Environment table does not name `{value}`");
     }
 }

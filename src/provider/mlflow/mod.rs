@@ -17,13 +17,13 @@
 pub mod target;
 
 use super::{Job, OutputError, OutputSpec, Protocol, RemoteFile, Resolved};
+use crate::env::{
+    DATABRICKS_CLIENT_ID, DATABRICKS_CLIENT_SECRET, DATABRICKS_TOKEN, MLFLOW_TRACKING_PASSWORD, MLFLOW_TRACKING_TOKEN,
+    MLFLOW_TRACKING_USERNAME,
+};
 use crate::error::Error;
 use crate::hosts::AllowList;
 use crate::http::{CallError, JsonRequest, MetaClient};
-use crate::settings::{
-    ENV_DATABRICKS_CLIENT_ID, ENV_DATABRICKS_CLIENT_SECRET, ENV_DATABRICKS_TOKEN, ENV_MLFLOW_PASSWORD,
-    ENV_MLFLOW_TOKEN, ENV_MLFLOW_USERNAME,
-};
 use crate::transfer::{Refresher, UrlRefresher};
 use base64::Engine;
 use futures_util::StreamExt;
@@ -212,12 +212,12 @@ impl Mlflow {
         }
         if self.target.databricks {
             format!(
-                "set {ENV_DATABRICKS_TOKEN} (or {ENV_DATABRICKS_CLIENT_ID} and {ENV_DATABRICKS_CLIENT_SECRET}, or the \
+                "set {DATABRICKS_TOKEN} (or {DATABRICKS_CLIENT_ID} and {DATABRICKS_CLIENT_SECRET}, or the \
                  profile's token) for an identity that can read the run's experiment"
             )
         } else {
             format!(
-                "set {ENV_MLFLOW_TOKEN}, or {ENV_MLFLOW_USERNAME} and {ENV_MLFLOW_PASSWORD}, for an account that \
+                "set {MLFLOW_TRACKING_TOKEN}, or {MLFLOW_TRACKING_USERNAME} and {MLFLOW_TRACKING_PASSWORD}, for an account that \
                  can read the run on this tracking server"
             )
         }

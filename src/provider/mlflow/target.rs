@@ -2,11 +2,12 @@
 //! validated (http(s) with a host; plain http only for loopback), MLflow's credential variables,
 //! and for `databricks` / `databricks://PROFILE` the Databricks host and credentials from the
 //! environment or `~/.databrickscfg`, including OAuth machine-to-machine tokens.
-use crate::error::Error;
-use crate::settings::{
-    ENV_DATABRICKS_CLIENT_ID, ENV_DATABRICKS_CLIENT_SECRET, ENV_DATABRICKS_CONFIG_FILE, ENV_DATABRICKS_CONFIG_PROFILE,
-    ENV_DATABRICKS_HOST, ENV_DATABRICKS_TOKEN, ENV_MLFLOW_PASSWORD, ENV_MLFLOW_TOKEN, ENV_MLFLOW_USERNAME,
+use crate::env;
+use crate::env::{
+    DATABRICKS_CLIENT_ID, DATABRICKS_CLIENT_SECRET, DATABRICKS_HOST, DATABRICKS_TOKEN, MLFLOW_TRACKING_PASSWORD,
+    MLFLOW_TRACKING_USERNAME,
 };
+use crate::error::Error;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -123,7 +124,7 @@ fn server_url(raw: &str, what: &str) -> Result<Url, Error> {
     }
     if !url.username().is_empty() || url.password().is_some() {
         return Err(bad(&format!(
-            "it must not contain user info (set {ENV_MLFLOW_USERNAME} and {ENV_MLFLOW_PASSWORD} instead)"
+            "it must not contain user info (set {MLFLOW_TRACKING_USERNAME} and {MLFLOW_TRACKING_PASSWORD} instead)"
         )));
     }
     if url.query().is_some() || url.fragment().is_some() {
@@ -150,17 +151,20 @@ pub fn resolve_target_with(
         return databricks_target(t, access_token, env, home, read);
     }
     let base = server_url(t, "MLflow tracking URI")?;
-    let (credential, from) = match (env(ENV_MLFLOW_USERNAME), env(ENV_MLFLOW_PASSWORD)) {
+    let (credential, from) = match (env(env::MLFLOW_TRACKING_USERNAME), env(env::MLFLOW_TRACKING_PASSWORD)) {
         // As MLflow's own client: user name and password win over a token.
-        (Some(user), Some(password)) => {
-            (Credential::Basic { user, password }, Some(format!("{ENV_MLFLOW_USERNAME} and {ENV_MLFLOW_PASSWORD}")))
-        }
+        (Some(user), Some(password)) => (
+            Credential::Basic { user, password },
+            Some(format!("{MLFLOW_TRACKING_USERNAME} and {MLFLOW_TRACKING_PASSWORD}")),
+        ),
         (Some(_), None) | (None, Some(_)) => {
-            return Err(Error::usage(format!("set both {ENV_MLFLOW_USERNAME} and {ENV_MLFLOW_PASSWORD}, or neither")));
+            return Err(Error::usage(format!(
+                "set both {MLFLOW_TRACKING_USERNAME} and {MLFLOW_TRACKING_PASSWORD}, or neither"
+            )));
         }
-        (None, None) => match (env(ENV_MLFLOW_TOKEN), access_token) {
-            (Some(tok), _) => (Credential::Bearer(tok), Some(ENV_MLFLOW_TOKEN.to_string())),
-            (None, Some(tok)) => (Credential::Bearer(tok), Some("JOBDL_ACCESS_TOKEN".to_string())),
+        (None, None) => match (env(env::MLFLOW_TRACKING_TOKEN), access_token) {
+            (Some(tok), _) => (Credential::Bearer(tok), Some(env::MLFLOW_TRACKING_TOKEN.to_string())),
+            (None, Some(tok)) => (Credential::Bearer(tok), Some(crate::env::JOBDL_ACCESS_TOKEN.to_string())),
             (None, None) => (Credential::None, None),
         },
     };
@@ -180,21 +184,21 @@ fn databricks_target(
         return Err(Error::usage("invalid MLflow tracking URI 'databricks://': name a profile (databricks://PROFILE)"));
     }
     // A bare `databricks` takes the environment first (as the Databricks SDKs), then the profile.
-    let from_env = profile_given.is_none() && env(ENV_DATABRICKS_HOST).is_some();
+    let from_env = profile_given.is_none() && env(env::DATABRICKS_HOST).is_some();
     let mut place = String::new();
     let fields: HashMap<String, String> = if from_env {
         [
-            ("host", ENV_DATABRICKS_HOST),
-            ("token", ENV_DATABRICKS_TOKEN),
-            ("client_id", ENV_DATABRICKS_CLIENT_ID),
-            ("client_secret", ENV_DATABRICKS_CLIENT_SECRET),
+            ("host", env::DATABRICKS_HOST),
+            ("token", env::DATABRICKS_TOKEN),
+            ("client_id", env::DATABRICKS_CLIENT_ID),
+            ("client_secret", env::DATABRICKS_CLIENT_SECRET),
         ]
         .into_iter()
         .filter_map(|(k, e)| env(e).map(|v| (k.to_string(), v)))
         .collect()
     } else {
-        let profile = profile_given.or_else(|| env(ENV_DATABRICKS_CONFIG_PROFILE)).unwrap_or_else(|| "DEFAULT".into());
-        let path = match env(ENV_DATABRICKS_CONFIG_FILE) {
+        let profile = profile_given.or_else(|| env(env::DATABRICKS_CONFIG_PROFILE)).unwrap_or_else(|| "DEFAULT".into());
+        let path = match env(env::DATABRICKS_CONFIG_FILE) {
             Some(p) => PathBuf::from(p),
             None => home.map(|h| h.join(".databrickscfg")).ok_or_else(|| {
                 Error::usage("no home directory to find ~/.databrickscfg; set DATABRICKS_HOST and DATABRICKS_TOKEN")
@@ -202,7 +206,7 @@ fn databricks_target(
         };
         let text = read(&path).map_err(|e| {
             Error::usage(format!(
-                "cannot read the Databricks configuration {} ({e}); set {ENV_DATABRICKS_HOST} and {ENV_DATABRICKS_TOKEN}, \
+                "cannot read the Databricks configuration {} ({e}); set {DATABRICKS_HOST} and {DATABRICKS_TOKEN}, \
                  or create profile '{profile}' with `databricks configure`",
                 path.display()
             ))
@@ -213,9 +217,9 @@ fn databricks_target(
         })?
     };
     let named = |var: &str, key: &str| if from_env { var.to_string() } else { format!("`{key}` in the {place}") };
-    let host = fields.get("host").ok_or_else(|| {
-        Error::usage(format!("no Databricks host: set {ENV_DATABRICKS_HOST} or `host` in the profile"))
-    })?;
+    let host = fields
+        .get("host")
+        .ok_or_else(|| Error::usage(format!("no Databricks host: set {DATABRICKS_HOST} or `host` in the profile")))?;
     let with_scheme = if host.contains("://") { host.clone() } else { format!("https://{host}") };
     // Workspace URLs are often copied from the browser (`https://adb-1.2.azuredatabricks.net/?o=1#`):
     // only the origin counts.
@@ -231,7 +235,7 @@ fn databricks_target(
     let mut base = server_url(&origin, "Databricks host")?;
     base.set_path("");
     let credential = if let Some(tok) = fields.get("token") {
-        (Credential::Bearer(tok.clone()), named(ENV_DATABRICKS_TOKEN, "token"))
+        (Credential::Bearer(tok.clone()), named(env::DATABRICKS_TOKEN, "token"))
     } else if let (Some(id), Some(secret)) = (fields.get("client_id"), fields.get("client_secret")) {
         let mut token_url = base.clone();
         token_url.set_path("/oidc/v1/token");
@@ -241,13 +245,13 @@ fn databricks_target(
             client_secret: secret.clone(),
             cached: tokio::sync::Mutex::new(None),
         }));
-        (oauth, named(&format!("{ENV_DATABRICKS_CLIENT_ID} and {ENV_DATABRICKS_CLIENT_SECRET}"), "client_id"))
+        (oauth, named(&format!("{DATABRICKS_CLIENT_ID} and {DATABRICKS_CLIENT_SECRET}"), "client_id"))
     } else if let Some(tok) = access_token {
-        (Credential::Bearer(tok), "JOBDL_ACCESS_TOKEN".to_string())
+        (Credential::Bearer(tok), crate::env::JOBDL_ACCESS_TOKEN.to_string())
     } else {
         return Err(Error::usage(format!(
-            "no Databricks credentials: set {ENV_DATABRICKS_TOKEN}, or {ENV_DATABRICKS_CLIENT_ID} and \
-             {ENV_DATABRICKS_CLIENT_SECRET} (or `token`, or `client_id` and `client_secret`, in the profile)"
+            "no Databricks credentials: set {DATABRICKS_TOKEN}, or {DATABRICKS_CLIENT_ID} and \
+             {DATABRICKS_CLIENT_SECRET} (or `token`, or `client_id` and `client_secret`, in the profile)"
         )));
     };
     let (credential, from) = credential;
@@ -331,7 +335,7 @@ impl OAuthClient {
                             r.status().as_u16()
                         ),
                         hint: format!(
-                            "check {ENV_DATABRICKS_CLIENT_ID} and {ENV_DATABRICKS_CLIENT_SECRET} (or the profile's \
+                            "check {DATABRICKS_CLIENT_ID} and {DATABRICKS_CLIENT_SECRET} (or the profile's \
                              client_id and client_secret): a service principal with an OAuth secret"
                         ),
                     });
@@ -386,17 +390,21 @@ pub(super) mod tests {
     #[test]
     fn credentials_precedence() {
         let uri = "http://localhost:5000";
-        let basic = env_of(&[(ENV_MLFLOW_USERNAME, "u"), (ENV_MLFLOW_PASSWORD, "p"), (ENV_MLFLOW_TOKEN, "t")]);
+        let basic = env_of(&[
+            (env::MLFLOW_TRACKING_USERNAME, "u"),
+            (env::MLFLOW_TRACKING_PASSWORD, "p"),
+            (env::MLFLOW_TRACKING_TOKEN, "t"),
+        ]);
         assert!(matches!(
             resolve_target_with(uri, None, &basic, None, &disk).unwrap().credential,
             Credential::Basic { .. }
         ));
-        let tok = env_of(&[(ENV_MLFLOW_TOKEN, "t")]);
+        let tok = env_of(&[(env::MLFLOW_TRACKING_TOKEN, "t")]);
         let c = resolve_target_with(uri, Some("j".into()), &tok, None, &disk).unwrap().credential;
         assert!(matches!(c, Credential::Bearer(ref t) if t == "t"));
         let c = resolve_target_with(uri, Some("j".into()), &env_of(&[]), None, &disk).unwrap().credential;
         assert!(matches!(c, Credential::Bearer(ref t) if t == "j"));
-        let half = env_of(&[(ENV_MLFLOW_USERNAME, "u")]);
+        let half = env_of(&[(env::MLFLOW_TRACKING_USERNAME, "u")]);
         assert_eq!(resolve_target_with(uri, None, &half, None, &disk).unwrap_err().exit_code(), 2);
         assert_eq!(format!("{:?}", Credential::Bearer("secret".into())), "bearer");
     }
@@ -404,7 +412,7 @@ pub(super) mod tests {
     #[test]
     fn databricks_from_env_and_profiles() {
         let env =
-            env_of(&[(ENV_DATABRICKS_HOST, "adb-1.2.azuredatabricks.net/?o=1#"), (ENV_DATABRICKS_TOKEN, "dapi1")]);
+            env_of(&[(env::DATABRICKS_HOST, "adb-1.2.azuredatabricks.net/?o=1#"), (env::DATABRICKS_TOKEN, "dapi1")]);
         let t = resolve_target_with("databricks", None, &env, None, &disk).unwrap();
         assert!(t.databricks);
         assert_eq!(t.base.as_str(), "https://adb-1.2.azuredatabricks.net/");
@@ -435,13 +443,13 @@ pub(super) mod tests {
             "[sp]\nhost = https://sp.cloud.databricks.com\nclient_id=a\nclient_secret=b\n",
         )
         .unwrap();
-        let env = env_of(&[(ENV_DATABRICKS_CONFIG_FILE, dir.path().join("m2m").to_str().unwrap())]);
+        let env = env_of(&[(env::DATABRICKS_CONFIG_FILE, dir.path().join("m2m").to_str().unwrap())]);
         let t = resolve_target_with("databricks://sp", None, &env, None, &disk).unwrap();
         match t.credential {
             Credential::OAuth(o) => assert_eq!(o.token_url.as_str(), "https://sp.cloud.databricks.com/oidc/v1/token"),
             other => panic!("{other:?}"),
         }
-        let plain = env_of(&[(ENV_DATABRICKS_HOST, "http://workspace.example.com"), (ENV_DATABRICKS_TOKEN, "x")]);
+        let plain = env_of(&[(env::DATABRICKS_HOST, "http://workspace.example.com"), (env::DATABRICKS_TOKEN, "x")]);
         assert_eq!(resolve_target_with("databricks", None, &plain, None, &disk).unwrap_err().exit_code(), 2);
     }
 }
