@@ -2,7 +2,7 @@
 //! Pure checks on parsed URLs; knows no HTTP client, no credentials and no provider logic.
 //!
 //! Matching is by exact label structure (no regular expressions): a host is split on `.` and each
-//! label is checked, so `xblob.core.windows.net` or `blob.core.windows.net.evil.example` never match.
+//! label is checked, so `xblob.core.windows.net` or `blob.core.windows.net.evil.invalid` never match.
 use crate::redact::url_for_display;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use url::{Host, Url};
@@ -272,6 +272,12 @@ impl AllowList {
     }
 }
 
+/// Whether `a` and `b` share scheme, host and port (the port a scheme implies counts): the unit a
+/// credential is bound to. User info and paths do not matter here.
+pub fn same_origin(a: &Url, b: &Url) -> bool {
+    a.scheme() == b.scheme() && a.host_str() == b.host_str() && a.port_or_known_default() == b.port_or_known_default()
+}
+
 /// A user-given S3 endpoint (`--s3-endpoint` / `AWS_ENDPOINT_URL`): http(s), no user name or
 /// password, no query or fragment; plain `http` only to a loopback host or with `--allow-http`.
 /// The endpoint is the user's own setting (never taken from a server), so any https host is fine.
@@ -517,8 +523,8 @@ mod tests {
         for bad in [
             "https://xblob.core.windows.net/c",
             "https://blob.core.windows.net/c",
-            "https://blob.core.windows.net.evil.example/c",
-            "https://x01.blob.core.windows.net.evil.example/c",
+            "https://blob.core.windows.net.evil.invalid/c",
+            "https://x01.blob.core.windows.net.evil.invalid/c",
             "https://ab.blob.core.windows.net/c",
             "https://abcdefghijklmnopqrstuvwxy.blob.core.windows.net/c",
             "https://a-b1.blob.core.windows.net/c",
@@ -555,10 +561,10 @@ mod tests {
         let u = |s: &str| Url::parse(s).unwrap();
         assert!(check_s3_endpoint(&u("http://127.0.0.1:9000"), false).is_ok());
         assert!(check_s3_endpoint(&u("http://localhost:9000"), false).is_ok());
-        assert!(check_s3_endpoint(&u("https://minio.example.com"), false).is_ok());
-        let e = check_s3_endpoint(&u("http://minio.example.com:9000"), false).unwrap_err();
+        assert!(check_s3_endpoint(&u("https://minio.example.invalid"), false).is_ok());
+        let e = check_s3_endpoint(&u("http://minio.example.invalid:9000"), false).unwrap_err();
         assert!(e.contains("--allow-http"), "{e}");
-        assert!(check_s3_endpoint(&u("http://minio.example.com:9000"), true).is_ok());
+        assert!(check_s3_endpoint(&u("http://minio.example.invalid:9000"), true).is_ok());
         assert!(check_s3_endpoint(&u("http://user:pw@127.0.0.1:9000"), true).is_err());
         assert!(check_s3_endpoint(&u("ftp://127.0.0.1"), true).is_err());
         assert!(check_s3_endpoint(&u("http://127.0.0.1:9000/?x=1"), true).is_err());
@@ -567,8 +573,8 @@ mod tests {
         for bad in [
             "http://bkt.s3.us-east-1.amazonaws.com/",
             "https://bkt.s3.us-east-1.amazonaws.com:444/",
-            "https://evil.com/",
-            "https://s3.us-east-1.amazonaws.com.evil.com/",
+            "https://evil.invalid/",
+            "https://s3.us-east-1.amazonaws.com.evil.invalid/",
             "https://a.b.s3.us-east-1.amazonaws.com/",
             "https://127.0.0.2/",
         ] {
@@ -578,40 +584,41 @@ mod tests {
 
     #[test]
     fn listed_hosts_and_loopback_http() {
-        let a = public(&["127.0.0.1:10000", "localhost:8080", "[::1]:9000", "storage.example.com", "192.0.2.5:443"]);
+        let a =
+            public(&["127.0.0.1:10000", "localhost:8080", "[::1]:9000", "storage.example.invalid", "192.0.2.5:443"]);
         assert!(a.check_storage(&u("http://127.0.0.1:10000/devstoreaccount1/c")).is_ok());
         assert!(a.is_listed(&u("http://127.0.0.1:10000/x")));
         assert!(a.check_storage(&u("http://localhost:8080/a/c")).is_ok());
         assert!(a.check_storage(&u("http://[::1]:9000/a/c")).is_ok());
-        assert!(a.check_storage(&u("https://Storage.Example.COM./c")).is_ok());
+        assert!(a.check_storage(&u("https://Storage.Example.INVALID./c")).is_ok());
         assert!(a.check_storage(&u("https://192.0.2.5/c")).is_ok());
         // Not listed, wrong port, or http to a non-loopback host.
         let e = a.check_storage(&u("http://127.0.0.2:10000/a/c")).unwrap_err();
         assert!(e.contains("loopback"), "{e}");
         assert!(a.check_storage(&u("http://127.0.0.1:10001/a/c")).is_err());
         assert!(a.check_storage(&u("http://127.0.0.1/a/c")).is_err());
-        assert!(a.check_storage(&u("https://storage.example.com:8443/c")).is_err());
-        assert!(a.check_storage(&u("http://storage.example.com/c")).is_err());
-        assert!(!a.is_listed(&u("http://storage.example.com/c")));
+        assert!(a.check_storage(&u("https://storage.example.invalid:8443/c")).is_err());
+        assert!(a.check_storage(&u("http://storage.example.invalid/c")).is_err());
+        assert!(!a.is_listed(&u("http://storage.example.invalid/c")));
         assert!(a.check_storage(&u("http://192.0.2.5:443/c")).is_err());
         assert!(a.check_storage(&u("https://user@127.0.0.1:10000/c")).is_err());
         // A listed host is allowed for every kind of check.
-        assert!(a.check_foundry(&u("https://storage.example.com/api/projects/p")).is_ok());
+        assert!(a.check_foundry(&u("https://storage.example.invalid/api/projects/p")).is_ok());
     }
 
     #[test]
     fn http_to_public_host_is_refused_even_when_listed() {
-        let a = public(&["x01.blob.core.windows.net", "example.com:80"]);
+        let a = public(&["x01.blob.core.windows.net", "example.invalid:80"]);
         assert!(a.check_storage(&u("http://x01.blob.core.windows.net/c")).is_err());
-        assert!(a.check_storage(&u("http://example.com/c")).is_err());
+        assert!(a.check_storage(&u("http://example.invalid/c")).is_err());
     }
 
     #[test]
     fn messages_name_the_host_and_hide_secrets() {
         let a = public(&[]);
-        let e = a.check_storage(&u("https://evil.example/c/b?sv=1&sig=SECRETSIG")).unwrap_err();
+        let e = a.check_storage(&u("https://evil.invalid/c/b?sv=1&sig=SECRETSIG")).unwrap_err();
         assert!(!e.contains("SECRETSIG"), "{e}");
-        assert!(e.contains("host 'evil.example' is not an allowed storage host for AzureCloud"), "{e}");
+        assert!(e.contains("host 'evil.invalid' is not an allowed storage host for AzureCloud"), "{e}");
         assert!(e.contains("--allow-host / JOBDL_ALLOW_HOSTS"), "{e}");
         let e = a.check_storage(&u("https://u:pw@x01.blob.core.windows.net/c")).unwrap_err();
         assert!(!e.contains("pw"), "{e}");
@@ -627,7 +634,7 @@ mod tests {
         assert!(a.check_foundry(&u("https://xservices.ai.azure.com/api")).is_err());
         assert!(a.check_foundry(&u("https://-x.services.ai.azure.com/api")).is_err());
         assert!(a.check_foundry(&u("http://contoso.services.ai.azure.com/api")).is_err());
-        assert!(a.check_foundry(&u("https://contoso.services.ai.azure.com.evil.example/api")).is_err());
+        assert!(a.check_foundry(&u("https://contoso.services.ai.azure.com.evil.invalid/api")).is_err());
         let gov = AllowList::new(Cloud::AzureUSGovernment, &[]).unwrap();
         assert!(gov.check_foundry(&u("https://contoso.services.ai.azure.com/api")).is_err());
     }
@@ -645,36 +652,36 @@ mod tests {
                 .is_ok()
         );
         assert!(a.check_ml_api(&u("https://api.azureml.ms/x")).is_err());
-        assert!(a.check_ml_api(&u("https://evil.example/eastus2.api.azureml.ms")).is_err());
+        assert!(a.check_ml_api(&u("https://evil.invalid/eastus2.api.azureml.ms")).is_err());
         assert!(a.check_ml_api(&u("https://a.b.api.azureml.ms/x")).is_err());
         assert!(a.check_ml_api(&u("https://eastus2api.azureml.ms/x")).is_err());
         let gov = AllowList::new(Cloud::AzureUSGovernment, &[]).unwrap();
         assert!(gov.check_ml_api(&u("https://usgovvirginia.api.ml.azure.us/x")).is_ok());
         assert!(a.check_arm(&u("https://management.azure.com/subscriptions")).is_ok());
-        assert!(a.check_arm(&u("https://management.azure.com.evil.example/")).is_err());
+        assert!(a.check_arm(&u("https://management.azure.com.evil.invalid/")).is_err());
         assert!(gov.check_arm(&u("https://management.usgovcloudapi.net/")).is_ok());
     }
 
     #[test]
     fn entries_are_validated() {
-        for ok in ["h.example", "h.example:8443", "127.0.0.1:10000", "[::1]", "[::1]:10000", "LOCALHOST:1", " a.b ", ""]
+        for ok in ["h.invalid", "h.invalid:8443", "127.0.0.1:10000", "[::1]", "[::1]:10000", "LOCALHOST:1", " a.b ", ""]
         {
             assert!(AllowList::new(Cloud::AzureCloud, &[ok.to_string()]).is_ok(), "{ok}");
         }
         for bad in [
-            "http://h.example",
-            "h.example:0",
-            "h.example:65536",
-            "h.example:+80",
-            "h.example:x",
+            "http://h.invalid",
+            "h.invalid:0",
+            "h.invalid:65536",
+            "h.invalid:+80",
+            "h.invalid:x",
             "::1",
             "[::1",
             "[::1]x",
             "[nope]:1",
             ":80",
-            "h.example/path",
-            "user@h.example",
-            "*.example.com",
+            "h.invalid/path",
+            "user@h.invalid",
+            "*.example.invalid",
             "a..b",
         ] {
             let r = AllowList::new(Cloud::AzureCloud, &[bad.to_string()]);
@@ -721,11 +728,11 @@ mod tests {
 
     #[test]
     fn port_rules_for_entries() {
-        let a = public(&["h.example"]);
-        assert!(a.is_listed(&u("https://h.example/x")));
-        assert!(a.is_listed(&u("https://h.example:443/x")));
-        assert!(!a.is_listed(&u("https://h.example:444/x")));
-        let b = public(&["h.example:443"]);
-        assert!(b.is_listed(&u("https://h.example/x")));
+        let a = public(&["h.invalid"]);
+        assert!(a.is_listed(&u("https://h.invalid/x")));
+        assert!(a.is_listed(&u("https://h.invalid:443/x")));
+        assert!(!a.is_listed(&u("https://h.invalid:444/x")));
+        let b = public(&["h.invalid:443"]);
+        assert!(b.is_listed(&u("https://h.invalid/x")));
     }
 }

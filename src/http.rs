@@ -191,6 +191,14 @@ pub enum CallError {
         /// Every credential source tried and why each gave nothing.
         message: String,
     },
+    /// The URL is not on the origin its credential belongs to, so no request was sent.
+    #[error("refused to send the credential to {url}: only {origin} receives it")]
+    HostRefused {
+        /// Redacted URL that was refused.
+        url: String,
+        /// The origin (`scheme://host:port`) the credential belongs to.
+        origin: String,
+    },
     /// The body was not the JSON expected.
     #[error("malformed response from {url}: {message}")]
     Decode {
@@ -214,7 +222,7 @@ impl CallError {
     pub fn attempts(&self) -> u32 {
         match self {
             CallError::Status { attempts, .. } | CallError::Transport { attempts, .. } => *attempts,
-            CallError::Decode { .. } | CallError::Credential { .. } => 1,
+            CallError::Decode { .. } | CallError::Credential { .. } | CallError::HostRefused { .. } => 1,
         }
     }
 
@@ -223,9 +231,20 @@ impl CallError {
         match self {
             CallError::Status { status, .. } => status_is_retryable(*status),
             CallError::Transport { .. } => true,
-            CallError::Decode { .. } | CallError::Credential { .. } => false,
+            CallError::Decode { .. } | CallError::Credential { .. } | CallError::HostRefused { .. } => false,
         }
     }
+}
+
+/// `Ok` when `url` is on one of `origins` (scheme, host and port: [`crate::hosts::same_origin`]);
+/// else the [`CallError::HostRefused`] that stops a credential from leaving its service, reported
+/// against the first origin.
+pub fn check_origin(url: &url::Url, origins: &[&url::Url]) -> Result<(), CallError> {
+    if origins.iter().any(|o| crate::hosts::same_origin(url, o)) {
+        return Ok(());
+    }
+    let origin = origins.first().map(|o| o.origin().ascii_serialization()).unwrap_or_default();
+    Err(CallError::HostRefused { url: crate::redact::url_for_display(url), origin })
 }
 
 /// Describe a reqwest error without leaking secrets (URLs inside are redacted).
@@ -524,14 +543,38 @@ where
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_credential_stays_on_its_origin() {
+        let u = |s: &str| url::Url::parse(s).unwrap();
+        let (arm, api) = (u("https://management.azure.com"), u("https://eastus.api.azureml.ms"));
+        assert!(check_origin(&u("https://management.azure.com/subscriptions/x?a=1"), &[&arm]).is_ok());
+        assert!(check_origin(&u("https://management.azure.com:443/x"), &[&arm]).is_ok());
+        assert!(check_origin(&u("https://eastus.api.azureml.ms/history"), &[&arm, &api]).is_ok());
+        for bad in [
+            "http://management.azure.com/x",
+            "https://management.azure.com:8443/x",
+            "https://management.azure.com.evil.invalid/x",
+            "https://evil.invalid/x?sig=secret",
+        ] {
+            let e = check_origin(&u(bad), &[&arm, &api]).unwrap_err();
+            assert!(matches!(e, CallError::HostRefused { .. }) && !e.is_retryable(), "{bad}: {e:?}");
+            let shown = e.to_string();
+            assert!(
+                shown.contains("only https://management.azure.com receives it") && !shown.contains("secret"),
+                "{shown}"
+            );
+        }
+    }
+
     use super::*;
 
     #[test]
     fn no_proxy_star_turns_proxies_off() {
         assert!(no_proxy_everywhere(Some("*")));
         assert!(no_proxy_everywhere(Some(" * ")));
-        assert!(no_proxy_everywhere(Some("example.com, *")));
-        assert!(!no_proxy_everywhere(Some("*.example.com")));
+        assert!(no_proxy_everywhere(Some("example.invalid, *")));
+        assert!(!no_proxy_everywhere(Some("*.example.invalid")));
         assert!(!no_proxy_everywhere(Some("127.0.0.1")));
         assert!(!no_proxy_everywhere(Some("")));
         assert!(!no_proxy_everywhere(None));

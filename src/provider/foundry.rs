@@ -122,15 +122,7 @@ impl Foundry {
 
     async fn call(&self, method: reqwest::Method, url: Url, body: Option<Value>) -> Result<Value, CallError> {
         // Only URLs on the project host ever receive the token.
-        let same_host = url.scheme() == self.base.scheme()
-            && url.host_str() == self.base.host_str()
-            && url.port_or_known_default() == self.base.port_or_known_default();
-        if !same_host {
-            return Err(CallError::Decode {
-                url: crate::redact::url_for_display(&url),
-                message: "refusing to send the token to another host".into(),
-            });
-        }
+        crate::http::check_origin(&url, &[&self.base])?;
         let token = self.tokens.token(FOUNDRY_SCOPE).await.map_err(super::token_error)?;
         let features = self.features_for(&url);
         self.meta.json(&JsonRequest { method, url, bearer: Some(token), body, features }).await
@@ -624,10 +616,7 @@ pub fn parse_page(page: &Value, first: &Url, current: &Url) -> Result<PageStep, 
         Some(next)
     } else if let Some(link) = str_ci(page, "nextLink") {
         let mut next = Url::parse(link).map_err(|_| "invalid nextLink".to_string())?;
-        if next.scheme() != current.scheme()
-            || next.host_str() != current.host_str()
-            || next.port_or_known_default() != current.port_or_known_default()
-        {
+        if !crate::hosts::same_origin(&next, current) {
             return Err(format!(
                 "nextLink points to another host ({}); not following it",
                 crate::redact::url_for_display(&next)

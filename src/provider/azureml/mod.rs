@@ -90,11 +90,6 @@ struct Inner {
     default_store: Mutex<Option<String>>,
 }
 
-/// Whether `a` and `b` share scheme, host and port.
-fn same_origin(a: &Url, b: &Url) -> bool {
-    a.scheme() == b.scheme() && a.host_str() == b.host_str() && a.port_or_known_default() == b.port_or_known_default()
-}
-
 impl AzureMl {
     /// A client for `config.workspace`. The ARM endpoint override must be an allowed host and the
     /// storage endpoint override a listed one (exit 2 otherwise).
@@ -180,13 +175,8 @@ impl AzureMl {
         body: Option<Value>,
         api: Option<&Url>,
     ) -> Result<Value, CallError> {
-        let allowed = same_origin(&url, &self.inner.arm) || api.is_some_and(|a| same_origin(&url, a));
-        if !allowed {
-            return Err(CallError::Decode {
-                url: crate::redact::url_for_display(&url),
-                message: "refusing to send the token to this host".into(),
-            });
-        }
+        let origins: Vec<&Url> = std::iter::once(&self.inner.arm).chain(api).collect();
+        crate::http::check_origin(&url, &origins)?;
         let token = self.inner.tokens.token(&self.inner.arm_scope).await.map_err(super::token_error)?;
         self.inner.meta.json(&JsonRequest { method, url, bearer: Some(token), body, features: None }).await
     }
@@ -569,12 +559,6 @@ pub(crate) struct StorageBearer {
 }
 
 impl StorageBearer {
-    fn same_origin(&self, url: &Url) -> bool {
-        url.scheme() == self.origin.scheme()
-            && url.host_str() == self.origin.host_str()
-            && url.port_or_known_default() == self.origin.port_or_known_default()
-    }
-
     /// Replace the token (the renewal loop; tests).
     pub(crate) fn set(&self, token: String) {
         if let Ok(mut t) = self.current.write() {
@@ -585,7 +569,7 @@ impl StorageBearer {
 
 impl RequestSigner for StorageBearer {
     fn headers(&self, _method: &str, url: &Url) -> Vec<(String, String)> {
-        if !self.same_origin(url) {
+        if !crate::hosts::same_origin(url, &self.origin) {
             return Vec::new();
         }
         let token = self.current.read().map(|t| t.clone()).unwrap_or_default();
@@ -828,7 +812,7 @@ mod tests {
         assert!(e.to_string().contains("JOBDL_ARM_ENDPOINT"), "{e}");
         let e = client(Cloud::AzureCloud, None, Some("http://127.0.0.1:9"), &["127.0.0.1:8080"]).err().unwrap();
         assert!(e.to_string().contains("JOBDL_STORAGE_ENDPOINT"), "{e}");
-        let e = client(Cloud::AzureCloud, Some("https://management.azure.com.evil.example"), None, &[]).err().unwrap();
+        let e = client(Cloud::AzureCloud, Some("https://management.azure.com.evil.invalid"), None, &[]).err().unwrap();
         assert_eq!(e.exit_code(), 2);
         assert!(client(Cloud::AzureUSGovernment, Some("https://management.usgovcloudapi.net"), None, &[]).is_ok());
         assert!(client(Cloud::AzureUSGovernment, Some("https://management.azure.com"), None, &[]).is_err());
@@ -839,8 +823,9 @@ mod tests {
         let a = client(Cloud::AzureCloud, None, None, &[]).unwrap();
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         let e =
-            rt.block_on(a.arm(reqwest::Method::GET, Url::parse("https://evil.example/x").unwrap(), None)).unwrap_err();
-        assert!(e.to_string().contains("refusing to send the token"), "{e}");
+            rt.block_on(a.arm(reqwest::Method::GET, Url::parse("https://evil.invalid/x").unwrap(), None)).unwrap_err();
+        assert!(matches!(e, CallError::HostRefused { .. }), "{e:?}");
+        assert!(e.to_string().contains("only https://management.azure.com receives it"), "{e}");
     }
 
     #[tokio::test]

@@ -565,11 +565,7 @@ impl Mlflow {
     /// presigned storage host.
     fn check_data_url(&self, url: &Url) -> Result<(), String> {
         let base = &self.target.base;
-        let same_origin = url.scheme() == base.scheme()
-            && url.host_str() == base.host_str()
-            && url.port_or_known_default() == base.port_or_known_default()
-            && url.username().is_empty()
-            && url.password().is_none();
+        let same_origin = crate::hosts::same_origin(url, base) && url.username().is_empty() && url.password().is_none();
         if same_origin { Ok(()) } else { self.allow.check_presigned(url) }
     }
 

@@ -370,12 +370,12 @@ pub(super) mod tests {
         let t = resolve_target_with("http://127.0.0.1:5000/", None, &none, None, &disk).unwrap();
         assert_eq!(t.base.as_str(), "http://127.0.0.1:5000/");
         assert!(matches!(t.credential, Credential::None));
-        let t = resolve_target_with("https://mlflow.example.com/prefix/", None, &none, None, &disk).unwrap();
+        let t = resolve_target_with("https://mlflow.example.invalid/prefix/", None, &none, None, &disk).unwrap();
         assert_eq!(t.base.path(), "/prefix");
         for bad in [
-            "http://mlflow.example.com",
-            "https://u:p@mlflow.example.com",
-            "https://mlflow.example.com/?x=1",
+            "http://mlflow.example.invalid",
+            "https://u:p@mlflow.example.invalid",
+            "https://mlflow.example.invalid/?x=1",
             "file:///tmp/mlruns",
             "sqlite:///mlflow.db",
             "databricks://",
@@ -449,7 +449,7 @@ pub(super) mod tests {
             Credential::OAuth(o) => assert_eq!(o.token_url.as_str(), "https://sp.cloud.databricks.com/oidc/v1/token"),
             other => panic!("{other:?}"),
         }
-        let plain = env_of(&[(env::DATABRICKS_HOST, "http://workspace.example.com"), (env::DATABRICKS_TOKEN, "x")]);
+        let plain = env_of(&[(env::DATABRICKS_HOST, "http://workspace.example.invalid"), (env::DATABRICKS_TOKEN, "x")]);
         assert_eq!(resolve_target_with("databricks", None, &plain, None, &disk).unwrap_err().exit_code(), 2);
     }
 }
