@@ -259,6 +259,9 @@ pub(crate) async fn resolve(
         j = provider.describe(job) => j?,
         _ = cancel.cancelled() => return Err(Error::Interrupted),
     };
+    for note in &job.notes {
+        crate::report::notice(note);
+    }
 
     // A reused pipeline step downloads from the run it reused; a sweep from its best child.
     let mut src = job.clone();
@@ -392,6 +395,9 @@ pub(crate) async fn resolve(
 /// Plan one output's files and archives under `subdir`, adding the output's request headers (a
 /// storage token of an identity-based datastore) to its files.
 fn add(plan: &mut Plan, root: &Path, subdir: &str, resolved: Resolved, seen: &mut HashMap<String, String>) {
+    for note in &resolved.notes {
+        crate::report::notice(note);
+    }
     let before = plan.tasks.len();
     plan.add(root, subdir, resolved.listing, seen);
     plan.add_archives(root, subdir, resolved.archives);

@@ -23,6 +23,9 @@ pub async fn show(args: ShowArgs, printer: Printer, cancel: CancellationToken) -
     } else {
         job
     };
+    for note in &job.notes {
+        crate::report::notice(note);
+    }
     printer.show(&job);
     Ok(0)
 }

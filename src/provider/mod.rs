@@ -44,6 +44,9 @@ pub struct Job {
     /// Short output names and the full names they stand for (`model` → `train/model`), for
     /// sources whose outputs are `TASK/OUTPUT`.
     pub output_aliases: BTreeMap<String, Vec<String>>,
+    /// What the user must not miss that reading the job's outputs turned up (printed and listed
+    /// in `--json` notes by the app, as [`Resolved::notes`]).
+    pub notes: Vec<String>,
 }
 
 /// An RFC 3339 timestamp from a response, normalised to UTC (`None` when absent or malformed:
@@ -174,6 +177,9 @@ pub struct Resolved {
     /// Per-request headers for every file of this output, computed when each request is sent (a
     /// storage bearer token renewed before it expires). Secret: never printed.
     pub sign: Option<crate::transfer::SignHook>,
+    /// What the user must not miss about this output (the app prints each on stderr and lists it
+    /// in the `--json` document's notes): providers return notes, they never print.
+    pub notes: Vec<String>,
 }
 
 /// A remote archive whose entries become files (KFP v1 `:read`): no length, no ranges, no ETag;

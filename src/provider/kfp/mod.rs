@@ -292,7 +292,8 @@ impl Kfp {
             .ok()
             .and_then(|m| m.get(&run_id).cloned())
             .ok_or_else(|| Error::Protocol(format!("Kubeflow run '{run_id}': described before it was fetched")))?;
-        let data = self.resolve(&run_id, &run).await?;
+        let (data, notes) = self.resolve(&run_id, &run).await?;
+        job.notes.extend(notes);
         match &*data {
             RunData::V2 { layout, buckets } => {
                 for (name, _) in layout.outputs() {
@@ -323,24 +324,26 @@ impl Kfp {
         Ok(job)
     }
 
-    /// Resolve (once per run) where the run's outputs are.
-    async fn resolve(&self, run_id: &str, run: &Value) -> Result<Arc<RunData>, Error> {
+    /// Resolve (once per run) where the run's outputs are, with the notes that turned up (only
+    /// the first time).
+    async fn resolve(&self, run_id: &str, run: &Value) -> Result<(Arc<RunData>, Vec<String>), Error> {
         if let Some(d) = self.runs.lock().ok().and_then(|m| m.get(run_id).cloned()) {
-            return Ok(d);
+            return Ok((d, Vec::new()));
         }
-        let data = Arc::new(self.resolve_uncached(run_id, run).await?);
+        let mut notes = Vec::new();
+        let data = Arc::new(self.resolve_uncached(run_id, run, &mut notes).await?);
         if let Ok(mut m) = self.runs.lock() {
             m.insert(run_id.to_string(), data.clone());
         }
-        Ok(data)
+        Ok((data, notes))
     }
 
-    async fn resolve_uncached(&self, run_id: &str, run: &Value) -> Result<RunData, Error> {
+    async fn resolve_uncached(&self, run_id: &str, run: &Value, notes: &mut Vec<String>) -> Result<RunData, Error> {
         let (pipeline, spec) = match self.pipeline_name(run_id, run).await? {
             Some(p) => p,
             None => {
                 // No v2 pipeline name: a v1 (Argo) run, whose spec is a workflow.
-                if let Some(artifacts) = self.v1_artifacts(run_id).await? {
+                if let Some(artifacts) = self.v1_artifacts(run_id, notes).await? {
                     return Ok(RunData::V1 { artifacts });
                 }
                 return Err(Error::Protocol(format!(
@@ -432,15 +435,15 @@ impl Kfp {
                 .and_then(|c| c.as_u64().or_else(|| c.as_str().and_then(|s| s.parse().ok())))
                 .unwrap_or(0);
             if count > listed as u64 {
-                crate::report::notice(&format!(
+                notes.push(format!(
                     "note: the run has {count} tasks but the API listed {listed}; outputs of the others are found \
                      only if they are under the run prefix"
                 ));
             }
-            self.add_exact_outputs(&config, &artifacts, prefix.as_deref(), &mut layout, &mut buckets).await?;
+            self.add_exact_outputs(&config, &artifacts, prefix.as_deref(), &mut layout, &mut buckets, notes).await?;
         }
         if !buckets.is_empty() {
-            self.note_missing(&spec, &layout).await;
+            note_missing(&spec, &layout, notes);
             return Ok(RunData::V2 { layout, buckets });
         }
         if denied == tried.len() && denied > 0 {
@@ -454,7 +457,7 @@ impl Kfp {
                     .into(),
             });
         }
-        if let Some(artifacts) = self.v1_artifacts(run_id).await? {
+        if let Some(artifacts) = self.v1_artifacts(run_id, notes).await? {
             return Ok(RunData::V1 { artifacts });
         }
         Err(Error::NotFound(format!(
@@ -473,17 +476,17 @@ impl Kfp {
         run_prefix: Option<&str>,
         layout: &mut Layout,
         buckets: &mut Vec<Bucket>,
+        notes: &mut Vec<String>,
     ) -> Result<(), Error> {
         for a in artifacts {
             let name = format!("{}/{}", crate::plan::printable(&a.task), crate::plan::printable(&a.output));
             let Some(uri) = &a.uri else {
-                crate::report::notice(&format!(
-                    "note: output {name} has no URI (a value only, e.g. a metric): nothing to download"
-                ));
+                notes
+                    .push(format!("note: output {name} has no URI (a value only, e.g. a metric): nothing to download"));
                 continue;
             };
             let Some((bucket, key)) = layout::parse_output_uri(uri) else {
-                crate::report::notice(&format!(
+                notes.push(format!(
                     "note: output {name} is at {}: not read (jobdl reads minio:// and s3:// outputs only)",
                     crate::redact::redact(uri)
                 ));
@@ -509,7 +512,7 @@ impl Kfp {
             match buckets[index].s3.list(&key).await {
                 Ok((objects, _)) => {
                     if layout.add_exact(&a.task, &a.output, &key, index, objects) == 0 {
-                        crate::report::notice(&format!("note: output {name}: nothing at {shown} (never written?)"));
+                        notes.push(format!("note: output {name}: nothing at {shown} (never written?)"));
                     }
                 }
                 Err(e) => layout.failures.push((name.clone(), format!("listing {shown} failed: {e}"))),
@@ -573,27 +576,9 @@ impl Kfp {
         }
     }
 
-    /// Name the outputs the spec declares that have no object under the run prefix (cached
-    /// tasks, importers, never-written Metrics): they are never dropped silently.
-    async fn note_missing(&self, spec: &Value, layout: &Layout) {
-        let declared = layout::declared_outputs(spec);
-        let found = layout.outputs();
-        let missing: Vec<String> = declared.into_iter().filter(|d| !found.contains_key(d)).collect();
-        if !missing.is_empty() {
-            crate::report::notice(&format!(
-                "note: {} declared output{} not under the run prefix: {} (a cached task's outputs stay under the \
-                 earlier run's prefix, an importer's output where it was imported from; a never-written output, \
-                 typical for Metrics, has no object)",
-                missing.len(),
-                if missing.len() == 1 { " is" } else { "s are" },
-                missing.join(", ")
-            ));
-        }
-    }
-
     /// The artifacts of a v1 (Argo) run from its workflow manifest (§4); `None` when the run has
     /// none (a v2 run: 404 or no manifest).
-    async fn v1_artifacts(&self, run_id: &str) -> Result<Option<Vec<V1Artifact>>, Error> {
+    async fn v1_artifacts(&self, run_id: &str, notes: &mut Vec<String>) -> Result<Option<Vec<V1Artifact>>, Error> {
         let what = format!("Kubeflow run '{run_id}' (v1 API)");
         let v = match self.get(self.api("v1beta1", &["runs", run_id], &[])).await {
             Ok(v) => v,
@@ -609,7 +594,7 @@ impl Kfp {
         }
         let wf: Value = serde_json::from_str(manifest)
             .map_err(|e| Error::Protocol(format!("{what}: the workflow manifest is not JSON: {e}")))?;
-        let artifacts = v1_from_manifest(&wf);
+        let artifacts = v1_from_manifest(&wf, notes);
         Ok((!artifacts.is_empty()).then_some(artifacts))
     }
 
@@ -646,7 +631,7 @@ impl Kfp {
                 let outputs = layout.outputs();
                 if wanted.is_empty() && !outputs.is_empty() {
                     // KFP < 2.5, or PUBLISH_LOGS turned off: no logs, but outputs the user may want.
-                    crate::report::notice(&format!(
+                    resolved.notes.push(format!(
                         "note: run '{}' has no executor-logs (KFP before 2.5, or log publishing turned off), so \
                          artifacts/ stays empty; its outputs are {} (--output TASK/OUTPUT, --all-outputs)",
                         job.name,
@@ -742,8 +727,26 @@ fn object_uri(s3: &S3Client, key: &str, path: &str) -> String {
     format!("s3://{bucket}/{}", crate::plan::printable(dir))
 }
 
+/// Name the outputs the spec declares that have no object under the run prefix (cached
+/// tasks, importers, never-written Metrics): they are never dropped silently.
+fn note_missing(spec: &Value, layout: &Layout, notes: &mut Vec<String>) {
+    let declared = layout::declared_outputs(spec);
+    let found = layout.outputs();
+    let missing: Vec<String> = declared.into_iter().filter(|d| !found.contains_key(d)).collect();
+    if !missing.is_empty() {
+        notes.push(format!(
+            "note: {} declared output{} not under the run prefix: {} (a cached task's outputs stay under the \
+             earlier run's prefix, an importer's output where it was imported from; a never-written output, \
+             typical for Metrics, has no object)",
+            missing.len(),
+            if missing.len() == 1 { " is" } else { "s are" },
+            missing.join(", ")
+        ));
+    }
+}
+
 /// Pod nodes and their output artifacts from an Argo workflow (`status.nodes`).
-fn v1_from_manifest(wf: &Value) -> Vec<V1Artifact> {
+fn v1_from_manifest(wf: &Value, notes: &mut Vec<String>) -> Vec<V1Artifact> {
     let Some(nodes) = wf.get("status").and_then(|s| s.get("nodes")).and_then(Value::as_object) else {
         return Vec::new();
     };
@@ -773,7 +776,7 @@ fn v1_from_manifest(wf: &Value) -> Vec<V1Artifact> {
             let Some(name) = a.get("name").and_then(Value::as_str) else { continue };
             let safe = [id, task, name].iter().all(|s| crate::safepath::safe_component(s).is_ok());
             if !safe {
-                crate::report::notice(&format!(
+                notes.push(format!(
                     "warning: v1 artifact '{}' of node '{}' has an unsafe name; not read",
                     crate::plan::printable(name),
                     crate::plan::printable(id)
@@ -816,9 +819,12 @@ mod tests {
             "wf-3": {"id": "wf-3", "type": "Pod", "displayName": "loop", "outputs": {"artifacts": [{"name": "a"}]}},
             "wf-4": {"id": "wf-4", "type": "Pod", "displayName": "loop", "outputs": {"artifacts": [{"name": "a"}]}},
             "wf-5": {"id": "wf-5", "type": "Pod", "displayName": "nothing"}}}});
+        let mut notes = Vec::new();
         let got: Vec<String> =
-            v1_from_manifest(&wf).iter().map(|a| format!("{}|{}|{}", a.task, a.name, a.node)).collect();
+            v1_from_manifest(&wf, &mut notes).iter().map(|a| format!("{}|{}|{}", a.task, a.name, a.node)).collect();
         assert_eq!(got, ["train|main-logs|wf-2", "train|model|wf-2", "loop/wf-3|a|wf-3", "loop/wf-4|a|wf-4"]);
-        assert!(v1_from_manifest(&json!({"status": "x"})).is_empty());
+        // The unsafe name is not read, and said so in a note the app prints.
+        assert_eq!(notes, ["warning: v1 artifact '../x' of node 'wf-2' has an unsafe name; not read"]);
+        assert!(v1_from_manifest(&json!({"status": "x"}), &mut notes).is_empty());
     }
 }
