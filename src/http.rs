@@ -236,6 +236,50 @@ impl CallError {
     }
 }
 
+/// The bookkeeping every paged listing shares (blob markers, S3 continuation tokens, Foundry
+/// next links, MLflow and Kubeflow page tokens): at most `max` pages, and the server's
+/// continuation never repeats, so a server that loops is stopped instead of followed forever.
+#[derive(Debug)]
+pub struct Pages {
+    /// What the continuation is called in messages (`page marker`, `next_page_token`, …).
+    kind: &'static str,
+    seen: std::collections::HashSet<String>,
+    max: usize,
+}
+
+/// Why a paged listing stopped before its end.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PageStop {
+    /// The server handed back a continuation it had already given.
+    #[error("the service repeated a {0} (the listing would never end); stopping")]
+    Repeated(&'static str),
+    /// More pages than the bound.
+    #[error("the listing did not end after {0} pages; stopping")]
+    TooMany(usize),
+}
+
+impl Pages {
+    /// A listing of at most `max` pages whose continuation is called `kind`.
+    pub fn new(kind: &'static str, max: usize) -> Pages {
+        Pages { kind, seen: std::collections::HashSet::new(), max: max.max(1) }
+    }
+
+    /// After a page: its continuation (`None` or empty: the listing is complete) becomes the
+    /// next page's, unless it was seen before or the next page would pass the bound.
+    pub fn next(&mut self, continuation: Option<&str>) -> Result<Option<String>, PageStop> {
+        let Some(c) = continuation.filter(|c| !c.is_empty()) else {
+            return Ok(None);
+        };
+        if !self.seen.insert(c.to_string()) {
+            return Err(PageStop::Repeated(self.kind));
+        }
+        if self.seen.len() >= self.max {
+            return Err(PageStop::TooMany(self.max));
+        }
+        Ok(Some(c.to_string()))
+    }
+}
+
 /// `Ok` when `url` is on one of `origins` (scheme, host and port: [`crate::hosts::same_origin`]);
 /// else the [`CallError::HostRefused`] that stops a credential from leaving its service, reported
 /// against the first origin.
@@ -543,6 +587,22 @@ where
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn pages_end_on_no_continuation_and_stop_on_a_repeat_or_past_the_bound() {
+        let mut p = Pages::new("page marker", 3);
+        assert_eq!(p.next(Some("a")), Ok(Some("a".to_string())));
+        assert_eq!(p.next(Some("b")), Ok(Some("b".to_string())));
+        assert_eq!(p.next(Some("a")), Err(PageStop::Repeated("page marker")));
+        assert_eq!(p.next(None), Ok(None));
+        assert_eq!(p.next(Some("")), Ok(None));
+        // The third continuation would fetch a fourth page.
+        assert_eq!(p.next(Some("c")), Err(PageStop::TooMany(3)));
+        assert!(PageStop::Repeated("page marker").to_string().contains("repeated a page marker"));
+        let mut one = Pages::new("next link", 1);
+        assert_eq!(one.next(Some("x")), Err(PageStop::TooMany(1)));
+        assert_eq!(one.next(None), Ok(None));
+    }
 
     #[test]
     fn a_credential_stays_on_its_origin() {

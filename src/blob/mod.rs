@@ -15,7 +15,6 @@ use crate::redact::url_for_display;
 use crate::retry::RetryConfig;
 use ::url::Url;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
-use std::collections::HashSet;
 use std::time::Duration;
 
 /// The storage service version sent on every request (§4.4).
@@ -180,9 +179,9 @@ impl BlobClient {
         mut entry: impl FnMut(BlobItem) -> T,
     ) -> Result<Vec<T>, CallError> {
         let mut out = Vec::new();
-        let mut seen: HashSet<String> = HashSet::new();
+        let mut pages = crate::http::Pages::new("page marker", self.max_pages);
         let mut marker: Option<String> = None;
-        for _ in 0..self.max_pages {
+        loop {
             let url = c.list_url(prefix, marker.as_deref());
             let body =
                 crate::http::with_retry(&self.retry, "GET", &url, |attempt| self.get_page(&url, bearer, attempt))
@@ -203,23 +202,13 @@ impl BlobClient {
                     );
                 }
             }
-            match page.next_marker {
-                None => return Ok(out),
-                Some(m) => {
-                    if !seen.insert(m.clone()) {
-                        return Err(CallError::Decode {
-                            url: url_for_display(&url),
-                            message: "the service repeated a page marker (the listing would never end)".into(),
-                        });
-                    }
-                    marker = Some(m);
-                }
+            marker = pages
+                .next(page.next_marker.as_deref())
+                .map_err(|stop| CallError::Decode { url: c.display(), message: stop.to_string() })?;
+            if marker.is_none() {
+                return Ok(out);
             }
         }
-        Err(CallError::Decode {
-            url: c.display(),
-            message: format!("the listing did not end after {} pages", self.max_pages),
-        })
     }
 
     /// Get Blob Properties (`HEAD`) in SAS mode; 404 → `CallError::Status { status: 404, .. }`.

@@ -11,7 +11,7 @@ use crate::transfer::{Refresher, UrlRefresher};
 use futures_util::StreamExt;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde_json::Value;
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use url::Url;
 
@@ -573,26 +573,17 @@ where
     Fut: std::future::Future<Output = Result<Value, Error>>,
 {
     let mut url = first.clone();
-    let mut seen = HashSet::new();
-    for _ in 0..MAX_PAGES {
+    let mut pages = crate::http::Pages::new("continuation token or next link", MAX_PAGES);
+    loop {
         let page = fetch(url.clone()).await?;
         let step = parse_page(&page, &first, &url).map_err(|e| Error::Protocol(format!("{what}: {e}")))?;
         if each(step.items) {
             return Ok(());
         }
-        match step.next {
-            None => return Ok(()),
-            Some(next) => {
-                if !seen.insert(next.to_string()) {
-                    return Err(Error::Protocol(format!(
-                        "{what}: the service repeated a continuation token or next link; stopping"
-                    )));
-                }
-                url = next;
-            }
-        }
+        let Some(next) = step.next else { return Ok(()) };
+        pages.next(Some(next.as_str())).map_err(|stop| Error::Protocol(format!("{what}: {stop}")))?;
+        url = next;
     }
-    Err(Error::Protocol(format!("{what}: more than {MAX_PAGES} pages; stopping")))
 }
 
 /// Read one page of a paged listing (§2.5). Pure, so the hostile-input tests can fuzz it: a

@@ -25,7 +25,6 @@ use crate::retry::RetryConfig;
 use crate::transfer::Expected;
 use ::url::Url;
 use percent_encoding::utf8_percent_encode;
-use std::collections::HashSet;
 use std::time::Duration;
 
 /// Most pages one listing may take before it is treated as a runaway server.
@@ -394,9 +393,9 @@ impl S3Client {
     /// is a `CallError::Decode`. Each page is retried on retryable failures.
     pub async fn list(&self, prefix: &str) -> Result<(Vec<S3Object>, Vec<(String, String)>), CallError> {
         let (mut objects, mut bad) = (Vec::new(), Vec::new());
-        let mut seen: HashSet<String> = HashSet::new();
+        let mut pages = crate::http::Pages::new("continuation token", self.max_pages);
         let mut token: Option<String> = None;
-        for _ in 0..self.max_pages {
+        loop {
             let mut url = self.bucket_url.clone();
             {
                 let mut q = url.query_pairs_mut();
@@ -427,23 +426,14 @@ impl S3Client {
                 }
             }
             bad.extend(page.bad);
-            match page.next_token {
-                None => return Ok((objects, bad)),
-                Some(t) => {
-                    if !seen.insert(t.clone()) {
-                        return Err(CallError::Decode {
-                            url: url_for_display(self.bucket_url()),
-                            message: "the service repeated a continuation token (the listing would never end)".into(),
-                        });
-                    }
-                    token = Some(t);
-                }
+            token = pages.next(page.next_token.as_deref()).map_err(|stop| CallError::Decode {
+                url: url_for_display(self.bucket_url()),
+                message: stop.to_string(),
+            })?;
+            if token.is_none() {
+                return Ok((objects, bad));
             }
         }
-        Err(CallError::Decode {
-            url: url_for_display(self.bucket_url()),
-            message: format!("the listing did not end after {} pages", self.max_pages),
-        })
     }
 
     /// HEAD `key`; 404 → `CallError::Status { status: 404, .. }`.

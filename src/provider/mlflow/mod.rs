@@ -23,7 +23,7 @@ use crate::env::{
 };
 use crate::error::Error;
 use crate::hosts::AllowList;
-use crate::http::{CallError, JsonRequest, MetaClient};
+use crate::http::{CallError, JsonRequest, MetaClient, Pages};
 use crate::transfer::{Refresher, UrlRefresher};
 use base64::Engine;
 use futures_util::StreamExt;
@@ -110,15 +110,17 @@ fn enc_segment(s: &str) -> String {
     }
 }
 
-/// A search page's `next_page_token` (`None` at the end); a repeated one is an error.
-fn next_token(page: &Value, seen: &mut HashSet<String>, what: &str) -> Result<Option<String>, Error> {
-    match page.get("next_page_token").and_then(Value::as_str).filter(|t| !t.is_empty()) {
-        None => Ok(None),
-        Some(t) if !seen.insert(t.to_string()) => {
-            Err(Error::Protocol(format!("{what}: the server repeated a next_page_token; stopping")))
-        }
-        Some(t) => Ok(Some(t.to_string())),
-    }
+/// A page's `next_page_token` (`None` at the end); a repeated one, or one past [`MAX_PAGES`]
+/// pages, is an error.
+fn next_token(page: &Value, pages: &mut Pages, what: &str) -> Result<Option<String>, Error> {
+    pages
+        .next(page.get("next_page_token").and_then(Value::as_str))
+        .map_err(|stop| Error::Protocol(format!("{what}: {stop}")))
+}
+
+/// The page bookkeeping of an MLflow listing.
+fn mlflow_pages() -> Pages {
+    Pages::new("next_page_token", MAX_PAGES)
 }
 
 /// Read the fields jobdl uses from a `runs/get` response.
@@ -258,11 +260,8 @@ impl Mlflow {
         let what = "MLflow experiment search";
         let mut experiments: Vec<(String, Option<String>)> = Vec::new();
         let mut token: Option<String> = None;
-        let mut seen: HashSet<String> = HashSet::new();
-        for page_no in 0.. {
-            if page_no >= MAX_PAGES {
-                return Err(Error::Protocol(format!("{what}: more than {MAX_PAGES} pages; stopping")));
-            }
+        let mut pages = mlflow_pages();
+        loop {
             let mut body = serde_json::json!({"max_results": SEARCH_PAGE, "view_type": "ACTIVE_ONLY"});
             if let Some(t) = &token {
                 body["page_token"] = Value::String(t.clone());
@@ -280,7 +279,7 @@ impl Mlflow {
             if experiments.len() > self.max_entries {
                 return Err(Error::Protocol(format!("{what}: {}", too_many(self.max_entries))));
             }
-            match next_token(&page, &mut seen, what)? {
+            match next_token(&page, &mut pages, what)? {
                 Some(t) => token = Some(t),
                 None => break,
             }
@@ -292,8 +291,8 @@ impl Mlflow {
         let ids: Vec<&str> = experiments.iter().map(|(id, _)| id.as_str()).collect();
         let what = "MLflow run search";
         let mut token: Option<String> = None;
-        let mut seen: HashSet<String> = HashSet::new();
-        for _ in 0..MAX_PAGES {
+        let mut pages = mlflow_pages();
+        loop {
             let mut body = serde_json::json!({
                 "experiment_ids": ids, "max_results": SEARCH_PAGE.min(q.limit.max(1)),
                 "order_by": ["attributes.start_time DESC"], "run_view_type": "ACTIVE_ONLY",
@@ -330,12 +329,11 @@ impl Mlflow {
                     return Ok(list.finish());
                 }
             }
-            match next_token(&page, &mut seen, what)? {
+            match next_token(&page, &mut pages, what)? {
                 Some(t) => token = Some(t),
                 None => return Ok(list.finish()),
             }
         }
-        Err(Error::Protocol(format!("{what}: more than {MAX_PAGES} pages; stopping")))
     }
 
     /// Every page of one directory's listing.
@@ -347,8 +345,8 @@ impl Mlflow {
         };
         let mut out = Vec::new();
         let mut token: Option<String> = None;
-        let mut seen: HashSet<String> = HashSet::new();
-        for _ in 0..MAX_PAGES {
+        let mut pages = mlflow_pages();
+        loop {
             let mut q: Vec<(&str, &str)> = vec![("run_id", run_id)];
             if !dir.is_empty() {
                 q.push(("path", dir));
@@ -381,19 +379,11 @@ impl Mlflow {
             if out.len() > self.max_entries {
                 return Err(Error::Protocol(format!("{what}: {}", too_many(self.max_entries))));
             }
-            match page.get("next_page_token").and_then(Value::as_str).filter(|t| !t.is_empty()) {
-                Some(t) => {
-                    if !seen.insert(t.to_string()) {
-                        return Err(Error::Protocol(format!(
-                            "{what}: the server repeated a next_page_token; stopping"
-                        )));
-                    }
-                    token = Some(t.to_string());
-                }
-                None => return Ok(out),
+            token = next_token(&page, &mut pages, &what)?;
+            if token.is_none() {
+                return Ok(out);
             }
         }
-        Err(Error::Protocol(format!("{what}: more than {MAX_PAGES} pages; stopping")))
     }
 
     /// The files under `prefix` (`""`: the whole tree), breadth-first with [`FANOUT`] directories
@@ -508,8 +498,8 @@ impl Mlflow {
         let mut out = HashMap::new();
         for batch in paths.chunks(CRED_BATCH) {
             let mut token: Option<String> = None;
-            let mut seen = HashSet::new();
-            for _ in 0..MAX_PAGES {
+            let mut pages = mlflow_pages();
+            loop {
                 let mut body = serde_json::json!({"run_id": run_id, "path": batch});
                 if let Some(t) = &token {
                     body["page_token"] = Value::String(t.clone());
@@ -546,15 +536,16 @@ impl Mlflow {
                     };
                     out.insert(path.to_string(), (url, presigned_headers(info)));
                 }
-                match page.get("next_page_token").and_then(Value::as_str).filter(|t| !t.is_empty()) {
-                    Some(t) if !infos.is_empty() => {
-                        if !seen.insert(t.to_string()) {
-                            crate::log::log(0, "warning: credentials-for-read repeated a page token; stopping");
-                            break;
-                        }
-                        token = Some(t.to_string());
+                if infos.is_empty() {
+                    break;
+                }
+                match pages.next(page.get("next_page_token").and_then(Value::as_str)) {
+                    Ok(Some(t)) => token = Some(t),
+                    Ok(None) => break,
+                    Err(stop) => {
+                        crate::log::log(0, format!("warning: credentials-for-read: {stop}"));
+                        break;
                     }
-                    _ => break,
                 }
             }
         }
