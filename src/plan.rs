@@ -42,6 +42,8 @@ pub struct ArchiveTask {
     pub display: String,
     /// What to fetch.
     pub source: crate::provider::ArchiveSource,
+    /// Which entries to extract (`--include` / `--exclude`); `None`: all.
+    pub entries: Option<crate::transfer::EntryFilter>,
 }
 
 /// `--include` / `--exclude` globs, gitignore-style, matched against a file's path relative to its
@@ -156,10 +158,31 @@ impl Plan {
                 (false, false) => format!("{subdir}/{}", a.rel),
             };
             match safe_relative_path(&joined) {
-                Ok(rel) => self.archives.push(ArchiveTask { dir: root.join(&rel), display: rel, source: a }),
+                Ok(rel) => {
+                    let entries = self.entry_filter(subdir, &a.rel);
+                    self.archives.push(ArchiveTask { dir: root.join(&rel), display: rel, source: a, entries });
+                }
                 Err(e) => self.failures.push(PlanFailure { display: printable(&joined), error: e.to_string() }),
             }
         }
+    }
+
+    /// The filter of the entries of an archive whose directory is `archive` within the output
+    /// placed under `subdir`: an entry is matched as a file of that output at `archive/<entry>`
+    /// would be. `None` when no glob was given.
+    fn entry_filter(&self, subdir: &str, archive: &str) -> Option<crate::transfer::EntryFilter> {
+        if self.filter.is_empty() {
+            return None;
+        }
+        let filter = std::sync::Mutex::new(self.filter.clone());
+        let (subdir, archive) = (subdir.to_string(), archive.trim_matches('/').to_string());
+        Some(crate::transfer::EntryFilter(std::sync::Arc::new(move |entry: &str| {
+            let rel = if archive.is_empty() { entry.to_string() } else { format!("{archive}/{entry}") };
+            match filter.lock() {
+                Ok(mut f) => f.keeps_in(&subdir, &rel),
+                Err(p) => p.into_inner().keeps_in(&subdir, &rel),
+            }
+        })))
     }
 
     /// Add the files of one output, placed under `subdir` (`artifacts`, `named-outputs/x`, or `""`).
