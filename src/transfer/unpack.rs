@@ -592,7 +592,7 @@ fn publish(target: &Target, w: Written) -> Unpacked {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::collections::VecDeque;
     use tar::EntryType;
@@ -655,8 +655,8 @@ mod tests {
         archive.to_vec()
     }
 
-    /// The body in the given pieces.
-    struct Pieces(VecDeque<Vec<u8>>);
+    /// A body in the given pieces (as HTTP chunks arrive); the envelope tests of providers use it too.
+    pub(crate) struct Pieces(VecDeque<Vec<u8>>);
 
     impl Read for Pieces {
         fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
@@ -674,7 +674,20 @@ mod tests {
         }
     }
 
-    fn split(body: &[u8], cuts: &[usize]) -> Pieces {
+    /// A body that ends with "connection reset by peer" where its pieces end.
+    pub(crate) struct Reset(pub(crate) Pieces);
+
+    impl Read for Reset {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            match self.0.read(buf)? {
+                0 => Err(io::Error::other("connection reset by peer")),
+                n => Ok(n),
+            }
+        }
+    }
+
+    /// `body` cut at each of `cuts`.
+    pub(crate) fn split(body: &[u8], cuts: &[usize]) -> Pieces {
         let mut out = VecDeque::new();
         let mut last = 0;
         for &c in cuts.iter().chain([&body.len()]) {
@@ -776,18 +789,9 @@ mod tests {
 
     #[test]
     fn a_transport_error_is_named() {
-        struct Broken(Pieces);
-        impl Read for Broken {
-            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-                match self.0.read(buf)? {
-                    0 => Err(io::Error::other("connection reset by peer")),
-                    n => Ok(n),
-                }
-            }
-        }
         let body = body_of(&sample());
         let d = dest();
-        let e = unpack_body(&d, Broken(split(&body[..body.len() / 2], &[]))).unwrap_err();
+        let e = unpack_body(&d, Reset(split(&body[..body.len() / 2], &[]))).unwrap_err();
         assert_eq!(e, UnpackError::Broken("connection reset by peer".into()));
         assert_nothing_left(&d);
     }

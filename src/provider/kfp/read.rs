@@ -262,40 +262,11 @@ fn error_message(body: &[u8]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::transfer::unpack::tests::{Reset, split};
     use base64::engine::general_purpose::STANDARD;
-    use std::collections::VecDeque;
 
     fn envelope(bytes: &[u8]) -> Vec<u8> {
         format!("{{\"data\":\"{}\"}}", STANDARD.encode(bytes)).into_bytes()
-    }
-
-    /// The body in the given pieces.
-    struct Pieces(VecDeque<Vec<u8>>);
-
-    impl Read for Pieces {
-        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-            while self.0.front().is_some_and(Vec::is_empty) {
-                self.0.pop_front();
-            }
-            let Some(front) = self.0.front_mut() else { return Ok(0) };
-            let n = buf.len().min(front.len());
-            buf[..n].copy_from_slice(&front[..n]);
-            front.drain(..n);
-            if front.is_empty() {
-                self.0.pop_front();
-            }
-            Ok(n)
-        }
-    }
-
-    fn split(body: &[u8], cuts: &[usize]) -> Pieces {
-        let mut out = VecDeque::new();
-        let mut last = 0;
-        for &c in cuts.iter().chain([&body.len()]) {
-            out.push_back(body[last..c].to_vec());
-            last = c;
-        }
-        Pieces(out)
     }
 
     fn decoded(body: impl Read) -> io::Result<Vec<u8>> {
@@ -378,17 +349,8 @@ mod tests {
 
     #[test]
     fn a_transport_error_passes_through() {
-        struct Broken(Pieces);
-        impl Read for Broken {
-            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-                match self.0.read(buf)? {
-                    0 => Err(io::Error::other("connection reset by peer")),
-                    n => Ok(n),
-                }
-            }
-        }
         let body = envelope(&sample());
-        let e = decoded(Broken(split(&body[..body.len() / 2], &[]))).unwrap_err();
+        let e = decoded(Reset(split(&body[..body.len() / 2], &[]))).unwrap_err();
         assert_eq!(e.to_string(), "connection reset by peer");
     }
 
