@@ -111,14 +111,6 @@ pub enum Task {
 }
 
 impl Task {
-    /// The path shown for the task.
-    pub fn display(&self) -> &str {
-        match self {
-            Task::File(t) => &t.display,
-            Task::Archive(a) => &a.display,
-        }
-    }
-
     /// Bytes expected, when known (an archive's are not).
     pub fn size(&self) -> Option<u64> {
         match self {
