@@ -404,4 +404,26 @@ mod tests {
         assert!(!f.keeps_in("artifacts", "logs/b.txt"), "an exclude names a destination path too");
         assert!(f.unmatched_includes().is_empty());
     }
+
+    #[test]
+    fn archive_entries_are_matched_as_files_of_their_output() {
+        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        let archive = |rel: &str| crate::provider::ArchiveSource {
+            rel: rel.into(),
+            url: url::Url::parse("http://127.0.0.1:1/x:read").unwrap(),
+            headers: vec![],
+            decoder: crate::transfer::Decoder(std::sync::Arc::new(crate::provider::kfp::read::ReadBody)),
+        };
+        let mut plan = Plan::default();
+        assert!(plan.entry_filter("artifacts", "train").is_none(), "no glob: every entry is extracted");
+        plan.filter = Filter::new(&s(&["train/*.log", "artifacts/eval/**", "*.json"]), &s(&["tmp"])).unwrap();
+        plan.add_archives(Path::new("/d"), "artifacts", vec![archive("train"), archive("eval")]);
+        let keeps = |i: usize, entry: &str| (plan.archives[i].entries.as_ref().unwrap().0)(entry);
+        assert!(keeps(0, "main.log"), "relative to the output");
+        assert!(!keeps(0, "sub/main.log"), "`*` stays within one directory");
+        assert!(keeps(0, "sub/metrics.json"), "a name at any depth");
+        assert!(!keeps(0, "tmp/metrics.json"), "an excluded directory");
+        assert!(keeps(1, "anything/at/all.bin"), "as jobdl prints it");
+        assert_eq!(plan.archives[1].display, "artifacts/eval");
+    }
 }
