@@ -13,14 +13,13 @@
 //!   listings of remote files; never prints, reads the environment or touches the disk
 //! - [`jobref`]: run-page URLs pasted where a job name goes
 //! - [`plan`], [`shard`]: pure planning: path safety, dedupe, filters; `--shard K/N` splits
-//! - [`transfer`]: provider-blind engine moving bytes from URLs to files
-//! - [`archive`]: KFP v1 `:read` archives (JSON-wrapped base64 `.tgz`) unpacked as a stream
+//! - [`transfer`]: provider-blind engine moving bytes from URLs to files (and archives, unpacked
+//!   into files, through a body decoder the plan supplies)
 //! - [`manifest`]: `DEST/.jobdl/manifest.json`, what reruns and `jobdl verify` compare with
 //! - [`report`]: progress, summary and the `--json` document; the only module that prints
 //! - [`cli`], [`config`], [`settings`], [`app`]: argument parsing, configuration files, resolved
 //!   settings, use cases
 pub mod app;
-pub mod archive;
 pub mod auth;
 pub mod blob;
 pub mod cli;

@@ -42,6 +42,8 @@ pub struct ArchiveTask {
     pub display: String,
     /// What to fetch.
     pub source: crate::provider::ArchiveSource,
+    /// Which entries to extract (`--include` / `--exclude`); `None`: all.
+    pub entries: Option<crate::transfer::EntryFilter>,
 }
 
 /// `--include` / `--exclude` globs, gitignore-style, matched against a file's path relative to its
@@ -156,10 +158,31 @@ impl Plan {
                 (false, false) => format!("{subdir}/{}", a.rel),
             };
             match safe_relative_path(&joined) {
-                Ok(rel) => self.archives.push(ArchiveTask { dir: root.join(&rel), display: rel, source: a }),
+                Ok(rel) => {
+                    let entries = self.entry_filter(subdir, &a.rel);
+                    self.archives.push(ArchiveTask { dir: root.join(&rel), display: rel, source: a, entries });
+                }
                 Err(e) => self.failures.push(PlanFailure { display: printable(&joined), error: e.to_string() }),
             }
         }
+    }
+
+    /// The filter of the entries of an archive whose directory is `archive` within the output
+    /// placed under `subdir`: an entry is matched as a file of that output at `archive/<entry>`
+    /// would be. `None` when no glob was given.
+    fn entry_filter(&self, subdir: &str, archive: &str) -> Option<crate::transfer::EntryFilter> {
+        if self.filter.is_empty() {
+            return None;
+        }
+        let filter = std::sync::Mutex::new(self.filter.clone());
+        let (subdir, archive) = (subdir.to_string(), archive.trim_matches('/').to_string());
+        Some(crate::transfer::EntryFilter(std::sync::Arc::new(move |entry: &str| {
+            let rel = if archive.is_empty() { entry.to_string() } else { format!("{archive}/{entry}") };
+            match filter.lock() {
+                Ok(mut f) => f.keeps_in(&subdir, &rel),
+                Err(p) => p.into_inner().keeps_in(&subdir, &rel),
+            }
+        })))
     }
 
     /// Add the files of one output, placed under `subdir` (`artifacts`, `named-outputs/x`, or `""`).
@@ -380,5 +403,27 @@ mod tests {
         assert!(f.keeps_in("artifacts", "logs/a.txt"));
         assert!(!f.keeps_in("artifacts", "logs/b.txt"), "an exclude names a destination path too");
         assert!(f.unmatched_includes().is_empty());
+    }
+
+    #[test]
+    fn archive_entries_are_matched_as_files_of_their_output() {
+        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        let archive = |rel: &str| crate::provider::ArchiveSource {
+            rel: rel.into(),
+            url: url::Url::parse("http://127.0.0.1:1/x:read").unwrap(),
+            headers: vec![],
+            decoder: crate::transfer::Decoder(std::sync::Arc::new(crate::provider::kfp::read::ReadBody)),
+        };
+        let mut plan = Plan::default();
+        assert!(plan.entry_filter("artifacts", "train").is_none(), "no glob: every entry is extracted");
+        plan.filter = Filter::new(&s(&["train/*.log", "artifacts/eval/**", "*.json"]), &s(&["tmp"])).unwrap();
+        plan.add_archives(Path::new("/d"), "artifacts", vec![archive("train"), archive("eval")]);
+        let keeps = |i: usize, entry: &str| (plan.archives[i].entries.as_ref().unwrap().0)(entry);
+        assert!(keeps(0, "main.log"), "relative to the output");
+        assert!(!keeps(0, "sub/main.log"), "`*` stays within one directory");
+        assert!(keeps(0, "sub/metrics.json"), "a name at any depth");
+        assert!(!keeps(0, "tmp/metrics.json"), "an excluded directory");
+        assert!(keeps(1, "anything/at/all.bin"), "as jobdl prints it");
+        assert_eq!(plan.archives[1].display, "artifacts/eval");
     }
 }

@@ -117,7 +117,7 @@ pub struct Common {
     /// Plain progress lines (stderr not a terminal): at most one per this interval.
     pub progress_interval: Duration,
     /// The decoded-bytes ceilings of one archive (KFP v1 `:read` artifacts).
-    pub archive_limits: crate::archive::Limits,
+    pub archive_limits: crate::transfer::Limits,
     /// Most entries one listing may hold before it fails (`max_list_entries`).
     pub max_list_entries: usize,
     /// `--overwrite`: replace local files that differ from jobdl's record or from the service.
@@ -187,8 +187,8 @@ impl Common {
         if !(MIN_CHUNK_SIZE..=MAX_CHUNK_SIZE).contains(&chunk_size) {
             return Err(Error::usage(format!("{JOBDL_CHUNK_SIZE} must be between 64KiB and 256MiB")));
         }
-        let archive = crate::archive::Limits::default();
-        let archive_limits = crate::archive::Limits {
+        let archive = crate::transfer::Limits::default();
+        let archive_limits = crate::transfer::Limits {
             max_ratio: limit(
                 k.archive_max_ratio,
                 env::JOBDL_ARCHIVE_MAX_RATIO,
@@ -1038,7 +1038,7 @@ mod tests {
         assert_eq!(c.max_list_entries, 42);
         // The limits: defaults, then a file's values.
         assert_eq!(c.transfer.min_rate, crate::transfer::rate::MinRate::default());
-        assert_eq!(c.archive_limits, crate::archive::Limits { max_ratio: 200, max_bytes: 1 << 40 });
+        assert_eq!(c.archive_limits, crate::transfer::Limits { max_ratio: 200, max_bytes: 1 << 40 });
         let mut cli = crate::cli::Cli::try_parse_from(["jobdl", "download", "j"]).unwrap();
         let limits = [
             ("min_speed", one("2KiB"), 1),
@@ -1052,7 +1052,7 @@ mod tests {
         let c = Common::resolve(&a.transfer, &a.target.cloud, false).unwrap();
         assert_eq!(c.transfer.min_rate.bytes_per_sec, 2048);
         assert_eq!(c.transfer.min_rate.window, Duration::from_secs(30));
-        assert_eq!(c.archive_limits, crate::archive::Limits { max_ratio: 0, max_bytes: 1 << 30 });
+        assert_eq!(c.archive_limits, crate::transfer::Limits { max_ratio: 0, max_bytes: 1 << 30 });
     }
 
     #[test]

@@ -17,7 +17,7 @@ use crate::error::{EXIT_FILES_FAILED, Error};
 use crate::plan::{Plan, PlanFailure};
 use crate::report::{Printer, ProgressMode, ProgressReporter, Summary};
 use crate::settings::Common;
-use crate::transfer::{self, FileTask, Reporter};
+use crate::transfer::{self, FileTask};
 use std::collections::HashSet;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -63,7 +63,12 @@ async fn lock(
 }
 
 /// Warn (stderr and the `--json` notes) about each `--include` that matched no file of the plan.
+/// An archive's entries are known only once it is unpacked, so with archives in the plan an
+/// include may still match some: nothing is said then.
 pub(crate) fn warn_unmatched_includes(plan: &Plan) {
+    if !plan.archives.is_empty() {
+        return;
+    }
     for g in plan.filter.unmatched_includes() {
         crate::report::notice(&format!(
             "warning: --include '{g}' matched no file (a glob matches a path relative to its output, \
@@ -98,36 +103,6 @@ pub(crate) async fn plan_actions(root: &Path, tasks: &[FileTask], overwrite: boo
     })
     .await
     .unwrap_or_else(|_| vec![PlanAction::Fetch; n])
-}
-
-/// Archives unpacked at once (each holds a connection and a decoding thread).
-const ARCHIVES_AT_ONCE: usize = 4;
-
-/// The run's reporter, with the archives counted among the files the engine plans.
-struct PlusArchives {
-    inner: Arc<ProgressReporter>,
-    archives: usize,
-}
-
-impl Reporter for PlusArchives {
-    fn plan(&self, files: usize, bytes: u64) {
-        self.inner.plan(files + self.archives, bytes);
-    }
-    fn file_started(&self, display: &str, size: Option<u64>) {
-        self.inner.file_started(display, size);
-    }
-    fn bytes(&self, display: &str, n: u64) {
-        self.inner.bytes(display, n);
-    }
-    fn bytes_discarded(&self, n: u64) {
-        self.inner.bytes_discarded(n);
-    }
-    fn retry(&self, display: &str, attempt: u32, reason: &str) {
-        self.inner.retry(display, attempt, reason);
-    }
-    fn file_done(&self, outcome: &crate::transfer::FileOutcome) {
-        self.inner.file_done(outcome);
-    }
 }
 
 /// What a command has set up before it executes a plan.
@@ -179,8 +154,8 @@ impl<'a> Session<'a> {
     }
 }
 
-/// Create the destination, take its lock, create each file's directory, run the engine (and
-/// unpack the plan's archives beside it), sweep, print the summary and compute the exit code.
+/// Create the destination, take its lock, create each file's directory, run the engine on the
+/// plan's files and archives, sweep, print the summary and compute the exit code.
 pub(crate) async fn execute(
     session: Session<'_>,
     root: &Path,
@@ -237,28 +212,21 @@ pub(crate) async fn execute(
         ProgressMode::Lines(common.progress_interval)
     };
     let reporter = Arc::new(ProgressReporter::with_mode(mode));
-    // Archives (KFP v1 `:read` artifacts) are fetched beside the engine, a few at a time; each
-    // counts as one file in the progress until its entries are known.
-    let archives = plan.archives;
-    let engine_reporter: Arc<dyn Reporter> = if archives.is_empty() {
-        reporter.clone()
-    } else {
-        Arc::new(PlusArchives { inner: reporter.clone(), archives: archives.len() })
-    };
-    let fetcher = crate::archive::Fetcher {
-        client: client.clone(),
-        retry: common.transfer.retry.clone(),
-        root: root_dir.clone(),
-        reporter: reporter.clone(),
-        cancel: cancel.clone(),
-        limits: common.archive_limits,
-        min_rate: common.transfer.min_rate,
-    };
-    let archives_at_once = common.transfer.parallel.clamp(1, ARCHIVES_AT_ONCE);
-    let (mut outcome, unpacked) = tokio::join!(
-        transfer::run(client, &common.transfer, &root_dir, tasks, engine_reporter, cancel),
-        fetcher.run(archives, archives_at_once)
-    );
+    // Archives (KFP v1 `:read` artifacts) are tasks of the same run: each counts as one file in
+    // the progress until its entries are known.
+    let mut tasks: Vec<transfer::Task> = tasks.into_iter().map(transfer::Task::File).collect();
+    tasks.extend(plan.archives.into_iter().map(|a| {
+        transfer::Task::Archive(transfer::ArchiveTask {
+            display: a.display,
+            dir: a.dir,
+            url: a.source.url,
+            headers: a.source.headers,
+            decoder: a.source.decoder,
+            entries: a.entries,
+            limits: common.archive_limits,
+        })
+    }));
+    let mut outcome = transfer::run(client, &common.transfer, &root_dir, tasks, reporter.clone(), cancel).await;
     reporter.finish();
     let mut manifest = crate::manifest::updated(previous, job.map(|j| j.0), &source, kept, &outcome.verified);
     manifest.partial = partial;
@@ -275,11 +243,6 @@ pub(crate) async fn execute(
     if !settled.is_empty() {
         outcome.files.append(&mut settled);
         outcome.files.sort_by(|a, b| a.display.cmp(&b.display));
-    }
-    if !unpacked.files.is_empty() || unpacked.interrupted {
-        outcome.files.extend(unpacked.files);
-        outcome.files.sort_by(|a, b| a.display.cmp(&b.display));
-        outcome.interrupted |= unpacked.interrupted;
     }
     let summary = Summary {
         job,
@@ -687,7 +650,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn archives_run_beside_the_engine_and_a_failed_one_exits_6() {
+    async fn archives_run_in_the_engine_and_a_failed_one_exits_6() {
         let server = MockServer::start().await;
         Mock::given(method("GET"))
             .and(path("/apis/v2beta1/runs/r/nodes/n/artifacts/main-logs:read"))
@@ -710,7 +673,9 @@ mod tests {
                 url: url::Url::parse(&format!("{}/apis/v2beta1/runs/r/nodes/n/artifacts/{name}:read", server.uri()))
                     .unwrap(),
                 headers: vec![],
+                decoder: crate::transfer::Decoder(Arc::new(crate::provider::kfp::read::ReadBody)),
             },
+            entries: None,
         };
         let session = || Session {
             common: &common,

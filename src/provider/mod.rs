@@ -193,6 +193,8 @@ pub struct ArchiveSource {
     pub url: url::Url,
     /// Request headers (a bearer token for the KFP API). Secret: never printed.
     pub headers: Vec<(String, String)>,
+    /// Turns the body into the archive it carries, and reads the service's error bodies.
+    pub decoder: crate::transfer::Decoder,
 }
 
 impl std::fmt::Debug for ArchiveSource {

@@ -404,7 +404,9 @@ mod tests {
                     rel: "main-logs".into(),
                     url: url::Url::parse("http://127.0.0.1:1/x:read").unwrap(),
                     headers: vec![("authorization".into(), "Bearer secret-token".into())],
+                    decoder: crate::transfer::Decoder(std::sync::Arc::new(crate::provider::kfp::read::ReadBody)),
                 },
+                entries: None,
             }],
             ..Plan::default()
         };

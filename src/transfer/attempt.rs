@@ -1,7 +1,7 @@
 //! One data request and what its answer means: building the GET (signed headers, range,
 //! `If-Match`), taking a connection from the budget, classifying a status (retry, refresh, stop),
 //! backoff, and the checks a partial response must pass (`Content-Range`, the pinned ETag).
-//! Shared by single streams (`stream.rs`) and ranged chunks (`chunked.rs`).
+//! Shared by single streams (`stream.rs`), ranged chunks (`chunked.rs`) and archives (`archive.rs`).
 use super::fetch::Stop;
 use super::source::Source;
 use super::verify::decode_md5;
@@ -45,10 +45,16 @@ pub(super) fn classify_status(task: &FileTask, status: u16, h: &HeaderMap) -> At
         .filter(|c| c.len() <= 100 && c.chars().all(|ch| ch.is_ascii_alphanumeric()))
         .map(|c| format!(" {c}"))
         .unwrap_or_default();
-    let msg = format!("HTTP {status}{code}");
     if status == 412 {
-        Attempt::Stop(Stop::Restart("the blob changed during the download (ETag mismatch)".into()))
-    } else if status_is_retryable(status) {
+        return Attempt::Stop(Stop::Restart("the blob changed during the download (ETag mismatch)".into()));
+    }
+    classify(status, format!("HTTP {status}{code}"), h)
+}
+
+/// What an unusable status means for any data request, `msg` naming it: retry (with the
+/// server's delay), or stop.
+pub(super) fn classify(status: u16, msg: String, h: &HeaderMap) -> Attempt {
+    if status_is_retryable(status) {
         Attempt::Retry(msg, retry_after(h))
     } else if (300..400).contains(&status) {
         Attempt::Stop(Stop::Fail(format!("{msg}: redirects are not followed")))
@@ -71,31 +77,41 @@ pub(super) async fn send_attempt<'a>(
 ) -> Result<Option<Sent<'a>>, Stop> {
     let permit = ctx.budget.acquire().await.ok_or_else(|| Stop::Fail("cancelled".into()))?;
     let (url, generation) = src.current();
-    // `-v`: method, redacted URL, range, status and time to the response headers.
     let shown = crate::log::enabled(1).then(|| {
         let r = range.map(|(a, b)| format!(" bytes={a}-{}", b.map(|b| b.to_string()).unwrap_or_default()));
-        (crate::redact::url_for_display(&url), r.unwrap_or_default(), std::time::Instant::now())
+        format!("{}{}", crate::redact::url_for_display(&url), r.unwrap_or_default())
     });
-    let asked = std::time::Instant::now();
-    let sent = request(ctx, src.task, url, range, etag).send().await;
-    if sent.is_ok() {
-        ctx.budget.note_latency(asked.elapsed());
-    }
-    if let Some((u, r, t)) = &shown {
-        let outcome = match &sent {
-            Ok(resp) => resp.status().as_u16().to_string(),
-            Err(e) => crate::http::describe_transport(e),
-        };
-        crate::log::log(1, format!("GET {u}{r} -> {outcome} ({} ms)", t.elapsed().as_millis()));
-    }
+    let sent = send_logged(ctx, request(ctx, src.task, url, range, etag), shown).await;
     match sent {
         Ok(r) => Ok(Some((r, permit, generation))),
         Err(e) => {
             drop(permit);
-            backoff(ctx, src.task, attempt, crate::http::describe_transport(&e), None).await?;
+            backoff(ctx, &src.task.display, attempt, crate::http::describe_transport(&e), None).await?;
             Ok(None)
         }
     }
+}
+
+/// Send one data request, noting its time to the response headers in the budget; with `-v`,
+/// `shown` (the redacted URL and range) is logged with the status and that time.
+pub(super) async fn send_logged(
+    ctx: &Ctx,
+    rb: reqwest::RequestBuilder,
+    shown: Option<String>,
+) -> reqwest::Result<reqwest::Response> {
+    let asked = std::time::Instant::now();
+    let sent = rb.send().await;
+    if sent.is_ok() {
+        ctx.budget.note_latency(asked.elapsed());
+    }
+    if let Some(u) = &shown {
+        let outcome = match &sent {
+            Ok(resp) => resp.status().as_u16().to_string(),
+            Err(e) => crate::http::describe_transport(e),
+        };
+        crate::log::log(1, format!("GET {u} -> {outcome} ({} ms)", asked.elapsed().as_millis()));
+    }
+    sent
 }
 
 /// After an unusable status: wait and return `Ok` to try again (a refused URL is refreshed once
@@ -115,15 +131,16 @@ pub(super) async fn retry_or_stop(
         return Err(Stop::Fail("HTTP 403: access refused (also after refreshing the download URL)".into()));
     }
     match classify_status(src.task, status, h) {
-        Attempt::Retry(reason, ra) => backoff(ctx, src.task, attempt, reason, ra).await,
+        Attempt::Retry(reason, ra) => backoff(ctx, &src.task.display, attempt, reason, ra).await,
         Attempt::Stop(s) => Err(s),
     }
 }
 
-/// Wait before the next attempt, or give up when attempts are exhausted.
+/// Wait before the next attempt of the task shown as `display`, or give up when attempts are
+/// exhausted. Ctrl+C ends the wait early (the caller sees the cancellation).
 pub(super) async fn backoff(
     ctx: &Ctx,
-    task: &FileTask,
+    display: &str,
     attempt: &mut u32,
     reason: String,
     ra: Option<Duration>,
@@ -132,10 +149,13 @@ pub(super) async fn backoff(
     if *attempt >= ctx.cfg.retry.attempts {
         return Err(Stop::Fail(format!("{reason} (after {} attempts)", *attempt)));
     }
-    ctx.reporter.retry(&task.display, *attempt, &reason);
+    ctx.reporter.retry(display, *attempt, &reason);
     let delay = ctx.cfg.retry.delay(*attempt - 1, ra, &mut rand::rng());
-    crate::log::log(2, format!("{}: {reason}; retry {} in {delay:?}", task.display, *attempt));
-    tokio::time::sleep(delay).await;
+    crate::log::log(2, format!("{display}: {reason}; retry {} in {delay:?}", *attempt));
+    tokio::select! {
+        _ = tokio::time::sleep(delay) => {}
+        _ = ctx.cancel.cancelled() => {}
+    }
     Ok(())
 }
 

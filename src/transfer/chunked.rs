@@ -459,7 +459,7 @@ async fn fetch_chunk(
             break;
         }
         let reason = body_err.unwrap_or_else(|| format!("body ended early at byte {pos}"));
-        backoff(ctx, task, &mut attempt, reason, None).await?;
+        backoff(ctx, &task.display, &mut attempt, reason, None).await?;
     }
     Ok((etag, md5, total.unwrap_or(job.end + 1)))
 }

@@ -1,7 +1,11 @@
 //! The transfer engine: moves bytes from URLs to files through one bounded pool of connections,
-//! with retries, ranged chunks, part files, verification and atomic publication.
-//! Provider-blind: it knows HTTP ranges and files, never Azure, never the terminal UI.
+//! with retries, ranged chunks, part files, verification and atomic publication. A task's sink is
+//! a file, or an archive whose entries are unpacked into files (`archive.rs`, `unpack.rs`); both
+//! share the pool, the retry policy, cancellation and the reporter.
+//! Provider-blind: it knows HTTP ranges and files, never Azure, never the terminal UI; what
+//! wraps an archive in a response body is the task's [`BodyDecoder`], supplied by the plan.
 pub mod adapt;
+mod archive;
 mod attempt;
 mod check;
 mod chunked;
@@ -13,6 +17,7 @@ pub mod rate;
 mod resume;
 mod source;
 mod stream;
+pub mod unpack;
 mod verify;
 mod writer;
 
@@ -22,8 +27,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
+pub use archive::ArchiveTask;
 pub use check::{CheckKind, Expected, check_of_file};
 pub use fetch::{HeadInfo, head};
+pub use unpack::Limits;
 pub use verify::{Md5Status, md5_of_file};
 
 /// Where a file's bytes are, kept compactly: a base URL shared by every file of a listing (one
@@ -94,6 +101,62 @@ pub struct FileTask {
     pub sign: Option<SignHook>,
 }
 
+/// One task of a run: where its bytes go.
+#[derive(Debug, Clone)]
+pub enum Task {
+    /// One file.
+    File(FileTask),
+    /// An archive whose entries become files.
+    Archive(ArchiveTask),
+}
+
+impl Task {
+    /// Bytes expected, when known (an archive's are not).
+    pub fn size(&self) -> Option<u64> {
+        match self {
+            Task::File(t) => t.size,
+            Task::Archive(_) => None,
+        }
+    }
+}
+
+impl From<FileTask> for Task {
+    fn from(t: FileTask) -> Self {
+        Task::File(t)
+    }
+}
+
+/// Turns a response body into the archive (gzip'd tar) it carries, and reads the service's error
+/// bodies: the service's wire shape, supplied with each archive task by the plan.
+pub trait BodyDecoder: Send + Sync {
+    /// The archive's bytes, read from `body` as a stream. The stream ends only when the body
+    /// ended as the wire shape says it must; anything else is an error naming what is wrong.
+    fn decode<'a>(&self, body: Box<dyn std::io::Read + 'a>) -> Box<dyn std::io::Read + 'a>;
+    /// The message an error response's body carries, when it has one (printable, redacted).
+    fn error_message(&self, body: &[u8]) -> Option<String>;
+}
+
+/// A shared [`BodyDecoder`].
+#[derive(Clone)]
+pub struct Decoder(pub Arc<dyn BodyDecoder>);
+
+impl std::fmt::Debug for Decoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Decoder")
+    }
+}
+
+/// Which entries of an archive are extracted, by their path in the archive (`--include` /
+/// `--exclude`, as the plan applies them).
+#[derive(Clone)]
+pub struct EntryFilter(pub Arc<dyn Fn(&str) -> bool + Send + Sync>);
+
+impl std::fmt::Debug for EntryFilter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("EntryFilter")
+    }
+}
+
 /// Signs each data request just before it is sent (headers that depend on the method, the URL
 /// and the current time). Its headers are secret: never printed.
 pub trait RequestSigner: Send + Sync {
@@ -160,6 +223,19 @@ pub struct FileOutcome {
     pub md5: Md5Status,
     /// The task's other check, when it ran and matched (never set for a check that did not run).
     pub checked: Option<CheckKind>,
+}
+
+impl FileOutcome {
+    /// A failure of `display`, its reason redacted.
+    pub fn failed(display: &str, why: &str) -> FileOutcome {
+        FileOutcome {
+            display: display.to_string(),
+            bytes: 0,
+            result: FileResult::Failed(crate::redact::redact(why)),
+            md5: Md5Status::Absent,
+            checked: None,
+        }
+    }
 }
 
 /// The most connections a run may open (also the largest `--parallel`): far from the data, small
@@ -272,13 +348,13 @@ fn biggest_first<T>(items: &mut [T], size: impl Fn(&T) -> Option<u64>) {
     items.sort_by_key(|t| std::cmp::Reverse(size(t).unwrap_or(u64::MAX)));
 }
 
-/// Download every task into `root` (each task's `dest` lies below it); per-file failures are
-/// recorded, never fatal.
+/// Download every task into `root` (each file's `dest`, each archive's `dir` lies below it);
+/// per-file failures are recorded, never fatal.
 pub async fn run(
     client: &reqwest::Client,
     cfg: &TransferConfig,
     root: &crate::fs::Dir,
-    mut tasks: Vec<FileTask>,
+    mut tasks: Vec<Task>,
     reporter: Arc<dyn Reporter>,
     cancel: CancellationToken,
 ) -> RunOutcome {
@@ -297,24 +373,36 @@ pub async fn run(
         root: root.clone(),
         pace: cfg.max_rate.map(pace::Pace::new),
     });
-    reporter.plan(tasks.len(), tasks.iter().filter_map(|t| t.size).sum());
-    biggest_first(&mut tasks, |t| t.size);
-    let dirs: BTreeSet<PathBuf> = tasks.iter().filter_map(|t| t.dest.parent().map(PathBuf::from)).collect();
-    // File tasks do not hold a connection themselves; each request takes one from `conns`.
-    // Twice as many files as connections are open so the next file's setup overlaps.
-    let results: Vec<Option<(FileOutcome, Option<Verified>)>> = futures_util::stream::iter(tasks)
+    reporter.plan(tasks.len(), tasks.iter().filter_map(Task::size).sum());
+    biggest_first(&mut tasks, Task::size);
+    let dirs: BTreeSet<PathBuf> = tasks
+        .iter()
+        .filter_map(|t| match t {
+            Task::File(f) => f.dest.parent().map(PathBuf::from),
+            Task::Archive(_) => None, // an archive makes its own directories durable
+        })
+        .collect();
+    // Tasks do not hold a connection themselves; each request takes one from the budget.
+    // Twice as many tasks as connections are open so the next one's setup overlaps.
+    let results: Vec<Option<(Vec<FileOutcome>, Vec<Verified>)>> = futures_util::stream::iter(tasks)
         .map(|task| {
             let ctx = ctx.clone();
             async move {
                 if ctx.cancel.is_cancelled() {
                     return None;
                 }
-                let (outcome, verified) = tokio::select! {
-                    o = fetch::download_file(&ctx, &task) => o,
-                    _ = ctx.cancel.cancelled() => return None,
-                };
-                ctx.reporter.file_done(&outcome);
-                Some((outcome, verified))
+                match task {
+                    Task::File(task) => {
+                        let (outcome, verified) = tokio::select! {
+                            o = fetch::download_file(&ctx, &task) => o,
+                            _ = ctx.cancel.cancelled() => return None,
+                        };
+                        ctx.reporter.file_done(&outcome);
+                        Some((vec![outcome], verified.into_iter().collect()))
+                    }
+                    // Not dropped on Ctrl+C: it returns once its part files are removed.
+                    Task::Archive(task) => archive::fetch_archive(&ctx, &task).await,
+                }
             }
         })
         .buffer_unordered(budget.ceiling() * 2)
@@ -328,9 +416,12 @@ pub async fn run(
             crate::log::log(2, format!("fsync {}: {e}", d.display()));
         }
     }
-    let (mut files, mut verified): (Vec<FileOutcome>, Vec<Option<Verified>>) = results.into_iter().flatten().unzip();
+    let (mut files, mut verified): (Vec<FileOutcome>, Vec<Verified>) = (Vec::new(), Vec::new());
+    for (f, v) in results.into_iter().flatten() {
+        files.extend(f);
+        verified.extend(v);
+    }
     files.sort_by(|a, b| a.display.cmp(&b.display));
-    let mut verified: Vec<Verified> = verified.drain(..).flatten().collect();
     verified.sort_by(|a, b| a.display.cmp(&b.display));
     RunOutcome { files, interrupted, verified }
 }

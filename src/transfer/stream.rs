@@ -208,7 +208,7 @@ pub(super) async fn fetch_stream(
             break;
         }
         let reason = body_err.unwrap_or_else(|| format!("body ended early at byte {offset} of {}", total.unwrap_or(0)));
-        backoff(ctx, task, &mut attempt, reason, None).await?;
+        backoff(ctx, &task.display, &mut attempt, reason, None).await?;
     }
     let file = Arc::try_unwrap(file).map_err(|_| Stop::Fail("internal error: part file still shared".into()))?;
     Ok(Fetched {

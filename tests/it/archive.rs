@@ -1,18 +1,19 @@
-//! KFP v1 `:read` archives at the library level (`jobdl::archive`), against a loopback server
+//! KFP v1 `:read` archives at the library level (archive tasks of `jobdl::transfer::run`, with the
+//! KFP body decoder `jobdl::provider::kfp::read::ReadBody`), against a loopback server
 //! (`tests/support/kfp_read.rs`) serving `{"data":"<base64 .tgz>"}` chunked: a whole body, one cut
 //! mid-body then whole (fetched again from zero), always short, bad base64, a tar-slip entry, 404,
 //! 503 then whole, 403, a stalled body cancelled; and the memory a 64 MiB archive takes to unpack.
 use crate::support::kfp_read;
 
 use base64::Engine;
-use jobdl::archive::{Fetcher, Target, unpack};
-use jobdl::plan::ArchiveTask;
-use jobdl::provider::ArchiveSource;
+use jobdl::provider::kfp::read::ReadBody;
 use jobdl::retry::RetryConfig;
-use jobdl::transfer::FileResult;
+use jobdl::transfer::unpack::{Target, unpack};
+use jobdl::transfer::{ArchiveTask, Decoder, FileOutcome, FileResult, Limits, Reporter, RunOutcome, Task};
 use kfp_read::{Artifact, KfpRead, Mode, TOKEN};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
@@ -134,13 +135,48 @@ fn env() -> Env {
 
 fn task(server: &KfpRead, name: &str, root: &Path) -> ArchiveTask {
     ArchiveTask {
-        dir: root.join(DIR),
         display: DIR.into(),
-        source: ArchiveSource {
-            rel: "main-logs".into(),
-            url: server.url(name),
-            headers: vec![("authorization".into(), format!("Bearer {TOKEN}"))],
-        },
+        dir: root.join(DIR),
+        url: server.url(name),
+        headers: vec![
+            ("accept".into(), "application/json".into()),
+            ("authorization".into(), format!("Bearer {TOKEN}")),
+        ],
+        decoder: Decoder(Arc::new(ReadBody)),
+        entries: None,
+        limits: Limits::default(),
+    }
+}
+
+/// A reporter that shows nothing.
+struct Silent;
+
+impl Reporter for Silent {
+    fn plan(&self, _: usize, _: u64) {}
+    fn file_started(&self, _: &str, _: Option<u64>) {}
+    fn bytes(&self, _: &str, _: u64) {}
+    fn bytes_discarded(&self, _: u64) {}
+    fn retry(&self, _: &str, _: u32, _: &str) {}
+    fn file_done(&self, _: &FileOutcome) {}
+}
+
+/// Runs archive tasks through the engine into one destination.
+#[derive(Clone)]
+struct Fetcher {
+    client: reqwest::Client,
+    cfg: jobdl::transfer::TransferConfig,
+    root: jobdl::fs::Dir,
+    cancel: CancellationToken,
+}
+
+impl Fetcher {
+    async fn run(&self, tasks: Vec<ArchiveTask>) -> RunOutcome {
+        let tasks = tasks.into_iter().map(Task::Archive).collect();
+        jobdl::transfer::run(&self.client, &self.cfg, &self.root, tasks, Arc::new(Silent), self.cancel.clone()).await
+    }
+
+    async fn fetch(&self, task: &ArchiveTask) -> RunOutcome {
+        self.run(vec![task.clone()]).await
     }
 }
 
@@ -152,7 +188,8 @@ fn fetcher(root: &Path, attempts: u32, cancel: CancellationToken) -> Fetcher {
         max_delay: Duration::from_millis(5),
         retry_after_cap: Duration::from_millis(5),
     };
-    Fetcher::new(client, retry, &jobdl::fs::Dir::open_root(root).expect("open the destination"), cancel)
+    let cfg = jobdl::transfer::TransferConfig { retry, ..Default::default() };
+    Fetcher { client, cfg, root: jobdl::fs::Dir::open_root(root).expect("open the destination"), cancel }
 }
 
 /// Every file under `root`, relative and sorted (working files included).
@@ -177,7 +214,7 @@ fn landed() -> Vec<String> {
     ["big.bin", "logs/metrics.json", "main.log"].iter().map(|f| format!("{DIR}/{f}")).collect()
 }
 
-fn failure(files: &[jobdl::transfer::FileOutcome]) -> String {
+fn failure(files: &[FileOutcome]) -> String {
     assert_eq!(files.len(), 1, "{files:#?}");
     assert_eq!(files[0].display, DIR);
     match &files[0].result {
@@ -190,7 +227,7 @@ fn failure(files: &[jobdl::transfer::FileOutcome]) -> String {
 async fn a_whole_body_lands() {
     let server = KfpRead::start(vec![("main-logs", Artifact { body: good_body(), mode: Mode::Ok })]);
     let e = env();
-    let out = fetcher(&e.root, 3, CancellationToken::new()).run(vec![task(&server, "main-logs", &e.root)], 4).await;
+    let out = fetcher(&e.root, 3, CancellationToken::new()).run(vec![task(&server, "main-logs", &e.root)]).await;
     assert!(!out.interrupted);
     let shown: Vec<_> = out.files.iter().map(|f| f.display.clone()).collect();
     assert_eq!(shown, landed());
@@ -284,7 +321,7 @@ async fn statuses_before_the_body() {
     assert_eq!(server.hits("busy"), 3);
     // Without the token: 401, and no token in any message.
     let mut t = task(&server, "busy", &e.root);
-    t.source.headers.clear();
+    t.headers.clear();
     let out = f.fetch(&t).await;
     assert!(failure(&out.files).starts_with("HTTP 401"));
     assert!(!format!("{out:?}").contains(TOKEN));
@@ -320,7 +357,7 @@ async fn a_body_below_the_minimum_rate_is_abandoned_and_retried() {
     let server = KfpRead::start(vec![("main-logs", Artifact { body: body.clone(), mode: Mode::Stall { at: 100 } })]);
     let e = env();
     let mut f = fetcher(&e.root, 2, CancellationToken::new());
-    f.min_rate = jobdl::transfer::rate::MinRate { bytes_per_sec: 1024, window: Duration::from_millis(300) };
+    f.cfg.min_rate = jobdl::transfer::rate::MinRate { bytes_per_sec: 1024, window: Duration::from_millis(300) };
     let out = f.fetch(&task(&server, "main-logs", &e.root)).await;
     assert!(!out.interrupted);
     assert_eq!(out.files.len(), 1, "{:#?}", out.files);
@@ -354,10 +391,11 @@ fn memory_does_not_grow_with_the_archive() {
     drop(held);
     let e = env();
     let root = jobdl::fs::Dir::open_root(&e.root).expect("open the destination");
-    let target = Target { root, dir: e.root.join(DIR), display: DIR.into() };
+    let target = Target { root, dir: e.root.join(DIR), display: DIR.into(), entries: None };
     let cancel = CancellationToken::new();
-    let (files, peak) = counting::peak(|| unpack(std::io::Cursor::new(&body), &target, &|_| {}, &cancel));
-    let files = files.unwrap();
+    let (files, peak) =
+        counting::peak(|| unpack(std::io::Cursor::new(&body), &ReadBody, &target, Limits::default(), &|_| {}, &cancel));
+    let files = files.unwrap().files;
     assert_eq!(files.len(), 4);
     assert_eq!(files.iter().map(|f| f.bytes).sum::<u64>(), SIZE as u64);
     for f in &files {

@@ -698,3 +698,93 @@ fn v1_argo_artifacts_stream_from_the_read_route() {
         ["broken/data", "evaluate/report", "flaky/data", "loop/p-abc-5/a", "loop/p-abc-6/a", "train/model"]
     );
 }
+
+/// `--include`/`--exclude` apply to the entries of a v1 archive as to files (relative to the
+/// output or as jobdl prints them), and the entries that land are recorded in the manifest with
+/// the MD5 of their bytes, so `jobdl verify` checks them.
+#[test]
+fn v1_archive_entries_are_filtered_and_recorded_for_verify() {
+    let Some(w) = world() else { return };
+    let run = "run-v1-filter";
+    let mut r = run_json(run, None, None, "");
+    r["pipeline_spec"] =
+        json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow", "metadata": {"generateName": "p-"}});
+    w.kfp.run(run, &["SUCCEEDED"], r);
+    let wf = json!({"metadata": {"name": "p-f"}, "status": {"phase": "Succeeded", "nodes": {
+        "p-f-1": {"id": "p-f-1", "type": "Pod", "displayName": "train", "phase": "Succeeded",
+                  "outputs": {"artifacts": [
+                      {"name": "main-logs", "s3": {"key": "artifacts/p-f-1/main-logs.tgz"}},
+                      {"name": "model", "s3": {"key": "artifacts/p-f-1/model.tgz"}}]}}}}});
+    w.kfp.v1_run(run, &wf);
+    let serve = |name: &str, entries: &[(&str, &[u8])]| {
+        let body = read_body(&tgz(entries));
+        w.kfp.read(run, "p-f-1", name, kfp_api::ReadBody { cut_at: None, cut_times: 0, body });
+    };
+    serve("main-logs", &[("main.log", b"training...\n"), ("debug/trace.txt", b"noise")]);
+    let weights = bytes(70_000, 71);
+    serve("model", &[("model.bin", &weights), ("sub/config.json", b"{}"), ("scratch.tmp", b"x")]);
+
+    let dest = w.dest("v1f");
+    let out = w.jobdl(&[
+        "download",
+        run,
+        "--all-outputs",
+        "--json",
+        "-p",
+        "v1f",
+        "--exclude",
+        "*.tmp",
+        "--exclude",
+        "artifacts/train/debug",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    validate(&doc);
+    let got = tree(&dest);
+    let landed: Vec<&str> = got.keys().map(String::as_str).filter(|k| !k.starts_with(".jobdl/")).collect();
+    assert_eq!(
+        landed,
+        [
+            "artifacts/train/main.log",
+            "named-outputs/train/model/model.bin",
+            "named-outputs/train/model/sub/config.json"
+        ]
+    );
+    assert!(!dest.join("artifacts/train/debug").exists(), "an excluded directory is not created");
+
+    // The manifest records every landed entry: size and MD5 of the bytes written.
+    let m: Value = serde_json::from_slice(&std::fs::read(dest.join(".jobdl/manifest.json")).unwrap()).unwrap();
+    let recorded: BTreeMap<String, (u64, String)> = m["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            assert_eq!(e["hash"]["kind"], "md5", "{e}");
+            let p = e["path"].as_str().unwrap().to_string();
+            (p, (e["size"].as_u64().unwrap(), e["hash"]["value"].as_str().unwrap().to_string()))
+        })
+        .collect();
+    let want: BTreeMap<String, (u64, String)> =
+        landed.iter().map(|k| (k.to_string(), (got[*k].len() as u64, md5_hex(&got[*k])))).collect();
+    assert_eq!(recorded, want);
+
+    // `verify` re-hashes them: all ok, then one entry changed (same size) is named.
+    let out = w.jobdl(&["verify", "v1f", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["totals"]["ok"], 3, "{doc}");
+    let mut changed = weights.clone();
+    changed[100] ^= 1;
+    std::fs::write(dest.join("named-outputs/train/model/model.bin"), &changed).unwrap();
+    let out = w.jobdl(&["verify", "v1f", "--json"]);
+    assert_eq!(out.status.code(), Some(6), "{}", text(&out));
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let bad: Vec<&str> = doc["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["status"] != "ok")
+        .map(|f| f["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(bad, ["named-outputs/train/model/model.bin"]);
+}

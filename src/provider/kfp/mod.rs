@@ -9,6 +9,7 @@
 //! The KFP bearer token goes only to the KFP base the user gave; S3 requests are signed for the
 //! configured S3 endpoint only (a root's `?endpoint=` is dropped, never contacted).
 pub mod layout;
+pub mod read;
 
 use super::{ArchiveSource, Job, Listing, OutputError, OutputSpec, Resolved, S3Listed, s3_fatal};
 use crate::error::Error;
@@ -608,8 +609,10 @@ impl Kfp {
     }
 
     fn archive(&self, run_id: &str, a: &V1Artifact, rel: String) -> ArchiveSource {
-        let headers = self.token.iter().map(|(t, _)| ("authorization".to_string(), format!("Bearer {t}"))).collect();
-        ArchiveSource { rel, url: self.read_url(run_id, a), headers }
+        let mut headers = vec![("accept".to_string(), "application/json".to_string())];
+        headers.extend(self.token.iter().map(|(t, _)| ("authorization".to_string(), format!("Bearer {t}"))));
+        let decoder = crate::transfer::Decoder(Arc::new(read::ReadBody));
+        ArchiveSource { rel, url: self.read_url(run_id, a), headers, decoder }
     }
 
     fn data(&self, job: &Job) -> Result<Arc<RunData>, Error> {
