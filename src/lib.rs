@@ -22,6 +22,7 @@
 pub mod app;
 pub mod archive;
 pub mod auth;
+pub mod best;
 pub mod blob;
 pub mod cli;
 pub mod config;
