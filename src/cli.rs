@@ -210,6 +210,10 @@ pub struct SourceArgs {
     /// storage (--s3-endpoint).
     #[arg(long, env = crate::env::KF_PIPELINES_ENDPOINT, value_name = "URL")]
     pub kfp_endpoint: Option<String>,
+    /// Kubeflow multi-user (profiles): the profile namespace whose runs `jobs` lists (the
+    /// multi-user API refuses a listing without one).
+    #[arg(long, env = crate::env::JOBDL_KFP_NAMESPACE, value_name = "NS")]
+    pub namespace: Option<String>,
 }
 
 /// Where S3-compatible storage is (Kubeflow outputs, `cp s3://`).
@@ -350,6 +354,7 @@ impl LsArgs {
             skip_existing: false,
             overwrite: false,
             dry_run: true,
+            best: None,
             filter: self.filter.clone(),
             transfer: self.transfer.clone(),
         }
@@ -492,6 +497,11 @@ pub struct DownloadArgs {
     /// Resolve everything and print the plan; write nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Download only the checkpoint folder of the step where METRIC was best (min or max) in the
+    /// run's logged history (MLflow / Databricks): the folder named checkpoint-<step>,
+    /// checkpoint_<step>, step-<n>, step_<n>, epoch=<n> or epoch_<n>, at any depth.
+    #[arg(long, value_name = "METRIC:min|max")]
+    pub best: Option<String>,
     /// File filters.
     #[command(flatten)]
     pub filter: FilterArgs,

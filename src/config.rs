@@ -120,6 +120,7 @@ pub const KEYS: &[Key] = &[
         Some(crate::env::KF_PIPELINES_ENDPOINT),
         None,
     ),
+    key("kfp_namespace", Kind::Text, Some(("namespace", "--namespace")), Some(crate::env::JOBDL_KFP_NAMESPACE), None),
     key("cloud", Kind::Choice(CLOUDS), Some(("cloud", "--cloud")), Some(crate::env::AZURE_CLOUD), Some("AzureCloud")),
     key("destination", Kind::Template, Some(("path", "--path")), None, Some("./{job}")),
     key(
@@ -428,7 +429,7 @@ mod tests {
                    retry_base_delay = \"5ms\"\nretry_max_delay = \"1s\"\nretry_after_cap = \"2s\"\n\
                    min_speed = \"2KiB\"\nmin_speed_time = \"30s\"\narchive_max_ratio = 0\n\
                    archive_max_bytes = 1048576\nchunk_size = \"16MiB\"\n\
-                   max_list_entries = 5000\nmax_rate = \"200M\"\n")
+                   max_list_entries = 5000\nmax_rate = \"200M\"\nkfp_namespace = \"team-a\"\n")
         .unwrap();
         let v = |k: &str| f.values[k].clone();
         assert_eq!(v("workspace"), FileValue { value: Value::One("ws-1".into()), line: 2 });
@@ -438,6 +439,7 @@ mod tests {
         assert_eq!(v("allow_hosts").value, Value::Many(vec!["127.0.0.1:9000".into(), "example.invalid".into()]));
         assert_eq!(v("retry_after_cap").line, 16);
         assert_eq!(v("max_list_entries"), FileValue { value: Value::One("5000".into()), line: 22 });
+        assert_eq!(v("kfp_namespace").value, Value::One("team-a".into()));
         assert_eq!(f.values.len(), KEYS.len() - 3, "all but project_endpoint, mlflow_uri and kfp_endpoint");
         let f = p("project_endpoint = \"https://a.services.ai.azure.com/api/projects/p\"").unwrap();
         assert_eq!(f.values["project_endpoint"].line, 1);

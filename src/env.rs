@@ -53,6 +53,8 @@ pub const JOBDL_CHUNK_SIZE: &str = "JOBDL_CHUNK_SIZE";
 pub const JOBDL_MAX_LIST_ENTRIES: &str = "JOBDL_MAX_LIST_ENTRIES";
 /// Interval of the plain progress lines when stderr is not a terminal.
 pub const JOBDL_PROGRESS_INTERVAL: &str = "JOBDL_PROGRESS_INTERVAL";
+/// Multi-user Kubeflow: the profile namespace run listings are scoped to (setting `kfp_namespace`).
+pub const JOBDL_KFP_NAMESPACE: &str = "JOBDL_KFP_NAMESPACE";
 /// ARM base URL override (emulators, private clouds).
 pub const JOBDL_ARM_ENDPOINT: &str = "JOBDL_ARM_ENDPOINT";
 /// Path-style blob endpoint for workspace datastores (emulators).
@@ -181,6 +183,8 @@ pub const SSL_CERT_FILE: &str = "SSL_CERT_FILE";
 pub const SSL_CERT_DIR: &str = "SSL_CERT_DIR";
 /// Turns colour off.
 pub const NO_COLOR: &str = "NO_COLOR";
+/// The terminal's width in columns, when the user sets it (the `jobs` table in a terminal).
+pub const COLUMNS: &str = "COLUMNS";
 /// The home directory.
 pub const HOME: &str = "HOME";
 /// The home directory on Windows.

@@ -1,5 +1,5 @@
-//! Job references people paste: the page of a run in Azure ML studio, the MLflow UI or the
-//! Kubeflow Pipelines UI, given where a job name goes. Each names the run and where it lives, so
+//! Job references people paste: the page of a run in Azure ML studio, the Foundry portal, the
+//! MLflow UI or the Kubeflow Pipelines UI, given where a job name goes. Each names the run and where it lives, so
 //! the URL fills in the source as the flags would. A storage URL (a SAS, a blob or `s3://` URL)
 //! is not a job: it is refused with a pointer to `jobdl cp`. Pure parsing; `app` applies it.
 use crate::cli::JobArgs;
@@ -14,6 +14,13 @@ pub enum JobRef {
     /// `<KFP UI>/#/runs/details/<run>` (the API answers at the same address; the central
     /// dashboard's `/_/pipeline/` is the API's `/pipeline`).
     Kfp { endpoint: String, run: String },
+    /// `https://ai.azure.com/build/jobs/<job>?wsid=<project>`, the Foundry portal's job page (the
+    /// job's `Studio` service endpoint). A Foundry project's `wsid`
+    /// (`…/Microsoft.CognitiveServices/accounts/<a>/projects/<p>`) gives its endpoint,
+    /// `https://<a>.services.ai.azure.com/api/projects/<p>`; without a `wsid` the job runs in
+    /// the configured source. (A hub project's `wsid`, an Azure ML workspace, is a
+    /// [`JobRef::Studio`].)
+    Foundry { run: String, project_endpoint: Option<String> },
 }
 
 /// What `job` is: `None` for a plain job name, else the run a URL names or why it names none.
@@ -66,14 +73,11 @@ fn parse_url(url: &url::Url) -> Result<JobRef, String> {
     {
         return Ok(JobRef::Mlflow { tracking_uri: base(), run });
     }
-    if host.ends_with("ai.azure.com") {
-        return Err(format!(
-            "'{shown}': Foundry portal URLs are not read yet: give the job name and --project-endpoint \
-             (the project's endpoint, shown on its overview page)"
-        ));
+    if host == "ai.azure.com" {
+        return foundry(url, &shown);
     }
     Err(format!(
-        "'{shown}' is not a job URL jobdl knows (Azure ML studio run pages, MLflow `#/experiments/<e>/runs/<id>`, \
+        "'{shown}' is not a job URL jobdl knows (Azure ML studio run pages, Foundry portal job pages, MLflow `#/experiments/<e>/runs/<id>`, \
          Kubeflow `#/runs/details/<id>`): give the job name and its source"
     ))
 }
@@ -86,28 +90,26 @@ fn after(parts: &[&str], marker: &[&str]) -> Option<String> {
     ok.then(|| id.into_owned())
 }
 
-fn studio(url: &url::Url, shown: &str) -> Result<JobRef, String> {
-    let segments: Vec<&str> = url.path_segments().map(|s| s.filter(|p| !p.is_empty()).collect()).unwrap_or_default();
-    let run = after(&segments, &["runs"]).ok_or_else(|| format!("'{shown}' names no run (…/runs/<id>)"))?;
-    let wsid =
-        url.query_pairs().find(|(k, _)| k.eq_ignore_ascii_case("wsid")).map(|(_, v)| v.into_owned()).ok_or_else(
-            || {
-                format!(
-                    "'{shown}' has no wsid=…: copy the URL whole, or give the run id with --subscription, \
-                 --resource-group and --workspace"
-                )
-            },
-        )?;
+/// The `wsid` query parameter (an Azure resource id), when the URL has one.
+fn wsid(url: &url::Url) -> Option<String> {
+    url.query_pairs().find(|(k, _)| k.eq_ignore_ascii_case("wsid")).map(|(_, v)| v.into_owned())
+}
+
+/// The segment after the `name` segment of a resource id (`subscriptions` → the id), matched
+/// case-insensitively, when it is a usable value.
+fn id_field(wsid: &str, name: &str) -> Option<String> {
     let parts: Vec<&str> = wsid.split('/').filter(|s| !s.is_empty()).collect();
-    let field = |name: &str| {
-        parts
-            .iter()
-            .position(|p| p.eq_ignore_ascii_case(name))
-            .and_then(|i| parts.get(i + 1))
-            .map(|v| v.to_string())
-            .filter(|v| !v.is_empty() && !v.chars().any(char::is_control))
-    };
-    match (field("subscriptions"), field("resourcegroups"), field("workspaces")) {
+    parts
+        .iter()
+        .position(|p| p.eq_ignore_ascii_case(name))
+        .and_then(|i| parts.get(i + 1))
+        .map(|v| v.to_string())
+        .filter(|v| !v.is_empty() && !v.chars().any(|c| c.is_control() || c.is_whitespace()))
+}
+
+/// An Azure ML workspace's run from a `wsid` naming the workspace.
+fn workspace_run(run: String, wsid: &str, shown: &str) -> Result<JobRef, String> {
+    match (id_field(wsid, "subscriptions"), id_field(wsid, "resourcegroups"), id_field(wsid, "workspaces")) {
         (Some(subscription), Some(resource_group), Some(workspace)) => {
             Ok(JobRef::Studio { run, subscription, resource_group, workspace })
         }
@@ -115,16 +117,73 @@ fn studio(url: &url::Url, shown: &str) -> Result<JobRef, String> {
     }
 }
 
+fn studio(url: &url::Url, shown: &str) -> Result<JobRef, String> {
+    let segments: Vec<&str> = url.path_segments().map(|s| s.filter(|p| !p.is_empty()).collect()).unwrap_or_default();
+    let run = after(&segments, &["runs"]).ok_or_else(|| format!("'{shown}' names no run (…/runs/<id>)"))?;
+    let wsid = wsid(url).ok_or_else(|| {
+        format!(
+            "'{shown}' has no wsid=…: copy the URL whole, or give the run id with --subscription, \
+             --resource-group and --workspace"
+        )
+    })?;
+    workspace_run(run, &wsid, shown)
+}
+
+/// The Foundry portal's job page, `https://ai.azure.com/build/jobs/<job>[?wsid=…]`.
+fn foundry(url: &url::Url, shown: &str) -> Result<JobRef, String> {
+    let segments: Vec<&str> = url.path_segments().map(|s| s.filter(|p| !p.is_empty()).collect()).unwrap_or_default();
+    let Some(run) = after(&segments, &["build", "jobs"]) else {
+        return Err(format!(
+            "'{shown}' is not a Foundry portal job page (https://ai.azure.com/build/jobs/<job>): give the job \
+             name and --project-endpoint (the project's endpoint, shown on its overview page)"
+        ));
+    };
+    let Some(wsid) = wsid(url) else {
+        return Ok(JobRef::Foundry { run, project_endpoint: None });
+    };
+    if id_field(&wsid, "workspaces").is_some() {
+        return workspace_run(run, &wsid, shown);
+    }
+    match (id_field(&wsid, "accounts"), id_field(&wsid, "projects")) {
+        (Some(account), Some(project))
+            if account.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                && project.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) =>
+        {
+            Ok(JobRef::Foundry {
+                run,
+                project_endpoint: Some(format!("https://{account}.services.ai.azure.com/api/projects/{project}")),
+            })
+        }
+        _ => Err(format!(
+            "'{shown}': wsid names neither a Foundry project (…/accounts/<resource>/projects/<project>) nor a \
+             workspace (…/workspaces/<name>)"
+        )),
+    }
+}
+
 impl JobRef {
     /// The run's id.
     pub fn run(&self) -> &str {
         match self {
-            JobRef::Studio { run, .. } | JobRef::Mlflow { run, .. } | JobRef::Kfp { run, .. } => run,
+            JobRef::Studio { run, .. }
+            | JobRef::Mlflow { run, .. }
+            | JobRef::Kfp { run, .. }
+            | JobRef::Foundry { run, .. } => run,
         }
     }
 
-    /// The run, with the URL's source in place of any other.
+    /// Whether the URL names the run's source (a Foundry job page without a `wsid` does not).
+    pub fn names_source(&self) -> bool {
+        !matches!(self, JobRef::Foundry { project_endpoint: None, .. })
+    }
+
+    /// The run, with the URL's source in place of any other (or, when the URL names none, in
+    /// the configured source).
     pub fn apply(self, job: &mut JobArgs) {
+        if let JobRef::Foundry { run, project_endpoint: None } = self {
+            job.job = run;
+            return;
+        }
         let s = &mut job.source;
         (s.project_endpoint, s.mlflow_uri, s.kfp_endpoint) = (None, None, None);
         (s.subscription, s.resource_group, s.workspace) = (None, None, None);
@@ -141,6 +200,10 @@ impl JobRef {
             JobRef::Kfp { endpoint, run } => {
                 job.job = run;
                 s.kfp_endpoint = Some(endpoint);
+            }
+            JobRef::Foundry { run, project_endpoint } => {
+                job.job = run;
+                s.project_endpoint = project_endpoint;
             }
         }
     }
@@ -184,6 +247,72 @@ mod tests {
             matches!(r, JobRef::Studio { ref run, ref workspace, .. } if run == "brave_lamp_7x" && workspace == "ws-a")
         );
         assert!(err("https://ml.azure.com/runs/x").contains("wsid"));
+    }
+
+    #[test]
+    fn a_foundry_portal_job_page_names_the_job_and_its_project() {
+        // The job's `Studio` service endpoint, as Foundry gives it (the azure.ai.training azd
+        // extension prints it as the "Foundry Portal URI"), with the project's wsid as the
+        // portal's deep links carry it.
+        let r = ok("https://ai.azure.com/build/jobs/test-job?wsid=/subscriptions/0000-11/resourceGroups/rg-ai/\
+                    providers/Microsoft.CognitiveServices/accounts/my-foundry/projects/proj-a&tid=72f988bf");
+        assert_eq!(
+            r,
+            JobRef::Foundry {
+                run: "test-job".into(),
+                project_endpoint: Some("https://my-foundry.services.ai.azure.com/api/projects/proj-a".into())
+            }
+        );
+        // wsid percent-encoded.
+        let r = ok("https://ai.azure.com/build/jobs/test-job?wsid=%2Fsubscriptions%2F0000-11%2FresourceGroups%2Frg-ai\
+                    %2Fproviders%2FMicrosoft.CognitiveServices%2Faccounts%2Fmy-foundry%2Fprojects%2Fproj-a");
+        assert!(matches!(r, JobRef::Foundry { project_endpoint: Some(ref e), .. } if e.ends_with("/projects/proj-a")));
+        // No wsid: the job, in the configured project.
+        assert_eq!(
+            ok("https://ai.azure.com/build/jobs/test-job"),
+            JobRef::Foundry { run: "test-job".into(), project_endpoint: None }
+        );
+        // A hub-based project's wsid is its Azure ML workspace.
+        let r = ok("https://ai.azure.com/build/jobs/brave_lamp_7x?wsid=/subscriptions/0000-11/resourcegroups/rg-ai/\
+                    providers/Microsoft.MachineLearningServices/workspaces/hub-proj&tid=72f988bf");
+        assert_eq!(
+            r,
+            JobRef::Studio {
+                run: "brave_lamp_7x".into(),
+                subscription: "0000-11".into(),
+                resource_group: "rg-ai".into(),
+                workspace: "hub-proj".into()
+            }
+        );
+        // Other portal pages name no job; a wsid naming neither is refused.
+        assert!(
+            err("https://ai.azure.com/build/overview?wsid=/subscriptions/s/resourceGroups/g")
+                .contains("--project-endpoint")
+        );
+        assert!(err("https://ai.azure.com/build/jobs/j?wsid=/subscriptions/s/resourceGroups/g").contains("wsid"));
+    }
+
+    #[test]
+    fn a_foundry_job_url_sets_the_project_or_keeps_the_configured_one() {
+        let mut args = JobArgs {
+            job: String::new(),
+            source: crate::cli::SourceArgs {
+                project_endpoint: Some("https://old.services.ai.azure.com/api/projects/p".into()),
+                ..crate::cli::SourceArgs::default()
+            },
+            cloud: "AzureCloud".into(),
+            kfp_token_file: None,
+            pipeline_root: None,
+            s3: crate::cli::S3Args::default(),
+        };
+        ok("https://ai.azure.com/build/jobs/j1").apply(&mut args);
+        assert_eq!(args.job, "j1");
+        assert_eq!(args.source.project_endpoint.as_deref(), Some("https://old.services.ai.azure.com/api/projects/p"));
+        ok("https://ai.azure.com/build/jobs/j2?wsid=/subscriptions/s/resourceGroups/g/providers/\
+            Microsoft.CognitiveServices/accounts/acct/projects/p2")
+        .apply(&mut args);
+        assert_eq!(args.job, "j2");
+        assert_eq!(args.source.project_endpoint.as_deref(), Some("https://acct.services.ai.azure.com/api/projects/p2"));
     }
 
     #[test]

@@ -21,6 +21,7 @@
 //!   settings, use cases
 pub mod app;
 pub mod auth;
+pub mod best;
 pub mod blob;
 pub mod cli;
 pub mod config;

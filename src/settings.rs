@@ -660,6 +660,7 @@ impl Resolved {
         fill(&mut source.workspace, "workspace");
         fill(&mut source.mlflow_uri, "mlflow_uri");
         fill(&mut source.kfp_endpoint, "kfp_endpoint");
+        fill(&mut source.namespace, "kfp_namespace");
         if let Some(c) = self.file_value("cloud") {
             *cloud = c.text();
         }

@@ -55,7 +55,12 @@ pub(crate) fn check_destination(path: Option<&std::path::Path>) -> Result<(), Er
 pub async fn download(args: DownloadArgs, printer: Printer, cancel: CancellationToken) -> Result<u8, Error> {
     let started = Instant::now();
     check_destination(args.path.as_deref())?;
+    let best = args.best.as_deref().map(crate::best::parse_spec).transpose()?;
     let mut r = resolve(&args, &printer, &cancel).await?;
+    let best_folder = match &best {
+        Some(spec) => Some(super::best::narrow(spec, &mut r, &printer, &cancel).await?),
+        None => None,
+    };
     if args.dry_run {
         // The plan view of `ls`: sizes the listing does not give are probed.
         super::ls::probe_sizes(&mut r, &printer, &cancel).await?;
@@ -72,7 +77,11 @@ pub async fn download(args: DownloadArgs, printer: Printer, cancel: Cancellation
     let request = crate::manifest::Request {
         outputs: args.outputs.clone(),
         all_outputs: args.all_outputs,
-        include: args.filter.include.clone(),
+        // A `--best` download is its checkpoint folder (what `verify --remote` lists again).
+        include: match best_folder {
+            Some(folder) if args.filter.include.is_empty() => vec![format!("{folder}/**")],
+            _ => args.filter.include.clone(),
+        },
         exclude: args.filter.exclude.clone(),
     };
     let session = Session {
@@ -106,6 +115,8 @@ pub(crate) struct Resolution {
     pub partial: bool,
     /// `--shard`: the plan holds only this share.
     pub shard: Option<crate::shard::Shard>,
+    /// Where the job lives (for calls after planning: `--best`'s metric history).
+    pub provider: Provider,
 }
 
 /// Settings, HTTP client and provider for a job-addressing command.
@@ -187,14 +198,10 @@ fn locate_in(args: &DownloadArgs, named: bool) -> Result<Located, Error> {
                 aws_env: crate::settings::aws_env(),
                 home: crate::settings::home_dir(),
             };
-            Provider::Kfp(Box::new(Kfp::new(
-                meta,
-                base,
-                token,
-                s3,
-                args.target.pipeline_root.clone(),
-                common.meta_retry.clone(),
-            )))
+            Provider::Kfp(Box::new(
+                Kfp::new(meta, base, token, s3, args.target.pipeline_root.clone(), common.meta_retry.clone())
+                    .with_namespace(args.target.source.namespace.clone()),
+            ))
         }
         JobSource::Mlflow(uri) => {
             let target = crate::settings::mlflow_target(&uri, common.access_token.clone())?;
@@ -389,7 +396,7 @@ pub(crate) async fn resolve(
             format!("shard {s}: {} files, {} bytes of this job are this node's", plan.tasks.len(), plan.bytes()),
         );
     }
-    Ok(Resolution { common, client, blob, job, root, plan, probe_sizes, source, partial, shard })
+    Ok(Resolution { common, client, blob, job, root, plan, probe_sizes, source, partial, shard, provider })
 }
 
 /// Plan one output's files and archives under `subdir`, adding the output's request headers (a

@@ -19,6 +19,7 @@ pub async fn jobs(args: JobsArgs, printer: Printer, cancel: CancellationToken) -
         skip_existing: false,
         overwrite: false,
         dry_run: true,
+        best: None,
         filter: FilterArgs::default(),
         transfer: args.transfer.clone(),
         allow_running: false,

@@ -1,5 +1,6 @@
 //! Use cases: the only code that knows providers AND the transfer engine. Each returns the
 //! process exit code; run-ending failures are `Error`s, per-file failures are outcomes.
+mod best;
 mod cp;
 mod download;
 mod jobs;
@@ -455,7 +456,7 @@ pub fn run_cli(mut cli: crate::cli::Cli, matches: &clap::ArgMatches) -> u8 {
         }
     };
     let locates_a_job = !matches!(cli.command, Command::Cp(_));
-    // A pasted run page (studio, MLflow, Kubeflow) names the run and its source itself.
+    // A pasted run page (studio, Foundry, MLflow, Kubeflow) names the run and (mostly) its source.
     let job_url = match job_args(&mut cli.command).and_then(|j| crate::jobref::parse(&j.job)) {
         Some(Ok(r)) => Some(r),
         Some(Err(m)) => {
@@ -466,7 +467,7 @@ pub fn run_cli(mut cli: crate::cli::Cli, matches: &clap::ArgMatches) -> u8 {
         None => None,
     };
     if locates_a_job
-        && job_url.is_none()
+        && job_url.as_ref().is_none_or(|r| !r.names_source())
         && let Err(e) = resolved.check_conflicts()
     {
         printer.fatal(&e);

@@ -346,6 +346,19 @@ impl Provider {
         }
     }
 
+    /// Every logged value of a metric of the job (`download --best`): MLflow's metric history.
+    /// The other sources are refused with a usage error (exit 2) before anything is fetched.
+    pub async fn metric_history(&self, job: &Job, metric: &str) -> Result<Vec<crate::best::MetricPoint>, Error> {
+        match self {
+            Provider::Mlflow(m) => m.metric_history(&job.name, metric).await,
+            Provider::Foundry(_) | Provider::AzureMl(_) | Provider::Kfp(_) => Err(Error::usage(
+                "--best reads the job's metric history from an MLflow tracking server or Databricks \
+                 (--mlflow-uri); it is not available for Foundry, Azure ML or Kubeflow jobs yet: pick the \
+                 checkpoint with --include '<folder>/**'",
+            )),
+        }
+    }
+
     /// The source's recent jobs, newest first (`jobdl jobs`).
     pub async fn list_jobs(&self, q: &jobs::JobQuery) -> Result<jobs::JobList, Error> {
         match self {

@@ -37,8 +37,9 @@ pub fn raw(bytes: &[u8]) {
 /// Columns padded to their widest cell (the last one unpadded), two spaces apart.
 pub(crate) fn table(rows: &[Vec<String>]) -> String {
     let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
-    let widths: Vec<usize> =
-        (0..cols).map(|c| rows.iter().filter_map(|r| r.get(c)).map(|s| s.chars().count()).max().unwrap_or(0)).collect();
+    let widths: Vec<usize> = (0..cols)
+        .map(|c| rows.iter().filter_map(|r| r.get(c)).map(|s| super::term::text_width(s)).max().unwrap_or(0))
+        .collect();
     let mut s = String::new();
     for r in rows {
         let mut line = String::new();
@@ -47,7 +48,7 @@ pub(crate) fn table(rows: &[Vec<String>]) -> String {
                 line.push_str(cell);
             } else {
                 line.push_str(cell);
-                line.push_str(&" ".repeat(widths[c] - cell.chars().count() + 2));
+                line.push_str(&" ".repeat(widths[c] - super::term::text_width(cell) + 2));
             }
         }
         s.push_str(line.trim_end());
@@ -111,11 +112,40 @@ pub fn jobs_json(jobs: &[JobSummary]) -> serde_json::Value {
 }
 
 /// The `jobs` table: NAME, STATUS, CREATED, TYPE, then DISPLAY NAME and EXPERIMENT when any job
-/// has one (`-` for a missing cell).
-pub fn jobs_table(jobs: &[JobSummary]) -> String {
-    let dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+/// has one (`-` for a missing cell). With a `width` (a terminal's), rows are fitted into fewer
+/// than `width` columns so the terminal never wraps them: the display name is shortened first
+/// (keeping its start), then the experiment, then the name (keeping its start and end, so a
+/// generated suffix stays visible), each down to a floor that keeps it recognisable; when that is
+/// not enough the EXPERIMENT column goes, then DISPLAY NAME. Status, time and type are never cut.
+/// Without a width every cell is printed whole.
+pub fn jobs_table(jobs: &[JobSummary], width: Option<usize>) -> String {
     let with_display = jobs.iter().any(|j| j.display_name.is_some());
     let with_experiment = jobs.iter().any(|j| j.experiment.is_some());
+    let Some(width) = width else {
+        return table(&jobs_rows(jobs, with_display, with_experiment));
+    };
+    let mut tried = vec![(with_display, with_experiment)];
+    if with_experiment {
+        tried.push((with_display, false));
+    }
+    if with_display {
+        tried.push((false, false));
+    }
+    let mut text = String::new();
+    for (display, experiment) in tried {
+        let mut t = jobs_rows(jobs, display, experiment);
+        fit_jobs(&mut t, width, display, experiment);
+        text = table(&t);
+        if text.lines().all(|l| super::term::text_width(l) < width) {
+            break;
+        }
+    }
+    text
+}
+
+/// The `jobs` table's header and rows, with the optional columns asked for.
+fn jobs_rows(jobs: &[JobSummary], with_display: bool, with_experiment: bool) -> Vec<Vec<String>> {
+    let dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
     let mut header = vec!["NAME".to_string(), "STATUS".into(), "CREATED".into(), "TYPE".into()];
     if with_display {
         header.push("DISPLAY NAME".into());
@@ -135,7 +165,43 @@ pub fn jobs_table(jobs: &[JobSummary]) -> String {
         }
         t.push(row);
     }
-    table(&t)
+    t
+}
+
+/// Shorten the `jobs` table's flexible columns until a row takes fewer than `width` columns.
+fn fit_jobs(t: &mut [Vec<String>], width: usize, with_display: bool, with_experiment: bool) {
+    use super::term::{elide_end, elide_middle, text_width};
+    let cols = t.first().map(Vec::len).unwrap_or(0);
+    let mut widths: Vec<usize> =
+        (0..cols).map(|c| t.iter().filter_map(|r| r.get(c)).map(|s| text_width(s)).max().unwrap_or(0)).collect();
+    // Two spaces between columns; the last column is unpadded; one column left free.
+    let used = |w: &[usize]| w.iter().sum::<usize>() + 2 * w.len().saturating_sub(1);
+    let max = width.saturating_sub(1);
+    // (column, floor, keep the end too)
+    let mut order = Vec::new();
+    if with_display {
+        order.push((4, 12, false));
+    }
+    if with_experiment {
+        order.push((if with_display { 5 } else { 4 }, 10, false));
+    }
+    order.push((0, 16, true));
+    for (col, floor, middle) in order {
+        let over = used(&widths).saturating_sub(max);
+        if over == 0 {
+            break;
+        }
+        let target = widths[col].saturating_sub(over).max(floor).min(widths[col]);
+        if target == widths[col] {
+            continue;
+        }
+        widths[col] = target;
+        for row in t.iter_mut() {
+            if let Some(cell) = row.get_mut(col) {
+                *cell = if middle { elide_middle(cell, target) } else { elide_end(cell, target) };
+            }
+        }
+    }
 }
 
 impl Printer {
@@ -149,7 +215,7 @@ impl Printer {
             self.note("no jobs found");
             return;
         }
-        out(&jobs_table(jobs));
+        out(&jobs_table(jobs, super::term::stdout_table_width()));
     }
 
     /// Print the `ls` table (or JSON document) on stdout; plan failures on stderr.
@@ -256,7 +322,7 @@ mod tests {
             JobSummary { name: "job-1".into(), ..JobSummary::default() },
         ];
         assert_eq!(
-            jobs_table(&jobs),
+            jobs_table(&jobs, None),
             "NAME   STATUS   CREATED               TYPE     EXPERIMENT\n\
              job-2  Running  2026-01-15T10:01:00Z  Command  exp\n\
              job-1  -        -                     -        -\n"
@@ -265,6 +331,47 @@ mod tests {
         assert_eq!(v["totals"]["jobs"], 2);
         assert_eq!(v["jobs"][1]["created"], serde_json::Value::Null);
         assert_eq!(v["jobs"][0]["type"], "Command");
+    }
+
+    fn long_jobs() -> Vec<JobSummary> {
+        vec![
+            JobSummary {
+                name: "finetune-llama-3-70b-instruct-sweep-trial-0042-a1b2c3d4".into(),
+                status: "Completed".into(),
+                created: Some("2026-01-15T10:01:00Z".into()),
+                job_type: Some("Command".into()),
+                display_name: Some("Fine-tune Llama 3 70B on the full customer-support corpus, lr sweep".into()),
+                experiment: Some("customer-support-finetuning-2026-q1".into()),
+            },
+            JobSummary { name: "job-1".into(), status: "Failed".into(), ..JobSummary::default() },
+        ]
+    }
+
+    #[test]
+    fn jobs_table_fits_a_terminal_width() {
+        let jobs = long_jobs();
+        for width in [80, 100, 120] {
+            let t = jobs_table(&jobs, Some(width));
+            for line in t.lines() {
+                assert!(super::super::term::text_width(line) < width, "{width}: {line:?}\n{t}");
+            }
+            // Status, time and type are whole; the name keeps its start and its generated end.
+            let row = t.lines().nth(1).unwrap();
+            assert!(row.starts_with("finetune-") && row.contains("Completed  2026-01-15T10:01:00Z  Command"), "{t}");
+            let name = row.split("  ").next().unwrap();
+            assert!(name.ends_with("a1b2c3d4") || name.ends_with("c3d4"), "{name:?}\n{t}");
+        }
+        // Wide enough: nothing is cut.
+        let whole = jobs_table(&jobs, Some(400));
+        assert_eq!(whole, jobs_table(&jobs, None));
+        assert!(!whole.contains('…') && whole.contains("customer-support-finetuning-2026-q1"), "{whole}");
+    }
+
+    #[test]
+    fn jobs_table_without_a_width_is_complete() {
+        let t = jobs_table(&long_jobs(), None);
+        assert!(t.contains("finetune-llama-3-70b-instruct-sweep-trial-0042-a1b2c3d4"), "{t}");
+        assert!(t.contains("Fine-tune Llama 3 70B on the full customer-support corpus, lr sweep"), "{t}");
     }
 
     #[test]

@@ -60,6 +60,14 @@ pub fn set_destination(p: &Path) {
     let _ = DESTINATION.set(p.to_path_buf());
 }
 
+/// `download --best`: the metric, step, value and folder chosen (the `--json` document's `best`).
+static BEST: std::sync::OnceLock<Value> = std::sync::OnceLock::new();
+
+/// Record what `--best` chose (the first call wins).
+pub fn set_best(best: Value) {
+    let _ = BEST.set(best);
+}
+
 /// Notes about what a run could not fetch and why (outputs the listing cannot see), for stderr
 /// and the `--json` document's `notes`.
 static NOTES: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
@@ -264,11 +272,15 @@ pub fn dry_run_json(root: &Path, plan: &Plan, actions: &[PlanAction], job: Optio
             plan.failures.iter().map(|f| json!({"path": f.display, "bytes": 0, "result": "failed", "error": f.error})),
         )
         .collect();
-    json!({"version":1,"dry_run":true,"job":job.map(|(n,s)| json!({"name":n,"status":s})),
+    let mut doc = json!({"version":1,"dry_run":true,"job":job.map(|(n,s)| json!({"name":n,"status":s})),
         "destination": root.display().to_string(), "files": files,
         "totals": {"files": plan.tasks.len() + plan.archives.len(), "bytes": plan.bytes(), "failed": plan.failures.len(),
             "skipped": (0..plan.tasks.len()).filter(|&i| matches!(action(i), PlanAction::Keep)).count(),
-            "refused": (0..plan.tasks.len()).filter(|&i| matches!(action(i), PlanAction::Refuse(_))).count()}})
+            "refused": (0..plan.tasks.len()).filter(|&i| matches!(action(i), PlanAction::Refuse(_))).count()}});
+    if let Some(best) = BEST.get() {
+        doc["best"] = best.clone();
+    }
+    doc
 }
 
 /// The `--json` document (version 1).
@@ -319,6 +331,9 @@ pub fn summary_json(s: &Summary<'_>) -> Value {
     }
     if let Some(sh) = s.shard {
         doc["shard"] = json!({"index": sh.index, "count": sh.count});
+    }
+    if let Some(best) = BEST.get() {
+        doc["best"] = best.clone();
     }
     let notes = notes();
     if !notes.is_empty() {

@@ -22,6 +22,26 @@ pub fn stderr_width() -> usize {
     }
 }
 
+/// The width a table on stdout is fitted to: `None` (print every cell whole) when stdout is not
+/// a terminal, so pipes and files get complete rows; in a terminal, `COLUMNS` when it is a
+/// positive number (the user's explicit choice), else the terminal's own width, else
+/// [`DEFAULT_WIDTH`].
+pub fn table_width(stdout_is_terminal: bool, columns: Option<&str>, terminal: Option<usize>) -> Option<usize> {
+    if !stdout_is_terminal {
+        return None;
+    }
+    let from_env = columns.and_then(|c| c.trim().parse::<usize>().ok()).filter(|&c| c > 0);
+    Some(from_env.or(terminal.filter(|&t| t > 0)).unwrap_or(DEFAULT_WIDTH))
+}
+
+/// [`table_width`] for this process's stdout.
+pub fn stdout_table_width() -> Option<usize> {
+    use std::io::IsTerminal;
+    let out = std::io::stdout();
+    let terminal = rustix::termios::tcgetwinsize(&out).ok().map(|w| usize::from(w.ws_col));
+    table_width(out.is_terminal(), crate::env::var(crate::env::COLUMNS).as_deref(), terminal)
+}
+
 /// Columns a character takes in a terminal (the Unicode width tables of `unicode-width`): 0 for
 /// combining marks and other zero-width characters, 2 for East Asian wide characters and emoji,
 /// 1 otherwise; a control character (never printed: paths are made printable first) counts 1.
@@ -60,6 +80,62 @@ pub fn elide_start(s: &str, max: usize) -> String {
         _ => tail,
     };
     format!("…{tail}")
+}
+
+/// `s` in at most `max` columns, keeping its start and its end around one `…`
+/// (`train-llama-…-a1b2c3`): job names and run ids differ at both ends (a prefix the user
+/// chose, a generated suffix), so both stay readable.
+pub fn elide_middle(s: &str, max: usize) -> String {
+    if text_width(s) <= max {
+        return s.to_string();
+    }
+    if max == 0 {
+        return String::new();
+    }
+    let room = max - 1;
+    let tail_room = room / 2;
+    let head_room = room - tail_room;
+    let mut head = String::new();
+    let mut used = 0;
+    for c in s.chars() {
+        if used + char_width(c) > head_room {
+            break;
+        }
+        used += char_width(c);
+        head.push(c);
+    }
+    let mut tail: Vec<char> = Vec::new();
+    let mut used = 0;
+    for c in s.chars().rev() {
+        if used + char_width(c) > tail_room {
+            break;
+        }
+        used += char_width(c);
+        tail.push(c);
+    }
+    tail.reverse();
+    format!("{head}…{}", tail.into_iter().collect::<String>())
+}
+
+/// `s` in at most `max` columns, keeping its start: `Fine-tune on the full c…`.
+pub fn elide_end(s: &str, max: usize) -> String {
+    if text_width(s) <= max {
+        return s.to_string();
+    }
+    if max == 0 {
+        return String::new();
+    }
+    let mut out = String::new();
+    let mut used = 0;
+    for c in s.chars() {
+        if used + char_width(c) > max - 1 {
+            break;
+        }
+        used += char_width(c);
+        out.push(c);
+    }
+    out.push('…');
+    out
 }
 
 /// `s` padded with spaces to `width` columns (it must already fit).
@@ -173,6 +249,25 @@ mod tests {
     use super::*;
 
     const WIDTHS: [usize; 5] = [200, 80, 40, 20, 5];
+
+    #[test]
+    fn names_are_elided_in_the_middle_or_at_the_end() {
+        assert_eq!(elide_middle("short", 10), "short");
+        assert_eq!(elide_middle("train-llama-0042-a1b2c3", 12), "train-…1b2c3");
+        assert!(text_width(&elide_middle("训练作业训练作业训练作业", 9)) <= 9);
+        assert_eq!(elide_end("Fine-tune everything", 10), "Fine-tune…");
+        assert!(text_width(&elide_end("训练作业训练作业", 7)) <= 7);
+        assert_eq!(elide_end("abc", 0), "");
+    }
+
+    #[test]
+    fn tables_are_fitted_only_in_a_terminal() {
+        assert_eq!(table_width(false, Some("80"), Some(120)), None);
+        assert_eq!(table_width(true, Some("80"), Some(120)), Some(80));
+        assert_eq!(table_width(true, Some("zero"), Some(120)), Some(120));
+        assert_eq!(table_width(true, Some("0"), None), Some(DEFAULT_WIDTH));
+        assert_eq!(table_width(true, None, Some(0)), Some(DEFAULT_WIDTH));
+    }
 
     #[test]
     fn long_paths_keep_their_end() {

@@ -263,6 +263,54 @@ fn kfp_jobs_list_v2_runs_and_fall_back_to_the_v1_api() {
 }
 
 #[test]
+fn kfp_jobs_list_one_profile_namespace() {
+    let fake = kfp_api::FakeKfp::start(Some(support::TOKEN));
+    for (id, ns, minute) in [("run-a", "team-a", 1), ("run-b", "team-b", 2), ("run-c", "team-a", 3)] {
+        fake.run(
+            id,
+            &["SUCCEEDED"],
+            json!({"run_id": id, "namespace": ns, "created_at": format!("2026-01-15T10:0{minute}:00Z")}),
+        );
+    }
+    let env = TestEnv::new(World::new());
+    // The flag.
+    let run = env.run_cmd(kfp_command(&env, &fake.base_url(), &["jobs", "--namespace", "team-a", "--json"]));
+    run.expect_code(0);
+    assert_eq!(names(run.doc()), ["run-c", "run-a"], "{run}");
+    let list: Vec<_> = fake.log().into_iter().filter(|l| l.path == "/apis/v2beta1/runs").collect();
+    assert!(list.iter().all(|l| l.query.contains("namespace=team-a")), "{list:?}");
+    // The environment variable.
+    let mut cmd = kfp_command(&env, &fake.base_url(), &["jobs", "--json"]);
+    cmd.env("JOBDL_KFP_NAMESPACE", "team-b");
+    let run = env.run_cmd(cmd);
+    run.expect_code(0);
+    assert_eq!(names(run.doc()), ["run-b"], "{run}");
+    // The configuration file.
+    std::fs::write(env.work().join("jobdl.toml"), "kfp_namespace = \"team-a\"\n").unwrap();
+    let run = env.run_cmd(kfp_command(&env, &fake.base_url(), &["jobs", "--json"]));
+    run.expect_code(0);
+    assert_eq!(names(run.doc()), ["run-c", "run-a"], "{run}");
+    std::fs::remove_file(env.work().join("jobdl.toml")).unwrap();
+    // Without one, the multi-user API refuses the listing.
+    let run = env.run_cmd(kfp_command(&env, &fake.base_url(), &["jobs"]));
+    run.expect_code(2);
+    assert!(run.stderr.contains("namespace"), "{run}");
+
+    // A KFP 1.x server takes the namespace as a resource reference.
+    let v1 = kfp_api::FakeKfp::start(None);
+    v1.v1_run("old-run", &json!({}));
+    let run = env.run_cmd(kfp_command(&env, &v1.base_url(), &["jobs", "--namespace", "team-a", "--json"]));
+    run.expect_code(0);
+    let list: Vec<_> = v1.log().into_iter().filter(|l| l.path == "/apis/v1beta1/runs").collect();
+    assert!(!list.is_empty(), "{:?}", v1.log());
+    assert!(
+        list.iter().all(|l| l.query.contains("resource_reference_key.type=NAMESPACE")
+            && l.query.contains("resource_reference_key.id=team-a")),
+        "{list:?}"
+    );
+}
+
+#[test]
 fn jobs_without_a_source_is_a_usage_error() {
     let env = TestEnv::new(World::new());
     let mut cmd = env.command(["jobs", "--json"]);
@@ -355,4 +403,93 @@ fn jobs_takes_its_source_from_jobdl_toml_and_refuses_conflicts() {
     let run = env.run_cmd(cmd);
     run.expect_code(2);
     assert!(run.stderr.contains("conflicting settings"), "{run}");
+}
+
+/// Runs `cmd` with stdout on a pseudo-terminal of `cols` columns (stderr to a pipe) and returns
+/// what the terminal received, `\r\n` turned back into `\n`, and the exit status.
+#[cfg(unix)]
+fn run_on_terminal(mut cmd: Command, cols: u16) -> (String, std::process::ExitStatus) {
+    use rustix::pty::{OpenptFlags, grantpt, openpt, ptsname, unlockpt};
+    use std::io::Read;
+    let master = openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY).expect("openpt");
+    grantpt(&master).expect("grantpt");
+    unlockpt(&master).expect("unlockpt");
+    let name = ptsname(&master, Vec::new()).expect("ptsname");
+    let ws = rustix::termios::Winsize { ws_row: 40, ws_col: cols, ws_xpixel: 0, ws_ypixel: 0 };
+    rustix::termios::tcsetwinsize(&master, ws).expect("set the terminal size");
+    let slave = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(name.to_str().expect("pts name"))
+        .expect("open the terminal");
+    cmd.stdin(std::process::Stdio::null()).stdout(slave).stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn jobdl");
+    drop(cmd);
+    let mut master = std::fs::File::from(master);
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    // Reading ends with EIO once the child (the last holder of the terminal) has exited.
+    while let Ok(n) = master.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        got.extend_from_slice(&buf[..n]);
+    }
+    let status = child.wait().expect("wait for jobdl");
+    (String::from_utf8_lossy(&got).replace("\r\n", "\n"), status)
+}
+
+fn long_named_jobs() -> World {
+    let mut w = World::new();
+    w.add_job(JobFixture::new("finetune-llama-3-70b-instruct-customer-support-sweep-trial-0042-a1b2c3d4", "Completed"));
+    w.add_job(JobFixture::new("job-b", "Running"));
+    w
+}
+
+#[cfg(unix)]
+#[test]
+fn jobs_table_fits_an_80_column_terminal() {
+    let env = TestEnv::new(long_named_jobs());
+    let mut cmd = env.command(["jobs"]);
+    cmd.env_remove("COLUMNS");
+    let (screen, status) = run_on_terminal(cmd, 80);
+    assert!(status.success(), "{status:?}\n{screen}");
+    let lines: Vec<&str> = screen.lines().collect();
+    assert_eq!(lines.len(), 3, "{screen}");
+    for line in &lines {
+        assert!(unicode_width(line) < 80, "wraps at 80 columns: {line:?}\n{screen}");
+    }
+    // The name keeps its start and its generated end; status and time are whole.
+    let row = lines.iter().find(|l| l.starts_with("finetune-")).unwrap_or_else(|| panic!("{screen}"));
+    assert!(row.contains('…') && row.contains("Completed") && row.contains("2026-01-15T10:00:00Z"), "{screen}");
+    assert!(row.split("  ").next().unwrap().ends_with("c3d4"), "{screen}");
+
+    // COLUMNS, when set, is the width a terminal's table is fitted to.
+    let mut cmd = env.command(["jobs"]);
+    cmd.env("COLUMNS", "100");
+    let (wider, _) = run_on_terminal(cmd, 80);
+    assert!(wider.lines().any(|l| unicode_width(l) >= 80), "{wider}");
+    assert!(wider.lines().all(|l| unicode_width(l) < 100), "{wider}");
+}
+
+#[test]
+fn jobs_table_in_a_pipe_or_json_is_complete() {
+    let env = TestEnv::new(long_named_jobs());
+    let mut cmd = env.command(["jobs"]);
+    cmd.env("COLUMNS", "80");
+    let run = env.run_cmd(cmd);
+    run.expect_code(0);
+    assert!(run.stdout.contains("finetune-llama-3-70b-instruct-customer-support-sweep-trial-0042-a1b2c3d4 "), "{run}");
+    assert!(!run.stdout.contains('…'), "{run}");
+    let run = env.run(&["jobs", "--json"]);
+    run.expect_code(0);
+    assert_eq!(
+        run.doc()["jobs"][1]["name"],
+        "finetune-llama-3-70b-instruct-customer-support-sweep-trial-0042-a1b2c3d4"
+    );
+}
+
+/// Terminal columns of a line (every character here is one column wide, but `…`).
+fn unicode_width(s: &str) -> usize {
+    s.chars().count()
 }

@@ -330,5 +330,47 @@ fn a_real_mlflow_run_downloads_byte_exact() {
     // A run id the server does not know: exit 4.
     let out = run(&work, &["download", "0123456789abcdef0123456789abcdef", "--mlflow-uri", &uri]);
     assert_eq!(out.code, 4, "{out}");
+
+    best_checkpoint(&python, &uri, tmp.path(), &work);
     drop(server);
+}
+
+/// `download --best`: a run with a loss and an accuracy history and one checkpoint folder per
+/// step; only the best step's folder is fetched, and the choice is reported.
+fn best_checkpoint(python: &Path, uri: &str, tmp: &Path, work: &Path) {
+    let (run_id, src) = log_run(python, uri, &tmp.join("checkpoints"), 0, &["--checkpoints".as_ref()]);
+    let out = run(work, &["download", &run_id, "--mlflow-uri", uri, "--best", "loss:min", "-p", "best-loss", "--json"]);
+    assert_eq!(out.code, 0, "{out}");
+    let doc: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(
+        doc["best"],
+        serde_json::json!({"metric": "loss", "goal": "min", "step": 200, "value": 0.25,
+                           "folder": "artifacts/checkpoints/checkpoint-200"}),
+        "{out}"
+    );
+    assert!(out.stderr.contains("step 200") && out.stderr.contains("checkpoint-200"), "{out}");
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/schemas/jobdl-v1.schema.json");
+    let schema: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let errors: Vec<String> =
+        jsonschema::draft202012::new(&schema).unwrap().iter_errors(&doc).map(|e| e.to_string()).collect();
+    assert!(errors.is_empty(), "{errors:?}\n{out}");
+    let dest = work.join("best-loss");
+    assert_eq!(
+        tree(&dest).into_keys().collect::<Vec<_>>(),
+        ["artifacts/checkpoints/checkpoint-200/model.bin", "artifacts/checkpoints/checkpoint-200/trainer_state.json"],
+        "{out}"
+    );
+    same_tree(&src.join("checkpoints/checkpoint-200"), &dest.join("artifacts/checkpoints/checkpoint-200"));
+
+    // The other end of another metric.
+    let out = run(work, &["download", &run_id, "--mlflow-uri", uri, "--best", "accuracy:max", "-p", "best-acc"]);
+    assert_eq!(out.code, 0, "{out}");
+    assert!(work.join("best-acc/artifacts/checkpoints/checkpoint-300/model.bin").is_file(), "{out}");
+    assert!(!work.join("best-acc/artifacts/checkpoints/checkpoint-400").exists(), "{out}");
+
+    // A metric the run never logged: exit 4, nothing written.
+    let out = run(work, &["download", &run_id, "--mlflow-uri", uri, "--best", "no_such_metric:min", "-p", "none"]);
+    assert_eq!(out.code, 4, "{out}");
+    assert!(out.stderr.contains("no_such_metric") && out.stderr.contains("no logged value"), "{out}");
+    assert!(!work.join("none").exists(), "{out}");
 }

@@ -1,6 +1,7 @@
 """Log a run with nested artifacts to an MLflow tracking server using MLflow's own client.
 
 Usage: log_run.py TRACKING_URI WORK_DIR BIG_MIB [--leave-running] [--direct ARTIFACT_DIR] [--register NAME]
+                  [--checkpoints]
 
 Writes the artifact tree under WORK_DIR/src (so the caller can compare bytes), logs it to a new
 run and prints one JSON line: {"run_id": ..., "experiment_id": ..., "artifact_uri": ...}.
@@ -9,6 +10,9 @@ With --register the run's `model` directory is registered as two versions of mod
 `runs:/<run>/model` and the resolved artifact location), listed in "model_versions".
 With --direct the run goes to an experiment whose artifact location is the local directory
 ARTIFACT_DIR (a `file:` artifact root the server reads itself, not through its proxy).
+With --checkpoints the run instead logs a `loss` and an `accuracy` history (steps 100..400; loss
+lowest at step 200, accuracy highest at step 300, a NaN loss at step 250) and one folder per
+step, `checkpoints/checkpoint-<step>/`, plus `logs/train.txt` outside them.
 """
 
 import json
@@ -48,6 +52,23 @@ def main():
         sys.stdout.flush()
         # Leave without ending the run: the tracking server keeps it RUNNING.
         os._exit(0)
+    if "--checkpoints" in rest:
+        write(os.path.join(src, "logs", "train.txt"), b"training log\n")
+        for step in (100, 200, 300, 400):
+            folder = os.path.join(src, "checkpoints", "checkpoint-%d" % step)
+            write(os.path.join(folder, "model.bin"), b"weights of step %d\n" % step)
+            write(os.path.join(folder, "trainer_state.json"), json.dumps({"step": step}).encode())
+        loss = {100: 0.9, 200: 0.25, 250: float("nan"), 300: 0.4, 400: 0.3}
+        accuracy = {100: 0.5, 200: 0.7, 300: 0.8, 400: 0.75}
+        with mlflow.start_run() as run:
+            for step, value in loss.items():
+                mlflow.log_metric("loss", value, step=step)
+            for step, value in accuracy.items():
+                mlflow.log_metric("accuracy", value, step=step)
+            mlflow.log_artifacts(src)
+        print(json.dumps({"run_id": run.info.run_id, "experiment_id": exp.experiment_id,
+                          "artifact_uri": run.info.artifact_uri}))
+        return
     write(os.path.join(src, "README.txt"), b"a run logged by tests/mlflow/log_run.py\n")
     write(os.path.join(src, "empty.bin"), b"")
     write(os.path.join(src, "logs", "train log.txt"), b"".join(b"step %d loss %f\n" % (i, 1.0 / (i + 1)) for i in range(5000)))

@@ -24,6 +24,32 @@ pub(super) fn runs(s: &Shared, version: &str, query: &str) -> Response {
     } else {
         s.v1.values().map(|v| v["run"].clone()).collect()
     };
+    // Multi-user mode (a run carries the fake-only `namespace` of its profile): the listing must
+    // name a namespace (`namespace` in v2beta1, a NAMESPACE resource reference in v1beta1), as
+    // the multi-user API server demands, and lists only that namespace's runs.
+    let namespace_of = |r: &Value| {
+        r["namespace"].as_str().map(str::to_string).or_else(|| {
+            r["resource_references"].as_array().into_iter().flatten().find_map(|x| {
+                (x["key"]["type"] == "NAMESPACE").then(|| x["key"]["id"].as_str().map(str::to_string)).flatten()
+            })
+        })
+    };
+    if rows.iter().any(|r| namespace_of(r).is_some()) {
+        let asked = if version == "v2beta1" {
+            q.get("namespace").cloned()
+        } else {
+            (q.get("resource_reference_key.type").map(String::as_str) == Some("NAMESPACE"))
+                .then(|| q.get("resource_reference_key.id").cloned())
+                .flatten()
+        };
+        let Some(ns) = asked.filter(|n| !n.is_empty()) else {
+            return json_response(
+                400,
+                &json!({"error": "Invalid input error: ListRuns must filter by namespace in multi-user mode", "code": 3}),
+            );
+        };
+        rows.retain(|r| namespace_of(r).as_deref() == Some(ns.as_str()));
+    }
     let key = |r: &Value| {
         let created = r["created_at"].as_str().unwrap_or_default().to_string();
         let id = r["run_id"].as_str().or(r["id"].as_str()).unwrap_or_default().to_string();

@@ -70,6 +70,8 @@ pub struct Kfp {
     s3: S3Settings,
     /// `--pipeline-root`.
     pipeline_root: Option<String>,
+    /// `--namespace`: the profile namespace run listings are scoped to (multi-user Kubeflow).
+    namespace: Option<String>,
     /// The run's HTTP client and data retry policy (S3 listings).
     client: reqwest::Client,
     retry: crate::retry::RetryConfig,
@@ -140,7 +142,24 @@ impl Kfp {
         if let Some((t, _)) = &token {
             crate::redact::register_secret(t);
         }
-        Kfp { meta, base, token, s3, pipeline_root, client, retry, runs: Arc::default(), fetched: Arc::default() }
+        Kfp {
+            meta,
+            base,
+            token,
+            s3,
+            pipeline_root,
+            namespace: None,
+            client,
+            retry,
+            runs: Arc::default(),
+            fetched: Arc::default(),
+        }
+    }
+
+    /// Scope run listings to a profile namespace (`--namespace`; blank means none).
+    pub fn with_namespace(mut self, namespace: Option<String>) -> Self {
+        self.namespace = namespace.map(|n| n.trim().to_string()).filter(|n| !n.is_empty());
+        self
     }
 
     /// `<base>/apis/<version>/<segments…>`: every segment percent-encoded as one path segment.
@@ -211,7 +230,8 @@ impl Kfp {
     }
 
     /// The API's recent runs (`jobdl jobs`), newest first: `GET runs?sort_by=created_at desc`,
-    /// from the v2beta1 API, or the v1beta1 one when the server has no v2 API (404).
+    /// from the v2beta1 API, or the v1beta1 one when the server has no v2 API (404); scoped to
+    /// the `--namespace` profile when one is given.
     pub async fn list_jobs(&self, q: &super::jobs::JobQuery) -> Result<super::jobs::JobList, Error> {
         use super::jobs::{JobList, JobSummary, text};
         let mut list = JobList::default();
@@ -226,6 +246,16 @@ impl Kfp {
         let mut seen = std::collections::HashSet::new();
         for _ in 0..super::jobs::MAX_PAGES {
             let mut query = vec![("page_size", size.as_str()), ("sort_by", "created_at desc")];
+            // Multi-user Kubeflow lists the runs of one profile namespace: v2beta1 takes it as
+            // `namespace`, v1beta1 as a NAMESPACE resource reference.
+            if let Some(ns) = self.namespace.as_deref() {
+                if version == "v2beta1" {
+                    query.push(("namespace", ns));
+                } else {
+                    query.push(("resource_reference_key.type", "NAMESPACE"));
+                    query.push(("resource_reference_key.id", ns));
+                }
+            }
             if let Some(t) = &token {
                 query.push(("page_token", t.as_str()));
             }
@@ -234,6 +264,13 @@ impl Kfp {
                 Err(e) if version == "v2beta1" && token.is_none() && e.status() == Some(404) => {
                     version = "v1beta1";
                     continue;
+                }
+                Err(e) if e.status() == Some(400) && self.namespace.is_none() => {
+                    return Err(Error::Usage(format!(
+                        "{what}: the Kubeflow Pipelines API refused the request ({e}); a multi-user \
+                         Kubeflow lists the runs of one profile: give its namespace with --namespace NS, \
+                         JOBDL_KFP_NAMESPACE or kfp_namespace in jobdl.toml"
+                    )));
                 }
                 Err(e) => return Err(self.fatal(e, what)),
             };

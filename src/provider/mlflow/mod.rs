@@ -42,6 +42,10 @@ const ARTIFACTS_LIST: &str = "api/2.0/mlflow/artifacts/list";
 const PROXY: &str = "api/2.0/mlflow-artifacts/artifacts";
 /// The tracking server's own artifact download route (any artifact store).
 const GET_ARTIFACT: &str = "get-artifact";
+/// `GET` a run's history of one metric (`download --best`), paged.
+const METRICS_HISTORY: &str = "api/2.0/mlflow/metrics/get-history";
+/// Most values asked for per history page (the servers' own page limit).
+const HISTORY_PAGE: &str = "25000";
 /// `POST` a search of the server's experiments (`jobdl jobs`).
 const EXPERIMENTS_SEARCH: &str = "api/2.0/mlflow/experiments/search";
 /// `POST` a search of runs in some experiments (`jobdl jobs`).
@@ -246,6 +250,55 @@ impl Mlflow {
             .await
             .map_err(|e| self.fatal(e, &format!("MLflow run '{run_id}'")))?;
         parse_run(run_id, &v)
+    }
+
+    /// Every logged value of `metric` for the run (`download --best`): `metrics/get-history`,
+    /// page by page. A value the server sends as a string (`"NaN"`, `"Infinity"`) is read as the
+    /// number it names; an entry without a step or value is skipped.
+    pub async fn metric_history(&self, run_id: &str, metric: &str) -> Result<Vec<crate::best::MetricPoint>, Error> {
+        let auth = self.authorization().await?;
+        let what = format!("MLflow metric '{metric}' of run '{run_id}'");
+        let number = |v: Option<&Value>| match v {
+            Some(Value::Number(n)) => n.as_f64(),
+            Some(Value::String(s)) => s.trim().parse::<f64>().ok(),
+            _ => None,
+        };
+        let integer = |v: Option<&Value>| match v {
+            Some(Value::Number(n)) => n.as_i64(),
+            Some(Value::String(s)) => s.trim().parse::<i64>().ok(),
+            _ => None,
+        };
+        let mut points = Vec::new();
+        let mut token: Option<String> = None;
+        let mut seen: HashSet<String> = HashSet::new();
+        for _ in 0..MAX_PAGES {
+            let mut query = vec![("run_id", run_id), ("metric_key", metric), ("max_results", HISTORY_PAGE)];
+            if let Some(t) = &token {
+                query.push(("page_token", t.as_str()));
+            }
+            let url = self.endpoint(METRICS_HISTORY, &query);
+            let page =
+                self.call(reqwest::Method::GET, url, None, auth.as_deref()).await.map_err(|e| self.fatal(e, &what))?;
+            if !page.is_object() {
+                return Err(Error::Protocol(format!("{what}: malformed page (not an object)")));
+            }
+            for m in page.get("metrics").and_then(Value::as_array).into_iter().flatten() {
+                // A server without a step records 0 (MLflow's default).
+                let step = if m.get("step").is_some() { integer(m.get("step")) } else { Some(0) };
+                if let (Some(step), Some(value)) = (step, number(m.get("value"))) {
+                    let timestamp = integer(m.get("timestamp")).unwrap_or(0);
+                    points.push(crate::best::MetricPoint { step, value, timestamp });
+                }
+                if points.len() > self.max_entries {
+                    return Err(Error::Protocol(format!("{what}: {}", too_many(self.max_entries))));
+                }
+            }
+            match next_token(&page, &mut seen, &what)? {
+                Some(t) => token = Some(t),
+                None => return Ok(points),
+            }
+        }
+        Err(Error::Protocol(format!("{what}: more than {MAX_PAGES} pages; stopping")))
     }
 
     /// The server's recent runs (`jobdl jobs`): the active experiments from `experiments/search`,
