@@ -2,6 +2,7 @@
 //! process exit code; run-ending failures are `Error`s, per-file failures are outcomes.
 mod cp;
 mod download;
+mod follow;
 mod jobs;
 mod ls;
 mod show;
@@ -187,7 +188,63 @@ pub(crate) async fn execute(
     plan: Plan,
     job: Option<(&str, &str)>,
 ) -> Result<u8, Error> {
-    let Session { common, client, printer, started, cancel, source, manifest: record, partial, shard, request } =
+    let (printer, started, partial, shard) = (session.printer, session.started, session.partial, session.shard);
+    let pass = execute_pass(session, root, plan, job).await?;
+    let summary = Summary {
+        job,
+        destination: root,
+        files: &pass.files,
+        plan_failures: &pass.failures,
+        elapsed: started.elapsed(),
+        interrupted: pass.interrupted,
+        partial,
+        shard,
+        follow: None,
+    };
+    printer.summary(&summary);
+    Ok(pass.exit_code())
+}
+
+/// What one execution of a plan did (the summary is the caller's to print).
+pub(crate) struct Pass {
+    /// Every planned file's outcome (fetched, kept or failed), sorted by path.
+    pub files: Vec<transfer::FileOutcome>,
+    /// Failures found before the transfer.
+    pub failures: Vec<PlanFailure>,
+    /// Ctrl+C stopped it.
+    pub interrupted: bool,
+    /// The paths the destination's manifest recorded before this pass.
+    pub recorded_before: HashSet<String>,
+}
+
+impl Pass {
+    /// Failed entries (plan failures and files).
+    pub(crate) fn failed(&self) -> usize {
+        self.failures.len() + self.files.iter().filter(|f| matches!(f.result, transfer::FileResult::Failed(_))).count()
+    }
+
+    /// 130 when interrupted, 6 when something failed, else 0.
+    pub(crate) fn exit_code(&self) -> u8 {
+        if self.interrupted {
+            130
+        } else if self.failed() > 0 {
+            EXIT_FILES_FAILED
+        } else {
+            0
+        }
+    }
+}
+
+/// [`execute`] without the summary: create the destination, take its lock, create each file's
+/// directory, run the engine (and unpack the plan's archives beside it), record the manifest
+/// and sweep.
+pub(crate) async fn execute_pass(
+    session: Session<'_>,
+    root: &Path,
+    plan: Plan,
+    job: Option<(&str, &str)>,
+) -> Result<Pass, Error> {
+    let Session { common, client, printer, started: _, cancel, source, manifest: record, partial, shard, request } =
         session;
     match std::fs::symlink_metadata(root) {
         Ok(_) if !root.is_dir() => {
@@ -220,6 +277,7 @@ pub(crate) async fn execute(
     let keep: HashSet<PathBuf> = tasks.iter().map(|t| t.dest.clone()).collect();
     // What the manifest recorded decides which planned files are kept, fetched or refused.
     let previous = crate::manifest::load_named(Some(lock.meta_dir()), &manifest_name).by_path();
+    let recorded_before: HashSet<String> = previous.keys().cloned().collect();
     let (tasks, mut settled, kept) =
         match existing(client, &root_dir, tasks, &previous, common.overwrite, &cancel).await {
             Some(v) => v,
@@ -281,19 +339,10 @@ pub(crate) async fn execute(
         outcome.files.sort_by(|a, b| a.display.cmp(&b.display));
         outcome.interrupted |= unpacked.interrupted;
     }
-    let summary = Summary {
-        job,
-        destination: root,
-        files: &outcome.files,
-        plan_failures: &failures,
-        elapsed: started.elapsed(),
-        interrupted: outcome.interrupted,
-        partial,
-        shard,
-    };
-    let failed = summary.failed();
+    let pass = Pass { files: outcome.files, failures, interrupted: outcome.interrupted, recorded_before };
+    let failed = pass.failed();
     // Other shards may be writing part files into the same destination: a shard sweeps nothing.
-    if !outcome.interrupted && failed == 0 && shard.is_none() {
+    if !pass.interrupted && failed == 0 && shard.is_none() {
         // Part files of files no longer in the plan go once a run fully succeeds.
         if let Err(e) = crate::fs::sweep_orphans(&root_dir, &keep) {
             crate::log::log(1, format!("sweep of {}: {e}", root.display()));
@@ -301,14 +350,7 @@ pub(crate) async fn execute(
     }
     // The destination now holds only the payload (and resumable part files, if any).
     lock.release();
-    printer.summary(&summary);
-    Ok(if outcome.interrupted {
-        130
-    } else if failed > 0 {
-        EXIT_FILES_FAILED
-    } else {
-        0
-    })
+    Ok(pass)
 }
 
 /// Files at once whose local copy is examined before the run (most are one `stat`).
