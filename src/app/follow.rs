@@ -99,6 +99,7 @@ pub(crate) async fn follow(args: DownloadArgs, printer: Printer, cancel: Cancell
         let session = Session {
             partial: !terminal,
             request: Some(request),
+            stage: true,
             ..Session::new(&r.common, &r.client, printer, started, cancel.clone(), r.source.clone())
         };
         let job = (r.job.name.clone(), status.clone());
@@ -106,6 +107,7 @@ pub(crate) async fn follow(args: DownloadArgs, printer: Printer, cancel: Cancell
         let (new, changed) = fetched(&pass);
         report.new += new;
         report.changed += changed;
+        report.folders += pass.folders;
         let failed = pass.failed();
         let interrupted = pass.interrupted;
         let current = Last { pass, root: r.root, job };
@@ -127,8 +129,13 @@ pub(crate) async fn follow(args: DownloadArgs, printer: Printer, cancel: Cancell
         }
         let failures =
             if failed > 0 { format!(", {failed} failed (tried again at the next poll)") } else { String::new() };
+        let folders = match current.pass.folders {
+            0 => String::new(),
+            1 => ", 1 new folder in place".to_string(),
+            n => format!(", {n} new folders in place"),
+        };
         printer.note(&format!(
-            "following {}: {status}, {new} new, {changed} changed{failures}, next check in {}",
+            "following {}: {status}, {new} new, {changed} changed{folders}{failures}, next check in {}",
             current.job.0,
             short_duration(interval)
         ));

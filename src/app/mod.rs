@@ -6,6 +6,7 @@ mod follow;
 mod jobs;
 mod ls;
 mod show;
+mod stage;
 mod verify;
 
 pub use cp::cp;
@@ -153,6 +154,9 @@ pub(crate) struct Session<'a> {
     pub shard: Option<crate::shard::Shard>,
     /// What a download asked for (recorded for `verify --remote`); `None` for `cp`.
     pub request: Option<crate::manifest::Request>,
+    /// `--follow`: a folder new at this pass is fetched into `.jobdl/stage/` and appears whole
+    /// once all its files are verified (see [`stage`]).
+    pub stage: bool,
 }
 
 impl<'a> Session<'a> {
@@ -176,6 +180,7 @@ impl<'a> Session<'a> {
             shard: None,
             request: None,
             manifest: true,
+            stage: false,
         }
     }
 }
@@ -215,6 +220,8 @@ pub(crate) struct Pass {
     pub interrupted: bool,
     /// The paths the destination's manifest recorded before this pass.
     pub recorded_before: HashSet<String>,
+    /// Staged folders that appeared whole at this pass.
+    pub folders: usize,
 }
 
 impl Pass {
@@ -244,8 +251,19 @@ pub(crate) async fn execute_pass(
     plan: Plan,
     job: Option<(&str, &str)>,
 ) -> Result<Pass, Error> {
-    let Session { common, client, printer, started: _, cancel, source, manifest: record, partial, shard, request } =
-        session;
+    let Session {
+        common,
+        client,
+        printer,
+        started: _,
+        cancel,
+        source,
+        manifest: record,
+        partial,
+        shard,
+        request,
+        stage,
+    } = session;
     match std::fs::symlink_metadata(root) {
         Ok(_) if !root.is_dir() => {
             return Err(Error::usage(format!("destination {} exists and is not a directory", root.display())));
@@ -261,9 +279,16 @@ pub(crate) async fn execute_pass(
     let manifest_name = crate::manifest::file_name(shard);
     let lock = lock(&root_dir, &lock_name, common.lock_timeout, &printer, &cancel).await?;
     let mut failures: Vec<PlanFailure> = plan.failures;
-    let mut tasks: Vec<FileTask> = Vec::with_capacity(plan.tasks.len());
+    let mut planned = plan.tasks;
+    let staging = if stage {
+        let exists = |p: &Path| std::fs::symlink_metadata(p).is_ok();
+        stage::Staging::plan(root, &plan.outputs, &mut planned, &exists)
+    } else {
+        stage::Staging::default()
+    };
+    let mut tasks: Vec<FileTask> = Vec::with_capacity(planned.len());
     let mut made: HashSet<PathBuf> = HashSet::new();
-    for t in plan.tasks {
+    for t in planned {
         let dir = t.dest.parent().map(Path::to_path_buf).unwrap_or_else(|| root.to_path_buf());
         if !made.contains(&dir) {
             if let Err(e) = root_dir.create_dir_all(&dir) {
@@ -278,7 +303,7 @@ pub(crate) async fn execute_pass(
     // What the manifest recorded decides which planned files are kept, fetched or refused.
     let previous = crate::manifest::load_named(Some(lock.meta_dir()), &manifest_name).by_path();
     let recorded_before: HashSet<String> = previous.keys().cloned().collect();
-    let (tasks, mut settled, kept) =
+    let (tasks, mut settled, mut kept) =
         match existing(client, &root_dir, tasks, &previous, common.overwrite, &cancel).await {
             Some(v) => v,
             None => {
@@ -318,6 +343,14 @@ pub(crate) async fn execute_pass(
         fetcher.run(archives, archives_at_once)
     );
     reporter.finish();
+    // Staged folders whose files all verified move into place; the files of the others stay
+    // staged, unrecorded, until a later pass completes their folder.
+    let done: Vec<&transfer::FileOutcome> = outcome.files.iter().chain(settled.iter()).collect();
+    let (folders, left) = staging.publish(&root_dir, &done, &failures);
+    if !left.is_empty() {
+        kept.retain(|e| !left.contains(&e.path));
+        outcome.verified.retain(|v| !left.contains(&v.display));
+    }
     let mut manifest = crate::manifest::updated(previous, job.map(|j| j.0), &source, kept, &outcome.verified);
     manifest.partial = partial;
     manifest.shard = shard.map(|s| crate::manifest::ShardRecord { index: s.index, count: s.count });
@@ -339,7 +372,7 @@ pub(crate) async fn execute_pass(
         outcome.files.sort_by(|a, b| a.display.cmp(&b.display));
         outcome.interrupted |= unpacked.interrupted;
     }
-    let pass = Pass { files: outcome.files, failures, interrupted: outcome.interrupted, recorded_before };
+    let pass = Pass { files: outcome.files, failures, interrupted: outcome.interrupted, recorded_before, folders };
     let failed = pass.failed();
     // Other shards may be writing part files into the same destination: a shard sweeps nothing.
     if !pass.interrupted && failed == 0 && shard.is_none() {
@@ -765,6 +798,7 @@ mod tests {
             partial: false,
             shard: None,
             request: None,
+            stage: false,
         };
         let logs = "named-outputs/train/main-logs";
         let plan = Plan { archives: vec![archive("main-logs", logs)], ..Plan::default() };

@@ -161,3 +161,61 @@ fn follow_pulls_a_running_azure_ml_job_until_it_completes() {
     assert_final_files(&env.dest("running-1"), 3);
     assert_eq!(fetches(&env, LOG), 3, "{run}");
 }
+
+#[test]
+fn a_new_folder_appears_only_when_all_its_files_are_verified() {
+    // The job ended, but one file of its new checkpoint folder fails verification (its stored
+    // MD5 is wrong): the folder does not appear at all, its good file waits in .jobdl/stage/.
+    let world = |broken: bool| {
+        let mut w = World::new();
+        w.add_job(JobFixture::new(JOB, "Completed"));
+        w.add_artifact(JOB, LOG, text("done\n"));
+        w.add_artifact(JOB, "outputs/keep.txt", text("kept\n"));
+        let model = BlobFixture::generated(4000, 7);
+        let model = if broken { model.with_md5(support::Md5Mode::Wrong) } else { model };
+        w.add_artifact(JOB, "outputs/checkpoint-9/model.bin", model);
+        w.add_artifact(JOB, "outputs/checkpoint-9/config.json", text("{\"step\": 9}\n"));
+        w
+    };
+    let env = TestEnv::new(world(true));
+    let dest = env.dest(JOB);
+    // The destination already has outputs/ (an earlier download), so checkpoint-9/ is the new folder.
+    std::fs::create_dir_all(dest.join("artifacts/outputs")).unwrap();
+    let run = env.run(&["download", JOB, "--follow", "--poll-interval", "200ms", "--json"]);
+    run.expect_code(6);
+    check::validate(run.doc());
+    // user_logs/ (new too, and complete) is in place; checkpoint-9/ is not.
+    assert_eq!(follow_doc(run.doc())["folders"], 1, "{run}");
+    assert!(!dest.join("artifacts/outputs/checkpoint-9").exists(), "no part of the folder is in place");
+    assert_eq!(std::fs::read(dest.join("artifacts/outputs/keep.txt")).unwrap(), b"kept\n");
+    assert_eq!(std::fs::read(dest.join("artifacts").join(LOG)).unwrap(), b"done\n");
+    let staged = dest.join(".jobdl/stage/artifacts/outputs/checkpoint-9/config.json");
+    assert_eq!(std::fs::read(&staged).unwrap(), b"{\"step\": 9}\n", "the verified file waits in the stage");
+
+    // Once the service serves the file right, the folder appears whole; the staged file is kept.
+    env.emu.set_worlds(JOB, vec![world(false)]);
+    let run = env.run(&["download", JOB, "--follow", "--poll-interval", "200ms", "--json"]);
+    run.expect_code(0);
+    check::validate(run.doc());
+    assert_eq!(follow_doc(run.doc())["folders"], 1, "{run}");
+    let ckpt = dest.join("artifacts/outputs/checkpoint-9");
+    assert_eq!(std::fs::read(ckpt.join("model.bin")).unwrap(), BlobFixture::generated(4000, 7).full_content());
+    assert_eq!(std::fs::read(ckpt.join("config.json")).unwrap(), b"{\"step\": 9}\n");
+    assert_eq!(fetches(&env, "checkpoint-9/config.json"), 1, "the staged file is not fetched again");
+    assert!(!dest.join(".jobdl/stage").exists(), "the stage is gone once empty");
+    // And jobdl verify agrees with the manifest.
+    env.run(&["verify", dest.to_str().unwrap()]).expect_code(0);
+}
+
+#[test]
+fn a_checkpoint_that_appears_while_following_lands_whole() {
+    let statuses = ["Running", "Running", "Running", "Completed"];
+    let env = TestEnv::new(foundry_world(0, &statuses));
+    env.emu.set_worlds(JOB, (0..4).map(|s| foundry_world(s, &statuses)).collect());
+    let run = env.run(&["download", JOB, "--follow", "--poll-interval", "200ms", "--json"]);
+    run.expect_code(0);
+    // user_logs/ at the first poll, outputs/ (with checkpoint-1/) at the second, checkpoint-2/ at the last.
+    assert_eq!(follow_doc(run.doc())["folders"], 3, "{run}");
+    assert!(run.stderr.contains("1 new folder in place"), "{run}");
+    assert!(!env.dest(JOB).join(".jobdl/stage").exists());
+}
