@@ -219,3 +219,58 @@ fn a_checkpoint_that_appears_while_following_lands_whole() {
     assert!(run.stderr.contains("1 new folder in place"), "{run}");
     assert!(!env.dest(JOB).join(".jobdl/stage").exists());
 }
+
+#[test]
+fn follow_pulls_a_running_mlflow_run_until_it_finishes() {
+    use support::mlflow_fake::{FakeConfig, FakeMlflow, FakeRun};
+    let mut run = FakeRun::new("r1", "RUNNING");
+    run.statuses = ["RUNNING", "RUNNING", "FINISHED"].map(String::from).to_vec();
+    let logs = ["step 1\n", "step 1\nstep 2\n", "step 1\nstep 2\nstep 3\n"];
+    run.files_by_poll = (0..3)
+        .map(|i| {
+            let mut files = std::collections::BTreeMap::new();
+            files.insert("train.log".to_string(), logs[i].as_bytes().to_vec());
+            if i >= 1 {
+                files.insert("model/weights.bin".to_string(), vec![7u8; 3000]);
+            }
+            files
+        })
+        .collect();
+    let mut cfg = FakeConfig::default();
+    cfg.runs.insert("r1".into(), run);
+    let fake = FakeMlflow::start(cfg);
+    let env = TestEnv::new(World::new());
+    let mut cmd = env.command(["download", "r1", "--follow", "--poll-interval", "200ms", "--json"]);
+    cmd.env_remove("AZURE_AI_PROJECT_ENDPOINT").env("MLFLOW_TRACKING_URI", fake.base_url());
+    let out = env.run_cmd(cmd);
+    out.expect_code(0);
+    check::validate(out.doc());
+    let f = follow_doc(out.doc());
+    assert_eq!((f["polls"].as_u64(), f["new"].as_u64(), f["changed"].as_u64()), (Some(3), Some(2), Some(2)), "{out}");
+    let dest = env.dest("r1");
+    assert_eq!(std::fs::read(dest.join("artifacts/train.log")).unwrap(), logs[2].as_bytes());
+    assert_eq!(std::fs::read(dest.join("artifacts/model/weights.bin")).unwrap(), vec![7u8; 3000]);
+    let log_gets =
+        fake.requests().iter().filter(|r| r.path.ends_with("train.log") || r.query.contains("train.log")).count();
+    assert_eq!(log_gets, 3, "the log is fetched once per version");
+}
+
+#[test]
+fn ctrl_c_between_polls_stops_with_130_and_the_last_pass_document() {
+    let env = TestEnv::new(foundry_world(1, &["Running"]));
+    let dest = env.dest(JOB);
+    let running = env.spawn(env.command(["download", JOB, "--follow", "--poll-interval", "1h", "--json"]));
+    let log = dest.join("artifacts").join(LOG);
+    harness::wait_until(std::time::Duration::from_secs(60), "the first pass", || {
+        log.is_file() && !dest.join(".jobdl/lock").exists()
+    });
+    running.signal(libc::SIGINT);
+    let run = running.wait(harness::CHILD_LIMIT);
+    run.expect_code(130);
+    check::validate(run.doc());
+    assert_eq!(run.doc()["totals"]["interrupted"], true, "{run}");
+    assert_eq!(run.doc()["partial"], true, "{run}");
+    let f = follow_doc(run.doc());
+    assert_eq!((f["polls"].as_u64(), f["ended"].as_bool()), (Some(1), Some(false)), "{run}");
+    assert_final_files(&dest, 1);
+}
