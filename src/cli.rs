@@ -45,6 +45,7 @@ pub enum Command {
     ///   jobdl download job-123 --output model --dry-run
     ///   jobdl download job-123 --allow-running --include 'user_logs/**'   # a running job's logs
     ///   jobdl download job-123 -p /shared/job-123 --shard 0/4          # node 0 of 4
+    ///   jobdl download job-123 --follow --poll-interval 30s           # pull while it runs
     Download(DownloadArgs),
     #[command(verbatim_doc_comment)]
     /// Print the plan (output, path, size, MD5 known?) without downloading anything.
@@ -350,6 +351,8 @@ impl LsArgs {
             wait: self.wait,
             timeout: self.timeout.clone(),
             allow_running: self.allow_running,
+            follow: false,
+            poll_interval: None,
             shard: None,
             skip_existing: false,
             overwrite: false,
@@ -481,6 +484,16 @@ pub struct DownloadArgs {
     /// be incomplete; `--json` says `"partial": true` and the manifest records it.
     #[arg(long, conflicts_with = "wait")]
     pub allow_running: bool,
+    /// Start on a running job and keep pulling new and changed files (by ETag, size, MD5) at
+    /// every poll until the job ends, then make a final complete pass and exit with the job's
+    /// outcome: 0 when it succeeded, 8 when it Failed or was Canceled (6 when files failed).
+    /// A folder new at a poll appears in the destination only once all its files are verified.
+    #[arg(long)]
+    pub follow: bool,
+    /// Pause between two polls of --follow, and first pause of --wait (90s, 15m, 200ms or
+    /// seconds). Default: the poll_interval setting (JOBDL_POLL_INTERVAL, 10s).
+    #[arg(long, value_name = "DURATION")]
+    pub poll_interval: Option<String>,
     /// Fetch only this machine's share of the files: K/N (K counts from 0, as RANK,
     /// JOB_COMPLETION_INDEX and SLURM_PROCID do: 0/3, 1/3, 2/3), balanced by bytes; the N shares
     /// are disjoint and together hold every file. `auto` reads the scheduler's variables

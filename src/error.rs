@@ -12,6 +12,7 @@
 //! | 5 | `job_not_terminal` | the job is not finished (or `--wait` timed out) |
 //! | 6 | — (the result document, failed entries) | some files failed |
 //! | 7 | `locked` | another jobdl holds the destination's lock (past `--lock-timeout`) |
+//! | 8 | — (the result document, `job.status`) | `download --follow`: the job ended without success (Failed, Canceled, …) |
 //! | 130 | — (the result document, `totals.interrupted`) | Ctrl+C / SIGTERM |
 use thiserror::Error;
 
@@ -74,6 +75,10 @@ pub const EXIT_FILES_FAILED: u8 = 6;
 
 /// Exit code when another jobdl holds the destination's lock.
 pub const EXIT_LOCKED: u8 = 7;
+
+/// Exit code of `download --follow` when the followed job ended without success (Failed,
+/// Canceled, …): its files are downloaded all the same (the result document, not an error).
+pub const EXIT_JOB_UNSUCCESSFUL: u8 = 8;
 
 /// Every `(exit code, error.code)` pair a `--json` error document can carry.
 pub const JSON_ERROR_CODES: &[(u8, &str)] = &[
@@ -180,6 +185,15 @@ mod tests {
             Error::Io("i".into()),
             Error::Locked("l".into()),
         ]
+    }
+
+    #[test]
+    fn the_follow_outcome_code_is_in_the_readme_table() {
+        let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+        let exit_table = &readme[readme.find("## Exit codes").unwrap()..];
+        let exit_table = &exit_table[..exit_table[3..].find("\n## ").unwrap()];
+        assert!(exit_table.contains(&format!("| {EXIT_JOB_UNSUCCESSFUL} |")), "README Exit codes lacks 8");
+        assert!(exit_table.contains("--follow"), "README Exit codes does not say 8 is --follow's");
     }
 
     #[test]

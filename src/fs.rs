@@ -247,6 +247,14 @@ impl Dir {
         f.dir.rename(&f.name, &t.name)
     }
 
+    /// Move the directory at `from` to `to` (both strictly below this directory; `to`'s parent
+    /// must exist) with one rename, so that everything in it appears at `to` at once. No link
+    /// is followed on the way to either.
+    pub fn move_dir_at(&self, from: &Path, to: &Path) -> io::Result<()> {
+        let (f, t) = (self.place(from)?, self.place(to)?);
+        rfs::renameat(&*f.dir.fd, &f.name, &*t.dir.fd, &t.name).map_err(|e| with_path(e.into(), to))
+    }
+
     /// Read the regular file `name` (at most `limit` bytes; a link is not followed): `None` when
     /// it is absent or not a regular file, an error when it is longer than `limit`.
     pub fn read_regular(&self, name: &OsStr, limit: u64) -> io::Result<Option<Vec<u8>>> {

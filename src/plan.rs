@@ -31,6 +31,8 @@ pub struct Plan {
     pub filtered: usize,
     /// Archives to fetch and unpack (KFP v1 `:read` artifacts).
     pub archives: Vec<ArchiveTask>,
+    /// The folder each output's files land in (`DEST/artifacts`, `DEST/named-outputs/NAME`).
+    pub outputs: Vec<std::path::PathBuf>,
 }
 
 /// A remote archive whose entries are unpacked into `dir` (entries pass the path rules there).
@@ -188,6 +190,7 @@ impl Plan {
     /// Add the files of one output, placed under `subdir` (`artifacts`, `named-outputs/x`, or `""`).
     pub fn add(&mut self, root: &Path, subdir: &str, listing: Listing, seen: &mut HashMap<String, String>) {
         let join = |rel: &str| if subdir.is_empty() { rel.to_string() } else { format!("{subdir}/{rel}") };
+        self.outputs.push(root.join(subdir));
         for (path, error) in listing.failures {
             if !self.filter.keeps_in(subdir, &path) {
                 self.filtered += 1;

@@ -56,6 +56,12 @@ pub async fn download(args: DownloadArgs, printer: Printer, cancel: Cancellation
     let started = Instant::now();
     check_destination(args.path.as_deref())?;
     let best = args.best.as_deref().map(crate::best::parse_spec).transpose()?;
+    if args.follow {
+        if best.is_some() {
+            return Err(Error::usage("--best picks one checkpoint of a finished run; it cannot be used with --follow"));
+        }
+        return super::follow::follow(args, printer, cancel).await;
+    }
     let mut r = resolve(&args, &printer, &cancel).await?;
     let best_folder = match &best {
         Some(spec) => Some(super::best::narrow(spec, &mut r, &printer, &cancel).await?),
@@ -145,7 +151,13 @@ pub(crate) fn locate_source(args: &DownloadArgs) -> Result<Located, Error> {
 
 /// [`locate`], checking the job name when `named`.
 fn locate_in(args: &DownloadArgs, named: bool) -> Result<Located, Error> {
-    let common = Common::resolve(&args.transfer, &args.target.cloud, args.overwrite)?;
+    let mut common = Common::resolve(&args.transfer, &args.target.cloud, args.overwrite)?;
+    if let Some(p) = &args.poll_interval {
+        common.poll_interval = parse_duration(p, "--poll-interval")?;
+        if common.poll_interval.is_zero() {
+            return Err(Error::usage("--poll-interval must be longer than 0 (e.g. 200ms, 30s, 5m)"));
+        }
+    }
     let cloud: Cloud = args.target.cloud.parse().map_err(Error::Usage)?;
     let source = job_source(&args.target, &AzureCliDefaults::load())?;
     let described = crate::redact::redact(&match &source {
@@ -231,10 +243,23 @@ pub(crate) async fn resolve(
     printer: &Printer,
     cancel: &CancellationToken,
 ) -> Result<Resolution, Error> {
+    let located = locate(args)?;
+    resolve_located(args, &located, printer, cancel).await
+}
+
+/// [`resolve`] with the job's source already located (`--follow` resolves it again at every
+/// poll). With `--follow` the gate lets a running job through, as `--allow-running` does.
+pub(crate) async fn resolve_located(
+    args: &DownloadArgs,
+    located: &Located,
+    printer: &Printer,
+    cancel: &CancellationToken,
+) -> Result<Resolution, Error> {
     let filter = Filter::new(&args.filter.include, &args.filter.exclude)?;
     let timeout = args.timeout.as_deref().map(|t| parse_duration(t, "--timeout")).transpose()?;
     let shard = crate::settings::shard(args.shard.as_deref(), &crate::env::var)?;
-    let Located { common, client, blob, provider, source } = locate(args)?;
+    let Located { common, client, blob, provider, source } = located;
+    let (common, client, blob, source) = (common.clone(), client.clone(), blob.clone(), source.clone());
     if !args.dry_run {
         // Known before the gate, so an interruption while waiting still names it.
         let dest = args.path.clone().unwrap_or_else(|| args.target.job.clone().into());
@@ -244,10 +269,10 @@ pub(crate) async fn resolve(
 
     // The gate runs before anything is written.
     let job = gate(
-        &provider,
+        provider,
         &args.target.job,
         args.wait,
-        args.allow_running,
+        args.allow_running || args.follow,
         timeout,
         common.poll_interval,
         &printer,
@@ -255,7 +280,8 @@ pub(crate) async fn resolve(
     )
     .await?;
     let partial = !provider.is_terminal(&job.status);
-    if partial {
+    // `--follow` says where the job is on its own progress line.
+    if partial && !args.follow {
         crate::report::notice(&format!(
             "warning: job '{}' was still {} (not finished): taking the files that exist now, which may be \
              incomplete",
@@ -277,7 +303,7 @@ pub(crate) async fn resolve(
             "job '{}' is a reused pipeline step; downloading from the run it reused, '{reused}'",
             job.name
         ));
-        src = related_job(&provider, &reused, &job.name, "reuses run", &cancel).await?;
+        src = related_job(provider, &reused, &job.name, "reuses run", &cancel).await?;
     }
     let mut sweep_parent: Option<Job> = None;
     if let Some(child) = src.best_child.clone() {
@@ -287,7 +313,7 @@ pub(crate) async fn resolve(
             src.name,
             if explicit { "" } else { " (the sweep's own artifacts go to hd-artifacts/)" }
         ));
-        let child_job = related_job(&provider, &child, &src.name, "names best child", &cancel).await?;
+        let child_job = related_job(provider, &child, &src.name, "names best child", &cancel).await?;
         if !explicit {
             sweep_parent = Some(src);
         }
@@ -396,7 +422,19 @@ pub(crate) async fn resolve(
             format!("shard {s}: {} files, {} bytes of this job are this node's", plan.tasks.len(), plan.bytes()),
         );
     }
-    Ok(Resolution { common, client, blob, job, root, plan, probe_sizes, source, partial, shard, provider })
+    Ok(Resolution {
+        common,
+        client,
+        blob,
+        job,
+        root,
+        plan,
+        probe_sizes,
+        source,
+        partial,
+        shard,
+        provider: provider.clone(),
+    })
 }
 
 /// Plan one output's files and archives under `subdir`, adding the output's request headers (a
@@ -603,7 +641,7 @@ fn heartbeat_due(verbose: bool, since_last: Duration, pause: Duration) -> bool {
 }
 
 /// `20m`, `1h 5m`, `45s`, `50ms`: whole seconds under a minute, whole minutes above.
-fn short_duration(d: Duration) -> String {
+pub(crate) fn short_duration(d: Duration) -> String {
     let d = if d < Duration::from_secs(1) {
         Duration::from_millis(d.as_millis() as u64)
     } else if d < Duration::from_secs(60) {
@@ -614,7 +652,7 @@ fn short_duration(d: Duration) -> String {
     humantime::format_duration(d).to_string()
 }
 
-async fn sleep_or_cancel(d: Duration, cancel: &CancellationToken) -> bool {
+pub(crate) async fn sleep_or_cancel(d: Duration, cancel: &CancellationToken) -> bool {
     tokio::select! {
         _ = tokio::time::sleep(d) => true,
         _ = cancel.cancelled() => false,

@@ -23,6 +23,8 @@ pub async fn jobs(args: JobsArgs, printer: Printer, cancel: CancellationToken) -
         filter: FilterArgs::default(),
         transfer: args.transfer.clone(),
         allow_running: false,
+        follow: false,
+        poll_interval: None,
         shard: None,
     };
     let Located { common, provider, .. } = locate_source(&dl)?;

@@ -3,9 +3,11 @@
 mod best;
 mod cp;
 mod download;
+mod follow;
 mod jobs;
 mod ls;
 mod show;
+mod stage;
 mod verify;
 
 pub use cp::cp;
@@ -128,6 +130,9 @@ pub(crate) struct Session<'a> {
     pub shard: Option<crate::shard::Shard>,
     /// What a download asked for (recorded for `verify --remote`); `None` for `cp`.
     pub request: Option<crate::manifest::Request>,
+    /// `--follow`: a folder new at this pass is fetched into `.jobdl/stage/` and appears whole
+    /// once all its files are verified (see [`stage`]).
+    pub stage: bool,
 }
 
 impl<'a> Session<'a> {
@@ -151,6 +156,7 @@ impl<'a> Session<'a> {
             shard: None,
             request: None,
             manifest: true,
+            stage: false,
         }
     }
 }
@@ -163,8 +169,77 @@ pub(crate) async fn execute(
     plan: Plan,
     job: Option<(&str, &str)>,
 ) -> Result<u8, Error> {
-    let Session { common, client, printer, started, cancel, source, manifest: record, partial, shard, request } =
-        session;
+    let (printer, started, partial, shard) = (session.printer, session.started, session.partial, session.shard);
+    let pass = execute_pass(session, root, plan, job).await?;
+    let summary = Summary {
+        job,
+        destination: root,
+        files: &pass.files,
+        plan_failures: &pass.failures,
+        elapsed: started.elapsed(),
+        interrupted: pass.interrupted,
+        partial,
+        shard,
+        follow: None,
+    };
+    printer.summary(&summary);
+    Ok(pass.exit_code())
+}
+
+/// What one execution of a plan did (the summary is the caller's to print).
+pub(crate) struct Pass {
+    /// Every planned file's outcome (fetched, kept or failed), sorted by path.
+    pub files: Vec<transfer::FileOutcome>,
+    /// Failures found before the transfer.
+    pub failures: Vec<PlanFailure>,
+    /// Ctrl+C stopped it.
+    pub interrupted: bool,
+    /// The paths the destination's manifest recorded before this pass.
+    pub recorded_before: HashSet<String>,
+    /// Staged folders that appeared whole at this pass.
+    pub folders: usize,
+}
+
+impl Pass {
+    /// Failed entries (plan failures and files).
+    pub(crate) fn failed(&self) -> usize {
+        self.failures.len() + self.files.iter().filter(|f| matches!(f.result, transfer::FileResult::Failed(_))).count()
+    }
+
+    /// 130 when interrupted, 6 when something failed, else 0.
+    pub(crate) fn exit_code(&self) -> u8 {
+        if self.interrupted {
+            130
+        } else if self.failed() > 0 {
+            EXIT_FILES_FAILED
+        } else {
+            0
+        }
+    }
+}
+
+/// [`execute`] without the summary: create the destination, take its lock, create each file's
+/// directory, run the engine (and unpack the plan's archives beside it), record the manifest
+/// and sweep.
+pub(crate) async fn execute_pass(
+    session: Session<'_>,
+    root: &Path,
+    plan: Plan,
+    job: Option<(&str, &str)>,
+) -> Result<Pass, Error> {
+    let Session {
+        common,
+        client,
+        printer,
+        started: _,
+        cancel,
+        source,
+        manifest: record,
+        partial,
+        shard,
+        request,
+        stage,
+    } = session;
     match std::fs::symlink_metadata(root) {
         Ok(_) if !root.is_dir() => {
             return Err(Error::usage(format!("destination {} exists and is not a directory", root.display())));
@@ -180,9 +255,16 @@ pub(crate) async fn execute(
     let manifest_name = crate::manifest::file_name(shard);
     let lock = lock(&root_dir, &lock_name, common.lock_timeout, &printer, &cancel).await?;
     let mut failures: Vec<PlanFailure> = plan.failures;
-    let mut tasks: Vec<FileTask> = Vec::with_capacity(plan.tasks.len());
+    let mut planned = plan.tasks;
+    let staging = if stage {
+        let exists = |p: &Path| std::fs::symlink_metadata(p).is_ok();
+        stage::Staging::plan(root, &plan.outputs, &mut planned, &exists)
+    } else {
+        stage::Staging::default()
+    };
+    let mut tasks: Vec<FileTask> = Vec::with_capacity(planned.len());
     let mut made: HashSet<PathBuf> = HashSet::new();
-    for t in plan.tasks {
+    for t in planned {
         let dir = t.dest.parent().map(Path::to_path_buf).unwrap_or_else(|| root.to_path_buf());
         if !made.contains(&dir) {
             if let Err(e) = root_dir.create_dir_all(&dir) {
@@ -196,7 +278,8 @@ pub(crate) async fn execute(
     let keep: HashSet<PathBuf> = tasks.iter().map(|t| t.dest.clone()).collect();
     // What the manifest recorded decides which planned files are kept, fetched or refused.
     let previous = crate::manifest::load_named(Some(lock.meta_dir()), &manifest_name).by_path();
-    let (tasks, mut settled, kept) =
+    let recorded_before: HashSet<String> = previous.keys().cloned().collect();
+    let (tasks, mut settled, mut kept) =
         match existing(client, &root_dir, tasks, &previous, common.overwrite, &cancel).await {
             Some(v) => v,
             None => {
@@ -229,6 +312,14 @@ pub(crate) async fn execute(
     }));
     let mut outcome = transfer::run(client, &common.transfer, &root_dir, tasks, reporter.clone(), cancel).await;
     reporter.finish();
+    // Staged folders whose files all verified move into place; the files of the others stay
+    // staged, unrecorded, until a later pass completes their folder.
+    let done: Vec<&transfer::FileOutcome> = outcome.files.iter().chain(settled.iter()).collect();
+    let (folders, left) = staging.publish(&root_dir, &done, &failures);
+    if !left.is_empty() {
+        kept.retain(|e| !left.contains(&e.path));
+        outcome.verified.retain(|v| !left.contains(&v.display));
+    }
     let mut manifest = crate::manifest::updated(previous, job.map(|j| j.0), &source, kept, &outcome.verified);
     manifest.partial = partial;
     manifest.shard = shard.map(|s| crate::manifest::ShardRecord { index: s.index, count: s.count });
@@ -245,19 +336,10 @@ pub(crate) async fn execute(
         outcome.files.append(&mut settled);
         outcome.files.sort_by(|a, b| a.display.cmp(&b.display));
     }
-    let summary = Summary {
-        job,
-        destination: root,
-        files: &outcome.files,
-        plan_failures: &failures,
-        elapsed: started.elapsed(),
-        interrupted: outcome.interrupted,
-        partial,
-        shard,
-    };
-    let failed = summary.failed();
+    let pass = Pass { files: outcome.files, failures, interrupted: outcome.interrupted, recorded_before, folders };
+    let failed = pass.failed();
     // Other shards may be writing part files into the same destination: a shard sweeps nothing.
-    if !outcome.interrupted && failed == 0 && shard.is_none() {
+    if !pass.interrupted && failed == 0 && shard.is_none() {
         // Part files of files no longer in the plan go once a run fully succeeds.
         if let Err(e) = crate::fs::sweep_orphans(&root_dir, &keep) {
             crate::log::log(1, format!("sweep of {}: {e}", root.display()));
@@ -265,14 +347,7 @@ pub(crate) async fn execute(
     }
     // The destination now holds only the payload (and resumable part files, if any).
     lock.release();
-    printer.summary(&summary);
-    Ok(if outcome.interrupted {
-        130
-    } else if failed > 0 {
-        EXIT_FILES_FAILED
-    } else {
-        0
-    })
+    Ok(pass)
 }
 
 /// Files at once whose local copy is examined before the run (most are one `stat`).
@@ -689,6 +764,7 @@ mod tests {
             partial: false,
             shard: None,
             request: None,
+            stage: false,
         };
         let logs = "named-outputs/train/main-logs";
         let plan = Plan { archives: vec![archive("main-logs", logs)], ..Plan::default() };

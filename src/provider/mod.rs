@@ -393,6 +393,15 @@ impl Provider {
         self.terminal_states().contains(&status)
     }
 
+    /// Whether `status` is this source's terminal state of a job that succeeded.
+    pub fn is_success(&self, status: &str) -> bool {
+        match self {
+            Provider::Foundry(_) | Provider::AzureMl(_) => status == "Completed",
+            Provider::Mlflow(_) => status == "FINISHED",
+            Provider::Kfp(_) => status == "SUCCEEDED",
+        }
+    }
+
     /// The job's default artifacts (`<DEST>/artifacts/...`).
     pub async fn default_artifacts(&self, job: &Job) -> Result<Resolved, Error> {
         match self {

@@ -43,6 +43,23 @@ pub struct Summary<'a> {
     pub partial: bool,
     /// `--shard K/N`: the run fetched only this share.
     pub shard: Option<crate::shard::Shard>,
+    /// `--follow`: what the polls did (the files are the final pass's).
+    pub follow: Option<FollowReport>,
+}
+
+/// What `download --follow` did over all its polls.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FollowReport {
+    /// Polls made (the final pass included).
+    pub polls: u32,
+    /// Files fetched for the first time.
+    pub new: usize,
+    /// Files fetched again because the service's copy changed.
+    pub changed: usize,
+    /// Folders that appeared at once when all their files were verified.
+    pub folders: usize,
+    /// Whether the job was seen in a terminal state (false when interrupted before).
+    pub ended: bool,
 }
 
 impl Summary<'_> {
@@ -76,8 +93,11 @@ static NOTES: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
 /// with `-q`) and listed in the `--json` document's `notes`.
 pub fn notice(msg: &str) {
     let msg = crate::redact::redact(msg);
-    crate::log::log(0, &msg);
-    if let Ok(mut n) = NOTES.lock() {
+    // Said once per run (`--follow` resolves the job again at every poll).
+    if let Ok(mut n) = NOTES.lock()
+        && !n.contains(&msg)
+    {
+        crate::log::log(0, &msg);
         n.push(msg);
     }
 }
@@ -140,6 +160,7 @@ impl Printer {
                     interrupted: true,
                     partial: false,
                     shard: None,
+                    follow: None,
                 };
                 println!("{}", crate::redact::scrub(&summary_json(&s).to_string()));
             }
@@ -335,6 +356,11 @@ pub fn summary_json(s: &Summary<'_>) -> Value {
     if let Some(best) = BEST.get() {
         doc["best"] = best.clone();
     }
+    if let Some(f) = &s.follow {
+        doc["follow"] = json!({
+            "polls": f.polls, "new": f.new, "changed": f.changed, "folders": f.folders, "ended": f.ended,
+        });
+    }
     let notes = notes();
     if !notes.is_empty() {
         doc["notes"] = json!(notes);
@@ -393,6 +419,7 @@ mod tests {
             interrupted: false,
             partial: false,
             shard: None,
+            follow: None,
         };
         let v = summary_json(&s);
         assert_eq!(v["version"], 1);

@@ -21,6 +21,7 @@ mod emulator_selftest;
 mod engine;
 mod fidelity;
 mod first_contact;
+mod follow;
 mod fuzz;
 mod hostile;
 mod jobs;

@@ -65,6 +65,9 @@ pub struct FakeRun {
     pub files: BTreeMap<String, Vec<u8>>,
     /// Raw extra entries appended to the listing of a directory (hostile input), by directory.
     pub extra_entries: HashMap<String, Vec<Value>>,
+    /// The files from the Nth `runs/get` on (files appear and change while a run is followed);
+    /// past the end the last set stays.
+    pub files_by_poll: Vec<BTreeMap<String, Vec<u8>>>,
 }
 
 impl FakeRun {
@@ -74,6 +77,7 @@ impl FakeRun {
             artifact_uri: format!("mlflow-artifacts:/1/{id}/artifacts"),
             files: BTreeMap::new(),
             extra_entries: HashMap::new(),
+            files_by_poll: Vec::new(),
         }
     }
 
@@ -429,6 +433,11 @@ fn route(
                 *n - 1
             };
             let status = run.statuses.get(n).or(run.statuses.last()).cloned().unwrap_or_default();
+            if let Some(files) = run.files_by_poll.get(n)
+                && let Some(r) = lock(&shared.cfg).runs.get_mut(&id)
+            {
+                r.files = files.clone();
+            }
             json_reply(
                 200,
                 json!({"run": {"info": {"run_id": id, "run_uuid": id, "experiment_id": "1", "run_name": "fake-run",

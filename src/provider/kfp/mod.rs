@@ -243,8 +243,8 @@ impl Kfp {
         let size = size.to_string();
         let mut version = "v2beta1";
         let mut token: Option<String> = None;
-        let mut seen = std::collections::HashSet::new();
-        for _ in 0..super::jobs::MAX_PAGES {
+        let mut pages = crate::http::Pages::new("next_page_token", super::jobs::MAX_PAGES);
+        loop {
             let mut query = vec![("page_size", size.as_str()), ("sort_by", "created_at desc")];
             // Multi-user Kubeflow lists the runs of one profile namespace: v2beta1 takes it as
             // `namespace`, v1beta1 as a NAMESPACE resource reference.
@@ -303,19 +303,13 @@ impl Kfp {
                     return Ok(list.finish());
                 }
             }
-            match page.get("next_page_token").and_then(Value::as_str).filter(|t| !t.is_empty()) {
-                None => return Ok(list.finish()),
-                Some(t) => {
-                    if !seen.insert(t.to_string()) {
-                        return Err(Error::Protocol(format!(
-                            "{what}: the server repeated a next_page_token; stopping"
-                        )));
-                    }
-                    token = Some(t.to_string());
-                }
+            token = pages
+                .next(page.get("next_page_token").and_then(Value::as_str))
+                .map_err(|stop| Error::Protocol(format!("{what}: {stop}")))?;
+            if token.is_none() {
+                return Ok(list.finish());
             }
         }
-        Err(Error::Protocol(format!("{what}: more than {} pages; stopping", super::jobs::MAX_PAGES)))
     }
 
     /// A run with its outputs (for `show`, `ls`, `--output` and `--all-outputs`): where they are

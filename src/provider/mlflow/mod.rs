@@ -270,8 +270,8 @@ impl Mlflow {
         };
         let mut points = Vec::new();
         let mut token: Option<String> = None;
-        let mut seen: HashSet<String> = HashSet::new();
-        for _ in 0..MAX_PAGES {
+        let mut pages = mlflow_pages();
+        loop {
             let mut query = vec![("run_id", run_id), ("metric_key", metric), ("max_results", HISTORY_PAGE)];
             if let Some(t) = &token {
                 query.push(("page_token", t.as_str()));
@@ -293,12 +293,11 @@ impl Mlflow {
                     return Err(Error::Protocol(format!("{what}: {}", too_many(self.max_entries))));
                 }
             }
-            match next_token(&page, &mut seen, &what)? {
+            match next_token(&page, &mut pages, &what)? {
                 Some(t) => token = Some(t),
                 None => return Ok(points),
             }
         }
-        Err(Error::Protocol(format!("{what}: more than {MAX_PAGES} pages; stopping")))
     }
 
     /// The server's recent runs (`jobdl jobs`): the active experiments from `experiments/search`,

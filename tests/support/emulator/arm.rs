@@ -74,7 +74,7 @@ pub(super) async fn arm(shared: &Shared, incoming: &Incoming, rest: &str, body: 
                 .collect();
             Reply::json(StatusCode::OK, &json!({ "value": value }))
         }
-        ("GET", ["datastores", name]) => match shared.world.datastores.get(*name) {
+        ("GET", ["datastores", name]) => match shared.world().datastores.get(*name) {
             Some(d) => Reply::json(StatusCode::OK, &datastore_json(name, d)),
             None => arm_error(StatusCode::NOT_FOUND, "ResourceNotFound", &format!("datastore '{name}' not found")),
         },
@@ -82,7 +82,7 @@ pub(super) async fn arm(shared: &Shared, incoming: &Incoming, rest: &str, body: 
             if read_json_body(body).await.is_err() {
                 return arm_error(StatusCode::BAD_REQUEST, "BadRequest", "body is not JSON");
             }
-            let Some(d) = shared.world.datastores.get(*name) else {
+            let Some(d) = shared.world().datastores.get(*name) else {
                 return arm_error(StatusCode::NOT_FOUND, "ResourceNotFound", &format!("datastore '{name}' not found"));
             };
             match d.cred {
@@ -155,7 +155,7 @@ pub(super) fn discovery(shared: &Shared, incoming: &Incoming) -> Reply {
     if incoming.header("authorization").is_some() {
         return Reply::bytes(StatusCode::BAD_REQUEST, "text/plain", b"discovery must not receive a token\n".to_vec());
     }
-    let api = shared.world.discovery_api.clone().unwrap_or_else(|| shared.base.clone());
+    let api = shared.world().discovery_api.clone().unwrap_or_else(|| shared.base.clone());
     let body = json!({
         "api": api, "catalog": api, "experimentation": api, "gallery": api, "history": api, "hyperdrive": api,
         "labeling": api, "modelmanagement": api, "pipelines": api, "studiocoreservices": api,
@@ -201,8 +201,8 @@ pub(super) async fn ml_api(shared: &Shared, incoming: &Incoming, rest: &str, api
             });
             Reply::json(StatusCode::OK, &body)
         }
-        (MlApi::Data, ["dataversion", "batchGetResolvedUris"]) => resolved_uris(&shared.world.arm_data, &body, "uri"),
-        (MlApi::Model, ["models", "batchGetResolvedUris"]) => resolved_uris(&shared.world.arm_models, &body, "path"),
+        (MlApi::Data, ["dataversion", "batchGetResolvedUris"]) => resolved_uris(&shared.world().arm_data, &body, "uri"),
+        (MlApi::Model, ["models", "batchGetResolvedUris"]) => resolved_uris(&shared.world().arm_models, &body, "path"),
         _ => history_error(StatusCode::NOT_FOUND, "NotFound", "no such route"),
     }
 }

@@ -19,7 +19,7 @@ pub(super) fn blob_role(shared: &Shared, incoming: &Incoming, rest: &str, fault:
     // (a client that decoded and re-encoded the SAS), or a client-minted one that does not verify
     // against the world's account key.
     match incoming.raw_param("sig").filter(|s| !s.is_empty()) {
-        Some(_) if shared.world.key_auth_disabled.contains(&container) => {
+        Some(_) if shared.world().key_auth_disabled.contains(&container) => {
             return blob_error(StatusCode::FORBIDDEN, "KeyBasedAuthenticationNotPermitted");
         }
         Some(sig) => {
@@ -28,7 +28,7 @@ pub(super) fn blob_role(shared: &Shared, incoming: &Incoming, rest: &str, fault:
                 if !issued_sigs().contains(&sig) {
                     return blob_error(StatusCode::FORBIDDEN, "AuthenticationFailed");
                 }
-            } else if let Some(key) = &shared.world.sas_key
+            } else if let Some(key) = &shared.world().sas_key
                 && let Err(code) = verify_service_sas(incoming, key, &container, &sig)
             {
                 return blob_error(StatusCode::FORBIDDEN, code);
@@ -36,7 +36,7 @@ pub(super) fn blob_role(shared: &Shared, incoming: &Incoming, rest: &str, fault:
         }
         None => {
             match shared.bearer(incoming) {
-                _ if !shared.world.blob_bearer => return blob_error(StatusCode::FORBIDDEN, "AuthenticationFailed"),
+                _ if !shared.world().blob_bearer => return blob_error(StatusCode::FORBIDDEN, "AuthenticationFailed"),
                 Bearer::Valid => {}
                 Bearer::Expired => return blob_error(StatusCode::UNAUTHORIZED, "InvalidAuthenticationInfo"),
                 Bearer::Invalid => return blob_error(StatusCode::FORBIDDEN, "AuthenticationFailed"),
@@ -44,7 +44,7 @@ pub(super) fn blob_role(shared: &Shared, incoming: &Incoming, rest: &str, fault:
             if incoming.header("x-ms-version").is_none() {
                 return blob_error(StatusCode::BAD_REQUEST, "MissingRequiredHeader");
             }
-            if shared.world.bearer_denied.contains(&container) {
+            if shared.world().bearer_denied.contains(&container) {
                 return blob_error(StatusCode::FORBIDDEN, "AuthorizationPermissionMismatch");
             }
         }
@@ -91,7 +91,7 @@ pub(super) fn list_blobs(shared: &Shared, incoming: &Incoming, container: &str) 
     if incoming.param("sp").is_some_and(|sp| !sp.contains('l')) {
         return blob_error(StatusCode::FORBIDDEN, "AuthorizationPermissionMismatch");
     }
-    let Some(blobs) = shared.world.containers.get(container) else {
+    let Some(blobs) = shared.world().containers.get(container) else {
         return blob_error(StatusCode::NOT_FOUND, "ContainerNotFound");
     };
     let prefix = incoming.param("prefix").unwrap_or_default();
@@ -184,7 +184,7 @@ pub(super) fn get_blob(
     name: &str,
     fault: Option<&Fault>,
 ) -> Reply {
-    let Some(blob) = shared.world.blob(container, name) else {
+    let Some(blob) = shared.world().blob(container, name) else {
         return blob_error(StatusCode::NOT_FOUND, "BlobNotFound");
     };
     let wrong_etag = fault == Some(&Fault::WrongEtag);

@@ -22,7 +22,7 @@ pub(super) async fn foundry(shared: &Shared, incoming: &Incoming, rest: &str, bo
         return foundry_error(StatusCode::NOT_FOUND, "NotFound", "no such project");
     }
     let tail: Vec<&str> = tail.iter().map(String::as_str).collect();
-    if shared.world.foundry_strict {
+    if shared.world().foundry_strict {
         let needed = match tail.first() {
             Some(&"jobs") => Some("Jobs=V1Preview"),
             Some(&"models") => Some("Models=V1Preview"),
@@ -49,7 +49,7 @@ pub(super) async fn foundry(shared: &Shared, incoming: &Incoming, rest: &str, bo
         ("GET", ["models", name, "versions", version]) => model_version(shared, name, version),
         ("POST", ["models", name, "versions", version, "credentials"]) => {
             let key = (name.to_string(), version.to_string());
-            let Some(asset) = shared.world.models.get(&key) else {
+            let Some(asset) = shared.world().models.get(&key) else {
                 return foundry_error(StatusCode::NOT_FOUND, "NotFound", "model version not found");
             };
             let body = match read_json_body(body).await {
@@ -58,7 +58,7 @@ pub(super) async fn foundry(shared: &Shared, incoming: &Incoming, rest: &str, bo
                     return foundry_error(StatusCode::BAD_REQUEST, "BadRequest", "body must be JSON with BlobUri");
                 }
             };
-            let blob_uri = match shared.world.model_body {
+            let blob_uri = match shared.world().model_body {
                 ModelBody::Any => ["BlobUri", "blobUri"].iter().find_map(|k| body.get(*k).and_then(Value::as_str)),
                 ModelBody::Documented => {
                     body.as_object().filter(|o| o.len() == 1).and_then(|o| o.get("blobUri")).and_then(Value::as_str)
@@ -75,13 +75,13 @@ pub(super) async fn foundry(shared: &Shared, incoming: &Incoming, rest: &str, bo
         }
         ("POST", ["datasets", name, "versions", version, "credentials"]) => {
             let key = (name.to_string(), version.to_string());
-            let Some(asset) = shared.world.datasets.get(&key) else {
+            let Some(asset) = shared.world().datasets.get(&key) else {
                 return foundry_error(StatusCode::NOT_FOUND, "NotFound", "dataset version not found");
             };
             if read_json_body(body).await.is_err() {
                 return foundry_error(StatusCode::BAD_REQUEST, "BadRequest", "body is not JSON");
             }
-            if shared.world.dataset_blob_uri_root {
+            if shared.world().dataset_blob_uri_root {
                 return credentials_at(shared, asset, blob_url(&shared.base, &asset.container, ""));
             }
             credentials(shared, asset)
@@ -90,7 +90,7 @@ pub(super) async fn foundry(shared: &Shared, incoming: &Incoming, rest: &str, bo
             // The dataset version as the real service returns it (recording
             // `test_datasets_upload_file`): `dataUri` names the file or folder.
             let key = (name.to_string(), version.to_string());
-            let Some(asset) = shared.world.datasets.get(&key) else {
+            let Some(asset) = shared.world().datasets.get(&key) else {
                 return foundry_error(StatusCode::NOT_FOUND, "NotFound", "dataset version not found");
             };
             let file = asset.kind == AssetKind::File;
@@ -136,7 +136,7 @@ pub(super) async fn read_json_body(body: Body) -> Result<Option<Value>, ()> {
 }
 
 pub(super) fn find_job<'w>(shared: &'w Shared, job: &str) -> Option<&'w JobFixture> {
-    shared.world.jobs.iter().find(|j| j.name == job)
+    shared.world().jobs.iter().find(|j| j.name == job)
 }
 
 pub(super) fn fake_uuid(seed: &str) -> String {
@@ -236,7 +236,7 @@ pub(super) fn artifacts(shared: &Shared, incoming: &Incoming, job: &str, exp: &s
     match rest {
         [] => list_artifacts(shared, incoming, fixture),
         ["prefix", "contentinfo"] => prefix_contentinfo(shared, incoming, fixture),
-        ["contentinfo"] if shared.world.no_path_contentinfo => {
+        ["contentinfo"] if shared.world().no_path_contentinfo => {
             history_error(StatusCode::NOT_FOUND, "NotFound", "no such route")
         }
         ["contentinfo"] => path_contentinfo(shared, incoming, fixture),
@@ -403,7 +403,7 @@ pub(super) fn path_contentinfo(shared: &Shared, incoming: &Incoming, job: &JobFi
 
 pub(super) fn model_version(shared: &Shared, name: &str, version: &str) -> Reply {
     let key = (name.to_string(), version.to_string());
-    let Some(asset) = shared.world.models.get(&key) else {
+    let Some(asset) = shared.world().models.get(&key) else {
         return foundry_error(StatusCode::NOT_FOUND, "NotFound", "model version not found");
     };
     let body = json!({

@@ -7,7 +7,7 @@ use super::*;
 
 /// One listing page of the world's jobs (`arm`: with the fixture's job type, as ARM lists them).
 pub(super) fn list(shared: &Shared, incoming: &Incoming, arm: bool) -> Reply {
-    let jobs: Vec<_> = shared.world.jobs.iter().enumerate().rev().collect();
+    let jobs: Vec<_> = shared.world().jobs.iter().enumerate().rev().collect();
     let skip: usize = incoming.param("$skip").and_then(|s| s.parse().ok()).unwrap_or(0);
     let end = (skip + LIST_PAGE_MAX).min(jobs.len());
     let value: Vec<Value> = jobs

@@ -213,7 +213,13 @@ impl Emulator {
 
     /// The world being served.
     pub fn world(&self) -> &World {
-        &self.shared.world
+        self.shared.world()
+    }
+
+    /// Worlds to serve over time: each GET of `job` (the poll of `--wait`/`--follow`) installs the
+    /// next one, so files appear and change from one poll to the next; the last one stays.
+    pub fn set_worlds(&self, job: &str, worlds: Vec<World>) {
+        lock(&self.shared.worlds).insert(job.to_string(), worlds.into());
     }
 
     /// Shuts the server down and joins its thread.
@@ -272,6 +278,10 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 struct Shared {
     base: String,
     world: World,
+    /// The world installed by [`Emulator::set_worlds`] (leaked: it lives as long as the test).
+    swapped: Mutex<Option<&'static World>>,
+    /// Worlds still to install, per job.
+    worlds: Mutex<HashMap<String, VecDeque<World>>>,
     statuses: Mutex<HashMap<String, VecDeque<String>>>,
     faults: Mutex<Vec<FaultRule>>,
     log: Mutex<Vec<LoggedRequest>>,
@@ -296,7 +306,7 @@ impl Shared {
         if token == TOKEN {
             return Bearer::Valid;
         }
-        let Some(life) = self.world.token_life else { return Bearer::Invalid };
+        let Some(life) = self.world().token_life else { return Bearer::Invalid };
         match lock(&self.issued).iter().find(|(t, _)| t == token) {
             Some((_, at)) if at.elapsed() < life => Bearer::Valid,
             Some(_) => Bearer::Expired,
@@ -311,6 +321,8 @@ impl Shared {
         Shared {
             base,
             world,
+            swapped: Mutex::new(None),
+            worlds: Mutex::new(HashMap::new()),
             statuses: Mutex::new(statuses),
             faults: Mutex::new(Vec::new()),
             log: Mutex::new(Vec::new()),
@@ -326,8 +338,22 @@ impl Shared {
         Some(rule.fault.clone())
     }
 
-    /// The current status; `pop` advances the script unless one status remains.
+    /// The world being served: the one [`Emulator::set_worlds`] installed last, else the first.
+    fn world(&self) -> &World {
+        match *lock(&self.swapped) {
+            Some(w) => w,
+            None => &self.world,
+        }
+    }
+
+    /// The current status; `pop` advances the script unless one status remains (and installs
+    /// the job's next world, if any).
     fn status(&self, job: &str, pop: bool) -> String {
+        if pop && let Some(next) = lock(&self.worlds).get_mut(job).and_then(VecDeque::pop_front) {
+            *lock(&self.swapped) = Some(Box::leak(Box::new(next)));
+            // A blob of the same name may hold other bytes now.
+            lock(&self.md5_cache).clear();
+        }
         let mut statuses = lock(&self.statuses);
         let Some(script) = statuses.get_mut(job) else {
             return "NotStarted".into();
@@ -581,7 +607,7 @@ async fn route(shared: &Shared, incoming: &Incoming, body: Body, fault: Option<&
 /// The Azure ML compute managed-identity endpoint (`MSI_ENDPOINT`, api-version 2017-09-01):
 /// a fresh `msi-<n>` token per call, living `World::token_life`.
 fn msi_token(shared: &Shared, incoming: &Incoming) -> Reply {
-    let Some(life) = shared.world.token_life else {
+    let Some(life) = shared.world().token_life else {
         return Reply::bytes(StatusCode::NOT_FOUND, "text/plain", b"no such route\n".to_vec());
     };
     if incoming.header("secret").as_deref() != Some(MSI_SECRET) || incoming.param("resource").is_none() {
