@@ -1,6 +1,16 @@
 #!/usr/bin/env bash
-# jobdl cp s3:// vs rclone (s3 backend) on the same moto S3 server, in one script (same machine,
-# same server, same moment). Starts `moto_server -H 127.0.0.1` with signature checking on
+# jobdl cp s3:// vs rclone (s3 backend) on the same S3 server, in one script (same machine, same
+# server, same moment). SERVER=moto (default) or SERVER=s3s-fs.
+#
+# SERVER=s3s-fs: the s3s project's file-system S3 server (Rust, HTTP/1.1 keep-alive, SigV4 checked),
+# fast enough that the clients, not the server, set the pace. The script installs it once with
+# `cargo install s3s-fs@0.14.1 --features binary --locked --root benches/.tools` (0.14.1 is the last
+# release that builds with Rust 1.95; S3S_FS=/path/to/s3s-fs uses another build), serves a fresh
+# directory with fixed keys, and seeds it with boto3 (the moto venv's python, as below): the big
+# object in 8 MiB multipart parts, the small ones with PutObject. Requests per copy are counted from
+# its request log (RUST_LOG=s3s::service=debug, one line per request).
+#
+# SERVER=moto: starts `moto_server -H 127.0.0.1` with signature checking on
 # (INITIAL_NO_AUTH_ACTION_COUNT=3, kfp-s3-api.md section 8), seeds bucket `bench` with
 # tests/s3/seed.py (boto3): one object of BIG_MIB MiB uploaded in 8 MiB multipart parts, and
 # SMALL_N objects of SMALL_KIB KiB under small/. Then, for RUNS rounds, copies each workload with
@@ -33,7 +43,9 @@ SMALL_KIB="${SMALL_KIB:-64}"
 RUNS="${RUNS:-3}"
 PARALLEL="${PARALLEL:-8}"
 RCLONE="${RCLONE:-rclone}"
+SERVER="${SERVER:-moto}"
 MOTO="${JOBDL_MOTO_SERVER:-$ROOT/.ci/s3/venv/bin/moto_server}"
+S3S_FS="${S3S_FS:-$ROOT/benches/.tools/bin/s3s-fs}"
 PY="$(dirname "$MOTO")/python"
 JOBDL="${1:-$ROOT/target/release/jobdl}"
 BUCKET=bench
@@ -44,6 +56,16 @@ if [[ ! -x "$MOTO" || ! -x "$PY" ]]; then
   exit 2
 fi
 command -v "$RCLONE" >/dev/null || { echo "no rclone ($RCLONE) on PATH (or set RCLONE)" >&2; exit 2; }
+case "$SERVER" in
+  moto) ;;
+  s3s-fs)
+    if [[ ! -x "$S3S_FS" ]]; then
+      echo "installing s3s-fs 0.14.1 into benches/.tools (once)" >&2
+      cargo install s3s-fs@0.14.1 --features binary --locked --root "$ROOT/benches/.tools" --quiet
+    fi
+    ;;
+  *) echo "SERVER must be moto or s3s-fs, not '$SERVER'" >&2; exit 2 ;;
+esac
 if [[ ! -x "$JOBDL" ]]; then
   cargo build --release --locked --quiet
   JOBDL="$ROOT/target/release/jobdl"
@@ -75,12 +97,19 @@ echo "=== start: $(date -u +%FT%TZ), $(nproc) cores, load average:$(uptime | sed
 PORT="$("$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
 ENDPOINT="http://127.0.0.1:$PORT"
 # Its own process group (setsid), so everything it spawns is stopped with it.
-INITIAL_NO_AUTH_ACTION_COUNT=3 setsid "$MOTO" -H 127.0.0.1 -p "$PORT" >"$TMP/server.log" 2>&1 &
+if [[ "$SERVER" == moto ]]; then
+  INITIAL_NO_AUTH_ACTION_COUNT=3 setsid "$MOTO" -H 127.0.0.1 -p "$PORT" >"$TMP/server.log" 2>&1 &
+else
+  AK=jobdlbenchkey SK=jobdlbenchsecret
+  mkdir -p "$TMP/store"
+  RUST_LOG=s3s::service=debug NO_COLOR=1 setsid "$S3S_FS" --host 127.0.0.1 --port "$PORT" \
+    --access-key "$AK" --secret-key "$SK" "$TMP/store" >"$TMP/server.log" 2>&1 &
+fi
 SERVER_PID=$!
 for _ in $(seq 1 120); do
   "$PY" -c 'import socket,sys; socket.create_connection(("127.0.0.1",int(sys.argv[1])),1).close()' "$PORT" \
     2>/dev/null && break
-  kill -0 "$SERVER_PID" 2>/dev/null || { tail -20 "$TMP/server.log"; echo "moto_server exited" >&2; exit 1; }
+  kill -0 "$SERVER_PID" 2>/dev/null || { tail -20 "$TMP/server.log"; echo "$SERVER exited" >&2; exit 1; }
   sleep 0.5
 done
 
@@ -104,17 +133,27 @@ for name in sorted(os.listdir(os.path.join(root, "small"))):
     objects.append({"bucket": bucket, "key": "small/" + name, "file": os.path.join(root, "small", name)})
 json.dump({"endpoint": endpoint, "region": region, "buckets": [bucket], "objects": objects}, sys.stdout)
 EOF
-"$PY" "$ROOT/tests/s3/seed.py" <"$TMP/spec.json" >"$TMP/seeded.json"
+if [[ "$SERVER" == moto ]]; then
+  "$PY" "$ROOT/tests/s3/seed.py" <"$TMP/spec.json" >"$TMP/seeded.json"
+else
+  # Fixed keys: PutObject / multipart upload with boto3, then list back.
+  "$PY" "$ROOT/benches/s3_seed.py" "$AK" "$SK" <"$TMP/spec.json" >"$TMP/seeded.json"
+fi
 read -r AK SK LISTED < <("$PY" -c '
 import json, sys
 v = json.load(open(sys.argv[1]))
 print(v["access_key"], v["secret_key"], len(v["listed"][sys.argv[2]]))' "$TMP/seeded.json" "$BUCKET")
-[[ "$LISTED" == "$((SMALL_N + 1))" ]] || { echo "moto lists $LISTED objects, expected $((SMALL_N + 1))" >&2; exit 1; }
+[[ "$LISTED" == "$((SMALL_N + 1))" ]] || { echo "$SERVER lists $LISTED objects, expected $((SMALL_N + 1))" >&2; exit 1; }
 BIG_BYTES="$(stat -c %s "$TMP/src/big.bin")"
 SMALL_BYTES="$(du -sb --apparent-size "$TMP/src/small" | cut -f1)"
 SMALL_BYTES=$((SMALL_BYTES - $(stat -c %s "$TMP/src/small")))  # the directory entry itself
-echo "moto $("$PY" -c 'import moto; print(moto.__version__)'), $("$JOBDL" --version), $("$RCLONE" version | head -1)"
-# What one request costs moto: the best of 3 ranged GETs of the first 64 KiB of each kind of object.
+if [[ "$SERVER" == moto ]]; then
+  SERVER_VERSION="moto $("$PY" -c 'import moto; print(moto.__version__)')"
+else
+  SERVER_VERSION="$("$S3S_FS" --version)"
+fi
+echo "$SERVER_VERSION, $("$JOBDL" --version), $("$RCLONE" version | head -1)"
+# What one request costs the server: the best of 3 ranged GETs of the first 64 KiB of each kind of object.
 "$PY" - "$TMP/seeded.json" "$ENDPOINT" "$REGION" "$BUCKET" <<'EOF'
 import json, sys, time
 import boto3
@@ -131,8 +170,11 @@ for key in ("big.bin", "small/f00000.bin"):
         s3.get_object(Bucket=bucket, Key=key, Range="bytes=0-65535")["Body"].read()
         best = min(best or 1e9, time.perf_counter() - t)
     costs.append("%s %.3f s" % (key, best))
-print("moto, one 64 KiB ranged GET (boto3, best of 3): " + ", ".join(costs))
+print("the server, one 64 KiB ranged GET (boto3, best of 3): " + ", ".join(costs))
 EOF
+
+# One line of the server's log per request it answered.
+if [[ "$SERVER" == moto ]]; then REQUEST_LINE=' HTTP/1'; else REQUEST_LINE='s3s::service: req:'; fi
 
 # Same credentials for both; HOME is a temp dir so no user config (jobdl, rclone, ~/.aws) applies.
 export HOME="$TMP/home" AWS_ACCESS_KEY_ID="$AK" AWS_SECRET_ACCESS_KEY="$SK"
@@ -151,7 +193,15 @@ cmd_for() {
     jobdl:big) printf '%s\n' "$JOBDL" cp "s3://$BUCKET/big.bin" "$3" --s3-endpoint "$ENDPOINT" --parallel "$PARALLEL" -q ;;
     jobdl:small) printf '%s\n' "$JOBDL" cp "s3://$BUCKET/small/" "$3" --s3-endpoint "$ENDPOINT" --parallel "$PARALLEL" -q ;;
     rclone:big) printf '%s\n' "$RCLONE" copy "moto:$BUCKET/big.bin" "$3" "${RCLONE_FLAGS[@]}" ;;
-    rclone:small) printf '%s\n' "$RCLONE" copy "moto:$BUCKET/small" "$3" "${RCLONE_FLAGS[@]}" ;;
+    rclone:small)
+      if [[ "$SERVER" == s3s-fs ]]; then
+        # s3s-fs answers rclone's HEAD of the prefix (is `small` a file?) with a 500 after ~1 min, so
+        # rclone lists from the bucket root with a filter instead; the files land in DIR/small.
+        printf '%s\n' "$RCLONE" copy "moto:$BUCKET" "$3" --include "/small/**" "${RCLONE_FLAGS[@]}"
+      else
+        printf '%s\n' "$RCLONE" copy "moto:$BUCKET/small" "$3" "${RCLONE_FLAGS[@]}"
+      fi
+      ;;
   esac
 }
 
@@ -193,11 +243,14 @@ run_one() {
     cmp "$TMP/src/big.bin" "$d/big.bin" || { echo "$tool: big.bin differs" >&2; exit 1; }
     [[ "$(find "$d" -mindepth 1 | wc -l)" == 1 ]] || { echo "$tool: extra files in $d" >&2; exit 1; }
   else
-    diff -r "$TMP/src/small" "$d" >&2 || { echo "$tool: small/ copy differs" >&2; exit 1; }
+    local got="$d"
+    [[ "$SERVER" == s3s-fs && "$tool" == rclone ]] && got="$d/small"
+    diff -r "$TMP/src/small" "$got" >&2 || { echo "$tool: small/ copy differs" >&2; exit 1; }
   fi
   rm -rf "$d"
-  # moto logs one line per request it answered (after the check above, so every line is written).
-  REQS[$tool:$work]+="$(tail -n "+$((before + 1))" "$TMP/server.log" | grep -c ' HTTP/1' || true) "
+  # The server logs one line per request it answered (counted after the check above, so every line
+  # is written).
+  REQS[$tool:$work]+="$(tail -n "+$((before + 1))" "$TMP/server.log" | grep -c "$REQUEST_LINE" || true) "
   SECS[$tool:$work]+="$(awk -v a="$start" -v b="$end" 'BEGIN {printf "%.3f", b - a}') "
   RSS[$tool:$work]+="$rss "
 }
