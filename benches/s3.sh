@@ -6,8 +6,8 @@
 # fast enough that the clients, not the server, set the pace. The script installs it once with
 # `cargo install s3s-fs@0.14.1 --features binary --locked --root benches/.tools` (0.14.1 is the last
 # release that builds with Rust 1.95; S3S_FS=/path/to/s3s-fs uses another build), serves a fresh
-# directory with fixed keys, and seeds it with boto3 (the moto venv's python, as below): the big
-# object in 8 MiB multipart parts, the small ones with PutObject. Requests per copy are counted from
+# directory with fixed keys, and seeds it with tests/s3/seed.py (boto3, the moto venv's python):
+# the big object in 8 MiB multipart parts, the small ones with PutObject. Requests per copy are counted from
 # its request log (RUST_LOG=s3s::service=debug, one line per request).
 #
 # SERVER=moto: starts `moto_server -H 127.0.0.1` with signature checking on
@@ -136,8 +136,8 @@ EOF
 if [[ "$SERVER" == moto ]]; then
   "$PY" "$ROOT/tests/s3/seed.py" <"$TMP/spec.json" >"$TMP/seeded.json"
 else
-  # Fixed keys: PutObject / multipart upload with boto3, then list back.
-  "$PY" "$ROOT/benches/s3_seed.py" "$AK" "$SK" <"$TMP/spec.json" >"$TMP/seeded.json"
+  # Fixed keys (no IAM): PutObject / multipart upload with boto3, then list back.
+  "$PY" "$ROOT/tests/s3/seed.py" "$AK" "$SK" <"$TMP/spec.json" >"$TMP/seeded.json"
 fi
 read -r AK SK LISTED < <("$PY" -c '
 import json, sys

@@ -12,6 +12,8 @@ With signature checking on (INITIAL_NO_AUTH_ACTION_COUNT=3), the first three req
 IAM user, its policy and an access key (kfp-s3-api.md section 8); everything after is signed with
 that key. Prints {"access_key": ..., "secret_key": ...} and, per object, the ETag moto stored and
 the keys as listed back, so the test can check what moto really holds.
+With argv ACCESS_KEY SECRET_KEY (a server that takes fixed keys, such as s3s-fs in benches/s3.sh),
+no IAM user is made and those keys sign everything.
 """
 import json
 import sys
@@ -24,12 +26,15 @@ def main():
     spec = json.load(sys.stdin)
     endpoint, region = spec["endpoint"], spec.get("region", "us-east-1")
     cfg = Config(retries={"max_attempts": 1}, s3={"addressing_style": "path"})
-    iam = boto3.client("iam", endpoint_url=endpoint, region_name=region, config=cfg,
-                       aws_access_key_id="bootstrap", aws_secret_access_key="bootstrap")
-    iam.create_user(UserName="jobdl")
-    policy = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
-    iam.put_user_policy(UserName="jobdl", PolicyName="all", PolicyDocument=json.dumps(policy))
-    key = iam.create_access_key(UserName="jobdl")["AccessKey"]
+    if len(sys.argv) == 3:
+        key = {"AccessKeyId": sys.argv[1], "SecretAccessKey": sys.argv[2]}
+    else:
+        iam = boto3.client("iam", endpoint_url=endpoint, region_name=region, config=cfg,
+                           aws_access_key_id="bootstrap", aws_secret_access_key="bootstrap")
+        iam.create_user(UserName="jobdl")
+        policy = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
+        iam.put_user_policy(UserName="jobdl", PolicyName="all", PolicyDocument=json.dumps(policy))
+        key = iam.create_access_key(UserName="jobdl")["AccessKey"]
     s3 = boto3.client("s3", endpoint_url=endpoint, region_name=region, config=cfg,
                       aws_access_key_id=key["AccessKeyId"], aws_secret_access_key=key["SecretAccessKey"])
     for b in spec.get("buckets", []):
