@@ -242,7 +242,7 @@ pub struct JobArgs {
     #[command(flatten)]
     pub source: SourceArgs,
     /// Azure cloud: AzureCloud, AzureUSGovernment or AzureChinaCloud.
-    #[arg(long, env = crate::env::AZURE_CLOUD, value_name = "NAME", default_value = "AzureCloud")]
+    #[arg(long, env = crate::env::AZURE_CLOUD, value_name = "NAME", default_value = crate::hosts::Cloud::DEFAULT_NAME)]
     pub cloud: String,
     /// Kubeflow: read the API bearer token from PATH (e.g. the in-cluster service-account token
     /// /var/run/secrets/kubeflow/pipelines/token) instead of JOBDL_ACCESS_TOKEN.
@@ -305,7 +305,7 @@ pub struct JobsArgs {
     #[command(flatten)]
     pub source: SourceArgs,
     /// Azure cloud: AzureCloud, AzureUSGovernment or AzureChinaCloud.
-    #[arg(long, env = crate::env::AZURE_CLOUD, value_name = "NAME", default_value = "AzureCloud")]
+    #[arg(long, env = crate::env::AZURE_CLOUD, value_name = "NAME", default_value = crate::hosts::Cloud::DEFAULT_NAME)]
     pub cloud: String,
     /// Kubeflow: read the API bearer token from PATH instead of JOBDL_ACCESS_TOKEN.
     #[arg(long, value_name = "PATH")]
@@ -540,7 +540,7 @@ pub struct VerifyArgs {
     #[command(flatten)]
     pub source: SourceArgs,
     /// With --remote: Azure cloud.
-    #[arg(long, env = crate::env::AZURE_CLOUD, value_name = "NAME", default_value = "AzureCloud")]
+    #[arg(long, env = crate::env::AZURE_CLOUD, value_name = "NAME", default_value = crate::hosts::Cloud::DEFAULT_NAME)]
     pub cloud: String,
     /// With --remote: Kubeflow API bearer token file (as for `download`).
     #[arg(long, value_name = "PATH")]
@@ -577,7 +577,7 @@ pub struct CpArgs {
     /// Destination directory.
     pub dir: PathBuf,
     /// Azure cloud whose storage hosts are allowed.
-    #[arg(long, env = crate::env::AZURE_CLOUD, value_name = "NAME", default_value = "AzureCloud")]
+    #[arg(long, env = crate::env::AZURE_CLOUD, value_name = "NAME", default_value = crate::hosts::Cloud::DEFAULT_NAME)]
     pub cloud: String,
     /// S3-compatible storage (s3:// URLs).
     #[command(flatten)]

@@ -83,7 +83,7 @@ const fn knob(name: &'static str, env: &'static str, default: &'static str) -> K
 }
 
 /// The cloud names accepted by `cloud`.
-pub const CLOUDS: &[&str] = &["AzureCloud", "AzureUSGovernment", "AzureChinaCloud"];
+pub const CLOUDS: &[&str] = &crate::hosts::Cloud::NAMES;
 /// The values of `color`.
 pub const COLORS: &[&str] = &["auto", "always", "never"];
 
@@ -121,7 +121,13 @@ pub const KEYS: &[Key] = &[
         None,
     ),
     key("kfp_namespace", Kind::Text, Some(("namespace", "--namespace")), Some(crate::env::JOBDL_KFP_NAMESPACE), None),
-    key("cloud", Kind::Choice(CLOUDS), Some(("cloud", "--cloud")), Some(crate::env::AZURE_CLOUD), Some("AzureCloud")),
+    key(
+        "cloud",
+        Kind::Choice(CLOUDS),
+        Some(("cloud", "--cloud")),
+        Some(crate::env::AZURE_CLOUD),
+        Some(crate::hosts::Cloud::DEFAULT_NAME),
+    ),
     key("destination", Kind::Template, Some(("path", "--path")), None, Some("./{job}")),
     key(
         "parallel",

@@ -21,6 +21,15 @@ pub enum Cloud {
 /// All clouds, in the order shown in messages.
 const CLOUDS: [Cloud; 3] = [Cloud::AzureCloud, Cloud::AzureUSGovernment, Cloud::AzureChinaCloud];
 
+impl Cloud {
+    /// The cloud used when none is named.
+    pub const DEFAULT: Cloud = Cloud::AzureCloud;
+    /// The name of [`Self::DEFAULT`] (the `--cloud` default).
+    pub const DEFAULT_NAME: &'static str = Cloud::DEFAULT.name();
+    /// Every cloud's name, in the order shown in messages.
+    pub const NAMES: [&'static str; 3] = [CLOUDS[0].name(), CLOUDS[1].name(), CLOUDS[2].name()];
+}
+
 impl std::str::FromStr for Cloud {
     type Err = String;
 
@@ -70,7 +79,7 @@ impl Cloud {
     }
 
     /// The canonical name (`AzureCloud`, `AzureUSGovernment`, `AzureChinaCloud`).
-    pub fn name(&self) -> &'static str {
+    pub const fn name(&self) -> &'static str {
         match self {
             Cloud::AzureCloud => "AzureCloud",
             Cloud::AzureUSGovernment => "AzureUSGovernment",
