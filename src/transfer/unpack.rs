@@ -58,7 +58,7 @@ pub struct Limits {
 impl Default for Limits {
     /// 200× and 1 TiB. Real ML archives (logs, checkpoints, metrics, already-compressed weights)
     /// gzip 1×–20×, text logs up to ~50×; DEFLATE itself cannot exceed ~1032×, and a bomb is
-    /// built near that (the 4 GiB one of issue 18 is 770×). 1 TiB is more than any archive a
+    /// built near that (4 GiB of zeros gzips about 770×). 1 TiB is more than any archive a
     /// service streams through its API as one response body.
     fn default() -> Self {
         Limits { max_ratio: 200, max_bytes: 1 << 40 }
