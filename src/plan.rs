@@ -33,6 +33,9 @@ pub struct Plan {
     pub archives: Vec<ArchiveTask>,
     /// The folder each output's files land in (`DEST/artifacts`, `DEST/named-outputs/NAME`).
     pub outputs: Vec<std::path::PathBuf>,
+    /// The filter every archive's entries pass, shared, so that which `--include` matched an
+    /// entry is known once the archives are unpacked.
+    pub entry_filter: Option<std::sync::Arc<std::sync::Mutex<Filter>>>,
 }
 
 /// A remote archive whose entries are unpacked into `dir` (entries pass the path rules there).
@@ -118,6 +121,21 @@ impl Filter {
     }
 }
 
+/// The `--include` globs of `files` that matched no file, nor (with archives) an entry `entries`
+/// kept.
+pub fn unmatched_includes(files: &Filter, entries: Option<&std::sync::Mutex<Filter>>) -> Vec<String> {
+    let by_entries: Option<Vec<String>> = entries.map(|f| match f.lock() {
+        Ok(f) => f.unmatched_includes().into_iter().map(String::from).collect(),
+        Err(p) => p.into_inner().unmatched_includes().into_iter().map(String::from).collect(),
+    });
+    files
+        .unmatched_includes()
+        .into_iter()
+        .filter(|g| by_entries.as_ref().is_none_or(|e| e.iter().any(|u| u == g)))
+        .map(String::from)
+        .collect()
+}
+
 fn compile(globs: &[String], flag: &str) -> Result<Option<globset::GlobSet>, Error> {
     if globs.is_empty() {
         return Ok(None);
@@ -172,11 +190,14 @@ impl Plan {
     /// The filter of the entries of an archive whose directory is `archive` within the output
     /// placed under `subdir`: an entry is matched as a file of that output at `archive/<entry>`
     /// would be. `None` when no glob was given.
-    fn entry_filter(&self, subdir: &str, archive: &str) -> Option<crate::transfer::EntryFilter> {
+    fn entry_filter(&mut self, subdir: &str, archive: &str) -> Option<crate::transfer::EntryFilter> {
         if self.filter.is_empty() {
             return None;
         }
-        let filter = std::sync::Mutex::new(self.filter.clone());
+        let filter = self
+            .entry_filter
+            .get_or_insert_with(|| std::sync::Arc::new(std::sync::Mutex::new(self.filter.clone())))
+            .clone();
         let (subdir, archive) = (subdir.to_string(), archive.trim_matches('/').to_string());
         Some(crate::transfer::EntryFilter(std::sync::Arc::new(move |entry: &str| {
             let rel = if archive.is_empty() { entry.to_string() } else { format!("{archive}/{entry}") };
@@ -185,6 +206,12 @@ impl Plan {
                 Err(p) => p.into_inner().keeps_in(&subdir, &rel),
             }
         })))
+    }
+
+    /// The `--include` globs that matched no planned file and (once the archives are unpacked)
+    /// no archive entry.
+    pub fn unmatched_includes(&self) -> Vec<String> {
+        unmatched_includes(&self.filter, self.entry_filter.as_deref())
     }
 
     /// Add the files of one output, placed under `subdir` (`artifacts`, `named-outputs/x`, or `""`).

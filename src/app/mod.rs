@@ -66,13 +66,17 @@ async fn lock(
 }
 
 /// Warn (stderr and the `--json` notes) about each `--include` that matched no file of the plan.
-/// An archive's entries are known only once it is unpacked, so with archives in the plan an
-/// include may still match some: nothing is said then.
+/// An archive's entries are known only once it is unpacked, so with archives in the plan this
+/// waits for the run ([`execute_pass`] calls it again after unpacking).
 pub(crate) fn warn_unmatched_includes(plan: &Plan) {
     if !plan.archives.is_empty() {
         return;
     }
-    for g in plan.filter.unmatched_includes() {
+    warn_unmatched(&plan.unmatched_includes());
+}
+
+fn warn_unmatched(globs: &[String]) {
+    for g in globs {
         crate::report::notice(&format!(
             "warning: --include '{g}' matched no file (a glob matches a path relative to its output, \
              e.g. 'logs/**', or as jobdl prints it, e.g. 'artifacts/logs/**'; `jobdl ls` lists them)"
@@ -299,6 +303,8 @@ pub(crate) async fn execute_pass(
     // Archives (KFP v1 `:read` artifacts) are tasks of the same run: each counts as one file in
     // the progress until its entries are known.
     let mut tasks: Vec<transfer::Task> = tasks.into_iter().map(transfer::Task::File).collect();
+    // With archives, which `--include` matched is known once their entries were seen.
+    let include_check = (!plan.archives.is_empty()).then(|| (plan.filter.clone(), plan.entry_filter.clone()));
     tasks.extend(plan.archives.into_iter().map(|a| {
         transfer::Task::Archive(transfer::ArchiveTask {
             display: a.display,
@@ -312,6 +318,11 @@ pub(crate) async fn execute_pass(
     }));
     let mut outcome = transfer::run(client, &common.transfer, &root_dir, tasks, reporter.clone(), cancel).await;
     reporter.finish();
+    if let Some((files, entries)) = include_check
+        && !outcome.interrupted
+    {
+        warn_unmatched(&crate::plan::unmatched_includes(&files, entries.as_deref()));
+    }
     // Staged folders whose files all verified move into place; the files of the others stay
     // staged, unrecorded, until a later pass completes their folder.
     let done: Vec<&transfer::FileOutcome> = outcome.files.iter().chain(settled.iter()).collect();

@@ -787,4 +787,25 @@ fn v1_archive_entries_are_filtered_and_recorded_for_verify() {
         .map(|f| f["path"].as_str().unwrap())
         .collect();
     assert_eq!(bad, ["named-outputs/train/model/model.bin"]);
+
+    // An --include is judged against the entries too, once they are known: one that matched an
+    // entry is not reported, one that matched nothing is.
+    let out = w.jobdl(&[
+        "download",
+        run,
+        "--all-outputs",
+        "-p",
+        "v1i",
+        "--include",
+        "artifacts/train/*.log",
+        "--include",
+        "nothing/**",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--include 'nothing/**' matched no file"), "{err}");
+    assert!(!err.contains("'artifacts/train/*.log' matched no file"), "{err}");
+    let got = tree(&w.dest("v1i"));
+    let landed: Vec<&str> = got.keys().map(String::as_str).filter(|k| !k.starts_with(".jobdl/")).collect();
+    assert_eq!(landed, ["artifacts/train/main.log"]);
 }
