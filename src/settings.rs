@@ -83,6 +83,17 @@ fn env_duration(name: &str, default: Duration) -> Result<Duration, Error> {
     }
 }
 
+/// The built-in default of setting `name` as the key table ([`KEYS`]) states it: one source for
+/// what `config show` prints and what is used. A unit test checks every default parses.
+fn table_default(name: &str) -> &'static str {
+    KEYS.iter().find(|k| k.name == name).and_then(|k| k.default).unwrap_or("")
+}
+
+/// [`table_default`] of a duration setting.
+fn default_duration(name: &str) -> Duration {
+    parse_duration(table_default(name), name).unwrap_or_default()
+}
+
 /// A timing knob: the configuration file's value when it set one, else the environment's.
 fn knob(file: Option<Duration>, name: &str, default: Duration) -> Result<Duration, Error> {
     match file {
@@ -138,22 +149,37 @@ impl Common {
         if parallel == 0 || parallel > 256 {
             return Err(Error::usage("--parallel must be between 1 and 256"));
         }
-        let retries = args.retries.unwrap_or(10);
+        let retries = match args.retries {
+            Some(n) => n,
+            None => table_default("retries").parse().unwrap_or(1),
+        };
         if retries == 0 {
             return Err(Error::usage("--retries must be at least 1"));
         }
         let idle_timeout = match &args.idle_timeout {
             Some(s) => parse_duration(s, "--idle-timeout")?,
-            None => Duration::from_secs(120),
+            None => default_duration("idle_timeout"),
         };
         if idle_timeout.is_zero() {
             return Err(Error::usage("--idle-timeout must be more than 0"));
         }
         let base = RetryConfig {
             attempts: retries,
-            base_delay: knob(args.knobs.retry_base_delay, env::JOBDL_RETRY_BASE_DELAY, Duration::from_millis(500))?,
-            max_delay: knob(args.knobs.retry_max_delay, env::JOBDL_RETRY_MAX_DELAY, Duration::from_secs(30))?,
-            retry_after_cap: knob(args.knobs.retry_after_cap, env::JOBDL_RETRY_AFTER_CAP, Duration::from_secs(120))?,
+            base_delay: knob(
+                args.knobs.retry_base_delay,
+                env::JOBDL_RETRY_BASE_DELAY,
+                default_duration("retry_base_delay"),
+            )?,
+            max_delay: knob(
+                args.knobs.retry_max_delay,
+                env::JOBDL_RETRY_MAX_DELAY,
+                default_duration("retry_max_delay"),
+            )?,
+            retry_after_cap: knob(
+                args.knobs.retry_after_cap,
+                env::JOBDL_RETRY_AFTER_CAP,
+                default_duration("retry_after_cap"),
+            )?,
         };
         let mut hosts: Vec<String> = args.allow_host.clone();
         if let Some(v) = env::var(env::JOBDL_ALLOW_HOSTS) {
@@ -224,14 +250,14 @@ impl Common {
             idle_timeout,
             lock_timeout: match &args.lock_timeout {
                 Some(s) => parse_duration(s, "--lock-timeout")?,
-                None => Duration::ZERO,
+                None => default_duration("lock_timeout"),
             },
             allow,
             access_token: crate::env::var(env::JOBDL_ACCESS_TOKEN),
             json: args.json,
             quiet: args.quiet,
             verbose: args.verbose,
-            poll_interval: knob(args.knobs.poll_interval, env::JOBDL_POLL_INTERVAL, Duration::from_secs(10))?,
+            poll_interval: knob(args.knobs.poll_interval, env::JOBDL_POLL_INTERVAL, default_duration("poll_interval"))?,
             progress_interval: env_duration(env::JOBDL_PROGRESS_INTERVAL, Duration::from_secs(10))?,
             max_list_entries: max_list_entries(args.knobs.max_list_entries)?,
             overwrite,
@@ -792,6 +818,35 @@ fn connection_ceiling(most: usize) -> usize {
 mod tests {
     use super::*;
     use clap::Parser;
+
+    #[test]
+    fn the_key_table_states_the_defaults_that_are_used() {
+        // Every stated default parses as its kind says.
+        for k in KEYS {
+            let Some(d) = k.default else { continue };
+            match k.kind {
+                crate::config::Kind::Duration { .. } => assert!(parse_duration(d, k.name).is_ok(), "{}: {d}", k.name),
+                crate::config::Kind::Size => assert!(parse_size(d, k.name).is_ok(), "{}: {d}", k.name),
+                crate::config::Kind::Int { min, max } => {
+                    assert!(d.parse::<u64>().is_ok_and(|n| (min..=max).contains(&n)), "{}: {d}", k.name)
+                }
+                _ => {}
+            }
+        }
+        // The engine keeps its own defaults: the table states the same values.
+        let engine = TransferConfig::default();
+        let archive = crate::transfer::Limits::default();
+        let stated = |name: &str| table_default(name);
+        assert_eq!(parse_size(stated("min_speed"), "min_speed").unwrap(), engine.min_rate.bytes_per_sec);
+        assert_eq!(default_duration("min_speed_time"), engine.min_rate.window);
+        assert_eq!(parse_size(stated("chunk_size"), "chunk_size").unwrap(), engine.chunk_size);
+        assert_eq!(stated("archive_max_ratio").parse::<u64>().unwrap(), archive.max_ratio);
+        assert_eq!(parse_size(stated("archive_max_bytes"), "archive_max_bytes").unwrap(), archive.max_bytes);
+        assert_eq!(stated("max_list_entries").parse::<usize>().unwrap(), DEFAULT_MAX_LIST_ENTRIES);
+        assert_eq!(stated("parallel").parse::<usize>().unwrap(), engine.parallel);
+        assert_eq!(stated("retries"), "10");
+        assert_eq!(default_duration("retry_base_delay"), Duration::from_millis(500));
+    }
 
     fn args(argv: &[&str]) -> JobArgs {
         let mut full = vec!["jobdl", "download", "job-1"];
