@@ -46,6 +46,9 @@ pub enum Command {
     ///   jobdl download job-123 --allow-running --include 'user_logs/**'   # a running job's logs
     ///   jobdl download job-123 -p /shared/job-123 --shard 0/4          # node 0 of 4
     ///   jobdl download job-123 --follow --poll-interval 30s           # pull while it runs
+    ///   jobdl download job-1 job-2 job-3 -p ./runs                    # ./runs/job-1/, ./runs/job-2/ ...
+    ///   jobdl download --experiment my-exp --status completed --limit 5 -p ./runs
+    #[command(mut_arg("job", |a| a.required(false).default_value("").hide_default_value(true).index(1)))]
     Download(DownloadArgs),
     #[command(verbatim_doc_comment)]
     /// Print the plan (output, path, size, MD5 known?) without downloading anything.
@@ -345,6 +348,10 @@ impl LsArgs {
     pub fn to_download(&self) -> DownloadArgs {
         DownloadArgs {
             target: self.job.clone(),
+            more_jobs: Vec::new(),
+            experiment: None,
+            status: Vec::new(),
+            limit: 0,
             outputs: self.outputs.clone(),
             all_outputs: self.all_outputs,
             path: None,
@@ -360,6 +367,7 @@ impl LsArgs {
             best: None,
             filter: self.filter.clone(),
             transfer: self.transfer.clone(),
+            destination_template: None,
         }
     }
 }
@@ -460,11 +468,27 @@ pub struct Knobs {
 }
 
 /// `jobdl download`.
-#[derive(Debug, Args)]
+#[derive(Debug, Args, Clone)]
 pub struct DownloadArgs {
     /// The job and where it lives.
     #[command(flatten)]
     pub target: JobArgs,
+    /// More jobs to download in the same run. With several jobs each lands in DIR/<JOB>/ (DIR:
+    /// -p, default the current directory) with its own manifest; one that fails does not stop
+    /// the others (exit 6 at the end).
+    #[arg(value_name = "JOB", index = 2)]
+    pub more_jobs: Vec<String>,
+    /// Download the newest runs of this experiment (MLflow, Azure ML, Foundry) instead of named
+    /// jobs, each into DIR/<JOB>/; see --status and --limit.
+    #[arg(long, value_name = "NAME")]
+    pub experiment: Option<String>,
+    /// With --experiment: only runs in this status (repeatable or a comma list; the words of
+    /// `jobdl jobs --status`, e.g. completed).
+    #[arg(long, value_name = "STATUS", value_delimiter = ',', requires = "experiment")]
+    pub status: Vec<String>,
+    /// With --experiment: at most N runs, newest first.
+    #[arg(long, value_name = "N", default_value_t = 20, requires = "experiment")]
+    pub limit: usize,
     /// Download this named output (repeatable); `default` means the default artifacts.
     #[arg(long = "output", value_name = "NAME")]
     pub outputs: Vec<String>,
@@ -521,6 +545,10 @@ pub struct DownloadArgs {
     /// Transfer options.
     #[command(flatten)]
     pub transfer: TransferArgs,
+    /// The configured destination template (`destination` in a configuration file) when no
+    /// -p/--path was given: several jobs each expand it with their own name (not a flag).
+    #[arg(skip)]
+    pub destination_template: Option<String>,
 }
 
 /// `jobdl verify`.

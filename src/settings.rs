@@ -638,6 +638,7 @@ impl Resolved {
                 {
                     let home = crate::env::var_os(crate::env::HOME).map(PathBuf::from);
                     a.path = Some(crate::config::expand_destination(&t.text(), &a.target.job, home.as_deref()));
+                    a.destination_template = Some(t.text());
                 }
             }
             Command::Ls(a) => {

@@ -55,6 +55,12 @@ pub(crate) fn check_destination(path: Option<&std::path::Path>) -> Result<(), Er
 pub async fn download(args: DownloadArgs, printer: Printer, cancel: CancellationToken) -> Result<u8, Error> {
     let started = Instant::now();
     check_destination(args.path.as_deref())?;
+    if super::many::is_many(&args) {
+        return super::many::download_many(args, printer, cancel, started).await;
+    }
+    if args.target.job.is_empty() {
+        return Err(Error::usage("give the JOB to download (or several, or --experiment NAME)"));
+    }
     let best = args.best.as_deref().map(crate::best::parse_spec).transpose()?;
     if args.follow {
         if best.is_some() {
@@ -80,7 +86,18 @@ pub async fn download(args: DownloadArgs, printer: Printer, cancel: Cancellation
         printer.dry_run(&r.root, &r.plan, &actions, job_ref);
         return Ok(if r.plan.failures.is_empty() { 0 } else { crate::error::EXIT_FILES_FAILED });
     }
-    let request = crate::manifest::Request {
+    let session = Session {
+        partial: r.partial,
+        shard: r.shard,
+        request: Some(request(&args, best_folder)),
+        ..Session::new(&r.common, &r.client, printer, started, cancel, r.source)
+    };
+    execute(session, &r.root, r.plan, job_ref).await
+}
+
+/// What a download asked for, as its manifest records it (for `verify --remote`).
+pub(super) fn request(args: &DownloadArgs, best_folder: Option<String>) -> crate::manifest::Request {
+    crate::manifest::Request {
         outputs: args.outputs.clone(),
         all_outputs: args.all_outputs,
         // A `--best` download is its checkpoint folder (what `verify --remote` lists again).
@@ -89,14 +106,7 @@ pub async fn download(args: DownloadArgs, printer: Printer, cancel: Cancellation
             _ => args.filter.include.clone(),
         },
         exclude: args.filter.exclude.clone(),
-    };
-    let session = Session {
-        partial: r.partial,
-        shard: r.shard,
-        request: Some(request),
-        ..Session::new(&r.common, &r.client, printer, started, cancel, r.source)
-    };
-    execute(session, &r.root, r.plan, job_ref).await
+    }
 }
 
 /// Everything `download` knows before it transfers a byte (shared with `ls`).

@@ -3,7 +3,8 @@
 use super::download::{Located, locate_source};
 use crate::cli::{DownloadArgs, FilterArgs, JobsArgs};
 use crate::error::Error;
-use crate::provider::jobs::{JobQuery, StatusFilter};
+use crate::provider::Provider;
+use crate::provider::jobs::{JobList, JobQuery, StatusFilter};
 use crate::report::Printer;
 use tokio_util::sync::CancellationToken;
 
@@ -11,6 +12,11 @@ use tokio_util::sync::CancellationToken;
 pub async fn jobs(args: JobsArgs, printer: Printer, cancel: CancellationToken) -> Result<u8, Error> {
     let dl = DownloadArgs {
         target: args.to_job_args(),
+        more_jobs: Vec::new(),
+        experiment: None,
+        status: Vec::new(),
+        limit: 0,
+        destination_template: None,
         outputs: Vec::new(),
         all_outputs: false,
         path: None,
@@ -28,16 +34,38 @@ pub async fn jobs(args: JobsArgs, printer: Printer, cancel: CancellationToken) -
         shard: None,
     };
     let Located { common, provider, .. } = locate_source(&dl)?;
-    let (statuses, unknown) = StatusFilter::new(&args.status);
+    let query = JobQuery {
+        limit: args.limit,
+        statuses: status_filter(&args.status, &printer),
+        max_entries: common.max_list_entries.max(1),
+        experiment: None,
+    };
+    let list = list(&provider, &query, &printer, &cancel).await?;
+    printer.jobs(&list.jobs);
+    Ok(0)
+}
+
+/// `--status` words as a filter; a word no source uses is matched as written, with a warning.
+pub(super) fn status_filter(raw: &[String], printer: &Printer) -> StatusFilter {
+    let (statuses, unknown) = StatusFilter::new(raw);
     for w in unknown {
         printer.note(&format!(
             "warning: --status '{}' is not a status jobdl knows for any source; matched as written",
             crate::plan::printable(&w)
         ));
     }
-    let query = JobQuery { limit: args.limit, statuses, max_entries: common.max_list_entries.max(1) };
+    statuses
+}
+
+/// The jobs `query` selects, newest first; says when the `max_list_entries` cap ended the scan.
+pub(super) async fn list(
+    provider: &Provider,
+    query: &JobQuery,
+    printer: &Printer,
+    cancel: &CancellationToken,
+) -> Result<JobList, Error> {
     let list = tokio::select! {
-        l = provider.list_jobs(&query) => l?,
+        l = provider.list_jobs(query) => l?,
         _ = cancel.cancelled() => return Err(Error::Interrupted),
     };
     if let Some(n) = list.capped {
@@ -46,6 +74,5 @@ pub async fn jobs(args: JobsArgs, printer: Printer, cancel: CancellationToken) -
              JOBDL_MAX_LIST_ENTRIES or max_list_entries in jobdl.toml)"
         ));
     }
-    printer.jobs(&list.jobs);
-    Ok(0)
+    Ok(list)
 }

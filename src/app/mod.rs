@@ -6,6 +6,7 @@ mod download;
 mod follow;
 mod jobs;
 mod ls;
+mod many;
 mod show;
 mod stage;
 mod verify;

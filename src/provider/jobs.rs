@@ -106,6 +106,16 @@ pub struct JobQuery {
     /// Most jobs examined (the `max_list_entries` setting): a filter that matches little stops
     /// here instead of reading a workspace's whole history.
     pub max_entries: usize,
+    /// Only jobs of this experiment (its name, as listed; `download --experiment`).
+    pub experiment: Option<String>,
+}
+
+impl JobQuery {
+    /// Whether `job` is one the query selects (status and experiment).
+    fn selects(&self, job: &JobSummary) -> bool {
+        self.statuses.matches(&job.status)
+            && self.experiment.as_ref().is_none_or(|e| job.experiment.as_deref() == Some(e.as_str()))
+    }
 }
 
 /// The rows found, and why the listing stopped early (if it did).
@@ -122,7 +132,7 @@ impl JobList {
     /// Take one listed job; `true` when the listing can stop (enough rows, or the cap).
     pub fn take(&mut self, job: JobSummary, q: &JobQuery) -> bool {
         self.examined += 1;
-        if q.statuses.matches(&job.status) && self.jobs.len() < q.limit {
+        if q.selects(&job) && self.jobs.len() < q.limit {
             self.jobs.push(job);
         }
         if self.jobs.len() >= q.limit {
@@ -210,7 +220,7 @@ mod tests {
 
     fn q(limit: usize, statuses: &[&str], max: usize) -> JobQuery {
         let raw: Vec<String> = statuses.iter().map(|s| s.to_string()).collect();
-        JobQuery { limit, statuses: StatusFilter::new(&raw).0, max_entries: max }
+        JobQuery { limit, statuses: StatusFilter::new(&raw).0, max_entries: max, experiment: None }
     }
 
     #[test]
@@ -244,6 +254,23 @@ mod tests {
         assert!(!l.take(job("a", "Completed"), &query));
         assert!(l.take(job("b", "Completed"), &query));
         assert_eq!(l.capped, Some(2));
+    }
+
+    #[test]
+    fn an_experiment_selects_its_jobs_only() {
+        let job = |n: &str, e: Option<&str>| JobSummary {
+            name: n.into(),
+            status: "Completed".into(),
+            experiment: e.map(str::to_string),
+            ..JobSummary::default()
+        };
+        let query = JobQuery { experiment: Some("exp-b".into()), ..q(5, &["completed"], 100) };
+        let mut l = JobList::default();
+        for j in [job("a", Some("exp-a")), job("b", Some("exp-b")), job("c", None), job("d", Some("exp-b"))] {
+            l.take(j, &query);
+        }
+        let names: Vec<&str> = l.jobs.iter().map(|j| j.name.as_str()).collect();
+        assert_eq!(names, ["b", "d"]);
     }
 
     #[test]

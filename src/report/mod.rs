@@ -2,11 +2,13 @@
 //! the one-line summary and the `--json` document. The only module that prints to stdout.
 mod config;
 mod listing;
+mod many;
 mod progress;
 pub mod term;
 
 pub use config::config_json;
 pub use listing::{LsRow, jobs_json, ls_json, raw, show_json};
+pub use many::{ManyJob, ManySummary, many_json};
 pub use progress::{ProgressMode, ProgressReporter, progress_line};
 
 use crate::error::Error;

@@ -27,6 +27,7 @@ mod hostile;
 mod jobs;
 mod kfp;
 mod manifest;
+mod many;
 mod mlflow;
 mod mlflow_real;
 mod proxy;

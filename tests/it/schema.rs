@@ -105,6 +105,14 @@ fn download_cp_and_error_documents_match_the_schema() {
     assert_kind(&cp, "result", &run);
     assert!(cp["job"].is_null());
 
+    // Several jobs, one of them not found and one with a failed file: one result document with a
+    // section per job.
+    let run = env.run(&["download", "job-123", "no-such-job", "job-badmd5", "-p", "many", "--json"]);
+    let many = run_doc(&run, 6);
+    assert_kind(&many, "result", &run);
+    assert_eq!(many["jobs"].as_array().map(Vec::len), Some(3), "{run}");
+    assert!(many["jobs"][1]["error"].is_object() && many["jobs"][2]["outcome"] == "failed", "{run}");
+
     // --dry-run: the plan document.
     let run = env.run(&["download", "job-123", "--all-outputs", "--dry-run", "-p", "dry", "--json"]);
     let dry = run_doc(&run, 6);

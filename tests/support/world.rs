@@ -146,6 +146,8 @@ pub struct JobFixture {
     pub properties: Value,
     /// Path B run history: `runMetadata.outputs` (`{name: {assetId, type}}`).
     pub run_outputs: Value,
+    /// `properties.experimentName` in the job listings.
+    pub experiment_name: String,
 }
 
 #[derive(Clone, Debug)]
@@ -349,6 +351,7 @@ impl JobFixture {
             job_type: "Command".to_string(),
             properties: json!({}),
             run_outputs: json!({}),
+            experiment_name: "exp-a".to_string(),
         }
     }
 }

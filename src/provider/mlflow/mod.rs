@@ -336,6 +336,11 @@ impl Mlflow {
                 None => break,
             }
         }
+        // `--experiment` names one by its name or its id: only its runs are searched.
+        if let Some(wanted) = &q.experiment {
+            experiments.retain(|(id, name)| id == wanted || name.as_ref() == Some(wanted));
+        }
+        let q = &super::jobs::JobQuery { experiment: None, ..q.clone() };
         if experiments.is_empty() {
             return Ok(list);
         }

@@ -28,7 +28,7 @@ pub(super) fn list(shared: &Shared, incoming: &Incoming, arm: bool) -> Reply {
                 "properties": {
                     "jobType": job_type,
                     "status": shared.status(&j.name, false),
-                    "experimentName": "exp-a",
+                    "experimentName": j.experiment_name,
                     "displayName": format!("{} display", j.name),
                 },
                 "systemData": {"createdAt": format!("2026-01-15T{:02}:{:02}:00Z", 10 + i / 60, i % 60)},
