@@ -31,10 +31,46 @@ pub const GAIN: f64 = 1.15;
 const PROPORTIONAL: f64 = 0.8;
 /// Where the second proportional step jumps to at once; doubling steps climb beyond it.
 const JUMP_TO: usize = 32;
+/// Files under way per connection the budget allows.
+const FILES_PER_CONNECTION: usize = 2;
 /// Ticks before the first probe.
 const WARMUP_TICKS: u32 = 2;
 /// Ticks after a change before its effect is judged (new connections must open and ramp up).
 const SETTLE_TICKS: u32 = 1;
+/// Fewest requests per second before their rate counts as a measure of work: below it (a few big
+/// ranged requests) only bytes say whether a step paid.
+const MIN_REQUEST_RATE: f64 = 16.0;
+
+/// One tick's throughput: payload bytes and requests answered, each per second.
+///
+/// Bytes alone undervalue small files: far from the data a 4 KiB file costs a round trip, not
+/// its bytes, so a step that answers twice the requests of a mix (a model and 500 logs) moves
+/// few more bytes and would look as if it did not pay. A step pays when either grew.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Rate {
+    /// Bytes per second.
+    pub bytes: f64,
+    /// Requests answered (response headers received) per second.
+    pub requests: f64,
+}
+
+impl Rate {
+    fn mean(self, other: Rate) -> Rate {
+        Rate { bytes: (self.bytes + other.bytes) / 2.0, requests: (self.requests + other.requests) / 2.0 }
+    }
+
+    fn is_idle(self) -> bool {
+        self.bytes <= 0.0 && self.requests <= 0.0
+    }
+
+    /// How much more work `self` does than `before`: the larger of the byte ratio and, when
+    /// `before` answered enough requests for their rate to mean something, the request ratio.
+    fn growth_over(self, before: Rate) -> f64 {
+        let bytes = if before.bytes > 0.0 { self.bytes / before.bytes } else { 0.0 };
+        let requests = if before.requests >= MIN_REQUEST_RATE { self.requests / before.requests } else { 0.0 };
+        bytes.max(requests)
+    }
+}
 
 /// Ticks to wait before judging a step when a request takes `latency` to its response headers:
 /// a new connection needs about three of those (handshake, request, first bytes) to carry data.
@@ -61,7 +97,7 @@ pub struct Climber {
     level: usize,
     ceiling: usize,
     /// Rate before the pending step, and the step's size.
-    pending: Option<(f64, usize)>,
+    pending: Option<(Rate, usize)>,
     /// Size of the next step: half the start at first, doubled after each step that paid, like
     /// TCP's slow start.
     next_step: usize,
@@ -69,9 +105,11 @@ pub struct Climber {
     /// Ticks a step needs before its effect shows: longer far from the data, where a new
     /// connection takes round trips to open and to bring its first byte ([`settle_ticks`]).
     settle: u32,
-    frozen: bool,
+    /// Set when a step did not pay: the rate then. The climb resumes only when the work changes
+    /// character ([`CHANGED`]: a plan's big file done and its small files left, or the reverse).
+    frozen: Option<Rate>,
     /// The previous sample (the rate before a step is the mean of the last two).
-    prev: f64,
+    prev: Option<Rate>,
     /// Steps taken so far, and steps kept.
     probes: u32,
     kept: u32,
@@ -89,8 +127,8 @@ impl Climber {
             next_step,
             since_change: 0,
             settle: SETTLE_TICKS,
-            frozen: false,
-            prev: 0.0,
+            frozen: None,
+            prev: None,
             probes: 0,
             kept: 0,
         }
@@ -106,20 +144,31 @@ impl Climber {
         self.level
     }
 
-    /// One sample: `rate` (bytes/s over the last tick) and whether requests were waiting.
-    pub fn sample(&mut self, rate: f64, waiting: bool) -> Step {
+    /// One sample: the last tick's `rate` and whether requests were waiting.
+    pub fn sample(&mut self, rate: Rate, waiting: bool) -> Step {
         self.since_change += 1;
-        let smoothed = if self.prev > 0.0 { (self.prev + rate) / 2.0 } else { rate };
-        self.prev = rate;
+        let smoothed = match self.prev {
+            Some(prev) if !prev.is_idle() => prev.mean(rate),
+            _ => rate,
+        };
+        self.prev = Some(rate);
         // The first probe waits for the transfer to settle (connections opening, the first
         // chunk), so that a slow start is not mistaken for a low rate that any step would beat.
         let settle = if self.probes == 0 { WARMUP_TICKS.max(self.settle + 1) } else { self.settle };
-        if self.frozen || self.since_change <= settle {
+        if let Some(then) = self.frozen
+            && changed(then, rate)
+        {
+            self.frozen = None;
+            self.next_step = (self.level / 2).max(2);
+            self.since_change = 0;
+        }
+        if self.frozen.is_some() || self.since_change <= settle {
             return Step::Hold;
         }
         if let Some((before, step)) = self.pending.take() {
-            if rate < before * GAIN {
-                self.frozen = true;
+            let growth = rate.growth_over(before);
+            if growth < GAIN {
+                self.frozen = Some(smoothed);
                 self.level -= step;
                 self.since_change = 0;
                 return Step::Shrink(step);
@@ -129,7 +178,7 @@ impl Climber {
             // doubling, which would spend most of a 1 GiB download climbing.
             // Only after a first step that paid, so one noisy sample cannot open 32 connections.
             let before_level = (self.level - step) as f64;
-            let proportional = rate >= before * (1.0 + PROPORTIONAL * step as f64 / before_level);
+            let proportional = growth >= 1.0 + PROPORTIONAL * step as f64 / before_level;
             self.next_step = if proportional && self.kept >= 1 {
                 // Up to JUMP_TO at once (a capped link), then doubling: far from the data, small
                 // files need a connection per round trip in flight, and each doubling is judged.
@@ -139,7 +188,7 @@ impl Climber {
             };
             self.kept += 1;
         }
-        if !waiting || self.level >= self.ceiling || rate <= 0.0 {
+        if !waiting || self.level >= self.ceiling || rate.is_idle() {
             return Step::Hold;
         }
         let step = self.next_step.min(self.ceiling - self.level);
@@ -149,6 +198,18 @@ impl Climber {
         self.since_change = 0;
         Step::Grow(step)
     }
+}
+
+/// How many times more requests (or bytes) per second than when the climb stopped mark work of
+/// another character, worth a new climb.
+const CHANGED: f64 = 2.0;
+
+/// Whether `now` is work of another character than `then`: many more requests answered (small
+/// files after a big one), or many more bytes (a big file after small ones).
+fn changed(then: Rate, now: Rate) -> bool {
+    let requests = now.requests >= MIN_REQUEST_RATE && now.requests >= CHANGED * then.requests;
+    let bytes = then.bytes > 0.0 && now.bytes >= CHANGED * then.bytes;
+    requests || bytes
 }
 
 /// Whether the tick's pieces show that this machine, not the network, sets the pace: nearly
@@ -183,6 +244,11 @@ pub(crate) struct Budget {
     pub waited: AtomicU64,
     /// Time from a request to its response headers, microseconds, smoothed (0: none yet).
     latency_us: AtomicU64,
+    /// Requests answered so far (for the throughput samples).
+    answered: AtomicU64,
+    /// Files under way: twice the connections allowed, so the next file's setup overlaps the
+    /// current requests while the files still start in the plan's order (see [`Self::start_file`]).
+    starts: Semaphore,
     ceiling: usize,
 }
 
@@ -198,6 +264,8 @@ impl Budget {
             ready: AtomicU64::new(0),
             waited: AtomicU64::new(0),
             latency_us: AtomicU64::new(0),
+            answered: AtomicU64::new(0),
+            starts: Semaphore::new(FILES_PER_CONNECTION * start),
             ceiling: ceiling.max(start),
         }
     }
@@ -212,13 +280,26 @@ impl Budget {
         self.level.load(Ordering::Relaxed)
     }
 
-    /// One request's time to its response headers (a moving average of the last ~8; a race
-    /// between two requests loses one sample, which does not matter).
-    pub fn note_latency(&self, d: Duration) {
+    /// One request answered after `d` to its response headers: counted for the throughput
+    /// samples, and its time kept as a moving average of the last ~8 (a race between two
+    /// requests loses one time sample, which does not matter).
+    pub fn note_answer(&self, d: Duration) {
+        self.answered.fetch_add(1, Ordering::Relaxed);
         let x = u64::try_from(d.as_micros()).unwrap_or(u64::MAX).max(1);
         let old = self.latency_us.load(Ordering::Relaxed);
         let new = if old == 0 { x } else { (old.saturating_mul(7).saturating_add(x)) / 8 };
         self.latency_us.store(new, Ordering::Relaxed);
+    }
+
+    /// Wait for a file's turn to start; hold the permit until the file is done.
+    ///
+    /// Connections are handed out first come, first served, so a file started early but whose
+    /// first request comes late (a big file opens its part file and reads its resume record
+    /// first) would otherwise queue behind every small file of the plan, and its other chunks
+    /// behind them again: the biggest file, planned first, would end last. Starting files only
+    /// as fast as the budget can serve them keeps the plan's order.
+    pub async fn start_file(&self) -> Option<SemaphorePermit<'_>> {
+        self.starts.acquire().await.ok()
     }
 
     /// Take a connection (waits while all are in use). `None` once the run is closing.
@@ -235,7 +316,7 @@ impl Budget {
             return;
         }
         let mut climber = Climber::new(start, self.ceiling);
-        let mut last = self.bytes.load(Ordering::Relaxed);
+        let mut last = (self.bytes.load(Ordering::Relaxed), self.answered.load(Ordering::Relaxed));
         let mut pieces = (0, 0);
         let mut clock = tokio::time::interval(TICK);
         clock.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -246,8 +327,9 @@ impl Budget {
                 _ = cancel.cancelled() => return,
             }
             climber.set_settle(settle_ticks(Duration::from_micros(self.latency_us.load(Ordering::Relaxed))));
-            let now = self.bytes.load(Ordering::Relaxed);
-            let rate = (now - last) as f64 / TICK.as_secs_f64();
+            let now = (self.bytes.load(Ordering::Relaxed), self.answered.load(Ordering::Relaxed));
+            let per_sec = |a: u64, b: u64| a.saturating_sub(b) as f64 / TICK.as_secs_f64();
+            let rate = Rate { bytes: per_sec(now.0, last.0), requests: per_sec(now.1, last.1) };
             last = now;
             let seen = (self.ready.load(Ordering::Relaxed), self.waited.load(Ordering::Relaxed));
             let local = local_bound(seen.0 - pieces.0, seen.1 - pieces.1);
@@ -257,9 +339,15 @@ impl Budget {
                 Step::Grow(n) => {
                     crate::log::log(
                         2,
-                        format!("connections: {} (throughput {:.0} MiB/s)", climber.level(), rate / 1048576.0),
+                        format!(
+                            "connections: {} (throughput {:.0} MiB/s, {:.0} requests/s)",
+                            climber.level(),
+                            rate.bytes / 1048576.0,
+                            rate.requests
+                        ),
                     );
                     self.sem.add_permits(n);
+                    self.starts.add_permits(FILES_PER_CONNECTION * n);
                     self.level.fetch_add(n, Ordering::Relaxed);
                 }
                 Step::Shrink(n) => {
@@ -283,8 +371,12 @@ impl Budget {
 mod tests {
     use super::*;
 
+    fn bytes(b: f64) -> Rate {
+        Rate { bytes: b, requests: 0.0 }
+    }
+
     fn run(c: &mut Climber, rates: &[f64]) -> Vec<Step> {
-        rates.iter().map(|&r| c.sample(r, true)).collect()
+        rates.iter().map(|&r| c.sample(bytes(r), true)).collect()
     }
 
     #[test]
@@ -294,7 +386,7 @@ mod tests {
         let mut grown = Vec::new();
         for _ in 0..40 {
             let rate = 64.0 * c.level() as f64;
-            if let Step::Grow(n) = c.sample(rate, true) {
+            if let Step::Grow(n) = c.sample(bytes(rate), true) {
                 grown.push(n);
             }
         }
@@ -309,7 +401,7 @@ mod tests {
         let mut grown = Vec::new();
         for _ in 0..60 {
             let rate = 10.0 * c.level() as f64;
-            if let Step::Grow(n) = c.sample(rate, true) {
+            if let Step::Grow(n) = c.sample(bytes(rate), true) {
                 grown.push(n);
             }
         }
@@ -320,12 +412,56 @@ mod tests {
         let mut last = Step::Hold;
         for _ in 0..60 {
             let rate = 10.0 * c.level().min(64) as f64;
-            let s = c.sample(rate, true);
+            let s = c.sample(bytes(rate), true);
             if s != Step::Hold {
                 last = s;
             }
         }
         assert_eq!((last, c.level()), (Step::Shrink(64), 64));
+    }
+
+    #[test]
+    fn small_files_far_from_the_data_pay_in_requests_not_bytes() {
+        // A model's chunks keep the bytes flat while each connection added answers its share of
+        // the logs' requests (one per round trip): the requests show that the step paid.
+        let mut c = Climber::new(8, 256);
+        let mut grown = Vec::new();
+        for _ in 0..60 {
+            let rate = Rate { bytes: 500e6, requests: 10.0 * c.level() as f64 };
+            if let Step::Grow(n) = c.sample(rate, true) {
+                grown.push(n);
+            }
+        }
+        assert_eq!(grown, [4, 8, 12, 32, 64, 128]);
+        // Too few requests for their rate to mean anything: bytes alone decide (and did not grow).
+        let mut c = Climber::new(8, 256);
+        let steps: Vec<Step> = (0..12)
+            .map(|_| c.sample(Rate { bytes: 500e6, requests: MIN_REQUEST_RATE / 2.0 * c.level() as f64 / 8.0 }, true))
+            .collect();
+        assert!(steps.contains(&Step::Shrink(4)), "{steps:?}");
+        assert_eq!(c.level(), 8);
+    }
+
+    #[test]
+    fn a_stopped_climb_resumes_when_small_files_follow_a_big_one() {
+        // A big file fills the link: the first step does not pay and the climb stops.
+        let mut c = Climber::new(8, 256);
+        let big = Rate { bytes: 250e6, requests: 8.0 };
+        let steps: Vec<Step> = (0..8).map(|_| c.sample(big, true)).collect();
+        assert!(steps.contains(&Step::Shrink(4)), "{steps:?}");
+        assert_eq!(c.level(), 8);
+        // The same work goes on: no new probe.
+        assert!((0..8).all(|_| c.sample(big, true) == Step::Hold));
+        // Then only small files are left, one request per round trip per connection: the climb
+        // starts again and pays in requests.
+        let mut grown = Vec::new();
+        for _ in 0..40 {
+            let rate = Rate { bytes: 1e6, requests: 10.0 * c.level() as f64 };
+            if let Step::Grow(n) = c.sample(rate, true) {
+                grown.push(n);
+            }
+        }
+        assert!(c.level() >= 64, "{grown:?}");
     }
 
     #[test]
@@ -343,7 +479,7 @@ mod tests {
                     Some(g) if t >= g + 3 => c.level(),
                     _ => 8,
                 };
-                let s = c.sample(10.0 * level as f64, true);
+                let s = c.sample(bytes(10.0 * level as f64), true);
                 if matches!(s, Step::Grow(_)) && grown_at.is_none() {
                     grown_at = Some(t);
                 }
@@ -393,11 +529,11 @@ mod tests {
     fn no_climb_without_waiting_requests_or_above_the_ceiling() {
         let mut c = Climber::new(8, 32);
         for _ in 0..10 {
-            assert_eq!(c.sample(500.0, false), Step::Hold);
+            assert_eq!(c.sample(bytes(500.0), false), Step::Hold);
         }
         let mut fixed = Climber::new(8, 8);
         for _ in 0..10 {
-            assert_eq!(fixed.sample(500.0, true), Step::Hold);
+            assert_eq!(fixed.sample(bytes(500.0), true), Step::Hold);
         }
         // The last step is cut to fit under the ceiling.
         let mut near = Climber::new(31, 32);

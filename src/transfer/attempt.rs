@@ -102,7 +102,7 @@ pub(super) async fn send_logged(
     let asked = std::time::Instant::now();
     let sent = rb.send().await;
     if sent.is_ok() {
-        ctx.budget.note_latency(asked.elapsed());
+        ctx.budget.note_answer(asked.elapsed());
     }
     if let Some(u) = &shown {
         let outcome = match &sent {

@@ -382,15 +382,17 @@ pub async fn run(
             Task::Archive(_) => None, // an archive makes its own directories durable
         })
         .collect();
-    // Tasks do not hold a connection themselves; each request takes one from the budget.
-    // Twice as many tasks as connections are open so the next one's setup overlaps.
+    // Tasks do not hold a connection themselves; each request takes one from the budget. The
+    // budget also paces how many tasks are under way (`start_file`), in the plan's order.
     let results: Vec<Option<(Vec<FileOutcome>, Vec<Verified>)>> = futures_util::stream::iter(tasks)
         .map(|task| {
             let ctx = ctx.clone();
             async move {
-                if ctx.cancel.is_cancelled() {
-                    return None;
-                }
+                let _turn = tokio::select! {
+                    biased;
+                    _ = ctx.cancel.cancelled() => return None,
+                    t = ctx.budget.start_file() => t,
+                };
                 match task {
                     Task::File(task) => {
                         let (outcome, verified) = tokio::select! {
