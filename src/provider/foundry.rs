@@ -182,6 +182,14 @@ impl Foundry {
         self.call(reqwest::Method::GET, url, None).await
     }
 
+    /// Every logged value of `metric` of the job's run, from the Azure ML tracking service the
+    /// job names (`download --best`), with an ARM-audience token (the token the tracking service
+    /// takes; the project token's audience is the project host).
+    pub async fn metric_history(&self, job: &Job, metric: &str) -> Result<Vec<crate::best::MetricPoint>, Error> {
+        let scope = crate::auth::arm_scope(self.allow.cloud());
+        super::tracking::metric_history(&self.meta, &self.tokens, &self.allow, &scope, job, metric).await
+    }
+
     /// GET the job.
     pub async fn get_job(&self, name: &str) -> Result<Job, Error> {
         let url = self.url(&format!("jobs/{}", enc(name)), API_VERSION, &[]);
@@ -654,6 +662,10 @@ pub fn parse_job(name: &str, v: &Value) -> Result<Job, Error> {
         outputs,
         job_type: str_ci(props, "jobType").unwrap_or("").to_string(),
         created: crate::provider::timestamp(get_ci(v, "systemData").and_then(|d| str_ci(d, "createdAt"))),
+        tracking: get_ci(props, "services")
+            .and_then(|sv| get_ci(sv, "Tracking"))
+            .and_then(|t| str_ci(t, "endpoint"))
+            .map(str::to_string),
         ..Job::default()
     })
 }

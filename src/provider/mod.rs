@@ -11,6 +11,7 @@ pub mod foundry;
 pub mod jobs;
 pub mod kfp;
 pub mod mlflow;
+pub mod tracking;
 
 use crate::error::Error;
 use crate::http::CallError;
@@ -47,6 +48,9 @@ pub struct Job {
     /// What the user must not miss that reading the job's outputs turned up (printed and listed
     /// in `--json` notes by the app, as [`Resolved::notes`]).
     pub notes: Vec<String>,
+    /// Azure ML / Foundry: the job's MLflow tracking endpoint (`properties.services.Tracking.endpoint`),
+    /// verbatim: hostile until [`tracking::base`] has validated it.
+    pub tracking: Option<String>,
 }
 
 /// An RFC 3339 timestamp from a response, normalised to UTC (`None` when absent or malformed:
@@ -346,14 +350,18 @@ impl Provider {
         }
     }
 
-    /// Every logged value of a metric of the job (`download --best`): MLflow's metric history.
-    /// The other sources are refused with a usage error (exit 2) before anything is fetched.
+    /// Every logged value of a metric of the job (`download --best`): MLflow's metric history,
+    /// from the tracking server (MLflow) or from the Azure ML tracking service the job names
+    /// (Azure ML, Foundry). Kubeflow runs keep no metric history jobdl can read: a usage error
+    /// (exit 2) before anything is fetched.
     pub async fn metric_history(&self, job: &Job, metric: &str) -> Result<Vec<crate::best::MetricPoint>, Error> {
         match self {
             Provider::Mlflow(m) => m.metric_history(&job.name, metric).await,
-            Provider::Foundry(_) | Provider::AzureMl(_) | Provider::Kfp(_) => Err(Error::usage(
-                "--best reads the job's metric history from an MLflow tracking server or Databricks \
-                 (--mlflow-uri); it is not available for Foundry, Azure ML or Kubeflow jobs yet: pick the \
+            Provider::AzureMl(a) => a.metric_history(job, metric).await,
+            Provider::Foundry(f) => f.metric_history(job, metric).await,
+            Provider::Kfp(_) => Err(Error::usage(
+                "--best reads the job's logged metric history, which Kubeflow Pipelines runs do not keep in a \
+                 form jobdl reads (it works for MLflow, Databricks, Azure ML and Foundry jobs): pick the \
                  checkpoint with --include '<folder>/**'",
             )),
         }

@@ -15,6 +15,7 @@ mod architecture;
 mod archive;
 mod azureml;
 mod azurite;
+mod best_azure;
 mod beyond;
 mod cli;
 mod emulator_selftest;

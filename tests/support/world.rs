@@ -77,6 +77,11 @@ pub struct World {
     /// minted) is refused with 403 `KeyBasedAuthenticationNotPermitted` (recording
     /// `test_pipeline_job_download`); bearer requests work as usual.
     pub key_auth_disabled: Vec<String>,
+    /// Tracking service (`/mlflow/v1.0/<W>/api/2.0/mlflow/metrics/get-history`): job → metric
+    /// key → `(step, value)` history, served two values a page.
+    pub metrics: BTreeMap<String, BTreeMap<String, Vec<(i64, f64)>>>,
+    /// The job JSON's `properties.services.Tracking.endpoint` instead of the emulator's own.
+    pub tracking_endpoint: Option<String>,
 }
 
 /// The model-credentials POST bodies the emulator accepts.

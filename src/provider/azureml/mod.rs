@@ -218,6 +218,13 @@ impl AzureMl {
         Ok(job)
     }
 
+    /// Every logged value of `metric` of the job's run, from the tracking service the job names
+    /// (`download --best`), with the ARM token.
+    pub async fn metric_history(&self, job: &Job, metric: &str) -> Result<Vec<crate::best::MetricPoint>, Error> {
+        let i = &self.inner;
+        super::tracking::metric_history(&i.meta, &i.tokens, &i.allow, &i.arm_scope, job, metric).await
+    }
+
     /// The workspace's recent jobs (`GET …/jobs`, paged by `nextLink`), newest first.
     pub async fn list_jobs(&self, q: &super::jobs::JobQuery) -> Result<super::jobs::JobList, Error> {
         let what = format!("job listing of {}", self.ws_display());

@@ -127,6 +127,82 @@ fn mlflow_pages() -> Pages {
     Pages::new("next_page_token", MAX_PAGES)
 }
 
+/// `<base>/<path>?<query>`: an MLflow REST call URL on the tracking base (never another origin).
+fn endpoint_at(base: &Url, path: &str, query: &[(&str, &str)]) -> Url {
+    let mut u = base.clone();
+    u.set_path(&format!("{}/{path}", base.path().trim_end_matches('/')));
+    if !query.is_empty() {
+        u.query_pairs_mut().extend_pairs(query);
+    }
+    u
+}
+
+/// Where a run's metric history is read: an MLflow REST base (a tracking server, or Azure ML's
+/// MLflow-compatible tracking service) and the `Authorization` value that base takes.
+pub struct HistoryAt<'a> {
+    /// The metadata client.
+    pub meta: &'a MetaClient,
+    /// The REST base (`…/api/2.0/mlflow/…` is appended); every call stays on its origin.
+    pub base: &'a Url,
+    /// The `Authorization` header value (secret), sent only to `base`.
+    pub auth: Option<&'a str>,
+    /// Most values accepted (the `max_list_entries` limit).
+    pub max_entries: usize,
+}
+
+/// Every logged value of `metric` for run `run_id` (`download --best`): `metrics/get-history`
+/// on `at.base`, page by page. A value the server sends as a string (`"NaN"`, `"Infinity"`) is
+/// read as the number it names; an entry without a step or value is skipped. `fatal` maps a
+/// failed call (with what was being read) to the run-ending error of the caller's source.
+pub async fn metric_history_at(
+    at: &HistoryAt<'_>,
+    run_id: &str,
+    metric: &str,
+    fatal: impl Fn(CallError, &str) -> Error,
+) -> Result<Vec<crate::best::MetricPoint>, Error> {
+    let what = format!("MLflow metric '{metric}' of run '{run_id}'");
+    let number = |v: Option<&Value>| match v {
+        Some(Value::Number(n)) => n.as_f64(),
+        Some(Value::String(s)) => s.trim().parse::<f64>().ok(),
+        _ => None,
+    };
+    let integer = |v: Option<&Value>| match v {
+        Some(Value::Number(n)) => n.as_i64(),
+        Some(Value::String(s)) => s.trim().parse::<i64>().ok(),
+        _ => None,
+    };
+    let mut points = Vec::new();
+    let mut token: Option<String> = None;
+    let mut pages = mlflow_pages();
+    loop {
+        let mut query = vec![("run_id", run_id), ("metric_key", metric), ("max_results", HISTORY_PAGE)];
+        if let Some(t) = &token {
+            query.push(("page_token", t.as_str()));
+        }
+        let url = endpoint_at(at.base, METRICS_HISTORY, &query);
+        let req = JsonRequest { method: reqwest::Method::GET, url, bearer: None, body: None, features: None };
+        let page = at.meta.json_authorized(&req, at.auth).await.map_err(|e| fatal(e, &what))?;
+        if !page.is_object() {
+            return Err(Error::Protocol(format!("{what}: malformed page (not an object)")));
+        }
+        for m in page.get("metrics").and_then(Value::as_array).into_iter().flatten() {
+            // A server without a step records 0 (MLflow's default).
+            let step = if m.get("step").is_some() { integer(m.get("step")) } else { Some(0) };
+            if let (Some(step), Some(value)) = (step, number(m.get("value"))) {
+                let timestamp = integer(m.get("timestamp")).unwrap_or(0);
+                points.push(crate::best::MetricPoint { step, value, timestamp });
+            }
+            if points.len() > at.max_entries {
+                return Err(Error::Protocol(format!("{what}: {}", too_many(at.max_entries))));
+            }
+        }
+        match next_token(&page, &mut pages, &what)? {
+            Some(t) => token = Some(t),
+            None => return Ok(points),
+        }
+    }
+}
+
 /// Read the fields jobdl uses from a `runs/get` response.
 pub fn parse_run(run_id: &str, v: &Value) -> Result<Job, Error> {
     let info = v
@@ -170,12 +246,7 @@ impl Mlflow {
     }
 
     fn endpoint(&self, path: &str, query: &[(&str, &str)]) -> Url {
-        let mut u = self.target.base.clone();
-        u.set_path(&format!("{}/{path}", self.target.base.path().trim_end_matches('/')));
-        if !query.is_empty() {
-            u.query_pairs_mut().extend_pairs(query);
-        }
-        u
+        endpoint_at(&self.target.base, path, query)
     }
 
     /// The `Authorization` value for the tracking host (secret), if any.
@@ -252,52 +323,17 @@ impl Mlflow {
         parse_run(run_id, &v)
     }
 
-    /// Every logged value of `metric` for the run (`download --best`): `metrics/get-history`,
-    /// page by page. A value the server sends as a string (`"NaN"`, `"Infinity"`) is read as the
-    /// number it names; an entry without a step or value is skipped.
+    /// Every logged value of `metric` for the run (`download --best`): [`metric_history_at`] on
+    /// this tracking server with its credentials.
     pub async fn metric_history(&self, run_id: &str, metric: &str) -> Result<Vec<crate::best::MetricPoint>, Error> {
         let auth = self.authorization().await?;
-        let what = format!("MLflow metric '{metric}' of run '{run_id}'");
-        let number = |v: Option<&Value>| match v {
-            Some(Value::Number(n)) => n.as_f64(),
-            Some(Value::String(s)) => s.trim().parse::<f64>().ok(),
-            _ => None,
+        let at = HistoryAt {
+            meta: &self.meta,
+            base: &self.target.base,
+            auth: auth.as_deref(),
+            max_entries: self.max_entries,
         };
-        let integer = |v: Option<&Value>| match v {
-            Some(Value::Number(n)) => n.as_i64(),
-            Some(Value::String(s)) => s.trim().parse::<i64>().ok(),
-            _ => None,
-        };
-        let mut points = Vec::new();
-        let mut token: Option<String> = None;
-        let mut pages = mlflow_pages();
-        loop {
-            let mut query = vec![("run_id", run_id), ("metric_key", metric), ("max_results", HISTORY_PAGE)];
-            if let Some(t) = &token {
-                query.push(("page_token", t.as_str()));
-            }
-            let url = self.endpoint(METRICS_HISTORY, &query);
-            let page =
-                self.call(reqwest::Method::GET, url, None, auth.as_deref()).await.map_err(|e| self.fatal(e, &what))?;
-            if !page.is_object() {
-                return Err(Error::Protocol(format!("{what}: malformed page (not an object)")));
-            }
-            for m in page.get("metrics").and_then(Value::as_array).into_iter().flatten() {
-                // A server without a step records 0 (MLflow's default).
-                let step = if m.get("step").is_some() { integer(m.get("step")) } else { Some(0) };
-                if let (Some(step), Some(value)) = (step, number(m.get("value"))) {
-                    let timestamp = integer(m.get("timestamp")).unwrap_or(0);
-                    points.push(crate::best::MetricPoint { step, value, timestamp });
-                }
-                if points.len() > self.max_entries {
-                    return Err(Error::Protocol(format!("{what}: {}", too_many(self.max_entries))));
-                }
-            }
-            match next_token(&page, &mut pages, &what)? {
-                Some(t) => token = Some(t),
-                None => return Ok(points),
-            }
-        }
+        metric_history_at(&at, run_id, metric, |e, what| self.fatal(e, what)).await
     }
 
     /// The server's recent runs (`jobdl jobs`): the active experiments from `experiments/search`,

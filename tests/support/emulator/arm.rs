@@ -143,7 +143,8 @@ pub(super) fn arm_job(shared: &Shared, job: &str) -> Reply {
             "displayName": fixture.name,
             "properties": fixture.properties,
             "outputs": fixture.outputs,
-            "services": {"Studio": {"jobServiceType": "Studio", "endpoint": format!("https://ml.azure.com/runs/{job}")}},
+            "services": {"Studio": {"jobServiceType": "Studio", "endpoint": format!("https://ml.azure.com/runs/{job}")},
+                         "Tracking": {"jobServiceType": "Tracking", "endpoint": tracking::endpoint(shared)}},
         },
         "systemData": {"createdAt": "2026-01-15T10:00:00Z", "createdBy": "emulator"},
     });

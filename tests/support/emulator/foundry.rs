@@ -165,6 +165,7 @@ pub(super) fn get_job(shared: &Shared, job: &str) -> Reply {
             "experimentName": "exp-a",
             "displayName": fixture.name,
             "outputs": fixture.outputs,
+            "services": {"Tracking": {"jobServiceType": "Tracking", "endpoint": tracking::endpoint(shared)}},
         },
         "systemData": {"createdAt": "2026-01-15T10:00:00Z", "createdBy": "emulator"},
         "tags": {},

@@ -48,6 +48,7 @@ mod faults;
 mod foundry;
 mod jobs_list;
 mod sas;
+mod tracking;
 
 use arm::*;
 use blob::*;
@@ -578,6 +579,9 @@ async fn route(shared: &Shared, incoming: &Incoming, body: Body, fault: Option<&
     }
     if let Some(rest) = incoming.path.strip_prefix("/subscriptions/") {
         return arm(shared, incoming, rest, body).await;
+    }
+    if let Some(rest) = incoming.path.strip_prefix("/mlflow/v1.0/subscriptions/") {
+        return tracking::route(shared, incoming, rest);
     }
     if incoming.path == "/discovery" {
         return discovery(shared, incoming);
