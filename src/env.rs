@@ -61,6 +61,8 @@ pub const JOBDL_ARM_ENDPOINT: &str = "JOBDL_ARM_ENDPOINT";
 pub const JOBDL_STORAGE_ENDPOINT: &str = "JOBDL_STORAGE_ENDPOINT";
 /// Try the instance metadata service even where no managed-identity endpoint is advertised.
 pub const JOBDL_TRY_IMDS: &str = "JOBDL_TRY_IMDS";
+/// `1`: speak HTTP/2 to servers that offer it (the default is HTTP/1.1 only).
+pub const JOBDL_HTTP2: &str = "JOBDL_HTTP2";
 /// The number of shards beside Kubernetes' `JOB_COMPLETION_INDEX` (`--shard auto`).
 pub const JOBDL_SHARD_COUNT: &str = "JOBDL_SHARD_COUNT";
 

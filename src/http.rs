@@ -30,13 +30,23 @@ pub const MAX_XML_DEPTH: usize = 64;
 /// bundle, which `SSL_CERT_FILE`/`SSL_CERT_DIR` replace as in OpenSSL), plus the certificates of
 /// `SSL_CERT_FILE` and `SSL_CERT_DIR` added here, so they are trusted on every platform. An
 /// unreadable or empty bundle is a configuration error (exit 2) naming the file.
+///
+/// HTTP/1.1 only, unless `JOBDL_HTTP2=1` ([`http2_allowed`]) offers HTTP/2 in the TLS handshake
+/// (ALPN). Over HTTP/2 every request to a host shares one TCP connection, so a large file's
+/// parallel ranged chunks share one flow-control window and one per-connection rate cap, where
+/// HTTP/1.1 gives each chunk its own connection (the pool is bounded by the engine's budget and
+/// `pool_max_idle_per_host`).
 pub fn build_client(idle: Duration) -> Result<reqwest::Client, Error> {
+    let http2 = http2_allowed(crate::env::var(crate::env::JOBDL_HTTP2).as_deref())?;
     let roots =
         extra_roots(crate::env::var_os(crate::env::SSL_CERT_FILE), crate::env::var_os(crate::env::SSL_CERT_DIR))?;
     // Only the proxies of `proxies` (this also turns off reqwest's own reading of the variables).
     let mut builder = reqwest::Client::builder().no_proxy();
     for proxy in proxies(&crate::env::var)? {
         builder = builder.proxy(proxy);
+    }
+    if !http2 {
+        builder = builder.http1_only();
     }
     builder
         .user_agent(concat!("jobdl/", env!("CARGO_PKG_VERSION")))
@@ -49,6 +59,16 @@ pub fn build_client(idle: Duration) -> Result<reqwest::Client, Error> {
         .tls_certs_merge(roots)
         .build()
         .map_err(|e| Error::Io(format!("cannot build the HTTP client: {}", describe_chain(&e))))
+}
+
+/// `JOBDL_HTTP2`: `1`/`true`/`yes` lets HTTP/2 in, `0`/`false`/`no` or unset keeps HTTP/1.1;
+/// anything else is a configuration error (exit 2).
+fn http2_allowed(value: Option<&str>) -> Result<bool, Error> {
+    match value.map(|v| v.trim().to_ascii_lowercase()).as_deref() {
+        None | Some("" | "0" | "false" | "no") => Ok(false),
+        Some("1" | "true" | "yes") => Ok(true),
+        Some(_) => Err(Error::usage(format!("invalid {}: expected 1 or 0", crate::env::JOBDL_HTTP2))),
+    }
 }
 
 /// Whether a `NO_PROXY` value turns every proxy off (an entry that is just `*`).

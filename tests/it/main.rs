@@ -25,6 +25,7 @@ mod first_contact;
 mod follow;
 mod fuzz;
 mod hostile;
+mod http2;
 mod jobs;
 mod kfp;
 mod manifest;
