@@ -98,7 +98,13 @@ pub struct ManySummary<'a> {
 impl Printer {
     /// A job that failed before or instead of its transfer (the others go on).
     pub fn job_failed(&self, job: &str, e: &Error) {
-        let line = format!("error: job '{job}': {e}");
+        // Most errors already name the job; the prefix is for those that do not.
+        let message = e.to_string();
+        let line = if message.contains(&format!("'{job}'")) {
+            format!("error: {message}")
+        } else {
+            format!("error: job '{job}': {message}")
+        };
         eprintln!("{}", crate::log::paint(&crate::redact::redact(&line)));
         if let Some(h) = e.hint() {
             eprintln!("{}", crate::log::paint(&crate::redact::redact(&format!("hint: {h}"))));

@@ -109,7 +109,11 @@ fn a_missing_or_running_job_fails_alone_and_the_run_exits_6() {
     let running = section(doc, "job-r");
     assert_eq!(running["error"]["code"], "job_not_terminal", "{running}");
     assert_eq!(doc["totals"]["jobs_failed"], 2);
-    assert!(run.stderr.contains("error: job 'no-such-job':"), "{run}");
+    // One error line per failed job, naming it once.
+    let line = run.stderr.lines().find(|l| l.starts_with("error:") && l.contains("'no-such-job'"));
+    assert_eq!(line.map(|l| l.matches("'no-such-job'").count()), Some(1), "{run}");
+    let line = run.stderr.lines().find(|l| l.starts_with("error:") && l.contains("'job-r'"));
+    assert_eq!(line.map(|l| l.matches("'job-r'").count()), Some(1), "{run}");
     assert!(run.stderr.contains("2 of 3 jobs failed"), "{run}");
 
     // --allow-running lets the running job through, as for one job.
