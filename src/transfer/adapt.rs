@@ -31,8 +31,9 @@ pub const GAIN: f64 = 1.15;
 const PROPORTIONAL: f64 = 0.8;
 /// Where the second proportional step jumps to at once; doubling steps climb beyond it.
 const JUMP_TO: usize = 32;
-/// Files under way per connection the budget allows.
-const FILES_PER_CONNECTION: usize = 2;
+/// Files under way per connection the budget allows: small files spend much of their time
+/// opening, syncing and renaming, not holding a connection, so a connection serves several.
+const FILES_PER_CONNECTION: usize = 8;
 /// Ticks before the first probe.
 const WARMUP_TICKS: u32 = 2;
 /// Ticks after a change before its effect is judged (new connections must open and ramp up).
@@ -246,8 +247,9 @@ pub(crate) struct Budget {
     latency_us: AtomicU64,
     /// Requests answered so far (for the throughput samples).
     answered: AtomicU64,
-    /// Files under way: twice the connections allowed, so the next file's setup overlaps the
-    /// current requests while the files still start in the plan's order (see [`Self::start_file`]).
+    /// Files under way: [`FILES_PER_CONNECTION`] per connection allowed, so other files' setup and
+    /// publication (fsync, rename) overlap the requests while the files still start in the
+    /// plan's order (see [`Self::start_file`]).
     starts: Semaphore,
     ceiling: usize,
 }
