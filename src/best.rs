@@ -32,7 +32,7 @@ pub fn parse_spec(raw: &str) -> Result<BestSpec, Error> {
     let bad = || {
         Error::usage(format!(
             "--best '{}': expected METRIC:min or METRIC:max (e.g. --best eval_loss:min)",
-            crate::plan::printable(raw)
+            crate::safepath::printable(raw)
         ))
     };
     let (metric, goal) = raw.trim().rsplit_once(':').ok_or_else(bad)?;

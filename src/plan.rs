@@ -4,7 +4,7 @@
 //! No I/O.
 use crate::error::Error;
 use crate::provider::Listing;
-use crate::safepath::{collision_key, safe_relative_path};
+use crate::safepath::{collision_key, printable, safe_relative_path};
 use crate::transfer::FileTask;
 use std::collections::HashMap;
 use std::path::Path;
@@ -160,11 +160,6 @@ fn compile(globs: &[String], flag: &str) -> Result<Option<globset::GlobSet>, Err
         }
     }
     b.build().map(Some).map_err(|e| Error::usage(format!("invalid {flag} glob: {e}")))
-}
-
-/// Printable form of a hostile name (control characters escaped).
-pub fn printable(s: &str) -> String {
-    s.chars().flat_map(char::escape_debug).collect()
 }
 
 impl Plan {
@@ -414,11 +409,6 @@ mod tests {
         let before = seen.len();
         seen.dedup();
         assert_eq!((before, seen.len()), (11, 11), "{seen:?}");
-    }
-
-    #[test]
-    fn printable_escapes_control_characters() {
-        assert_eq!(printable("a\nb\u{7}"), "a\\nb\\u{7}");
     }
 
     #[test]

@@ -234,6 +234,11 @@ fn display(p: &str) -> String {
     out
 }
 
+/// Printable form of a hostile name (control characters escaped), for messages and tables.
+pub fn printable(s: &str) -> String {
+    s.chars().flat_map(char::escape_debug).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -407,5 +412,10 @@ mod tests {
                 prop_assert!(matches!(comps[0], Component::Normal(_)));
             }
         }
+    }
+
+    #[test]
+    fn printable_escapes_control_characters() {
+        assert_eq!(printable("a\nb\u{7}"), "a\\nb\\u{7}");
     }
 }

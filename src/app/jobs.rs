@@ -51,7 +51,7 @@ pub(super) fn status_filter(raw: &[String], printer: &Printer) -> StatusFilter {
     for w in unknown {
         printer.note(&format!(
             "warning: --status '{}' is not a status jobdl knows for any source; matched as written",
-            crate::plan::printable(&w)
+            crate::safepath::printable(&w)
         ));
     }
     statuses

@@ -360,12 +360,12 @@ impl Foundry {
                     format!(
                         "per-path content info answered HTTP {}; listing the prefix '{}' instead",
                         e.status().unwrap_or_default(),
-                        crate::plan::printable(path)
+                        crate::safepath::printable(path)
                     ),
                 );
                 let want = normalise(path);
                 let url = self.history(job, exp, "artifacts/prefix/contentinfo", &[("path", path)]);
-                match self.paged(url, &format!("content info of '{}'", crate::plan::printable(path))).await {
+                match self.paged(url, &format!("content info of '{}'", crate::safepath::printable(path))).await {
                     Ok(items) => Ok(items
                         .iter()
                         .find(|i| str_ci(i, "path").is_some_and(|p| normalise(p) == want))

@@ -181,7 +181,7 @@ where
 
 /// A non-empty string field in printable form.
 pub fn text(v: Option<&Value>) -> Option<String> {
-    v.and_then(Value::as_str).map(str::trim).filter(|s| !s.is_empty()).map(crate::plan::printable)
+    v.and_then(Value::as_str).map(str::trim).filter(|s| !s.is_empty()).map(crate::safepath::printable)
 }
 
 /// One job envelope of a Foundry or Azure ML listing (`name`, `properties.status`, `jobType`,

@@ -268,7 +268,7 @@ impl PlanAction {
 fn shown_path(p: &Path) -> String {
     let cwd = std::env::current_dir().ok();
     let rel = cwd.as_deref().and_then(|c| p.strip_prefix(c).ok()).filter(|r| !r.as_os_str().is_empty());
-    crate::redact::scrub(&crate::plan::printable(&rel.unwrap_or(p).display().to_string()))
+    crate::redact::scrub(&crate::safepath::printable(&rel.unwrap_or(p).display().to_string()))
 }
 
 /// The `download --dry-run --json` document (version 1).

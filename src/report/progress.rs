@@ -146,7 +146,7 @@ impl Reporter for ProgressReporter {
             && s >= BIG_FILE
         {
             let bar = m.add(ProgressBar::new(s));
-            let label = crate::plan::printable(display);
+            let label = crate::safepath::printable(display);
             let line = move |state: &ProgressState, w: &mut dyn std::fmt::Write| {
                 let text = term::file_line(&label, state.pos(), state.len().unwrap_or(0), term::stderr_width());
                 let _ = w.write_str(&text);

@@ -12,7 +12,7 @@
 //! rest still lands.
 use super::{BodyDecoder, EntryFilter, FileOutcome, FileResult, Md5Status, Verified};
 use crate::fs;
-use crate::plan::printable;
+use crate::safepath::printable;
 use crate::safepath::{collision_key, safe_relative_path};
 use md5::{Digest, Md5};
 use std::cell::RefCell;

@@ -143,7 +143,7 @@ impl Layout {
         for object in objects {
             let Some(raw_rel) = object.key.strip_prefix(run_prefix) else { continue };
             let rel = gocloud_unescape(raw_rel);
-            let shown = crate::plan::printable(&rel);
+            let shown = crate::safepath::printable(&rel);
             let segs: Vec<&str> = rel.split('/').collect();
             let (task, exec, output, path) = match segs.as_slice() {
                 [task, exec, output, rest @ ..] if is_uuid(exec) => (*task, Some(*exec), *output, rest.join("/")),
@@ -187,7 +187,7 @@ impl Layout {
     pub fn add_exact(&mut self, task: &str, output: &str, key: &str, bucket: usize, objects: Vec<S3Object>) -> usize {
         if crate::safepath::safe_component(task).and_then(|_| crate::safepath::safe_component(output)).is_err() {
             self.failures.push((
-                format!("{}/{}", crate::plan::printable(task), crate::plan::printable(output)),
+                format!("{}/{}", crate::safepath::printable(task), crate::safepath::printable(output)),
                 "unsafe task or output name; not requested".into(),
             ));
             return 0;

@@ -213,7 +213,7 @@ impl Kfp {
             return Err(Error::Protocol(format!("{what}: malformed response (not an object)")));
         }
         let status = match run.get("state").and_then(Value::as_str).map(str::trim) {
-            Some(s) if !s.is_empty() => crate::plan::printable(s),
+            Some(s) if !s.is_empty() => crate::safepath::printable(s),
             _ => "RUNTIME_STATE_UNSPECIFIED".to_string(),
         };
         if let Ok(mut m) = self.fetched.lock() {
@@ -438,7 +438,7 @@ impl Kfp {
                     let (objects, bad) = s3.list(&prefix).await.map_err(|e| s3_fatal(e, &shown))?;
                     let mut layout = Layout::group(&prefix, objects);
                     layout.failures.extend(bad.into_iter().map(|(k, reason)| {
-                        (crate::plan::printable(k.strip_prefix(prefix.as_str()).unwrap_or(&k)), reason)
+                        (crate::safepath::printable(k.strip_prefix(prefix.as_str()).unwrap_or(&k)), reason)
                     }));
                     found = Some((layout, Bucket::new(s3), prefix));
                     break;
@@ -511,7 +511,7 @@ impl Kfp {
         notes: &mut Vec<String>,
     ) -> Result<(), Error> {
         for a in artifacts {
-            let name = format!("{}/{}", crate::plan::printable(&a.task), crate::plan::printable(&a.output));
+            let name = format!("{}/{}", crate::safepath::printable(&a.task), crate::safepath::printable(&a.output));
             let Some(uri) = &a.uri else {
                 notes
                     .push(format!("note: output {name} has no URI (a value only, e.g. a metric): nothing to download"));
@@ -529,7 +529,7 @@ impl Kfp {
             if in_prefix {
                 continue;
             }
-            let shown = format!("s3://{bucket}/{}", crate::plan::printable(&key));
+            let shown = format!("s3://{bucket}/{}", crate::safepath::printable(&key));
             require_endpoint(uri, "a task output's URI", config)?;
             let index = match buckets.iter().position(|b| b.s3.bucket_name() == bucket) {
                 Some(i) => i,
@@ -758,7 +758,7 @@ fn object_uri(s3: &S3Client, key: &str, path: &str) -> String {
     let dir =
         if path.is_empty() { key } else { key.strip_suffix(path).map(|k| k.trim_end_matches('/')).unwrap_or(key) };
     let bucket = s3.bucket_name();
-    format!("s3://{bucket}/{}", crate::plan::printable(dir))
+    format!("s3://{bucket}/{}", crate::safepath::printable(dir))
 }
 
 /// Name the outputs the spec declares that have no object under the run prefix (cached
@@ -812,8 +812,8 @@ fn v1_from_manifest(wf: &Value, notes: &mut Vec<String>) -> Vec<V1Artifact> {
             if !safe {
                 notes.push(format!(
                     "warning: v1 artifact '{}' of node '{}' has an unsafe name; not read",
-                    crate::plan::printable(name),
-                    crate::plan::printable(id)
+                    crate::safepath::printable(name),
+                    crate::safepath::printable(id)
                 ));
                 continue;
             }

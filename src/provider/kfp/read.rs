@@ -4,7 +4,7 @@
 //! stream (the JSON envelope and base64 are parsed as they arrive, so memory stays bounded); the
 //! engine unpacks them (`transfer::unpack`). [`ReadBody`] hands both that decoder and the parsing
 //! of KFP error bodies to the engine, which knows nothing about KFP.
-use crate::plan::printable;
+use crate::safepath::printable;
 use crate::transfer::BodyDecoder;
 use base64::Engine;
 use std::io::{self, Read};

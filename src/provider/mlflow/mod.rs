@@ -434,7 +434,7 @@ impl Mlflow {
         let what = if dir.is_empty() {
             format!("artifact listing of run '{run_id}'")
         } else {
-            format!("artifact listing of '{}' in run '{run_id}'", crate::plan::printable(dir))
+            format!("artifact listing of '{}' in run '{run_id}'", crate::safepath::printable(dir))
         };
         let mut out = Vec::new();
         let mut token: Option<String> = None;
@@ -623,7 +623,7 @@ impl Mlflow {
                     let Ok(url) = Url::parse(uri) else {
                         crate::log::log(
                             1,
-                            format!("'{}': invalid presigned URL ignored", crate::plan::printable(path)),
+                            format!("'{}': invalid presigned URL ignored", crate::safepath::printable(path)),
                         );
                         continue;
                     };
@@ -722,7 +722,7 @@ impl Mlflow {
 
     /// The artifact path of registered model version `NAME/VERSION` inside `job`'s artifacts.
     async fn model_version_path(&self, job: &Job, spec: &str) -> Result<String, OutputError> {
-        let shown = format!("{MODEL_OUTPUT_PREFIX}{}", crate::plan::printable(spec));
+        let shown = format!("{MODEL_OUTPUT_PREFIX}{}", crate::safepath::printable(spec));
         let Some((name, version)) = spec.rsplit_once('/').filter(|(n, v)| !n.is_empty() && !v.is_empty()) else {
             return Err(OutputError::Fatal(Error::usage(format!(
                 "invalid model output '{shown}': expected {MODEL_OUTPUT_PREFIX}NAME/VERSION"
@@ -776,7 +776,7 @@ impl Mlflow {
             return Err(OutputError::Fatal(Error::NotFound(format!(
                 "run '{}' has no artifacts under '{}' (--output names a directory of the run's artifacts)",
                 job.name,
-                crate::plan::printable(path)
+                crate::safepath::printable(path)
             ))));
         }
         Ok(r)
