@@ -75,9 +75,7 @@ pub async fn metric_history(
     let at = HistoryAt { meta, base: &base, auth: Some(&auth), max_entries: crate::settings::DEFAULT_MAX_LIST_ENTRIES };
     let shown = crate::redact::url_for_display(&base);
     metric_history_at(&at, metrics_run(job), metric, |e, what| {
-        let not_found =
-            matches!(&e, crate::http::CallError::Status { code: Some(c), .. } if c == "RESOURCE_DOES_NOT_EXIST");
-        if not_found {
+        if super::mlflow::resource_missing(&e) {
             return Error::NotFound(format!("{what}: not found on {shown} ({e})"));
         }
         super::fatal_for_tokens(e, &format!("{what} on {shown}"), HINT, tokens)

@@ -100,15 +100,8 @@ impl Printer {
     pub fn job_failed(&self, job: &str, e: &Error) {
         // Most errors already name the job; the prefix is for those that do not.
         let message = e.to_string();
-        let line = if message.contains(&format!("'{job}'")) {
-            format!("error: {message}")
-        } else {
-            format!("error: job '{job}': {message}")
-        };
-        eprintln!("{}", crate::log::paint(&crate::redact::redact(&line)));
-        if let Some(h) = e.hint() {
-            eprintln!("{}", crate::log::paint(&crate::redact::redact(&format!("hint: {h}"))));
-        }
+        let line = if message.contains(&format!("'{job}'")) { message } else { format!("job '{job}': {message}") };
+        super::error_lines(&line, e.hint());
     }
 
     /// Print the per-job lines and the total line (stderr), or the JSON document (stdout).

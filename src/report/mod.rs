@@ -173,10 +173,7 @@ impl Printer {
             println!("{}", json!({"version":1,"error":{"code":e.json_code(),"message":msg,"exit_code":e.exit_code()}}));
         }
         if !self.json || !self.quiet {
-            eprintln!("{}", crate::log::paint(&format!("error: {msg}")));
-            if let Some(h) = e.hint() {
-                eprintln!("{}", crate::log::paint(&format!("hint: {h}")));
-            }
+            error_lines(&msg, e.hint());
         }
     }
 
@@ -380,6 +377,14 @@ pub fn human_bytes(n: u64) -> String {
         i += 1;
     }
     if i == 0 { format!("{n} B") } else { format!("{v:.1} {}", UNITS[i]) }
+}
+
+/// The "error: …" line and, when the error has one, its "hint: …" line on stderr (redacted).
+pub(crate) fn error_lines(message: &str, hint: Option<&str>) {
+    eprintln!("{}", crate::log::paint(&crate::redact::redact(&format!("error: {message}"))));
+    if let Some(h) = hint {
+        eprintln!("{}", crate::log::paint(&crate::redact::redact(&format!("hint: {h}"))));
+    }
 }
 
 #[cfg(test)]

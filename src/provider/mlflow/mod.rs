@@ -150,6 +150,11 @@ pub struct HistoryAt<'a> {
     pub max_entries: usize,
 }
 
+/// Whether MLflow answered that the thing asked for does not exist (`RESOURCE_DOES_NOT_EXIST`).
+pub(crate) fn resource_missing(e: &CallError) -> bool {
+    matches!(e, CallError::Status { code: Some(c), .. } if c == "RESOURCE_DOES_NOT_EXIST")
+}
+
 /// Every logged value of `metric` for run `run_id` (`download --best`): `metrics/get-history`
 /// on `at.base`, page by page. A value the server sends as a string (`"NaN"`, `"Infinity"`) is
 /// read as the number it names; an entry without a step or value is skipped. `fatal` maps a
@@ -302,8 +307,7 @@ impl Mlflow {
 
     /// Map a failed call on something everything depends on to a run-ending error.
     fn fatal(&self, e: CallError, what: &str) -> Error {
-        let not_found = matches!(&e, CallError::Status { code: Some(c), .. } if c == "RESOURCE_DOES_NOT_EXIST");
-        if not_found || e.status() == Some(404) {
+        if resource_missing(&e) || e.status() == Some(404) {
             return Error::NotFound(format!(
                 "{what}: not found on {} ({e})",
                 crate::redact::url_for_display(&self.target.base)
