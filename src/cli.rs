@@ -367,7 +367,6 @@ impl LsArgs {
             best: None,
             filter: self.filter.clone(),
             transfer: self.transfer.clone(),
-            destination_template: None,
         }
     }
 }
@@ -425,9 +424,6 @@ pub struct TransferArgs {
     /// is unset), always or never.
     #[arg(long, value_name = "WHEN", value_enum)]
     pub color: Option<ColorWhen>,
-    /// Timing knobs from a configuration file (no flags; filled by `settings`, not by clap).
-    #[arg(skip)]
-    pub knobs: Knobs,
 }
 
 /// `--color`.
@@ -439,32 +435,6 @@ pub enum ColorWhen {
     Always,
     /// Never.
     Never,
-}
-
-/// Settings a configuration file may set that have no flag. The timing knobs win over their
-/// environment variables; the limits (`min_speed*`, `archive_max_*`) rank below theirs.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Knobs {
-    /// `poll_interval` (over `JOBDL_POLL_INTERVAL`).
-    pub poll_interval: Option<std::time::Duration>,
-    /// `retry_base_delay` (over `JOBDL_RETRY_BASE_DELAY`).
-    pub retry_base_delay: Option<std::time::Duration>,
-    /// `retry_max_delay` (over `JOBDL_RETRY_MAX_DELAY`).
-    pub retry_max_delay: Option<std::time::Duration>,
-    /// `retry_after_cap` (over `JOBDL_RETRY_AFTER_CAP`).
-    pub retry_after_cap: Option<std::time::Duration>,
-    /// `min_speed` (below `JOBDL_MIN_SPEED`), bytes per second.
-    pub min_speed: Option<u64>,
-    /// `min_speed_time` (below `JOBDL_MIN_SPEED_TIME`).
-    pub min_speed_time: Option<std::time::Duration>,
-    /// `archive_max_ratio` (below `JOBDL_ARCHIVE_MAX_RATIO`).
-    pub archive_max_ratio: Option<u64>,
-    /// `archive_max_bytes` (below `JOBDL_ARCHIVE_MAX_BYTES`).
-    pub archive_max_bytes: Option<u64>,
-    /// `max_list_entries` (below `JOBDL_MAX_LIST_ENTRIES`).
-    pub max_list_entries: Option<u64>,
-    /// `chunk_size` (below `JOBDL_CHUNK_SIZE`), bytes.
-    pub chunk_size: Option<u64>,
 }
 
 /// `jobdl download`.
@@ -545,10 +515,6 @@ pub struct DownloadArgs {
     /// Transfer options.
     #[command(flatten)]
     pub transfer: TransferArgs,
-    /// The configured destination template (`destination` in a configuration file) when no
-    /// -p/--path was given: several jobs each expand it with their own name (not a flag).
-    #[arg(skip)]
-    pub destination_template: Option<String>,
 }
 
 /// `jobdl verify`.

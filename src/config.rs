@@ -88,7 +88,7 @@ pub const CLOUDS: &[&str] = &crate::hosts::Cloud::NAMES;
 pub const COLORS: &[&str] = &["auto", "always", "never"];
 
 /// Every setting the files may hold, in `config show` order. Adding one is one line here (plus
-/// applying it where it is used, in `settings::apply`).
+/// typing it in `settings::Settings::resolve`, where it is read).
 pub const KEYS: &[Key] = &[
     key(
         "project_endpoint",

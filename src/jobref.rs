@@ -2,7 +2,7 @@
 //! MLflow UI or the Kubeflow Pipelines UI, given where a job name goes. Each names the run and where it lives, so
 //! the URL fills in the source as the flags would. A storage URL (a SAS, a blob or `s3://` URL)
 //! is not a job: it is refused with a pointer to `jobdl cp`. Pure parsing; `app` applies it.
-use crate::cli::JobArgs;
+use crate::settings::SourceSettings;
 
 /// A run named by a URL, with the source it lives in.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -179,30 +179,30 @@ impl JobRef {
 
     /// The run, with the URL's source in place of any other (or, when the URL names none, in
     /// the configured source).
-    pub fn apply(self, job: &mut JobArgs) {
+    pub fn apply(self, job: &mut String, source: &mut SourceSettings) {
         if let JobRef::Foundry { run, project_endpoint: None } = self {
-            job.job = run;
+            *job = run;
             return;
         }
-        let s = &mut job.source;
+        let s = source;
         (s.project_endpoint, s.mlflow_uri, s.kfp_endpoint) = (None, None, None);
         (s.subscription, s.resource_group, s.workspace) = (None, None, None);
         match self {
             JobRef::Studio { run, subscription, resource_group, workspace } => {
-                job.job = run;
+                *job = run;
                 (s.subscription, s.resource_group, s.workspace) =
                     (Some(subscription), Some(resource_group), Some(workspace));
             }
             JobRef::Mlflow { tracking_uri, run } => {
-                job.job = run;
+                *job = run;
                 s.mlflow_uri = Some(tracking_uri);
             }
             JobRef::Kfp { endpoint, run } => {
-                job.job = run;
+                *job = run;
                 s.kfp_endpoint = Some(endpoint);
             }
             JobRef::Foundry { run, project_endpoint } => {
-                job.job = run;
+                *job = run;
                 s.project_endpoint = project_endpoint;
             }
         }
@@ -294,25 +294,19 @@ mod tests {
 
     #[test]
     fn a_foundry_job_url_sets_the_project_or_keeps_the_configured_one() {
-        let mut args = JobArgs {
-            job: String::new(),
-            source: crate::cli::SourceArgs {
-                project_endpoint: Some("https://old.services.ai.azure.com/api/projects/p".into()),
-                ..crate::cli::SourceArgs::default()
-            },
-            cloud: "AzureCloud".into(),
-            kfp_token_file: None,
-            pipeline_root: None,
-            s3: crate::cli::S3Args::default(),
+        let mut job = String::new();
+        let mut source = SourceSettings {
+            project_endpoint: Some("https://old.services.ai.azure.com/api/projects/p".into()),
+            ..SourceSettings::default()
         };
-        ok("https://ai.azure.com/build/jobs/j1").apply(&mut args);
-        assert_eq!(args.job, "j1");
-        assert_eq!(args.source.project_endpoint.as_deref(), Some("https://old.services.ai.azure.com/api/projects/p"));
+        ok("https://ai.azure.com/build/jobs/j1").apply(&mut job, &mut source);
+        assert_eq!(job, "j1");
+        assert_eq!(source.project_endpoint.as_deref(), Some("https://old.services.ai.azure.com/api/projects/p"));
         ok("https://ai.azure.com/build/jobs/j2?wsid=/subscriptions/s/resourceGroups/g/providers/\
             Microsoft.CognitiveServices/accounts/acct/projects/p2")
-        .apply(&mut args);
-        assert_eq!(args.job, "j2");
-        assert_eq!(args.source.project_endpoint.as_deref(), Some("https://acct.services.ai.azure.com/api/projects/p2"));
+        .apply(&mut job, &mut source);
+        assert_eq!(job, "j2");
+        assert_eq!(source.project_endpoint.as_deref(), Some("https://acct.services.ai.azure.com/api/projects/p2"));
     }
 
     #[test]

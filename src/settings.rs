@@ -5,10 +5,10 @@
 //! then the user file, then the built-in default; for the timing knobs (`JOBDL_POLL_INTERVAL`, `JOBDL_RETRY_*`), which have no
 //! flag, the files rank above the environment. Flag and environment are told apart with
 //! `ArgMatches::value_source` (clap's `env =` merges them into one field).
-use crate::cli::{JobArgs, TransferArgs};
+use crate::cli::TransferArgs;
 use crate::config::{Files, KEYS, Key, Value};
 use crate::env;
-use crate::env::{JOBDL_ARCHIVE_MAX_RATIO, JOBDL_CHUNK_SIZE, JOBDL_MAX_LIST_ENTRIES, JOBDL_MIN_SPEED_TIME};
+use crate::env::{JOBDL_CHUNK_SIZE, JOBDL_MIN_SPEED_TIME};
 use crate::error::Error;
 use crate::hosts::{AllowList, Cloud};
 use crate::provider::azureml::uri::WorkspaceRef;
@@ -67,39 +67,17 @@ pub fn parse_size(s: &str, field: &str) -> Result<u64, Error> {
     Ok(bytes as u64)
 }
 
-/// A limit without a flag: its environment variable, else the configuration file's value
-/// (`file`, already validated), else `default`.
-fn limit<T>(file: Option<T>, name: &str, parse: impl Fn(&str) -> Result<T, Error>, default: T) -> Result<T, Error> {
-    match env::var(name) {
-        Some(v) if !v.trim().is_empty() => parse(&v),
-        _ => Ok(file.unwrap_or(default)),
-    }
-}
-
-fn env_duration(name: &str, default: Duration) -> Result<Duration, Error> {
-    match env::var(name) {
-        Some(v) if !v.trim().is_empty() => parse_duration(&v, name),
-        _ => Ok(default),
-    }
-}
-
-/// The built-in default of setting `name` as the key table ([`KEYS`]) states it: one source for
-/// what `config show` prints and what is used. A unit test checks every default parses.
+/// The built-in default of setting `name` as the key table ([`KEYS`]) states it (what `config
+/// show` prints and what [`Resolved`] falls back to).
+#[cfg(test)]
 fn table_default(name: &str) -> &'static str {
     KEYS.iter().find(|k| k.name == name).and_then(|k| k.default).unwrap_or("")
 }
 
 /// [`table_default`] of a duration setting.
+#[cfg(test)]
 fn default_duration(name: &str) -> Duration {
     parse_duration(table_default(name), name).unwrap_or_default()
-}
-
-/// A timing knob: the configuration file's value when it set one, else the environment's.
-fn knob(file: Option<Duration>, name: &str, default: Duration) -> Result<Duration, Error> {
-    match file {
-        Some(d) => Ok(d),
-        None => env_duration(name, default),
-    }
 }
 
 /// Settings shared by every transferring command.
@@ -135,144 +113,337 @@ pub struct Common {
     pub overwrite: bool,
 }
 
-impl Common {
-    /// Resolve the shared settings.
-    pub fn resolve(args: &TransferArgs, cloud: &str, overwrite: bool) -> Result<Common, Error> {
-        let cloud: Cloud = cloud.parse().map_err(|e: String| Error::usage(format!("invalid --cloud: {e}")))?;
-        let defaults = TransferConfig::default();
-        // A fixed --parallel is kept as given; by default the budget starts at 8 and may climb
-        // (transfer::adapt explains the numbers).
-        let (parallel, max_parallel) = match args.parallel {
-            Some(n) => (n, n),
-            None => (defaults.parallel, connection_ceiling(defaults.max_parallel).max(defaults.parallel)),
-        };
-        if parallel == 0 || parallel > 256 {
-            return Err(Error::usage("--parallel must be between 1 and 256"));
-        }
-        let retries = match args.retries {
-            Some(n) => n,
-            None => table_default("retries").parse().unwrap_or(1),
-        };
-        if retries == 0 {
-            return Err(Error::usage("--retries must be at least 1"));
-        }
-        let idle_timeout = match &args.idle_timeout {
-            Some(s) => parse_duration(s, "--idle-timeout")?,
-            None => default_duration("idle_timeout"),
-        };
-        if idle_timeout.is_zero() {
-            return Err(Error::usage("--idle-timeout must be more than 0"));
-        }
-        let base = RetryConfig {
-            attempts: retries,
-            base_delay: knob(
-                args.knobs.retry_base_delay,
-                env::JOBDL_RETRY_BASE_DELAY,
-                default_duration("retry_base_delay"),
-            )?,
-            max_delay: knob(
-                args.knobs.retry_max_delay,
-                env::JOBDL_RETRY_MAX_DELAY,
-                default_duration("retry_max_delay"),
-            )?,
-            retry_after_cap: knob(
-                args.knobs.retry_after_cap,
-                env::JOBDL_RETRY_AFTER_CAP,
-                default_duration("retry_after_cap"),
-            )?,
-        };
-        let mut hosts: Vec<String> = args.allow_host.clone();
-        if let Some(v) = env::var(env::JOBDL_ALLOW_HOSTS) {
-            hosts.extend(v.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()));
-        }
-        let allow = AllowList::new(cloud, &hosts).map_err(Error::Usage)?;
-        let k = &args.knobs;
-        let min_rate = crate::transfer::rate::MinRate {
-            bytes_per_sec: limit(
-                k.min_speed,
-                env::JOBDL_MIN_SPEED,
-                |v| parse_size(v, env::JOBDL_MIN_SPEED),
-                defaults.min_rate.bytes_per_sec,
-            )?,
-            window: limit(
-                k.min_speed_time,
-                env::JOBDL_MIN_SPEED_TIME,
-                |v| parse_duration(v, env::JOBDL_MIN_SPEED_TIME),
-                defaults.min_rate.window,
-            )?,
-        };
-        if min_rate.window.is_zero() {
-            return Err(Error::usage(format!("{JOBDL_MIN_SPEED_TIME} must be more than 0")));
-        }
-        let max_rate = match args.max_rate.as_deref().map(|v| parse_size(v, "--max-rate")).transpose()? {
-            Some(0) => return Err(Error::usage("--max-rate must be more than 0 (leave it out for no cap)")),
-            r => r,
-        };
-        let chunk_size =
-            limit(k.chunk_size, env::JOBDL_CHUNK_SIZE, |v| parse_size(v, env::JOBDL_CHUNK_SIZE), defaults.chunk_size)?;
-        if !(MIN_CHUNK_SIZE..=MAX_CHUNK_SIZE).contains(&chunk_size) {
-            return Err(Error::usage(format!("{JOBDL_CHUNK_SIZE} must be between 64KiB and 256MiB")));
-        }
-        let archive = crate::transfer::Limits::default();
-        let archive_limits = crate::transfer::Limits {
-            max_ratio: limit(
-                k.archive_max_ratio,
-                env::JOBDL_ARCHIVE_MAX_RATIO,
-                |v| {
-                    v.trim().parse::<u64>().ok().filter(|n| *n <= 1_000_000).ok_or_else(|| {
-                        Error::usage(format!(
-                            "invalid {JOBDL_ARCHIVE_MAX_RATIO} '{v}': expected an integer from 0 to 1000000"
-                        ))
-                    })
-                },
-                archive.max_ratio,
-            )?,
-            max_bytes: limit(
-                k.archive_max_bytes,
-                env::JOBDL_ARCHIVE_MAX_BYTES,
-                |v| parse_size(v, env::JOBDL_ARCHIVE_MAX_BYTES),
-                archive.max_bytes,
-            )?,
-        };
-        Ok(Common {
-            archive_limits,
-            transfer: TransferConfig {
-                parallel,
-                max_parallel,
-                retry: base.clone(),
-                min_rate,
-                max_rate,
-                // Files of more than four chunks are fetched in chunks.
-                chunk_threshold: chunk_size.saturating_mul(4),
-                chunk_size,
-            },
-            meta_retry: RetryConfig { attempts: META_ATTEMPTS.min(retries.max(1)).max(1), ..base },
-            idle_timeout,
-            lock_timeout: match &args.lock_timeout {
-                Some(s) => parse_duration(s, "--lock-timeout")?,
-                None => default_duration("lock_timeout"),
-            },
-            allow,
-            access_token: crate::env::var(env::JOBDL_ACCESS_TOKEN),
-            json: args.json,
-            quiet: args.quiet,
-            verbose: args.verbose,
-            poll_interval: knob(args.knobs.poll_interval, env::JOBDL_POLL_INTERVAL, default_duration("poll_interval"))?,
-            progress_interval: env_duration(env::JOBDL_PROGRESS_INTERVAL, Duration::from_secs(10))?,
-            max_list_entries: max_list_entries(args.knobs.max_list_entries)?,
-            overwrite,
-        })
+/// The output flags of a command (never in a configuration file).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Output {
+    /// `--json`.
+    pub json: bool,
+    /// `-q`.
+    pub quiet: bool,
+    /// `-v` count.
+    pub verbose: u8,
+}
+
+impl From<&TransferArgs> for Output {
+    fn from(t: &TransferArgs) -> Self {
+        Output { json: t.json, quiet: t.quiet, verbose: t.verbose }
     }
 }
 
-/// `max_list_entries`: `JOBDL_MAX_LIST_ENTRIES`, else the files' value, else the default.
-fn max_list_entries(file: Option<u64>) -> Result<usize, Error> {
-    let bad = |v: &str| Error::usage(format!("invalid {JOBDL_MAX_LIST_ENTRIES} '{v}': expected a whole number from 1"));
-    let n = match env::var(env::JOBDL_MAX_LIST_ENTRIES) {
-        Some(v) if !v.trim().is_empty() => v.trim().parse::<u64>().ok().filter(|n| *n >= 1).ok_or_else(|| bad(&v))?,
-        _ => return Ok(file.and_then(|n| usize::try_from(n).ok()).unwrap_or(DEFAULT_MAX_LIST_ENTRIES)),
+/// Where a job lives, as flags, environment and files set it (each value as given; a pasted
+/// job URL replaces them, see [`crate::jobref::JobRef::apply`]). [`job_source`] decides.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SourceSettings {
+    /// `project_endpoint`.
+    pub project_endpoint: Option<String>,
+    /// `subscription`.
+    pub subscription: Option<String>,
+    /// `resource_group`.
+    pub resource_group: Option<String>,
+    /// `workspace`.
+    pub workspace: Option<String>,
+    /// `mlflow_uri`.
+    pub mlflow_uri: Option<String>,
+    /// `kfp_endpoint`.
+    pub kfp_endpoint: Option<String>,
+    /// `kfp_namespace`.
+    pub kfp_namespace: Option<String>,
+}
+
+/// Every setting of a command, resolved in one pass from [`Resolved`] (flags, environment,
+/// configuration files, defaults of [`KEYS`]) and the command's own flags. The app and the
+/// providers read these values, never the keyed clap arguments.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Transfer, retry, limit and output settings.
+    pub common: Common,
+    /// `cloud`.
+    pub cloud: Cloud,
+    /// Where the job lives.
+    pub source: SourceSettings,
+    /// `destination` when a configuration file sets it (the template, `{job}` unexpanded).
+    pub destination: Option<String>,
+    /// `color`, when set anywhere (`auto` by default).
+    pub color: Option<crate::cli::ColorWhen>,
+    /// The `AWS_*` environment variables (S3 region and credentials, read when S3 is first used).
+    pub aws_env: Vec<(String, String)>,
+    /// The home directory (`~/.aws/credentials`, `~/.databrickscfg`, `~` in `destination`).
+    pub home: Option<PathBuf>,
+}
+
+impl Resolved {
+    /// The value of key `name` and the name its errors give it: the flag or variable it came from,
+    /// else the key (with the file and line when a file set it).
+    fn text(&self, name: &str) -> Option<(String, String)> {
+        let s = self.get(name)?;
+        let field = match &s.source {
+            Source::Flag(f) => (*f).to_string(),
+            Source::Env(e) => (*e).to_string(),
+            Source::File { .. } => format!("{name} ({})", s.source),
+            Source::Default => name.to_string(),
+        };
+        s.value.as_ref().map(|v| (v.text(), field))
+    }
+
+    /// The value of `name` parsed with `parse` (which names the field in its error), or `None`.
+    fn parsed<T>(&self, name: &str, parse: impl Fn(&str, &str) -> Result<T, Error>) -> Result<Option<T>, Error> {
+        self.text(name).map(|(v, field)| parse(&v, &field)).transpose()
+    }
+
+    /// A duration setting; every duration key has a default.
+    fn duration(&self, name: &str) -> Result<Duration, Error> {
+        Ok(self.parsed(name, parse_duration)?.unwrap_or_default())
+    }
+
+    /// A size setting; `default` when unset.
+    fn size(&self, name: &str, default: u64) -> Result<u64, Error> {
+        Ok(self.parsed(name, parse_size)?.unwrap_or(default))
+    }
+
+    /// Whether `name` came from its environment variable.
+    fn set_by_env(&self, name: &str) -> bool {
+        self.get(name).is_some_and(|s| matches!(s.source, Source::Env(_)))
+    }
+
+    /// One text setting as given (`None`: unset).
+    fn given(&self, name: &str) -> Option<String> {
+        self.text(name).map(|(v, _)| v)
+    }
+}
+
+/// `color` (`--color`, or a file's `color`; both are checked words).
+pub fn color(r: &Resolved) -> Option<crate::cli::ColorWhen> {
+    r.given("color").and_then(|c| <crate::cli::ColorWhen as clap::ValueEnum>::from_str(&c, true).ok())
+}
+
+/// A whole number within `min..=max`, or the error `bad` gives for it.
+fn whole(v: &str, min: u64, max: u64, bad: impl Fn() -> Error) -> Result<u64, Error> {
+    v.trim().parse::<u64>().ok().filter(|n| (min..=max).contains(n)).ok_or_else(bad)
+}
+
+impl Settings {
+    /// The one pass: every key of `r` checked and typed, with the command's output flags and
+    /// `--overwrite`. `env` reads the variables that are no key (`JOBDL_ACCESS_TOKEN`,
+    /// `JOBDL_ALLOW_HOSTS` beside flag or file hosts, `JOBDL_PROGRESS_INTERVAL`, `AWS_*`, home).
+    /// Exit 2 naming the flag, variable or file:line of a bad value.
+    pub fn resolve(
+        r: &Resolved,
+        output: Output,
+        overwrite: bool,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Settings, Error> {
+        let cloud_name = r.given("cloud").unwrap_or_else(|| crate::hosts::Cloud::DEFAULT_NAME.to_string());
+        let cloud: Cloud = cloud_name.parse().map_err(|e: String| Error::usage(format!("invalid --cloud: {e}")))?;
+        let common = common(r, cloud, output, overwrite, env)?;
+        let color = color(r);
+        let destination = r
+            .get("destination")
+            .filter(|s| matches!(s.source, Source::File { .. }))
+            .and_then(|s| s.value.as_ref())
+            .map(Value::text);
+        let source = SourceSettings {
+            project_endpoint: r.given("project_endpoint"),
+            subscription: r.given("subscription"),
+            resource_group: r.given("resource_group"),
+            workspace: r.given("workspace"),
+            mlflow_uri: r.given("mlflow_uri"),
+            kfp_endpoint: r.given("kfp_endpoint"),
+            kfp_namespace: r.given("kfp_namespace"),
+        };
+        let home = env(env::HOME).or_else(|| env(env::USERPROFILE)).filter(|h| !h.is_empty()).map(PathBuf::from);
+        Ok(Settings { common, cloud, source, destination, color, aws_env: aws_env(), home })
+    }
+
+    /// The destination of `job` when `-p` is not `given`: the configured template expanded.
+    pub fn path(&self, given: Option<&std::path::Path>, job: &str) -> Option<PathBuf> {
+        given.map(std::path::Path::to_path_buf).or_else(|| {
+            let t = self.destination.as_deref()?;
+            Some(crate::config::expand_destination(t, job, self.home.as_deref()))
+        })
+    }
+
+    /// The S3 settings of `args` (resolved into an [`crate::s3::S3Config`] when first used).
+    pub fn s3(&self, args: &crate::cli::S3Args) -> S3Settings {
+        S3Settings {
+            endpoint: args.s3_endpoint.clone(),
+            region: args.s3_region.clone(),
+            allow_http: args.allow_http,
+            aws_env: self.aws_env.clone(),
+            home: self.home.clone(),
+        }
+    }
+
+    /// The Kubeflow API token: `--kfp-token-file`'s, else `JOBDL_ACCESS_TOKEN`, with where it came
+    /// from (named when the API refuses it). Exit 2 when the file is unreadable or holds no token.
+    pub fn kfp_token(&self, file: Option<&std::path::Path>) -> Result<Option<(String, String)>, Error> {
+        match file {
+            Some(path) => Ok(Some((read_token_file(path)?, format!("--kfp-token-file {}", path.display())))),
+            None => Ok(self.common.access_token.clone().map(|t| (t, env::JOBDL_ACCESS_TOKEN.to_string()))),
+        }
+    }
+}
+
+/// The KFP bearer token from `--kfp-token-file` (trimmed; exit 2 when unreadable or empty).
+fn read_token_file(path: &std::path::Path) -> Result<String, Error> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Error::usage(format!("cannot read --kfp-token-file {}: {e}", path.display())))?;
+    let token = text.trim();
+    if token.is_empty() || token.contains(['\n', '\r']) {
+        return Err(Error::usage(format!("--kfp-token-file {} does not hold one token", path.display())));
+    }
+    Ok(token.to_string())
+}
+
+/// The transfer, retry, limit and output settings of [`Settings::resolve`].
+fn common(
+    r: &Resolved,
+    cloud: Cloud,
+    output: Output,
+    overwrite: bool,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Common, Error> {
+    let defaults = TransferConfig::default();
+    let bad_int = |field: &str, v: &str, range: &str| {
+        Error::usage(format!("invalid {field} '{v}': expected an integer from {range}"))
     };
-    Ok(usize::try_from(n).unwrap_or(usize::MAX))
+    // A fixed --parallel is kept as given; by default the budget starts at 8 and may climb
+    // (transfer::adapt explains the numbers).
+    let given_parallel = r.get("parallel").is_some_and(|s| s.source != Source::Default);
+    let parallel = r
+        .parsed("parallel", |v, f| v.trim().parse::<usize>().map_err(|_| bad_int(f, v, "1 to 256")))?
+        .unwrap_or(defaults.parallel);
+    let max_parallel =
+        if given_parallel { parallel } else { connection_ceiling(defaults.max_parallel).max(defaults.parallel) };
+    if parallel == 0 || parallel > 256 {
+        return Err(Error::usage("--parallel must be between 1 and 256"));
+    }
+    let retries = r.parsed("retries", |v, f| v.trim().parse::<u32>().map_err(|_| bad_int(f, v, "1 to 1000")))?;
+    let retries = retries.unwrap_or(1);
+    if retries == 0 {
+        return Err(Error::usage("--retries must be at least 1"));
+    }
+    let idle_timeout = r.duration("idle_timeout")?;
+    if idle_timeout.is_zero() {
+        return Err(Error::usage("--idle-timeout must be more than 0"));
+    }
+    let base = RetryConfig {
+        attempts: retries,
+        base_delay: r.duration("retry_base_delay")?,
+        max_delay: r.duration("retry_max_delay")?,
+        retry_after_cap: r.duration("retry_after_cap")?,
+    };
+    // `JOBDL_ALLOW_HOSTS` adds to the hosts of the flags or the files.
+    let mut hosts: Vec<String> = match r.get("allow_hosts").and_then(|s| s.value.as_ref()) {
+        Some(Value::Many(h)) => h.clone(),
+        Some(Value::One(h)) => vec![h.clone()],
+        None => Vec::new(),
+    };
+    if !r.set_by_env("allow_hosts")
+        && let Some(v) = env(env::JOBDL_ALLOW_HOSTS)
+    {
+        hosts.extend(v.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()));
+    }
+    let allow = AllowList::new(cloud, &hosts).map_err(Error::Usage)?;
+    let min_rate = crate::transfer::rate::MinRate {
+        bytes_per_sec: r.size("min_speed", defaults.min_rate.bytes_per_sec)?,
+        window: r.parsed("min_speed_time", parse_duration)?.unwrap_or(defaults.min_rate.window),
+    };
+    if min_rate.window.is_zero() {
+        return Err(Error::usage(format!("{JOBDL_MIN_SPEED_TIME} must be more than 0")));
+    }
+    let max_rate = match r.parsed("max_rate", parse_size)? {
+        Some(0) => return Err(Error::usage("--max-rate must be more than 0 (leave it out for no cap)")),
+        m => m,
+    };
+    let chunk_size = r.size("chunk_size", defaults.chunk_size)?;
+    if !(MIN_CHUNK_SIZE..=MAX_CHUNK_SIZE).contains(&chunk_size) {
+        return Err(Error::usage(format!("{JOBDL_CHUNK_SIZE} must be between 64KiB and 256MiB")));
+    }
+    let archive = crate::transfer::Limits::default();
+    let archive_limits = crate::transfer::Limits {
+        max_ratio: r
+            .parsed("archive_max_ratio", |v, f| {
+                whole(v, 0, 1_000_000, || {
+                    Error::usage(format!("invalid {f} '{v}': expected an integer from 0 to 1000000"))
+                })
+            })?
+            .unwrap_or(archive.max_ratio),
+        max_bytes: r.size("archive_max_bytes", archive.max_bytes)?,
+    };
+    let max_list_entries = r
+        .parsed("max_list_entries", |v, f| {
+            whole(v, 1, u64::MAX, || Error::usage(format!("invalid {f} '{v}': expected a whole number from 1")))
+        })?
+        .map_or(DEFAULT_MAX_LIST_ENTRIES, |n| usize::try_from(n).unwrap_or(usize::MAX));
+    let progress_interval = match env(env::JOBDL_PROGRESS_INTERVAL) {
+        Some(v) if !v.trim().is_empty() => parse_duration(&v, env::JOBDL_PROGRESS_INTERVAL)?,
+        _ => Duration::from_secs(10),
+    };
+    Ok(Common {
+        archive_limits,
+        transfer: TransferConfig {
+            parallel,
+            max_parallel,
+            retry: base.clone(),
+            min_rate,
+            max_rate,
+            // Files of more than four chunks are fetched in chunks.
+            chunk_threshold: chunk_size.saturating_mul(4),
+            chunk_size,
+        },
+        meta_retry: RetryConfig { attempts: META_ATTEMPTS.min(retries.max(1)).max(1), ..base },
+        idle_timeout,
+        lock_timeout: r.duration("lock_timeout")?,
+        allow,
+        access_token: env(env::JOBDL_ACCESS_TOKEN),
+        json: output.json,
+        quiet: output.quiet,
+        verbose: output.verbose,
+        poll_interval: r.duration("poll_interval")?,
+        progress_interval,
+        max_list_entries,
+        overwrite,
+    })
+}
+
+/// S3 settings as given (resolved by [`S3Settings::config`] when the objects are first needed,
+/// so `show` of a running Kubeflow run needs no S3 credentials).
+#[derive(Clone, Default)]
+pub struct S3Settings {
+    /// `--s3-endpoint` / `AWS_ENDPOINT_URL`.
+    pub endpoint: Option<String>,
+    /// `--s3-region`.
+    pub region: Option<String>,
+    /// `--allow-http`.
+    pub allow_http: bool,
+    /// The `AWS_*` environment variables as the run started (the credentials among them).
+    pub aws_env: Vec<(String, String)>,
+    /// The home directory (for `~/.aws/credentials`).
+    pub home: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for S3Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Settings")
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .field("allow_http", &self.allow_http)
+            .field("aws_env", &self.aws_env.iter().map(|(k, _)| k).collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+impl S3Settings {
+    /// The endpoint, region and credentials ([`s3_config`]).
+    pub fn config(&self) -> Result<crate::s3::S3Config, Error> {
+        s3_config(
+            self.endpoint.as_deref(),
+            self.region.as_deref(),
+            self.allow_http,
+            &|k| self.aws_env.iter().find(|(name, _)| name == k).map(|(_, v)| v.clone()),
+            self.home.as_deref(),
+        )
+    }
 }
 
 /// Where the job lives.
@@ -366,13 +537,13 @@ pub fn default_subscription(bytes: &[u8]) -> Option<String> {
 /// Decide where the job lives: exactly one of the project endpoint and the workspace must
 /// resolve. The Azure CLI defaults fill in workspace fields not given by flag or environment;
 /// they never conflict with a project endpoint.
-pub fn job_source(args: &JobArgs, cli: &AzureCliDefaults) -> Result<JobSource, Error> {
+pub fn job_source(source: &SourceSettings, cli: &AzureCliDefaults) -> Result<JobSource, Error> {
     let given = |v: &Option<String>| v.as_ref().map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
-    if let Some(kfp) = given(&args.source.kfp_endpoint) {
+    if let Some(kfp) = given(&source.kfp_endpoint) {
         let other = [
-            (&args.source.mlflow_uri, "an MLflow tracking URI (--mlflow-uri / MLFLOW_TRACKING_URI)"),
-            (&args.source.project_endpoint, "a project endpoint (--project-endpoint / AZURE_AI_PROJECT_ENDPOINT)"),
-            (&args.source.workspace, "an Azure ML workspace (--workspace / AZUREML_WORKSPACE_NAME)"),
+            (&source.mlflow_uri, "an MLflow tracking URI (--mlflow-uri / MLFLOW_TRACKING_URI)"),
+            (&source.project_endpoint, "a project endpoint (--project-endpoint / AZURE_AI_PROJECT_ENDPOINT)"),
+            (&source.workspace, "an Azure ML workspace (--workspace / AZUREML_WORKSPACE_NAME)"),
         ];
         if let Some((_, what)) = other.iter().find(|(v, _)| given(v).is_some()) {
             return Err(Error::usage(format!(
@@ -382,8 +553,8 @@ pub fn job_source(args: &JobArgs, cli: &AzureCliDefaults) -> Result<JobSource, E
         }
         return Ok(JobSource::Kfp(kfp));
     }
-    if let Some(uri) = given(&args.source.mlflow_uri) {
-        if given(&args.source.project_endpoint).is_some() || given(&args.source.workspace).is_some() {
+    if let Some(uri) = given(&source.mlflow_uri) {
+        if given(&source.project_endpoint).is_some() || given(&source.workspace).is_some() {
             return Err(Error::usage(
                 "an MLflow tracking URI (--mlflow-uri / MLFLOW_TRACKING_URI) and an Azure job source \
                  (--project-endpoint / --workspace) are both given; give only one",
@@ -391,8 +562,8 @@ pub fn job_source(args: &JobArgs, cli: &AzureCliDefaults) -> Result<JobSource, E
         }
         return Ok(JobSource::Mlflow(uri));
     }
-    if let Some(endpoint) = given(&args.source.project_endpoint) {
-        if given(&args.source.workspace).is_some() {
+    if let Some(endpoint) = given(&source.project_endpoint) {
+        if given(&source.workspace).is_some() {
             return Err(Error::usage(
                 "both a project endpoint (--project-endpoint / AZURE_AI_PROJECT_ENDPOINT) and an Azure ML workspace \
                  (--workspace / AZUREML_WORKSPACE_NAME) are given; give only one",
@@ -400,9 +571,9 @@ pub fn job_source(args: &JobArgs, cli: &AzureCliDefaults) -> Result<JobSource, E
         }
         return Ok(JobSource::Project(endpoint));
     }
-    let sub = given(&args.source.subscription).or_else(|| cli.subscription.clone());
-    let rg = given(&args.source.resource_group).or_else(|| cli.group.clone());
-    let ws = given(&args.source.workspace).or_else(|| cli.workspace.clone());
+    let sub = given(&source.subscription).or_else(|| cli.subscription.clone());
+    let rg = given(&source.resource_group).or_else(|| cli.group.clone());
+    let ws = given(&source.workspace).or_else(|| cli.workspace.clone());
     if let (Some(subscription), Some(resource_group), Some(workspace)) = (&sub, &rg, &ws) {
         return Ok(JobSource::Workspace(WorkspaceRef {
             subscription: subscription.clone(),
@@ -590,11 +761,6 @@ impl Resolved {
         self.settings.iter().find(|s| s.key.name == name)
     }
 
-    /// The value of `name` when it came from a configuration file (what `apply` fills in).
-    fn file_value(&self, name: &str) -> Option<&Value> {
-        self.get(name).filter(|s| matches!(s.source, Source::File { .. })).and_then(|s| s.value.as_ref())
-    }
-
     /// Reject settings that contradict each other after merging: a Foundry project endpoint and
     /// an Azure ML workspace, from whichever layers they came.
     pub fn check_conflicts(&self) -> Result<(), Error> {
@@ -624,114 +790,6 @@ impl Resolved {
         }
         Ok(())
     }
-
-    /// Fill in the arguments that the command line and the environment left unset with the
-    /// configuration files' values (flags and environment are already in the arguments).
-    pub fn apply(&self, command: &mut crate::cli::Command) {
-        use crate::cli::Command;
-        match command {
-            Command::Download(a) => {
-                self.apply_job(&mut a.target);
-                self.apply_transfer(&mut a.transfer);
-                if a.path.is_none()
-                    && let Some(t) = self.file_value("destination")
-                {
-                    let home = crate::env::var_os(crate::env::HOME).map(PathBuf::from);
-                    a.path = Some(crate::config::expand_destination(&t.text(), &a.target.job, home.as_deref()));
-                    a.destination_template = Some(t.text());
-                }
-            }
-            Command::Ls(a) => {
-                self.apply_job(&mut a.job);
-                self.apply_transfer(&mut a.transfer);
-            }
-            Command::Show(a) => {
-                self.apply_job(&mut a.job);
-                self.apply_transfer(&mut a.transfer);
-            }
-            Command::Jobs(a) => {
-                let mut job = a.to_job_args();
-                self.apply_job(&mut job);
-                (a.source, a.cloud) = (job.source, job.cloud);
-                self.apply_transfer(&mut a.transfer);
-            }
-            Command::Cp(a) => {
-                if let Some(c) = self.file_value("cloud") {
-                    a.cloud = c.text();
-                }
-                self.apply_transfer(&mut a.transfer);
-            }
-            Command::Verify(a) => {
-                self.apply_source(&mut a.source, &mut a.cloud);
-                if let Some(Value::Many(hosts)) = self.file_value("allow_hosts") {
-                    a.allow_host = hosts.clone();
-                }
-            }
-            Command::Config(_) | Command::Completions(_) | Command::Man(_) => {}
-        }
-    }
-
-    fn apply_job(&self, job: &mut JobArgs) {
-        self.apply_source(&mut job.source, &mut job.cloud);
-    }
-
-    fn apply_source(&self, source: &mut crate::cli::SourceArgs, cloud: &mut String) {
-        let fill = |slot: &mut Option<String>, name: &str| {
-            if let Some(v) = self.file_value(name) {
-                *slot = Some(v.text());
-            }
-        };
-        fill(&mut source.project_endpoint, "project_endpoint");
-        fill(&mut source.subscription, "subscription");
-        fill(&mut source.resource_group, "resource_group");
-        fill(&mut source.workspace, "workspace");
-        fill(&mut source.mlflow_uri, "mlflow_uri");
-        fill(&mut source.kfp_endpoint, "kfp_endpoint");
-        fill(&mut source.namespace, "kfp_namespace");
-        if let Some(c) = self.file_value("cloud") {
-            *cloud = c.text();
-        }
-    }
-
-    fn apply_transfer(&self, t: &mut TransferArgs) {
-        let number = |name: &str| self.file_value(name).and_then(|v| v.text().parse::<u64>().ok());
-        if let Some(n) = number("parallel") {
-            t.parallel = usize::try_from(n).ok();
-        }
-        if let Some(n) = number("retries") {
-            t.retries = u32::try_from(n).ok();
-        }
-        if let Some(v) = self.file_value("idle_timeout") {
-            t.idle_timeout = Some(v.text());
-        }
-        if let Some(v) = self.file_value("max_rate") {
-            t.max_rate = Some(v.text());
-        }
-        if let Some(v) = self.file_value("lock_timeout") {
-            t.lock_timeout = Some(v.text());
-        }
-        if let Some(Value::Many(hosts)) = self.file_value("allow_hosts") {
-            t.allow_host = hosts.clone();
-        }
-        if let Some(v) = self.file_value("color") {
-            t.color = <crate::cli::ColorWhen as clap::ValueEnum>::from_str(&v.text(), true).ok();
-        }
-        let duration = |name: &str| self.file_value(name).and_then(|v| parse_duration(&v.text(), name).ok());
-        t.knobs = crate::cli::Knobs {
-            poll_interval: duration("poll_interval"),
-            retry_base_delay: duration("retry_base_delay"),
-            retry_max_delay: duration("retry_max_delay"),
-            retry_after_cap: duration("retry_after_cap"),
-            min_speed: self.file_value("min_speed").and_then(|v| parse_size(&v.text(), "min_speed").ok()),
-            min_speed_time: duration("min_speed_time"),
-            archive_max_ratio: number("archive_max_ratio"),
-            archive_max_bytes: self
-                .file_value("archive_max_bytes")
-                .and_then(|v| parse_size(&v.text(), "archive_max_bytes").ok()),
-            max_list_entries: number("max_list_entries"),
-            chunk_size: self.file_value("chunk_size").and_then(|v| parse_size(&v.text(), "chunk_size").ok()),
-        };
-    }
 }
 
 /// The user's home directory (`HOME`, else `USERPROFILE`).
@@ -744,11 +802,17 @@ pub fn aws_env() -> Vec<(String, String)> {
     env::vars_with_prefix(env::AWS_PREFIX)
 }
 
-/// The MLflow target of `--mlflow-uri` / `MLFLOW_TRACKING_URI`, read with the process environment,
-/// the home directory and the Databricks configuration file it names.
-pub fn mlflow_target(raw: &str, access_token: Option<String>) -> Result<crate::provider::mlflow::Target, Error> {
-    let env = |k: &str| crate::env::var(k).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
-    crate::provider::mlflow::resolve_target_with(raw, access_token, &env, home_dir(), &|p| std::fs::read_to_string(p))
+impl Settings {
+    /// The MLflow target of `--mlflow-uri` / `MLFLOW_TRACKING_URI` (`raw`), read with the access
+    /// token, the process environment, the home directory and the Databricks configuration file
+    /// it names.
+    pub fn mlflow_target(&self, raw: &str) -> Result<crate::provider::mlflow::Target, Error> {
+        let env = |k: &str| crate::env::var(k).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+        let token = self.common.access_token.clone();
+        crate::provider::mlflow::resolve_target_with(raw, token, &env, self.home.clone(), &|p| {
+            std::fs::read_to_string(p)
+        })
+    }
 }
 
 /// Resolve the S3 settings of `cp s3://` (contract: S3-compatible storage): the endpoint
@@ -818,7 +882,6 @@ fn connection_ceiling(most: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::Parser;
 
     #[test]
     fn the_key_table_states_the_defaults_that_are_used() {
@@ -849,13 +912,14 @@ mod tests {
         assert_eq!(default_duration("retry_base_delay"), Duration::from_millis(500));
     }
 
-    fn args(argv: &[&str]) -> JobArgs {
-        let mut full = vec!["jobdl", "download", "job-1"];
-        full.extend_from_slice(argv);
-        match crate::cli::Cli::try_parse_from(full).unwrap().command {
-            crate::cli::Command::Download(a) => a.target,
-            other => panic!("{other:?}"),
-        }
+    /// The one pass over a `download job-1 ARGV` command line, `files` and the environment `env`.
+    fn settings(argv: &[&str], files: Files, env: &dyn Fn(&str) -> Option<String>) -> Result<Settings, Error> {
+        Settings::resolve(&resolve(&layer(argv), files, env), Output::default(), false, env)
+    }
+
+    /// Where the job lives after the one pass (no file, no environment).
+    fn args(argv: &[&str]) -> SourceSettings {
+        settings(argv, Files::default(), &|_| None).unwrap().source
     }
 
     #[test]
@@ -1061,21 +1125,31 @@ mod tests {
         // A flag beats the environment, which beats the files.
         let r = resolve(&layer(&["--parallel", "1"]), files(), &env);
         assert_eq!(r.get("parallel").unwrap().source, Source::Flag("--parallel"));
-        // `apply` fills only what came from a file.
-        let mut cli = crate::cli::Cli::try_parse_from(["jobdl", "download", "j", "--idle-timeout", "5m"]).unwrap();
-        let r = resolve(&layer(&["--idle-timeout", "5m"]), files(), &|_| None);
-        r.apply(&mut cli.command);
-        let crate::cli::Command::Download(a) = &cli.command else { panic!() };
-        assert_eq!(a.transfer.parallel, Some(2));
-        assert_eq!(a.transfer.retries, Some(4));
-        assert_eq!(a.transfer.idle_timeout.as_deref(), Some("5m"));
-        assert_eq!(a.transfer.knobs.poll_interval, Some(Duration::from_secs(1)));
-        assert_eq!(a.transfer.knobs.retry_base_delay, None);
+        // The one pass types what won, layer by layer.
+        let s = settings(&["--idle-timeout", "5m"], files(), &env).unwrap();
+        let c = &s.common;
+        assert_eq!((c.transfer.parallel, c.transfer.max_parallel), (6, 6), "the environment's, kept fixed");
+        assert_eq!(c.transfer.retry.attempts, 4, "./jobdl.toml over the user file");
+        assert_eq!(c.idle_timeout, Duration::from_secs(300), "the flag");
+        assert_eq!(c.lock_timeout, Duration::from_secs(9), "the user file");
+        assert_eq!(c.poll_interval, Duration::from_secs(1), "a file over its timing knob's variable");
+        assert_eq!(c.transfer.retry.base_delay, Duration::from_millis(8), "the variable, no file");
+        assert_eq!(c.transfer.retry.max_delay, default_duration("retry_max_delay"), "the default");
+        assert_eq!(s.cloud, Cloud::AzureCloud);
+        assert_eq!(settings(&["--parallel", "1"], files(), &env).unwrap().common.transfer.parallel, 1);
+        let c = settings(&[], files(), &|_| None).unwrap().common;
+        assert_eq!(c.transfer.parallel, 2);
+        assert_eq!(c.idle_timeout, default_duration("idle_timeout"));
+        assert_eq!(c.meta_retry.attempts, 4, "the data retries when fewer than META_ATTEMPTS");
+        // Without a setting anywhere the budget starts at the default and may climb.
+        let c = settings(&[], Files::default(), &|_| None).unwrap().common;
+        assert_eq!(c.transfer.parallel, 8);
+        assert!(c.transfer.max_parallel >= 8, "{}", c.transfer.max_parallel);
+        assert_eq!(c.transfer.retry.attempts, 10);
     }
 
     #[test]
     fn file_knobs_reach_the_settings() {
-        let mut cli = crate::cli::Cli::try_parse_from(["jobdl", "download", "j"]).unwrap();
         let files = Files {
             user: Some(file(
                 "/u/c.toml",
@@ -1087,29 +1161,81 @@ mod tests {
             )),
             ..Files::default()
         };
-        resolve(&ArgLayer::new(), files, &|_| None).apply(&mut cli.command);
-        let crate::cli::Command::Download(a) = &cli.command else { panic!() };
-        let c = Common::resolve(&a.transfer, &a.target.cloud, false).unwrap();
+        let c = settings(&[], files, &|_| None).unwrap().common;
         assert_eq!(c.poll_interval, Duration::from_secs(3));
         assert_eq!(c.transfer.retry.retry_after_cap, Duration::from_secs(7));
         assert_eq!(c.max_list_entries, 42);
-        // The limits: defaults, then a file's values.
+        // The limits: defaults, then a file's values, then the environment's over them.
         assert_eq!(c.transfer.min_rate, crate::transfer::rate::MinRate::default());
         assert_eq!(c.archive_limits, crate::transfer::Limits { max_ratio: 200, max_bytes: 1 << 40 });
-        let mut cli = crate::cli::Cli::try_parse_from(["jobdl", "download", "j"]).unwrap();
         let limits = [
             ("min_speed", one("2KiB"), 1),
             ("min_speed_time", one("30s"), 2),
             ("archive_max_ratio", one("0"), 3),
             ("archive_max_bytes", one("1GiB"), 4),
+            ("chunk_size", one("16MiB"), 5),
         ];
-        let files = Files { local: Some(file("/w/jobdl.toml", &limits)), ..Files::default() };
-        resolve(&ArgLayer::new(), files, &|_| None).apply(&mut cli.command);
-        let crate::cli::Command::Download(a) = &cli.command else { panic!() };
-        let c = Common::resolve(&a.transfer, &a.target.cloud, false).unwrap();
+        let files = || Files { local: Some(file("/w/jobdl.toml", &limits)), ..Files::default() };
+        let c = settings(&[], files(), &|_| None).unwrap().common;
         assert_eq!(c.transfer.min_rate.bytes_per_sec, 2048);
         assert_eq!(c.transfer.min_rate.window, Duration::from_secs(30));
         assert_eq!(c.archive_limits, crate::transfer::Limits { max_ratio: 0, max_bytes: 1 << 30 });
+        assert_eq!((c.transfer.chunk_size, c.transfer.chunk_threshold), (16 << 20, 64 << 20));
+        let env = |n: &str| match n {
+            "JOBDL_MIN_SPEED" => Some("4KiB".to_string()),
+            "JOBDL_ARCHIVE_MAX_RATIO" => Some("9".to_string()),
+            _ => None,
+        };
+        let c = settings(&[], files(), &env).unwrap().common;
+        assert_eq!((c.transfer.min_rate.bytes_per_sec, c.archive_limits.max_ratio), (4096, 9));
+    }
+
+    #[test]
+    fn a_bad_value_names_its_flag_or_variable() {
+        let bad = |argv: &[&str], var: &'static str, value: &'static str| {
+            let env = move |n: &str| (n == var).then(|| value.to_string());
+            let e = settings(argv, Files::default(), &env).unwrap_err();
+            assert_eq!(e.exit_code(), 2, "{e}");
+            e.to_string()
+        };
+        assert!(bad(&["--idle-timeout", "soon"], "", "").starts_with("invalid --idle-timeout 'soon'"));
+        assert_eq!(bad(&["--idle-timeout", "0"], "", ""), "--idle-timeout must be more than 0");
+        assert_eq!(bad(&["--parallel", "0"], "", ""), "--parallel must be between 1 and 256");
+        assert_eq!(bad(&["--retries", "0"], "", ""), "--retries must be at least 1");
+        assert!(bad(&["--max-rate", "fast"], "", "").starts_with("invalid --max-rate 'fast'"));
+        assert!(bad(&["--max-rate", "0"], "", "").starts_with("--max-rate must be more than 0"));
+        assert!(bad(&["--cloud", "Mars"], "", "").starts_with("invalid --cloud: "));
+        assert!(bad(&[], "JOBDL_MIN_SPEED", "fast").starts_with("invalid JOBDL_MIN_SPEED 'fast'"));
+        assert!(bad(&[], "JOBDL_RETRY_BASE_DELAY", "soon").starts_with("invalid JOBDL_RETRY_BASE_DELAY 'soon'"));
+        assert_eq!(bad(&[], "JOBDL_MIN_SPEED_TIME", "0"), "JOBDL_MIN_SPEED_TIME must be more than 0");
+        assert_eq!(bad(&[], "JOBDL_CHUNK_SIZE", "1KiB"), "JOBDL_CHUNK_SIZE must be between 64KiB and 256MiB");
+        assert!(
+            bad(&[], "JOBDL_ARCHIVE_MAX_RATIO", "-1")
+                .starts_with("invalid JOBDL_ARCHIVE_MAX_RATIO '-1': expected an integer from 0 to 1000000")
+        );
+        assert!(
+            bad(&[], "JOBDL_MAX_LIST_ENTRIES", "0")
+                .starts_with("invalid JOBDL_MAX_LIST_ENTRIES '0': expected a whole number from 1")
+        );
+        assert!(bad(&[], "JOBDL_PROGRESS_INTERVAL", "x").starts_with("invalid JOBDL_PROGRESS_INTERVAL 'x'"));
+        assert!(bad(&[], "AZURE_CLOUD", "Mars").starts_with("invalid --cloud: "));
+    }
+
+    #[test]
+    fn allowed_hosts_of_the_flags_and_of_the_environment_add_up() {
+        let env = |n: &str| (n == "JOBDL_ALLOW_HOSTS").then(|| "e.invalid".to_string());
+        let files = || Files {
+            local: Some(file("/w/jobdl.toml", &[("allow_hosts", Value::Many(vec!["f.invalid".into()]), 1)])),
+            ..Files::default()
+        };
+        let allows = |s: &Settings, h: &str| s.common.allow.check_storage(&url::Url::parse(h).unwrap()).is_ok();
+        let (a, e, f) = ("https://a.invalid/c/b", "https://e.invalid/c/b", "https://f.invalid/c/b");
+        let s = settings(&["--allow-host", "a.invalid"], files(), &env).unwrap();
+        assert!(allows(&s, a) && allows(&s, e) && !allows(&s, f), "flags and environment; no file");
+        let s = settings(&[], files(), &env).unwrap();
+        assert!(allows(&s, e) && !allows(&s, f), "the environment ranks above the file");
+        let s = settings(&[], files(), &|_| None).unwrap();
+        assert!(allows(&s, f) && !allows(&s, e), "the file");
     }
 
     #[test]
@@ -1118,16 +1244,45 @@ mod tests {
             local: Some(file("/w/jobdl.toml", &[("destination", one("/dl/{job}/out"), 1)])),
             ..Files::default()
         };
-        let run = |argv: &[&str]| {
-            let mut full = vec!["jobdl", "download", "job-7"];
-            full.extend_from_slice(argv);
-            let mut cli = crate::cli::Cli::try_parse_from(full).unwrap();
-            resolve(&layer(argv), files(), &|_| None).apply(&mut cli.command);
-            let crate::cli::Command::Download(a) = cli.command else { panic!() };
-            a.path
+        let s = settings(&[], files(), &|_| None).unwrap();
+        assert_eq!(s.destination.as_deref(), Some("/dl/{job}/out"));
+        assert_eq!(s.path(None, "job-7"), Some(PathBuf::from("/dl/job-7/out")));
+        assert_eq!(s.path(Some(std::path::Path::new("/x")), "job-7"), Some(PathBuf::from("/x")));
+        // The built-in default is no template: the job's name is the destination.
+        let s = settings(&[], Files::default(), &|_| None).unwrap();
+        assert_eq!((s.destination.as_deref(), s.path(None, "job-7")), (None, None));
+        let files = Files { local: Some(file("/w/jobdl.toml", &[("destination", one("~/dl/{job}"), 1)])), ..files() };
+        let home = |n: &str| (n == "HOME").then(|| "/h".to_string());
+        assert_eq!(settings(&[], files, &home).unwrap().path(None, "j"), Some(PathBuf::from("/h/dl/j")));
+    }
+
+    #[test]
+    fn source_values_come_from_every_layer() {
+        let files = Files {
+            user: Some(file("/u/c.toml", &[("workspace", one("ws-f"), 1), ("kfp_namespace", one("team"), 2)])),
+            ..Files::default()
         };
-        assert_eq!(run(&[]), Some(PathBuf::from("/dl/job-7/out")));
-        assert_eq!(run(&["-p", "/x"]), Some(PathBuf::from("/x")));
+        let env = |n: &str| (n == "AZURE_SUBSCRIPTION_ID").then(|| "sub-e".to_string());
+        let s = settings(&["-g", "rg-flag"], files, &env).unwrap();
+        assert_eq!(
+            s.source,
+            SourceSettings {
+                subscription: Some("sub-e".into()),
+                resource_group: Some("rg-flag".into()),
+                workspace: Some("ws-f".into()),
+                kfp_namespace: Some("team".into()),
+                ..SourceSettings::default()
+            }
+        );
+        let ws = job_source(&s.source, &AzureCliDefaults::default()).unwrap();
+        assert_eq!(
+            ws,
+            JobSource::Workspace(WorkspaceRef {
+                subscription: "sub-e".into(),
+                resource_group: "rg-flag".into(),
+                workspace: "ws-f".into()
+            })
+        );
     }
 
     #[test]

@@ -7,7 +7,7 @@ use crate::error::Error;
 use crate::plan::{Filter, Plan};
 use crate::provider::{Listing, Protocol, RemoteFile, S3Listed, s3_fatal};
 use crate::report::Printer;
-use crate::settings::Common;
+use crate::settings::Settings;
 use crate::transfer::SignHook;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -15,12 +15,12 @@ use std::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 /// Run `jobdl cp`.
-pub async fn cp(args: CpArgs, printer: Printer, cancel: CancellationToken) -> Result<u8, Error> {
+pub async fn cp(args: CpArgs, settings: &Settings, printer: Printer, cancel: CancellationToken) -> Result<u8, Error> {
     let started = Instant::now();
     if args.url.trim().get(..5).is_some_and(|s| s.eq_ignore_ascii_case("s3://")) {
-        return cp_s3(args, printer, cancel, started).await;
+        return cp_s3(args, settings, printer, cancel, started).await;
     }
-    let common = Common::resolve(&args.transfer, &args.cloud, args.overwrite)?;
+    let common = &settings.common;
     let filter = Filter::new(&args.filter.include, &args.filter.exclude)?;
     let shard = crate::settings::shard(args.shard.as_deref(), &crate::env::var)?;
     let url = url::Url::parse(args.url.trim()).map_err(|e| Error::usage(format!("invalid URL: {e}")))?;
@@ -44,7 +44,7 @@ pub async fn cp(args: CpArgs, printer: Printer, cancel: CancellationToken) -> Re
     shown.set_query(None);
     let source = crate::redact::url_for_display(&shown);
     let session =
-        Session { shard, manifest: args.manifest, ..Session::new(&common, &client, printer, started, cancel, source) };
+        Session { shard, manifest: args.manifest, ..Session::new(common, &client, printer, started, cancel, source) };
     plan_or_run(session, &root, plan, args.dry_run).await
 }
 
@@ -135,19 +135,18 @@ async fn blob_listing(blob: &BlobClient, parsed: &ParsedBlobUrl) -> Result<Listi
 /// `jobdl cp s3://BUCKET/KEY-OR-PREFIX <DIR>`: HEAD the key (one object); else every object under
 /// `KEY/` (or the whole bucket). Keys are never requested when a URL parser would rewrite them
 /// (`.`/`..` segments) or when the plan's path checks refuse them: those fail alone.
-async fn cp_s3(args: CpArgs, printer: Printer, cancel: CancellationToken, started: Instant) -> Result<u8, Error> {
-    let common = Common::resolve(&args.transfer, &args.cloud, args.overwrite)?;
+async fn cp_s3(
+    args: CpArgs,
+    settings: &Settings,
+    printer: Printer,
+    cancel: CancellationToken,
+    started: Instant,
+) -> Result<u8, Error> {
+    let common = &settings.common;
     let filter = Filter::new(&args.filter.include, &args.filter.exclude)?;
     let shard = crate::settings::shard(args.shard.as_deref(), &crate::env::var)?;
     let loc = crate::s3::parse_s3_url(args.url.trim()).map_err(Error::Usage)?;
-    let home = crate::settings::home_dir();
-    let config = crate::settings::s3_config(
-        args.s3.s3_endpoint.as_deref(),
-        args.s3.s3_region.as_deref(),
-        args.s3.allow_http,
-        &crate::env::var,
-        home.as_deref(),
-    )?;
+    let config = settings.s3(&args.s3).config()?;
     let client = crate::http::build_client(common.idle_timeout)?;
     let s3 = crate::s3::S3Client::new(client.clone(), common.meta_retry.clone(), &config, &loc.bucket)
         .map_err(Error::Usage)?
@@ -170,7 +169,7 @@ async fn cp_s3(args: CpArgs, printer: Printer, cancel: CancellationToken, starte
     }
     let source = crate::redact::redact(args.url.trim());
     let session =
-        Session { shard, manifest: args.manifest, ..Session::new(&common, &client, printer, started, cancel, source) };
+        Session { shard, manifest: args.manifest, ..Session::new(common, &client, printer, started, cancel, source) };
     plan_or_run(session, &root, plan, args.dry_run).await
 }
 

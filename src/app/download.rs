@@ -16,7 +16,7 @@ use crate::provider::kfp::Kfp;
 use crate::provider::mlflow::Mlflow;
 use crate::provider::{Job, OutputError, Provider, Resolved};
 use crate::report::Printer;
-use crate::settings::{AzureCliDefaults, Common, JobSource, env_url, job_source, parse_duration};
+use crate::settings::{AzureCliDefaults, Common, JobSource, Settings, env_url, job_source, parse_duration};
 use std::collections::HashMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -52,12 +52,20 @@ pub(crate) fn check_destination(path: Option<&std::path::Path>) -> Result<(), Er
 }
 
 /// Run `jobdl download`.
-pub async fn download(args: DownloadArgs, printer: Printer, cancel: CancellationToken) -> Result<u8, Error> {
+pub async fn download(
+    args: DownloadArgs,
+    settings: &Settings,
+    printer: Printer,
+    cancel: CancellationToken,
+) -> Result<u8, Error> {
     let started = Instant::now();
-    check_destination(args.path.as_deref())?;
+    // -p, else the configured `destination` expanded with the job's name.
+    let path = settings.path(args.path.as_deref(), &args.target.job);
+    check_destination(path.as_deref())?;
     if super::many::is_many(&args) {
-        return super::many::download_many(args, printer, cancel, started).await;
+        return super::many::download_many(args, settings, printer, cancel, started).await;
     }
+    let args = DownloadArgs { path, ..args };
     if args.target.job.is_empty() {
         return Err(Error::usage("give the JOB to download (or several, or --experiment NAME)"));
     }
@@ -66,9 +74,9 @@ pub async fn download(args: DownloadArgs, printer: Printer, cancel: Cancellation
         if best.is_some() {
             return Err(Error::usage("--best picks one checkpoint of a finished run; it cannot be used with --follow"));
         }
-        return super::follow::follow(args, printer, cancel).await;
+        return super::follow::follow(args, settings, printer, cancel).await;
     }
-    let mut r = resolve(&args, &printer, &cancel).await?;
+    let mut r = resolve(&args, settings, &printer, &cancel).await?;
     let best_folder = match &best {
         Some(spec) => Some(super::best::narrow(spec, &mut r, &printer, &cancel).await?),
         None => None,
@@ -149,27 +157,27 @@ pub(crate) struct Located {
     pub source: String,
 }
 
-/// Resolve settings and where the job lives (no network call yet).
-pub(crate) fn locate(args: &DownloadArgs) -> Result<Located, Error> {
-    locate_in(args, true)
+/// Resolve where the job lives and build the HTTP client (no network call yet).
+pub(crate) fn locate(args: &DownloadArgs, settings: &Settings) -> Result<Located, Error> {
+    locate_in(args, settings, true)
 }
 
-/// Resolve settings and where the jobs live (`jobdl jobs`: no job named).
-pub(crate) fn locate_source(args: &DownloadArgs) -> Result<Located, Error> {
-    locate_in(args, false)
+/// Resolve where the jobs live (`jobdl jobs`: no job named).
+pub(crate) fn locate_source(args: &DownloadArgs, settings: &Settings) -> Result<Located, Error> {
+    locate_in(args, settings, false)
 }
 
 /// [`locate`], checking the job name when `named`.
-fn locate_in(args: &DownloadArgs, named: bool) -> Result<Located, Error> {
-    let mut common = Common::resolve(&args.transfer, &args.target.cloud, args.overwrite)?;
+fn locate_in(args: &DownloadArgs, settings: &Settings, named: bool) -> Result<Located, Error> {
+    let mut common = settings.common.clone();
     if let Some(p) = &args.poll_interval {
         common.poll_interval = parse_duration(p, "--poll-interval")?;
         if common.poll_interval.is_zero() {
             return Err(Error::usage("--poll-interval must be longer than 0 (e.g. 200ms, 30s, 5m)"));
         }
     }
-    let cloud: Cloud = args.target.cloud.parse().map_err(Error::Usage)?;
-    let source = job_source(&args.target, &AzureCliDefaults::load())?;
+    let cloud = settings.cloud;
+    let source = job_source(&settings.source, &AzureCliDefaults::load())?;
     let described = crate::redact::redact(&match &source {
         JobSource::Project(e) => format!("foundry {e}"),
         JobSource::Workspace(w) => format!(
@@ -209,24 +217,15 @@ fn locate_in(args: &DownloadArgs, named: bool) -> Result<Located, Error> {
         }
         JobSource::Kfp(endpoint) => {
             let base = crate::provider::kfp::parse_endpoint(&endpoint, args.target.s3.allow_http)?;
-            let token = match &args.target.kfp_token_file {
-                Some(path) => Some((read_token_file(path)?, format!("--kfp-token-file {}", path.display()))),
-                None => common.access_token.clone().map(|t| (t, crate::env::JOBDL_ACCESS_TOKEN.to_string())),
-            };
-            let s3 = crate::provider::kfp::S3Settings {
-                endpoint: args.target.s3.s3_endpoint.clone(),
-                region: args.target.s3.s3_region.clone(),
-                allow_http: args.target.s3.allow_http,
-                aws_env: crate::settings::aws_env(),
-                home: crate::settings::home_dir(),
-            };
+            let token = settings.kfp_token(args.target.kfp_token_file.as_deref())?;
+            let s3 = settings.s3(&args.target.s3);
             Provider::Kfp(Box::new(
                 Kfp::new(meta, base, token, s3, args.target.pipeline_root.clone(), common.meta_retry.clone())
-                    .with_namespace(args.target.source.namespace.clone()),
+                    .with_namespace(settings.source.kfp_namespace.clone()),
             ))
         }
         JobSource::Mlflow(uri) => {
-            let target = crate::settings::mlflow_target(&uri, common.access_token.clone())?;
+            let target = settings.mlflow_target(&uri)?;
             Provider::Mlflow(Box::new(
                 Mlflow::new(meta, target, common.allow.clone()).with_max_entries(common.max_list_entries),
             ))
@@ -236,24 +235,14 @@ fn locate_in(args: &DownloadArgs, named: bool) -> Result<Located, Error> {
     Ok(Located { common, client, blob, provider, source: described })
 }
 
-/// The KFP bearer token from `--kfp-token-file` (trimmed; exit 2 when unreadable or empty).
-fn read_token_file(path: &Path) -> Result<String, Error> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| Error::usage(format!("cannot read --kfp-token-file {}: {e}", path.display())))?;
-    let token = text.trim();
-    if token.is_empty() || token.contains(['\n', '\r']) {
-        return Err(Error::usage(format!("--kfp-token-file {} does not hold one token", path.display())));
-    }
-    Ok(token.to_string())
-}
-
 /// Locate and gate the job, resolve the requested outputs and plan their (filtered) files.
 pub(crate) async fn resolve(
     args: &DownloadArgs,
+    settings: &Settings,
     printer: &Printer,
     cancel: &CancellationToken,
 ) -> Result<Resolution, Error> {
-    let located = locate(args)?;
+    let located = locate(args, settings)?;
     resolve_located(args, &located, printer, cancel).await
 }
 

@@ -9,6 +9,7 @@ use super::{Pass, Session, execute_pass};
 use crate::cli::DownloadArgs;
 use crate::error::{EXIT_JOB_UNSUCCESSFUL, Error};
 use crate::report::{FollowReport, Printer, Summary};
+use crate::settings::Settings;
 use crate::transfer::FileResult;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -38,10 +39,15 @@ struct Last {
 }
 
 /// Run `jobdl download --follow`.
-pub(crate) async fn follow(args: DownloadArgs, printer: Printer, cancel: CancellationToken) -> Result<u8, Error> {
+pub(crate) async fn follow(
+    args: DownloadArgs,
+    settings: &Settings,
+    printer: Printer,
+    cancel: CancellationToken,
+) -> Result<u8, Error> {
     check_flags(&args)?;
     let started = Instant::now();
-    let located = locate(&args)?;
+    let located = locate(&args, settings)?;
     let interval = located.common.poll_interval;
     let mut report = FollowReport::default();
     let mut last: Option<Last> = None;

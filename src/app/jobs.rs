@@ -6,17 +6,22 @@ use crate::error::Error;
 use crate::provider::Provider;
 use crate::provider::jobs::{JobList, JobQuery, StatusFilter};
 use crate::report::Printer;
+use crate::settings::Settings;
 use tokio_util::sync::CancellationToken;
 
 /// Run `jobdl jobs`.
-pub async fn jobs(args: JobsArgs, printer: Printer, cancel: CancellationToken) -> Result<u8, Error> {
+pub async fn jobs(
+    args: JobsArgs,
+    settings: &Settings,
+    printer: Printer,
+    cancel: CancellationToken,
+) -> Result<u8, Error> {
     let dl = DownloadArgs {
         target: args.to_job_args(),
         more_jobs: Vec::new(),
         experiment: None,
         status: Vec::new(),
         limit: 0,
-        destination_template: None,
         outputs: Vec::new(),
         all_outputs: false,
         path: None,
@@ -33,7 +38,7 @@ pub async fn jobs(args: JobsArgs, printer: Printer, cancel: CancellationToken) -
         poll_interval: None,
         shard: None,
     };
-    let Located { common, provider, .. } = locate_source(&dl)?;
+    let Located { common, provider, .. } = locate_source(&dl, settings)?;
     let query = JobQuery {
         limit: args.limit,
         statuses: status_filter(&args.status, &printer),

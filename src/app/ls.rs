@@ -4,6 +4,7 @@ use super::download::{Resolution, resolve};
 use crate::cli::LsArgs;
 use crate::error::{EXIT_FILES_FAILED, Error};
 use crate::report::{LsRow, Printer};
+use crate::settings::Settings;
 use futures_util::StreamExt;
 use tokio_util::sync::CancellationToken;
 
@@ -11,9 +12,9 @@ use tokio_util::sync::CancellationToken;
 const PROBES: usize = 8;
 
 /// Run `jobdl ls`.
-pub async fn ls(args: LsArgs, printer: Printer, cancel: CancellationToken) -> Result<u8, Error> {
+pub async fn ls(args: LsArgs, settings: &Settings, printer: Printer, cancel: CancellationToken) -> Result<u8, Error> {
     let dl = args.to_download();
-    let mut r = resolve(&dl, &printer, &cancel).await?;
+    let mut r = resolve(&dl, settings, &printer, &cancel).await?;
     probe_sizes(&mut r, &printer, &cancel).await?;
     let mut rows: Vec<LsRow> = r
         .plan

@@ -11,6 +11,7 @@ use crate::error::{EXIT_FILES_FAILED, Error};
 use crate::provider::Provider;
 use crate::provider::jobs::JobQuery;
 use crate::report::{ManyJob, ManySummary, Printer};
+use crate::settings::Settings;
 use std::path::PathBuf;
 use std::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -73,13 +74,14 @@ struct Destinations {
 }
 
 impl Destinations {
-    fn new(args: &DownloadArgs) -> Result<Destinations, Error> {
-        let template = args.destination_template.clone();
+    fn new(args: &DownloadArgs, settings: &Settings) -> Result<Destinations, Error> {
+        // A configured template applies when -p is not given.
+        let template = settings.destination.clone().filter(|_| args.path.is_none());
         let base = match (&template, &args.path) {
             (None, Some(p)) => p.clone(),
             _ => PathBuf::from("."),
         };
-        let home = crate::env::var_os(crate::env::HOME).map(PathBuf::from);
+        let home = settings.home.clone();
         Ok(Destinations { base: absolute(&base)?, template, home })
     }
 
@@ -94,16 +96,17 @@ impl Destinations {
 /// Run `jobdl download` for several jobs.
 pub(super) async fn download_many(
     args: DownloadArgs,
+    settings: &Settings,
     printer: Printer,
     cancel: CancellationToken,
     started: Instant,
 ) -> Result<u8, Error> {
     refuse_single_job_flags(&args)?;
     let names = job_names(&args)?;
-    let dests = Destinations::new(&args)?;
+    let dests = Destinations::new(&args, settings)?;
     crate::report::set_destination(&dests.base);
     // One source, one HTTP client: every job's calls and transfers share its connection pool.
-    let located = if args.experiment.is_some() { locate_source(&args)? } else { locate(&args)? };
+    let located = if args.experiment.is_some() { locate_source(&args, settings)? } else { locate(&args, settings)? };
     let names = match &args.experiment {
         Some(experiment) => experiment_runs(&args, experiment, &located, &printer, &cancel).await?,
         None => names,

@@ -20,7 +20,7 @@ pub use show::show;
 use crate::error::{EXIT_FILES_FAILED, Error};
 use crate::plan::{Plan, PlanFailure};
 use crate::report::{Printer, ProgressMode, ProgressReporter, Summary};
-use crate::settings::Common;
+use crate::settings::{Common, Output, Settings};
 use crate::transfer::{self, FileTask};
 use std::collections::HashSet;
 use std::io::IsTerminal;
@@ -531,6 +531,7 @@ pub fn run_cli(mut cli: crate::cli::Cli, matches: &clap::ArgMatches) -> u8 {
     };
     crate::log::set_verbosity(transfer.verbose);
     let printer = Printer { json: transfer.json, quiet: transfer.quiet };
+    let output = Output::from(transfer);
     set_color(transfer.color);
     let resolved = match crate::config::Files::load() {
         Ok(files) => {
@@ -560,29 +561,32 @@ pub fn run_cli(mut cli: crate::cli::Cli, matches: &clap::ArgMatches) -> u8 {
         printer.fatal(&e);
         return e.exit_code();
     }
-    // The run id stands for the URL before the files apply (a `{job}` destination names the run).
+    // The run id stands for the URL (a `{job}` destination names the run).
     if let (Some(r), Some(j)) = (&job_url, job_args(&mut cli.command)) {
         j.job = r.run().to_string();
     }
-    resolved.apply(&mut cli.command);
-    if let (Some(r), Some(j)) = (job_url, job_args(&mut cli.command)) {
-        crate::log::log(1, format!("{r:?}"));
-        r.apply(j);
-    }
-    let color = match &cli.command {
-        Command::Download(a) => a.transfer.color,
-        Command::Cp(a) => a.transfer.color,
-        Command::Ls(a) => a.transfer.color,
-        Command::Show(a) => a.transfer.color,
-        Command::Jobs(a) => a.transfer.color,
-        Command::Config(ConfigCommand::Show(a)) => a.transfer.color,
-        Command::Completions(_) | Command::Man(_) | Command::Verify(_) => None,
-    };
-    set_color(color);
+    set_color(crate::settings::color(&resolved));
     if let Command::Config(ConfigCommand::Show(_)) = &cli.command {
         let token_set = crate::env::var_os(crate::env::JOBDL_ACCESS_TOKEN).is_some_and(|v| !v.is_empty());
         printer.config(&resolved, token_set);
         return 0;
+    }
+    let overwrite = match &cli.command {
+        Command::Download(a) => a.overwrite,
+        Command::Cp(a) => a.overwrite,
+        _ => false,
+    };
+    let mut settings = match Settings::resolve(&resolved, output, overwrite, &crate::env::var) {
+        Ok(s) => s,
+        Err(e) => {
+            printer.fatal(&e);
+            return e.exit_code();
+        }
+    };
+    // A pasted job URL's source replaces the configured one.
+    if let (Some(r), Some(j)) = (job_url, job_args(&mut cli.command)) {
+        crate::log::log(1, format!("{r:?}"));
+        r.apply(&mut j.job, &mut settings.source);
     }
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
@@ -594,11 +598,11 @@ pub fn run_cli(mut cli: crate::cli::Cli, matches: &clap::ArgMatches) -> u8 {
     rt.block_on(async move {
         let cancel = crate::signal::install();
         let result = match cli.command {
-            Command::Download(a) => download(a, printer, cancel).await,
-            Command::Cp(a) => cp(a, printer, cancel).await,
-            Command::Ls(a) => ls(a, printer, cancel).await,
-            Command::Show(a) => show(a, printer, cancel).await,
-            Command::Jobs(a) => jobs(a, printer, cancel).await,
+            Command::Download(a) => download(a, &settings, printer, cancel).await,
+            Command::Cp(a) => cp(a, &settings, printer, cancel).await,
+            Command::Ls(a) => ls(a, &settings, printer, cancel).await,
+            Command::Show(a) => show(a, &settings, printer, cancel).await,
+            Command::Jobs(a) => jobs(a, &settings, printer, cancel).await,
             Command::Config(_) | Command::Completions(_) | Command::Man(_) | Command::Verify(_) => Ok(0),
         };
         match result {
@@ -613,7 +617,7 @@ pub fn run_cli(mut cli: crate::cli::Cli, matches: &clap::ArgMatches) -> u8 {
 
 /// `jobdl verify --remote`: the job's source is resolved as for `download` (flags, environment,
 /// configuration files), the job listed again, then the destination verified.
-fn verify_remote(mut cli: crate::cli::Cli, matches: &clap::ArgMatches, printer: Printer) -> u8 {
+fn verify_remote(cli: crate::cli::Cli, matches: &clap::ArgMatches, printer: Printer) -> u8 {
     let fail = |e: Error| {
         printer.fatal(&e);
         e.exit_code()
@@ -628,15 +632,19 @@ fn verify_remote(mut cli: crate::cli::Cli, matches: &clap::ArgMatches, printer: 
     if let Err(e) = resolved.check_conflicts() {
         return fail(e);
     }
-    resolved.apply(&mut cli.command);
     let crate::cli::Command::Verify(args) = cli.command else { return 1 };
+    let output = Output { json: args.json, quiet: args.quiet, verbose: args.verbose };
+    let settings = match Settings::resolve(&resolved, output, false, &crate::env::var) {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => return fail(Error::Io(format!("cannot start the async runtime: {e}"))),
     };
     let diffs = rt.block_on(async {
         let cancel = crate::signal::install();
-        verify::remote(&args, &printer, &cancel).await
+        verify::remote(&args, &settings, &printer, &cancel).await
     });
     match diffs.and_then(|d| verify::verify(&args, printer, Some(&d))) {
         Ok(code) => code,
@@ -747,9 +755,8 @@ mod tests {
             .await;
         let t = tempfile::tempdir().unwrap();
         let root = t.path().join("dest");
-        let cli = <crate::cli::Cli as clap::Parser>::try_parse_from(["jobdl", "download", "r"]).unwrap();
-        let crate::cli::Command::Download(a) = &cli.command else { panic!("not a download") };
-        let mut common = Common::resolve(&a.transfer, &a.target.cloud, false).unwrap();
+        let resolved = crate::settings::resolve(&Default::default(), Default::default(), &|_| None);
+        let mut common = Settings::resolve(&resolved, Output::default(), false, &|_| None).unwrap().common;
         common.transfer.retry.base_delay = Duration::from_millis(1);
         common.transfer.retry.max_delay = Duration::from_millis(2);
         let client = crate::http::build_client(Duration::from_secs(30)).unwrap();

@@ -4,12 +4,18 @@ use super::download::{Located, locate};
 use crate::cli::ShowArgs;
 use crate::error::Error;
 use crate::report::Printer;
+use crate::settings::Settings;
 use tokio_util::sync::CancellationToken;
 
 /// Run `jobdl show`.
-pub async fn show(args: ShowArgs, printer: Printer, cancel: CancellationToken) -> Result<u8, Error> {
+pub async fn show(
+    args: ShowArgs,
+    settings: &Settings,
+    printer: Printer,
+    cancel: CancellationToken,
+) -> Result<u8, Error> {
     let dl = args.to_download();
-    let Located { provider, .. } = locate(&dl)?;
+    let Located { provider, .. } = locate(&dl, settings)?;
     let job = tokio::select! {
         j = provider.get_job(&dl.target.job) => j?,
         _ = cancel.cancelled() => return Err(Error::Interrupted),

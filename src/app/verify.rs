@@ -191,6 +191,7 @@ pub fn verify(args: &VerifyArgs, printer: Printer, remote: Option<&[Remote]>) ->
 /// SAS was never recorded (exit 2). A source other than the recorded one is refused (exit 2).
 pub(crate) async fn remote(
     args: &VerifyArgs,
+    settings: &crate::settings::Settings,
     printer: &Printer,
     cancel: &tokio_util::sync::CancellationToken,
 ) -> Result<Vec<Remote>, Error> {
@@ -205,7 +206,7 @@ pub(crate) async fn remote(
         };
         let dl = download_args(args, &job, m)?;
         // The configured source must be the recorded one before anything is asked of it.
-        let configured = super::download::locate(&dl)?.source;
+        let configured = super::download::locate(&dl, settings)?.source;
         if let Some(recorded) = &m.source
             && *recorded != configured
         {
@@ -214,7 +215,7 @@ pub(crate) async fn remote(
                  the download used (flags, environment or jobdl.toml)"
             )));
         }
-        let r = super::download::resolve(&dl, printer, cancel).await?;
+        let r = super::download::resolve(&dl, settings, printer, cancel).await?;
         let recorded = m.by_path();
         let mut listed = std::collections::BTreeSet::new();
         let mut known = Vec::new();
@@ -275,12 +276,10 @@ fn download_args(args: &VerifyArgs, job: &str, m: &Manifest) -> Result<crate::cl
     let crate::cli::Command::Download(mut dl) = parsed.command else {
         return Err(Error::Io("cannot build the listing arguments".into()));
     };
-    dl.target.source = args.source.clone();
-    dl.target.cloud = args.cloud.clone();
+    // The source, cloud and allowed hosts are the settings' (flags, environment, files).
     dl.target.kfp_token_file = args.kfp_token_file.clone();
     dl.target.pipeline_root = args.pipeline_root.clone();
     dl.target.s3 = args.s3.clone();
-    dl.transfer.allow_host = args.allow_host.clone();
     // A job that is still running is listed as it is now.
     dl.allow_running = true;
     dl.shard = m.shard.map(|s| format!("{}/{}", s.index, s.count));

@@ -31,32 +31,7 @@ const V1_LOGS: &str = "main-logs";
 /// Most Pod nodes read from one v1 workflow manifest.
 const MAX_V1_NODES: usize = 100_000;
 
-/// S3 settings as given (resolved when the outputs are first needed, so `show` of a running run
-/// needs no S3 credentials).
-#[derive(Clone, Default)]
-pub struct S3Settings {
-    /// `--s3-endpoint` / `AWS_ENDPOINT_URL`.
-    pub endpoint: Option<String>,
-    /// `--s3-region`.
-    pub region: Option<String>,
-    /// `--allow-http`.
-    pub allow_http: bool,
-    /// The `AWS_*` environment variables as the run started (the credentials among them).
-    pub aws_env: Vec<(String, String)>,
-    /// The home directory (for `~/.aws/credentials`).
-    pub home: Option<std::path::PathBuf>,
-}
-
-impl std::fmt::Debug for S3Settings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("S3Settings")
-            .field("endpoint", &self.endpoint)
-            .field("region", &self.region)
-            .field("allow_http", &self.allow_http)
-            .field("aws_env", &self.aws_env.iter().map(|(k, _)| k).collect::<Vec<_>>())
-            .finish_non_exhaustive()
-    }
-}
+pub use crate::settings::S3Settings;
 
 /// A Kubeflow Pipelines API (cheap to clone: clients and caches are shared).
 #[derive(Clone)]
@@ -403,14 +378,7 @@ impl Kfp {
             }
             candidates.push((layout::DEFAULT_ROOT.to_string(), "the standalone default"));
         }
-        let config = crate::settings::s3_config(
-            self.s3.endpoint.as_deref(),
-            self.s3.region.as_deref(),
-            self.s3.allow_http,
-            &|k| self.s3.aws_env.iter().find(|(name, _)| name == k).map(|(_, v)| v.clone()),
-            self.s3.home.as_deref(),
-        )
-        .map_err(|e| match e {
+        let config = self.s3.config().map_err(|e| match e {
             Error::Auth { message, hint } => Error::Auth {
                 message,
                 hint: format!(
