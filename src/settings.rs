@@ -224,8 +224,9 @@ fn whole(v: &str, min: u64, max: u64, bad: impl Fn() -> Error) -> Result<u64, Er
 impl Settings {
     /// The one pass: every key of `r` checked and typed, with the command's output flags and
     /// `--overwrite`. `env` reads the variables that are no key (`JOBDL_ACCESS_TOKEN`,
-    /// `JOBDL_ALLOW_HOSTS` beside flag or file hosts, `JOBDL_PROGRESS_INTERVAL`, `AWS_*`, home).
-    /// Exit 2 naming the flag, variable or file:line of a bad value.
+    /// `JOBDL_ALLOW_HOSTS` added to the hosts of flags or files, `JOBDL_PROGRESS_INTERVAL`, the
+    /// home directory); the `AWS_*` variables are taken from the process as they are. Exit 2
+    /// naming the flag, variable or file:line of a bad value.
     pub fn resolve(
         r: &Resolved,
         output: Output,
