@@ -3,7 +3,7 @@
 //! after another over the same HTTP client (one connection pool), each into its own folder with
 //! its own lock and manifest, so `jobdl verify DIR/JOB` and a rerun work per job. The engine
 //! writes through one destination directory handle per run, which is why the jobs do not share
-//! one transfer.
+//! one transfer; they share one progress display, whose totals are every job's plan.
 use super::download::{Located, Resolution, locate, locate_source, request, resolve_gated};
 use super::{Session, absolute, execute_pass, progress_mode};
 use crate::cli::DownloadArgs;

@@ -326,6 +326,33 @@ mod tests {
     use super::*;
 
     #[test]
+    fn several_jobs_share_one_set_of_totals() {
+        let jobs = [("a".to_string(), 2, 100), ("b".to_string(), 1, 200), ("c".to_string(), 1, 50)];
+        let r = ProgressReporter::for_jobs(ProgressMode::Silent, &jobs);
+        let totals = |r: &ProgressReporter| (r.files_total.load(Ordering::Relaxed), r.total.length());
+        assert_eq!(totals(&r), (4, Some(350)), "every job counts from the start");
+        // Job a's transfer: one of its files was already on disk, so the engine plans the other.
+        r.start_job(0);
+        r.plan(1, 40);
+        assert_eq!(totals(&r), (3, Some(290)));
+        r.bytes("x", 40);
+        r.file_done(&FileOutcome {
+            display: "x".into(),
+            bytes: 40,
+            result: crate::transfer::FileResult::Downloaded,
+            md5: crate::transfer::Md5Status::Absent,
+            checked: None,
+        });
+        // Job b fails before its transfer: it leaves the totals when job c starts.
+        r.start_job(1);
+        r.start_job(2);
+        assert_eq!(totals(&r), (2, Some(90)));
+        assert_eq!(r.total.position(), 40, "job a's bytes stay counted");
+        assert_eq!(r.files_done.load(Ordering::Relaxed), 1);
+        assert_eq!(r.jobs.as_ref().and_then(|j| j.label.lock().ok().map(|l| l.clone())).unwrap(), "job 3/3 c");
+    }
+
+    #[test]
     fn plain_line_format() {
         let l = progress_line(12, 40, 1288490189, 3650722201, Duration::from_secs(10));
         assert_eq!(l, "files 12/40, 1.2 GiB/3.4 GiB, 122.9 MiB/s");
