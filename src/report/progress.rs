@@ -57,6 +57,14 @@ struct JobsState {
 /// Most columns a job's name takes in the progress line.
 const JOB_NAME_COLS: usize = 40;
 
+/// `job 2/3 NAME`: job `index` of `names`, its name made printable and at most
+/// [`JOB_NAME_COLS`] wide; empty without jobs.
+fn job_label(names: &[String], index: usize) -> String {
+    let Some(name) = names.get(index) else { return String::new() };
+    let name = term::elide_middle(&crate::safepath::printable(name), JOB_NAME_COLS);
+    format!("job {}/{} {name}", index + 1, names.len())
+}
+
 /// Files at least this large get a bar of their own.
 const BIG_FILE: u64 = 64 << 20;
 
@@ -82,13 +90,11 @@ impl ProgressReporter {
     /// [`start_job`](Self::start_job) before each job's transfer; the engine's `plan` of that
     /// transfer then replaces the job's share of the totals.
     pub fn for_jobs(mode: ProgressMode, jobs: &[(String, usize, u64)]) -> Self {
-        let label = Arc::new(Mutex::new(String::new()));
+        let names: Vec<String> = jobs.iter().map(|j| j.0.clone()).collect();
+        // The first job is named from the first frame on.
+        let label = Arc::new(Mutex::new(job_label(&names, 0)));
         let mut r = Self::labelled(mode, label.clone());
-        let state = JobsState {
-            names: jobs.iter().map(|j| j.0.clone()).collect(),
-            planned: jobs.iter().map(|j| (j.1, j.2)).collect(),
-            current: None,
-        };
+        let state = JobsState { names, planned: jobs.iter().map(|j| (j.1, j.2)).collect(), current: None };
         r.jobs = Some(Jobs { label, state: Mutex::new(state) });
         let files = jobs.iter().map(|j| j.1).sum();
         let bytes = jobs.iter().map(|j| j.2).sum();
@@ -109,9 +115,7 @@ impl ProgressReporter {
                 self.adjust_totals((files, bytes), (0, 0));
             }
             s.current = Some((index, false));
-            let name = s.names.get(index).map(String::as_str).unwrap_or_default();
-            let name = term::elide_middle(&crate::safepath::printable(name), JOB_NAME_COLS);
-            format!("job {}/{} {name}", index + 1, s.names.len())
+            job_label(&s.names, index)
         };
         if let Ok(mut l) = jobs.label.lock() {
             *l = label;
@@ -331,6 +335,7 @@ mod tests {
         let r = ProgressReporter::for_jobs(ProgressMode::Silent, &jobs);
         let totals = |r: &ProgressReporter| (r.files_total.load(Ordering::Relaxed), r.total.length());
         assert_eq!(totals(&r), (4, Some(350)), "every job counts from the start");
+        assert_eq!(r.jobs.as_ref().and_then(|j| j.label.lock().ok().map(|l| l.clone())).unwrap(), "job 1/3 a");
         // Job a's transfer: one of its files was already on disk, so the engine plans the other.
         r.start_job(0);
         r.plan(1, 40);
