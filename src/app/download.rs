@@ -254,6 +254,18 @@ pub(crate) async fn resolve_located(
     printer: &Printer,
     cancel: &CancellationToken,
 ) -> Result<Resolution, Error> {
+    resolve_gated(args, located, printer, cancel, &mut None).await
+}
+
+/// [`resolve_located`], setting `gated` to the job's status once its gate passed, so a job
+/// whose resolution fails after the gate still has a status to report.
+pub(crate) async fn resolve_gated(
+    args: &DownloadArgs,
+    located: &Located,
+    printer: &Printer,
+    cancel: &CancellationToken,
+    gated: &mut Option<String>,
+) -> Result<Resolution, Error> {
     let filter = Filter::new(&args.filter.include, &args.filter.exclude)?;
     let timeout = args.timeout.as_deref().map(|t| parse_duration(t, "--timeout")).transpose()?;
     let shard = crate::settings::shard(args.shard.as_deref(), &crate::env::var)?;
@@ -278,6 +290,7 @@ pub(crate) async fn resolve_located(
         &cancel,
     )
     .await?;
+    *gated = Some(job.status.clone());
     let partial = !provider.is_terminal(&job.status);
     // `--follow` says where the job is on its own progress line.
     if partial && !args.follow {

@@ -3,16 +3,17 @@
 //! after another over the same HTTP client (one connection pool), each into its own folder with
 //! its own lock and manifest, so `jobdl verify DIR/JOB` and a rerun work per job. The engine
 //! writes through one destination directory handle per run, which is why the jobs do not share
-//! one transfer.
-use super::download::{Located, Resolution, locate, locate_source, request, resolve_located};
-use super::{Session, absolute, execute_pass};
+//! one transfer; they share one progress display, whose totals are every job's plan.
+use super::download::{Located, Resolution, locate, locate_source, request, resolve_gated};
+use super::{Session, absolute, execute_pass, progress_mode};
 use crate::cli::DownloadArgs;
 use crate::error::{EXIT_FILES_FAILED, Error};
 use crate::provider::Provider;
 use crate::provider::jobs::JobQuery;
-use crate::report::{ManyJob, ManySummary, Printer};
+use crate::report::{ManyJob, ManySummary, Printer, ProgressReporter};
 use crate::settings::Settings;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -137,7 +138,8 @@ pub(super) async fn download_many(
         one.target.job = name.clone();
         one.more_jobs.clear();
         one.path = Some(dest);
-        match resolve_located(&one, &located, &printer, &cancel).await {
+        let mut gated = None;
+        match resolve_gated(&one, &located, &printer, &cancel, &mut gated).await {
             Ok(r) => {
                 job.status = Some(r.job.status.clone());
                 ready.push((jobs.len(), one, r));
@@ -145,19 +147,33 @@ pub(super) async fn download_many(
             Err(Error::Interrupted) => interrupted = true,
             Err(e) => {
                 printer.job_failed(&name, &e);
+                // Its status as the gate read it, when the failure came after the gate.
+                job.status = gated;
                 job.error = Some(e);
             }
         }
         jobs.push(job);
     }
-    for (i, one, r) in ready {
+    // One progress display for every job: each job's plan is known before any transfer starts.
+    let progress = ready.first().map(|(_, _, first)| {
+        let shares: Vec<(String, usize, u64)> = ready
+            .iter()
+            .map(|(i, _, r)| (jobs[*i].name.clone(), r.plan.tasks.len() + r.plan.archives.len(), r.plan.bytes()))
+            .collect();
+        Arc::new(ProgressReporter::for_jobs(progress_mode(&printer, &first.common), &shares))
+    });
+    for (turn, (i, one, r)) in ready.into_iter().enumerate() {
         if interrupted || cancel.is_cancelled() {
             interrupted = true;
             continue;
         }
+        if let Some(p) = &progress {
+            p.start_job(turn);
+        }
         let session = Session {
             partial: r.partial,
             request: Some(request(&one, None)),
+            progress: progress.clone(),
             ..Session::new(&r.common, &r.client, printer, started, cancel.clone(), r.source.clone())
         };
         let job_ref = Some((r.job.name.as_str(), r.job.status.as_str()));
@@ -173,10 +189,16 @@ pub(super) async fn download_many(
             }
             Err(Error::Interrupted) => interrupted = true,
             Err(e) => {
-                printer.job_failed(&job.name, &e);
+                match &progress {
+                    Some(p) => p.suspend(|| printer.job_failed(&job.name, &e)),
+                    None => printer.job_failed(&job.name, &e),
+                }
                 job.error = Some(e);
             }
         }
+    }
+    if let Some(p) = &progress {
+        p.finish();
     }
     let summary = ManySummary { destination: &dests.base, jobs: &jobs, elapsed: started.elapsed(), interrupted };
     printer.many_summary(&summary);

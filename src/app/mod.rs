@@ -113,6 +113,18 @@ pub(crate) async fn plan_actions(root: &Path, tasks: &[FileTask], overwrite: boo
     .unwrap_or_else(|_| vec![PlanAction::Fetch; n])
 }
 
+/// How a transfer's progress is shown: for humans on stderr, so `--json` keeps it (stdout
+/// carries only the document); bars on a terminal, plain lines elsewhere, nothing with `-q`.
+pub(crate) fn progress_mode(printer: &Printer, common: &Common) -> ProgressMode {
+    if printer.quiet {
+        ProgressMode::Silent
+    } else if std::io::stderr().is_terminal() {
+        ProgressMode::Bars
+    } else {
+        ProgressMode::Lines(common.progress_interval)
+    }
+}
+
 /// What a command has set up before it executes a plan.
 pub(crate) struct Session<'a> {
     /// Resolved settings.
@@ -138,6 +150,9 @@ pub(crate) struct Session<'a> {
     /// `--follow`: a folder new at this pass is fetched into `.jobdl/stage/` and appears whole
     /// once all its files are verified (see [`stage`]).
     pub stage: bool,
+    /// A progress display shared by several passes (several jobs), which the caller finishes;
+    /// `None`: the pass shows its own.
+    pub progress: Option<Arc<ProgressReporter>>,
 }
 
 impl<'a> Session<'a> {
@@ -162,6 +177,7 @@ impl<'a> Session<'a> {
             request: None,
             manifest: true,
             stage: false,
+            progress: None,
         }
     }
 }
@@ -244,6 +260,7 @@ pub(crate) async fn execute_pass(
         shard,
         request,
         stage,
+        progress,
     } = session;
     match std::fs::symlink_metadata(root) {
         Ok(_) if !root.is_dir() => {
@@ -292,15 +309,8 @@ pub(crate) async fn execute_pass(
                 return Err(Error::Interrupted);
             }
         };
-    // Progress is for humans on stderr: `--json` keeps it (stdout carries only the document).
-    let mode = if printer.quiet {
-        ProgressMode::Silent
-    } else if std::io::stderr().is_terminal() {
-        ProgressMode::Bars
-    } else {
-        ProgressMode::Lines(common.progress_interval)
-    };
-    let reporter = Arc::new(ProgressReporter::with_mode(mode));
+    let reporter =
+        progress.clone().unwrap_or_else(|| Arc::new(ProgressReporter::with_mode(progress_mode(&printer, common))));
     // Archives (KFP v1 `:read` artifacts) are tasks of the same run: each counts as one file in
     // the progress until its entries are known.
     let mut tasks: Vec<transfer::Task> = tasks.into_iter().map(transfer::Task::File).collect();
@@ -318,7 +328,9 @@ pub(crate) async fn execute_pass(
         })
     }));
     let mut outcome = transfer::run(client, &common.transfer, &root_dir, tasks, reporter.clone(), cancel).await;
-    reporter.finish();
+    if progress.is_none() {
+        reporter.finish();
+    }
     if let Some((files, entries)) = include_check
         && !outcome.interrupted
     {
@@ -784,6 +796,7 @@ mod tests {
             shard: None,
             request: None,
             stage: false,
+            progress: None,
         };
         let logs = "named-outputs/train/main-logs";
         let plan = Plan { archives: vec![archive("main-logs", logs)], ..Plan::default() };

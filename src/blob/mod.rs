@@ -149,6 +149,12 @@ impl BlobClient {
         self
     }
 
+    /// The entry limit per listing (the `max_list_entries` setting), which the provider holding
+    /// this client also applies to its other listings.
+    pub fn max_entries(&self) -> usize {
+        self.max_entries
+    }
+
     /// Every blob under `prefix` (folder placeholders skipped; names outside the prefix dropped),
     /// in SAS mode (no Authorization header).
     ///

@@ -187,7 +187,8 @@ impl Foundry {
     /// takes; the project token's audience is the project host).
     pub async fn metric_history(&self, job: &Job, metric: &str) -> Result<Vec<crate::best::MetricPoint>, Error> {
         let scope = crate::auth::arm_scope(self.allow.cloud());
-        super::tracking::metric_history(&self.meta, &self.tokens, &self.allow, &scope, job, metric).await
+        let max = self.blob.max_entries();
+        super::tracking::metric_history(&self.meta, &self.tokens, &self.allow, &scope, job, metric, max).await
     }
 
     /// GET the job.

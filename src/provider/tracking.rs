@@ -53,7 +53,8 @@ pub fn metrics_run(job: &Job) -> &str {
 }
 
 /// Every logged value of `metric` of `job`'s run ([`metrics_run`]) from the tracking service the
-/// job names, with a token of `scope` (the cloud's ARM audience).
+/// job names, with a token of `scope` (the cloud's ARM audience); more than `max_entries` values
+/// (the `max_list_entries` setting) end the call.
 pub async fn metric_history(
     meta: &MetaClient,
     tokens: &TokenSource,
@@ -61,6 +62,7 @@ pub async fn metric_history(
     scope: &str,
     job: &Job,
     metric: &str,
+    max_entries: usize,
 ) -> Result<Vec<MetricPoint>, Error> {
     let Some(raw) = job.tracking.as_deref().filter(|t| !t.trim().is_empty()) else {
         return Err(Error::NotFound(format!(
@@ -72,7 +74,7 @@ pub async fn metric_history(
     let base = base(raw, allow).map_err(|e| Error::Protocol(format!("job '{}': {e}", job.name)))?;
     let token = tokens.token(scope).await?;
     let auth = format!("Bearer {token}");
-    let at = HistoryAt { meta, base: &base, auth: Some(&auth), max_entries: crate::settings::DEFAULT_MAX_LIST_ENTRIES };
+    let at = HistoryAt { meta, base: &base, auth: Some(&auth), max_entries };
     let shown = crate::redact::url_for_display(&base);
     metric_history_at(&at, metrics_run(job), metric, |e, what| {
         if super::mlflow::resource_missing(&e) {

@@ -178,15 +178,17 @@ pub fn eta_text(elapsed: Duration, done: u64, total: Option<u64>, rate: f64) -> 
     }
 }
 
-/// The overall line — bytes done/total, rate, ETA, files done/total, a bar — in
-/// fewer than `width` columns: the bar takes what is left (and goes when less than 8 columns are
-/// left), then the files count, the ETA and the rate go, in that order, when even they do not fit.
+/// The overall line — bytes done/total, rate, ETA, files done/total, the job under way when
+/// several are downloaded (`job 2/3 NAME`), a bar — in fewer than `width` columns: the bar takes
+/// what is left (and goes when less than 8 columns are left), then the job, the files count, the
+/// ETA and the rate go, in that order, when even they do not fit.
 pub fn total_line(
     done: u64,
     total: Option<u64>,
     rate: f64,
     elapsed: Duration,
     files: (usize, usize),
+    job: Option<&str>,
     width: usize,
 ) -> String {
     let max = width.saturating_sub(1);
@@ -195,7 +197,9 @@ pub fn total_line(
         None => human_bytes(done),
     };
     let rate_text = format!("{}/s", human_bytes(rate.max(0.0) as u64));
-    let parts = [sizes, rate_text, eta_text(elapsed, done, total, rate), format!("files {}/{}", files.0, files.1)];
+    let mut parts =
+        vec![sizes, rate_text, eta_text(elapsed, done, total, rate), format!("files {}/{}", files.0, files.1)];
+    parts.extend(job.map(str::to_string));
     let mut line = String::new();
     for p in parts {
         let sep = if line.is_empty() { 0 } else { 2 };
@@ -319,13 +323,23 @@ mod tests {
     fn total_lines_fit_the_terminal() {
         let s = Duration::from_secs;
         for width in WIDTHS {
-            let l = total_line(1_288_490_189, Some(3_650_722_201), 110e6, s(10), (12, 40), width);
+            let l = total_line(1_288_490_189, Some(3_650_722_201), 110e6, s(10), (12, 40), None, width);
             assert!(text_width(&l) < width.max(1), "{width}: {l:?}");
         }
-        let l = total_line(1_288_490_189, Some(3_650_722_201), 110e6 * 1.048_576, s(10), (12, 40), 80);
+        let l = total_line(1_288_490_189, Some(3_650_722_201), 110e6 * 1.048_576, s(10), (12, 40), None, 80);
         assert!(l.starts_with("1.2 GiB/3.4 GiB  110.0 MiB/s  eta 20s  files 12/40  ["), "{l}");
-        let l = total_line(1_288_490_189, Some(3_650_722_201), 110e6, s(10), (12, 40), 40);
+        let l = total_line(1_288_490_189, Some(3_650_722_201), 110e6, s(10), (12, 40), None, 40);
         assert_eq!(l, "1.2 GiB/3.4 GiB  104.9 MiB/s  eta 21s");
+        // Several jobs: the job under way follows the files count, and goes first when space is short.
+        let job = Some("job 2/3 train-b");
+        for width in WIDTHS {
+            let l = total_line(1_288_490_189, Some(3_650_722_201), 110e6, s(10), (12, 40), job, width);
+            assert!(text_width(&l) < width.max(1), "{width}: {l:?}");
+        }
+        let l = total_line(1_288_490_189, Some(3_650_722_201), 110e6, s(10), (12, 40), job, 200);
+        assert!(l.contains("  files 12/40  job 2/3 train-b  ["), "{l}");
+        let l = total_line(1_288_490_189, Some(3_650_722_201), 110e6, s(10), (12, 40), job, 60);
+        assert_eq!(l, "1.2 GiB/3.4 GiB  104.9 MiB/s  eta 21s  files 12/40");
     }
 
     #[test]

@@ -477,3 +477,58 @@ pub fn model_world(model_len: u64) -> World {
 pub fn range_start(r: &LoggedRequest) -> Option<u64> {
     r.range.as_deref()?.trim().strip_prefix("bytes=")?.split('-').next()?.parse().ok()
 }
+
+/// Which output stream of a command [`run_on_terminal`] puts on the pseudo-terminal.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OnTerminal {
+    Stdout,
+    Stderr,
+}
+
+/// Runs `cmd` with one output stream (`on`) on a pseudo-terminal of `cols` columns and the other
+/// to a pipe; returns what the terminal received (`\r\n` turned back into `\n`), what the pipe
+/// received, and the exit status.
+#[cfg(unix)]
+pub fn run_on_terminal(mut cmd: Command, cols: u16, on: OnTerminal) -> (String, String, std::process::ExitStatus) {
+    use rustix::pty::{OpenptFlags, grantpt, openpt, ptsname, unlockpt};
+    let master = openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY).expect("openpt");
+    grantpt(&master).expect("grantpt");
+    unlockpt(&master).expect("unlockpt");
+    let name = ptsname(&master, Vec::new()).expect("ptsname");
+    let ws = rustix::termios::Winsize { ws_row: 40, ws_col: cols, ws_xpixel: 0, ws_ypixel: 0 };
+    rustix::termios::tcsetwinsize(&master, ws).expect("set the terminal size");
+    let slave = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(name.to_str().expect("pts name"))
+        .expect("open the terminal");
+    cmd.stdin(Stdio::null());
+    match on {
+        OnTerminal::Stdout => cmd.stdout(slave).stderr(Stdio::piped()),
+        OnTerminal::Stderr => cmd.stderr(slave).stdout(Stdio::piped()),
+    };
+    let mut child = cmd.spawn().expect("spawn jobdl");
+    drop(cmd);
+    let pipe: Box<dyn Read + Send> = match on {
+        OnTerminal::Stdout => Box::new(child.stderr.take().expect("stderr pipe")),
+        OnTerminal::Stderr => Box::new(child.stdout.take().expect("stdout pipe")),
+    };
+    let piped = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = { pipe }.read_to_string(&mut text);
+        text
+    });
+    let mut master = File::from(master);
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    // Reading ends with EIO once the child (the last holder of the terminal) has exited.
+    while let Ok(n) = master.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        got.extend_from_slice(&buf[..n]);
+    }
+    let status = child.wait().expect("wait for jobdl");
+    let piped = piped.join().expect("the pipe reader");
+    (String::from_utf8_lossy(&got).replace("\r\n", "\n"), piped, status)
+}

@@ -406,37 +406,11 @@ fn jobs_takes_its_source_from_jobdl_toml_and_refuses_conflicts() {
 }
 
 /// Runs `cmd` with stdout on a pseudo-terminal of `cols` columns (stderr to a pipe) and returns
-/// what the terminal received, `\r\n` turned back into `\n`, and the exit status.
+/// what the terminal received and the exit status.
 #[cfg(unix)]
-fn run_on_terminal(mut cmd: Command, cols: u16) -> (String, std::process::ExitStatus) {
-    use rustix::pty::{OpenptFlags, grantpt, openpt, ptsname, unlockpt};
-    use std::io::Read;
-    let master = openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY).expect("openpt");
-    grantpt(&master).expect("grantpt");
-    unlockpt(&master).expect("unlockpt");
-    let name = ptsname(&master, Vec::new()).expect("ptsname");
-    let ws = rustix::termios::Winsize { ws_row: 40, ws_col: cols, ws_xpixel: 0, ws_ypixel: 0 };
-    rustix::termios::tcsetwinsize(&master, ws).expect("set the terminal size");
-    let slave = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(name.to_str().expect("pts name"))
-        .expect("open the terminal");
-    cmd.stdin(std::process::Stdio::null()).stdout(slave).stderr(std::process::Stdio::piped());
-    let mut child = cmd.spawn().expect("spawn jobdl");
-    drop(cmd);
-    let mut master = std::fs::File::from(master);
-    let mut got = Vec::new();
-    let mut buf = [0u8; 4096];
-    // Reading ends with EIO once the child (the last holder of the terminal) has exited.
-    while let Ok(n) = master.read(&mut buf) {
-        if n == 0 {
-            break;
-        }
-        got.extend_from_slice(&buf[..n]);
-    }
-    let status = child.wait().expect("wait for jobdl");
-    (String::from_utf8_lossy(&got).replace("\r\n", "\n"), status)
+fn run_on_terminal(cmd: Command, cols: u16) -> (String, std::process::ExitStatus) {
+    let (screen, _, status) = harness::run_on_terminal(cmd, cols, harness::OnTerminal::Stdout);
+    (screen, status)
 }
 
 fn long_named_jobs() -> World {

@@ -222,7 +222,8 @@ impl AzureMl {
     /// (`download --best`), with the ARM token.
     pub async fn metric_history(&self, job: &Job, metric: &str) -> Result<Vec<crate::best::MetricPoint>, Error> {
         let i = &self.inner;
-        super::tracking::metric_history(&i.meta, &i.tokens, &i.allow, &i.arm_scope, job, metric).await
+        let max = i.blob.max_entries();
+        super::tracking::metric_history(&i.meta, &i.tokens, &i.allow, &i.arm_scope, job, metric, max).await
     }
 
     /// The workspace's recent jobs (`GET …/jobs`, paged by `nextLink`), newest first.
