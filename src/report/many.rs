@@ -31,6 +31,8 @@ pub struct ManyJob {
     pub failures: Vec<PlanFailure>,
     /// What ended this job before or instead of its transfer.
     pub error: Option<Error>,
+    /// `--top`: the metric, goal, value and rank that chose this trial.
+    pub trial: Option<Value>,
 }
 
 impl ManyJob {
@@ -47,6 +49,7 @@ impl ManyJob {
             files: Vec::new(),
             failures: Vec::new(),
             error: None,
+            trial: None,
         }
     }
 
@@ -213,6 +216,9 @@ pub fn many_json(s: &ManySummary<'_>) -> Value {
         });
         if j.partial {
             section["partial"] = json!(true);
+        }
+        if let Some(t) = &j.trial {
+            section["trial"] = t.clone();
         }
         if let Some(e) = &j.error {
             section["error"] = json!({"code": e.json_code(), "message": crate::redact::redact(&e.to_string()),

@@ -17,6 +17,7 @@ mod azureml;
 mod azurite;
 mod best_azure;
 mod beyond;
+mod children;
 mod cli;
 mod emulator_selftest;
 mod engine;
