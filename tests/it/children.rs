@@ -3,6 +3,7 @@
 //! history's children listing and the tracking service's MLflow search) and the fake MLflow.
 
 use crate::harness::{Run, TestEnv, assert_bytes, text};
+use crate::many::assert_result_document;
 use crate::support::{self, JobFixture, TOKEN, World, workspace_world};
 use serde_json::{Value, json};
 
@@ -32,6 +33,7 @@ fn section<'a>(doc: &'a Value, name: &str) -> &'a Value {
 #[track_caller]
 fn assert_steps_downloaded(env: &TestEnv, run: &Run, dest: &str) {
     run.expect_code(0);
+    assert_result_document(run.doc());
     let out = env.work().join(dest);
     for (id, folder) in
         [("s-train", "train"), ("s-score", "score"), ("s-up", ".._x"), ("s-ab", "a_b"), ("s-empty", "s-empty")]
@@ -133,6 +135,7 @@ fn sweep() -> World {
 #[track_caller]
 fn assert_trials(run: &Run, out: &std::path::Path, want: &[(&str, f64)], goal: &str) {
     run.expect_code(0);
+    assert_result_document(run.doc());
     let names: Vec<&str> = run.doc()["jobs"].as_array().unwrap().iter().map(|j| j["name"].as_str().unwrap()).collect();
     let ids: Vec<&str> = want.iter().map(|(id, _)| *id).collect();
     assert_eq!(names, ids, "{run}");
