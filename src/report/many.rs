@@ -11,7 +11,8 @@ use std::time::Duration;
 /// One job of a run over several jobs.
 #[derive(Debug)]
 pub struct ManyJob {
-    /// The job as given (its folder's name).
+    /// The job (run id) as given or selected (its folder's name, except for `--children` and
+    /// `--top`, whose folders are named after the step or trial).
     pub name: String,
     /// Absolute folder of the job.
     pub destination: PathBuf,
