@@ -28,8 +28,10 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// The subcommands.
+/// The subcommands. Parsed once per run, so `download`'s many flags make its variant the largest
+/// without boxing it (which every match on the command would then have to see through).
 #[derive(Debug, Subcommand)]
+#[allow(clippy::large_enum_variant)]
 pub enum Command {
     #[command(verbatim_doc_comment)]
     /// Download a job's artifacts and/or named outputs.
@@ -48,6 +50,8 @@ pub enum Command {
     ///   jobdl download job-123 --follow --poll-interval 30s           # pull while it runs
     ///   jobdl download job-1 job-2 job-3 -p ./runs                    # ./runs/job-1/, ./runs/job-2/ ...
     ///   jobdl download --experiment my-exp --status completed --limit 5 -p ./runs
+    ///   jobdl download my-pipeline --children -p ./steps              # ./steps/<step>/ per step
+    ///   jobdl download my-sweep --top 3 -p ./best                     # the sweep's 3 best trials
     #[command(mut_arg("job", |a| a.required(false).default_value("").hide_default_value(true).index(1)))]
     Download(DownloadArgs),
     #[command(verbatim_doc_comment)]
@@ -349,6 +353,9 @@ impl LsArgs {
         DownloadArgs {
             target: self.job.clone(),
             more_jobs: Vec::new(),
+            children: false,
+            top: None,
+            metric: None,
             experiment: None,
             status: Vec::new(),
             limit: 0,
@@ -459,6 +466,19 @@ pub struct DownloadArgs {
     /// With --experiment: at most N runs, newest first.
     #[arg(long, value_name = "N", default_value_t = 20, requires = "experiment")]
     pub limit: usize,
+    /// Download JOB's child runs (a pipeline's steps) instead of JOB, each into DIR/<step>/ (the
+    /// step's display name made a safe folder name; -p DIR, default the current directory).
+    /// JOB's own status gates them (--wait, --allow-running). Azure ML, Foundry, MLflow.
+    #[arg(long, conflicts_with_all = ["experiment", "top"])]
+    pub children: bool,
+    /// Download the K best trials of sweep JOB (its child runs ranked by the sweep's primary
+    /// metric, or --metric), each into DIR/<trial>/; trials without the metric are left out.
+    #[arg(long, value_name = "K", conflicts_with = "experiment")]
+    pub top: Option<usize>,
+    /// With --top: rank the trials by this metric's latest value, lowest (min) or highest (max)
+    /// first; needed for an MLflow parent run, optional for an Azure ML sweep.
+    #[arg(long, value_name = "METRIC:min|max", requires = "top")]
+    pub metric: Option<String>,
     /// Download this named output (repeatable); `default` means the default artifacts.
     #[arg(long = "output", value_name = "NAME")]
     pub outputs: Vec<String>,

@@ -158,6 +158,28 @@ pub const COLLISION: &str =
     "names differ only in case or Unicode normalization, so they would be one file on macOS and Windows";
 
 /// Check one component of `full` (used for the error message).
+/// Characters Windows does not allow in a file name.
+const WINDOWS_CHARS: [char; 7] = ['<', '>', ':', '"', '|', '?', '*'];
+
+/// A server-given name (a pipeline step's display name) made one safe path component: path
+/// separators, control characters and [`WINDOWS_CHARS`] become `_`, the ends are trimmed, it is
+/// cut to `max` bytes (on a character boundary) and trailing dots are dropped; `None` when what
+/// remains is still refused by [`safe_component`] (empty, `.`, `..`, a device name, `.jobdl`).
+pub fn component_from(raw: &str, max: usize) -> Option<String> {
+    let unsafe_char = |ch: char| ch.is_control() || ch == '/' || ch == '\\' || WINDOWS_CHARS.contains(&ch);
+    let mapped: String = raw.chars().map(|ch| if unsafe_char(ch) { '_' } else { ch }).collect();
+    let mut name = mapped.trim().to_string();
+    if name.len() > max {
+        let mut end = max;
+        while !name.is_char_boundary(end) {
+            end -= 1;
+        }
+        name.truncate(end);
+    }
+    let name = name.trim_end_matches(['.', ' ']).to_string();
+    safe_component(&name).ok().map(|()| name)
+}
+
 fn check_component(c: &str, full: &str) -> Result<(), PathError> {
     if c.is_empty() {
         return Err(PathError::EmptyComponent(display(full)));
@@ -171,7 +193,7 @@ fn check_component(c: &str, full: &str) -> Result<(), PathError> {
     if c.len() > MAX_COMPONENT_BYTES {
         return Err(PathError::ComponentTooLong { path: display(full), len: c.len() });
     }
-    if let Some(ch) = c.chars().find(|ch| matches!(ch, '<' | '>' | ':' | '"' | '|' | '?' | '*')) {
+    if let Some(ch) = c.chars().find(|ch| WINDOWS_CHARS.contains(ch)) {
         return Err(PathError::WindowsChar { path: display(full), ch });
     }
     if c.ends_with('.') || c.ends_with(' ') {
@@ -244,6 +266,26 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
     use std::path::{Component, Path};
+
+    #[test]
+    fn server_names_become_one_safe_component_or_none() {
+        for (raw, want) in [
+            ("train", Some("train")),
+            ("../x", Some(".._x")),
+            ("a/b\\c", Some("a_b_c")),
+            ("a\u{1b}[2Jb", Some("a_[2Jb")),
+            ("C:x?", Some("C_x_")),
+            (" x. ", Some("x")),
+            ("", None),
+            ("..", None),
+            ("CON", None),
+            (".jobdl", None),
+        ] {
+            assert_eq!(component_from(raw, 100).as_deref(), want, "{raw:?}");
+        }
+        let cut = component_from(&"é".repeat(200), 121).unwrap();
+        assert!(cut.len() <= 121 && cut.chars().all(|c| c == 'é'), "{cut}");
+    }
 
     #[test]
     fn hostile_names_are_rejected() {

@@ -549,7 +549,7 @@ fn requested(args: &DownloadArgs, job: &Job) -> Result<Vec<Want>, Error> {
 /// Get the job and wait (with `--wait`) until its status is terminal; with `allow_running` a job
 /// that is not finished is returned as it is.
 #[allow(clippy::too_many_arguments)]
-async fn gate(
+pub(super) async fn gate(
     provider: &Provider,
     name: &str,
     wait: bool,

@@ -19,6 +19,9 @@ pub async fn jobs(
     let dl = DownloadArgs {
         target: args.to_job_args(),
         more_jobs: Vec::new(),
+        children: false,
+        top: None,
+        metric: None,
         experiment: None,
         status: Vec::new(),
         limit: 0,

@@ -4,6 +4,7 @@
 //! its own lock and manifest, so `jobdl verify DIR/JOB` and a rerun work per job. The engine
 //! writes through one destination directory handle per run, which is why the jobs do not share
 //! one transfer; they share one progress display, whose totals are every job's plan.
+use super::children::{Selected, Trial};
 use super::download::{Located, Resolution, locate, locate_source, request, resolve_gated};
 use super::{Session, absolute, execute_pass, progress_mode};
 use crate::cli::DownloadArgs;
@@ -19,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 /// Whether the command names more than one job, or selects jobs (`--experiment`).
 pub(super) fn is_many(args: &DownloadArgs) -> bool {
-    !args.more_jobs.is_empty() || args.experiment.is_some()
+    !args.more_jobs.is_empty() || args.experiment.is_some() || super::children::selects(args)
 }
 
 /// The flags that address one job's files only.
@@ -48,6 +49,9 @@ fn refuse_single_job_flags(args: &DownloadArgs) -> Result<(), Error> {
 /// The job names in the order given, each once; a name that is not one safe path component is
 /// a usage error (it would name the job's folder).
 fn job_names(args: &DownloadArgs) -> Result<Vec<String>, Error> {
+    if super::children::selects(args) {
+        return Ok(Vec::new());
+    }
     if args.experiment.is_some() {
         if !args.target.job.is_empty() {
             return Err(Error::usage(
@@ -108,17 +112,22 @@ pub(super) async fn download_many(
     crate::report::set_destination(&dests.base);
     // One source, one HTTP client: every job's calls and transfers share its connection pool.
     let located = if args.experiment.is_some() { locate_source(&args, settings)? } else { locate(&args, settings)? };
-    let names = match &args.experiment {
-        Some(experiment) => experiment_runs(&args, experiment, &located, &printer, &cancel).await?,
-        None => names,
+    let selected: Vec<Selected> = if super::children::selects(&args) {
+        super::children::select(&args, &located, &printer, &cancel).await?
+    } else {
+        let names = match &args.experiment {
+            Some(experiment) => experiment_runs(&args, experiment, &located, &printer, &cancel).await?,
+            None => names,
+        };
+        names.into_iter().map(Selected::named).collect()
     };
     let mut jobs: Vec<ManyJob> = Vec::new();
     let mut ready: Vec<(usize, DownloadArgs, Resolution)> = Vec::new();
     let mut interrupted = false;
-    for name in names {
-        // A listed name becomes a folder name only when it is one path component.
-        let dest = match crate::safepath::safe_component(&name) {
-            Ok(()) => dests.of(&name)?,
+    for Selected { job: name, folder, trial } in selected {
+        // A listed name becomes a folder name (and a JOB) only when it is one path component.
+        let dest = match crate::safepath::safe_component(&name).and(crate::safepath::safe_component(&folder)) {
+            Ok(()) => dests.of(&folder)?,
             Err(e) => {
                 let e = Error::Protocol(format!("the listing names a job '{name}' that is no folder name: {e}"));
                 printer.job_failed(&name, &e);
@@ -129,6 +138,7 @@ pub(super) async fn download_many(
             }
         };
         let mut job = ManyJob::new(&name, &dest, &located.source);
+        job.trial = trial.map(|t| trial_json(&t));
         if interrupted || cancel.is_cancelled() {
             interrupted = true;
             jobs.push(job);
@@ -236,6 +246,15 @@ async fn experiment_runs(
     let names: Vec<String> = list.jobs.into_iter().map(|j| j.name).collect();
     printer.note(&format!("experiment '{experiment}': {} run(s): {}", names.len(), names.join(", ")));
     Ok(names)
+}
+
+/// A `--top` trial's section of `--json`: `{"metric", "goal", "value", "rank"}`.
+fn trial_json(t: &Trial) -> serde_json::Value {
+    let goal = match t.goal {
+        crate::best::Goal::Min => "min",
+        crate::best::Goal::Max => "max",
+    };
+    serde_json::json!({"metric": t.metric, "goal": goal, "value": t.value, "rank": t.rank})
 }
 
 /// 130 when interrupted; 0 when every job succeeded; when every job failed before its transfer

@@ -1,6 +1,7 @@
 //! Use cases: the only code that knows providers AND the transfer engine. Each returns the
 //! process exit code; run-ending failures are `Error`s, per-file failures are outcomes.
 mod best;
+mod children;
 mod cp;
 mod download;
 mod follow;

@@ -191,6 +191,13 @@ impl Foundry {
         super::tracking::metric_history(&self.meta, &self.tokens, &self.allow, &scope, job, metric, max).await
     }
 
+    /// The job's child runs, or a sweep's trials with `metric` (`--children`, `--top`), from the
+    /// Azure ML services the job's tracking endpoint names, with an ARM-audience token.
+    pub async fn children(&self, job: &Job, metric: Option<&str>) -> Result<Vec<super::children::Child>, Error> {
+        let scope = crate::auth::arm_scope(self.allow.cloud());
+        super::tracking::children(&self.meta, &self.tokens, &self.allow, &scope, job, metric).await
+    }
+
     /// GET the job.
     pub async fn get_job(&self, name: &str) -> Result<Job, Error> {
         let url = self.url(&format!("jobs/{}", enc(name)), API_VERSION, &[]);
@@ -667,8 +674,22 @@ pub fn parse_job(name: &str, v: &Value) -> Result<Job, Error> {
             .and_then(|sv| get_ci(sv, "Tracking"))
             .and_then(|t| str_ci(t, "endpoint"))
             .map(str::to_string),
+        objective: objective(get_ci(props, "objective")),
         ..Job::default()
     })
+}
+
+/// A sweep's `properties.objective` (`{"goal": "Minimize"|"Maximize", "primaryMetric": …}`,
+/// docs/azure-api.md §3.11); `None` when absent or not understood.
+fn objective(v: Option<&Value>) -> Option<crate::best::BestSpec> {
+    let v = v?;
+    let metric = str_ci(v, "primaryMetric").map(str::trim).filter(|m| !m.is_empty())?;
+    let goal = match str_ci(v, "goal")?.trim().to_ascii_lowercase().as_str() {
+        "minimize" => crate::best::Goal::Min,
+        "maximize" => crate::best::Goal::Max,
+        _ => return None,
+    };
+    Some(crate::best::BestSpec { metric: metric.to_string(), goal })
 }
 
 #[cfg(test)]

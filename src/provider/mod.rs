@@ -7,6 +7,7 @@
 //! server or Databricks workspace ([`mlflow`]); a Kubeflow Pipelines API whose runs' outputs live in
 //! S3-compatible storage ([`kfp`]).
 pub mod azureml;
+pub mod children;
 pub mod foundry;
 pub mod jobs;
 pub mod kfp;
@@ -51,6 +52,9 @@ pub struct Job {
     /// Azure ML / Foundry: the job's MLflow tracking endpoint (`properties.services.Tracking.endpoint`),
     /// verbatim: hostile until [`tracking::base`] has validated it.
     pub tracking: Option<String>,
+    /// A sweep's objective (`properties.objective`: its primary metric and goal), which
+    /// `--top K` ranks the trials by unless `--metric` names another.
+    pub objective: Option<crate::best::BestSpec>,
 }
 
 /// An RFC 3339 timestamp from a response, normalised to UTC (`None` when absent or malformed:
@@ -367,6 +371,29 @@ impl Provider {
         }
     }
 
+    /// The job's child runs (`download --children`: a pipeline's steps): Azure ML's run history
+    /// (Azure ML, Foundry: on the host of the job's tracking endpoint), or the runs tagged with
+    /// the parent's id (MLflow). Kubeflow runs' steps are not runs of their own: exit 2.
+    pub async fn children(&self, job: &Job) -> Result<Vec<children::Child>, Error> {
+        match self {
+            Provider::Mlflow(m) => m.children(&job.name, None).await,
+            Provider::AzureMl(a) => a.children(job, None).await,
+            Provider::Foundry(f) => f.children(job, None).await,
+            Provider::Kfp(_) => Err(kfp_steps_refused("--children")),
+        }
+    }
+
+    /// A sweep's trials (its child runs) with the latest value of `metric` each (`--top K`),
+    /// from MLflow `runs/search` on the tracking server or the job's Azure ML tracking service.
+    pub async fn trials(&self, job: &Job, metric: &str) -> Result<Vec<children::Child>, Error> {
+        match self {
+            Provider::Mlflow(m) => m.children(&job.name, Some(metric)).await,
+            Provider::AzureMl(a) => a.children(job, Some(metric)).await,
+            Provider::Foundry(f) => f.children(job, Some(metric)).await,
+            Provider::Kfp(_) => Err(kfp_steps_refused("--top")),
+        }
+    }
+
     /// The source's recent jobs, newest first (`jobdl jobs`).
     pub async fn list_jobs(&self, q: &jobs::JobQuery) -> Result<jobs::JobList, Error> {
         match self {
@@ -439,6 +466,15 @@ impl Provider {
             Provider::Kfp(k) => k.named_output(job, name).await,
         }
     }
+}
+
+/// `--children` / `--top` on a Kubeflow run: its steps are tasks of one run, not runs.
+pub fn kfp_steps_refused(flag: &str) -> Error {
+    Error::usage(format!(
+        "{flag} selects child runs, and a Kubeflow Pipelines run's steps are tasks of the one run, not runs of their \
+         own: download the run with --all-outputs (each task's outputs land in named-outputs/TASK/), or one \
+         task's output with --output TASK/OUTPUT"
+    ))
 }
 
 /// Whether a status is terminal for Azure jobs (exact, case-sensitive).

@@ -8,12 +8,15 @@
 //! host of the workspace's cloud (or a listed one), checked before a token is fetched for it, and
 //! every call is built from that one base, so the token reaches no other origin.
 use super::Job;
+use super::children::Child;
+use super::mlflow::search::child_runs_at;
 use super::mlflow::{HistoryAt, metric_history_at};
 use crate::auth::TokenSource;
 use crate::best::MetricPoint;
 use crate::error::Error;
 use crate::hosts::AllowList;
-use crate::http::MetaClient;
+use crate::http::{CallError, JsonRequest, MetaClient};
+use serde_json::Value;
 use url::Url;
 
 /// What to do when the service refuses the token.
@@ -52,6 +55,37 @@ pub fn metrics_run(job: &Job) -> &str {
     job.best_child.as_deref().or(job.reused_run.as_deref()).unwrap_or(&job.name)
 }
 
+/// `job`'s tracking base, validated, and the `Authorization` value for it (a token of `scope`,
+/// fetched only once the host passed). `flag` names what needs it, for the message when the
+/// job names no endpoint.
+async fn authorized(
+    tokens: &TokenSource,
+    allow: &AllowList,
+    scope: &str,
+    job: &Job,
+    flag: &str,
+) -> Result<(Url, String), Error> {
+    let Some(raw) = job.tracking.as_deref().filter(|t| !t.trim().is_empty()) else {
+        return Err(Error::NotFound(format!(
+            "{flag}: job '{}' names no MLflow tracking endpoint (properties.services.Tracking.endpoint), \
+             so its metrics and child runs cannot be read",
+            job.name
+        )));
+    };
+    let base = base(raw, allow).map_err(|e| Error::Protocol(format!("job '{}': {e}", job.name)))?;
+    let token = tokens.token(scope).await?;
+    Ok((base, format!("Bearer {token}")))
+}
+
+/// Map a failed call on the tracking service to the run-ending error.
+fn fatal(e: CallError, what: &str, base: &Url, tokens: &TokenSource) -> Error {
+    let shown = crate::redact::url_for_display(base);
+    if super::mlflow::resource_missing(&e) || e.status() == Some(404) {
+        return Error::NotFound(format!("{what}: not found on {shown} ({e})"));
+    }
+    super::fatal_for_tokens(e, &format!("{what} on {shown}"), HINT, tokens)
+}
+
 /// Every logged value of `metric` of `job`'s run ([`metrics_run`]) from the tracking service the
 /// job names, with a token of `scope` (the cloud's ARM audience); more than `max_entries` values
 /// (the `max_list_entries` setting) end the call.
@@ -64,31 +98,148 @@ pub async fn metric_history(
     metric: &str,
     max_entries: usize,
 ) -> Result<Vec<MetricPoint>, Error> {
-    let Some(raw) = job.tracking.as_deref().filter(|t| !t.trim().is_empty()) else {
-        return Err(Error::NotFound(format!(
-            "--best {metric}: job '{}' names no MLflow tracking endpoint (properties.services.Tracking.endpoint), \
-             so its metrics cannot be read; pick the checkpoint with --include '<folder>/**'",
-            job.name
-        )));
-    };
-    let base = base(raw, allow).map_err(|e| Error::Protocol(format!("job '{}': {e}", job.name)))?;
-    let token = tokens.token(scope).await?;
-    let auth = format!("Bearer {token}");
+    let (base, auth) =
+        authorized(tokens, allow, scope, job, &format!("--best {metric}")).await.map_err(|e| match e {
+            Error::NotFound(m) => Error::NotFound(format!("{m}; pick the checkpoint with --include '<folder>/**'")),
+            other => other,
+        })?;
     let at = HistoryAt { meta, base: &base, auth: Some(&auth), max_entries };
-    let shown = crate::redact::url_for_display(&base);
     metric_history_at(&at, metrics_run(job), metric, |e, what| {
         if super::mlflow::resource_missing(&e) {
-            return Error::NotFound(format!("{what}: not found on {shown} ({e})"));
+            return fatal(e, what, &base, tokens);
         }
+        let shown = crate::redact::url_for_display(&base);
         super::fatal_for_tokens(e, &format!("{what} on {shown}"), HINT, tokens)
     })
     .await
+}
+
+/// The run-history URL of `run`'s children on the tracking base's host (docs/azure-api.md
+/// §3.11): `https://H/mlflow/v1.0/<W>` gives `https://H/history/v1.0/<W>/runs/<run>/children`.
+fn children_url(base: &Url, run: &str) -> Result<Url, String> {
+    let w = base
+        .path()
+        .strip_prefix("/mlflow/v1.0/")
+        .filter(|w| w.starts_with("subscriptions/"))
+        .ok_or("the tracking endpoint does not name a workspace (/mlflow/v1.0/subscriptions/…)")?;
+    let mut url = base.clone();
+    url.set_path(&format!("/history/v1.0/{w}/runs/{}/children", super::azureml::enc(run)));
+    Ok(url)
+}
+
+/// One run of a run-history children page: `runId`, `displayName` (else `name`), `status`.
+fn history_child(v: &Value) -> Option<Child> {
+    use super::foundry::{get_ci, str_ci};
+    let id = super::jobs::text(get_ci(v, "runId"))?;
+    let name = [str_ci(v, "displayName"), str_ci(v, "name")].into_iter().flatten().find(|s| !s.trim().is_empty());
+    Some(Child {
+        id,
+        name: name.map(str::to_string),
+        status: str_ci(v, "status").unwrap_or("").to_string(),
+        value: None,
+    })
+}
+
+/// `job`'s child runs from Azure ML: with `metric` (a sweep's trials for `--top`), MLflow
+/// `runs/search` on the job's tracking endpoint, each with the metric's latest value; without
+/// (a pipeline's steps for `--children`), run history's children of the run on the same host
+/// (the route `ml_client.jobs.list(parent_job_name=…)` calls), paged by `nextLink` (or
+/// `continuationToken`, sent back as `$continuationtoken`) and never off that host.
+pub async fn children(
+    meta: &MetaClient,
+    tokens: &TokenSource,
+    allow: &AllowList,
+    scope: &str,
+    job: &Job,
+    metric: Option<&str>,
+) -> Result<Vec<Child>, Error> {
+    let flag = if metric.is_some() { "--top" } else { "--children" };
+    let (base, auth) = authorized(tokens, allow, scope, job, flag).await?;
+    let max_entries = crate::settings::DEFAULT_MAX_LIST_ENTRIES;
+    if let Some(m) = metric {
+        let at = HistoryAt { meta, base: &base, auth: Some(&auth), max_entries };
+        return child_runs_at(&at, &job.name, Some(m), |e, what| fatal(e, what, &base, tokens)).await;
+    }
+    let what = format!("child runs of job '{}'", job.name);
+    let first = children_url(&base, &job.name).map_err(|e| Error::Protocol(format!("job '{}': {e}", job.name)))?;
+    let mut url = first.clone();
+    let mut pages = crate::http::Pages::new("continuation token or next link", super::jobs::MAX_PAGES);
+    let mut out = Vec::new();
+    loop {
+        // The token goes to the tracking host only.
+        crate::http::check_origin(&url, &[&base]).map_err(|e| fatal(e, &what, &base, tokens))?;
+        let req =
+            JsonRequest { method: reqwest::Method::GET, url: url.clone(), bearer: None, body: None, features: None };
+        let page = meta.json_authorized(&req, Some(&auth)).await.map_err(|e| fatal(e, &what, &base, tokens))?;
+        if !page.is_object() {
+            return Err(Error::Protocol(format!("{what}: malformed page (not an object)")));
+        }
+        let items = super::foundry::get_ci(&page, "value").and_then(Value::as_array);
+        out.extend(items.into_iter().flatten().filter_map(history_child));
+        if out.len() > max_entries {
+            return Err(Error::Protocol(format!("{what}: more than {max_entries} child runs; stopping")));
+        }
+        let next = next_page(&page, &first, &url).map_err(|e| Error::Protocol(format!("{what}: {e}")))?;
+        let Some(next) = next else { return Ok(out) };
+        pages.next(Some(next.as_str())).map_err(|stop| Error::Protocol(format!("{what}: {stop}")))?;
+        url = next;
+    }
+}
+
+/// The next page of a run-history listing: its `nextLink` (on the current page's origin only),
+/// else its `continuationToken` as `$continuationtoken` on the first page's URL; `None` at the end.
+fn next_page(page: &Value, first: &Url, current: &Url) -> Result<Option<Url>, String> {
+    use super::foundry::str_ci;
+    if let Some(link) = str_ci(page, "nextLink").filter(|l| !l.is_empty()) {
+        let next = Url::parse(link).map_err(|_| "invalid nextLink".to_string())?;
+        if !crate::hosts::same_origin(&next, current) {
+            return Err(format!(
+                "nextLink points to another host ({}); not following it",
+                crate::redact::url_for_display(&next)
+            ));
+        }
+        return Ok(Some(next));
+    }
+    Ok(str_ci(page, "continuationToken").filter(|t| !t.is_empty()).map(|t| {
+        let mut next = first.clone();
+        next.query_pairs_mut().append_pair("$continuationtoken", t);
+        next
+    }))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::hosts::Cloud;
+    use serde_json::json;
+
+    #[test]
+    fn children_pages_stay_on_the_tracking_host() {
+        let public = AllowList::new(Cloud::AzureCloud, &[]).unwrap();
+        let b = base(&format!("azureml://eastus2.api.azureml.ms/mlflow/v1.0/{W}?"), &public).unwrap();
+        let first = children_url(&b, "pipe/1").unwrap();
+        assert_eq!(first.as_str(), format!("https://eastus2.api.azureml.ms/history/v1.0/{W}/runs/pipe%2F1/children"));
+        let other = Url::parse("https://eastus2.api.azureml.ms/mlflow/v1.0/elsewhere").unwrap();
+        assert!(children_url(&other, "p").is_err());
+        let link = format!("https://eastus2.api.azureml.ms/history/v1.0/{W}/runs/p/children?x=2");
+        assert_eq!(next_page(&json!({"nextLink": link}), &first, &first).unwrap().unwrap().as_str(), link);
+        let tok = next_page(&json!({"value": [], "continuationToken": "a b"}), &first, &first).unwrap().unwrap();
+        assert_eq!(tok.query(), Some("%24continuationtoken=a+b"));
+        assert_eq!(next_page(&json!({"value": []}), &first, &first).unwrap(), None);
+        let foreign = json!({"nextLink": "https://evil.invalid/history/v1.0/x"});
+        assert!(next_page(&foreign, &first, &first).unwrap_err().contains("another host"));
+        assert!(next_page(&json!({"nextLink": "::"}), &first, &first).is_err());
+    }
+
+    #[test]
+    fn history_runs_are_read_defensively() {
+        let c = history_child(&json!({"runId": "s1", "displayName": "train", "status": "Completed"})).unwrap();
+        assert_eq!((c.id.as_str(), c.name.as_deref(), c.status.as_str()), ("s1", Some("train"), "Completed"));
+        let c = history_child(&json!({"runId": "s2", "displayName": " ", "name": "n"})).unwrap();
+        assert_eq!(c.name.as_deref(), Some("n"));
+        assert!(history_child(&json!({"displayName": "x"})).is_none());
+        assert!(history_child(&json!("x")).is_none());
+    }
 
     const W: &str = "subscriptions/s/resourceGroups/rg/providers/Microsoft.MachineLearningServices/workspaces/ws";
 

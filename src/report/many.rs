@@ -11,7 +11,8 @@ use std::time::Duration;
 /// One job of a run over several jobs.
 #[derive(Debug)]
 pub struct ManyJob {
-    /// The job as given (its folder's name).
+    /// The job (run id) as given or selected (its folder's name, except for `--children` and
+    /// `--top`, whose folders are named after the step or trial).
     pub name: String,
     /// Absolute folder of the job.
     pub destination: PathBuf,
@@ -31,6 +32,8 @@ pub struct ManyJob {
     pub failures: Vec<PlanFailure>,
     /// What ended this job before or instead of its transfer.
     pub error: Option<Error>,
+    /// `--top`: the metric, goal, value and rank that chose this trial.
+    pub trial: Option<Value>,
 }
 
 impl ManyJob {
@@ -47,6 +50,7 @@ impl ManyJob {
             files: Vec::new(),
             failures: Vec::new(),
             error: None,
+            trial: None,
         }
     }
 
@@ -213,6 +217,9 @@ pub fn many_json(s: &ManySummary<'_>) -> Value {
         });
         if j.partial {
             section["partial"] = json!(true);
+        }
+        if let Some(t) = &j.trial {
+            section["trial"] = t.clone();
         }
         if let Some(e) = &j.error {
             section["error"] = json!({"code": e.json_code(), "message": crate::redact::redact(&e.to_string()),

@@ -1,6 +1,6 @@
 //! Seeded fuzzing of every parser that reads server data: List Blobs XML, artifact listing pages,
 //! job JSON (Foundry and ARM), datastore JSON, blob URL / SAS parsing, `azureml://` URIs and path
-//! normalisation, Kubeflow run-prefix keys and pipeline roots.
+//! normalisation, Kubeflow run-prefix keys and pipeline roots, step names made folder names.
 //!
 //! The seeds are kept in the repository (`tests/corpus/<target>/`, one input per file; add a
 //! file there to keep any input that once broke a parser). Each target runs
@@ -277,6 +277,20 @@ fn relative_paths() {
         let raw = text(bytes);
         if let Ok(p) = jobdl::safepath::safe_relative_path(&raw) {
             assert_contained(&p, &raw)?;
+        }
+        Ok(())
+    });
+}
+
+#[test]
+fn step_names_become_one_component() {
+    fuzz("step_name", |bytes| {
+        let raw = text(bytes);
+        if let Some(name) = jobdl::safepath::component_from(&raw, 120) {
+            prop_assert!(name.len() <= 120, "{name:?} from {raw:?}");
+            prop_assert!(!name.contains('/'), "{name:?} from {raw:?}");
+            prop_assert!(jobdl::safepath::safe_component(&name).is_ok(), "{name:?} from {raw:?}");
+            assert_contained(&name, &raw)?;
         }
         Ok(())
     });

@@ -18,6 +18,7 @@ mod azurite;
 mod best_azure;
 mod best_limit;
 mod beyond;
+mod children;
 mod cli;
 mod emulator_selftest;
 mod engine;

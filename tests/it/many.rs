@@ -22,7 +22,7 @@ fn world() -> World {
 
 /// `doc` is a valid download result document.
 #[track_caller]
-fn assert_result_document(doc: &Value) {
+pub(crate) fn assert_result_document(doc: &Value) {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/schemas/jobdl-v1.schema.json");
     let mut schema: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     let whole = jsonschema::draft202012::new(&schema).unwrap();

@@ -332,6 +332,7 @@ fn a_real_mlflow_run_downloads_byte_exact() {
     assert_eq!(out.code, 4, "{out}");
 
     best_checkpoint(&python, &uri, tmp.path(), &work);
+    children_and_top(&python, &uri, tmp.path(), &work);
     drop(server);
 }
 
@@ -373,4 +374,35 @@ fn best_checkpoint(python: &Path, uri: &str, tmp: &Path, work: &Path) {
     assert_eq!(out.code, 4, "{out}");
     assert!(out.stderr.contains("no_such_metric") && out.stderr.contains("no logged value"), "{out}");
     assert!(!work.join("none").exists(), "{out}");
+}
+
+/// `download --children` and `--top K --metric`: a parent run with nested child runs (MLflow's
+/// `mlflow.parentRunId` tag), found by `runs/search` on the real server.
+fn children_and_top(python: &Path, uri: &str, tmp: &Path, work: &Path) {
+    let (parent, _) = log_run(python, uri, &tmp.join("sweep"), 0, &["--sweep".as_ref()]);
+    let out = run(work, &["download", &parent, "--mlflow-uri", uri, "--children", "-p", "kids", "--json"]);
+    assert_eq!(out.code, 0, "{out}");
+    let kids = work.join("kids");
+    // Six children; the two named `twin` are told apart by id order (`twin`, `twin-2`).
+    let folders: Vec<String> = tree(&kids).into_keys().collect();
+    let mut names: Vec<&str> = folders.iter().filter_map(|f| f.strip_suffix("/artifacts/model.txt")).collect();
+    names.sort();
+    assert_eq!(names, ["trial-a", "trial-b", "trial-c", "trial-d", "twin", "twin-2"], "{out}");
+    for name in &names {
+        let body = std::fs::read_to_string(kids.join(name).join("artifacts/model.txt")).unwrap();
+        assert_eq!(body, format!("{}\n", name.trim_end_matches("-2")), "{out}");
+        assert_eq!(run(work, &["verify", kids.join(name).to_str().unwrap()]).code, 0);
+    }
+    let out = run(
+        work,
+        &["download", &parent, "--mlflow-uri", uri, "--top", "2", "--metric", "val_loss:min", "-p", "top", "--json"],
+    );
+    assert_eq!(out.code, 0, "{out}");
+    let doc: Value = serde_json::from_str(&out.stdout).unwrap();
+    let trials: Vec<(&str, &Value)> =
+        doc["jobs"].as_array().unwrap().iter().map(|j| (j["destination"].as_str().unwrap(), &j["trial"])).collect();
+    assert_eq!(trials.len(), 2, "{out}");
+    assert!(trials[0].0.ends_with("/top/trial-b") && trials[0].1["value"] == 0.2, "{out}");
+    assert!(trials[1].0.ends_with("/top/trial-d") && trials[1].1["value"] == 0.3, "{out}");
+    assert!(out.stderr.contains("trial-b (val_loss=0.2), trial-d (val_loss=0.3)"), "{out}");
 }

@@ -1,7 +1,7 @@
 """Log a run with nested artifacts to an MLflow tracking server using MLflow's own client.
 
 Usage: log_run.py TRACKING_URI WORK_DIR BIG_MIB [--leave-running] [--direct ARTIFACT_DIR] [--register NAME]
-                  [--checkpoints]
+                  [--checkpoints] [--sweep]
 
 Writes the artifact tree under WORK_DIR/src (so the caller can compare bytes), logs it to a new
 run and prints one JSON line: {"run_id": ..., "experiment_id": ..., "artifact_uri": ...}.
@@ -13,6 +13,9 @@ ARTIFACT_DIR (a `file:` artifact root the server reads itself, not through its p
 With --checkpoints the run instead logs a `loss` and an `accuracy` history (steps 100..400; loss
 lowest at step 200, accuracy highest at step 300, a NaN loss at step 250) and one folder per
 step, `checkpoints/checkpoint-<step>/`, plus `logs/train.txt` outside them.
+With --sweep the run is a parent with five nested child runs, each logging `model.txt` (its name)
+and a `val_loss` (latest values: trial-a 0.4, trial-b 0.2, trial-c none, trial-d 0.3 after 0.1,
+twin 0.5), two of them both named `twin`; the printed JSON adds "children": {name-or-twin-n: run_id}.
 """
 
 import json
@@ -52,6 +55,22 @@ def main():
         sys.stdout.flush()
         # Leave without ending the run: the tracking server keeps it RUNNING.
         os._exit(0)
+    if "--sweep" in rest:
+        trials = [("trial-a", [0.4]), ("trial-b", [0.2]), ("trial-c", []), ("trial-d", [0.1, 0.3]),
+                  ("twin", [0.5]), ("twin", [])]
+        children = {}
+        with mlflow.start_run(run_name="sweep") as parent:
+            for i, (name, losses) in enumerate(trials):
+                folder = os.path.join(src, "trial-%d" % i)
+                write(os.path.join(folder, "model.txt"), name.encode() + b"\n")
+                with mlflow.start_run(run_name=name, nested=True) as child:
+                    for step, value in enumerate(losses):
+                        mlflow.log_metric("val_loss", value, step=step)
+                    mlflow.log_artifact(os.path.join(folder, "model.txt"))
+                children["%s-%d" % (name, i)] = child.info.run_id
+        print(json.dumps({"run_id": parent.info.run_id, "experiment_id": exp.experiment_id,
+                          "artifact_uri": parent.info.artifact_uri, "children": children}))
+        return
     if "--checkpoints" in rest:
         write(os.path.join(src, "logs", "train.txt"), b"training log\n")
         for step in (100, 200, 300, 400):

@@ -68,6 +68,12 @@ pub struct FakeRun {
     /// The files from the Nth `runs/get` on (files appear and change while a run is followed);
     /// past the end the last set stays.
     pub files_by_poll: Vec<BTreeMap<String, Vec<u8>>>,
+    /// The parent run (its `mlflow.parentRunId` tag, matched by a `runs/search` filter).
+    pub parent: Option<String>,
+    /// `run_name` in `runs/search` (default `<id>-name`).
+    pub run_name: Option<String>,
+    /// Latest metric values, `data.metrics` in `runs/search`.
+    pub metrics: Vec<(String, f64)>,
 }
 
 impl FakeRun {
@@ -78,6 +84,9 @@ impl FakeRun {
             files: BTreeMap::new(),
             extra_entries: HashMap::new(),
             files_by_poll: Vec::new(),
+            parent: None,
+            run_name: None,
+            metrics: Vec::new(),
         }
     }
 

@@ -153,6 +153,13 @@ pub struct JobFixture {
     pub run_outputs: Value,
     /// `properties.experimentName` in the job listings.
     pub experiment_name: String,
+    /// The parent job (pipeline or sweep): run history lists this job among its children, and
+    /// the tracking service's `runs/search` finds it by `tags.mlflow.parentRunId`.
+    pub parent: Option<String>,
+    /// `displayName` in run history's children listing (`None`: the field is left out).
+    pub display_name: Option<String>,
+    /// Path B `properties.objective` (a sweep's `{goal, primaryMetric}`); null: left out.
+    pub objective: Value,
 }
 
 #[derive(Clone, Debug)]
@@ -357,6 +364,9 @@ impl JobFixture {
             properties: json!({}),
             run_outputs: json!({}),
             experiment_name: "exp-a".to_string(),
+            parent: None,
+            display_name: None,
+            objective: Value::Null,
         }
     }
 }

@@ -226,6 +226,13 @@ impl AzureMl {
         super::tracking::metric_history(&i.meta, &i.tokens, &i.allow, &i.arm_scope, job, metric, max).await
     }
 
+    /// The job's child runs, or a sweep's trials with `metric` (`--children`, `--top`), from the
+    /// Azure ML services the job's tracking endpoint names, with the ARM token.
+    pub async fn children(&self, job: &Job, metric: Option<&str>) -> Result<Vec<super::children::Child>, Error> {
+        let i = &self.inner;
+        super::tracking::children(&i.meta, &i.tokens, &i.allow, &i.arm_scope, job, metric).await
+    }
+
     /// The workspace's recent jobs (`GET …/jobs`, paged by `nextLink`), newest first.
     pub async fn list_jobs(&self, q: &super::jobs::JobQuery) -> Result<super::jobs::JobList, Error> {
         let what = format!("job listing of {}", self.ws_display());
@@ -905,5 +912,19 @@ mod tests {
         assert_eq!(j.best_child.as_deref(), Some("sw_3"));
         assert_eq!(j.job_type, "Sweep");
         assert!(j.outputs["default"].uri.as_deref().unwrap().ends_with("dcid.sw"));
+        assert_eq!(j.objective, None);
+        let v = serde_json::json!({"name": "sw", "properties": {"jobType": "Sweep", "status": "Completed",
+            "objective": {"goal": "Maximize", "primaryMetric": "accuracy"}}});
+        let spec = parse_job("sw", &v).unwrap().objective.unwrap();
+        assert_eq!((spec.metric.as_str(), spec.goal), ("accuracy", crate::best::Goal::Max));
+        for bad in [
+            serde_json::json!({"goal": "Sideways", "primaryMetric": "a"}),
+            serde_json::json!({"goal": "Minimize"}),
+            serde_json::json!({"goal": "minimize", "primaryMetric": " "}),
+            serde_json::json!("x"),
+        ] {
+            let v = serde_json::json!({"name": "sw", "properties": {"jobType": "Sweep", "status": "Completed", "objective": bad}});
+            assert_eq!(parse_job("sw", &v).unwrap().objective, None);
+        }
     }
 }

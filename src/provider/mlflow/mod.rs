@@ -14,6 +14,7 @@
 //! Credentials (basic or bearer) go only to the tracking host: every call URL is built from the
 //! user-given base, and presigned URLs (hostile input) must pass [`AllowList::check_presigned`]
 //! and receive only the headers the service attached to them.
+pub mod search;
 pub mod target;
 
 use super::{Job, OutputError, OutputSpec, Protocol, RemoteFile, Resolved};
@@ -386,51 +387,52 @@ impl Mlflow {
         }
         let names: HashMap<String, Option<String>> = experiments.iter().cloned().collect();
         let ids: Vec<&str> = experiments.iter().map(|(id, _)| id.as_str()).collect();
-        let what = "MLflow run search";
-        let mut token: Option<String> = None;
-        let mut pages = mlflow_pages();
-        loop {
-            let mut body = serde_json::json!({
-                "experiment_ids": ids, "max_results": SEARCH_PAGE.min(q.limit.max(1)),
-                "order_by": ["attributes.start_time DESC"], "run_view_type": "ACTIVE_ONLY",
-            });
-            if q.statuses != super::jobs::StatusFilter::default() {
-                // Filtered here, not by the server: ask for full pages.
-                body["max_results"] = serde_json::json!(SEARCH_PAGE);
-            }
-            if let Some(t) = &token {
-                body["page_token"] = Value::String(t.clone());
-            }
-            let url = self.endpoint(RUNS_SEARCH, &[]);
-            let page = self
-                .call(reqwest::Method::POST, url, Some(body), auth.as_deref())
-                .await
-                .map_err(|e| self.fatal(e, what))?;
-            if !page.is_object() {
-                return Err(Error::Protocol(format!("{what}: malformed page (not an object)")));
-            }
-            for run in page.get("runs").and_then(Value::as_array).into_iter().flatten() {
-                let Some(info) = run.get("info") else { continue };
-                let Some(name) = text(info.get("run_id")).or_else(|| text(info.get("run_uuid"))) else { continue };
-                let exp = text(info.get("experiment_id"));
-                let experiment = exp.as_ref().map(|id| names.get(id).cloned().flatten().unwrap_or_else(|| id.clone()));
-                let job = JobSummary {
-                    name,
-                    status: text(info.get("status")).unwrap_or_default(),
-                    created: from_millis(info.get("start_time")),
-                    job_type: None,
-                    display_name: text(info.get("run_name")),
-                    experiment,
-                };
-                if list.take(job, q) {
-                    return Ok(list.finish());
-                }
-            }
-            match next_token(&page, &mut pages, what)? {
-                Some(t) => token = Some(t),
-                None => return Ok(list.finish()),
-            }
+        let mut body = serde_json::json!({
+            "experiment_ids": ids, "max_results": SEARCH_PAGE.min(q.limit.max(1)),
+            "order_by": ["attributes.start_time DESC"], "run_view_type": "ACTIVE_ONLY",
+        });
+        if q.statuses != super::jobs::StatusFilter::default() {
+            // Filtered here, not by the server: ask for full pages.
+            body["max_results"] = serde_json::json!(SEARCH_PAGE);
         }
+        let at = HistoryAt {
+            meta: &self.meta,
+            base: &self.target.base,
+            auth: auth.as_deref(),
+            max_entries: self.max_entries,
+        };
+        let mut done = false;
+        search::runs_search_at(&at, body, "MLflow run search", &|e, what| self.fatal(e, what), |run| {
+            let Some(info) = run.get("info") else { return false };
+            let Some(name) = text(info.get("run_id")).or_else(|| text(info.get("run_uuid"))) else { return false };
+            let exp = text(info.get("experiment_id"));
+            let experiment = exp.as_ref().map(|id| names.get(id).cloned().flatten().unwrap_or_else(|| id.clone()));
+            let job = JobSummary {
+                name,
+                status: text(info.get("status")).unwrap_or_default(),
+                created: from_millis(info.get("start_time")),
+                job_type: None,
+                display_name: text(info.get("run_name")),
+                experiment,
+            };
+            done = list.take(job, q);
+            done
+        })
+        .await?;
+        Ok(list.finish())
+    }
+
+    /// The run's child runs (`download --children`; with `metric`, the trials `--top` ranks):
+    /// [`search::child_runs_at`] on this tracking server with its credentials.
+    pub async fn children(&self, run_id: &str, metric: Option<&str>) -> Result<Vec<super::children::Child>, Error> {
+        let auth = self.authorization().await?;
+        let at = HistoryAt {
+            meta: &self.meta,
+            base: &self.target.base,
+            auth: auth.as_deref(),
+            max_entries: self.max_entries,
+        };
+        search::child_runs_at(&at, run_id, metric, |e, what| self.fatal(e, what)).await
     }
 
     /// Every page of one directory's listing.

@@ -148,6 +148,10 @@ pub(super) fn arm_job(shared: &Shared, job: &str) -> Reply {
         },
         "systemData": {"createdAt": "2026-01-15T10:00:00Z", "createdBy": "emulator"},
     });
+    let mut body = body;
+    if !fixture.objective.is_null() {
+        body["properties"]["objective"] = fixture.objective.clone();
+    }
     Reply::json(StatusCode::OK, &body)
 }
 

@@ -44,6 +44,7 @@ use super::world::{
 
 mod arm;
 mod blob;
+mod children;
 mod faults;
 mod foundry;
 mod jobs_list;
@@ -581,7 +582,15 @@ async fn route(shared: &Shared, incoming: &Incoming, body: Body, fault: Option<&
         return arm(shared, incoming, rest, body).await;
     }
     if let Some(rest) = incoming.path.strip_prefix("/mlflow/v1.0/subscriptions/") {
+        if let Some(reply) = children::tracking(shared, incoming, rest, body).await {
+            return reply;
+        }
         return tracking::route(shared, incoming, rest);
+    }
+    if let Some(rest) = incoming.path.strip_prefix("/history/v1.0/subscriptions/")
+        && let Some(reply) = children::history(shared, incoming, rest)
+    {
+        return reply;
     }
     if incoming.path == "/discovery" {
         return discovery(shared, incoming);
