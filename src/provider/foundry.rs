@@ -187,15 +187,26 @@ impl Foundry {
     /// takes; the project token's audience is the project host).
     pub async fn metric_history(&self, job: &Job, metric: &str) -> Result<Vec<crate::best::MetricPoint>, Error> {
         let scope = crate::auth::arm_scope(self.allow.cloud());
-        let max = self.blob.max_entries();
-        super::tracking::metric_history(&self.meta, &self.tokens, &self.allow, &scope, job, metric, max).await
+        super::tracking::metric_history(&self.tracking(&scope), job, metric).await
     }
 
     /// The job's child runs, or a sweep's trials with `metric` (`--children`, `--top`), from the
     /// Azure ML services the job's tracking endpoint names, with an ARM-audience token.
     pub async fn children(&self, job: &Job, metric: Option<&str>) -> Result<Vec<super::children::Child>, Error> {
         let scope = crate::auth::arm_scope(self.allow.cloud());
-        super::tracking::children(&self.meta, &self.tokens, &self.allow, &scope, job, metric).await
+        super::tracking::children(&self.tracking(&scope), job, metric).await
+    }
+
+    /// The job tracking service's calls with a token of `scope`: this project's client, tokens
+    /// and host rules.
+    fn tracking<'a>(&'a self, scope: &'a str) -> super::tracking::Service<'a> {
+        super::tracking::Service {
+            meta: &self.meta,
+            tokens: &self.tokens,
+            allow: &self.allow,
+            scope,
+            max_entries: self.blob.max_entries(),
+        }
     }
 
     /// GET the job.

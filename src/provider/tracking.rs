@@ -19,6 +19,18 @@ use crate::http::{CallError, JsonRequest, MetaClient};
 use serde_json::Value;
 use url::Url;
 
+/// What a call on a job's tracking service needs: the client, the tokens, the host rules, the
+/// token's audience (the cloud's ARM scope) and the most entries a listing may hold (the
+/// `max_list_entries` setting).
+#[derive(Clone, Copy)]
+pub struct Service<'a> {
+    pub meta: &'a MetaClient,
+    pub tokens: &'a TokenSource,
+    pub allow: &'a AllowList,
+    pub scope: &'a str,
+    pub max_entries: usize,
+}
+
 /// What to do when the service refuses the token.
 const HINT: &str = "sign in with `az login` (or set JOBDL_ACCESS_TOKEN) with an identity that can read the \
                     workspace's jobs and their metrics (e.g. the AzureML Data Scientist role)";
@@ -89,15 +101,8 @@ fn fatal(e: CallError, what: &str, base: &Url, tokens: &TokenSource) -> Error {
 /// Every logged value of `metric` of `job`'s run ([`metrics_run`]) from the tracking service the
 /// job names, with a token of `scope` (the cloud's ARM audience); more than `max_entries` values
 /// (the `max_list_entries` setting) end the call.
-pub async fn metric_history(
-    meta: &MetaClient,
-    tokens: &TokenSource,
-    allow: &AllowList,
-    scope: &str,
-    job: &Job,
-    metric: &str,
-    max_entries: usize,
-) -> Result<Vec<MetricPoint>, Error> {
+pub async fn metric_history(service: &Service<'_>, job: &Job, metric: &str) -> Result<Vec<MetricPoint>, Error> {
+    let Service { meta, tokens, allow, scope, max_entries } = *service;
     let (base, auth) =
         authorized(tokens, allow, scope, job, &format!("--best {metric}")).await.map_err(|e| match e {
             Error::NotFound(m) => Error::NotFound(format!("{m}; pick the checkpoint with --include '<folder>/**'")),
@@ -145,17 +150,10 @@ fn history_child(v: &Value) -> Option<Child> {
 /// (a pipeline's steps for `--children`), run history's children of the run on the same host
 /// (the route `ml_client.jobs.list(parent_job_name=…)` calls), paged by `nextLink` (or
 /// `continuationToken`, sent back as `$continuationtoken`) and never off that host.
-pub async fn children(
-    meta: &MetaClient,
-    tokens: &TokenSource,
-    allow: &AllowList,
-    scope: &str,
-    job: &Job,
-    metric: Option<&str>,
-) -> Result<Vec<Child>, Error> {
+pub async fn children(service: &Service<'_>, job: &Job, metric: Option<&str>) -> Result<Vec<Child>, Error> {
+    let Service { meta, tokens, allow, scope, max_entries } = *service;
     let flag = if metric.is_some() { "--top" } else { "--children" };
     let (base, auth) = authorized(tokens, allow, scope, job, flag).await?;
-    let max_entries = crate::settings::DEFAULT_MAX_LIST_ENTRIES;
     if let Some(m) = metric {
         let at = HistoryAt { meta, base: &base, auth: Some(&auth), max_entries };
         return child_runs_at(&at, &job.name, Some(m), |e, what| fatal(e, what, &base, tokens)).await;

@@ -9,7 +9,9 @@
 use crate::http::describe_transport;
 use bytes::Bytes;
 use std::future::Future;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+// tokio's clock: the system clock at run time, a paused one in the unit tests below.
+use tokio::time::Instant;
 
 /// The settings of the guard: `min_speed` and `min_speed_time`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -139,7 +141,7 @@ mod tests {
         Ok(Some(Bytes::from(vec![0u8; n])))
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn a_trickle_is_abandoned_after_one_window() {
         // 1 KiB/s over 200 ms wants 204 bytes per window; one byte every 20 ms brings about 10.
         let mut g = rate(1024, 200).guard();
@@ -157,7 +159,7 @@ mod tests {
         assert!(msg.contains("min_speed") && msg.contains("JOBDL_MIN_SPEED_TIME"), "{msg}");
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn silence_is_left_to_the_idle_timeout_and_a_byte_after_it_is_judged() {
         let mut g = rate(1024, 100).guard();
         let stall = async {
@@ -179,7 +181,7 @@ mod tests {
         assert!(matches!(e, BodyError::TooSlow { .. }) && got < 3, "{e} after {got}");
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn a_steady_body_passes_many_windows_and_a_slow_disk_is_not_counted() {
         let mut g = rate(1024, 100).guard();
         for _ in 0..5 {

@@ -221,16 +221,25 @@ impl AzureMl {
     /// Every logged value of `metric` of the job's run, from the tracking service the job names
     /// (`download --best`), with the ARM token.
     pub async fn metric_history(&self, job: &Job, metric: &str) -> Result<Vec<crate::best::MetricPoint>, Error> {
-        let i = &self.inner;
-        let max = i.blob.max_entries();
-        super::tracking::metric_history(&i.meta, &i.tokens, &i.allow, &i.arm_scope, job, metric, max).await
+        super::tracking::metric_history(&self.tracking(), job, metric).await
     }
 
     /// The job's child runs, or a sweep's trials with `metric` (`--children`, `--top`), from the
     /// Azure ML services the job's tracking endpoint names, with the ARM token.
     pub async fn children(&self, job: &Job, metric: Option<&str>) -> Result<Vec<super::children::Child>, Error> {
+        super::tracking::children(&self.tracking(), job, metric).await
+    }
+
+    /// The job tracking service's calls: this workspace's client, tokens and host rules.
+    fn tracking(&self) -> super::tracking::Service<'_> {
         let i = &self.inner;
-        super::tracking::children(&i.meta, &i.tokens, &i.allow, &i.arm_scope, job, metric).await
+        super::tracking::Service {
+            meta: &i.meta,
+            tokens: &i.tokens,
+            allow: &i.allow,
+            scope: &i.arm_scope,
+            max_entries: i.blob.max_entries(),
+        }
     }
 
     /// The workspace's recent jobs (`GET …/jobs`, paged by `nextLink`), newest first.
