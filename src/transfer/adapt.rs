@@ -34,6 +34,8 @@ const JUMP_TO: usize = 32;
 /// Files under way per connection the budget allows: small files spend much of their time
 /// opening, syncing and renaming, not holding a connection, so a connection serves several.
 const FILES_PER_CONNECTION: usize = 8;
+/// Time to a response's headers from which the data counts as far away ([`Climber::far_from_the_data`]).
+const FAR: Duration = Duration::from_millis(20);
 /// Ticks before the first probe.
 const WARMUP_TICKS: u32 = 2;
 /// Ticks after a change before its effect is judged (new connections must open and ramp up).
@@ -145,6 +147,16 @@ impl Climber {
         self.level
     }
 
+    /// Requests take [`FAR`] or more to answer: before the first probe, make it a step to
+    /// [`JUMP_TO`] connections at once. Far from the data a connection carries one request per
+    /// round trip, so the doubling steps of a local link, each judged after several ticks,
+    /// would spend seconds below the count the round trips need.
+    pub fn far_from_the_data(&mut self) {
+        if self.probes == 0 {
+            self.next_step = self.next_step.max(JUMP_TO.saturating_sub(self.level));
+        }
+    }
+
     /// One sample: the last tick's `rate` and whether requests were waiting.
     pub fn sample(&mut self, rate: Rate, waiting: bool) -> Step {
         self.since_change += 1;
@@ -206,11 +218,15 @@ impl Climber {
 const CHANGED: f64 = 2.0;
 
 /// Whether `now` is work of another character than `then`: many more requests answered (small
-/// files after a big one), or many more bytes (a big file after small ones).
+/// files after a big one), many more bytes (a big file after small ones), or far fewer bytes
+/// while requests go on (the big file of a mix done, its small files left: they answer about as
+/// many requests as they did beside it, but each needs a connection per round trip).
 fn changed(then: Rate, now: Rate) -> bool {
-    let requests = now.requests >= MIN_REQUEST_RATE && now.requests >= CHANGED * then.requests;
-    let bytes = then.bytes > 0.0 && now.bytes >= CHANGED * then.bytes;
-    requests || bytes
+    let busy = now.requests >= MIN_REQUEST_RATE;
+    let requests = busy && now.requests >= CHANGED * then.requests;
+    let more_bytes = then.bytes > 0.0 && now.bytes >= CHANGED * then.bytes;
+    let fewer_bytes = busy && now.bytes * CHANGED <= then.bytes;
+    requests || more_bytes || fewer_bytes
 }
 
 /// Whether the tick's pieces show that this machine, not the network, sets the pace: nearly
@@ -328,7 +344,11 @@ impl Budget {
                 _ = clock.tick() => {}
                 _ = cancel.cancelled() => return,
             }
-            climber.set_settle(settle_ticks(Duration::from_micros(self.latency_us.load(Ordering::Relaxed))));
+            let latency = Duration::from_micros(self.latency_us.load(Ordering::Relaxed));
+            climber.set_settle(settle_ticks(latency));
+            if latency >= FAR {
+                climber.far_from_the_data();
+            }
             let now = (self.bytes.load(Ordering::Relaxed), self.answered.load(Ordering::Relaxed));
             let per_sec = |a: u64, b: u64| a.saturating_sub(b) as f64 / TICK.as_secs_f64();
             let rate = Rate { bytes: per_sec(now.0, last.0), requests: per_sec(now.1, last.1) };
@@ -464,6 +484,39 @@ mod tests {
             }
         }
         assert!(c.level() >= 64, "{grown:?}");
+    }
+
+    #[test]
+    fn far_from_the_data_the_first_probe_goes_to_32_at_once() {
+        let mut near = Climber::new(8, 256);
+        let mut far = Climber::new(8, 256);
+        far.far_from_the_data();
+        let rate = Rate { bytes: 1e6, requests: 80.0 };
+        let first = |c: &mut Climber| (0..10).map(|_| c.sample(rate, true)).find(|s| *s != Step::Hold);
+        assert_eq!(first(&mut near), Some(Step::Grow(4)), "a local link climbs in small steps");
+        assert_eq!(first(&mut far), Some(Step::Grow(24)));
+        // Only the first probe: once the climb has begun, its own steps apply.
+        far.far_from_the_data();
+        assert_eq!(far.level(), 32);
+    }
+
+    #[test]
+    fn a_stopped_climb_resumes_when_a_mix_loses_its_big_file() {
+        // A big file and small files beside it: the step does not pay and the climb stops.
+        let mut c = Climber::new(8, 256);
+        let mixed = Rate { bytes: 250e6, requests: 40.0 };
+        let steps: Vec<Step> = (0..8).map(|_| c.sample(mixed, true)).collect();
+        assert!(steps.contains(&Step::Shrink(4)), "{steps:?}");
+        // The big file is done; the small files answer fewer than twice the requests they did
+        // beside it, but the bytes fell: the climb starts again.
+        let mut grown = Vec::new();
+        for _ in 0..40 {
+            let rate = Rate { bytes: 2e6, requests: 70.0f64.max(9.0 * c.level() as f64) };
+            if let Step::Grow(n) = c.sample(rate, true) {
+                grown.push(n);
+            }
+        }
+        assert!(c.level() >= 32, "{grown:?}");
     }
 
     #[test]
