@@ -17,6 +17,7 @@
 //! otherwise more connections cannot help. Because that gate keeps a full link from probing at
 //! all, the first step can be large (+start/2) and early (after two ticks), which reaches 32
 //! connections sooner on a capped server (figures: benches/README.md).
+use super::gate::{Gate, Lane, Permit};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
@@ -249,7 +250,7 @@ const LOCAL_MIN_PIECES: u64 = 32;
 
 /// The run's connection budget: a semaphore whose size the climber adjusts.
 pub(crate) struct Budget {
-    sem: Arc<Semaphore>,
+    gate: Gate,
     waiting: AtomicUsize,
     /// Connections the budget allows now.
     level: AtomicUsize,
@@ -275,7 +276,7 @@ impl Budget {
     pub fn new(start: usize, ceiling: usize) -> Self {
         let start = start.max(1);
         Budget {
-            sem: Arc::new(Semaphore::new(start)),
+            gate: Gate::new(start),
             waiting: AtomicUsize::new(0),
             level: AtomicUsize::new(start),
             bytes: AtomicU64::new(0),
@@ -311,19 +312,20 @@ impl Budget {
 
     /// Wait for a file's turn to start; hold the permit until the file is done.
     ///
-    /// Connections are handed out first come, first served, so a file started early but whose
-    /// first request comes late (a big file opens its part file and reads its resume record
-    /// first) would otherwise queue behind every small file of the plan, and its other chunks
-    /// behind them again: the biggest file, planned first, would end last. Starting files only
-    /// as fast as the budget can serve them keeps the plan's order.
+    /// A file started early but whose first request comes late (a big file opens its part file
+    /// and reads its resume record first) would otherwise queue behind every small file of the
+    /// plan: the biggest file, planned first, would end last. Starting files only as fast as
+    /// the budget can serve them keeps the plan's order; the [`Gate`] then keeps a big file's
+    /// later pieces from queueing behind the small files started beside it.
     pub async fn start_file(&self) -> Option<SemaphorePermit<'_>> {
         self.starts.acquire().await.ok()
     }
 
-    /// Take a connection (waits while all are in use). `None` once the run is closing.
-    pub async fn acquire(&self) -> Option<SemaphorePermit<'_>> {
+    /// Take a connection for a request of `lane`'s kind (waits while all are in use; see
+    /// [`Gate`] for how ranged and whole-object requests share them).
+    pub async fn acquire(&self, lane: Lane) -> Permit<'_> {
         self.waiting.fetch_add(1, Ordering::Relaxed);
-        let p = self.sem.acquire().await.ok();
+        let p = self.gate.acquire(lane).await;
         self.waiting.fetch_sub(1, Ordering::Relaxed);
         p
     }
@@ -368,21 +370,15 @@ impl Budget {
                             rate.requests
                         ),
                     );
-                    self.sem.add_permits(n);
+                    self.gate.grow(n);
                     self.starts.add_permits(FILES_PER_CONNECTION * n);
                     self.level.fetch_add(n, Ordering::Relaxed);
                 }
                 Step::Shrink(n) => {
                     crate::log::log(2, format!("connections: back to {} (the last step did not pay)", climber.level()));
                     self.level.fetch_sub(n, Ordering::Relaxed);
-                    // Take the permits back as requests finish (FIFO: the next ones released).
-                    let sem = self.sem.clone();
-                    let n = u32::try_from(n).unwrap_or(u32::MAX);
-                    tokio::spawn(async move {
-                        if let Ok(p) = sem.acquire_many_owned(n).await {
-                            p.forget();
-                        }
-                    });
+                    // Free connections at once, held ones as their requests finish.
+                    self.gate.shrink(n);
                 }
             }
         }
