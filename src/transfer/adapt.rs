@@ -17,6 +17,7 @@
 //! otherwise more connections cannot help. Because that gate keeps a full link from probing at
 //! all, the first step can be large (+start/2) and early (after two ticks), which reaches 32
 //! connections sooner on a capped server (figures: benches/README.md).
+use super::gate::{Gate, Lane, Permit};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
@@ -34,6 +35,8 @@ const JUMP_TO: usize = 32;
 /// Files under way per connection the budget allows: small files spend much of their time
 /// opening, syncing and renaming, not holding a connection, so a connection serves several.
 const FILES_PER_CONNECTION: usize = 8;
+/// Time to a response's headers from which the data counts as far away ([`Climber::far_from_the_data`]).
+const FAR: Duration = Duration::from_millis(20);
 /// Ticks before the first probe.
 const WARMUP_TICKS: u32 = 2;
 /// Ticks after a change before its effect is judged (new connections must open and ramp up).
@@ -145,6 +148,16 @@ impl Climber {
         self.level
     }
 
+    /// Requests take [`FAR`] or more to answer: before the first probe, make it a step to
+    /// [`JUMP_TO`] connections at once. Far from the data a connection carries one request per
+    /// round trip, so the doubling steps of a local link, each judged after several ticks,
+    /// would spend seconds below the count the round trips need.
+    pub fn far_from_the_data(&mut self) {
+        if self.probes == 0 {
+            self.next_step = self.next_step.max(JUMP_TO.saturating_sub(self.level));
+        }
+    }
+
     /// One sample: the last tick's `rate` and whether requests were waiting.
     pub fn sample(&mut self, rate: Rate, waiting: bool) -> Step {
         self.since_change += 1;
@@ -206,11 +219,15 @@ impl Climber {
 const CHANGED: f64 = 2.0;
 
 /// Whether `now` is work of another character than `then`: many more requests answered (small
-/// files after a big one), or many more bytes (a big file after small ones).
+/// files after a big one), many more bytes (a big file after small ones), or far fewer bytes
+/// while requests go on (the big file of a mix done, its small files left: they answer about as
+/// many requests as they did beside it, but each needs a connection per round trip).
 fn changed(then: Rate, now: Rate) -> bool {
-    let requests = now.requests >= MIN_REQUEST_RATE && now.requests >= CHANGED * then.requests;
-    let bytes = then.bytes > 0.0 && now.bytes >= CHANGED * then.bytes;
-    requests || bytes
+    let busy = now.requests >= MIN_REQUEST_RATE;
+    let requests = busy && now.requests >= CHANGED * then.requests;
+    let more_bytes = then.bytes > 0.0 && now.bytes >= CHANGED * then.bytes;
+    let fewer_bytes = busy && now.bytes * CHANGED <= then.bytes;
+    requests || more_bytes || fewer_bytes
 }
 
 /// Whether the tick's pieces show that this machine, not the network, sets the pace: nearly
@@ -233,7 +250,7 @@ const LOCAL_MIN_PIECES: u64 = 32;
 
 /// The run's connection budget: a semaphore whose size the climber adjusts.
 pub(crate) struct Budget {
-    sem: Arc<Semaphore>,
+    gate: Gate,
     waiting: AtomicUsize,
     /// Connections the budget allows now.
     level: AtomicUsize,
@@ -259,7 +276,7 @@ impl Budget {
     pub fn new(start: usize, ceiling: usize) -> Self {
         let start = start.max(1);
         Budget {
-            sem: Arc::new(Semaphore::new(start)),
+            gate: Gate::new(start),
             waiting: AtomicUsize::new(0),
             level: AtomicUsize::new(start),
             bytes: AtomicU64::new(0),
@@ -295,19 +312,20 @@ impl Budget {
 
     /// Wait for a file's turn to start; hold the permit until the file is done.
     ///
-    /// Connections are handed out first come, first served, so a file started early but whose
-    /// first request comes late (a big file opens its part file and reads its resume record
-    /// first) would otherwise queue behind every small file of the plan, and its other chunks
-    /// behind them again: the biggest file, planned first, would end last. Starting files only
-    /// as fast as the budget can serve them keeps the plan's order.
+    /// A file started early but whose first request comes late (a big file opens its part file
+    /// and reads its resume record first) would otherwise queue behind every small file of the
+    /// plan: the biggest file, planned first, would end last. Starting files only as fast as
+    /// the budget can serve them keeps the plan's order; the [`Gate`] then keeps a big file's
+    /// later pieces from queueing behind the small files started beside it.
     pub async fn start_file(&self) -> Option<SemaphorePermit<'_>> {
         self.starts.acquire().await.ok()
     }
 
-    /// Take a connection (waits while all are in use). `None` once the run is closing.
-    pub async fn acquire(&self) -> Option<SemaphorePermit<'_>> {
+    /// Take a connection for a request of `lane`'s kind (waits while all are in use; see
+    /// [`Gate`] for how ranged and whole-object requests share them).
+    pub async fn acquire(&self, lane: Lane) -> Permit<'_> {
         self.waiting.fetch_add(1, Ordering::Relaxed);
-        let p = self.sem.acquire().await.ok();
+        let p = self.gate.acquire(lane).await;
         self.waiting.fetch_sub(1, Ordering::Relaxed);
         p
     }
@@ -328,7 +346,11 @@ impl Budget {
                 _ = clock.tick() => {}
                 _ = cancel.cancelled() => return,
             }
-            climber.set_settle(settle_ticks(Duration::from_micros(self.latency_us.load(Ordering::Relaxed))));
+            let latency = Duration::from_micros(self.latency_us.load(Ordering::Relaxed));
+            climber.set_settle(settle_ticks(latency));
+            if latency >= FAR {
+                climber.far_from_the_data();
+            }
             let now = (self.bytes.load(Ordering::Relaxed), self.answered.load(Ordering::Relaxed));
             let per_sec = |a: u64, b: u64| a.saturating_sub(b) as f64 / TICK.as_secs_f64();
             let rate = Rate { bytes: per_sec(now.0, last.0), requests: per_sec(now.1, last.1) };
@@ -348,21 +370,15 @@ impl Budget {
                             rate.requests
                         ),
                     );
-                    self.sem.add_permits(n);
+                    self.gate.grow(n);
                     self.starts.add_permits(FILES_PER_CONNECTION * n);
                     self.level.fetch_add(n, Ordering::Relaxed);
                 }
                 Step::Shrink(n) => {
                     crate::log::log(2, format!("connections: back to {} (the last step did not pay)", climber.level()));
                     self.level.fetch_sub(n, Ordering::Relaxed);
-                    // Take the permits back as requests finish (FIFO: the next ones released).
-                    let sem = self.sem.clone();
-                    let n = u32::try_from(n).unwrap_or(u32::MAX);
-                    tokio::spawn(async move {
-                        if let Ok(p) = sem.acquire_many_owned(n).await {
-                            p.forget();
-                        }
-                    });
+                    // Free connections at once, held ones as their requests finish.
+                    self.gate.shrink(n);
                 }
             }
         }
@@ -464,6 +480,39 @@ mod tests {
             }
         }
         assert!(c.level() >= 64, "{grown:?}");
+    }
+
+    #[test]
+    fn far_from_the_data_the_first_probe_goes_to_32_at_once() {
+        let mut near = Climber::new(8, 256);
+        let mut far = Climber::new(8, 256);
+        far.far_from_the_data();
+        let rate = Rate { bytes: 1e6, requests: 80.0 };
+        let first = |c: &mut Climber| (0..10).map(|_| c.sample(rate, true)).find(|s| *s != Step::Hold);
+        assert_eq!(first(&mut near), Some(Step::Grow(4)), "a local link climbs in small steps");
+        assert_eq!(first(&mut far), Some(Step::Grow(24)));
+        // Only the first probe: once the climb has begun, its own steps apply.
+        far.far_from_the_data();
+        assert_eq!(far.level(), 32);
+    }
+
+    #[test]
+    fn a_stopped_climb_resumes_when_a_mix_loses_its_big_file() {
+        // A big file and small files beside it: the step does not pay and the climb stops.
+        let mut c = Climber::new(8, 256);
+        let mixed = Rate { bytes: 250e6, requests: 40.0 };
+        let steps: Vec<Step> = (0..8).map(|_| c.sample(mixed, true)).collect();
+        assert!(steps.contains(&Step::Shrink(4)), "{steps:?}");
+        // The big file is done; the small files answer fewer than twice the requests they did
+        // beside it, but the bytes fell: the climb starts again.
+        let mut grown = Vec::new();
+        for _ in 0..40 {
+            let rate = Rate { bytes: 2e6, requests: 70.0f64.max(9.0 * c.level() as f64) };
+            if let Step::Grow(n) = c.sample(rate, true) {
+                grown.push(n);
+            }
+        }
+        assert!(c.level() >= 32, "{grown:?}");
     }
 
     #[test]

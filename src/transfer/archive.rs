@@ -131,7 +131,7 @@ pub(super) async fn fetch_archive(ctx: &Ctx, task: &ArchiveTask) -> Option<(Vec<
 /// (Ctrl+C is read from the run's token by the caller).
 async fn fetch_once(ctx: &Ctx, task: &ArchiveTask, counted: &Arc<AtomicU64>) -> Result<Unpacked, Attempt> {
     let cancelled = || Attempt::Stop(Stop::Fail("interrupted".into()));
-    let permit = ctx.budget.acquire().await.ok_or_else(cancelled)?;
+    let permit = ctx.budget.acquire(super::gate::Lane::Whole).await;
     let mut rb = ctx.client.get(task.url.clone());
     for (k, v) in &task.headers {
         rb = rb.header(k.as_str(), v.as_str());

@@ -3,6 +3,7 @@
 //! backoff, and the checks a partial response must pass (`Content-Range`, the pinned ETag).
 //! Shared by single streams (`stream.rs`), ranged chunks (`chunked.rs`) and archives (`archive.rs`).
 use super::fetch::Stop;
+use super::gate::Lane;
 use super::source::Source;
 use super::verify::decode_md5;
 use super::{Ctx, FileTask};
@@ -64,7 +65,7 @@ pub(super) fn classify(status: u16, msg: String, h: &HeaderMap) -> Attempt {
 }
 
 /// One attempt's response, the connection permit it holds and the URL generation it used.
-pub(super) type Sent<'a> = (reqwest::Response, tokio::sync::SemaphorePermit<'a>, u32);
+pub(super) type Sent<'a> = (reqwest::Response, super::gate::Permit<'a>, u32);
 
 /// Take a connection from the pool and send one GET of `range` pinned to `etag`. A transport
 /// error waits out its backoff and returns `None` (try again); exhausted attempts stop the file.
@@ -75,7 +76,8 @@ pub(super) async fn send_attempt<'a>(
     etag: Option<&str>,
     attempt: &mut u32,
 ) -> Result<Option<Sent<'a>>, Stop> {
-    let permit = ctx.budget.acquire().await.ok_or_else(|| Stop::Fail("cancelled".into()))?;
+    let lane = if range.is_some() { Lane::Ranged } else { Lane::Whole };
+    let permit = ctx.budget.acquire(lane).await;
     let (url, generation) = src.current();
     let shown = crate::log::enabled(1).then(|| {
         let r = range.map(|(a, b)| format!(" bytes={a}-{}", b.map(|b| b.to_string()).unwrap_or_default()));

@@ -10,6 +10,7 @@ mod attempt;
 mod check;
 mod chunked;
 mod fetch;
+mod gate;
 mod hasher;
 mod pace;
 mod publish;
