@@ -37,6 +37,8 @@ const JUMP_TO: usize = 32;
 const FILES_PER_CONNECTION: usize = 8;
 /// Time to a response's headers from which the data counts as far away ([`Climber::far_from_the_data`]).
 const FAR: Duration = Duration::from_millis(20);
+/// Ticks before the first probe far from the data.
+const FAR_WARMUP_TICKS: u32 = 1;
 /// Ticks before the first probe.
 const WARMUP_TICKS: u32 = 2;
 /// Ticks after a change before its effect is judged (new connections must open and ramp up).
@@ -114,6 +116,8 @@ pub struct Climber {
     frozen: Option<Rate>,
     /// The previous sample (the rate before a step is the mean of the last two).
     prev: Option<Rate>,
+    /// Requests take [`FAR`] or more to answer (set before the first probe).
+    far: bool,
     /// Steps taken so far, and steps kept.
     probes: u32,
     kept: u32,
@@ -133,6 +137,7 @@ impl Climber {
             settle: SETTLE_TICKS,
             frozen: None,
             prev: None,
+            far: false,
             probes: 0,
             kept: 0,
         }
@@ -155,6 +160,7 @@ impl Climber {
     pub fn far_from_the_data(&mut self) {
         if self.probes == 0 {
             self.next_step = self.next_step.max(JUMP_TO.saturating_sub(self.level));
+            self.far = true;
         }
     }
 
@@ -168,7 +174,13 @@ impl Climber {
         self.prev = Some(rate);
         // The first probe waits for the transfer to settle (connections opening, the first
         // chunk), so that a slow start is not mistaken for a low rate that any step would beat.
-        let settle = if self.probes == 0 { WARMUP_TICKS.max(self.settle + 1) } else { self.settle };
+        // Far from the data the first step is to `JUMP_TO` ([`Self::far_from_the_data`]), which a
+        // round trip per request needs anyway: it is taken after one tick.
+        let settle = match (self.probes, self.far) {
+            (0, true) => FAR_WARMUP_TICKS,
+            (0, false) => WARMUP_TICKS.max(self.settle + 1),
+            _ => self.settle,
+        };
         if let Some(then) = self.frozen
             && changed(then, rate)
         {
@@ -488,9 +500,9 @@ mod tests {
         let mut far = Climber::new(8, 256);
         far.far_from_the_data();
         let rate = Rate { bytes: 1e6, requests: 80.0 };
-        let first = |c: &mut Climber| (0..10).map(|_| c.sample(rate, true)).find(|s| *s != Step::Hold);
-        assert_eq!(first(&mut near), Some(Step::Grow(4)), "a local link climbs in small steps");
-        assert_eq!(first(&mut far), Some(Step::Grow(24)));
+        let first = |c: &mut Climber| (1..10).map(|t| (t, c.sample(rate, true))).find(|(_, s)| *s != Step::Hold);
+        assert_eq!(first(&mut near), Some((3, Step::Grow(4))), "a local link climbs in small steps");
+        assert_eq!(first(&mut far), Some((2, Step::Grow(24))), "and far from the data after one tick");
         // Only the first probe: once the climb has begun, its own steps apply.
         far.far_from_the_data();
         assert_eq!(far.level(), 32);
