@@ -204,11 +204,7 @@ fn mlflow_child_runs_and_their_best_trial() {
     cfg.runs.insert("other".into(), FakeRun::new("other", "FINISHED"));
     let fake = FakeMlflow::start(cfg);
     let env = TestEnv::new(World::new());
-    let mlflow = |args: &[&str]| {
-        let mut cmd = env.command(args);
-        cmd.env_remove("AZURE_AI_PROJECT_ENDPOINT").env("MLFLOW_TRACKING_URI", fake.base_url());
-        env.run_cmd(cmd)
-    };
+    let mlflow = |args: &[&str]| env.run_cmd(env.mlflow_command(&fake.base_url(), args));
     let run = mlflow(&["download", "parent", "--children", "-p", "kids", "--json"]);
     run.expect_code(0);
     let kids = env.work().join("kids");

@@ -240,8 +240,8 @@ fn follow_pulls_a_running_mlflow_run_until_it_finishes() {
     cfg.runs.insert("r1".into(), run);
     let fake = FakeMlflow::start(cfg);
     let env = TestEnv::new(World::new());
-    let mut cmd = env.command(["download", "r1", "--follow", "--poll-interval", "200ms", "--json"]);
-    cmd.env_remove("AZURE_AI_PROJECT_ENDPOINT").env("MLFLOW_TRACKING_URI", fake.base_url());
+    let cmd =
+        env.mlflow_command(&fake.base_url(), ["download", "r1", "--follow", "--poll-interval", "200ms", "--json"]);
     let out = env.run_cmd(cmd);
     out.expect_code(0);
     check::validate(out.doc());

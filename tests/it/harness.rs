@@ -242,6 +242,18 @@ impl TestEnv {
         cmd
     }
 
+    /// A `jobdl` command addressing the MLflow tracking server at `uri` instead of the emulated
+    /// Foundry project.
+    pub fn mlflow_command<I, S>(&self, uri: &str, args: I) -> Command
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let mut cmd = self.command(args);
+        cmd.env_remove("AZURE_AI_PROJECT_ENDPOINT").env("MLFLOW_TRACKING_URI", uri);
+        cmd
+    }
+
     /// Starts `cmd` with its output captured to files.
     pub fn spawn(&self, mut cmd: Command) -> Running {
         let n = self.runs.fetch_add(1, Ordering::Relaxed);

@@ -185,12 +185,6 @@ fn a_repeated_next_link_stops_with_an_error() {
     assert!(run.stderr.contains("nextLink points to another host"), "{run}");
 }
 
-fn mlflow_command(env: &TestEnv, uri: &str, args: &[&str]) -> Command {
-    let mut cmd = env.command(args);
-    cmd.env_remove("AZURE_AI_PROJECT_ENDPOINT").env("MLFLOW_TRACKING_URI", uri);
-    cmd
-}
-
 #[test]
 fn mlflow_jobs_search_runs_newest_first() {
     use mlflow_fake::{AuthMode, FakeConfig, FakeMlflow, FakeRun};
@@ -200,7 +194,7 @@ fn mlflow_jobs_search_runs_newest_first() {
     }
     let fake = FakeMlflow::start(cfg);
     let env = TestEnv::new(World::new());
-    let run = env.run_cmd(mlflow_command(&env, &fake.base_url(), &["jobs", "--json"]));
+    let run = env.run_cmd(env.mlflow_command(&fake.base_url(), ["jobs", "--json"]));
     run.expect_code(0);
     assert_jobs_document(run.doc());
     assert_eq!(names(run.doc()), ["r4", "r3", "r2", "r1"], "{run}");
@@ -211,12 +205,12 @@ fn mlflow_jobs_search_runs_newest_first() {
     let searches: Vec<_> = fake.requests().into_iter().filter(|r| r.path.ends_with("/runs/search")).collect();
     assert_eq!(searches.len(), 1, "{searches:?}");
     // `completed` finds MLflow's FINISHED; the limit pages the search.
-    let run = env.run_cmd(mlflow_command(&env, &fake.base_url(), &["jobs", "--status", "completed,running"]));
+    let run = env.run_cmd(env.mlflow_command(&fake.base_url(), ["jobs", "--status", "completed,running"]));
     run.expect_code(0);
     let rows: Vec<&str> = run.stdout.lines().skip(1).map(|l| l.split_whitespace().next().unwrap()).collect();
     assert_eq!(rows, ["r2", "r1"], "{run}");
     assert!(!run.all_output().contains('\u{1b}'), "{run:?}");
-    let run = env.run_cmd(mlflow_command(&env, &fake.base_url(), &["jobs", "--limit", "2", "--json"]));
+    let run = env.run_cmd(env.mlflow_command(&fake.base_url(), ["jobs", "--limit", "2", "--json"]));
     assert_eq!(names(run.doc()), ["r4", "r3"], "{run}");
 }
 

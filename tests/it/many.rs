@@ -208,11 +208,7 @@ fn experiment_on_mlflow_selects_by_name_status_and_limit() {
     }
     let fake = FakeMlflow::start(cfg);
     let env = TestEnv::new(World::new());
-    let mlflow = |args: &[&str]| {
-        let mut cmd = env.command(args);
-        cmd.env_remove("AZURE_AI_PROJECT_ENDPOINT").env("MLFLOW_TRACKING_URI", fake.base_url());
-        env.run_cmd(cmd)
-    };
+    let mlflow = |args: &[&str]| env.run_cmd(env.mlflow_command(&fake.base_url(), args));
     let run = mlflow(&["download", "--experiment", "fake-exp", "--status", "completed", "--limit", "2", "--json"]);
     run.expect_code(0);
     assert_result_document(run.doc());

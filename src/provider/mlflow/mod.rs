@@ -328,16 +328,16 @@ impl Mlflow {
         parse_run(run_id, &v)
     }
 
+    /// This tracking server's paged calls (history, search) with `auth`.
+    fn at<'a>(&'a self, auth: Option<&'a str>) -> HistoryAt<'a> {
+        HistoryAt { meta: &self.meta, base: &self.target.base, auth, max_entries: self.max_entries }
+    }
+
     /// Every logged value of `metric` for the run (`download --best`): [`metric_history_at`] on
     /// this tracking server with its credentials.
     pub async fn metric_history(&self, run_id: &str, metric: &str) -> Result<Vec<crate::best::MetricPoint>, Error> {
         let auth = self.authorization().await?;
-        let at = HistoryAt {
-            meta: &self.meta,
-            base: &self.target.base,
-            auth: auth.as_deref(),
-            max_entries: self.max_entries,
-        };
+        let at = self.at(auth.as_deref());
         metric_history_at(&at, run_id, metric, |e, what| self.fatal(e, what)).await
     }
 
@@ -395,12 +395,7 @@ impl Mlflow {
             // Filtered here, not by the server: ask for full pages.
             body["max_results"] = serde_json::json!(SEARCH_PAGE);
         }
-        let at = HistoryAt {
-            meta: &self.meta,
-            base: &self.target.base,
-            auth: auth.as_deref(),
-            max_entries: self.max_entries,
-        };
+        let at = self.at(auth.as_deref());
         let mut done = false;
         search::runs_search_at(&at, body, "MLflow run search", &|e, what| self.fatal(e, what), |run| {
             let Some(info) = run.get("info") else { return false };
@@ -426,12 +421,7 @@ impl Mlflow {
     /// [`search::child_runs_at`] on this tracking server with its credentials.
     pub async fn children(&self, run_id: &str, metric: Option<&str>) -> Result<Vec<super::children::Child>, Error> {
         let auth = self.authorization().await?;
-        let at = HistoryAt {
-            meta: &self.meta,
-            base: &self.target.base,
-            auth: auth.as_deref(),
-            max_entries: self.max_entries,
-        };
+        let at = self.at(auth.as_deref());
         search::child_runs_at(&at, run_id, metric, |e, what| self.fatal(e, what)).await
     }
 
