@@ -163,8 +163,6 @@ pub struct Settings {
     pub source: SourceSettings,
     /// `destination` when a configuration file sets it (the template, `{job}` unexpanded).
     pub destination: Option<String>,
-    /// `color`, when set anywhere (`auto` by default).
-    pub color: Option<crate::cli::ColorWhen>,
     /// The `AWS_*` environment variables (S3 region and credentials, read when S3 is first used).
     pub aws_env: Vec<(String, String)>,
     /// The home directory (`~/.aws/credentials`, `~/.databrickscfg`, `~` in `destination`).
@@ -236,7 +234,6 @@ impl Settings {
         let cloud_name = r.given("cloud").unwrap_or_else(|| crate::hosts::Cloud::DEFAULT_NAME.to_string());
         let cloud: Cloud = cloud_name.parse().map_err(|e: String| Error::usage(format!("invalid --cloud: {e}")))?;
         let common = common(r, cloud, output, overwrite, env)?;
-        let color = color(r);
         let destination = r
             .get("destination")
             .filter(|s| matches!(s.source, Source::File { .. }))
@@ -252,7 +249,7 @@ impl Settings {
             kfp_namespace: r.given("kfp_namespace"),
         };
         let home = env(env::HOME).or_else(|| env(env::USERPROFILE)).filter(|h| !h.is_empty()).map(PathBuf::from);
-        Ok(Settings { common, cloud, source, destination, color, aws_env: aws_env(), home })
+        Ok(Settings { common, cloud, source, destination, aws_env: aws_env(), home })
     }
 
     /// The destination of `job` when `-p` is not `given`: the configured template expanded.
