@@ -16,7 +16,10 @@
 //! connection and the connections wait for data rather than for this machine ([`local_bound`]);
 //! otherwise more connections cannot help. Because that gate keeps a full link from probing at
 //! all, the first step can be large (+start/2) and early (after two ticks), which reaches 32
-//! connections sooner on a capped server (figures: benches/README.md).
+//! connections sooner on a capped server (figures: benches/README.md). Far from the data (a
+//! response's headers [`FAR`] or more away) the first step goes to 32 at once after one tick:
+//! there every request in flight needs its own connection for a whole round trip. Which waiting
+//! request a freed connection goes to is the [`Gate`]'s rule.
 use super::gate::{Gate, Lane, Permit};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
