@@ -334,6 +334,11 @@ pub struct JobsArgs {
 }
 
 impl JobsArgs {
+    /// The equivalent `download` arguments without a job (used only to locate the source).
+    pub fn to_download(&self) -> DownloadArgs {
+        locating(self.to_job_args(), &self.transfer)
+    }
+
     /// The equivalent job arguments without a job (used only to locate the source).
     pub fn to_job_args(&self) -> JobArgs {
         JobArgs {
@@ -378,20 +383,25 @@ impl LsArgs {
     }
 }
 
+/// `download` arguments that only locate `job` and its source (nothing is downloaded).
+fn locating(job: JobArgs, transfer: &TransferArgs) -> DownloadArgs {
+    let ls = LsArgs {
+        job,
+        outputs: Vec::new(),
+        all_outputs: false,
+        wait: false,
+        timeout: None,
+        allow_running: false,
+        filter: FilterArgs::default(),
+        transfer: transfer.clone(),
+    };
+    ls.to_download()
+}
+
 impl ShowArgs {
     /// The equivalent `download` arguments (used only to locate the job).
     pub fn to_download(&self) -> DownloadArgs {
-        let ls = LsArgs {
-            job: self.job.clone(),
-            outputs: Vec::new(),
-            all_outputs: false,
-            wait: false,
-            timeout: None,
-            allow_running: false,
-            filter: FilterArgs::default(),
-            transfer: self.transfer.clone(),
-        };
-        ls.to_download()
+        locating(self.job.clone(), &self.transfer)
     }
 }
 

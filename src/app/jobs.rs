@@ -1,7 +1,7 @@
 //! `jobdl jobs`: the recent jobs of the configured source, newest first, optionally filtered by
 //! status. One listing call per page, stopping as soon as `--limit` jobs are found.
 use super::download::{Located, locate_source};
-use crate::cli::{DownloadArgs, FilterArgs, JobsArgs};
+use crate::cli::JobsArgs;
 use crate::error::Error;
 use crate::provider::Provider;
 use crate::provider::jobs::{JobList, JobQuery, StatusFilter};
@@ -16,31 +16,7 @@ pub async fn jobs(
     printer: Printer,
     cancel: CancellationToken,
 ) -> Result<u8, Error> {
-    let dl = DownloadArgs {
-        target: args.to_job_args(),
-        more_jobs: Vec::new(),
-        children: false,
-        top: None,
-        metric: None,
-        experiment: None,
-        status: Vec::new(),
-        limit: 0,
-        outputs: Vec::new(),
-        all_outputs: false,
-        path: None,
-        wait: false,
-        timeout: None,
-        skip_existing: false,
-        overwrite: false,
-        dry_run: true,
-        best: None,
-        filter: FilterArgs::default(),
-        transfer: args.transfer.clone(),
-        allow_running: false,
-        follow: false,
-        poll_interval: None,
-        shard: None,
-    };
+    let dl = args.to_download();
     let Located { common, provider, .. } = locate_source(&dl, settings)?;
     let query = JobQuery {
         limit: args.limit,

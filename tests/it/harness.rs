@@ -544,3 +544,15 @@ pub fn run_on_terminal(mut cmd: Command, cols: u16, on: OnTerminal) -> (String, 
     let piped = piped.join().expect("the pipe reader");
     (String::from_utf8_lossy(&got).replace("\r\n", "\n"), piped, status)
 }
+
+/// The output flags' progress contract: with `-q` no progress line at all; with `--json` the
+/// progress (`progress` picks its lines from stderr) stays on stderr and stdout holds only the
+/// document. `run` runs the command under test with the flag added.
+pub fn quiet_hides_and_json_keeps_progress(run: impl Fn(&str) -> Run, progress: fn(&Run) -> Vec<&str>) {
+    for flag in ["-q", "--json"] {
+        let out = run(flag);
+        out.expect_code(0);
+        assert_eq!(progress(&out).is_empty(), flag == "-q", "{flag}\n{out}");
+        assert!(!out.stdout.contains("files "), "{flag}: progress on stdout\n{out}");
+    }
+}

@@ -5,7 +5,7 @@
 use crate::harness;
 use crate::support;
 
-use harness::{OnTerminal, Run, TestEnv};
+use harness::{OnTerminal, Run, TestEnv, quiet_hides_and_json_keeps_progress};
 use serde_json::Value;
 use support::{BlobFixture, JobFixture, World, workspace_world};
 
@@ -108,15 +108,15 @@ fn plain_lines_count_every_job_and_name_the_one_under_way() {
     assert!(run.stderr.contains("downloaded 2 files (300 B) of 2 jobs"), "{run}");
 
     // -q: no progress; --json: the lines stay on stderr, stdout holds only the document.
-    for flag in ["-q", "--json"] {
-        let env = TestEnv::new(world());
-        let mut cmd = env.workspace_command(["download", "job-a", "job-b", flag]);
-        cmd.env("JOBDL_PROGRESS_INTERVAL", "0s");
-        let run = env.run_cmd(cmd);
-        run.expect_code(0);
-        assert_eq!(progress_lines(&run).is_empty(), flag == "-q", "{flag}\n{run}");
-        assert!(!run.stdout.contains("files "), "{flag}: progress on stdout\n{run}");
-    }
+    quiet_hides_and_json_keeps_progress(
+        |flag| {
+            let env = TestEnv::new(world());
+            let mut cmd = env.workspace_command(["download", "job-a", "job-b", flag]);
+            cmd.env("JOBDL_PROGRESS_INTERVAL", "0s");
+            env.run_cmd(cmd)
+        },
+        progress_lines,
+    );
 }
 
 #[test]

@@ -2,7 +2,7 @@
 //! characters; none with -q), `-v` request lines (method, redacted URL, status, time), and
 //! `--color` / `NO_COLOR` / the `color` config key for the stderr prefixes.
 
-use crate::harness::{Run, TestEnv};
+use crate::harness::{Run, TestEnv, quiet_hides_and_json_keeps_progress};
 use crate::support::{TOKEN, standard_world};
 
 /// A plain progress line: `files N/M, X/Y, Z/s`.
@@ -45,15 +45,15 @@ fn progress_is_plain_lines_when_stderr_is_not_a_terminal() {
     assert!(!run.stdout.contains("files "), "progress on stdout\n{run}");
 
     // -q: no progress at all; --json: progress stays on stderr (issue 21), stdout is the document.
-    for flag in ["-q", "--json"] {
-        let env = TestEnv::new(standard_world());
-        let mut cmd = env.command(["download", "job-123", flag]);
-        cmd.env("JOBDL_PROGRESS_INTERVAL", "0s");
-        let run = env.run_cmd(cmd);
-        run.expect_code(0);
-        assert_eq!(progress_lines(&run).is_empty(), flag == "-q", "{flag}\n{run}");
-        assert!(!run.stdout.contains("files "), "{flag}: progress on stdout\n{run}");
-    }
+    quiet_hides_and_json_keeps_progress(
+        |flag| {
+            let env = TestEnv::new(standard_world());
+            let mut cmd = env.command(["download", "job-123", flag]);
+            cmd.env("JOBDL_PROGRESS_INTERVAL", "0s");
+            env.run_cmd(cmd)
+        },
+        progress_lines,
+    );
 }
 
 #[test]
